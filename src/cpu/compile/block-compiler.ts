@@ -1,0 +1,207 @@
+import { PAGE_BYTES, UdReason } from '../state-block.ts';
+import { BLOCK_INSTRUCTIONS_MAX, type Block } from '../block.ts';
+import type { Cpu } from '../cpu.ts';
+import { InstructionDecoder, canonical, type Insn } from '../decode.ts';
+import { Need } from '../mmu.ts';
+import { OPCODES } from '../opcode-table.ts';
+import { helpers } from '../ops/helpers.ts';
+import { STOP } from '../stop.ts';
+import { Emitter, UnsupportedForm } from './emitter.ts';
+
+/**
+ * Decodes a block at a linear address and compiles it to one JavaScript function.
+ *
+ * Decoding reads a private copy of the guest bytes. The page is marked as holding code *before*
+ * its generation is read and the bytes are copied, and the generation is read again afterwards:
+ * if a writer got in between, the decode is simply retried (a seqlock), so a block never mixes
+ * old and new bytes.
+ */
+
+const decoder = new InstructionDecoder();
+
+/** Compiled factories by source text: identical blocks (same code, same addresses) share one. */
+const factories = new Map<string, (h: typeof helpers) => (cpu: unknown) => number>();
+const FACTORIES_MAX = 20_000;
+
+const PROLOGUE = 'const r = c.r, m = c.mmu;\nlet a = 0, ah = 0, b = 0, bh = 0, s = 0, sh = 0, t = 0, ea = 0, eah = 0, pa = 0;';
+
+/** A decoded instruction, or the #UD that stands in for bytes that are not one. */
+type Slot = { kind: 'insn'; insn: Insn } | { kind: 'ud'; ip: number; length: number; bytes: Uint8Array; reason: number; code: number };
+
+export function compileBlock(cpu: Cpu, rip: number, single: boolean): Block {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const block = tryCompile(cpu, rip, single);
+    if (block !== null) return block;
+  }
+  throw new Error(`code at 0x${rip.toString(16)} kept changing while it was being decoded (16 attempts)`);
+}
+
+function halves(linear: number): [number, number] {
+  return [linear % 4294967296 | 0, ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16];
+}
+
+function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
+  const memory = cpu.memory;
+  const [lo, hi] = halves(rip);
+  const page = cpu.mmu.translatePage(lo, hi, Need.execute);
+  const generation = memory.markCode(page >>> 12);
+  const offset = rip % PAGE_BYTES;
+  let bytes = memory.u8.slice(page + offset, page + PAGE_BYTES);
+  const firstPageBytes = bytes.length;
+  let page2 = -1;
+  let generation2 = 0;
+  let linear2 = -1;
+  const slots: Slot[] = [];
+  const max = single ? 1 : BLOCK_INSTRUCTIONS_MAX;
+  let position = 0;
+  while (slots.length < max && position < firstPageBytes) {
+    const ip = rip + position;
+    let result = decoder.decodeAt(bytes, position, canonical(ip));
+    if (result.status === 'truncated' && page2 < 0) {
+      linear2 = rip - offset + PAGE_BYTES;
+      const [lo2, hi2] = halves(linear2);
+      try {
+        page2 = cpu.mmu.translatePage(lo2, hi2, Need.execute);
+      } catch (error) {
+        // The instruction straddles into a page we cannot fetch: end the block before it, so the
+        // fault is raised when that instruction itself is reached (with the right RIP).
+        if (error === STOP && slots.length > 0) break;
+        throw error;
+      }
+      generation2 = memory.markCode(page2 >>> 12);
+      const joined = new Uint8Array(bytes.length + 15);
+      joined.set(bytes);
+      joined.set(memory.u8.subarray(page2, page2 + 15), bytes.length);
+      bytes = joined;
+      result = decoder.decodeAt(bytes, position, canonical(ip));
+    }
+    if (result.status === 'ok') {
+      const insn = result.insn;
+      slots.push({ kind: 'insn', insn });
+      position += insn.length;
+      const entry = OPCODES.get(insn.mnemonic);
+      if (entry === undefined || entry.ends === true || insn.flow !== 0) break;
+    } else {
+      const length = result.status === 'invalid' ? result.length : 1;
+      const raw = result.status === 'invalid' ? result.bytes : bytes.slice(position, position + 1);
+      slots.push({ kind: 'ud', ip, length, bytes: raw, reason: UdReason.invalidEncoding, code: 0 });
+      break;
+    }
+  }
+  // Seqlock check: the bytes we decoded are the bytes of these generations.
+  if (memory.generation(page >>> 12) !== generation) return null;
+  if (page2 >= 0 && memory.generation(page2 >>> 12) !== generation2) return null;
+  if (page2 >= 0 && position <= firstPageBytes) {
+    // The second page was fetched but no instruction used it after all.
+    page2 = -1;
+    linear2 = -1;
+  }
+  return assemble(cpu, rip, slots, { page, generation, page2, generation2, linear2 });
+}
+
+interface Pages {
+  page: number;
+  generation: number;
+  page2: number;
+  generation2: number;
+  linear2: number;
+}
+
+function assemble(cpu: Cpu, rip: number, slots: Slot[], pages: Pages): Block {
+  const parts: string[] = [];
+  const ips: number[] = [];
+  const lengths: number[] = [];
+  const insns: Insn[] = [];
+  let previous = { kind: -1, size: 0 };
+  let ended = false;
+  for (let k = 0; k < slots.length; k++) {
+    const slot = slots[k];
+    const ip = slot.kind === 'insn' ? slot.insn.ip : slot.ip;
+    ips.push(ip);
+    lengths.push(slot.kind === 'insn' ? slot.insn.length : slot.length);
+    const cur = k === 0 ? '' : `c.cur = ${k}; `;
+    if (slot.kind === 'ud') {
+      parts.push(`{ ${cur}H.undefinedOpcode(c, ${slot.reason}, 0, ${ip}); }`);
+      ended = true;
+      break;
+    }
+    insns.push(slot.insn);
+    const emitted = emitInstruction(k, slot.insn, previous);
+    if (emitted.kind === 'ud') {
+      parts.push(`{ ${cur}H.undefinedOpcode(c, ${emitted.reason}, ${slot.insn.code}, ${ip}); }`);
+      ended = true;
+      break;
+    }
+    const e = emitted.emitter;
+    let body = e.source;
+    if (!e.ended && e.writesMemory) body += `\nif (c.smc !== 0) { c.rip = ${e.next}; return ${k + 1}; }`;
+    parts.push(`// ${ip.toString(16)}: ${hex(slot.insn.bytes)}\n{ ${cur}${body} }`);
+    previous = e.ended ? { kind: -1, size: 0 } : { kind: e.flagsKind, size: e.flagsSize };
+    if (e.ended) {
+      ended = true;
+      break;
+    }
+    if (e.endBlockAfter) {
+      parts.push(`c.rip = ${e.next}; return ${k + 1};`);
+      ended = true;
+      break;
+    }
+  }
+  const count = ips.length;
+  if (!ended) {
+    const last = slots[count - 1];
+    const next = last.kind === 'insn' ? last.insn.nextIp : last.ip + last.length;
+    parts.push(`c.rip = ${next}; return ${count};`);
+  }
+  const name = `block_${rip.toString(16)}`;
+  const source = `"use strict";\nreturn function ${name}(c) {\n${PROLOGUE}\n${parts.join('\n')}\n};`;
+  let factory = factories.get(source);
+  if (factory === undefined) {
+    if (factories.size >= FACTORIES_MAX) factories.clear();
+    factory = new Function('H', source) as (h: typeof helpers) => (cpu: unknown) => number;
+    factories.set(source, factory);
+  }
+  return {
+    ip: rip,
+    count,
+    ips,
+    lengths,
+    insns,
+    fn: factory(helpers),
+    page: pages.page,
+    generation: pages.generation,
+    page2: pages.page2,
+    generation2: pages.generation2,
+    linear2: pages.linear2,
+    epoch: cpu.mmu.epoch,
+    stamp: cpu.codeStamp,
+    next0: null,
+    next1: null,
+    valid: true,
+  };
+}
+
+type Emitted = { kind: 'code'; emitter: Emitter } | { kind: 'ud'; reason: number };
+
+function emitInstruction(index: number, insn: Insn, previous: { kind: number; size: number }): Emitted {
+  const entry = OPCODES.get(insn.mnemonic);
+  if (entry === undefined) return { kind: 'ud', reason: UdReason.unsupported };
+  if (insn.lock && (entry.lockable !== true || insn.memory === null)) return { kind: 'ud', reason: UdReason.illegalUse };
+  const emitter = new Emitter(index, insn, previous);
+  try {
+    entry.emit(emitter);
+  } catch (error) {
+    if (error instanceof UnsupportedForm) return { kind: 'ud', reason: UdReason.unsupported };
+    throw error;
+  }
+  return { kind: 'code', emitter };
+}
+
+function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ');
+}
+
+/** The source of a block, for debugging generated code. */
+export function blockSource(block: Block): string {
+  return block.fn.toString();
+}

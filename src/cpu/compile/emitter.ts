@@ -1,0 +1,248 @@
+import { OperandKind, RegisterClass, Segment, type Insn, type MemoryOperand, type Operand } from '../decode.ts';
+import { Lazy, sizeIndex } from '../flags.ts';
+import { Need } from '../mmu.ts';
+
+/**
+ * Builds the JavaScript source of one instruction inside a block function.
+ *
+ * Conventions of the generated code (see block-compiler.ts for the prologue):
+ *  - `c` is the Cpu, `r` its GPR words (register n at r[2n] low, r[2n+1] high), `m` its Mmu,
+ *    `H` the helper table.
+ *  - Locals `a ah b bh s sh t ea eah pa` are scratch, reused by every instruction.
+ *  - A value of size 1 or 2 is held masked (non-negative); size 4 as int32; size 8 as two int32
+ *    halves (lo in `x`, hi in `xh`). This matches the lazy-flags encoding.
+ *  - Every instruction translates all its memory operands before it changes any state, so a
+ *    fault (thrown) leaves the instruction without architectural effect.
+ */
+
+/** Thrown by a template for an operand combination it does not implement. */
+export class UnsupportedForm extends Error {}
+
+export const MASKS = [0, 0xff, 0xffff, 0, 0xffffffff] as const;
+
+/** Masks a size-1/2 expression or int32-normalises a size-4 one. */
+export function norm(expr: string, size: number): string {
+  if (size === 1) return `((${expr}) & 0xff)`;
+  if (size === 2) return `((${expr}) & 0xffff)`;
+  return `((${expr}) | 0)`;
+}
+
+/** Sign bit shift for a size. */
+export function signShift(size: number): number {
+  return size === 8 ? 31 : size * 8 - 1;
+}
+
+export class Emitter {
+  private readonly out: string[] = [];
+  /** Lazy-flag kind this instruction left in locals a/b/s, for fused conditions (-1: none). */
+  flagsKind = -1;
+  flagsSize = 0;
+  /** True when this instruction ends the block (it emitted its own `return`). */
+  ended = false;
+  /** True when the instruction may write guest memory (the block checks for self-modifying code). */
+  writesMemory = false;
+  /** Set by templates whose effect needs a block boundary right after (e.g. MOV to CR). */
+  endBlockAfter = false;
+
+  constructor(
+    readonly index: number,
+    readonly insn: Insn,
+    /** Lazy-flag state left by the previous instruction of the block, for fused conditions. */
+    readonly previousFlags: { kind: number; size: number },
+  ) {}
+
+  get source(): string {
+    return this.out.join('\n');
+  }
+
+  line(code: string): void {
+    this.out.push(code);
+  }
+
+  /** The instruction's operands, asserting how many there are. */
+  operands(count?: number): readonly Operand[] {
+    const ops = this.insn.operands;
+    if (count !== undefined && ops.length !== count) throw new UnsupportedForm(`expected ${count} operands, got ${ops.length}`);
+    return ops;
+  }
+
+  /** Ends the block here: sets RIP from `ripExpr` and returns the number retired. */
+  end(ripExpr: string): void {
+    this.line(`c.rip = ${ripExpr}; return ${this.index + 1};`);
+    this.ended = true;
+  }
+
+  /** `if (cond) end at target` — used by conditional branches before the fall-through end. */
+  endIf(condition: string, ripExpr: string): void {
+    this.line(`if (${condition}) { c.rip = ${ripExpr}; return ${this.index + 1}; }`);
+  }
+
+  // --- effective addresses -------------------------------------------------------------------------
+
+  /** Emits the effective (linear) address of the memory operand into ea/eah. */
+  effectiveAddress(mem: MemoryOperand = this.memory()): void {
+    const { base, index, scale, dispLo, dispHi } = mem;
+    if (mem.addr32) {
+      const parts: string[] = [];
+      if (base >= 0) parts.push(`r[${2 * base}]`);
+      if (index >= 0) parts.push(scale === 1 ? `r[${2 * index}]` : `r[${2 * index}] * ${scale}`);
+      if (dispLo !== 0 || parts.length === 0) parts.push(String(dispLo));
+      this.line(`ea = (${parts.join(' + ')}) | 0; eah = 0;`);
+    } else if (base < 0 && index < 0) {
+      this.line(`ea = ${dispLo}; eah = ${dispHi};`);
+    } else if (index < 0 && dispLo === 0 && dispHi === 0) {
+      this.line(`ea = r[${2 * base}]; eah = r[${2 * base + 1}];`);
+    } else {
+      const lows: string[] = [];
+      const highs: string[] = [];
+      if (base >= 0) {
+        lows.push(`(r[${2 * base}] >>> 0)`);
+        highs.push(`r[${2 * base + 1}]`);
+      }
+      if (index >= 0) {
+        lows.push(scale === 1 ? `(r[${2 * index}] >>> 0)` : `(r[${2 * index}] >>> 0) * ${scale}`);
+        highs.push(scale === 1 ? `r[${2 * index + 1}]` : `r[${2 * index + 1}] * ${scale}`);
+      }
+      if (dispLo !== 0) lows.push(String(dispLo >>> 0));
+      if (dispHi !== 0) highs.push(String(dispHi));
+      this.line(`t = ${lows.join(' + ')}; ea = t | 0; eah = (${highs.join(' + ')} + ((t / 4294967296) | 0)) | 0;`);
+    }
+    if (mem.segment !== Segment.none) {
+      const s = mem.segment === Segment.fs ? 'fs' : 'gs';
+      this.line(`t = (ea >>> 0) + (c.${s}Lo >>> 0); ea = t | 0; eah = (eah + c.${s}Hi + (t > 4294967295 ? 1 : 0)) | 0;`);
+    }
+  }
+
+  memory(): MemoryOperand {
+    const mem = this.insn.memory;
+    if (mem === null) throw new UnsupportedForm('instruction has no memory operand');
+    return mem;
+  }
+
+  /** Computes the address of the memory operand and translates it; the result is in `pa`. */
+  translateMemory(size: number, need: number, into = 'pa'): void {
+    const mem = this.memory();
+    this.effectiveAddress(mem);
+    this.line(`${into} = m.translate(ea, eah, ${need | (mem.stack ? Need.stack : 0)}, ${size});`);
+    if ((need & Need.write) !== 0) this.writesMemory = true;
+  }
+
+  /** Translates the operand if it is in memory (no-op for registers and immediates). */
+  prepare(op: Operand, need: number): void {
+    if (op.kind === OperandKind.memory) this.translateMemory(op.size, need);
+  }
+
+  // --- reading and writing operands --------------------------------------------------------------
+
+  /** Loads an operand of `size` into local `x` (and `xh` for size 8). Memory must be translated. */
+  read(op: Operand, x: string, size = op.size): void {
+    switch (op.kind) {
+      case OperandKind.register:
+        this.line(`${x} = ${registerRead(op, size)};` + (size === 8 ? ` ${x}h = r[${2 * op.reg + 1}];` : ''));
+        return;
+      case OperandKind.memory:
+        this.line(memoryRead('pa', x, size));
+        return;
+      case OperandKind.immediate: {
+        const { immLo, immHi } = this.insn;
+        if (size === 8) this.line(`${x} = ${immLo}; ${x}h = ${immHi};`);
+        else this.line(`${x} = ${size === 4 ? immLo : immLo & MASKS[size]};`);
+        return;
+      }
+      default:
+        throw new UnsupportedForm(`cannot read operand kind ${op.kind}`);
+    }
+  }
+
+  /** Stores `lo` (and `hi` for size 8) to an operand. Memory must be translated. */
+  write(op: Operand, lo: string, hi = '0', size = op.size): void {
+    switch (op.kind) {
+      case OperandKind.register:
+        this.line(registerWrite(op, lo, hi, size));
+        return;
+      case OperandKind.memory:
+        this.line(memoryWrite('pa', lo, hi, size));
+        this.writesMemory = true;
+        return;
+      default:
+        throw new UnsupportedForm(`cannot write operand kind ${op.kind}`);
+    }
+  }
+
+  /** Records lazy flags for `kind` from locals a/b/s (and ah/bh/sh for size 8). */
+  lazyFlags(kind: number, size: number, carryIn?: string): void {
+    const op = (kind << 2) | sizeIndex(size);
+    const extra = size === 8 ? ' c.fah = ah; c.fbh = bh; c.frh = sh;' : '';
+    const cin = carryIn !== undefined ? ` c.fcin = ${carryIn};` : '';
+    this.line(`c.fop = ${op}; c.fa = a; c.fb = b; c.fr = s;${extra}${cin}`);
+    this.flagsKind = kind;
+    this.flagsSize = size;
+  }
+
+  /** Emits a privilege check: #GP(0) unless CPL is 0. */
+  requireCpl0(): void {
+    this.line('if (c.cpl !== 0) H.fault(c, 13, 0);');
+  }
+
+  /** Pushes lo/hi (size 8) or lo (size 2) on the stack; precise: translate, write, then move RSP. */
+  push(lo: string, hi: string, size: number): void {
+    this.line(`t = (r[8] >>> 0) - ${size}; ea = t | 0; eah = (r[9] - (t < 0 ? 1 : 0)) | 0;`);
+    this.line(`pa = m.translate(ea, eah, ${Need.write | Need.stack}, ${size});`);
+    this.line(memoryWrite('pa', lo, hi, size));
+    this.line('r[8] = ea; r[9] = eah;');
+    this.writesMemory = true;
+  }
+
+  /** The fall-through address of this instruction. */
+  get next(): number {
+    return this.insn.nextIp;
+  }
+}
+
+/** Lazy kinds re-exported for templates. */
+export { Lazy };
+
+export function registerRead(op: Operand, size = op.size): string {
+  if (op.regClass !== RegisterClass.gpr) throw new UnsupportedForm('non-GPR register operand');
+  const lo = `r[${2 * op.reg}]`;
+  switch (size) {
+    case 1: return op.high8 ? `((${lo} >>> 8) & 0xff)` : `(${lo} & 0xff)`;
+    case 2: return `(${lo} & 0xffff)`;
+    case 4:
+    case 8: return lo;
+    default: throw new UnsupportedForm(`register size ${size}`);
+  }
+}
+
+export function registerWrite(op: Operand, lo: string, hi: string, size = op.size): string {
+  if (op.regClass !== RegisterClass.gpr) throw new UnsupportedForm('non-GPR register operand');
+  const w = `r[${2 * op.reg}]`;
+  switch (size) {
+    case 1:
+      return op.high8 ? `${w} = (${w} & -65281) | (((${lo}) & 0xff) << 8);` : `${w} = (${w} & -256) | ((${lo}) & 0xff);`;
+    case 2: return `${w} = (${w} & -65536) | ((${lo}) & 0xffff);`;
+    case 4: return `${w} = ${lo}; r[${2 * op.reg + 1}] = 0;`;
+    case 8: return `${w} = ${lo}; r[${2 * op.reg + 1}] = ${hi};`;
+    default: throw new UnsupportedForm(`register size ${size}`);
+  }
+}
+
+export function memoryRead(pa: string, x: string, size: number): string {
+  switch (size) {
+    case 1: return `${x} = m.read8(${pa});`;
+    case 2: return `${x} = m.read16(${pa});`;
+    case 4: return `${x} = m.read32(${pa});`;
+    case 8: return `${x} = m.read64(${pa}); ${x}h = m.hi;`;
+    default: throw new UnsupportedForm(`memory size ${size}`);
+  }
+}
+
+export function memoryWrite(pa: string, lo: string, hi: string, size: number): string {
+  switch (size) {
+    case 1: return `m.write8(${pa}, ${lo});`;
+    case 2: return `m.write16(${pa}, ${lo});`;
+    case 4: return `m.write32(${pa}, ${lo});`;
+    case 8: return `m.write64(${pa}, ${lo}, ${hi});`;
+    default: throw new UnsupportedForm(`memory size ${size}`);
+  }
+}

@@ -1,0 +1,435 @@
+import { ActivityState, EventInfo, ExitEptFlags, ExitReason, UdReason, Vcpu } from './state-block.ts';
+import type { Block } from './block.ts';
+import { compileBlock } from './compile/block-compiler.ts';
+import { canonical } from './decode.ts';
+import { RFLAGS_FIXED1, readFlags, settleFlags, type LazyFlags } from './flags.ts';
+import { deliverEvent } from './interrupts.ts';
+import { Mmu, Need, type MmuFaults } from './mmu.ts';
+import type { CpuPort, EptSource, PhysicalMemory } from './ports.ts';
+import { STOP, StopKind, Vector } from './stop.ts';
+import { loadControlState } from './ops/system.ts';
+
+/** Why `Cpu.run` returned. */
+export const RunStop = {
+  /** The instruction budget is used up; the vCPU is at an instruction boundary. */
+  budget: 0,
+  /** A VM exit; the exit record in the state block says which. */
+  exit: 1,
+  /** HLT without HLT exiting: nothing to do until an interrupt is injected. */
+  halted: 2,
+  /** The attention word was set: the host asked the vCPU to stop at a boundary. */
+  attention: 3,
+  /** The vCPU is in shutdown (after a triple fault); it will not run again. */
+  shutdown: 4,
+} as const;
+export type RunStopCode = (typeof RunStop)[keyof typeof RunStop];
+
+/** Blocks kept per vCPU before the cache is dropped and rebuilt (bounds memory on odd guests). */
+const BLOCKS_MAX = 1 << 16;
+
+/**
+ * One emulated x86-64 vCPU in 64-bit long mode over a shared `Machine`.
+ *
+ * GPRs live in the vCPU's shared state block and are used in place. RIP, RFLAGS (lazily) and a
+ * few hot values live in fields while the CPU runs and are written back whenever `run` returns,
+ * so the hypervisor side can read the whole state of a stopped vCPU from shared memory. After the
+ * hypervisor changed anything, the host calls `enter()` (VM entry) before running again.
+ *
+ * The CPU never decides policy: on an EPT violation or any enabled exit it stops *before* the
+ * instruction has an effect, fills the exit record and returns `RunStop.exit`.
+ */
+export class Cpu implements LazyFlags, MmuFaults {
+  /** The vCPU's state block (int32 words, indexes from `Vcpu`). */
+  readonly words: Int32Array;
+  /** GPR words: register n at r[2n] (low) and r[2n+1] (high). */
+  readonly r: Int32Array;
+  readonly mmu: Mmu;
+
+  // Architectural state cached in fields while running.
+  rip = 0;
+  fl = RFLAGS_FIXED1;
+  fop = 0;
+  fa = 0;
+  fb = 0;
+  fr = 0;
+  fah = 0;
+  fbh = 0;
+  frh = 0;
+  fcin = 0;
+  cpl = 0;
+  fsLo = 0;
+  fsHi = 0;
+  gsLo = 0;
+  gsHi = 0;
+  /** STI shadow: 2 right after STI, 1 while the next instruction runs, 0 otherwise. */
+  shadow = 0;
+  /** Pending external interrupt vector, or -1. */
+  irq = -1;
+  halted = false;
+  shutdown = false;
+  /** Retired steps since creation (an instruction, or one chunk of a REP string instruction). */
+  retired = 0;
+
+  // Execution bookkeeping used by generated code and the dispatcher.
+  /** Index in the current block of the instruction executing now (for precise faults). */
+  cur = 0;
+  /** Set by a store that hit decoded code: the block must stop after this instruction. */
+  smc = 0;
+  /** High half returned by helpers that produce 64-bit values. */
+  vh = 0;
+  stopKind = 0;
+  faultVector = 0;
+  faultError = -1;
+  faultCr2Lo = 0;
+  faultCr2Hi = 0;
+  /** Bumped when decoded code may be stale; blocks re-check page generations when it moves. */
+  codeStamp = 0;
+  private codeEpochSeen = 0;
+  private current: Block | null = null;
+  private runRetired = 0;
+  private readonly blocks = new Map<number, Block>();
+  private readonly singles = new Map<number, Block>();
+  /** Event currently being delivered (for IDT-vectoring info on exits during delivery). */
+  delivering = 0;
+  deliveringError = 0;
+
+  readonly id: number;
+  readonly vcpuCount: number;
+  readonly memory: PhysicalMemory;
+  private readonly ept: EptSource;
+
+  constructor(port: CpuPort) {
+    this.id = port.id;
+    this.vcpuCount = port.vcpuCount;
+    this.words = port.words;
+    this.memory = port.memory;
+    this.ept = port.ept;
+    this.r = this.words.subarray(Vcpu.gpr, Vcpu.gpr + 32);
+    this.mmu = new Mmu(port.memory, this);
+    this.enter();
+  }
+
+  // --- VM entry and state synchronisation ---------------------------------------------------------
+
+  /**
+   * VM entry: reloads every field from the state block (the hypervisor may have changed it),
+   * takes the committed EPT rights as this vCPU's view, and serialises (sees all code writes).
+   */
+  enter(): void {
+    const w = this.words;
+    this.rip = lin48FromWords(w[Vcpu.rip], w[Vcpu.rip + 1]);
+    this.fl = (w[Vcpu.rflags] & ~0x8) | RFLAGS_FIXED1;
+    this.fop = 0;
+    loadControlState(this);
+    this.irq = w[Vcpu.pendingInterrupt];
+    this.shadow = (w[Vcpu.interruptibility] & 1) !== 0 ? 1 : 0;
+    this.halted = w[Vcpu.activity] === ActivityState.halted;
+    this.shutdown = w[Vcpu.activity] === ActivityState.shutdown;
+    this.retired = (w[Vcpu.retired] >>> 0) + (w[Vcpu.retired + 1] >>> 0) * 4294967296;
+    this.mmu.loadEptView(this.ept.rights, this.ept.epoch());
+    this.serialize();
+    this.current = null;
+  }
+
+  /** Writes the lazily-held state back to the state block. */
+  private saveState(): void {
+    const w = this.words;
+    const [lo, hi] = halvesOf(this.rip);
+    w[Vcpu.rip] = lo;
+    w[Vcpu.rip + 1] = hi;
+    w[Vcpu.rflags] = settleFlags(this);
+    w[Vcpu.activity] = this.shutdown ? ActivityState.shutdown : this.halted ? ActivityState.halted : ActivityState.active;
+    w[Vcpu.interruptibility] = this.shadow > 0 ? 1 : 0;
+    w[Vcpu.pendingInterrupt] = this.irq;
+    w[Vcpu.retired] = this.retired % 4294967296 | 0;
+    w[Vcpu.retired + 1] = Math.floor(this.retired / 4294967296) | 0;
+  }
+
+  /** A serialising point: any code written since the last one becomes visible. */
+  serialize(): void {
+    const epoch = this.memory.codeEpoch();
+    if (epoch !== this.codeEpochSeen) {
+      this.codeEpochSeen = epoch;
+      this.codeStamp++;
+    }
+  }
+
+  /** Steps retired so far, including the current block's instructions before `cur` (virtual TSC). */
+  stepCount(): number {
+    return this.retired + this.runRetired + this.cur;
+  }
+
+  /** Current RFLAGS (materialised). */
+  get rflags(): number {
+    return readFlags(this);
+  }
+
+  // --- running -------------------------------------------------------------------------------------
+
+  /**
+   * Runs until `budget` steps retired, a VM exit, HLT, the attention word, or shutdown.
+   * Returns a `RunStop` code; the state block is up to date when it returns.
+   */
+  run(budget: number): RunStopCode {
+    if (this.shutdown) return RunStop.shutdown;
+    this.runRetired = 0;
+    for (;;) {
+      try {
+        const why = this.dispatch(budget);
+        this.finishRun();
+        return why;
+      } catch (error) {
+        if (error !== STOP) {
+          this.finishRun();
+          throw error;
+        }
+        const why = this.handleStop();
+        if (why >= 0) {
+          this.finishRun();
+          return why as RunStopCode;
+        }
+      }
+    }
+  }
+
+  private finishRun(): void {
+    this.retired += this.runRetired;
+    this.runRetired = 0;
+    this.current = null;
+    this.saveState();
+  }
+
+  private dispatch(budget: number): RunStopCode {
+    const words = this.words;
+    while (this.runRetired < budget) {
+      if (Atomics.load(words, Vcpu.attention) !== 0) return RunStop.attention;
+      if (this.halted || this.irq >= 0 || words[Vcpu.pendingEvent] !== 0) {
+        const why = this.boundaryEvents();
+        if (why >= 0) return why as RunStopCode;
+      }
+      const block = this.nextBlock(budget - this.runRetired);
+      this.current = block;
+      this.cur = 0;
+      this.smc = 0;
+      this.runRetired += block.fn(this);
+      if (this.shadow > 0) this.shadow--;
+    }
+    return RunStop.budget;
+  }
+
+  /** Injected events, halt, and external interrupts at an instruction boundary. */
+  private boundaryEvents(): number {
+    const w = this.words;
+    const event = w[Vcpu.pendingEvent];
+    if ((event & EventInfo.valid) !== 0) {
+      const type = (event >> EventInfo.typeShift) & 7;
+      const error = (event & EventInfo.hasError) !== 0 ? w[Vcpu.pendingEventError] : -1;
+      this.current = null;
+      deliverEvent(this, event & 0xff, type, error, this.rip);
+      w[Vcpu.pendingEvent] = 0;
+      this.halted = false;
+      return -1;
+    }
+    const interruptsOn = (this.fl & 0x200) !== 0;
+    if (this.irq >= 0 && interruptsOn && this.shadow === 0) {
+      const vector = this.irq;
+      this.current = null;
+      deliverEvent(this, vector, EventInfo.external, -1, this.rip);
+      this.irq = -1;
+      this.halted = false;
+      return -1;
+    }
+    if (this.halted) return RunStop.halted;
+    return -1;
+  }
+
+  /**
+   * The block to run at RIP: the previous block's linked successor when it matches, else a lookup
+   * (or compile). Under an STI shadow, or when fewer steps remain than the block holds, a
+   * single-instruction block is used so budgets and the shadow are exact.
+   */
+  private nextBlock(left: number): Block {
+    const rip = this.rip;
+    const previous = this.current;
+    this.current = null;
+    const stepping = this.shadow > 0;
+    let block: Block | null = null;
+    if (!stepping && previous !== null) {
+      block = previous.next0;
+      if (block === null || block.ip !== rip) {
+        block = previous.next1;
+        if (block === null || block.ip !== rip) block = null;
+      }
+    }
+    if (block === null || !block.valid) {
+      block = this.lookup(rip, stepping);
+      if (!stepping && previous !== null) {
+        if (previous.next0 === null || !previous.next0.valid) previous.next0 = block;
+        else previous.next1 = block;
+      }
+    }
+    if (block.epoch !== this.mmu.epoch || block.stamp !== this.codeStamp) block = this.revalidate(block);
+    if (block.count > left) {
+      block = this.lookup(rip, true);
+      if (block.epoch !== this.mmu.epoch || block.stamp !== this.codeStamp) block = this.revalidate(block);
+    }
+    return block;
+  }
+
+  private lookup(rip: number, single: boolean): Block {
+    const cache = single ? this.singles : this.blocks;
+    const cached = cache.get(rip);
+    if (cached !== undefined && cached.valid) return cached;
+    if (cache.size >= BLOCKS_MAX) this.dropBlocks(cache);
+    const block = compileBlock(this, rip, single);
+    cache.set(rip, block);
+    return block;
+  }
+
+  private dropBlocks(cache: Map<number, Block>): void {
+    for (const block of cache.values()) block.valid = false;
+    cache.clear();
+  }
+
+  /** Confirms a block still matches guest memory and the current translation, or recompiles it. */
+  private revalidate(block: Block): Block {
+    const [lo, hi] = halvesOf(block.ip);
+    const page = this.mmu.translatePage(lo, hi, Need.execute);
+    let valid = page === block.page && this.memory.generation(page >>> 12) === block.generation;
+    if (valid && block.page2 >= 0) {
+      const [lo2, hi2] = halvesOf(block.linear2);
+      const page2 = this.mmu.translatePage(lo2, hi2, Need.execute);
+      valid = page2 === block.page2 && this.memory.generation(page2 >>> 12) === block.generation2;
+    }
+    if (valid) {
+      block.epoch = this.mmu.epoch;
+      block.stamp = this.codeStamp;
+      return block;
+    }
+    block.valid = false;
+    const single = block.count === 1 && this.singles.get(block.ip) === block;
+    (single ? this.singles : this.blocks).delete(block.ip);
+    return this.lookup(block.ip, single);
+  }
+
+  /** Drops every decoded block (used by tests and after large code changes). */
+  flushDecodedCode(): void {
+    this.dropBlocks(this.blocks);
+    this.dropBlocks(this.singles);
+  }
+
+  // --- stops: faults and exits ------------------------------------------------------------------------
+
+  /** Handles a STOP thrown by a block, a fetch or a delivery. Returns a RunStop, or -1 to go on. */
+  private handleStop(): number {
+    const block = this.current;
+    let length = 0;
+    if (block !== null) {
+      this.rip = block.ips[this.cur];
+      this.runRetired += this.cur;
+      length = block.lengths[this.cur];
+    }
+    this.current = null;
+    if (this.stopKind === StopKind.exit) return this.finishExit(length);
+    this.shadow = 0;
+    try {
+      deliverEvent(this, this.faultVector, EventInfo.hardwareException, this.faultError, this.rip);
+    } catch (error) {
+      if (error !== STOP) throw error;
+      return this.finishExit(0);
+    }
+    return -1;
+  }
+
+  private finishExit(length: number): number {
+    const w = this.words;
+    const [lo, hi] = halvesOf(this.rip);
+    w[Vcpu.exitRip] = lo;
+    w[Vcpu.exitRip + 1] = hi;
+    w[Vcpu.exitInsnLength] = length;
+    if (w[Vcpu.exitReason] === ExitReason.tripleFault) {
+      this.shutdown = true;
+      return RunStop.exit;
+    }
+    return RunStop.exit;
+  }
+
+  /** Raises an architectural exception (never returns). `error` < 0 means no error code. */
+  fault(vector: number, error = -1): never {
+    this.stopKind = StopKind.fault;
+    this.faultVector = vector;
+    this.faultError = error;
+    throw STOP;
+  }
+
+  /** Stops with a VM exit (never returns). The dispatcher adds RIP and the instruction length. */
+  exit(reason: number, qualification = 0, info0 = 0, valueLo = 0, valueHi = 0): never {
+    const w = this.words;
+    w[Vcpu.exitReason] = reason;
+    w[Vcpu.exitQualification] = qualification;
+    w[Vcpu.exitInfo0] = info0;
+    w[Vcpu.exitInfo1] = valueLo;
+    w[Vcpu.exitInfo2] = valueHi;
+    w[Vcpu.exitVectoring] = this.delivering;
+    w[Vcpu.exitVectoringError] = this.deliveringError;
+    this.stopKind = StopKind.exit;
+    throw STOP;
+  }
+
+  /** Records why the CPU raised #UD and raises it. */
+  undefinedOpcode(reason: number, code: number, ip: number): never {
+    const w = this.words;
+    w[Vcpu.udReason] = reason;
+    w[Vcpu.udCode] = code;
+    const [lo, hi] = halvesOf(ip);
+    w[Vcpu.udRip] = lo;
+    w[Vcpu.udRip + 1] = hi;
+    w[Vcpu.udCount]++;
+    return this.fault(Vector.UD);
+  }
+
+  // MmuFaults
+  pageFault(lo: number, hi: number, errorCode: number): never {
+    this.faultCr2Lo = lo;
+    this.faultCr2Hi = hi;
+    return this.fault(Vector.PF, errorCode);
+  }
+
+  nonCanonical(stack: boolean): never {
+    return this.fault(stack ? Vector.SS : Vector.GP, 0);
+  }
+
+  eptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): never {
+    const w = this.words;
+    w[Vcpu.exitGpa] = gpa % 4294967296 | 0;
+    w[Vcpu.exitGpa + 1] = Math.floor(gpa / 4294967296) | 0;
+    w[Vcpu.exitGla] = lo;
+    w[Vcpu.exitGla + 1] = hi;
+    const qualification =
+      access | ExitEptFlags.glaValid | (finalTranslation ? ExitEptFlags.finalTranslation : 0) | ((rights & 7) << ExitEptFlags.rightsShift);
+    return this.exit(ExitReason.eptViolation, qualification);
+  }
+
+  codeWritten(): void {
+    this.smc = 1;
+    this.codeStamp++;
+    this.codeEpochSeen = this.memory.codeEpoch();
+  }
+
+  /** The instruction at RIP decoded as invalid or unsupported (used by the compiler). */
+  static readonly udReasons = UdReason;
+}
+
+/** 48-bit linear number from canonical 64-bit halves. */
+export function lin48FromWords(lo: number, hi: number): number {
+  return (hi & 0xffff) * 4294967296 + (lo >>> 0);
+}
+
+/** Canonical 64-bit halves of a 48-bit linear number. */
+export function halvesOf(linear: number): [number, number] {
+  const lo = linear % 4294967296 | 0;
+  const hi = ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16;
+  return [lo, hi];
+}
+
+export { canonical };

@@ -1,0 +1,400 @@
+import { PAGE_SHIFT } from './state-block.ts';
+import type { PhysicalMemory } from './ports.ts';
+import { PfError } from './stop.ts';
+
+/**
+ * Linear → guest-physical translation for one vCPU: a software TLB, the 4-level page walk (4 KiB,
+ * 2 MiB and 1 GiB pages; NX, U/S, R/W with CR0.WP, SMEP; A/D bits set atomically in guest memory),
+ * and this vCPU's *view* of the EPT rights (the rights it entered with; see `loadEptView`).
+ *
+ * Accesses name what they need with `Need` bits. A TLB entry caches, for its page, which kinds of
+ * access may go ahead without a walk — for supervisor and user code, after paging *and* EPT — so
+ * the fast path is one tag compare and one mask test. Anything else takes the slow path, which
+ * finds the precise fault in hardware order: EPT on each paging-structure read, #PF from the
+ * entries, EPT on A/D updates, EPT on the final page.
+ */
+
+/** What an access needs. Combine R|W for read-modify-write. */
+export const Need = {
+  read: 1,
+  write: 2,
+  readWrite: 3,
+  execute: 4,
+  /** Flag: the address is SS-relative (a non-canonical address raises #SS, not #GP). */
+  stack: 8,
+  /** Flag: implicit supervisor access (IDT, GDT, TSS) even at CPL 3. */
+  supervisor: 16,
+} as const;
+
+/** TLB permission bits: supervisor R/W/X in bits 0..2, user R/W/X in bits 3..5. */
+const PERM_SR = 1;
+const PERM_SW = 2;
+const PERM_SX = 4;
+const PERM_UR = 8;
+const PERM_UW = 16;
+const PERM_UX = 32;
+
+export const TLB_ENTRIES = 256;
+const TLB_MASK = TLB_ENTRIES - 1;
+
+/** Physical-address bits this CPU reports (CPUID 8000_0008). Entry bits above are reserved. */
+export const MAX_PHYS_BITS = 40;
+/** Reserved bits of the high word of a paging entry (address bits MAXPHY..51), excluding NX (bit 63). */
+const RSVD_HI = (((1 << (52 - 32)) - 1) & ~((1 << (MAX_PHYS_BITS - 32)) - 1)) | 0;
+
+/** How an MMU reports faults; the CPU implements it (each call throws). */
+export interface MmuFaults {
+  pageFault(lo: number, hi: number, errorCode: number): never;
+  nonCanonical(stack: boolean): never;
+  eptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): never;
+  /** Called after a guest store hit a page holding decoded code. */
+  codeWritten(): void;
+}
+
+export class Mmu {
+  readonly tlbTag = new Float64Array(TLB_ENTRIES).fill(-1);
+  readonly tlbPage = new Int32Array(TLB_ENTRIES);
+  readonly tlbPerm = new Int32Array(TLB_ENTRIES);
+  /** True when some TLB entry came from a 2 MiB/1 GiB page (INVLPG must then flush all). */
+  private largeEntries = false;
+
+  /** This vCPU's EPT rights per guest page. */
+  eptView: Uint8Array;
+  private savedView: Uint8Array | null = null;
+  eptEpochSeen = -1;
+
+  /** Paging configuration, copied from CR0/CR3/CR4/EFER/CPL by the CPU whenever they change. */
+  userShift = 0;
+  cr3Page = 0;
+  pagingOn = false;
+  writeProtect = true;
+  nxEnabled = false;
+  smep = false;
+
+  /** Incremented on every flush so decoded blocks can tell their translation may be stale. */
+  epoch = 0;
+
+  /** Second half of a page-crossing access (see `translate` returning -1). */
+  splitFirst = 0;
+  splitSecond = 0;
+  splitBytes = 0;
+  /** High half of the last 64-bit read. */
+  hi = 0;
+
+  readonly u8: Uint8Array;
+  readonly u16: Uint16Array;
+  readonly i32: Int32Array;
+  readonly view: DataView;
+  readonly codeMark: Uint8Array;
+  private readonly allRights: Uint8Array;
+
+  constructor(
+    readonly memory: PhysicalMemory,
+    private readonly faults: MmuFaults,
+  ) {
+    this.u8 = memory.u8;
+    this.u16 = new Uint16Array(memory.u8.buffer, memory.u8.byteOffset, memory.bytes >>> 1);
+    this.i32 = memory.i32;
+    this.view = memory.view;
+    this.codeMark = memory.codeMark;
+    this.eptView = new Uint8Array(memory.pages);
+    this.allRights = new Uint8Array(memory.pages).fill(7);
+  }
+
+  // --- configuration -------------------------------------------------------------------------
+
+  /** Drops every cached translation (CR3 write, paging mode change, EPT view change). */
+  flush(): void {
+    this.tlbTag.fill(-1);
+    this.largeEntries = false;
+    this.epoch++;
+  }
+
+  /** INVLPG: drops the translation of one linear page (all of them if a large page may cover it). */
+  flushPage(lo: number, hi: number): void {
+    if (this.largeEntries) {
+      this.flush();
+      return;
+    }
+    const i = (lo >>> 12) & TLB_MASK;
+    if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12)) this.tlbTag[i] = -1;
+    this.epoch++;
+  }
+
+  /** Copies the committed EPT rights into this vCPU's view (VM entry); flushes if they changed. */
+  loadEptView(committed: Uint8Array, epoch: number): void {
+    if (epoch === this.eptEpochSeen && this.savedView === null) return;
+    this.eptView.set(committed);
+    this.eptEpochSeen = epoch;
+    this.flush();
+  }
+
+  /** Runs with EPT ignored ("emulate the allowed access"); `restoreEpt` undoes it. */
+  ignoreEpt(): void {
+    if (this.savedView !== null) return;
+    this.savedView = this.eptView;
+    this.eptView = this.allRights;
+    this.flush();
+  }
+
+  restoreEpt(): void {
+    if (this.savedView === null) return;
+    this.eptView = this.savedView;
+    this.savedView = null;
+    this.flush();
+  }
+
+  // --- translation -----------------------------------------------------------------------------
+
+  /**
+   * Translates the `size`-byte access at linear lo/hi. Returns the guest-physical address, or -1
+   * when the access crosses a page (then `splitFirst/splitSecond/splitBytes` describe both parts).
+   * Throws (via the fault sink) on #GP/#SS, #PF and EPT violations.
+   */
+  translate(lo: number, hi: number, need: number, size: number): number {
+    if (((hi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
+    const i = (lo >>> 12) & TLB_MASK;
+    const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
+    const offset = lo & 0xfff;
+    if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12) && (this.tlbPerm[i] & mask) === mask && offset + size <= 4096) {
+      return this.tlbPage[i] + offset;
+    }
+    return this.translateSlow(lo, hi, need, size);
+  }
+
+  private translateSlow(lo: number, hi: number, need: number, size: number): number {
+    const offset = lo & 0xfff;
+    if (offset + size <= 4096) return this.translatePage(lo, hi, need) + offset;
+    const first = this.translatePage(lo, hi, need) + offset;
+    const nextLo = ((lo & ~0xfff) + 0x1000) | 0;
+    const nextHi = nextLo === 0 ? (hi + 1) | 0 : hi;
+    if (((nextHi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
+    const second = this.translatePage(nextLo, nextHi, need);
+    this.splitFirst = first;
+    this.splitSecond = second;
+    this.splitBytes = 4096 - offset;
+    return -1;
+  }
+
+  /** Walks (or hits) and returns the physical base of the page; fills the TLB. */
+  translatePage(lo: number, hi: number, need: number): number {
+    const i = (lo >>> 12) & TLB_MASK;
+    const tag = (hi & 0xffff) * 0x100000 + (lo >>> 12);
+    const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
+    if (this.tlbTag[i] === tag && (this.tlbPerm[i] & mask) === mask) return this.tlbPage[i];
+    return this.walk(lo, hi, need, i, tag);
+  }
+
+  /** The page walk (SDM Vol. 3A §4.5) followed by the EPT check of the final page. */
+  private walk(lo: number, hi: number, need: number, slot: number, tag: number): number {
+    const user = (need & Need.supervisor) === 0 && this.userShift !== 0;
+    const write = (need & Need.write) !== 0;
+    const fetch = (need & Need.execute) !== 0;
+    let page: number;
+    let us = true;
+    let rw = true;
+    let nx = false;
+    let large = false;
+    let pageBytesLog = 12;
+    let dirty = true;
+    if (!this.pagingOn) {
+      page = (hi !== 0 ? -1 : lo) & ~0xfff;
+      if (hi !== 0) this.faults.eptViolation(lo, lo, hi, need & 7, true, 0);
+    } else {
+      const entries: number[] = [];
+      let table = this.cr3Page;
+      const indexes = [
+        ((hi & 0xffff) >>> 7) & 511,
+        (((hi & 0x7f) << 2) | (lo >>> 30)) & 511,
+        (lo >>> 21) & 511,
+        (lo >>> 12) & 511,
+      ];
+      let level = 4;
+      let leafLo = 0;
+      let leafHi = 0;
+      for (;;) {
+        const entryGpa = table + indexes[4 - level] * 8;
+        this.checkStructure(entryGpa, lo, hi, 1);
+        const elo = this.i32[entryGpa >>> 2];
+        const ehi = this.i32[(entryGpa >>> 2) + 1];
+        const fault = (bits: number): never =>
+          this.faults.pageFault(lo, hi, bits | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0));
+        if ((elo & 1) === 0) fault(0);
+        if ((ehi & RSVD_HI) !== 0 || (!this.nxEnabled && ehi < 0)) fault(PfError.present | PfError.reserved);
+        const ps = (elo & 0x80) !== 0;
+        if (ps && level === 4) fault(PfError.present | PfError.reserved);
+        if (ps && level === 3 && (elo & 0x3fffe000) !== 0) fault(PfError.present | PfError.reserved);
+        if (ps && level === 2 && (elo & 0x1fe000) !== 0) fault(PfError.present | PfError.reserved);
+        entries.push(entryGpa);
+        us &&= (elo & 4) !== 0;
+        rw &&= (elo & 2) !== 0;
+        nx ||= ehi < 0;
+        if (level === 1 || ps) {
+          leafLo = elo;
+          leafHi = ehi;
+          large = level > 1;
+          pageBytesLog = level === 3 ? 30 : level === 2 ? 21 : 12;
+          break;
+        }
+        table = physicalBase(elo, ehi, 12);
+        level--;
+      }
+      // Permission check on the combined rights (SDM §4.6).
+      const denied = user
+        ? !us || (write && !rw) || (fetch && nx)
+        : (write && !rw && this.writeProtect) || (fetch && (nx || (this.smep && us)));
+      if (denied) {
+        this.faults.pageFault(lo, hi, PfError.present | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0));
+      }
+      // Accessed flags on every level, dirty on the leaf for writes: atomic ORs in guest memory,
+      // which are guest-physical writes to paging structures and so need EPT write access.
+      for (const entryGpa of entries) {
+        if ((Atomics.load(this.i32, entryGpa >>> 2) & 0x20) === 0) {
+          this.checkStructure(entryGpa, lo, hi, 2);
+          Atomics.or(this.i32, entryGpa >>> 2, 0x20);
+          this.noteWrite(entryGpa, 4);
+        }
+      }
+      const leafGpa = entries[entries.length - 1];
+      dirty = (leafLo & 0x40) !== 0;
+      if (write && !dirty) {
+        this.checkStructure(leafGpa, lo, hi, 2);
+        Atomics.or(this.i32, leafGpa >>> 2, 0x40);
+        this.noteWrite(leafGpa, 4);
+        dirty = true;
+      }
+      const base = physicalBase(leafLo, leafHi, pageBytesLog);
+      const within = pageBytesLog === 12 ? 0 : pageBytesLog === 21 ? lo & 0x1ff000 : lo & 0x3ffff000;
+      page = base + within;
+    }
+    // EPT check of the final guest-physical page.
+    const rights = page >= 0 && page < this.memory.bytes ? this.eptView[page >>> PAGE_SHIFT] : 0;
+    const needRights = need & 7;
+    if ((rights & needRights) !== needRights) {
+      this.faults.eptViolation(page + (lo & 0xfff), lo, hi, needRights & ~rights, true, rights);
+    }
+    // Fill the TLB with what this translation allows, under both privilege levels.
+    let perm = 0;
+    if ((rights & 1) !== 0) perm |= PERM_SR | (us ? PERM_UR : 0);
+    if ((rights & 2) !== 0 && dirty) perm |= (rw || !this.writeProtect ? PERM_SW : 0) | (us && rw ? PERM_UW : 0);
+    if ((rights & 4) !== 0 && !nx) perm |= (this.smep && us ? 0 : PERM_SX) | (us ? PERM_UX : 0);
+    this.tlbTag[slot] = tag;
+    this.tlbPage[slot] = page;
+    this.tlbPerm[slot] = perm;
+    if (large) this.largeEntries = true;
+    return page;
+  }
+
+  /** EPT check of a paging-structure access (read while walking, write when setting A/D). */
+  private checkStructure(entryGpa: number, lo: number, hi: number, access: number): void {
+    const rights = entryGpa >= 0 && entryGpa + 8 <= this.memory.bytes ? this.eptView[entryGpa >>> PAGE_SHIFT] : 0;
+    if ((rights & access) !== access) this.faults.eptViolation(entryGpa, lo, hi, access, false, rights);
+  }
+
+  // --- physical access after translation ---------------------------------------------------------
+
+  read8(pa: number): number {
+    return this.u8[pa];
+  }
+
+  read16(pa: number): number {
+    if (pa < 0) return this.readSplit(2);
+    return (pa & 1) === 0 ? this.u16[pa >>> 1] : this.view.getUint16(pa, true);
+  }
+
+  read32(pa: number): number {
+    if (pa < 0) return this.readSplit(4);
+    return (pa & 3) === 0 ? this.i32[pa >>> 2] : this.view.getInt32(pa, true);
+  }
+
+  /** Reads 64 bits: returns the low half, leaves the high half in `hi`. */
+  read64(pa: number): number {
+    if (pa < 0) {
+      const lo = this.readSplit(4);
+      this.hi = this.readSplitFrom(4, 4);
+      return lo;
+    }
+    if ((pa & 3) === 0) {
+      this.hi = this.i32[(pa >>> 2) + 1];
+      return this.i32[pa >>> 2];
+    }
+    this.hi = this.view.getInt32(pa + 4, true);
+    return this.view.getInt32(pa, true);
+  }
+
+  write8(pa: number, value: number): void {
+    this.u8[pa] = value;
+    if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 1);
+  }
+
+  write16(pa: number, value: number): void {
+    if (pa < 0) {
+      this.writeSplit(2, value, 0);
+      return;
+    }
+    if ((pa & 1) === 0) this.u16[pa >>> 1] = value;
+    else this.view.setUint16(pa, value, true);
+    if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 2);
+  }
+
+  write32(pa: number, value: number): void {
+    if (pa < 0) {
+      this.writeSplit(4, value, 0);
+      return;
+    }
+    if ((pa & 3) === 0) this.i32[pa >>> 2] = value;
+    else this.view.setInt32(pa, value, true);
+    if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 4);
+  }
+
+  write64(pa: number, lo: number, hi: number): void {
+    if (pa < 0) {
+      this.writeSplit(8, lo, hi);
+      return;
+    }
+    if ((pa & 3) === 0) {
+      this.i32[pa >>> 2] = lo;
+      this.i32[(pa >>> 2) + 1] = hi;
+    } else {
+      this.view.setInt32(pa, lo, true);
+      this.view.setInt32(pa + 4, hi, true);
+    }
+    if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 8);
+  }
+
+  /** Byte `k` of the last split access (first page, then second). */
+  splitAddress(k: number): number {
+    return k < this.splitBytes ? this.splitFirst + k : this.splitSecond + (k - this.splitBytes);
+  }
+
+  private readSplit(size: number): number {
+    return this.readSplitFrom(0, size);
+  }
+
+  private readSplitFrom(start: number, size: number): number {
+    let value = 0;
+    for (let k = size - 1; k >= 0; k--) value = (value << 8) | this.u8[this.splitAddress(start + k)];
+    return size === 2 ? value & 0xffff : value | 0;
+  }
+
+  private writeSplit(size: number, lo: number, hi: number): void {
+    for (let k = 0; k < size; k++) {
+      const byte = k < 4 ? (lo >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
+      const pa = this.splitAddress(k);
+      this.u8[pa] = byte;
+      if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 1);
+    }
+  }
+
+  /** A guest store hit a page with decoded code: bump generations and tell the CPU. */
+  noteWrite(pa: number, length: number): void {
+    if (this.memory.noteWrite(pa, length)) this.faults.codeWritten();
+  }
+}
+
+/** Physical base address held in a paging entry, for a page of 2^log bytes. */
+function physicalBase(lo: number, hi: number, log: number): number {
+  const lowBits = (lo & ~((1 << Math.min(log, 31)) - 1) & ~0xfff) >>> 0;
+  const highBits = hi & ((1 << (MAX_PHYS_BITS - 32)) - 1);
+  return highBits * 0x100000000 + (log >= 32 ? 0 : lowBits);
+}

@@ -1,0 +1,106 @@
+/**
+ * The one shared-memory layout of a machine.
+ *
+ * Two SharedArrayBuffers make a machine:
+ *  - `ram`: guest physical memory, byte-addressed from GPA 0.
+ *  - `control`: a header of global words, per-page tables (write generations, code marks, EPT
+ *    rights) and one fixed-size state block per vCPU.
+ *
+ * Every field below names its single writer. "vcpu" fields are written only by the thread that runs
+ * that vCPU; "hv" fields only by the hypervisor side; "stopped" fields belong to the vCPU while it
+ * runs and may be written by the hypervisor only while the vCPU is stopped (exited or paused) —
+ * the runtime enforces that, the layout documents it. 64-bit values are two int32 words, low first,
+ * so they can be read without BigInt and each half is naturally aligned for Atomics.
+ *
+ * All offsets are int32 indexes unless a name ends in `Bytes`.
+ */
+
+export {
+  ActivityState,
+  DtrKind,
+  EptBits,
+  EventInfo,
+  ExitAccess,
+  ExitControl,
+  ExitEptFlags,
+  ExitReason,
+  PAGE_BYTES,
+  PAGE_SHIFT,
+  UdReason,
+  Vcpu,
+  type ExitReasonCode,
+  type UdReasonCode,
+} from '../cpu/state-block.ts';
+import { PAGE_BYTES, Vcpu } from '../cpu/state-block.ts';
+
+/** Limits that keep every table small enough to index with int32 arithmetic. */
+export const RAM_BYTES_MIN = 1 << 20;
+export const RAM_BYTES_MAX = 1 << 30;
+export const VCPUS_MAX = 16;
+
+/** Magic value at header word 0, so a worker attached to the wrong buffer fails loudly. */
+export const LAYOUT_MAGIC = 0x76637075; // 'vcpu'
+export const LAYOUT_VERSION = 1;
+
+/** Header words (int32 indexes into the control buffer). */
+export const Header = {
+  magic: 0, //            hv: LAYOUT_MAGIC
+  version: 1, //          hv: LAYOUT_VERSION
+  ramPages: 2, //         hv: number of 4 KiB guest pages
+  vcpuCount: 3, //        hv
+  eptEpoch: 4, //         hv: bumped (Atomics.add) on every committed EPT rights change
+  codeEpoch: 5, //        any: bumped when a page holding decoded code is written
+  splitLock: 6, //        any: spinlock word for LOCKed accesses that cross an 8-byte boundary
+  virtualTimeLo: 7, //    hv: the run's virtual clock, in ticks (scheduler-owned)
+  virtualTimeHi: 8,
+  /** First free word; the per-page tables start at `headerWords`. */
+  words: 16,
+} as const;
+
+/** State of the thread hosting a vCPU, published for diagnostics of stuck runs. */
+export const VcpuHostState = { idle: 0, running: 1, exited: 2, paused: 3, halted: 4, dead: 5 } as const;
+
+/** Byte offsets of the per-page tables and the vCPU blocks inside the control buffer. */
+export interface ControlLayout {
+  readonly ramPages: number;
+  readonly vcpuCount: number;
+  readonly pageGenBytes: number; // Int32 per page: write generation
+  readonly codeMarkBytes: number; // Uint8 per page: 1 once any vCPU decoded code from it
+  readonly eptRightsBytes: number; // Uint8 per page: committed EPT rights
+  readonly vcpuBlocksBytes: number; // vcpuCount × Vcpu.words int32
+  readonly totalBytes: number;
+}
+
+const align = (value: number, to: number): number => Math.ceil(value / to) * to;
+
+/** Computes where everything lives for a machine of this size. Pure; checked on every call. */
+export function controlLayout(ramBytes: number, vcpuCount: number): ControlLayout {
+  if (!Number.isInteger(ramBytes) || ramBytes < RAM_BYTES_MIN || ramBytes > RAM_BYTES_MAX || ramBytes % PAGE_BYTES !== 0) {
+    throw new RangeError(
+      `guest RAM must be a multiple of ${PAGE_BYTES} bytes between ${RAM_BYTES_MIN} and ${RAM_BYTES_MAX}, got ${ramBytes}`,
+    );
+  }
+  if (!Number.isInteger(vcpuCount) || vcpuCount < 1 || vcpuCount > VCPUS_MAX) {
+    throw new RangeError(`vCPU count must be an integer from 1 to ${VCPUS_MAX}, got ${vcpuCount}`);
+  }
+  const ramPages = ramBytes / PAGE_BYTES;
+  const pageGenBytes = Header.words * 4;
+  const codeMarkBytes = pageGenBytes + ramPages * 4;
+  const eptRightsBytes = codeMarkBytes + ramPages;
+  const vcpuBlocksBytes = align(eptRightsBytes + ramPages, 64);
+  const totalBytes = vcpuBlocksBytes + vcpuCount * Vcpu.words * 4;
+  const layout = { ramPages, vcpuCount, pageGenBytes, codeMarkBytes, eptRightsBytes, vcpuBlocksBytes, totalBytes };
+  assertLayout(layout);
+  return layout;
+}
+
+function assertLayout(layout: ControlLayout): void {
+  const check = (ok: boolean, what: string): void => {
+    if (!ok) throw new Error(`control layout invariant broken: ${what}`);
+  };
+  check(layout.pageGenBytes % 4 === 0, 'page generations are int32-aligned');
+  check(layout.codeMarkBytes >= layout.pageGenBytes + layout.ramPages * 4, 'code marks follow generations');
+  check(layout.eptRightsBytes >= layout.codeMarkBytes + layout.ramPages, 'EPT rights follow code marks');
+  check(layout.vcpuBlocksBytes % 64 === 0, 'vCPU blocks start on a cache line');
+  check(layout.vcpuBlocksBytes >= layout.eptRightsBytes + layout.ramPages, 'vCPU blocks follow EPT rights');
+}

@@ -1,0 +1,100 @@
+import { PAGE_BYTES } from './layout.ts';
+import type { GuestMemory } from './memory.ts';
+
+/** Page-table entry bits (x86-64 4-level paging). */
+export const Pte = {
+  present: 1n,
+  writable: 2n,
+  user: 4n,
+  accessed: 0x20n,
+  dirty: 0x40n,
+  large: 0x80n,
+  global: 0x100n,
+  noExecute: 1n << 63n,
+} as const;
+
+/** Size of a mapping: 4 KiB, 2 MiB or 1 GiB. */
+export type PageSize = 4096 | 0x200000 | 0x40000000;
+
+const LEVEL_SHIFT = [39n, 30n, 21n, 12n];
+
+/**
+ * Builds 4-level page tables in guest RAM, allocating table pages from a reserved region.
+ * Used to set up guests and test machines; the hypervisor writes them directly (no EPT).
+ */
+export class PageTableBuilder {
+  private next: number;
+
+  /**
+   * @param memory guest RAM
+   * @param tablesBase GPA of the first page reserved for tables (4 KiB aligned)
+   * @param tablesEnd GPA just past the reserved region
+   */
+  constructor(
+    private readonly memory: GuestMemory,
+    tablesBase: number,
+    private readonly tablesEnd: number,
+  ) {
+    if (tablesBase % PAGE_BYTES !== 0) throw new RangeError('page-table region must be 4 KiB aligned');
+    this.next = tablesBase;
+    this.root = this.allocate();
+  }
+
+  /** GPA of the PML4 (the value for CR3). */
+  readonly root: number;
+
+  private allocate(): number {
+    if (this.next + PAGE_BYTES > this.tablesEnd) {
+      throw new RangeError(`page-table region exhausted at GPA 0x${this.next.toString(16)}: reserve more table pages`);
+    }
+    const page = this.next;
+    this.memory.fill(page, PAGE_BYTES, 0);
+    this.next += PAGE_BYTES;
+    return page;
+  }
+
+  /**
+   * Maps `linear` (canonical, aligned to `size`) to `physical` with the given leaf flags.
+   * Intermediate entries are made present, writable and user so the leaf flags decide.
+   */
+  map(linear: bigint, physical: number, flags: bigint, size: PageSize = 4096): void {
+    const sizeBig = BigInt(size);
+    if (linear % sizeBig !== 0n || physical % size !== 0) {
+      throw new RangeError(`mapping 0x${linear.toString(16)} → 0x${physical.toString(16)} is not aligned to ${size}`);
+    }
+    const leafLevel = size === 4096 ? 3 : size === 0x200000 ? 2 : 1;
+    let table = this.root;
+    for (let level = 0; level < leafLevel; level++) {
+      const index = Number((linear >> LEVEL_SHIFT[level]) & 511n);
+      const entryGpa = table + index * 8;
+      let entry = this.memory.read64(entryGpa);
+      if ((entry & Pte.present) === 0n) {
+        const child = this.allocate();
+        entry = BigInt(child) | Pte.present | Pte.writable | Pte.user;
+        this.memory.write64(entryGpa, entry);
+      } else if ((entry & Pte.large) !== 0n) {
+        throw new Error(`0x${linear.toString(16)} is already covered by a large page`);
+      }
+      table = Number(entry & 0x000f_ffff_ffff_f000n);
+    }
+    const index = Number((linear >> LEVEL_SHIFT[leafLevel]) & 511n);
+    const large = size === 4096 ? 0n : Pte.large;
+    this.memory.write64(table + index * 8, BigInt(physical) | flags | large | Pte.present);
+  }
+
+  /** Maps [linear, linear+bytes) page by page to consecutive physical pages. */
+  mapRange(linear: bigint, physical: number, bytes: number, flags: bigint): void {
+    for (let offset = 0; offset < bytes; offset += PAGE_BYTES) this.map(linear + BigInt(offset), physical + offset, flags);
+  }
+
+  /** GPA of the leaf entry that maps `linear` (4 KiB mappings only), for tests that edit PTEs. */
+  leafEntry(linear: bigint): number {
+    let table = this.root;
+    for (let level = 0; level < 3; level++) {
+      const entry = this.memory.read64(table + Number((linear >> LEVEL_SHIFT[level]) & 511n) * 8);
+      if ((entry & Pte.present) === 0n || (entry & Pte.large) !== 0n) throw new Error(`0x${linear.toString(16)} has no 4 KiB leaf`);
+      table = Number(entry & 0x000f_ffff_ffff_f000n);
+    }
+    return table + Number((linear >> 12n) & 511n) * 8;
+  }
+}
