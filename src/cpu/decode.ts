@@ -83,6 +83,8 @@ export interface Insn {
   readonly flow: number;
   /** iced ConditionCode (0 = none; 1..16 = o no b ae e ne be a s ns p np l ge le g). */
   readonly condition: number;
+  /** How the instruction moves RSP (e.g. -8 for PUSH r64, -2 for PUSH r16), 0 if it does not. */
+  readonly stackIncrement: number;
   /** Segment override prefix (for string sources), as `Segment`. */
   readonly segmentOverride: number;
   /** The instruction's bytes, for reports. */
@@ -296,6 +298,7 @@ export class InstructionDecoder {
       repne: ins.hasRepnePrefix,
       flow: ins.flowControl,
       condition: ins.conditionCode,
+      stackIncrement: ins.stackPointerIncrement,
       segmentOverride: segmentOf(ins.segmentPrefix),
       bytes,
     };

@@ -35,6 +35,8 @@ const PERM_UW = 16;
 const PERM_UX = 32;
 
 export const TLB_ENTRIES = 256;
+/** Split-access records kept at once (a power of two; ENTER with 31 levels needs 33). */
+const SPLIT_SLOTS = 64;
 const TLB_MASK = TLB_ENTRIES - 1;
 
 /** Physical-address bits this CPU reports (CPUID 8000_0008). Entry bits above are reserved. */
@@ -74,10 +76,16 @@ export class Mmu {
   /** Incremented on every flush so decoded blocks can tell their translation may be stale. */
   epoch = 0;
 
-  /** Second half of a page-crossing access (see `translate` returning -1). */
-  splitFirst = 0;
-  splitSecond = 0;
-  splitBytes = 0;
+  /**
+   * Page-crossing accesses: `translate` returns a negative handle -(slot+1) into this ring of
+   * records (physical address of the first byte, physical page of the rest, bytes in the first
+   * page). One instruction may hold several at once (POP [mem], MOVS, IRETQ, ENTER), so they are
+   * not overwritten until SPLIT_SLOTS later translations.
+   */
+  private readonly splitFirst = new Int32Array(SPLIT_SLOTS);
+  private readonly splitSecond = new Int32Array(SPLIT_SLOTS);
+  private readonly splitBytes = new Int32Array(SPLIT_SLOTS);
+  private splitNext = 0;
   /** High half of the last 64-bit read. */
   hi = 0;
 
@@ -147,8 +155,8 @@ export class Mmu {
   // --- translation -----------------------------------------------------------------------------
 
   /**
-   * Translates the `size`-byte access at linear lo/hi. Returns the guest-physical address, or -1
-   * when the access crosses a page (then `splitFirst/splitSecond/splitBytes` describe both parts).
+   * Translates the `size`-byte access at linear lo/hi. Returns the guest-physical address, or a
+   * negative split handle when the access crosses a page (see `splitAddress`).
    * Throws (via the fault sink) on #GP/#SS, #PF and EPT violations.
    */
   translate(lo: number, hi: number, need: number, size: number): number {
@@ -170,10 +178,12 @@ export class Mmu {
     const nextHi = nextLo === 0 ? (hi + 1) | 0 : hi;
     if (((nextHi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
     const second = this.translatePage(nextLo, nextHi, need);
-    this.splitFirst = first;
-    this.splitSecond = second;
-    this.splitBytes = 4096 - offset;
-    return -1;
+    const slot = this.splitNext;
+    this.splitNext = (slot + 1) & (SPLIT_SLOTS - 1);
+    this.splitFirst[slot] = first;
+    this.splitSecond[slot] = second;
+    this.splitBytes[slot] = 4096 - offset;
+    return -(slot + 1);
   }
 
   /** Walks (or hits) and returns the physical base of the page; fills the TLB. */
@@ -298,20 +308,20 @@ export class Mmu {
   }
 
   read16(pa: number): number {
-    if (pa < 0) return this.readSplit(2);
+    if (pa < 0) return this.readSplit(pa, 0, 2);
     return (pa & 1) === 0 ? this.u16[pa >>> 1] : this.view.getUint16(pa, true);
   }
 
   read32(pa: number): number {
-    if (pa < 0) return this.readSplit(4);
+    if (pa < 0) return this.readSplit(pa, 0, 4);
     return (pa & 3) === 0 ? this.i32[pa >>> 2] : this.view.getInt32(pa, true);
   }
 
   /** Reads 64 bits: returns the low half, leaves the high half in `hi`. */
   read64(pa: number): number {
     if (pa < 0) {
-      const lo = this.readSplit(4);
-      this.hi = this.readSplitFrom(4, 4);
+      const lo = this.readSplit(pa, 0, 4);
+      this.hi = this.readSplit(pa, 4, 4);
       return lo;
     }
     if ((pa & 3) === 0) {
@@ -329,7 +339,7 @@ export class Mmu {
 
   write16(pa: number, value: number): void {
     if (pa < 0) {
-      this.writeSplit(2, value, 0);
+      this.writeSplit(pa, 2, value, 0);
       return;
     }
     if ((pa & 1) === 0) this.u16[pa >>> 1] = value;
@@ -339,7 +349,7 @@ export class Mmu {
 
   write32(pa: number, value: number): void {
     if (pa < 0) {
-      this.writeSplit(4, value, 0);
+      this.writeSplit(pa, 4, value, 0);
       return;
     }
     if ((pa & 3) === 0) this.i32[pa >>> 2] = value;
@@ -349,7 +359,7 @@ export class Mmu {
 
   write64(pa: number, lo: number, hi: number): void {
     if (pa < 0) {
-      this.writeSplit(8, lo, hi);
+      this.writeSplit(pa, 8, lo, hi);
       return;
     }
     if ((pa & 3) === 0) {
@@ -362,25 +372,23 @@ export class Mmu {
     if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 8);
   }
 
-  /** Byte `k` of the last split access (first page, then second). */
-  splitAddress(k: number): number {
-    return k < this.splitBytes ? this.splitFirst + k : this.splitSecond + (k - this.splitBytes);
+  /** Physical address of byte `k` of the split access `handle` (first page, then second). */
+  splitAddress(handle: number, k: number): number {
+    const slot = -handle - 1;
+    const first = this.splitBytes[slot];
+    return k < first ? this.splitFirst[slot] + k : this.splitSecond[slot] + (k - first);
   }
 
-  private readSplit(size: number): number {
-    return this.readSplitFrom(0, size);
-  }
-
-  private readSplitFrom(start: number, size: number): number {
+  private readSplit(handle: number, start: number, size: number): number {
     let value = 0;
-    for (let k = size - 1; k >= 0; k--) value = (value << 8) | this.u8[this.splitAddress(start + k)];
+    for (let k = size - 1; k >= 0; k--) value = (value << 8) | this.u8[this.splitAddress(handle, start + k)];
     return size === 2 ? value & 0xffff : value | 0;
   }
 
-  private writeSplit(size: number, lo: number, hi: number): void {
+  private writeSplit(handle: number, size: number, lo: number, hi: number): void {
     for (let k = 0; k < size; k++) {
       const byte = k < 4 ? (lo >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
-      const pa = this.splitAddress(k);
+      const pa = this.splitAddress(handle, k);
       this.u8[pa] = byte;
       if (this.codeMark[pa >>> PAGE_SHIFT] !== 0) this.noteWrite(pa, 1);
     }

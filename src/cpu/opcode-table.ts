@@ -63,7 +63,7 @@ add([M.Mov], { family: 'move', emit: move.mov, native: true });
 add([M.Movzx], { family: 'move', emit: move.movExtend(false), native: true });
 add([M.Movsx, M.Movsxd], { family: 'move', emit: move.movExtend(true), native: true });
 add([M.Lea], { family: 'move', emit: move.lea, native: true });
-add([M.Xchg], { family: 'move', emit: move.xchg, native: true });
+add([M.Xchg], { family: 'move', emit: move.xchg, native: true, lockable: true });
 add([M.Bswap], { family: 'move', emit: move.bswap, native: true });
 add(byName('cmov'), { family: 'move', emit: move.cmov, native: true });
 add(byName('set'), { family: 'move', emit: move.setcc, native: true });

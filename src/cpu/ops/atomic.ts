@@ -228,7 +228,7 @@ export function compareExchangeWide(mmu: Mmu, pa: number, size: 8 | 16, expected
     return equal;
   }
   const words = size / 4;
-  const address = (k: number): number => (pa < 0 ? mmu.splitAddress(k) : pa + k);
+  const address = (k: number): number => (pa < 0 ? mmu.splitAddress(pa, k) : pa + k);
   splitLock(mmu);
   try {
     let equal = true;

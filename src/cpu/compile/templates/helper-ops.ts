@@ -1,7 +1,7 @@
 import { OperandKind } from '../../decode.ts';
 import { Need } from '../../mmu.ts';
 import { RmwOp } from '../../ops/atomic.ts';
-import { BitTestKind } from '../../ops/bits.ts';
+import { BitTestKind, ScanKind } from '../../ops/bits.ts';
 import { Emitter, UnsupportedForm } from '../emitter.ts';
 
 /**
@@ -122,6 +122,13 @@ export function scan(kind: number) {
     e.read(src, 'b', size);
     e.read(dst, 'a', size);
     e.line(`s = H.scan(c, ${kind}, ${size}, a, ${hiOf(size, 'a')}, b, ${hiOf(size, 'b')}); sh = c.vh;`);
-    e.write(dst, 's', 'sh', size);
+    if (kind === ScanKind.bsf || kind === ScanKind.bsr) {
+      // A zero source leaves the whole destination untouched, even a 32-bit one (no zero-extension).
+      e.line(`if (${size === 8 ? '(b | bh)' : 'b'} !== 0) {`);
+      e.write(dst, 's', 'sh', size);
+      e.line('}');
+    } else {
+      e.write(dst, 's', 'sh', size);
+    }
   };
 }

@@ -6,12 +6,11 @@ import { Emitter, memoryRead, UnsupportedForm } from '../emitter.ts';
 
 export function push(e: Emitter): void {
   const [src] = e.operands(1);
-  const size = src.kind === OperandKind.immediate ? 8 : src.size;
+  const size = -e.insn.stackIncrement;
   if (size !== 8 && size !== 2) throw new UnsupportedForm(`PUSH of ${size} bytes`);
   if (src.kind === OperandKind.memory) e.translateMemory(size, Need.read, 'pa');
   // The value is read before RSP moves (PUSH RSP pushes the old RSP).
-  if (src.kind === OperandKind.immediate && size === 8) e.line(`b = ${e.insn.immLo}; bh = ${e.insn.immHi};`);
-  else e.read(src, 'b', size);
+  e.read(src, 'b', size);
   e.push('b', 'bh', size);
 }
 
