@@ -192,6 +192,34 @@ export class Cpu implements LazyFlags, MmuFaults {
     }
   }
 
+  /**
+   * Executes the instruction at RIP once with EPT checks off — HVMI's "allowed" action: the
+   * hypervisor judged the access fine and lets it happen. Other exits (and faults) still apply.
+   * Call `enter()` first if the hypervisor changed state.
+   */
+  stepIgnoringEpt(): RunStopCode {
+    this.mmu.ignoreEpt();
+    try {
+      return this.run(1);
+    } finally {
+      this.mmu.restoreEpt();
+    }
+  }
+
+  /**
+   * Skips the instruction that caused the last exit without executing it — HVMI's "not allowed"
+   * action (and "allowed virtual", after the hypervisor emulated it and updated registers).
+   */
+  skipInstruction(): void {
+    const length = this.words[Vcpu.exitInsnLength];
+    if (length <= 0 || length > 15) {
+      throw new Error(`cannot skip: the last exit has no instruction length (${length}); it was not caused by an instruction`);
+    }
+    this.rip += length;
+    this.current = null;
+    this.saveState();
+  }
+
   private finishRun(): void {
     this.retired += this.runRetired;
     this.runRetired = 0;
