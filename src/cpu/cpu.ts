@@ -26,6 +26,9 @@ export type RunStopCode = (typeof RunStop)[keyof typeof RunStop];
 
 /** Blocks kept per vCPU before the cache is dropped and rebuilt (bounds memory on odd guests). */
 const BLOCKS_MAX = 1 << 16;
+const JUMP_CACHE_ENTRIES = 4096;
+/** Blocks run between two polls of the attention word. */
+const ATTENTION_POLL_BLOCKS = 8;
 
 /**
  * One emulated x86-64 vCPU in 64-bit long mode over a shared `Machine`.
@@ -66,6 +69,8 @@ export class Cpu implements LazyFlags, MmuFaults {
   /** Pending external interrupt vector, or -1. */
   irq = -1;
   halted = false;
+  /** True while something must be looked at between blocks: an event to inject, a pending IRQ, HLT. */
+  boundaryWork = false;
   shutdown = false;
   /** Retired steps since creation (an instruction, or one chunk of a REP string instruction). */
   retired = 0;
@@ -85,9 +90,11 @@ export class Cpu implements LazyFlags, MmuFaults {
   /** Bumped when decoded code may be stale; blocks re-check page generations when it moves. */
   codeStamp = 0;
   private codeEpochSeen = 0;
-  private current: Block | null = null;
+  /** Steps retired by the current `run` before the executing block (for the virtual TSC). */
   private runRetired = 0;
   private readonly blocks = new Map<number, Block>();
+  /** Recently entered blocks by address hash, for indirect branches and returns (QEMU's tb_jmp_cache). */
+  private readonly jumpCache: Array<Block | undefined> = new Array<Block | undefined>(JUMP_CACHE_ENTRIES);
   private readonly singles = new Map<number, Block>();
   /** Event currently being delivered (for IDT-vectoring info on exits during delivery). */
   delivering = 0;
@@ -126,9 +133,9 @@ export class Cpu implements LazyFlags, MmuFaults {
     this.halted = w[Vcpu.activity] === ActivityState.halted;
     this.shutdown = w[Vcpu.activity] === ActivityState.shutdown;
     this.retired = (w[Vcpu.retired] >>> 0) + (w[Vcpu.retired + 1] >>> 0) * 4294967296;
+    this.updateBoundaryWork();
     this.mmu.loadEptView(this.ept.rights, this.ept.epoch());
     this.serialize();
-    this.current = null;
   }
 
   /** Writes the lazily-held state back to the state block. */
@@ -172,24 +179,69 @@ export class Cpu implements LazyFlags, MmuFaults {
    */
   run(budget: number): RunStopCode {
     if (this.shutdown) return RunStop.shutdown;
-    this.runRetired = 0;
+    const words = this.words;
+    let retired = 0;
+    // Poll the attention word on entry and then every ATTENTION_POLL_BLOCKS blocks: an atomic load
+    // per block costs ~8% on block-heavy code, and a few blocks of latency are far below the cost
+    // of waking a thread.
+    let poll = 0;
+    /** The block whose code is executing (a STOP inside it rolls back to its instruction `cur`). */
+    let running: Block | null = null;
+    /** The block that ran last, whose successor links are followed and filled. */
+    let previous: Block | null = null;
+    let why: number = RunStop.budget;
     for (;;) {
       try {
-        const why = this.dispatch(budget);
-        this.finishRun();
-        return why;
+        while (retired < budget) {
+          if (poll-- === 0) {
+            poll = ATTENTION_POLL_BLOCKS - 1;
+            if (Atomics.load(words, Vcpu.attention) !== 0) {
+              why = RunStop.attention;
+              break;
+            }
+          }
+          if (this.boundaryWork) {
+            previous = null;
+            const event = this.boundaryEvents();
+            this.updateBoundaryWork();
+            if (event >= 0) {
+              why = event;
+              break;
+            }
+          }
+          const block = this.nextBlock(previous, budget - retired);
+          this.cur = 0;
+          this.smc = 0;
+          this.runRetired = retired;
+          running = block;
+          retired += block.fn(this);
+          running = null;
+          previous = block;
+          if (this.shadow > 0) this.shadow--;
+        }
+        break;
       } catch (error) {
         if (error !== STOP) {
-          this.finishRun();
+          this.finishRun(retired);
           throw error;
         }
-        const why = this.handleStop();
-        if (why >= 0) {
-          this.finishRun();
-          return why as RunStopCode;
+        let length = 0;
+        if (running !== null) {
+          this.rip = running.ips[this.cur];
+          retired += this.cur;
+          length = running.lengths[this.cur];
+          running = null;
+        }
+        previous = null;
+        const stop = this.handleStop(length);
+        if (stop >= 0) {
+          why = stop;
+          break;
         }
       }
     }
+    this.finishRun(retired);
+    return why as RunStopCode;
   }
 
   /**
@@ -216,33 +268,19 @@ export class Cpu implements LazyFlags, MmuFaults {
       throw new Error(`cannot skip: the last exit has no instruction length (${length}); it was not caused by an instruction`);
     }
     this.rip += length;
-    this.current = null;
     this.saveState();
   }
 
-  private finishRun(): void {
-    this.retired += this.runRetired;
+  private finishRun(retired: number): void {
+    this.retired += retired;
     this.runRetired = 0;
-    this.current = null;
+    this.cur = 0;
     this.saveState();
   }
 
-  private dispatch(budget: number): RunStopCode {
-    const words = this.words;
-    while (this.runRetired < budget) {
-      if (Atomics.load(words, Vcpu.attention) !== 0) return RunStop.attention;
-      if (this.halted || this.irq >= 0 || words[Vcpu.pendingEvent] !== 0) {
-        const why = this.boundaryEvents();
-        if (why >= 0) return why as RunStopCode;
-      }
-      const block = this.nextBlock(budget - this.runRetired);
-      this.current = block;
-      this.cur = 0;
-      this.smc = 0;
-      this.runRetired += block.fn(this);
-      if (this.shadow > 0) this.shadow--;
-    }
-    return RunStop.budget;
+  /** Recomputes `boundaryWork` after anything it depends on changed. */
+  updateBoundaryWork(): void {
+    this.boundaryWork = this.halted || this.irq >= 0 || (this.words[Vcpu.pendingEvent] & EventInfo.valid) !== 0;
   }
 
   /** Injected events, halt, and external interrupts at an instruction boundary. */
@@ -252,8 +290,17 @@ export class Cpu implements LazyFlags, MmuFaults {
     if ((event & EventInfo.valid) !== 0) {
       const type = (event >> EventInfo.typeShift) & 7;
       const error = (event & EventInfo.hasError) !== 0 ? w[Vcpu.pendingEventError] : -1;
-      this.current = null;
-      deliverEvent(this, event & 0xff, type, error, this.rip);
+      try {
+        // Injected: no exception-bitmap exit, no CR2 write, RF pushed as loaded (SDM 3C §26.5.1).
+        deliverEvent(this, event & 0xff, type, error, this.rip, true);
+      } catch (caught) {
+        // A fault raised while delivering it (e.g. an injected INT n failing the gate DPL check)
+        // replaces the event: the fault is delivered instead, so the event is consumed — otherwise
+        // it would be delivered a second time from inside the fault's handler. An exit keeps it
+        // pending, so delivery restarts once the hypervisor handled the exit.
+        if (caught === STOP && this.stopKind === StopKind.fault) w[Vcpu.pendingEvent] = 0;
+        throw caught;
+      }
       w[Vcpu.pendingEvent] = 0;
       this.halted = false;
       return -1;
@@ -261,7 +308,6 @@ export class Cpu implements LazyFlags, MmuFaults {
     const interruptsOn = (this.fl & 0x200) !== 0;
     if (this.irq >= 0 && interruptsOn && this.shadow === 0) {
       const vector = this.irq;
-      this.current = null;
       deliverEvent(this, vector, EventInfo.external, -1, this.rip);
       this.irq = -1;
       this.halted = false;
@@ -276,10 +322,8 @@ export class Cpu implements LazyFlags, MmuFaults {
    * (or compile). Under an STI shadow, or when fewer steps remain than the block holds, a
    * single-instruction block is used so budgets and the shadow are exact.
    */
-  private nextBlock(left: number): Block {
+  private nextBlock(previous: Block | null, left: number): Block {
     const rip = this.rip;
-    const previous = this.current;
-    this.current = null;
     const stepping = this.shadow > 0;
     let block: Block | null = null;
     if (!stepping && previous !== null) {
@@ -290,7 +334,14 @@ export class Cpu implements LazyFlags, MmuFaults {
       }
     }
     if (block === null || !block.valid) {
-      block = this.lookup(rip, stepping);
+      const slot = (rip ^ (rip >>> 12)) & (JUMP_CACHE_ENTRIES - 1);
+      const cached = stepping ? undefined : this.jumpCache[slot];
+      if (cached !== undefined && cached.ip === rip && cached.valid) {
+        block = cached;
+      } else {
+        block = this.lookup(rip, stepping);
+        if (!stepping) this.jumpCache[slot] = block;
+      }
       if (!stepping && previous !== null) {
         if (previous.next0 === null || !previous.next0.valid) previous.next0 = block;
         else previous.next1 = block;
@@ -348,16 +399,12 @@ export class Cpu implements LazyFlags, MmuFaults {
 
   // --- stops: faults and exits ------------------------------------------------------------------------
 
-  /** Handles a STOP thrown by a block, a fetch or a delivery. Returns a RunStop, or -1 to go on. */
-  private handleStop(): number {
-    const block = this.current;
-    let length = 0;
-    if (block !== null) {
-      this.rip = block.ips[this.cur];
-      this.runRetired += this.cur;
-      length = block.lengths[this.cur];
-    }
-    this.current = null;
+  /**
+   * Handles a STOP after RIP was rolled back to the instruction that raised it (`length` is that
+   * instruction's length, 0 when the stop came from a fetch or a delivery). Returns a RunStop, or
+   * -1 once a fault was delivered and execution can go on.
+   */
+  private handleStop(length: number): number {
     if (this.stopKind === StopKind.exit) return this.finishExit(length);
     this.shadow = 0;
     try {

@@ -157,9 +157,35 @@ export function setArith(f: LazyFlags, bits: number): void {
   f.fop = 0;
 }
 
-/** Current CF as 0/1 (cheap for the common lazy kinds). */
+/**
+ * Current CF as 0/1. INC/DEC and ADC/SBB ask for it on every execution, so it is computed on its
+ * own rather than through `lazyArith`.
+ */
 export function carry(f: LazyFlags): number {
-  return f.fop === 0 ? f.fl & CF : lazyArith(f) & CF;
+  const op = f.fop;
+  if (op === 0) return f.fl & CF;
+  const kind = op >>> 2;
+  const a = f.fa;
+  const b = f.fb;
+  const r = f.fr;
+  if ((op & 3) === 3) {
+    switch (kind) {
+      case Lazy.add: return less64(r, f.frh, a, f.fah) ? 1 : 0;
+      case Lazy.adc: return less64(r, f.frh, a, f.fah) || (f.fcin !== 0 && r === a && f.frh === f.fah) ? 1 : 0;
+      case Lazy.sub: return less64(a, f.fah, b, f.fbh) ? 1 : 0;
+      case Lazy.sbb: return less64(a, f.fah, b, f.fbh) || (f.fcin !== 0 && a === b && f.fah === f.fbh) ? 1 : 0;
+      case Lazy.logic: return 0;
+      default: return f.fcin;
+    }
+  }
+  switch (kind) {
+    case Lazy.add: return (r >>> 0) < (a >>> 0) ? 1 : 0;
+    case Lazy.adc: return (r >>> 0) < (a >>> 0) || (f.fcin !== 0 && r === a) ? 1 : 0;
+    case Lazy.sub: return (a >>> 0) < (b >>> 0) ? 1 : 0;
+    case Lazy.sbb: return (a >>> 0) < (b >>> 0) || (f.fcin !== 0 && a === b) ? 1 : 0;
+    case Lazy.logic: return 0;
+    default: return f.fcin;
+  }
 }
 
 /**

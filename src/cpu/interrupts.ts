@@ -102,28 +102,49 @@ function isFaultClass(vector: number): boolean {
  * Delivers an event. `returnRip` is the RIP pushed (the faulting instruction for faults, the next
  * one for traps and software interrupts). Exceptions set in the exception bitmap become VM exits.
  * A fault during delivery of an exception follows the double-fault table (SDM Table 6-5); a fault
- * during #DF delivery is a triple fault (a VM exit). A fault during a software interrupt is the
- * INT instruction's own fault and propagates. Returns true when the original event was delivered.
+ * during #DF delivery is a triple fault (a VM exit). A fault during a software interrupt or a
+ * software exception (INT n, INT3) is the instruction's own fault and propagates. Returns true when
+ * the original event was delivered.
+ *
+ * `injected` marks an event injected at VM entry (SDM 3C §26.5.1): it never causes a VM exit
+ * directly (the exception bitmap is not consulted for it), it does not load CR2 (CR2 is guest
+ * state the injector sets), and the RFLAGS image keeps RF as loaded. Exceptions raised while
+ * delivering it are ordinary exceptions.
  */
-export function deliverEvent(cpu: Cpu, vector: number, type: number, error: number, returnRip: number): boolean {
+export function deliverEvent(cpu: Cpu, vector: number, type: number, error: number, returnRip: number, injected = false): boolean {
   let v = vector;
   let t = type;
   let err = error;
+  // True while delivering the event we were called with (false once a nested exception replaced it).
+  let original = true;
+  // The event whose delivery raised the exception being delivered now, for the IDT-vectoring info
+  // of an exit that exception causes through the exception bitmap (SDM 3C §27.2.4); 0 if none.
+  let outer = 0;
+  let outerError = 0;
   for (;;) {
     const hardware = t === EventInfo.hardwareException || t === EventInfo.softwareException;
-    if (hardware && ((cpu.words[Vcpu.exceptionBitmap] >>> v) & 1) !== 0) exceptionExit(cpu, v, err);
+    if (hardware && !(injected && original) && ((cpu.words[Vcpu.exceptionBitmap] >>> v) & 1) !== 0) {
+      cpu.delivering = outer;
+      cpu.deliveringError = outerError;
+      exceptionExit(cpu, v, err);
+    }
     cpu.delivering = eventInfo(v, t, err);
     cpu.deliveringError = err >= 0 ? err : 0;
+    // CR2 is loaded before the frame is pushed: a #PF whose delivery then causes a VM exit (an EPT
+    // violation on the IDT or the stack) has still updated CR2 (SDM 3C §27.1, events that cause a
+    // VM exit indirectly). Written after pushFrame, CR2 kept its old value on such exits.
+    if (v === Vector.PF && t === EventInfo.hardwareException && !(injected && original)) {
+      cpu.words[Vcpu.cr2] = cpu.faultCr2Lo;
+      cpu.words[Vcpu.cr2 + 1] = cpu.faultCr2Hi;
+    }
     try {
-      pushFrame(cpu, v, t, err, returnRip);
-      if (v === Vector.PF && t === EventInfo.hardwareException) {
-        cpu.words[Vcpu.cr2] = cpu.faultCr2Lo;
-        cpu.words[Vcpu.cr2 + 1] = cpu.faultCr2Hi;
-      }
+      pushFrame(cpu, v, t, err, returnRip, injected && original);
       return v === vector && t === type;
     } catch (error) {
       if (error !== STOP) throw error;
-      if (cpu.stopKind === StopKind.exit || t === EventInfo.softwareInterrupt) throw error;
+      // INT3 (a software exception) faults like INT n: the #GP/#NP is reported for the instruction
+      // with its own RIP, not handled as a nested exception pushing the next RIP.
+      if (cpu.stopKind === StopKind.exit || t === EventInfo.softwareInterrupt || t === EventInfo.softwareException) throw error;
       const second = cpu.faultVector;
       if (v === Vector.DF) {
         cpu.delivering = 0;
@@ -133,13 +154,24 @@ export function deliverEvent(cpu: Cpu, vector: number, type: number, error: numb
       const first = exceptionClass(v);
       const next = exceptionClass(second);
       if ((first === 'contributory' && next === 'contributory') || (first === 'pageFault' && next !== 'benign')) {
+        // CR2 is loaded when a page fault is detected; one that becomes a #DF still loads it.
+        if (second === Vector.PF) {
+          cpu.words[Vcpu.cr2] = cpu.faultCr2Lo;
+          cpu.words[Vcpu.cr2 + 1] = cpu.faultCr2Hi;
+        }
+        // A #DF that exits is not "during delivery" of the first event (SDM 3C §27.2.4).
+        outer = 0;
+        outerError = 0;
         v = Vector.DF;
         err = 0;
       } else {
+        outer = eventInfo(v, t, err);
+        outerError = err >= 0 ? err : 0;
         v = second;
         err = cpu.faultError;
       }
       t = EventInfo.hardwareException;
+      original = false;
     } finally {
       cpu.delivering = 0;
       cpu.deliveringError = 0;
@@ -157,7 +189,7 @@ function exceptionExit(cpu: Cpu, vector: number, error: number): never {
   return cpu.exit(ExitReason.exception, 0, vector, error >= 0 ? error : 0, error >= 0 ? 1 : 0);
 }
 
-function pushFrame(cpu: Cpu, vector: number, type: number, error: number, returnRip: number): void {
+function pushFrame(cpu: Cpu, vector: number, type: number, error: number, returnRip: number, injected: boolean): void {
   const w = cpu.words;
   const ext = type === EventInfo.external || type === EventInfo.hardwareException ? EXT_BIT : 0;
   const software = type === EventInfo.softwareInterrupt || type === EventInfo.softwareException;
@@ -187,7 +219,9 @@ function pushFrame(cpu: Cpu, vector: number, type: number, error: number, return
   rspLo &= ~0xf;
   const flags = settleFlags(cpu);
   const [retLo, retHi] = canonicalHalves(returnRip);
-  const pushedFlags = type === EventInfo.hardwareException && isFaultClass(vector) ? flags | RF : flags & ~RF;
+  // Faults push RF=1 (a restarted instruction must not re-trigger an instruction breakpoint); an
+  // injected event pushes RF as loaded (SDM 3C §26.5.1.1).
+  const pushedFlags = injected ? flags : type === EventInfo.hardwareException && isFaultClass(vector) ? flags | RF : flags & ~RF;
   // Slots in push order (highest address first): SS, RSP, RFLAGS, CS, RIP, [error code].
   const slots = [w[Vcpu.ss] & 0xffff, 0, r[8], r[9], pushedFlags, 0, w[Vcpu.cs] & 0xffff, 0, retLo, retHi];
   if (error >= 0) slots.push(error, 0);

@@ -34,10 +34,19 @@ const PERM_UR = 8;
 const PERM_UW = 16;
 const PERM_UX = 32;
 
-export const TLB_ENTRIES = 256;
+export const TLB_ENTRIES = 1024;
 /** Split-access records kept at once (a power of two; ENTER with 31 levels needs 33). */
 const SPLIT_SLOTS = 64;
 const TLB_MASK = TLB_ENTRIES - 1;
+
+/**
+ * TLB slot of a linear page. Folding in higher address bits keeps pages that are a multiple of
+ * 1 MiB or 4 GiB apart (code vs data, user vs kernel halves) out of each other's way.
+ */
+function tlbSlot(lo: number, hi: number): number {
+  return ((lo >>> 12) ^ (lo >>> 22) ^ hi) & TLB_MASK;
+}
+
 
 /** Physical-address bits this CPU reports (CPUID 8000_0008). Entry bits above are reserved. */
 export const MAX_PHYS_BITS = 40;
@@ -124,7 +133,7 @@ export class Mmu {
       this.flush();
       return;
     }
-    const i = (lo >>> 12) & TLB_MASK;
+    const i = tlbSlot(lo, hi);
     if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12)) this.tlbTag[i] = -1;
     this.epoch++;
   }
@@ -161,7 +170,7 @@ export class Mmu {
    */
   translate(lo: number, hi: number, need: number, size: number): number {
     if (((hi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
-    const i = (lo >>> 12) & TLB_MASK;
+    const i = tlbSlot(lo, hi);
     const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
     const offset = lo & 0xfff;
     if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12) && (this.tlbPerm[i] & mask) === mask && offset + size <= 4096) {
@@ -173,10 +182,12 @@ export class Mmu {
   private translateSlow(lo: number, hi: number, need: number, size: number): number {
     const offset = lo & 0xfff;
     if (offset + size <= 4096) return this.translatePage(lo, hi, need) + offset;
-    const first = this.translatePage(lo, hi, need) + offset;
     const nextLo = ((lo & ~0xfff) + 0x1000) | 0;
     const nextHi = nextLo === 0 ? (hi + 1) | 0 : hi;
+    // The canonical check covers every byte of the access and precedes paging: an access whose
+    // tail is non-canonical is #GP/#SS even when its first page is unmapped (was: #PF first).
     if (((nextHi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
+    const first = this.translatePage(lo, hi, need) + offset;
     const second = this.translatePage(nextLo, nextHi, need);
     const slot = this.splitNext;
     this.splitNext = (slot + 1) & (SPLIT_SLOTS - 1);
@@ -188,7 +199,7 @@ export class Mmu {
 
   /** Walks (or hits) and returns the physical base of the page; fills the TLB. */
   translatePage(lo: number, hi: number, need: number): number {
-    const i = (lo >>> 12) & TLB_MASK;
+    const i = tlbSlot(lo, hi);
     const tag = (hi & 0xffff) * 0x100000 + (lo >>> 12);
     const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
     if (this.tlbTag[i] === tag && (this.tlbPerm[i] & mask) === mask) return this.tlbPage[i];
@@ -227,14 +238,15 @@ export class Mmu {
         this.checkStructure(entryGpa, lo, hi, 1);
         const elo = this.i32[entryGpa >>> 2];
         const ehi = this.i32[(entryGpa >>> 2) + 1];
-        const fault = (bits: number): never =>
-          this.faults.pageFault(lo, hi, bits | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0));
-        if ((elo & 1) === 0) fault(0);
-        if ((ehi & RSVD_HI) !== 0 || (!this.nxEnabled && ehi < 0)) fault(PfError.present | PfError.reserved);
+        if ((elo & 1) === 0) this.pageFault(lo, hi, 0, write, user, fetch);
         const ps = (elo & 0x80) !== 0;
-        if (ps && level === 4) fault(PfError.present | PfError.reserved);
-        if (ps && level === 3 && (elo & 0x3fffe000) !== 0) fault(PfError.present | PfError.reserved);
-        if (ps && level === 2 && (elo & 0x1fe000) !== 0) fault(PfError.present | PfError.reserved);
+        const reserved =
+          (ehi & RSVD_HI) !== 0 ||
+          (!this.nxEnabled && ehi < 0) ||
+          (ps && level === 4) ||
+          (ps && level === 3 && (elo & 0x3fffe000) !== 0) ||
+          (ps && level === 2 && (elo & 0x1fe000) !== 0);
+        if (reserved) this.pageFault(lo, hi, PfError.present | PfError.reserved, write, user, fetch);
         entries.push(entryGpa);
         us &&= (elo & 4) !== 0;
         rw &&= (elo & 2) !== 0;
@@ -253,9 +265,7 @@ export class Mmu {
       const denied = user
         ? !us || (write && !rw) || (fetch && nx)
         : (write && !rw && this.writeProtect) || (fetch && (nx || (this.smep && us)));
-      if (denied) {
-        this.faults.pageFault(lo, hi, PfError.present | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0));
-      }
+      if (denied) this.pageFault(lo, hi, PfError.present, write, user, fetch);
       // Accessed flags on every level, dirty on the leaf for writes: atomic ORs in guest memory,
       // which are guest-physical writes to paging structures and so need EPT write access.
       for (const entryGpa of entries) {
@@ -293,6 +303,12 @@ export class Mmu {
     this.tlbPerm[slot] = perm;
     if (large) this.largeEntries = true;
     return page;
+  }
+
+  /** Raises #PF with the error code built from the access (SDM §4.7). */
+  private pageFault(lo: number, hi: number, bits: number, write: boolean, user: boolean, fetch: boolean): never {
+    const code = bits | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0);
+    return this.faults.pageFault(lo, hi, code);
   }
 
   /** EPT check of a paging-structure access (read while walking, write when setting A/D). */

@@ -23,7 +23,10 @@ const decoder = new InstructionDecoder();
 const factories = new Map<string, (h: typeof helpers) => (cpu: unknown) => number>();
 const FACTORIES_MAX = 20_000;
 
-const PROLOGUE = 'const r = c.r, m = c.mmu;\nlet a = 0, ah = 0, b = 0, bh = 0, s = 0, sh = 0, t = 0, ea = 0, eah = 0, pa = 0;';
+/** First non-canonical address above the lower half (2^47), as a 48-bit linear number. */
+const LOWER_HALF_END = 0x800000000000;
+
+const PROLOGUE = 'const r = c.r, m = c.mmu;\nlet a = 0, ah = 0, b = 0, bh = 0, s = 0, sh = 0, t = 0, ea = 0, eah = 0, pa = 0, cf = 0;';
 
 /** A decoded instruction, or the #UD that stands in for bytes that are not one. */
 type Slot = { kind: 'insn'; insn: Insn } | { kind: 'ud'; ip: number; length: number; bytes: Uint8Array; reason: number; code: number };
@@ -61,6 +64,10 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
       linear2 = rip - offset + PAGE_BYTES;
       const [lo2, hi2] = halves(linear2);
       try {
+        // The page after the last lower-half page (0x7ffffffff000) starts the non-canonical hole:
+        // fetching the rest of the instruction there is #GP(0). As a 48-bit number it would
+        // otherwise wrap silently to the upper half (0xffff800000000000).
+        if (linear2 === LOWER_HALF_END) cpu.nonCanonical(false);
         page2 = cpu.mmu.translatePage(lo2, hi2, Need.execute);
       } catch (error) {
         // The instruction straddles into a page we cannot fetch: end the block before it, so the
@@ -135,7 +142,9 @@ function assemble(cpu: Cpu, rip: number, slots: Slot[], pages: Pages): Block {
     const e = emitted.emitter;
     let body = e.source;
     if (!e.ended && e.writesMemory) body += `\nif (c.smc !== 0) { c.rip = ${e.next}; return ${k + 1}; }`;
-    parts.push(`// ${ip.toString(16)}: ${hex(slot.insn.bytes)}\n{ ${cur}${body} }`);
+    // Only code that can throw (an MMU translation or a helper) needs `cur` for rollback.
+    const mayStop = /\bm\.translate|\bH\./.test(body);
+    parts.push(`// ${ip.toString(16)}: ${hex(slot.insn.bytes)}\n{ ${mayStop ? cur : ''}${body} }`);
     previous = e.ended ? { kind: -1, size: 0 } : { kind: e.flagsKind, size: e.flagsSize };
     if (e.ended) {
       ended = true;

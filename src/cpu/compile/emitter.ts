@@ -179,6 +179,23 @@ export class Emitter {
     this.flagsSize = size;
   }
 
+  /**
+   * Puts the current CF (0/1) in the block-level local `cf` and returns its name. When the previous
+   * instruction of the block left its operands in the locals, CF is computed from them (or, after
+   * INC/DEC, is already in `cf`) instead of asking the lazy-flags helper.
+   */
+  carryIn(): string {
+    const { kind, size } = this.previousFlags;
+    const less = (x: string, xh: string, y: string, yh: string): string =>
+      size === 8 ? `(${xh} === ${yh} ? (${x} >>> 0) < (${y} >>> 0) : (${xh} >>> 0) < (${yh} >>> 0))` : `(${x} >>> 0) < (${y} >>> 0)`;
+    if (kind === Lazy.inc || kind === Lazy.dec) return 'cf';
+    if (kind === Lazy.logic) this.line('cf = 0;');
+    else if (kind === Lazy.add) this.line(`cf = ${less('s', 'sh', 'a', 'ah')} ? 1 : 0;`);
+    else if (kind === Lazy.sub) this.line(`cf = ${less('a', 'ah', 'b', 'bh')} ? 1 : 0;`);
+    else this.line('cf = H.carry(c);');
+    return 'cf';
+  }
+
   /** Emits a privilege check: #GP(0) unless CPL is 0. */
   requireCpl0(): void {
     this.line('if (c.cpl !== 0) H.fault(c, 13, 0);');

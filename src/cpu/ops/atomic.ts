@@ -81,6 +81,10 @@ function int64(mmu: Mmu): BigInt64Array {
  */
 export function lockedRmw(mmu: Mmu, pa: number, size: number, op: number, blo: number, bhi: number, cin: number): number {
   if (pa >= 0 && (pa & 3) + size <= 4) return rmwInWord32(mmu, pa, size, op, blo, cin);
+  if (pa >= 0 && size === 8 && (pa & 7) === 0) {
+    const old = rmwAligned64LowWord(mmu, pa, op, blo, bhi, cin);
+    if (old !== null) return old;
+  }
   if (pa >= 0 && (pa & 7) + size <= 8) return rmwInWord64(mmu, pa, size, op, blo, bhi, cin);
   splitLock(mmu);
   try {
@@ -94,6 +98,30 @@ export function lockedRmw(mmu: Mmu, pa: number, size: number, op: number, blo: n
     return oldLo;
   } finally {
     splitUnlock(mmu);
+  }
+}
+
+/**
+ * A 64-bit RMW whose result leaves the high word unchanged (no carry or borrow out of the low
+ * word, logic ops that keep the high half): a 32-bit CAS on the low word is then the whole atomic
+ * update, with no BigInt. Returns null when the high word would change (the caller takes the
+ * 64-bit CAS path). The high half reported for the flags is re-read after the CAS; only a
+ * concurrent write to the high half alone, between those reads, could make the flags (never the
+ * memory) reflect a slightly different instant.
+ */
+function rmwAligned64LowWord(mmu: Mmu, pa: number, op: number, blo: number, bhi: number, cin: number): number | null {
+  const i32 = mmu.i32;
+  const index = pa >>> 2;
+  for (;;) {
+    const hi = Atomics.load(i32, index + 1);
+    const lo = Atomics.load(i32, index);
+    compute(op, lo, hi, blo, bhi, cin, 8);
+    if (outHi !== hi) return null;
+    if (Atomics.compareExchange(i32, index, lo, outLo) === lo) {
+      if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, 8);
+      mmu.hi = Atomics.load(i32, index + 1);
+      return lo;
+    }
   }
 }
 

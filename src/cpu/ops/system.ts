@@ -305,6 +305,7 @@ export function hlt(cpu: Cpu, nextIp: number): void {
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
   if (exitsOn(cpu, ExitControl.hlt)) cpu.exit(ExitReason.hlt);
   cpu.halted = true;
+  cpu.boundaryWork = true;
   cpu.rip = nextIp;
 }
 

@@ -56,16 +56,17 @@ export function binary(kind: BinaryKind, compareOnly = false) {
     if (dst.kind === OperandKind.memory) e.translateMemory(size, compareOnly ? Need.read : Need.readWrite);
     else if (src.kind === OperandKind.memory) e.translateMemory(size, Need.read);
     // Sign-extended immediates become the operand size; iced already extended them to 64 bits.
+    // The carry-in is taken before the source read clobbers the previous instruction's locals.
+    const cin = usesCarry ? e.carryIn() : '0';
     e.read(src, 'b', size);
-    if (usesCarry) e.line('const cin = H.carry(c);');
     if (e.insn.lock) {
       if (dst.kind !== OperandKind.memory || compareOnly) throw new UnsupportedForm('LOCK needs a memory destination');
-      e.line(`a = H.lockRmw(c, pa, ${size}, ${AtomicOp[kind]}, b, ${size === 8 ? 'bh' : '0'}, ${usesCarry ? 'cin' : '0'});${size === 8 ? ' ah = m.hi;' : ''}`);
+      e.line(`a = H.lockRmw(c, pa, ${size}, ${AtomicOp[kind]}, b, ${size === 8 ? 'bh' : '0'}, ${cin});${size === 8 ? ' ah = m.hi;' : ''}`);
     } else {
       e.read(dst, 'a', size);
     }
-    e.line(binaryResult(kind, size));
-    e.lazyFlags(LAZY_KIND[kind], size, usesCarry ? 'cin' : undefined);
+    e.line(binaryResult(kind, size).replaceAll('cin', cin));
+    e.lazyFlags(LAZY_KIND[kind], size, usesCarry ? cin : undefined);
     if (!compareOnly && !e.insn.lock) e.write(dst, 's', 'sh', size);
   };
 }
@@ -75,17 +76,16 @@ export function incDec(kind: 'inc' | 'dec') {
   return (e: Emitter): void => {
     const [dst] = e.operands(1);
     const size = dst.size;
+    const cin = e.carryIn();
     e.prepare(dst, Need.readWrite);
-    const b = size === 8 ? 'b = 1; bh = 0;' : 'b = 1;';
-    e.line(b);
-    e.line('const cin = H.carry(c);');
+    e.line(size === 8 ? 'b = 1; bh = 0;' : 'b = 1;');
     if (e.insn.lock) {
       e.line(`a = H.lockRmw(c, pa, ${size}, ${kind === 'inc' ? AtomicOp.add : AtomicOp.sub}, 1, 0, 0);${size === 8 ? ' ah = m.hi;' : ''}`);
     } else {
       e.read(dst, 'a', size);
     }
     e.line(binaryResult(kind === 'inc' ? 'add' : 'sub', size));
-    e.lazyFlags(kind === 'inc' ? Lazy.inc : Lazy.dec, size, 'cin');
+    e.lazyFlags(kind === 'inc' ? Lazy.inc : Lazy.dec, size, cin);
     if (!e.insn.lock) e.write(dst, 's', 'sh', size);
   };
 }

@@ -1,0 +1,21 @@
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+
+/** URL of the plain-JS bootstrap that lets a worker run TypeScript (see bootstrap.mjs). */
+export const WORKER_BOOTSTRAP = new URL('./bootstrap.mjs', import.meta.url);
+
+/** What a TypeScript worker entry receives as `workerData`. */
+export interface TsWorkerData<T> {
+  /** file: URL of the entry module (used by the bootstrap). */
+  readonly entry: string;
+  /** The entry's own data. */
+  readonly data: T;
+}
+
+/**
+ * Starts a worker thread running the TypeScript module `entry`, with `data` available to it as
+ * `workerData.data`. SharedArrayBuffers in `data` are shared, not copied.
+ */
+export function spawnTsWorker<T>(entry: URL, data: T, options: { name?: string; resourceLimits?: ResourceLimits } = {}): Worker {
+  const workerData: TsWorkerData<T> = { entry: entry.href, data };
+  return new Worker(WORKER_BOOTSTRAP, { workerData, name: options.name, resourceLimits: options.resourceLimits });
+}
