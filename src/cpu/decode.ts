@@ -94,7 +94,13 @@ export interface Insn {
 /** Result of decoding one instruction from a byte window. */
 export type DecodeResult =
   | { readonly status: 'ok'; readonly insn: Insn }
-  | { readonly status: 'invalid'; readonly length: number; readonly bytes: Uint8Array }
+  | {
+      readonly status: 'invalid';
+      readonly length: number;
+      readonly bytes: Uint8Array;
+      /** Set when the only fault is a LOCK prefix the instruction cannot take: its iced `Code`. */
+      readonly illegalLock?: number;
+    }
   | { readonly status: 'truncated' };
 
 const MASK48 = 0xffff_ffff_ffffn;
@@ -172,7 +178,8 @@ export class InstructionDecoder {
       if (ins.isInvalid) {
         if (decoder.lastError === iced.DecoderError.NoMoreBytes && window.length < 15) return { status: 'truncated' };
         const length = Math.max(1, ins.length);
-        return { status: 'invalid', length, bytes: window.slice(0, length) };
+        const illegalLock = lockMisuse(window, ip);
+        return { status: 'invalid', length, bytes: window.slice(0, length), ...(illegalLock !== undefined ? { illegalLock } : {}) };
       }
       return { status: 'ok', insn: this.copy(ins, window.slice(0, ins.length)) };
     } finally {
@@ -302,6 +309,28 @@ export class InstructionDecoder {
       segmentOverride: segmentOf(ins.segmentPrefix),
       bytes,
     };
+  }
+}
+
+/**
+ * iced rejects LOCK on an instruction that cannot take it (LOCK NOP, LOCK ADD reg, reg...) as an
+ * invalid encoding, but it is a valid instruction used illegally (UdReason.illegalUse). Decoding
+ * again without iced's validity checks tells the two apart: returns the instruction's Code when
+ * that decode succeeds and carries a LOCK prefix.
+ */
+function lockMisuse(window: Uint8Array, ip: bigint): number | undefined {
+  if (!window.includes(0xf0)) return undefined;
+  const decoder = new iced.Decoder(64, window, iced.DecoderOptions.NoInvalidCheck);
+  try {
+    decoder.ip = ip;
+    const ins = decoder.decode();
+    try {
+      return !ins.isInvalid && ins.hasLockPrefix ? ins.code : undefined;
+    } finally {
+      ins.free();
+    }
+  } finally {
+    decoder.free();
   }
 }
 

@@ -91,7 +91,10 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
     } else {
       const length = result.status === 'invalid' ? result.length : 1;
       const raw = result.status === 'invalid' ? result.bytes : bytes.slice(position, position + 1);
-      slots.push({ kind: 'ud', ip, length, bytes: raw, reason: UdReason.invalidEncoding, code: 0 });
+      // A LOCK the instruction cannot take is an illegal use of a valid instruction, not garbage.
+      const illegalLock = result.status === 'invalid' ? result.illegalLock : undefined;
+      const reason = illegalLock !== undefined ? UdReason.illegalUse : UdReason.invalidEncoding;
+      slots.push({ kind: 'ud', ip, length, bytes: raw, reason, code: illegalLock ?? 0 });
       break;
     }
   }
@@ -128,7 +131,7 @@ function assemble(cpu: Cpu, rip: number, slots: Slot[], pages: Pages): Block {
     lengths.push(slot.kind === 'insn' ? slot.insn.length : slot.length);
     const cur = k === 0 ? '' : `c.cur = ${k}; `;
     if (slot.kind === 'ud') {
-      parts.push(`{ ${cur}H.undefinedOpcode(c, ${slot.reason}, 0, ${ip}); }`);
+      parts.push(`{ ${cur}H.undefinedOpcode(c, ${slot.reason}, ${slot.code}, ${ip}); }`);
       ended = true;
       break;
     }

@@ -167,8 +167,10 @@ export function xsetbv(cpu: Cpu): void {
   if ((w[Vcpu.cr4] & CR4.OSXSAVE) === 0) cpu.fault(Vector.UD);
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
   if (exitsOn(cpu, ExitControl.xcrWrite)) cpu.exit(ExitReason.xcrWrite, 0, index, lo, hi);
-  // Only XCR0 exists; x87 state (bit 0) must stay set, and this CPU has no other state components.
-  if (index !== 0 || hi !== 0 || (lo & 1) === 0 || (lo & ~7) !== 0 || (lo & 6) === 4) cpu.fault(Vector.GP, 0);
+  // Only XCR0 exists; x87 state (bit 0) must stay set, and this CPU has no other state components:
+  // CPUID.(EAX=0DH,ECX=0):EAX = 1, and setting an XCR0 bit that leaf reports as 0 is #GP (SDM
+  // XSETBV). SSE/AVX (bits 1, 2) used to be accepted although the CPU reports neither.
+  if (index !== 0 || hi !== 0 || lo !== 1) cpu.fault(Vector.GP, 0);
   w[Vcpu.xcr0] = lo;
   w[Vcpu.xcr0 + 1] = 0;
 }
@@ -178,17 +180,19 @@ export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number,
   const w = cpu.words;
   const store = kind === DtrKind.sgdt || kind === DtrKind.sidt;
   if (!store && cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
+  // The exit comes before the operand is accessed: a fault-like exit that does not depend on the
+  // operand's contents has priority over a #PF on the operand (SDM 3C §25.1.1).
+  if (exitsOn(cpu, ExitControl.dtr)) {
+    w[Vcpu.exitGla] = ea;
+    w[Vcpu.exitGla + 1] = eah;
+    cpu.exit(ExitReason.dtr, 0, kind);
+  }
   const mmu = cpu.mmu;
   const limitPa = mmu.translate(ea, eah, (store ? Need.write : Need.read) | (stack ? Need.stack : 0), 2);
   const t = (ea >>> 0) + 2;
   const baseLo = t | 0;
   const baseHi = (eah + (t > 4294967295 ? 1 : 0)) | 0;
   const basePa = mmu.translate(baseLo, baseHi, (store ? Need.write : Need.read) | (stack ? Need.stack : 0), 8);
-  if (exitsOn(cpu, ExitControl.dtr)) {
-    w[Vcpu.exitGla] = ea;
-    w[Vcpu.exitGla + 1] = eah;
-    cpu.exit(ExitReason.dtr, 0, kind);
-  }
   const limitField = kind === DtrKind.lgdt || kind === DtrKind.sgdt ? Vcpu.gdtrLimit : Vcpu.idtrLimit;
   const baseField = kind === DtrKind.lgdt || kind === DtrKind.sgdt ? Vcpu.gdtrBase : Vcpu.idtrBase;
   if (store) {
