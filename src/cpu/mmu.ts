@@ -62,8 +62,17 @@ export interface MmuFaults {
   codeWritten(): void;
 }
 
+/** tlbHi value of an empty slot: not the high half of any canonical address. */
+export const TLB_EMPTY = 0x40000000;
+
 export class Mmu {
-  readonly tlbTag = new Float64Array(TLB_ENTRIES).fill(-1);
+  /**
+   * The TLB, as parallel arrays so generated code can test a hit inline: the linear page as its
+   * two int32 halves (`lo & -4096`, full `hi`), the guest-physical page, and the permission bits.
+   * Only canonical addresses are ever filled, so a non-canonical address can never hit.
+   */
+  readonly tlbLo = new Int32Array(TLB_ENTRIES);
+  readonly tlbHi = new Int32Array(TLB_ENTRIES).fill(TLB_EMPTY);
   readonly tlbPage = new Int32Array(TLB_ENTRIES);
   readonly tlbPerm = new Int32Array(TLB_ENTRIES);
   /** True when some TLB entry came from a 2 MiB/1 GiB page (INVLPG must then flush all). */
@@ -122,7 +131,7 @@ export class Mmu {
 
   /** Drops every cached translation (CR3 write, paging mode change, EPT view change). */
   flush(): void {
-    this.tlbTag.fill(-1);
+    this.tlbHi.fill(TLB_EMPTY);
     this.largeEntries = false;
     this.epoch++;
   }
@@ -134,7 +143,7 @@ export class Mmu {
       return;
     }
     const i = tlbSlot(lo, hi);
-    if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12)) this.tlbTag[i] = -1;
+    if (this.tlbLo[i] === (lo & -4096) && this.tlbHi[i] === hi) this.tlbHi[i] = TLB_EMPTY;
     this.epoch++;
   }
 
@@ -169,17 +178,19 @@ export class Mmu {
    * Throws (via the fault sink) on #GP/#SS, #PF and EPT violations.
    */
   translate(lo: number, hi: number, need: number, size: number): number {
-    if (((hi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
     const i = tlbSlot(lo, hi);
-    const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
+    const rights = need & 7;
+    const shift = (need & Need.supervisor) !== 0 ? 0 : this.userShift;
     const offset = lo & 0xfff;
-    if (this.tlbTag[i] === (hi & 0xffff) * 0x100000 + (lo >>> 12) && (this.tlbPerm[i] & mask) === mask && offset + size <= 4096) {
+    if (this.tlbLo[i] === (lo & -4096) && this.tlbHi[i] === hi && ((this.tlbPerm[i] >> shift) & rights) === rights && offset + size <= 4096) {
       return this.tlbPage[i] + offset;
     }
     return this.translateSlow(lo, hi, need, size);
   }
 
-  private translateSlow(lo: number, hi: number, need: number, size: number): number {
+  /** Everything but a plain TLB hit: the canonical check, page walks, page-crossing accesses. */
+  translateSlow(lo: number, hi: number, need: number, size: number): number {
+    if (((hi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
     const offset = lo & 0xfff;
     if (offset + size <= 4096) return this.translatePage(lo, hi, need) + offset;
     const nextLo = ((lo & ~0xfff) + 0x1000) | 0;
@@ -194,20 +205,21 @@ export class Mmu {
     this.splitFirst[slot] = first;
     this.splitSecond[slot] = second;
     this.splitBytes[slot] = 4096 - offset;
-    return -(slot + 1);
+    // Handles are ≡ 3 (mod 4): never mistaken for an aligned address by generated code.
+    return -(4 * slot + 1);
   }
 
   /** Walks (or hits) and returns the physical base of the page; fills the TLB. */
   translatePage(lo: number, hi: number, need: number): number {
     const i = tlbSlot(lo, hi);
-    const tag = (hi & 0xffff) * 0x100000 + (lo >>> 12);
-    const mask = (need & 7) << ((need & Need.supervisor) !== 0 ? 0 : this.userShift);
-    if (this.tlbTag[i] === tag && (this.tlbPerm[i] & mask) === mask) return this.tlbPage[i];
-    return this.walk(lo, hi, need, i, tag);
+    const rights = need & 7;
+    const shift = (need & Need.supervisor) !== 0 ? 0 : this.userShift;
+    if (this.tlbLo[i] === (lo & -4096) && this.tlbHi[i] === hi && ((this.tlbPerm[i] >> shift) & rights) === rights) return this.tlbPage[i];
+    return this.walk(lo, hi, need, i);
   }
 
   /** The page walk (SDM Vol. 3A §4.5) followed by the EPT check of the final page. */
-  private walk(lo: number, hi: number, need: number, slot: number, tag: number): number {
+  private walk(lo: number, hi: number, need: number, slot: number): number {
     const user = (need & Need.supervisor) === 0 && this.userShift !== 0;
     const write = (need & Need.write) !== 0;
     const fetch = (need & Need.execute) !== 0;
@@ -298,7 +310,8 @@ export class Mmu {
     if ((rights & 1) !== 0) perm |= PERM_SR | (us ? PERM_UR : 0);
     if ((rights & 2) !== 0 && dirty) perm |= (rw || !this.writeProtect ? PERM_SW : 0) | (us && rw ? PERM_UW : 0);
     if ((rights & 4) !== 0 && !nx) perm |= (this.smep && us ? 0 : PERM_SX) | (us ? PERM_UX : 0);
-    this.tlbTag[slot] = tag;
+    this.tlbLo[slot] = lo & -4096;
+    this.tlbHi[slot] = hi;
     this.tlbPage[slot] = page;
     this.tlbPerm[slot] = perm;
     if (large) this.largeEntries = true;
@@ -390,7 +403,7 @@ export class Mmu {
 
   /** Physical address of byte `k` of the split access `handle` (first page, then second). */
   splitAddress(handle: number, k: number): number {
-    const slot = -handle - 1;
+    const slot = (-handle - 1) >> 2;
     const first = this.splitBytes[slot];
     return k < first ? this.splitFirst[slot] + k : this.splitSecond[slot] + (k - first);
   }

@@ -26,7 +26,9 @@ const FACTORIES_MAX = 20_000;
 /** First non-canonical address above the lower half (2^47), as a 48-bit linear number. */
 const LOWER_HALF_END = 0x800000000000;
 
-const PROLOGUE = 'const r = c.r, m = c.mmu;\nlet a = 0, ah = 0, b = 0, bh = 0, s = 0, sh = 0, t = 0, ea = 0, eah = 0, pa = 0, cf = 0;';
+const PROLOGUE =
+  'const r = c.r, m = c.mmu, tl = m.tlbLo, th = m.tlbHi, tp = m.tlbPerm, tg = m.tlbPage, us = m.userShift, u8 = m.u8, u16 = m.u16, i32 = m.i32, cm = m.codeMark;\n' +
+  'let a = 0, ah = 0, b = 0, bh = 0, s = 0, sh = 0, t = 0, ea = 0, eah = 0, pa = 0, cf = 0;';
 
 /** A decoded instruction, or the #UD that stands in for bytes that are not one. */
 type Slot = { kind: 'insn'; insn: Insn } | { kind: 'ud'; ip: number; length: number; bytes: Uint8Array; reason: number; code: number };

@@ -1,13 +1,15 @@
 import { OperandKind, RegisterClass, Segment, type Insn, type MemoryOperand, type Operand } from '../decode.ts';
 import { Lazy, sizeIndex } from '../flags.ts';
-import { Need } from '../mmu.ts';
+import { Need, TLB_ENTRIES } from '../mmu.ts';
 
 /**
  * Builds the JavaScript source of one instruction inside a block function.
  *
  * Conventions of the generated code (see block-compiler.ts for the prologue):
  *  - `c` is the Cpu, `r` its GPR words (register n at r[2n] low, r[2n+1] high), `m` its Mmu,
- *    `H` the helper table.
+ *    `H` the helper table; `tl th tp tg us` are the MMU's TLB arrays and user-permission shift,
+ *    `u8 u16 i32 cm` guest RAM views and the code-mark table, so a TLB hit and an aligned access
+ *    compile to plain array operations (a call per access would blow V8's inlining budget).
  *  - Locals `a ah b bh s sh t ea eah pa` are scratch, reused by every instruction.
  *  - A value of size 1 or 2 is held masked (non-negative); size 4 as int32; size 8 as two int32
  *    halves (lo in `x`, hi in `xh`). This matches the lazy-flags encoding.
@@ -123,8 +125,22 @@ export class Emitter {
   translateMemory(size: number, need: number, into = 'pa'): void {
     const mem = this.memory();
     this.effectiveAddress(mem);
-    this.line(`${into} = m.translate(ea, eah, ${need | (mem.stack ? Need.stack : 0)}, ${size});`);
+    this.translateAddress('ea', 'eah', need | (mem.stack ? Need.stack : 0), size, into);
     if ((need & Need.write) !== 0) this.writesMemory = true;
+  }
+
+  /**
+   * Emits `into = physical address of the size-byte access at lo/hi`: the TLB hit test inline,
+   * the MMU's slow path (walk, faults, page crossing) otherwise. `lo`/`hi` must be plain locals
+   * or register words (they are read more than once).
+   */
+  translateAddress(lo: string, hi: string, need: number, size: number, into: string): void {
+    const rights = need & 7;
+    const fits = size === 1 ? '' : ` && (${lo} & 4095) <= ${4096 - size}`;
+    this.line(`t = ((${lo} >>> 12) ^ (${lo} >>> 22) ^ ${hi}) & ${TLB_ENTRIES - 1};`);
+    this.line(
+      `${into} = tl[t] === (${lo} & -4096) && th[t] === ${hi} && ((tp[t] >> us) & ${rights}) === ${rights}${fits} ? tg[t] + (${lo} & 4095) : m.translateSlow(${lo}, ${hi}, ${need}, ${size});`,
+    );
   }
 
   /** Translates the operand if it is in memory (no-op for registers and immediates). */
@@ -204,7 +220,7 @@ export class Emitter {
   /** Pushes lo/hi (size 8) or lo (size 2) on the stack; precise: translate, write, then move RSP. */
   push(lo: string, hi: string, size: number): void {
     this.line(`t = (r[8] >>> 0) - ${size}; ea = t | 0; eah = (r[9] - (t < 0 ? 1 : 0)) | 0;`);
-    this.line(`pa = m.translate(ea, eah, ${Need.write | Need.stack}, ${size});`);
+    this.translateAddress('ea', 'eah', Need.write | Need.stack, size, 'pa');
     this.line(memoryWrite('pa', lo, hi, size));
     this.line('r[8] = ea; r[9] = eah;');
     this.writesMemory = true;
@@ -244,22 +260,28 @@ export function registerWrite(op: Operand, lo: string, hi: string, size = op.siz
   }
 }
 
+/**
+ * Reads `size` bytes at physical address (or split handle) `pa` into `x` (and `xh`). Aligned
+ * accesses are plain array loads; split handles are ≡ 3 (mod 4), so they take the MMU path.
+ */
 export function memoryRead(pa: string, x: string, size: number): string {
   switch (size) {
-    case 1: return `${x} = m.read8(${pa});`;
-    case 2: return `${x} = m.read16(${pa});`;
-    case 4: return `${x} = m.read32(${pa});`;
-    case 8: return `${x} = m.read64(${pa}); ${x}h = m.hi;`;
+    case 1: return `${x} = u8[${pa}];`;
+    case 2: return `${x} = (${pa} & 1) === 0 ? u16[${pa} >> 1] : m.read16(${pa});`;
+    case 4: return `${x} = (${pa} & 3) === 0 ? i32[${pa} >> 2] : m.read32(${pa});`;
+    case 8: return `if ((${pa} & 3) === 0) { ${x} = i32[${pa} >> 2]; ${x}h = i32[(${pa} >> 2) + 1]; } else { ${x} = m.read64(${pa}); ${x}h = m.hi; }`;
     default: throw new UnsupportedForm(`memory size ${size}`);
   }
 }
 
+/** Writes `size` bytes at `pa`; a store to a page holding decoded code tells the MMU. */
 export function memoryWrite(pa: string, lo: string, hi: string, size: number): string {
+  const note = `if (cm[${pa} >>> 12] !== 0) m.noteWrite(${pa}, ${size});`;
   switch (size) {
-    case 1: return `m.write8(${pa}, ${lo});`;
-    case 2: return `m.write16(${pa}, ${lo});`;
-    case 4: return `m.write32(${pa}, ${lo});`;
-    case 8: return `m.write64(${pa}, ${lo}, ${hi});`;
+    case 1: return `u8[${pa}] = ${lo}; ${note}`;
+    case 2: return `if ((${pa} & 1) === 0) { u16[${pa} >> 1] = ${lo}; ${note} } else m.write16(${pa}, ${lo});`;
+    case 4: return `if ((${pa} & 3) === 0) { i32[${pa} >> 2] = ${lo}; ${note} } else m.write32(${pa}, ${lo});`;
+    case 8: return `if ((${pa} & 3) === 0) { i32[${pa} >> 2] = ${lo}; i32[(${pa} >> 2) + 1] = ${hi}; ${note} } else m.write64(${pa}, ${lo}, ${hi});`;
     default: throw new UnsupportedForm(`memory size ${size}`);
   }
 }

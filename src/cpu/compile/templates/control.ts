@@ -1,7 +1,7 @@
 import { OperandKind } from '../../decode.ts';
 import { Need } from '../../mmu.ts';
 import { conditionSource } from '../conditions.ts';
-import { Emitter, UnsupportedForm } from '../emitter.ts';
+import { Emitter, memoryRead, UnsupportedForm } from '../emitter.ts';
 
 /** Near control flow: JMP Jcc CALL RET LOOP/LOOPE/LOOPNE JRCXZ/JECXZ. Every one ends its block. */
 
@@ -60,8 +60,9 @@ export function call(e: Emitter): void {
 
 export function ret(e: Emitter): void {
   const release = e.insn.operands.length === 1 ? e.insn.immLo & 0xffff : 0;
-  e.line(`pa = m.translate(r[8], r[9], ${Need.read | Need.stack}, 8);`);
-  e.line('a = m.read64(pa); ah = m.hi;');
+  e.line('ea = r[8]; eah = r[9];');
+  e.translateAddress('ea', 'eah', Need.read | Need.stack, 8, 'pa');
+  e.line(memoryRead('pa', 'a', 8));
   e.line(TARGET_FROM_A);
   e.line(`t = (r[8] >>> 0) + ${8 + release}; r[8] = t | 0; r[9] = (r[9] + (t > 4294967295 ? 1 : 0)) | 0;`);
   e.end(RIP_FROM_A);

@@ -94,7 +94,7 @@ export function bitTest(kind: number) {
         else e.line('t = (((b << 16) >> 16) >> 4) * 2; a = t < 0 ? -1 : 0;');
         e.line('t = (ea >>> 0) + (t >>> 0); ea = t | 0; eah = (eah + a + ((t / 4294967296) | 0)) | 0;');
       }
-      e.line(`pa = m.translate(ea, eah, ${need | (e.memory().stack ? Need.stack : 0)}, ${size});`);
+      e.translateAddress('ea', 'eah', need | (e.memory().stack ? Need.stack : 0), size, 'pa');
       if (need !== Need.read) e.writesMemory = true;
     }
     e.line(`t = b & ${bits - 1};`);

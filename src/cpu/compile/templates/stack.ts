@@ -18,7 +18,8 @@ export function pop(e: Emitter): void {
   const [dst] = e.operands(1);
   const size = dst.size;
   if (size !== 8 && size !== 2) throw new UnsupportedForm(`POP of ${size} bytes`);
-  e.line(`b = m.translate(r[8], r[9], ${Need.read | Need.stack}, ${size});`);
+  e.line('ea = r[8]; eah = r[9];');
+  e.translateAddress('ea', 'eah', Need.read | Need.stack, size, 'b');
   if (dst.kind === OperandKind.memory) {
     // A memory destination is addressed with RSP already incremented (SDM: POP).
     e.line(`t = (r[8] >>> 0) + ${size}; a = r[8]; ah = r[9]; r[8] = t | 0; r[9] = (r[9] + (t > 4294967295 ? 1 : 0)) | 0;`);
@@ -37,8 +38,9 @@ export function pop(e: Emitter): void {
 /** LEAVE: RSP = RBP, then POP RBP. */
 export function leave(e: Emitter): void {
   if (e.insn.operands.length !== 0 || e.insn.bytes[0] === 0x66) throw new UnsupportedForm('16-bit LEAVE');
-  e.line(`b = m.translate(r[10], r[11], ${Need.read | Need.stack}, 8);`);
-  e.line('s = m.read64(b); sh = m.hi;');
+  e.line('ea = r[10]; eah = r[11];');
+  e.translateAddress('ea', 'eah', Need.read | Need.stack, 8, 'b');
+  e.line(memoryRead('b', 's', 8));
   e.line('t = (r[10] >>> 0) + 8; r[8] = t | 0; r[9] = (r[11] + (t > 4294967295 ? 1 : 0)) | 0;');
   e.line('r[10] = s; r[11] = sh;');
 }
