@@ -76,29 +76,68 @@ function int64(mmu: Mmu): BigInt64Array {
 }
 
 /**
- * Atomically replaces the `size`-byte value at `pa` (or the split access described by the MMU when
- * pa < 0) with op(old, b). Returns the old low half; the old high half is left in `mmu.hi`.
+ * The operation the CAS loops below apply, set by the two entry points. Kept in module variables
+ * (one vCPU per thread at a time) so the loops take no closure and allocate nothing.
+ *  - exchange mode off: new value = op(old, b) (LOCK ADD/XADD/XCHG/…)
+ *  - exchange mode on: new value = b when old equals `expected`, else no store (CMPXCHG)
+ */
+let exchangeMode = false;
+let operation = 0;
+let operandLo = 0;
+let operandHi = 0;
+let carryIn = 0;
+let expectedLo = 0;
+let expectedHi = 0;
+
+/** Decides the new value for `old` into outLo/outHi; false means "leave memory as it is". */
+function decide(oldLo: number, oldHi: number, size: number): boolean {
+  if (!exchangeMode) {
+    compute(operation, oldLo, oldHi, operandLo, operandHi, carryIn, size);
+    return true;
+  }
+  if (oldLo !== expectedLo || oldHi !== expectedHi) return false;
+  outLo = operandLo;
+  outHi = operandHi;
+  return true;
+}
+
+/**
+ * Atomically replaces the `size`-byte value at `pa` (or the split access `pa` < 0) with
+ * op(old, b). Returns the old low half; the old high half is left in `mmu.hi`.
  */
 export function lockedRmw(mmu: Mmu, pa: number, size: number, op: number, blo: number, bhi: number, cin: number): number {
-  if (pa >= 0 && (pa & 3) + size <= 4) return rmwInWord32(mmu, pa, size, op, blo, cin);
+  exchangeMode = false;
+  operation = op;
+  operandLo = blo;
+  operandHi = bhi;
+  carryIn = cin;
   if (pa >= 0 && size === 8 && (pa & 7) === 0) {
-    const old = rmwAligned64LowWord(mmu, pa, op, blo, bhi, cin);
+    const old = rmwAligned64LowWord(mmu, pa);
     if (old !== null) return old;
   }
-  if (pa >= 0 && (pa & 7) + size <= 8) return rmwInWord64(mmu, pa, size, op, blo, bhi, cin);
-  splitLock(mmu);
-  try {
-    const oldLo = size === 8 ? mmu.read64(pa) : size === 4 ? mmu.read32(pa) : mmu.read16(pa);
-    const oldHi = size === 8 ? mmu.hi : 0;
-    compute(op, oldLo, oldHi, blo, bhi, cin, size);
-    if (size === 8) mmu.write64(pa, outLo, outHi);
-    else if (size === 4) mmu.write32(pa, outLo);
-    else mmu.write16(pa, outLo);
-    mmu.hi = oldHi;
-    return oldLo;
-  } finally {
-    splitUnlock(mmu);
-  }
+  return casField(mmu, pa, size);
+}
+
+/**
+ * CMPXCHG on memory: if the value at pa equals expected, store the replacement. Returns the old
+ * value (high half in `mmu.hi`). When the comparison fails the old value is left in place, which
+ * is what the architectural write-back of the old value amounts to. Without LOCK real CPUs are
+ * not atomic here; atomic is a valid outcome.
+ */
+export function compareExchange(mmu: Mmu, pa: number, size: number, expLo: number, expHi: number, newLo: number, newHi: number): number {
+  exchangeMode = true;
+  expectedLo = expLo;
+  expectedHi = expHi;
+  operandLo = newLo;
+  operandHi = newHi;
+  return casField(mmu, pa, size);
+}
+
+/** Picks the narrowest atomic path for the access. */
+function casField(mmu: Mmu, pa: number, size: number): number {
+  if (pa >= 0 && (pa & 3) + size <= 4) return casInWord32(mmu, pa, size);
+  if (pa >= 0 && (pa & 7) + size <= 8) return casInWord64(mmu, pa, size);
+  return casUnderSplitLock(mmu, pa, size);
 }
 
 /**
@@ -109,13 +148,13 @@ export function lockedRmw(mmu: Mmu, pa: number, size: number, op: number, blo: n
  * concurrent write to the high half alone, between those reads, could make the flags (never the
  * memory) reflect a slightly different instant.
  */
-function rmwAligned64LowWord(mmu: Mmu, pa: number, op: number, blo: number, bhi: number, cin: number): number | null {
+function rmwAligned64LowWord(mmu: Mmu, pa: number): number | null {
   const i32 = mmu.i32;
   const index = pa >>> 2;
   for (;;) {
     const hi = Atomics.load(i32, index + 1);
     const lo = Atomics.load(i32, index);
-    compute(op, lo, hi, blo, bhi, cin, 8);
+    compute(operation, lo, hi, operandLo, operandHi, carryIn, 8);
     if (outHi !== hi) return null;
     if (Atomics.compareExchange(i32, index, lo, outLo) === lo) {
       if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, 8);
@@ -125,113 +164,59 @@ function rmwAligned64LowWord(mmu: Mmu, pa: number, op: number, blo: number, bhi:
   }
 }
 
-function rmwInWord32(mmu: Mmu, pa: number, size: number, op: number, blo: number, cin: number): number {
+/** A 1/2/4-byte field inside one aligned int32: CAS on that word. */
+function casInWord32(mmu: Mmu, pa: number, size: number): number {
   const i32 = mmu.i32;
   const index = pa >>> 2;
   const shift = (pa & 3) * 8;
   const mask = size === 4 ? -1 : size === 2 ? 0xffff << shift : 0xff << shift;
+  mmu.hi = 0;
   for (;;) {
     const word = Atomics.load(i32, index);
     const old = size === 4 ? word : (word >>> shift) & (size === 2 ? 0xffff : 0xff);
-    compute(op, old, 0, blo, 0, cin, size);
+    if (!decide(old, 0, size)) return old;
     const next = size === 4 ? outLo : (word & ~mask) | ((outLo << shift) & mask);
     if (Atomics.compareExchange(i32, index, word, next) === word) {
       if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, size);
-      mmu.hi = 0;
       return old;
     }
   }
 }
 
-function rmwInWord64(mmu: Mmu, pa: number, size: number, op: number, blo: number, bhi: number, cin: number): number {
+/** A field inside one aligned 8-byte word: CAS on that word through a BigInt64Array. */
+function casInWord64(mmu: Mmu, pa: number, size: number): number {
   const i64 = int64(mmu);
   const index = pa >>> 3;
   const shift = BigInt((pa & 7) * 8);
-  const bits = BigInt(size * 8);
-  const fieldMask = ((1n << bits) - 1n) << shift;
+  const fieldMask = ((1n << BigInt(size * 8)) - 1n) << shift;
   for (;;) {
     const word = Atomics.load(i64, index);
     const field = BigInt.asUintN(64, word & fieldMask) >> shift;
-    const oldLo = Number(field & 0xffffffffn) | 0;
+    const oldLo = size >= 4 ? Number(field & 0xffffffffn) | 0 : Number(field);
     const oldHi = size === 8 ? Number(field >> 32n) | 0 : 0;
-    const old = size === 8 ? oldLo : size === 4 ? oldLo : oldLo & (size === 2 ? 0xffff : 0xff);
-    compute(op, old, oldHi, blo, bhi, cin, size);
-    const value = size === 8 ? (BigInt(outHi >>> 0) << 32n) | BigInt(outLo >>> 0) : BigInt(size === 4 ? outLo >>> 0 : outLo);
+    mmu.hi = oldHi;
+    if (!decide(oldLo, oldHi, size)) return oldLo;
+    const value = size === 8 ? (BigInt(outHi >>> 0) << 32n) | BigInt(outLo >>> 0) : BigInt(outLo >>> 0);
     const next = BigInt.asIntN(64, (word & ~fieldMask) | ((value << shift) & fieldMask));
     if (Atomics.compareExchange(i64, index, word, next) === word) {
       if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, size);
-      mmu.hi = oldHi;
-      return old;
+      return oldLo;
     }
   }
 }
 
-/**
- * CMPXCHG on memory: if the value at pa equals expected, store the replacement, else write the
- * old value back (the architectural write happens either way). Returns the old value (high half
- * in `mmu.hi`). Without LOCK real CPUs are not atomic here; atomic is a valid outcome.
- */
-export function compareExchange(
-  mmu: Mmu,
-  pa: number,
-  size: number,
-  expectedLo: number,
-  expectedHi: number,
-  replacementLo: number,
-  replacementHi: number,
-): number {
-  if (pa >= 0 && (pa & 3) + size <= 4) {
-    const i32 = mmu.i32;
-    const index = pa >>> 2;
-    const shift = (pa & 3) * 8;
-    const mask = size === 4 ? -1 : size === 2 ? 0xffff << shift : 0xff << shift;
-    for (;;) {
-      const word = Atomics.load(i32, index);
-      const old = size === 4 ? word : (word >>> shift) & (size === 2 ? 0xffff : 0xff);
-      if (old !== expectedLo) {
-        mmu.hi = 0;
-        return old;
-      }
-      const next = size === 4 ? replacementLo : (word & ~mask) | ((replacementLo << shift) & mask);
-      if (Atomics.compareExchange(i32, index, word, next) === word) {
-        if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, size);
-        mmu.hi = 0;
-        return old;
-      }
-    }
-  }
-  if (pa >= 0 && (pa & 7) + size <= 8) {
-    const i64 = int64(mmu);
-    const index = pa >>> 3;
-    const shift = BigInt((pa & 7) * 8);
-    const bits = BigInt(size * 8);
-    const fieldMask = ((1n << bits) - 1n) << shift;
-    for (;;) {
-      const word = Atomics.load(i64, index);
-      const field = BigInt.asUintN(64, word & fieldMask) >> shift;
-      const oldLo = size >= 4 ? Number(field & 0xffffffffn) | 0 : Number(field);
-      const oldHi = size === 8 ? Number(field >> 32n) | 0 : 0;
-      mmu.hi = oldHi;
-      if (oldLo !== expectedLo || oldHi !== expectedHi) return oldLo;
-      const value = size === 8 ? (BigInt(replacementHi >>> 0) << 32n) | BigInt(replacementLo >>> 0) : BigInt(replacementLo >>> 0) & ((1n << bits) - 1n);
-      const next = BigInt.asIntN(64, (word & ~fieldMask) | (value << shift));
-      if (Atomics.compareExchange(i64, index, word, next) === word) {
-        if (mmu.codeMark[pa >>> PAGE_SHIFT] !== 0) mmu.noteWrite(pa, size);
-        mmu.hi = oldHi;
-        return oldLo;
-      }
-    }
-  }
+/** Anything crossing an 8-byte boundary: plain read and write under the global split lock. */
+function casUnderSplitLock(mmu: Mmu, pa: number, size: number): number {
   splitLock(mmu);
   try {
-    const oldLo = size === 8 ? mmu.read64(pa) : size === 4 ? mmu.read32(pa) : mmu.read16(pa);
+    const oldLo = size === 8 ? mmu.read64(pa) : size === 4 ? mmu.read32(pa) : size === 2 ? mmu.read16(pa) : mmu.read8(pa);
     const oldHi = size === 8 ? mmu.hi : 0;
-    const equal = oldLo === expectedLo && oldHi === expectedHi;
-    const lo = equal ? replacementLo : oldLo;
-    const hi = equal ? replacementHi : oldHi;
-    if (size === 8) mmu.write64(pa, lo, hi);
-    else if (size === 4) mmu.write32(pa, lo);
-    else mmu.write16(pa, lo);
+    if (decide(oldLo, oldHi, size)) {
+      if (size === 8) mmu.write64(pa, outLo, outHi);
+      else if (size === 4) mmu.write32(pa, outLo);
+      else if (size === 2) mmu.write16(pa, outLo);
+      else mmu.write8(pa, outLo);
+    }
     mmu.hi = oldHi;
     return oldLo;
   } finally {
