@@ -7,12 +7,12 @@
  * same instructions). Figures are medians of several repetitions; nothing here asserts timing.
  */
 import os from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { TestMachine } from '../test/support/test-machine.ts';
 import { runNativeBatch, CODE_BASE, type GprName } from '../test/cpu/diff/native/native-runner.ts';
-import { spawnTsWorker } from '../workers/spawn.ts';
-import type { RunUntilExitInput, RunUntilExitResult } from '../workers/run-until-exit.worker.ts';
+import { Session } from '../actors/session.ts';
+import { runFree } from '../src/explore/free-running.ts';
+import { Trace } from '../src/explore/trace.ts';
 import { assembleGuestLoop } from './guest-loop.ts';
 
 const COUNTER = 0x300000n;
@@ -59,40 +59,20 @@ function emulateInline(iterations: number): { steps: number; seconds: number } {
   return { steps: cpu.retired, seconds };
 }
 
-async function emulateWorkers(vcpus: number, iterations: number, shared = true): Promise<{ steps: number; seconds: number; perWorker: number[] }> {
+/** Runs the loop on `vcpus` vCPUs, one free-running worker each, all at once. */
+async function emulateWorkers(vcpus: number, iterations: number, shared = true): Promise<{ steps: number; seconds: number }> {
   const machine = loopMachine(vcpus, iterations, shared);
-  const start = new SharedArrayBuffer(4);
-  const workers: Worker[] = [];
+  const session = Session.open({ machine: machine.machine, hosts: 'workers', freeRunning: true, spin: 0, handler: () => ({ action: 'shutdown' }) });
   try {
-    const results = Array.from({ length: vcpus }, (_, vcpu) => {
-      const input: RunUntilExitInput = {
-        machine: machine.machine.descriptor,
-        vcpu,
-        start,
-        slice: 1 << 20,
-        stepsMax: iterations * 64,
-        startTimeoutMs: 30_000,
-      };
-      const worker = spawnTsWorker(new URL('../workers/run-until-exit.worker.ts', import.meta.url), input, { name: `bench vCPU ${vcpu}` });
-      workers.push(worker);
-      return new Promise<RunUntilExitResult>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-    });
-    // Give the workers time to load (tsx + iced) and park on the start flag before releasing them.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
     const began = performance.now();
-    Atomics.store(new Int32Array(start), 0, 1);
-    Atomics.notify(new Int32Array(start), 0);
-    const done = await Promise.all(results);
+    const result = runFree({ session, trace: new Trace(), wallMs: 600_000, sliceSteps: 1 << 30 });
     const seconds = (performance.now() - began) / 1000;
+    if (result.outcome !== 'done') throw new Error(`the loop did not finish: ${result.outcome} ${result.detail}`);
     const total = shared ? machine.read64(COUNTER) : PRIVATE_COUNTERS.slice(0, vcpus).reduce((sum, c) => sum + machine.read64(c), 0n);
     if (total !== BigInt(iterations * vcpus)) throw new Error('lost LOCK increments in the benchmark');
-    if (done.some((r) => r.stop !== RunStop.exit)) throw new Error('a worker did not reach the end of the loop');
-    return { steps: done.reduce((sum, r) => sum + r.steps, 0), seconds, perWorker: done.map((r) => r.steps / (r.elapsedMs / 1000)) };
+    return { steps: session.clock, seconds };
   } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    await session.close();
   }
 }
 

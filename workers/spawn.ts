@@ -11,11 +11,22 @@ export interface TsWorkerData<T> {
   readonly data: T;
 }
 
+/** Worker threads started by this process that have not exited yet. */
+const live = new Set<Worker>();
+
 /**
  * Starts a worker thread running the TypeScript module `entry`, with `data` available to it as
  * `workerData.data`. SharedArrayBuffers in `data` are shared, not copied.
  */
 export function spawnTsWorker<T>(entry: URL, data: T, options: { name?: string; resourceLimits?: ResourceLimits } = {}): Worker {
   const workerData: TsWorkerData<T> = { entry: entry.href, data };
-  return new Worker(WORKER_BOOTSTRAP, { workerData, name: options.name, resourceLimits: options.resourceLimits });
+  const worker = new Worker(WORKER_BOOTSTRAP, { workerData, name: options.name, resourceLimits: options.resourceLimits });
+  live.add(worker);
+  worker.once('exit', () => live.delete(worker));
+  return worker;
+}
+
+/** How many workers started here are still alive (tests assert none outlives its test). */
+export function liveWorkers(): number {
+  return live.size;
 }

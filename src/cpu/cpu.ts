@@ -27,6 +27,8 @@ export type RunStopCode = (typeof RunStop)[keyof typeof RunStop];
 /** Blocks kept per vCPU before the cache is dropped and rebuilt (bounds memory on odd guests). */
 const BLOCKS_MAX = 1 << 16;
 const JUMP_CACHE_ENTRIES = 4096;
+/** Recent block addresses kept for crash reports (a power of two). */
+const HISTORY_BLOCKS = 16;
 /** Blocks run between two polls of the attention word. */
 const ATTENTION_POLL_BLOCKS = 8;
 
@@ -96,6 +98,9 @@ export class Cpu implements LazyFlags, MmuFaults {
   /** Recently entered blocks by address hash, for indirect branches and returns (QEMU's tb_jmp_cache). */
   private readonly jumpCache: Array<Block | undefined> = new Array<Block | undefined>(JUMP_CACHE_ENTRIES);
   private readonly singles = new Map<number, Block>();
+  /** Start addresses of the most recent blocks (a ring; see `recentBlocks`), for crash reports. */
+  private readonly history = new Float64Array(HISTORY_BLOCKS);
+  private historyNext = 0;
   /** Event currently being delivered (for IDT-vectoring info on exits during delivery). */
   delivering = 0;
   deliveringError = 0;
@@ -214,6 +219,7 @@ export class Cpu implements LazyFlags, MmuFaults {
           this.smc = 0;
           this.runRetired = retired;
           running = block;
+          this.history[this.historyNext++ & (HISTORY_BLOCKS - 1)] = block.ip;
           retired += block.fn(this);
           running = null;
           previous = block;
@@ -389,6 +395,30 @@ export class Cpu implements LazyFlags, MmuFaults {
     const single = block.count === 1 && this.singles.get(block.ip) === block;
     (single ? this.singles : this.blocks).delete(block.ip);
     return this.lookup(block.ip, single);
+  }
+
+  /**
+   * Forgets everything cached — decoded blocks, translations, the EPT view — and reloads the whole
+   * state from shared memory. Used when the machine's memory and state were restored from a
+   * snapshot (generations and epochs may then repeat old values, so nothing cached can be trusted).
+   */
+  reset(): void {
+    this.flushDecodedCode();
+    this.jumpCache.fill(undefined);
+    this.mmu.eptEpochSeen = -1;
+    this.codeEpochSeen = -1;
+    this.codeStamp++;
+    this.history.fill(0);
+    this.historyNext = 0;
+    this.enter();
+  }
+
+  /** Linear addresses (48-bit numbers) of the last blocks entered, oldest first. */
+  recentBlocks(): number[] {
+    const out: number[] = [];
+    const count = Math.min(this.historyNext, HISTORY_BLOCKS);
+    for (let k = this.historyNext - count; k < this.historyNext; k++) out.push(this.history[k & (HISTORY_BLOCKS - 1)]);
+    return out;
   }
 
   /** Drops every decoded block (used by tests and after large code changes). */

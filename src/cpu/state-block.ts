@@ -92,15 +92,12 @@ export const Vcpu = {
   udRip: 130, //          vcpu: lo, hi
   udCount: 132, //        vcpu
   /**
-   * Control words (QEMU-style request/acknowledge, one writer each). `request` is written by the
-   * hypervisor side, `ack` by the vCPU; `attention` is a non-zero hint the CPU polls once per
-   * block so it can stop at an instruction boundary.
+   * A non-zero hint the CPU polls every few blocks so the host can stop it at an instruction
+   * boundary (pause in free-running mode). Set by the hypervisor side, cleared by it on resume.
    */
-  request: 140, //        hv
-  ack: 141, //            vcpu
-  attention: 142, //      hv (set) / vcpu (clear after acting)
-  hostState: 143, //      vcpu: VcpuHostState of the thread hosting the vCPU
-  /** Words reserved for the runtime's protocol (issue-level additions extend from here). */
+  attention: 142, //      hv
+  /** Words of the host protocol between the hypervisor side and the thread running the vCPU
+   *  (request/acknowledge words with one writer each; see machine/layout.ts `Control`). */
   runtime: 144, //        16 words
   /** Block size in words; a multiple of 16 so every block starts on a 64-byte line. */
   words: 256,

@@ -53,12 +53,57 @@ export const Header = {
   splitLock: 6, //        any: spinlock word for LOCKed accesses that cross an 8-byte boundary
   virtualTimeLo: 7, //    hv: the run's virtual clock, in ticks (scheduler-owned)
   virtualTimeHi: 8,
+  /** Bumped (Atomics.add + notify) by a vCPU host whenever one of its commands completes. */
+  doorbell: 9, //         vcpu hosts
+  /** 0 while the session is open; 1 once it is closing (idle workers then exit). */
+  sessionState: 10, //    hv
+  /** Source of exit tickets: the order in which free-running vCPUs stopped. */
+  exitTickets: 11, //     vcpu hosts (Atomics.add)
   /** First free word; the per-page tables start at `headerWords`. */
   words: 16,
 } as const;
 
 /** State of the thread hosting a vCPU, published for diagnostics of stuck runs. */
-export const VcpuHostState = { idle: 0, running: 1, exited: 2, paused: 3, halted: 4, dead: 5 } as const;
+export const VcpuHostState = { starting: 0, idle: 1, running: 2, dead: 3 } as const;
+
+/**
+ * The host protocol, in each vCPU block's runtime words. The hypervisor side writes a command
+ * (kind, budget, flags) and then bumps `commandSeq` (notify); the host runs it and writes the
+ * outcome and then sets `doneSeq` to that sequence number (notify) and rings the doorbell.
+ * Every word has one writer.
+ */
+export const Control = {
+  commandSeq: Vcpu.runtime + 0, //  hv
+  commandKind: Vcpu.runtime + 1, // hv: CommandKind
+  commandBudget: Vcpu.runtime + 2, // hv: steps to run
+  commandFlags: Vcpu.runtime + 3, // hv: CommandFlag bits
+  doneSeq: Vcpu.runtime + 4, //     host
+  outcome: Vcpu.runtime + 5, //     host: a RunStop code, or Outcome.error
+  retired: Vcpu.runtime + 6, //     host: steps retired by the command
+  ticket: Vcpu.runtime + 7, //      host: exit ticket of this stop (free-running order)
+  hostState: Vcpu.runtime + 8, //   host: VcpuHostState
+  errorLength: Vcpu.runtime + 9, // host: bytes of the error text in the host buffer
+} as const;
+
+/** Commands a vCPU host understands. */
+export const CommandKind = {
+  /** VM-enter if asked, optionally execute one instruction with EPT ignored, then run. */
+  run: 1,
+  /** Forget decoded code and cached translations and reload all state (before a re-run). */
+  reset: 2,
+  /** Leave the host loop (the worker then exits). */
+  stop: 3,
+  /** Fault injection for tests: the host throws as if vcpusim had a bug. */
+  crash: 4,
+  /** Fault injection for tests: the host stops answering (a hung thread). */
+  hang: 5,
+} as const;
+
+/** Flags of a run command. */
+export const CommandFlag = { entry: 1, emulateFirst: 2 } as const;
+
+/** Outcome codes beyond the CPU's RunStop values. */
+export const Outcome = { error: 100 } as const;
 
 /** Byte offsets of the per-page tables and the vCPU blocks inside the control buffer. */
 export interface ControlLayout {

@@ -6,7 +6,6 @@
  * sub-word field inside a 64-bit word, the split-lock fallback, and XCHG as a spinlock.
  */
 import test from 'ava';
-import type { Worker } from 'node:worker_threads';
 import {
   Assembler,
   eax,
@@ -19,58 +18,38 @@ import {
   rsi,
   rdi,
   r8,
-  type AssembledCode,
 } from '../../src/asm/index.ts';
-import { RunStop } from '../../src/cpu/cpu.ts';
-import { spawnTsWorker } from '../../workers/spawn.ts';
-import type { RunUntilExitInput, RunUntilExitResult } from '../../workers/run-until-exit.worker.ts';
+import { Session } from '../../actors/session.ts';
+import { runFree } from '../../src/explore/free-running.ts';
+import { Trace } from '../../src/explore/trace.ts';
+import { liveWorkers } from '../../workers/spawn.ts';
 import { CODE, TestMachine } from '../support/test-machine.ts';
 
 const COUNTER = 0x300000n;
 const LOCK_WORD = 0x300100n;
 
-/** Runs `build`'s loop on 2 vCPUs in 2 workers, RCX = iterations each; returns the machine. */
+/**
+ * Runs `build`'s loop on 2 vCPUs in 2 free-running workers (truly in parallel), RCX = iterations
+ * each, until both reach the VMCALL at the end; returns the machine.
+ */
 async function hammer(t: import('ava').ExecutionContext, iterations: number, build: (a: Assembler) => void): Promise<TestMachine> {
   const machine = new TestMachine({ vcpus: 2 });
   const a = new Assembler(CODE);
   build(a);
   a.vmcall();
-  const code: AssembledCode = a.assemble();
-  machine.machine.memory.write(Number(CODE), code.bytes);
+  machine.machine.memory.write(Number(CODE), a.assemble().bytes);
   for (let vcpu = 0; vcpu < 2; vcpu++) {
     const state = machine.state(vcpu);
     state.setGpr('rcx', BigInt(iterations));
     state.setGpr('rsi', COUNTER);
     state.setGpr('rdi', LOCK_WORD);
-    state.rip = CODE;
   }
-  const start = new SharedArrayBuffer(4);
-  const workers: Worker[] = [];
-  t.teardown(() => Promise.all(workers.map((w) => w.terminate())).then(() => undefined));
-  const results = [0, 1].map((vcpu) => {
-    const input: RunUntilExitInput = {
-      machine: machine.machine.descriptor,
-      vcpu,
-      start,
-      slice: 1 << 16,
-      stepsMax: iterations * 64,
-      startTimeoutMs: 60_000,
-    };
-    const worker = spawnTsWorker(new URL('../../workers/run-until-exit.worker.ts', import.meta.url), input, { name: `lock test vCPU ${vcpu}` });
-    workers.push(worker);
-    return new Promise<RunUntilExitResult>((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`worker ${vcpu} exited with ${code} before reporting`)));
-    });
-  });
-  // Both workers park on the start word; releasing them together maximises the overlap.
-  const word32 = new Int32Array(start);
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  Atomics.store(word32, 0, 1);
-  Atomics.notify(word32, 0);
-  const done = await Promise.all(results);
-  for (const result of done) t.is(result.stop, RunStop.exit, `vCPU ${result.vcpu} must reach the VMCALL at the end`);
+  const session = Session.open({ machine: machine.machine, hosts: 'workers', freeRunning: true, spin: 0, handler: () => ({ action: 'shutdown' }) });
+  t.teardown(() => session.close());
+  const result = runFree({ session, trace: new Trace(), wallMs: 120_000 });
+  t.is(result.outcome, 'done', result.detail);
+  await session.close();
+  t.is(liveWorkers(), 0);
   return machine;
 }
 

@@ -1,0 +1,24 @@
+import type { ExitAction } from './hypervisor.ts';
+
+/**
+ * Everything the runtime does that changes what happens next, as plain data. The trace records
+ * these (with the virtual clock) and hashes them; replay compares them one by one.
+ */
+
+/** How a vCPU's command ended. */
+export type StopName = 'budget' | 'exit' | 'halted' | 'paused' | 'shutdown';
+
+export type RuntimeEvent =
+  | { readonly kind: 'stop'; readonly vcpu: number; readonly stop: StopName; readonly reason: string; readonly rip: bigint; readonly retired: number }
+  | { readonly kind: 'handle'; readonly vcpu: number; readonly reason: string; readonly rip: bigint; readonly action: ExitAction; readonly inject: number }
+  | { readonly kind: 'pause'; readonly depth: number }
+  | { readonly kind: 'resume'; readonly depth: number }
+  | { readonly kind: 'ept'; readonly gpa: number; readonly rights: number; readonly pages: number }
+  | { readonly kind: 'ept-commit'; readonly pages: number }
+  | { readonly kind: 'timer' }
+  | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
+  | { readonly kind: 'note'; readonly what: string; readonly detail: Readonly<Record<string, string | number | bigint | boolean>> }
+  | { readonly kind: 'fail'; readonly reason: string };
+
+/** Receives every runtime event with the virtual clock at which it happened. */
+export type EventSink = (event: RuntimeEvent, clock: number) => void;

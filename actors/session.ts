@@ -1,0 +1,630 @@
+import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { RunStop } from '../src/cpu/cpu.ts';
+import { CommandFlag, CommandKind, EventInfo, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
+import type { Machine } from '../src/machine/machine.ts';
+import { createHostBuffer } from '../workers/host-buffer.ts';
+import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../workers/hosts.ts';
+import type { EventSink, RuntimeEvent, StopName } from './events.ts';
+import type { ExitContext, ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
+import { pauseMachine } from './pause.machine.ts';
+import { PendingEpt } from './pending-ept.ts';
+import { sessionMachine } from './session.machine.ts';
+import { GuardedVcpu } from './vcpu-access.ts';
+import { ACCESSIBLE_STATES, vcpuMachine, type VcpuStateName } from './vcpu.machine.ts';
+
+/**
+ * A session: the hypervisor side of one machine. It owns the vCPU hosts (inline or workers), one
+ * vcpu actor per vCPU, the pause coordinator, the session actor, the exit queue, the timer and the
+ * handler "lock" (one handler at a time, HVMI's gLock). Runners drive it; exit handlers and the
+ * timer see it through the `Hypervisor` interface.
+ *
+ * Everything is synchronous: waiting for a worker is a bounded Atomics.wait, so a handler can
+ * pause the other vCPUs and continue, exactly like HVMI's blocking IntPauseVcpus.
+ */
+
+export interface SessionTimeouts {
+  /** Worker start-up. */
+  readonly bootMs: number;
+  /** One command (a slice, or the wait for a vCPU to stop when pausing). */
+  readonly commandMs: number;
+}
+
+export interface SessionOptions {
+  readonly machine: Machine;
+  /** Where the vCPUs run: all in this thread, or one worker each. */
+  readonly hosts: 'inline' | 'workers';
+  /** Free-running: vCPUs run in parallel and pause through their attention word. */
+  readonly freeRunning?: boolean;
+  readonly handler: ExitHandler;
+  /** A periodic timer that competes with exits for the handler lock (HVMI's IntHandleTimer). */
+  readonly timer?: { readonly periodSteps: number; readonly callback: TimerHandler };
+  /** Runs after every handler and timer tick, before EPT changes are committed (hook commit). */
+  readonly afterHandler?: (hypervisor: Hypervisor) => void;
+  /** Observes every actor (xstate's inspection protocol). */
+  readonly inspect?: (event: InspectionEvent) => void;
+  readonly events?: EventSink;
+  readonly random?: RandomSource;
+  readonly timeouts?: Partial<SessionTimeouts>;
+  /** Spin iterations before a worker hand-off sleeps (0 when threads outnumber cores). */
+  readonly spin?: number;
+}
+
+/** The session failed: a vCPU host died or hung, or a handler threw. */
+export class SessionError extends Error {
+  constructor(
+    message: string,
+    readonly vcpu: number | null = null,
+  ) {
+    super(message);
+    this.name = 'SessionError';
+  }
+}
+
+/** A guest outcome that ends the run without being a vcpusim failure. */
+export interface Verdict {
+  readonly kind: 'triple-fault';
+  readonly vcpu: number;
+  readonly rip: bigint;
+}
+
+const DEFAULT_TIMEOUTS: SessionTimeouts = { bootMs: 30_000, commandMs: 30_000 };
+
+const STOP_NAMES = new Map<number, StopName>([
+  [RunStop.budget, 'budget'],
+  [RunStop.exit, 'exit'],
+  [RunStop.halted, 'halted'],
+  [RunStop.attention, 'paused'],
+  [RunStop.shutdown, 'shutdown'],
+]);
+
+const EXIT_NAMES = new Map<number, string>(Object.entries(ExitReason).map(([name, code]) => [code, name]));
+
+interface VcpuSlot {
+  readonly host: VcpuHost;
+  actor: Actor<typeof vcpuMachine>;
+  readonly access: GuardedVcpu;
+  /** A run command was started and not yet collected. */
+  inFlight: boolean;
+  /** CommandFlag bits for the next run (VM entry after an exit or pause; emulate-first). */
+  nextFlags: number;
+  /** An interrupt was injected and not yet taken (a halted vCPU is runnable again). */
+  interruptPending: boolean;
+  retired: number;
+}
+
+export class Session implements Hypervisor {
+  readonly machine: Machine;
+  readonly vcpuCount: number;
+  readonly freeRunning: boolean;
+  readonly ept: PendingEpt;
+  random: RandomSource;
+  private options: SessionOptions;
+  private readonly timeouts: SessionTimeouts;
+  private readonly slots: VcpuSlot[] = [];
+  private readonly sessionActor: Actor<typeof sessionMachine>;
+  private pauseActor: Actor<typeof pauseMachine>;
+  private readonly exitQueue: number[] = [];
+  private readonly hostBuffer: SharedArrayBuffer;
+  private inHandler = false;
+  private clockSteps = 0;
+  private nextTimer: number;
+  private failure: SessionError | null = null;
+  private closing: Promise<void> | null = null;
+  /** Set when a guest outcome (a triple fault) ended the run. */
+  verdict: Verdict | null = null;
+
+  private constructor(options: SessionOptions) {
+    this.options = options;
+    this.machine = options.machine;
+    this.vcpuCount = options.machine.vcpuCount;
+    this.freeRunning = options.freeRunning === true;
+    this.timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+    this.random = options.random ?? { below: () => 0 };
+    this.nextTimer = options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
+    this.hostBuffer = createHostBuffer(this.vcpuCount);
+    this.ept = new PendingEpt(
+      options.machine.ept,
+      (gpa, rights, pages) => this.emit({ kind: 'ept', gpa, rights, pages }),
+      (pages) => this.emit({ kind: 'ept-commit', pages }),
+    );
+    const inspect = options.inspect;
+    this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
+    this.pauseActor = this.startPauseActor();
+  }
+
+  private startPauseActor(): Actor<typeof pauseMachine> {
+    const inspect = this.options.inspect;
+    return createActor(
+      pauseMachine.provide({
+        actions: {
+          requestPause: () => this.stopEveryVcpu(),
+          resumeAll: () => this.resumeEveryVcpu(),
+        },
+      }),
+      { id: 'pause', ...(inspect ? { inspect } : {}) },
+    ).start();
+  }
+
+  private startVcpuActor(id: number): Actor<typeof vcpuMachine> {
+    const inspect = this.options.inspect;
+    return createActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, ...(inspect ? { inspect } : {}) }).start();
+  }
+
+  /**
+   * Opens a session: starts one host per vCPU (workers are awaited, bounded) and the actors.
+   * On any failure every host already started is terminated before the error propagates.
+   */
+  static open(options: SessionOptions): Session {
+    const session = new Session(options);
+    const { machine } = options;
+    Atomics.store(machine.memory.header, Header.sessionState, 0);
+    try {
+      for (let id = 0; id < session.vcpuCount; id++) {
+        const host =
+          options.hosts === 'workers'
+            ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, idlePollMs: 250 }, session.timeouts.bootMs)
+            : new InlineHost(id, machine);
+        const actor = session.startVcpuActor(id);
+        const slot: VcpuSlot = {
+          host,
+          actor,
+          access: new GuardedVcpu(machine.vcpu(id), () => session.accessDenied(id)),
+          inFlight: false,
+          nextFlags: CommandFlag.entry,
+          interruptPending: false,
+          retired: 0,
+        };
+        session.slots.push(slot);
+      }
+    } catch (error) {
+      void session.close();
+      throw error;
+    }
+    session.sessionActor.send({ type: 'BOOTED' });
+    return session;
+  }
+
+  /**
+   * Starts a new run on the same hosts (no new workers): the caller has restored the machine
+   * (MachineSnapshot). Every host drops its caches and reloads the vCPU state, every actor starts
+   * over, and the exit queue, clock, verdict and pending EPT requests are cleared. Options given
+   * here (a fresh handler, event sink, random source) replace the old ones.
+   */
+  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler'>> = {}): void {
+    this.assertLive();
+    if (this.slots.some((slot) => slot.inFlight)) throw new SessionError('restart() while vCPUs are running: stop them first');
+    this.options = { ...this.options, ...overrides };
+    this.random = this.options.random ?? this.random;
+    this.slots.forEach((slot, id) => {
+      slot.host.start(CommandKind.reset, 0, 0);
+      this.waitHost(id);
+      slot.actor.stop();
+      slot.actor = this.startVcpuActor(id);
+      slot.inFlight = false;
+      slot.nextFlags = CommandFlag.entry;
+      slot.interruptPending = false;
+      slot.retired = 0;
+    });
+    this.pauseActor.stop();
+    this.pauseActor = this.startPauseActor();
+    this.exitQueue.length = 0;
+    this.clockSteps = 0;
+    this.nextTimer = this.options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
+    this.verdict = null;
+    this.ept.discard();
+  }
+
+  // --- state ------------------------------------------------------------------------------------------
+
+  /** The session actor's state: booting, running, failed, shuttingDown or closed. */
+  get status(): string {
+    return String(this.sessionActor.getSnapshot().value);
+  }
+
+  /** Virtual time: steps retired by all vCPUs. */
+  get clock(): number {
+    return this.clockSteps;
+  }
+
+  stateOf(vcpu: number): VcpuStateName {
+    return this.slot(vcpu).actor.getSnapshot().value as VcpuStateName;
+  }
+
+  /** Steps retired by one vCPU. */
+  retiredBy(vcpu: number): number {
+    return this.slot(vcpu).retired;
+  }
+
+  /** vCPUs stopped at an exit whose handler has not run, in arrival order. */
+  pendingExits(): readonly number[] {
+    return this.exitQueue;
+  }
+
+  /** A vCPU that can be given a run command now. */
+  isRunnable(vcpu: number): boolean {
+    const slot = this.slot(vcpu);
+    if (slot.inFlight) return false;
+    const state = this.stateOf(vcpu);
+    return state === 'running' || (state === 'halted' && slot.interruptPending);
+  }
+
+  isInFlight(vcpu: number): boolean {
+    return this.slot(vcpu).inFlight;
+  }
+
+  /** True when every vCPU is stopped for good (or failed). */
+  get finished(): boolean {
+    return this.slots.every((_, id) => {
+      const state = this.stateOf(id);
+      return state === 'stopped' || state === 'failed';
+    });
+  }
+
+  timerDue(): boolean {
+    return this.options.timer !== undefined && this.clockSteps >= this.nextTimer && !this.inHandler;
+  }
+
+  /** Pause depth (0 when the guest may run). */
+  get pauseDepth(): number {
+    return this.pauseActor.getSnapshot().context.depth;
+  }
+
+  private slot(vcpu: number): VcpuSlot {
+    const slot = this.slots[vcpu];
+    if (slot === undefined) throw new RangeError(`vCPU ${vcpu} does not exist (session has ${this.slots.length})`);
+    return slot;
+  }
+
+  private accessDenied(vcpu: number): string | null {
+    const state = this.stateOf(vcpu);
+    return ACCESSIBLE_STATES.has(state) ? null : state;
+  }
+
+  /** Where runtime events go (a trace); replaceable between runs. */
+  set eventSink(sink: EventSink | undefined) {
+    this.options = { ...this.options, events: sink };
+  }
+
+  private emit(event: RuntimeEvent): void {
+    this.options.events?.(event, this.clockSteps);
+  }
+
+  // --- running vCPUs -------------------------------------------------------------------------------
+
+  /** Deterministic mode: runs vCPU `vcpu` for up to `budget` steps and processes how it stopped. */
+  runSlice(vcpu: number, budget: number): StopName {
+    this.launch(vcpu, budget);
+    return this.collect(vcpu, this.waitHost(vcpu));
+  }
+
+  /** Starts a run command without waiting (free-running mode, and the first half of runSlice). */
+  launch(vcpu: number, budget: number): void {
+    this.assertLive();
+    if (!this.isRunnable(vcpu)) throw new SessionError(`vCPU ${vcpu} cannot run now: it is ${this.stateOf(vcpu)}${this.slot(vcpu).inFlight ? ' and already running a command' : ''}`, vcpu);
+    if (this.pauseDepth > 0) throw new SessionError(`vCPU ${vcpu} cannot run while the vCPUs are paused`, vcpu);
+    const slot = this.slot(vcpu);
+    const flags = slot.nextFlags;
+    slot.nextFlags = 0;
+    slot.inFlight = true;
+    if (this.stateOf(vcpu) === 'halted') slot.actor.send({ type: 'WOKEN' });
+    try {
+      slot.host.start(CommandKind.run, budget, flags);
+    } catch (error) {
+      slot.inFlight = false;
+      this.failHost(vcpu, error);
+    }
+  }
+
+  /** Free-running mode: waits (bounded) for any in-flight vCPU to stop; collects and returns them. */
+  waitForStops(timeoutMs: number): number[] {
+    const header = this.machine.memory.header;
+    const bell = Atomics.load(header, Header.doorbell);
+    let done = this.doneInFlight();
+    if (done.length === 0 && timeoutMs > 0) {
+      Atomics.wait(header, Header.doorbell, bell, timeoutMs);
+      done = this.doneInFlight();
+    }
+    const outcomes = done.map((vcpu) => ({ vcpu, outcome: this.slot(vcpu).host.wait(0) }));
+    // Stops are processed in the order the vCPUs stopped (their exit tickets).
+    outcomes.sort((a, b) => (a.outcome.ticket || Number.MAX_SAFE_INTEGER) - (b.outcome.ticket || Number.MAX_SAFE_INTEGER) || a.vcpu - b.vcpu);
+    for (const { vcpu, outcome } of outcomes) this.collect(vcpu, outcome);
+    return outcomes.map((o) => o.vcpu);
+  }
+
+  private doneInFlight(): number[] {
+    const out: number[] = [];
+    this.slots.forEach((slot, vcpu) => {
+      if (slot.inFlight && slot.host.done()) out.push(vcpu);
+    });
+    return out;
+  }
+
+  private waitHost(vcpu: number): HostOutcome {
+    try {
+      return this.slot(vcpu).host.wait(this.timeouts.commandMs);
+    } catch (error) {
+      return this.failHost(vcpu, error);
+    }
+  }
+
+  /** Applies a finished command's outcome to the actors, the exit queue and the clock. */
+  private collect(vcpu: number, result: HostOutcome): StopName {
+    const slot = this.slot(vcpu);
+    slot.inFlight = false;
+    if (result.outcome === Outcome.error) return this.failHost(vcpu, null);
+    slot.retired += result.retired;
+    this.clockSteps += result.retired;
+    const stop = STOP_NAMES.get(result.outcome);
+    if (stop === undefined) return this.failHost(vcpu, new Error(`unknown outcome ${result.outcome}`));
+    const state = this.machine.vcpu(vcpu);
+    if (stop === 'budget') return stop;
+    const exit = state.exit();
+    const rip = stop === 'exit' ? exit.rip : state.rip;
+    let reason = stop === 'exit' ? (EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`) : '';
+    if (stop === 'exit' && exit.reason === ExitReason.tripleFault) {
+      this.verdict ??= { kind: 'triple-fault', vcpu, rip };
+      slot.actor.send({ type: 'SHUT_DOWN', reason: `triple fault at RIP 0x${rip.toString(16)}` });
+      this.emit({ kind: 'stop', vcpu, stop: 'shutdown', reason: 'tripleFault', rip, retired: result.retired });
+      return 'shutdown';
+    }
+    switch (stop) {
+      case 'exit':
+        slot.actor.send({ type: 'EXITED', reason: exit.reason, rip });
+        this.exitQueue.push(vcpu);
+        break;
+      case 'halted':
+        slot.interruptPending = false;
+        slot.actor.send({ type: 'HALTED' });
+        break;
+      case 'paused':
+        slot.actor.send({ type: 'PAUSED' });
+        slot.nextFlags |= CommandFlag.entry;
+        break;
+      case 'shutdown':
+        reason = 'shutdown';
+        slot.actor.send({ type: 'SHUT_DOWN', reason: 'the CPU is in shutdown' });
+        break;
+    }
+    this.emit({ kind: 'stop', vcpu, stop, reason, rip, retired: result.retired });
+    return stop;
+  }
+
+  // --- handlers and the timer -------------------------------------------------------------------------
+
+  /** Hands vCPU `vcpu`'s pending exit to the exit handler and applies its reply. */
+  handleExit(vcpu: number): ExitReply {
+    this.assertLive();
+    if (this.stateOf(vcpu) !== 'exited') throw new SessionError(`vCPU ${vcpu} has no pending exit (it is ${this.stateOf(vcpu)})`, vcpu);
+    const index = this.exitQueue.indexOf(vcpu);
+    if (index >= 0) this.exitQueue.splice(index, 1);
+    const slot = this.slot(vcpu);
+    const exit = this.machine.vcpu(vcpu).exit();
+    const context = this.exitContext(vcpu, exit, slot.access);
+    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, () => this.options.handler(context));
+    this.checkReply(vcpu, reply, exit.instructionLength);
+    this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
+    this.sessionActor.send({ type: 'HANDLED' });
+    this.emit({
+      kind: 'handle',
+      vcpu,
+      reason: EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`,
+      rip: exit.rip,
+      action: reply.action,
+      inject: reply.inject?.vector ?? -1,
+    });
+    return reply;
+  }
+
+  /** The hypervisor as an exit handler sees it, plus the exiting vCPU. */
+  private exitContext(vcpu: number, exit: ExitContext['exit'], self: VcpuAccess): ExitContext {
+    const session = this;
+    return {
+      vcpuId: vcpu,
+      exit,
+      self,
+      vcpuCount: this.vcpuCount,
+      memory: this.memory,
+      ept: this.ept,
+      random: this.random,
+      get clock() {
+        return session.clock;
+      },
+      vcpu: (id) => session.vcpu(id),
+      pauseVcpus: () => session.pauseVcpus(),
+      resumeVcpus: () => session.resumeVcpus(),
+      note: (what, detail) => session.note(what, detail),
+    };
+  }
+
+  /** Runs the periodic timer callback (it competes with exits for the lock). */
+  fireTimer(): void {
+    this.assertLive();
+    const timer = this.options.timer;
+    if (timer === undefined) throw new SessionError('this session has no timer');
+    this.nextTimer = this.clockSteps + timer.periodSteps;
+    this.emit({ kind: 'timer' });
+    this.underLock('timer callback', () => timer.callback(this));
+    this.sessionActor.send({ type: 'TICKED' });
+  }
+
+  /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
+  private underLock<T>(what: string, body: () => T): T {
+    if (this.inHandler) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
+    this.inHandler = true;
+    let result: T;
+    try {
+      result = body();
+      this.options.afterHandler?.(this);
+    } catch (error) {
+      this.inHandler = false;
+      if (error instanceof SessionError) throw error;
+      return this.fail(`${what} threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    }
+    this.inHandler = false;
+    // The integrator flushes batched EPT changes when it answers the event.
+    this.ept.commit();
+    return result;
+  }
+
+  private checkReply(vcpu: number, reply: ExitReply, length: number): void {
+    const actions = ['retry', 'allowed', 'allowedVirtual', 'notAllowed', 'shutdown'];
+    if (reply === null || typeof reply !== 'object' || !actions.includes(reply.action)) {
+      this.fail(`exit handler for vCPU ${vcpu} returned ${JSON.stringify(reply)}; expected { action: ${actions.join(' | ')} }`, vcpu);
+    }
+    if ((reply.action === 'allowedVirtual' || reply.action === 'notAllowed') && length === 0) {
+      this.fail(`exit handler for vCPU ${vcpu} asked to skip an instruction, but this exit has no instruction length`, vcpu);
+    }
+  }
+
+  private applyReply(vcpu: number, reply: ExitReply, rip: bigint, length: number): void {
+    const slot = this.slot(vcpu);
+    const state = this.machine.vcpu(vcpu);
+    if (reply.action === 'shutdown') {
+      slot.actor.send({ type: 'SHUT_DOWN', reason: 'the exit handler stopped it' });
+      return;
+    }
+    if (reply.inject !== undefined) {
+      const { vector, errorCode } = reply.inject;
+      const info = EventInfo.valid | (EventInfo.hardwareException << EventInfo.typeShift) | (vector & 0xff) | (errorCode !== undefined ? EventInfo.hasError : 0);
+      state.set32('pendingEvent', info);
+      state.set32('pendingEventError', errorCode ?? 0);
+    }
+    // The handler may have moved RIP itself; skipping is relative to the exiting instruction.
+    if (reply.action === 'allowedVirtual' || reply.action === 'notAllowed') state.rip = rip + BigInt(length);
+    slot.nextFlags |= CommandFlag.entry | (reply.action === 'allowed' ? CommandFlag.emulateFirst : 0);
+    slot.actor.send({ type: 'REPLIED' });
+  }
+
+  /** Injects an external interrupt, taken at the vCPU's next VM entry when IF allows. */
+  injectInterrupt(vcpu: number, vector: number): void {
+    const slot = this.slot(vcpu);
+    if (slot.inFlight) throw new SessionError(`vCPU ${vcpu} is running a command: stop it before injecting`, vcpu);
+    if (!Number.isInteger(vector) || vector < 32 || vector > 255) throw new RangeError(`external interrupt vector must be 32..255, got ${vector}`);
+    this.machine.vcpu(vcpu).set32('pendingInterrupt', vector);
+    slot.interruptPending = true;
+    slot.nextFlags |= CommandFlag.entry;
+    this.emit({ kind: 'irq', vcpu, vector });
+  }
+
+  // --- Hypervisor interface -------------------------------------------------------------------------
+
+  get memory(): Machine['memory'] {
+    return this.machine.memory;
+  }
+
+  vcpu(id: number): VcpuAccess {
+    return this.slot(id).access;
+  }
+
+  pauseVcpus(): void {
+    this.assertLive();
+    this.pauseActor.send({ type: 'PAUSE' });
+    this.emit({ kind: 'pause', depth: this.pauseDepth });
+  }
+
+  resumeVcpus(): void {
+    this.assertLive();
+    const depth = this.pauseDepth;
+    this.pauseActor.send({ type: 'RESUME' });
+    if (depth === 0) throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
+    this.emit({ kind: 'resume', depth: this.pauseDepth });
+  }
+
+  note(what: string, detail: Readonly<Record<string, string | number | bigint | boolean>> = {}): void {
+    this.emit({ kind: 'note', what, detail });
+  }
+
+  /** Pause coordinator effect: stop every vCPU at an instruction boundary (bounded waits). */
+  private stopEveryVcpu(): void {
+    const words = (vcpu: number): Int32Array => this.machine.vcpu(vcpu).words;
+    const running = this.slots.map((slot, vcpu) => (slot.inFlight ? vcpu : -1)).filter((vcpu) => vcpu >= 0);
+    for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 1);
+    for (const vcpu of running) this.collect(vcpu, this.waitHost(vcpu));
+    for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 0);
+    this.slots.forEach((slot, vcpu) => {
+      const state = this.stateOf(vcpu);
+      if (state === 'running' || state === 'halted') {
+        slot.actor.send({ type: 'PAUSED' });
+        slot.nextFlags |= CommandFlag.entry;
+      }
+    });
+    this.pauseActor.send({ type: 'ALL_STOPPED' });
+  }
+
+  /** Pause coordinator effect: commit EPT rights, then let every paused vCPU run (with VM entry). */
+  private resumeEveryVcpu(): void {
+    this.ept.commit();
+    this.slots.forEach((slot, vcpu) => {
+      if (this.stateOf(vcpu) === 'paused') {
+        slot.actor.send({ type: 'RESUMED' });
+        slot.nextFlags |= CommandFlag.entry;
+      }
+    });
+  }
+
+  // --- failure and shutdown ------------------------------------------------------------------------
+
+  private assertLive(): void {
+    if (this.failure !== null) throw this.failure;
+    const status = this.status;
+    if (status !== 'running') throw new SessionError(`the session is ${status}`);
+  }
+
+  /** Fails the session (once) and throws. */
+  fail(reason: string, vcpu: number | null = null): never {
+    if (this.failure === null) {
+      this.failure = new SessionError(reason, vcpu);
+      this.sessionActor.send({ type: 'FAIL', reason });
+      this.emit({ kind: 'fail', reason });
+    }
+    throw this.failure;
+  }
+
+  private failHost(vcpu: number, error: unknown): never {
+    const slot = this.slot(vcpu);
+    const description = slot.host.describe();
+    const cause = error === null ? '' : `${error instanceof Error ? error.message : String(error)}\n`;
+    slot.actor.send({ type: 'FAILED', reason: cause || description });
+    return this.fail(`vCPU ${vcpu} failed: ${cause}${description}`, vcpu);
+  }
+
+  /** Why the session failed, or null. */
+  get failed(): SessionError | null {
+    return this.failure;
+  }
+
+  /** One line per vCPU: state, RIP and steps — for "stuck run" reports. */
+  describeVcpus(): string {
+    return this.slots
+      .map((slot, vcpu) => `vCPU ${vcpu}: ${this.stateOf(vcpu)}${slot.inFlight ? ' (in flight)' : ''}, RIP 0x${this.machine.vcpu(vcpu).rip.toString(16)}, ${slot.retired} steps`)
+      .join('\n');
+  }
+
+  /**
+   * Terminates every host and stops every actor. Always safe to call, any number of times, in any
+   * state; resolves once every worker thread has exited.
+   */
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
+    Atomics.store(this.machine.memory.header, Header.sessionState, 1);
+    Atomics.notify(this.machine.memory.header, Header.doorbell);
+    this.sessionActor.send({ type: 'CLOSE' });
+    this.closing = Promise.allSettled(this.slots.map((slot) => slot.host.close())).then(() => {
+      for (const slot of this.slots) slot.actor.stop();
+      this.pauseActor.stop();
+      this.sessionActor.send({ type: 'CLOSED' });
+      this.sessionActor.stop();
+    });
+    return this.closing;
+  }
+
+  /** Fault injection for tests: vCPU `vcpu`'s host throws ('crash') or stops answering ('hang'). */
+  injectHostFault(vcpu: number, fault: 'crash' | 'hang'): void {
+    const slot = this.slot(vcpu);
+    slot.inFlight = true;
+    slot.host.start(fault === 'crash' ? CommandKind.crash : CommandKind.hang, 0, 0);
+    this.collect(vcpu, this.waitHost(vcpu));
+  }
+}
+
+export { HostError };

@@ -1,0 +1,47 @@
+import type { PhysicalMemory } from './ports.ts';
+
+/**
+ * A side-effect-free 4-level page walk for the hypervisor side and for diagnostics: it reads the
+ * guest's tables the way the introspection engine does through its own mapping — no TLB, no A/D
+ * updates, no permission or EPT checks, no faults.
+ */
+
+/** Result of a successful software walk. */
+export interface SoftwareTranslation {
+  /** Guest-physical address of the byte. */
+  readonly gpa: number;
+  /** Size of the mapping: 4 KiB, 2 MiB or 1 GiB. */
+  readonly pageBytes: number;
+  /** Guest-physical address of the leaf entry. */
+  readonly entryGpa: number;
+  /** The leaf entry's low 32 bits (P, R/W, U/S, A, D, PS…). */
+  readonly entryLow: number;
+  /** The leaf entry's high 32 bits (bit 31 = NX). */
+  readonly entryHigh: number;
+}
+
+/**
+ * Translates linear address lo/hi (int32 halves) through the tables at `cr3Page` (a GPA). Returns
+ * null for a non-canonical address, a not-present entry, or a table outside guest RAM.
+ */
+export function walkPageTables(memory: PhysicalMemory, cr3Page: number, lo: number, hi: number): SoftwareTranslation | null {
+  if (((hi >> 15) + 1) >>> 1 !== 0) return null;
+  const indexes = [((hi & 0xffff) >>> 7) & 511, (((hi & 0x7f) << 2) | (lo >>> 30)) & 511, (lo >>> 21) & 511, (lo >>> 12) & 511];
+  let table = cr3Page;
+  for (let level = 0; level < 4; level++) {
+    const entryGpa = table + indexes[level] * 8;
+    if (entryGpa < 0 || entryGpa + 8 > memory.bytes) return null;
+    const low = memory.i32[entryGpa >>> 2];
+    const high = memory.i32[(entryGpa >>> 2) + 1];
+    if ((low & 1) === 0) return null;
+    const large = (low & 0x80) !== 0 && (level === 1 || level === 2);
+    if (level === 3 || large) {
+      const pageBytes = level === 1 ? 0x40000000 : level === 2 ? 0x200000 : 0x1000;
+      const base = (high & 0xff) * 4294967296 + ((low & ~(pageBytes - 1) & ~0xfff) >>> 0);
+      const offset = (lo >>> 0) & (pageBytes - 1);
+      return { gpa: base + offset, pageBytes, entryGpa, entryLow: low, entryHigh: high };
+    }
+    table = (high & 0xff) * 4294967296 + ((low & ~0xfff) >>> 0);
+  }
+  return null;
+}

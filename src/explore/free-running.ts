@@ -1,0 +1,74 @@
+import type { Session } from '../../actors/session.ts';
+import { runResult, type RunResult } from './deterministic.ts';
+import type { Trace } from './trace.ts';
+
+/**
+ * Free-running mode: every vCPU runs in its worker at once and the operating system interleaves
+ * them; exits are handled one at a time in the order the vCPUs stopped (their tickets). Not
+ * replayable, but traced the same way. Pausing (from handlers) stops the workers through their
+ * attention words.
+ */
+
+export interface FreeRunOptions {
+  readonly session: Session;
+  readonly trace: Trace;
+  readonly done?: (session: Session) => boolean;
+  /** Wall-clock bound of the whole run: a run still going then fails with where every vCPU is. */
+  readonly wallMs: number;
+  /** The timer fires this often (wall clock), when the session has one. */
+  readonly timerEveryMs?: number;
+  /** Steps a vCPU runs per command before checking in (it stops earlier at any exit). */
+  readonly sliceSteps?: number;
+}
+
+export function runFree(options: FreeRunOptions): RunResult {
+  const { session, trace } = options;
+  if (!session.freeRunning) throw new Error('runFree needs a session opened with freeRunning: true');
+  const done = options.done ?? ((s: Session) => s.finished);
+  const slice = options.sliceSteps ?? 1 << 24;
+  const started = performance.now();
+  let nextTimer = started + (options.timerEveryMs ?? Number.POSITIVE_INFINITY);
+  let choices = 0;
+  const launchRunnable = (): void => {
+    for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) {
+      if (session.pauseDepth === 0 && session.isRunnable(vcpu)) {
+        trace.recordChoice({ kind: 'run', vcpu, steps: slice }, session.clock);
+        choices++;
+        session.launch(vcpu, slice);
+      }
+    }
+  };
+  const result = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, choices, detail);
+  launchRunnable();
+  for (;;) {
+    if (session.verdict !== null) return settle(session, result('verdict'));
+    if (done(session)) return settle(session, result('done'));
+    const now = performance.now();
+    if (now - started > options.wallMs) {
+      return settle(session, result('bound', `still running after ${options.wallMs} ms:\n${session.describeVcpus()}`));
+    }
+    session.waitForStops(Math.max(1, Math.min(50, nextTimer - now)));
+    for (let vcpu = session.pendingExits()[0]; vcpu !== undefined; vcpu = session.pendingExits()[0]) {
+      trace.recordChoice({ kind: 'handle', vcpu }, session.clock);
+      choices++;
+      session.handleExit(vcpu);
+    }
+    if (performance.now() >= nextTimer) {
+      nextTimer += options.timerEveryMs ?? Number.POSITIVE_INFINITY;
+      trace.recordChoice({ kind: 'timer' }, session.clock);
+      choices++;
+      session.fireTimer();
+    }
+    launchRunnable();
+  }
+}
+
+/** Brings every vCPU to rest (pausing stops the in-flight ones) so the session can be read. */
+function settle(session: Session, result: RunResult): RunResult {
+  if (session.failed === null && session.status === 'running') {
+    // Nothing relaunches them afterwards: the runner has returned.
+    session.pauseVcpus();
+    session.resumeVcpus();
+  }
+  return result;
+}

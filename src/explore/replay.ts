@@ -1,0 +1,72 @@
+import type { Session } from '../../actors/session.ts';
+import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
+import { ReplayDivergence, ReplayScheduler } from './schedulers/replay.ts';
+import { Trace, type TraceJson } from './trace.ts';
+
+/**
+ * Re-executes a recorded run by following its schedule, checking every trace entry against the
+ * recording as it happens. The first difference stops the replay with both versions of the
+ * entry and the entries before it — which is where the code (or the scenario) changed.
+ */
+export interface ReplayOptions {
+  readonly session: Session;
+  readonly recorded: TraceJson;
+  readonly stepsMax: number;
+  readonly done?: (session: Session) => boolean;
+  readonly interrupts?: readonly InterruptSource[];
+}
+
+export interface ReplayResult extends RunResult {
+  readonly trace: Trace;
+}
+
+export function replayTrace(options: ReplayOptions): ReplayResult {
+  const { session, recorded } = options;
+  const trace = new Trace();
+  // The first difference is the one that matters; it may be raised inside a handler (an engine
+  // note) and come back wrapped in a session failure, so it is kept and rethrown as it was.
+  let divergence: ReplayDivergence | null = null;
+  const diverge = (message: string): never => {
+    divergence ??= new ReplayDivergence(message);
+    throw divergence;
+  };
+  trace.onEntry = (index, entry) => {
+    if (divergence !== null) return;
+    const expected = recorded.entries[index];
+    const now = `${entry.clock} ${entry.text}`;
+    if (expected === undefined) {
+      diverge(`the replay went on past the ${recorded.entries.length} recorded entries with: ${now}`);
+    }
+    const then = `${expected.clock} ${expected.text}`;
+    if (then !== now) {
+      const before = recorded.entries
+        .slice(Math.max(0, index - 4), index)
+        .map((e, k) => `  #${index - Math.min(4, index) + k}  ${e.clock} ${e.text}`)
+        .join('\n');
+      diverge(`the replay diverged at entry #${index}\n  recorded: ${then}\n  now:      ${now}\nafter:\n${before || '  (start of run)'}`);
+    }
+  };
+  session.eventSink = (event, clock) => trace.recordEvent(event, clock);
+  const scheduler = new ReplayScheduler(recorded.choices, () => session.describeVcpus());
+  let result: RunResult;
+  try {
+    result = runDeterministic({
+      session,
+      scheduler,
+      trace,
+      stepsMax: options.stepsMax,
+      ...(options.done ? { done: options.done } : {}),
+      ...(options.interrupts ? { interrupts: options.interrupts } : {}),
+    });
+  } catch (error) {
+    throw divergence ?? error;
+  }
+  if (trace.entries.length !== recorded.entries.length) {
+    throw new ReplayDivergence(
+      `the replay ended after ${trace.entries.length} entries, the recording has ${recorded.entries.length}; next recorded: ` +
+        `${recorded.entries[trace.entries.length]?.text ?? '(none)'}`,
+    );
+  }
+  if (trace.hash !== recorded.hash) throw new ReplayDivergence(`same entries but hash ${trace.hash} ≠ recorded ${recorded.hash}`);
+  return { ...result, trace };
+}

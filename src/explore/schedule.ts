@@ -1,0 +1,58 @@
+/**
+ * What a scheduler can choose, and what it chooses from. A run's schedule is the list of its
+ * choices; with the seed and the code it reproduces the run exactly.
+ */
+
+/** One scheduling decision. */
+export type Choice =
+  /** Run vCPU `vcpu` for up to `steps` steps. */
+  | { readonly kind: 'run'; readonly vcpu: number; readonly steps: number }
+  /** Hand vCPU `vcpu`'s pending exit to the exit handler. */
+  | { readonly kind: 'handle'; readonly vcpu: number }
+  /** Fire the periodic timer callback. */
+  | { readonly kind: 'timer' }
+  /** Inject external interrupt `vector` into vCPU `vcpu`. */
+  | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number };
+
+/** Everything that could happen next. */
+export interface Enabled {
+  /** vCPUs that can be given a slice. */
+  readonly runnable: readonly number[];
+  /** vCPUs stopped at an exit, in arrival order. */
+  readonly pendingExits: readonly number[];
+  readonly timerDue: boolean;
+  /** Interrupts that are due. */
+  readonly interrupts: readonly { readonly vcpu: number; readonly vector: number }[];
+  /** Semantic events so far (exits, engine notes, pauses): PCT's clock. */
+  readonly events: number;
+  /** The vCPU count, for strategies that rotate. */
+  readonly vcpus: number;
+}
+
+/** A scheduling strategy. All its randomness comes from the generator it was built with. */
+export interface Scheduler {
+  /** e.g. "rr", "random", "pct(d=2)", "replay". */
+  readonly name: string;
+  /** Picks the next choice; only called when at least one choice is enabled. */
+  choose(enabled: Enabled): Choice;
+}
+
+/** Short text of a choice, for traces and messages. */
+export function formatChoice(choice: Choice): string {
+  switch (choice.kind) {
+    case 'run': return `run v${choice.vcpu} ${choice.steps}`;
+    case 'handle': return `handle v${choice.vcpu}`;
+    case 'timer': return 'timer';
+    case 'irq': return `irq v${choice.vcpu} ${choice.vector}`;
+  }
+}
+
+/** Whether `choice` is possible given what is enabled. */
+export function isEnabled(choice: Choice, enabled: Enabled): boolean {
+  switch (choice.kind) {
+    case 'run': return enabled.runnable.includes(choice.vcpu) && choice.steps > 0;
+    case 'handle': return enabled.pendingExits.includes(choice.vcpu);
+    case 'timer': return enabled.timerDue;
+    case 'irq': return enabled.interrupts.some((i) => i.vcpu === choice.vcpu && i.vector === choice.vector);
+  }
+}

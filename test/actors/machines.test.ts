@@ -1,0 +1,126 @@
+/**
+ * Goal: each actor's protocol, on its own. Method: drive the xstate machines with events (no
+ * hosts involved) and check states, context and which effects ran; then walk every simple path
+ * of each machine with xstate/graph to be sure no state is unreachable.
+ */
+import test from 'ava';
+import { createActor } from 'xstate';
+import { getSimplePaths } from 'xstate/graph';
+
+// Context counters would make every visit a new state: explore by state value only.
+const byValue = { serializeState: (state: { value: unknown }) => JSON.stringify(state.value) };
+import { pauseMachine } from '../../actors/pause.machine.ts';
+import { sessionMachine } from '../../actors/session.machine.ts';
+import { ACCESSIBLE_STATES, vcpuMachine } from '../../actors/vcpu.machine.ts';
+
+test('vcpu: exit → reply returns to running and counts the exit', (t) => {
+  const actor = createActor(vcpuMachine, { input: { id: 3 } }).start();
+  t.is(actor.getSnapshot().value, 'running');
+  actor.send({ type: 'EXITED', reason: 1, rip: 0x1000n });
+  t.is(actor.getSnapshot().value, 'exited');
+  t.deepEqual(actor.getSnapshot().context.exit, { reason: 1, rip: 0x1000n });
+  actor.send({ type: 'PAUSED' }); // an exited vCPU is already stopped: pausing changes nothing
+  t.is(actor.getSnapshot().value, 'exited');
+  actor.send({ type: 'REPLIED' });
+  t.is(actor.getSnapshot().value, 'running');
+  t.is(actor.getSnapshot().context.exits, 1);
+  t.is(actor.getSnapshot().context.exit, null);
+});
+
+test('vcpu: pause/resume, halt/wake, and the final states', (t) => {
+  const actor = createActor(vcpuMachine, { input: { id: 0 } }).start();
+  actor.send({ type: 'PAUSED' });
+  t.is(actor.getSnapshot().value, 'paused');
+  actor.send({ type: 'EXITED', reason: 2, rip: 0n }); // not possible while paused
+  t.is(actor.getSnapshot().value, 'paused');
+  actor.send({ type: 'RESUMED' });
+  actor.send({ type: 'HALTED' });
+  t.is(actor.getSnapshot().value, 'halted');
+  actor.send({ type: 'PAUSED' });
+  t.is(actor.getSnapshot().value, 'paused');
+  actor.send({ type: 'FAILED', reason: 'worker died' });
+  t.is(actor.getSnapshot().value, 'failed');
+  t.is(actor.getSnapshot().status, 'done');
+  t.is(actor.getSnapshot().context.reason, 'worker died');
+});
+
+test('vcpu: registers are accessible exactly when exited, paused or finished', (t) => {
+  t.deepEqual([...ACCESSIBLE_STATES].sort(), ['exited', 'failed', 'paused', 'stopped']);
+  const states = getSimplePaths(vcpuMachine, { input: { id: 0 }, ...byValue }).map((p) => String(p.state.value));
+  t.deepEqual([...new Set(states)].sort(), ['exited', 'failed', 'halted', 'paused', 'running', 'stopped']);
+});
+
+function pauseActor() {
+  const calls: string[] = [];
+  const actor = createActor(
+    pauseMachine.provide({
+      actions: {
+        requestPause: () => calls.push('requestPause'),
+        resumeAll: () => calls.push('resumeAll'),
+      },
+    }),
+  ).start();
+  return { actor, calls };
+}
+
+test('pause: a pause stops the vCPUs once; nested pauses only count', (t) => {
+  const { actor, calls } = pauseActor();
+  actor.send({ type: 'PAUSE' });
+  t.is(actor.getSnapshot().value, 'pausing');
+  actor.send({ type: 'PAUSE' }); // nested while still pausing
+  actor.send({ type: 'ALL_STOPPED' });
+  t.is(actor.getSnapshot().value, 'paused');
+  actor.send({ type: 'PAUSE' });
+  t.is(actor.getSnapshot().context.depth, 3);
+  t.deepEqual(calls, ['requestPause']);
+});
+
+test('pause: only the last resume lets the vCPUs run (and commits EPT)', (t) => {
+  const { actor, calls } = pauseActor();
+  actor.send({ type: 'PAUSE' });
+  actor.send({ type: 'ALL_STOPPED' });
+  actor.send({ type: 'PAUSE' });
+  actor.send({ type: 'RESUME' });
+  t.is(actor.getSnapshot().value, 'paused');
+  t.deepEqual(calls, ['requestPause']);
+  actor.send({ type: 'RESUME' });
+  t.is(actor.getSnapshot().value, 'running');
+  t.is(actor.getSnapshot().context.depth, 0);
+  t.is(actor.getSnapshot().context.cycles, 1);
+  t.deepEqual(calls, ['requestPause', 'resumeAll']);
+});
+
+test('pause: resume without a pause is refused and recorded (underflow)', (t) => {
+  const { actor, calls } = pauseActor();
+  actor.send({ type: 'RESUME' });
+  t.is(actor.getSnapshot().value, 'running');
+  t.is(actor.getSnapshot().context.underflows, 1);
+  t.is(actor.getSnapshot().context.depth, 0);
+  t.deepEqual(calls, []);
+});
+
+test('session: boot → running → shuttingDown → closed, and failure from any live state', (t) => {
+  const actor = createActor(sessionMachine, { input: { vcpus: 2 } }).start();
+  t.is(actor.getSnapshot().value, 'booting');
+  actor.send({ type: 'BOOTED' });
+  actor.send({ type: 'HANDLED' });
+  actor.send({ type: 'TICKED' });
+  t.is(actor.getSnapshot().context.handled, 1);
+  t.is(actor.getSnapshot().context.ticks, 1);
+  actor.send({ type: 'FAIL', reason: 'vCPU 1 died' });
+  actor.send({ type: 'FAIL', reason: 'second reason is ignored' });
+  t.is(actor.getSnapshot().value, 'failed');
+  t.is(actor.getSnapshot().context.failure, 'vCPU 1 died');
+  actor.send({ type: 'CLOSE' });
+  t.is(actor.getSnapshot().value, 'shuttingDown');
+  actor.send({ type: 'CLOSED' });
+  t.is(actor.getSnapshot().value, 'closed');
+  t.is(actor.getSnapshot().status, 'done');
+});
+
+test('every state of the pause and session machines is reachable', (t) => {
+  const pauseStates = new Set(getSimplePaths(pauseMachine, byValue).map((p) => String(p.state.value)));
+  t.deepEqual([...pauseStates].sort(), ['paused', 'pausing', 'running']);
+  const sessionStates = new Set(getSimplePaths(sessionMachine, { input: { vcpus: 1 }, ...byValue }).map((p) => String(p.state.value)));
+  t.deepEqual([...sessionStates].sort(), ['booting', 'closed', 'failed', 'running', 'shuttingDown']);
+});

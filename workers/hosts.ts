@@ -1,0 +1,231 @@
+import type { Worker } from 'node:worker_threads';
+import type { Cpu } from '../src/cpu/cpu.ts';
+import { disassembleAround } from '../src/cpu/diagnostics.ts';
+import { Control, VcpuHostState } from '../src/machine/layout.ts';
+import type { Machine } from '../src/machine/machine.ts';
+import { completeCommand, executeCommand, failCommand } from './command.ts';
+import { readHostError } from './host-buffer.ts';
+import { spawnTsWorker } from './spawn.ts';
+import type { VcpuWorkerInput } from './vcpu.worker.ts';
+
+/**
+ * Where a vCPU's CPU runs, behind one interface: in the hypervisor's thread (inline) or in its
+ * own worker thread. Commands and outcomes go through the same control words either way
+ * (machine/layout.ts `Control`), and the same `executeCommand` runs them.
+ */
+
+/** The outcome of a command. */
+export interface HostOutcome {
+  /** A RunStop code, or Outcome.error (machine/layout.ts). */
+  readonly outcome: number;
+  readonly retired: number;
+  /** Order of this stop among all vCPUs (free-running), 0 when the budget simply ran out. */
+  readonly ticket: number;
+}
+
+/** Raised when a host does not answer in time or died; carries a description of the vCPU. */
+export class HostError extends Error {
+  constructor(
+    message: string,
+    readonly vcpu: number,
+  ) {
+    super(message);
+    this.name = 'HostError';
+  }
+}
+
+export interface VcpuHost {
+  readonly id: number;
+  readonly kind: 'inline' | 'worker';
+  /** Starts a command; an inline host finishes it before returning. */
+  start(kind: number, budget: number, flags: number): void;
+  /** True once the last command started has completed. */
+  done(): boolean;
+  /** Waits (at most `timeoutMs`) for the last command and returns its outcome. */
+  wait(timeoutMs: number): HostOutcome;
+  /** Text for error reports: the host's failure, or where the vCPU is. */
+  describe(): string;
+  /** Ends the host; always safe to call, more than once. */
+  close(): Promise<void>;
+}
+
+abstract class ControlWordHost implements VcpuHost {
+  abstract readonly kind: 'inline' | 'worker';
+  protected seq = 0;
+  protected readonly words: Int32Array;
+
+  constructor(
+    readonly id: number,
+    protected readonly machine: Machine,
+  ) {
+    this.words = machine.vcpu(id).words;
+  }
+
+  protected writeCommand(kind: number, budget: number, flags: number): number {
+    if (!this.done()) throw new HostError(`vCPU ${this.id}: a command was started while the previous one is still running`, this.id);
+    if (!Number.isInteger(budget) || budget < 0 || budget > 0x7fffffff) throw new RangeError(`step budget ${budget} out of range`);
+    const w = this.words;
+    w[Control.commandKind] = kind;
+    w[Control.commandBudget] = budget;
+    w[Control.commandFlags] = flags;
+    w[Control.errorLength] = 0;
+    this.seq++;
+    return this.seq;
+  }
+
+  abstract start(kind: number, budget: number, flags: number): void;
+
+  done(): boolean {
+    return Atomics.load(this.words, Control.doneSeq) === this.seq;
+  }
+
+  protected outcome(): HostOutcome {
+    const w = this.words;
+    return { outcome: w[Control.outcome], retired: w[Control.retired], ticket: w[Control.ticket] };
+  }
+
+  abstract wait(timeoutMs: number): HostOutcome;
+  abstract describe(): string;
+  abstract close(): Promise<void>;
+}
+
+/** Runs the vCPU in the calling thread: fastest for deterministic runs. */
+export class InlineHost extends ControlWordHost {
+  readonly kind = 'inline' as const;
+  private readonly cpu: Cpu;
+  private failure = '';
+
+  constructor(id: number, machine: Machine) {
+    super(id, machine);
+    this.cpu = machine.createCpu(id);
+    Atomics.store(this.words, Control.hostState, VcpuHostState.idle);
+  }
+
+  start(kind: number, budget: number, flags: number): void {
+    const seq = this.writeCommand(kind, budget, flags);
+    Atomics.store(this.words, Control.commandSeq, seq);
+    try {
+      executeCommand(this.cpu, this.words, this.machine.memory.header);
+    } catch (error) {
+      this.failure = `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n${disassembleAround(this.cpu)}`;
+      failCommand(this.words);
+      Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+    }
+    completeCommand(this.words, this.machine.memory.header, seq);
+  }
+
+  wait(): HostOutcome {
+    return this.outcome();
+  }
+
+  describe(): string {
+    return this.failure !== '' ? this.failure : disassembleAround(this.cpu);
+  }
+
+  async close(): Promise<void> {
+    Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+  }
+}
+
+/** Options of worker hosts. */
+export interface WorkerHostOptions {
+  /** Loads of the done word before sleeping on it (worth it when a core is free). */
+  readonly spin: number;
+  /** Idle sleep of the worker between checks that the session is still open. */
+  readonly idlePollMs: number;
+}
+
+/** Runs the vCPU in its own worker thread. */
+export class WorkerHost extends ControlWordHost {
+  readonly kind = 'worker' as const;
+  private worker: Worker | null;
+  private exited = false;
+
+  private constructor(
+    id: number,
+    machine: Machine,
+    private readonly hostBuffer: SharedArrayBuffer,
+    private readonly options: WorkerHostOptions,
+  ) {
+    super(id, machine);
+    Atomics.store(this.words, Control.hostState, VcpuHostState.starting);
+    const input: VcpuWorkerInput = {
+      machine: machine.descriptor,
+      vcpu: id,
+      hostBuffer,
+      spin: options.spin,
+      idlePollMs: options.idlePollMs,
+    };
+    this.worker = spawnTsWorker(new URL('./vcpu.worker.ts', import.meta.url), input, { name: `vcpusim vCPU ${id}` });
+    // Errors arrive here only once the hypervisor thread returns to its event loop; the shared
+    // host buffer carries them synchronously. This listener just keeps them from being unhandled.
+    this.worker.on('error', () => undefined);
+    this.worker.on('exit', () => {
+      this.exited = true;
+    });
+  }
+
+  /** Starts a worker for vCPU `id` and waits (bounded) until it is ready for commands. */
+  static start(id: number, machine: Machine, hostBuffer: SharedArrayBuffer, options: WorkerHostOptions, timeoutMs: number): WorkerHost {
+    const host = new WorkerHost(id, machine, hostBuffer, options);
+    const deadline = performance.now() + timeoutMs;
+    while (Atomics.load(host.words, Control.hostState) === VcpuHostState.starting) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        void host.close();
+        throw new HostError(`vCPU ${id}: worker did not start within ${timeoutMs} ms`, id);
+      }
+      Atomics.wait(host.words, Control.hostState, VcpuHostState.starting, Math.min(left, 100));
+    }
+    return host;
+  }
+
+  start(kind: number, budget: number, flags: number): void {
+    if (this.worker === null || Atomics.load(this.words, Control.hostState) === VcpuHostState.dead) {
+      throw new HostError(`vCPU ${this.id}: its worker is gone\n${this.describe()}`, this.id);
+    }
+    const seq = this.writeCommand(kind, budget, flags);
+    Atomics.store(this.words, Control.commandSeq, seq);
+    Atomics.notify(this.words, Control.commandSeq);
+  }
+
+  wait(timeoutMs: number): HostOutcome {
+    const w = this.words;
+    for (let k = 0; k < this.options.spin && !this.done(); k++);
+    const deadline = performance.now() + timeoutMs;
+    while (!this.done()) {
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new HostError(
+          `vCPU ${this.id}: no answer within ${timeoutMs} ms (host state ${Atomics.load(w, Control.hostState)}, ` +
+            `command ${Atomics.load(w, Control.commandSeq)} done ${Atomics.load(w, Control.doneSeq)} expected ${this.seq})`,
+          this.id,
+        );
+      }
+      Atomics.wait(w, Control.doneSeq, this.seq - 1, Math.min(left, 50));
+    }
+    return this.outcome();
+  }
+
+  describe(): string {
+    const text = readHostError(this.hostBuffer, this.words, this.id);
+    if (text !== '') return text;
+    const state = this.machine.vcpu(this.id);
+    return `vCPU ${this.id} (worker${this.exited ? ', exited' : ''}) at RIP 0x${state.rip.toString(16)}`;
+  }
+
+  /** Ends the worker: asks it to stop if idle, then terminates it regardless. */
+  async close(): Promise<void> {
+    const worker = this.worker;
+    if (worker === null) return;
+    this.worker = null;
+    await worker.terminate();
+    Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+  }
+
+  /** Test hook: whether the thread has exited. */
+  get threadExited(): boolean {
+    return this.exited;
+  }
+}
+
