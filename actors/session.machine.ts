@@ -13,16 +13,11 @@ export interface SessionContext {
   readonly vcpus: number;
   /** Why the session failed, if it did. */
   failure: string | null;
-  /** Exits handed to handlers, timer ticks run. */
-  handled: number;
-  ticks: number;
 }
 
 export type SessionEvent =
   | { type: 'BOOTED' }
   | { type: 'FAIL'; reason: string }
-  | { type: 'HANDLED' }
-  | { type: 'TICKED' }
   | { type: 'CLOSE' }
   | { type: 'CLOSED' };
 
@@ -34,12 +29,10 @@ export const sessionMachine = setup({
   },
   actions: {
     recordFailure: assign(({ context, event }) => (event.type === 'FAIL' && context.failure === null ? { failure: event.reason } : {})),
-    countHandled: assign(({ context }) => ({ handled: context.handled + 1 })),
-    countTick: assign(({ context }) => ({ ticks: context.ticks + 1 })),
   },
 }).createMachine({
   id: 'session',
-  context: ({ input }) => ({ vcpus: input.vcpus, failure: null, handled: 0, ticks: 0 }),
+  context: ({ input }) => ({ vcpus: input.vcpus, failure: null }),
   initial: 'booting',
   states: {
     booting: {
@@ -51,8 +44,6 @@ export const sessionMachine = setup({
     },
     running: {
       on: {
-        HANDLED: { actions: 'countHandled' },
-        TICKED: { actions: 'countTick' },
         FAIL: { target: 'failed', actions: 'recordFailure' },
         CLOSE: 'shuttingDown',
       },

@@ -68,6 +68,8 @@ export interface Verdict {
 }
 
 const DEFAULT_TIMEOUTS: SessionTimeouts = { bootMs: 30_000, commandMs: 30_000 };
+/** Loads of a done word before sleeping while a running vCPU acknowledges a pause. */
+const PAUSE_SPIN = 4000;
 
 const STOP_NAMES = new Map<number, StopName>([
   [RunStop.budget, 'budget'],
@@ -79,8 +81,12 @@ const STOP_NAMES = new Map<number, StopName>([
 
 const EXIT_NAMES = new Map<number, string>(Object.entries(ExitReason).map(([name, code]) => [code, name]));
 
+/** The exit context object kept per vCPU; `exit` is replaced before each handler call. */
+type MutableExitContext = Omit<ExitContext, 'exit'> & { exit: ExitContext['exit'] };
+
 interface VcpuSlot {
   readonly host: VcpuHost;
+  readonly context: MutableExitContext;
   actor: Actor<typeof vcpuMachine>;
   readonly access: GuardedVcpu;
   /** A run command was started and not yet collected. */
@@ -106,6 +112,9 @@ export class Session implements Hypervisor {
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
   private inHandler = false;
+  /** Exits handed to the handler, and timer ticks, since the session opened. */
+  handled = 0;
+  ticks = 0;
   private clockSteps = 0;
   private nextTimer: number;
   private failure: SessionError | null = null;
@@ -165,10 +174,12 @@ export class Session implements Hypervisor {
             ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, idlePollMs: 250 }, session.timeouts.bootMs)
             : new InlineHost(id, machine);
         const actor = session.startVcpuActor(id);
+        const access = new GuardedVcpu(machine.vcpu(id), () => session.accessDenied(id));
         const slot: VcpuSlot = {
           host,
           actor,
-          access: new GuardedVcpu(machine.vcpu(id), () => session.accessDenied(id)),
+          access,
+          context: session.exitContext(id, access),
           inFlight: false,
           nextFlags: CommandFlag.entry,
           interruptPending: false,
@@ -339,9 +350,9 @@ export class Session implements Hypervisor {
     return out;
   }
 
-  private waitHost(vcpu: number): HostOutcome {
+  private waitHost(vcpu: number, spin?: number): HostOutcome {
     try {
-      return this.slot(vcpu).host.wait(this.timeouts.commandMs);
+      return this.slot(vcpu).host.wait(this.timeouts.commandMs, spin);
     } catch (error) {
       return this.failHost(vcpu, error);
     }
@@ -369,7 +380,7 @@ export class Session implements Hypervisor {
     }
     switch (stop) {
       case 'exit':
-        slot.actor.send({ type: 'EXITED', reason: exit.reason, rip });
+        slot.actor.send({ type: 'EXITED' });
         this.exitQueue.push(vcpu);
         break;
       case 'halted':
@@ -399,11 +410,12 @@ export class Session implements Hypervisor {
     if (index >= 0) this.exitQueue.splice(index, 1);
     const slot = this.slot(vcpu);
     const exit = this.machine.vcpu(vcpu).exit();
-    const context = this.exitContext(vcpu, exit, slot.access);
+    const context = slot.context;
+    context.exit = exit;
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, () => this.options.handler(context));
     this.checkReply(vcpu, reply, exit.instructionLength);
     this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
-    this.sessionActor.send({ type: 'HANDLED' });
+    this.handled++;
     this.emit({
       kind: 'handle',
       vcpu,
@@ -415,12 +427,12 @@ export class Session implements Hypervisor {
     return reply;
   }
 
-  /** The hypervisor as an exit handler sees it, plus the exiting vCPU. */
-  private exitContext(vcpu: number, exit: ExitContext['exit'], self: VcpuAccess): ExitContext {
+  /** The hypervisor as an exit handler sees it, plus the exiting vCPU (one object per vCPU, reused). */
+  private exitContext(vcpu: number, self: VcpuAccess): MutableExitContext {
     const session = this;
     return {
       vcpuId: vcpu,
-      exit,
+      exit: this.machine.vcpu(vcpu).exit(),
       self,
       vcpuCount: this.vcpuCount,
       memory: this.memory,
@@ -444,7 +456,7 @@ export class Session implements Hypervisor {
     this.nextTimer = this.clockSteps + timer.periodSteps;
     this.emit({ kind: 'timer' });
     this.underLock('timer callback', () => timer.callback(this));
-    this.sessionActor.send({ type: 'TICKED' });
+    this.ticks++;
   }
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
@@ -539,7 +551,9 @@ export class Session implements Hypervisor {
     const words = (vcpu: number): Int32Array => this.machine.vcpu(vcpu).words;
     const running = this.slots.map((slot, vcpu) => (slot.inFlight ? vcpu : -1)).filter((vcpu) => vcpu >= 0);
     for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 1);
-    for (const vcpu of running) this.collect(vcpu, this.waitHost(vcpu));
+    // A running vCPU sees its attention word within a few blocks: spin briefly (≈30 µs) before
+    // sleeping, since waking this thread would cost more than the wait itself.
+    for (const vcpu of running) this.collect(vcpu, this.waitHost(vcpu, PAUSE_SPIN));
     for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 0);
     this.slots.forEach((slot, vcpu) => {
       const state = this.stateOf(vcpu);

@@ -14,16 +14,13 @@ import { assign, setup } from 'xstate';
 
 export interface VcpuContext {
   readonly id: number;
-  /** Exits taken so far. */
-  exits: number;
-  /** The pending exit while in `exited`. */
-  exit: { reason: number; rip: bigint } | null;
   /** Why the vCPU stopped for good, or failed. */
   reason: string | null;
 }
 
+/** The exit itself stays in the state block; the actor tracks only where the vCPU is. */
 export type VcpuEvent =
-  | { type: 'EXITED'; reason: number; rip: bigint }
+  | { type: 'EXITED' }
   | { type: 'REPLIED' }
   | { type: 'PAUSED' }
   | { type: 'RESUMED' }
@@ -39,15 +36,11 @@ export const vcpuMachine = setup({
     input: {} as { id: number },
   },
   actions: {
-    recordExit: assign(({ context, event }) =>
-      event.type === 'EXITED' ? { exits: context.exits + 1, exit: { reason: event.reason, rip: event.rip } } : {},
-    ),
-    clearExit: assign({ exit: null }),
     recordReason: assign(({ event }) => (event.type === 'SHUT_DOWN' || event.type === 'FAILED' ? { reason: event.reason } : {})),
   },
 }).createMachine({
   id: 'vcpu',
-  context: ({ input }) => ({ id: input.id, exits: 0, exit: null, reason: null }),
+  context: ({ input }) => ({ id: input.id, reason: null }),
   initial: 'running',
   on: {
     SHUT_DOWN: { target: '.stopped', actions: 'recordReason' },
@@ -56,19 +49,19 @@ export const vcpuMachine = setup({
   states: {
     running: {
       on: {
-        EXITED: { target: 'exited', actions: 'recordExit' },
+        EXITED: 'exited',
         PAUSED: 'paused',
         HALTED: 'halted',
       },
     },
     exited: {
-      on: { REPLIED: { target: 'running', actions: 'clearExit' } },
+      on: { REPLIED: 'running' },
     },
     paused: {
       on: { RESUMED: 'running' },
     },
     halted: {
-      on: { WOKEN: 'running', PAUSED: 'paused', EXITED: { target: 'exited', actions: 'recordExit' } },
+      on: { WOKEN: 'running', PAUSED: 'paused', EXITED: 'exited' },
     },
     stopped: { type: 'final' },
     failed: { type: 'final' },

@@ -41,8 +41,11 @@ export interface VcpuHost {
   start(kind: number, budget: number, flags: number): void;
   /** True once the last command started has completed. */
   done(): boolean;
-  /** Waits (at most `timeoutMs`) for the last command and returns its outcome. */
-  wait(timeoutMs: number): HostOutcome;
+  /**
+   * Waits (at most `timeoutMs`) for the last command and returns its outcome; `spin` overrides
+   * the host's spin-before-sleep (a running vCPU answers a pause within microseconds).
+   */
+  wait(timeoutMs: number, spin?: number): HostOutcome;
   /** Text for error reports: the host's failure, or where the vCPU is. */
   describe(): string;
   /** Ends the host; always safe to call, more than once. */
@@ -84,7 +87,7 @@ abstract class ControlWordHost implements VcpuHost {
     return { outcome: w[Control.outcome], retired: w[Control.retired], ticket: w[Control.ticket] };
   }
 
-  abstract wait(timeoutMs: number): HostOutcome;
+  abstract wait(timeoutMs: number, spin?: number): HostOutcome;
   abstract describe(): string;
   abstract close(): Promise<void>;
 }
@@ -189,9 +192,9 @@ export class WorkerHost extends ControlWordHost {
     Atomics.notify(this.words, Control.commandSeq);
   }
 
-  wait(timeoutMs: number): HostOutcome {
+  wait(timeoutMs: number, spin = this.options.spin): HostOutcome {
     const w = this.words;
-    for (let k = 0; k < this.options.spin && !this.done(); k++);
+    for (let k = 0; k < spin && !this.done(); k++);
     const deadline = performance.now() + timeoutMs;
     while (!this.done()) {
       const left = deadline - performance.now();

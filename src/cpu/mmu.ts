@@ -91,6 +91,21 @@ export class Mmu {
   nxEnabled = false;
   smep = false;
 
+  /** The control-register values the TLB was filled under (see `pagingStateIs`). */
+  private pagingState = new Int32Array(5).fill(-1);
+
+  /** True when these CR0/CR3/CR4/EFER values are the ones last configured; records them if not. */
+  pagingStateIs(cr0: number, cr3Lo: number, cr3Hi: number, cr4: number, efer: number): boolean {
+    const s = this.pagingState;
+    if (s[0] === cr0 && s[1] === cr3Lo && s[2] === cr3Hi && s[3] === cr4 && s[4] === efer) return true;
+    s[0] = cr0;
+    s[1] = cr3Lo;
+    s[2] = cr3Hi;
+    s[3] = cr4;
+    s[4] = efer;
+    return false;
+  }
+
   /** Incremented on every flush so decoded blocks can tell their translation may be stale. */
   epoch = 0;
 
@@ -131,6 +146,7 @@ export class Mmu {
 
   /** Drops every cached translation (CR3 write, paging mode change, EPT view change). */
   flush(): void {
+    this.pagingState.fill(-1);
     this.tlbHi.fill(TLB_EMPTY);
     this.largeEntries = false;
     this.epoch++;

@@ -30,16 +30,21 @@ export function loadControlState(cpu: Cpu): void {
   cpu.fsHi = w[Vcpu.fsBase + 1];
   cpu.gsLo = w[Vcpu.gsBase];
   cpu.gsHi = w[Vcpu.gsBase + 1];
-  configurePaging(cpu);
+  configurePaging(cpu, false);
 }
 
-/** Pushes CR0/CR3/CR4/EFER into the MMU and drops its TLB. */
-export function configurePaging(cpu: Cpu): void {
+/**
+ * Pushes CR0/CR3/CR4/EFER into the MMU. The guest's own writes (`force`) always drop the TLB, as
+ * MOV CR3 does even with the same value; a VM entry drops it only when the hypervisor changed
+ * the paging state — translations survive exits, as with VPID on real hardware.
+ */
+export function configurePaging(cpu: Cpu, force = true): void {
   const w = cpu.words;
   const mmu = cpu.mmu;
   const cr0 = w[Vcpu.cr0];
   const cr4 = w[Vcpu.cr4];
   const efer = w[Vcpu.efer];
+  if (!force && mmu.pagingStateIs(cr0, w[Vcpu.cr3], w[Vcpu.cr3 + 1], cr4, efer)) return;
   mmu.pagingOn = (cr0 & CR0.PG) !== 0;
   mmu.writeProtect = (cr0 & CR0.WP) !== 0;
   mmu.smep = (cr4 & CR4.SMEP) !== 0;
