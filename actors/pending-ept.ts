@@ -15,6 +15,8 @@ export class PendingEpt implements EptAccess {
     private readonly table: EptTable,
     private readonly onRequest: (gpa: number, rights: number, pages: number) => void,
     private readonly onCommit: (pages: number) => void,
+    /** Makes running vCPUs take the committed rights now (see `flush`). */
+    private readonly onFlush: () => void = () => undefined,
   ) {}
 
   rightsAt(gpa: number): number {
@@ -39,8 +41,13 @@ export class PendingEpt implements EptAccess {
     return this.pending.size;
   }
 
+  /**
+   * IntFlushEPTPermissions: commits pending rights and makes every vCPU go through a VM entry so it
+   * uses them (the integrator's pause/resume fallback), instead of waiting for its next exit.
+   */
   flush(): void {
     this.commit();
+    this.onFlush();
   }
 
   /** Drops every pending request (a new run starts). */

@@ -135,6 +135,7 @@ export class Session implements Hypervisor {
       options.machine.ept,
       (gpa, rights, pages) => this.emit({ kind: 'ept', gpa, rights, pages }),
       (pages) => this.emit({ kind: 'ept-commit', pages }),
+      () => this.forceVmEntries(),
     );
     const inspect = options.inspect;
     this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
@@ -544,6 +545,18 @@ export class Session implements Hypervisor {
 
   note(what: string, detail: Readonly<Record<string, string | number | bigint | boolean>> = {}): void {
     this.emit({ kind: 'note', what, detail });
+  }
+
+  /**
+   * Every vCPU enters again before it runs on, so it takes the committed EPT rights: running vCPUs
+   * are stopped and let go (pause/resume, HVMI's flush fallback), waiting ones are marked.
+   */
+  private forceVmEntries(): void {
+    if (this.slots.some((slot) => slot.inFlight) && this.pauseDepth === 0) {
+      this.pauseVcpus();
+      this.resumeVcpus();
+    }
+    for (const slot of this.slots) slot.nextFlags |= CommandFlag.entry;
   }
 
   /** Pause coordinator effect: stop every vCPU at an instruction boundary (bounded waits). */

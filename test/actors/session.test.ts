@@ -132,6 +132,38 @@ test('EPT rights are lazy: a running vCPU keeps its rights until its next VM ent
   t.is(machine.machine.vcpu(0).exit().gpa, DATA);
 });
 
+test('an explicit EPT flush makes a running vCPU take the new rights at once', async (t) => {
+  for (const flush of [false, true]) {
+    const machine = vmcallLoop(2);
+    // vCPU 0 only reads DATA in a loop: it never exits on its own.
+    const reader = CODE + 0x400n;
+    machine.assemble(reader, (a) => {
+      const top = a.label();
+      a.mov(rax, qword(rbx));
+      a.jmp(top);
+    });
+    machine.state(0).rip = reader;
+    const handler: ExitHandler = (context) => {
+      if (context.exit.reason === ExitReason.eptViolation) return { action: 'shutdown' };
+      context.ept.setRights(Number(DATA), EptBits.execute);
+      if (flush) context.ept.flush();
+      return { action: 'allowedVirtual' };
+    };
+    const session = open(machine, handler);
+    t.teardown(() => session.close());
+    t.is(session.runSlice(0, 5), 'budget');
+    t.is(session.runSlice(1, 3), 'exit');
+    session.handleExit(1);
+    if (flush) {
+      t.is(session.runSlice(0, 10), 'exit', 'after the flush the next read of DATA faults');
+      t.is(machine.machine.vcpu(0).exit().reason, ExitReason.eptViolation);
+    } else {
+      t.is(session.runSlice(0, 10), 'budget', 'without a flush vCPU 0 keeps the rights it entered with');
+    }
+    await session.close();
+  }
+});
+
 test('exit replies: retry, allowed, allowedVirtual, notAllowed and an injected exception', async (t) => {
   const machine = new TestMachine();
   const gpHandler = CODE + 0x800n;
