@@ -1,5 +1,7 @@
-import type { GuestMemory } from '../src/machine/memory.ts';
-import type { ExitRecord, Field32, Field64, GprName } from '../src/machine/vcpu-state.ts';
+import type { EptAccess, Glue, RandomSource, VcpuAccess } from '../src/intro/glue.ts';
+import type { ExitRecord } from '../src/machine/vcpu-state.ts';
+
+export type { EptAccess, RandomSource, VcpuAccess };
 
 /**
  * What exit handlers and the timer callback get: HVMI's integrator interface, reduced to what the
@@ -26,51 +28,8 @@ export interface ExitReply {
   readonly inject?: { readonly vector: number; readonly errorCode?: number };
 }
 
-/** Registers of one vCPU, readable and writable only while it is stopped (exited or paused). */
-export interface VcpuAccess {
-  readonly id: number;
-  gpr(name: GprName): bigint;
-  setGpr(name: GprName, value: bigint): void;
-  rip(): bigint;
-  setRip(value: bigint): void;
-  rflags(): bigint;
-  get64(field: Field64): bigint;
-  set64(field: Field64, value: bigint): void;
-  get32(field: Field32): number;
-}
-
-/** The committed-versus-pending EPT, as the integrator exposes it. */
-export interface EptAccess {
-  /** Rights a vCPU would get at its next VM entry (pending changes included). */
-  rightsAt(gpa: number): number;
-  /** Requests new rights for `pages` pages; they take effect when committed (flush or resume). */
-  setRights(gpa: number, rights: number, pages?: number): void;
-  /** Commits pending rights now (IntFlushEPTPermissions); running vCPUs still see them only at entry. */
-  flush(): void;
-}
-
-/** A seeded source of random numbers (the engine's random replacement choices). */
-export interface RandomSource {
-  below(bound: number): number;
-}
-
-export interface Hypervisor {
-  readonly vcpuCount: number;
-  /** Guest-physical memory; writes here bypass EPT (the engine's own mapping). */
-  readonly memory: GuestMemory;
-  readonly ept: EptAccess;
-  /** Virtual time: steps retired by all vCPUs so far. */
-  readonly clock: number;
-  readonly random: RandomSource;
-  /** Registers of vCPU `id`; any access throws unless that vCPU is stopped or paused. */
-  vcpu(id: number): VcpuAccess;
-  /** Pauses every vCPU at an instruction boundary (counted; nests). */
-  pauseVcpus(): void;
-  /** Undoes one pauseVcpus(); the last one commits EPT rights and lets the vCPUs run. */
-  resumeVcpus(): void;
-  /** Records an engine event in the trace (patches, cache flushes…); counts as a PCT event. */
-  note(what: string, detail?: Readonly<Record<string, string | number | bigint | boolean>>): void;
-}
+/** The hypervisor as handlers see it: the engine's glue interface (src/intro/glue.ts). */
+export type Hypervisor = Glue;
 
 /** What an exit handler gets: the hypervisor, plus the exiting vCPU and its exit record. */
 export interface ExitContext extends Hypervisor {

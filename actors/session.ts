@@ -4,6 +4,7 @@ import { CommandFlag, CommandKind, EventInfo, ExitReason, Header, Outcome, Vcpu 
 import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../workers/host-buffer.ts';
 import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../workers/hosts.ts';
+import { EffectErrors } from './effects.ts';
 import type { EventSink, RuntimeEvent, StopName } from './events.ts';
 import type { ExitContext, ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
 import { pauseMachine } from './pause.machine.ts';
@@ -112,6 +113,15 @@ export class Session implements Hypervisor {
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
   private inHandler = false;
+  /** Errors thrown by actor effects, rethrown after the send that ran them. */
+  private readonly effects = new EffectErrors();
+  /** The vCPU whose exit the handler is working on (-1: the timer, or no handler). */
+  private handlerVcpu = -1;
+  /**
+   * Called at engine preemption points while a handler runs and the vCPUs are not paused; the
+   * deterministic runner sets it so its scheduler can run other vCPUs there (null: no preemption).
+   */
+  preemptor: ((label: string, handlerVcpu: number) => void) | null = null;
   /** Exits handed to the handler, and timer ticks, since the session opened. */
   handled = 0;
   ticks = 0;
@@ -147,8 +157,8 @@ export class Session implements Hypervisor {
     return createActor(
       pauseMachine.provide({
         actions: {
-          requestPause: () => this.stopEveryVcpu(),
-          resumeAll: () => this.resumeEveryVcpu(),
+          requestPause: this.effects.guard(() => this.stopEveryVcpu()),
+          resumeAll: this.effects.guard(() => this.resumeEveryVcpu()),
         },
       }),
       { id: 'pause', ...(inspect ? { inspect } : {}) },
@@ -413,6 +423,7 @@ export class Session implements Hypervisor {
     const exit = this.machine.vcpu(vcpu).exit();
     const context = slot.context;
     context.exit = exit;
+    this.handlerVcpu = vcpu;
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, () => this.options.handler(context));
     this.checkReply(vcpu, reply, exit.instructionLength);
     this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
@@ -446,6 +457,7 @@ export class Session implements Hypervisor {
       pauseVcpus: () => session.pauseVcpus(),
       resumeVcpus: () => session.resumeVcpus(),
       note: (what, detail) => session.note(what, detail),
+      preemptionPoint: (label) => session.preemptionPoint(label),
     };
   }
 
@@ -456,6 +468,7 @@ export class Session implements Hypervisor {
     if (timer === undefined) throw new SessionError('this session has no timer');
     this.nextTimer = this.clockSteps + timer.periodSteps;
     this.emit({ kind: 'timer' });
+    this.handlerVcpu = -1;
     this.underLock('timer callback', () => timer.callback(this));
     this.ticks++;
   }
@@ -470,10 +483,12 @@ export class Session implements Hypervisor {
       this.options.afterHandler?.(this);
     } catch (error) {
       this.inHandler = false;
+      this.handlerVcpu = -1;
       if (error instanceof SessionError) throw error;
       return this.fail(`${what} threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     }
     this.inHandler = false;
+    this.handlerVcpu = -1;
     // The integrator flushes batched EPT changes when it answers the event.
     this.ept.commit();
     return result;
@@ -532,6 +547,7 @@ export class Session implements Hypervisor {
   pauseVcpus(): void {
     this.assertLive();
     this.pauseActor.send({ type: 'PAUSE' });
+    this.effects.rethrow();
     this.emit({ kind: 'pause', depth: this.pauseDepth });
   }
 
@@ -539,12 +555,20 @@ export class Session implements Hypervisor {
     this.assertLive();
     const depth = this.pauseDepth;
     this.pauseActor.send({ type: 'RESUME' });
+    this.effects.rethrow();
     if (depth === 0) throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
     this.emit({ kind: 'resume', depth: this.pauseDepth });
+    // The guest runs again while the handler goes on (only the exiting vCPU waits for it).
+    if (this.pauseDepth === 0) this.preemptionPoint('resume');
   }
 
   note(what: string, detail: Readonly<Record<string, string | number | bigint | boolean>> = {}): void {
     this.emit({ kind: 'note', what, detail });
+  }
+
+  preemptionPoint(label: string): void {
+    if (!this.inHandler || this.preemptor === null || this.pauseDepth > 0) return;
+    this.preemptor(label, this.handlerVcpu);
   }
 
   /**

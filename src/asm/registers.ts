@@ -151,3 +151,6 @@ export const xmm12: XmmReg = mk('xmm', 16, 'xmm12');
 export const xmm13: XmmReg = mk('xmm', 16, 'xmm13');
 export const xmm14: XmmReg = mk('xmm', 16, 'xmm14');
 export const xmm15: XmmReg = mk('xmm', 16, 'xmm15');
+
+/** 64-bit GPRs by encoding number (0 = rax … 15 = r15). */
+export const GPR64_BY_NUMBER: readonly Gpr64[] = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];

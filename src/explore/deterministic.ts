@@ -1,11 +1,12 @@
 import type { Session, Verdict } from '../../actors/session.ts';
-import { formatChoice, type Choice, type Enabled, type Scheduler } from './schedule.ts';
+import { formatChoice, type Choice, type Enabled, type PreemptionPoint, type Scheduler } from './schedule.ts';
 import type { Trace } from './trace.ts';
 
 /**
  * The deterministic run loop: at every step the scheduler picks one of the enabled choices —
  * run a vCPU for a slice, hand a pending exit to its handler, fire the timer, inject an
- * interrupt — and the session carries it out. Nothing else decides anything, so the same seed
+ * interrupt — and the session carries it out; inside a handler, at each preemption point, it may
+ * run other vCPUs before the handler goes on. Nothing else decides anything, so the same seed
  * (hence the same choices) reproduces the run, with inline or worker hosts alike.
  */
 
@@ -46,22 +47,46 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
   const choicesMax = options.choicesMax ?? 10_000_000;
   const interrupts = options.interrupts ?? [];
   const nextDue = interrupts.map((source) => source.everySteps);
-  let choices = 0;
-  const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, choices, detail);
+  const counter = { choices: 0 };
+  const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
+  const bounded = (): boolean => session.clock >= options.stepsMax || counter.choices >= choicesMax;
+  session.preemptor = (label, handlerVcpu) => preempt(options, counter, bounded, { label, handlerVcpu });
+  try {
+    for (;;) {
+      if (session.verdict !== null) return finish('verdict');
+      if (done(session)) return finish('done');
+      if (bounded()) return finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
+      const enabled = enabledNow(session, trace, interrupts, nextDue);
+      if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && enabled.interrupts.length === 0) {
+        return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
+      }
+      const choice = scheduler.choose(enabled);
+      trace.recordChoice(choice, session.clock);
+      counter.choices++;
+      perform(session, choice, interrupts, nextDue);
+    }
+  } finally {
+    session.preemptor = null;
+  }
+}
+
+/**
+ * A preemption point inside a handler: the scheduler may run other vCPUs (any number of slices)
+ * before it lets the handler proceed. Bounds end the preemption; the main loop then reports them.
+ */
+function preempt(options: DeterministicOptions, counter: { choices: number }, bounded: () => boolean, point: PreemptionPoint): void {
+  const { session, scheduler, trace } = options;
   for (;;) {
-    if (session.verdict !== null) return finish('verdict');
-    if (done(session)) return finish('done');
-    if (session.clock >= options.stepsMax || choices >= choicesMax) {
-      return finish('bound', `after ${session.clock} steps and ${choices} choices:\n${session.describeVcpus()}`);
-    }
-    const enabled = enabledNow(session, trace, interrupts, nextDue);
-    if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && enabled.interrupts.length === 0) {
-      return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
-    }
-    const choice = scheduler.choose(enabled);
+    if (session.verdict !== null || bounded()) return;
+    const runnable: number[] = [];
+    for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
+    if (runnable.length === 0) return;
+    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, interrupts: [], events: trace.events, vcpus: session.vcpuCount, preemption: point });
     trace.recordChoice(choice, session.clock);
-    choices++;
-    perform(session, choice, interrupts, nextDue);
+    counter.choices++;
+    if (choice.kind === 'proceed') return;
+    if (choice.kind !== 'run') throw new Error(`scheduler ${scheduler.name} chose "${formatChoice(choice)}" at a preemption point (only run or proceed are possible there)`);
+    session.runSlice(choice.vcpu, choice.steps);
   }
 }
 
@@ -85,6 +110,7 @@ export function enabledNow(session: Session, trace: Trace, interrupts: readonly 
     interrupts: due,
     events: trace.events,
     vcpus: session.vcpuCount,
+    preemption: null,
   };
 }
 
@@ -99,6 +125,8 @@ function perform(session: Session, choice: Choice, interrupts: readonly Interrup
     case 'timer':
       session.fireTimer();
       return;
+    case 'proceed':
+      throw new Error('"proceed" is only a choice at a preemption point inside a handler');
     case 'irq': {
       const index = interrupts.findIndex((s, i) => s.vcpu === choice.vcpu && s.vector === choice.vector && session.clock >= nextDue[i]);
       if (index < 0) throw new Error(`choice "${formatChoice(choice)}" names no due interrupt source`);

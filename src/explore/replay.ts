@@ -1,3 +1,4 @@
+import type { EventSink } from '../../actors/events.ts';
 import type { Session } from '../../actors/session.ts';
 import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
 import { ReplayDivergence, ReplayScheduler } from './schedulers/replay.ts';
@@ -14,6 +15,10 @@ export interface ReplayOptions {
   readonly stepsMax: number;
   readonly done?: (session: Session) => boolean;
   readonly interrupts?: readonly InterruptSource[];
+  /** Runs once the replay's trace records events, before the first choice (engine start-up). */
+  readonly before?: () => void;
+  /** Also receives every event (the replay's trace gets them first). */
+  readonly observe?: EventSink;
 }
 
 export interface ReplayResult extends RunResult {
@@ -46,10 +51,15 @@ export function replayTrace(options: ReplayOptions): ReplayResult {
       diverge(`the replay diverged at entry #${index}\n  recorded: ${then}\n  now:      ${now}\nafter:\n${before || '  (start of run)'}`);
     }
   };
-  session.eventSink = (event, clock) => trace.recordEvent(event, clock);
+  const observe = options.observe;
+  session.eventSink = (event, clock) => {
+    trace.recordEvent(event, clock);
+    observe?.(event, clock);
+  };
   const scheduler = new ReplayScheduler(recorded.choices, () => session.describeVcpus());
   let result: RunResult;
   try {
+    options.before?.();
     result = runDeterministic({
       session,
       scheduler,

@@ -12,7 +12,20 @@ export type Choice =
   /** Fire the periodic timer callback. */
   | { readonly kind: 'timer' }
   /** Inject external interrupt `vector` into vCPU `vcpu`. */
-  | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number };
+  | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
+  /** At a preemption point inside a handler: let the handler go on (no vCPU runs now). */
+  | { readonly kind: 'proceed' };
+
+/**
+ * A point inside a handler where vCPUs that are not paused may run before the handler goes on
+ * (the engine wrote guest memory, or resumed the vCPUs). Only `run` and `proceed` are possible
+ * there: the handler lock is held, so no other exit is handled and the timer cannot fire.
+ */
+export interface PreemptionPoint {
+  readonly label: string;
+  /** The vCPU whose exit the handler is working on, or -1 for the timer. */
+  readonly handlerVcpu: number;
+}
 
 /** Everything that could happen next. */
 export interface Enabled {
@@ -27,6 +40,8 @@ export interface Enabled {
   readonly events: number;
   /** The vCPU count, for strategies that rotate. */
   readonly vcpus: number;
+  /** Set when the choice is made inside a handler (then only run and proceed are possible). */
+  readonly preemption: PreemptionPoint | null;
 }
 
 /** A scheduling strategy. All its randomness comes from the generator it was built with. */
@@ -44,6 +59,7 @@ export function formatChoice(choice: Choice): string {
     case 'handle': return `handle v${choice.vcpu}`;
     case 'timer': return 'timer';
     case 'irq': return `irq v${choice.vcpu} ${choice.vector}`;
+    case 'proceed': return 'proceed';
   }
 }
 
@@ -54,5 +70,6 @@ export function isEnabled(choice: Choice, enabled: Enabled): boolean {
     case 'handle': return enabled.pendingExits.includes(choice.vcpu);
     case 'timer': return enabled.timerDue;
     case 'irq': return enabled.interrupts.some((i) => i.vcpu === choice.vcpu && i.vector === choice.vector);
+    case 'proceed': return enabled.preemption !== null;
   }
 }

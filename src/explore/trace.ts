@@ -20,6 +20,8 @@ export interface TraceJson {
   readonly seed: string;
   readonly strategy: string;
   readonly mode: string;
+  /** Fixes that were off in the recorded run (scenario traces). */
+  readonly fixesOff?: readonly string[];
   readonly hash: string;
   readonly choices: readonly Choice[];
   readonly entries: readonly TraceEntry[];
@@ -105,7 +107,7 @@ export class Trace {
     return (this.running[2 * index + 1] >>> 0).toString(16).padStart(8, '0') + (this.running[2 * index] >>> 0).toString(16).padStart(8, '0');
   }
 
-  toJson(meta: { scenario?: string; seed: string; strategy: string; mode: string }): TraceJson {
+  toJson(meta: { scenario?: string; seed: string; strategy: string; mode: string; fixesOff?: readonly string[] }): TraceJson {
     return { format: 'vcpusim-trace', version: 1, ...meta, hash: this.hash, choices: this.choices, entries: this.entries };
   }
 }

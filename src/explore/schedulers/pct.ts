@@ -10,7 +10,8 @@ import type { Choice, Enabled, Scheduler } from '../schedule.ts';
  * Each vCPU gets a distinct random priority ≥ d. The highest-priority vCPU that can do anything
  * does it (handle its pending exit, else run a slice). When the event count reaches change point
  * i (d−1 of them, uniform in 1..k), the vCPU that acted last drops to priority i — below every
- * initial priority. Due timer ticks and interrupts are taken at once.
+ * initial priority. Due timer ticks and interrupts are taken at once. Inside a handler (a
+ * preemption point) a runnable vCPU runs only if it outranks the vCPU being handled.
  */
 export class PctScheduler implements Scheduler {
   readonly name: string;
@@ -50,6 +51,7 @@ export class PctScheduler implements Scheduler {
       this.fired++;
       if (this.lastActor >= 0) this.priority[this.lastActor] = this.depth - this.fired;
     }
+    if (enabled.preemption !== null) return this.atPreemption(enabled);
     if (enabled.timerDue) return { kind: 'timer' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
     let best = -1;
@@ -60,5 +62,19 @@ export class PctScheduler implements Scheduler {
     if (best < 0) throw new Error('PCT: nothing is enabled');
     this.lastActor = best;
     return enabled.pendingExits.includes(best) ? { kind: 'handle', vcpu: best } : { kind: 'run', vcpu: best, steps: this.slice };
+  }
+
+  /**
+   * Inside a handler the engine acts for the exiting vCPU, with its priority: a runnable vCPU of
+   * higher priority runs first. The timer outranks every vCPU.
+   */
+  private atPreemption(enabled: Enabled): Choice {
+    const handler = enabled.preemption?.handlerVcpu ?? -1;
+    if (handler < 0) return { kind: 'proceed' };
+    let best = -1;
+    for (const vcpu of enabled.runnable) if (this.priority[vcpu] > this.priority[handler] && (best < 0 || this.priority[vcpu] > this.priority[best])) best = vcpu;
+    if (best < 0) return { kind: 'proceed' };
+    this.lastActor = best;
+    return { kind: 'run', vcpu: best, steps: this.slice };
   }
 }

@@ -3,7 +3,7 @@ import type { Choice, Enabled, Scheduler } from '../schedule.ts';
 
 /**
  * Random: every enabled choice (a slice for any runnable vCPU, any pending exit, a due timer or
- * interrupt) is equally likely; slice lengths are log-uniform between 1 and `sliceMax`, so both
+ * interrupt; inside a handler, letting it proceed) is equally likely; slice lengths are log-uniform between 1 and `sliceMax`, so both
  * instruction-level interleavings and long runs happen.
  */
 export class RandomScheduler implements Scheduler {
@@ -18,6 +18,7 @@ export class RandomScheduler implements Scheduler {
 
   choose(enabled: Enabled): Choice {
     const options: Choice[] = [];
+    if (enabled.preemption !== null) options.push({ kind: 'proceed' });
     for (const vcpu of enabled.runnable) options.push({ kind: 'run', vcpu, steps: 0 });
     for (const vcpu of enabled.pendingExits) options.push({ kind: 'handle', vcpu });
     if (enabled.timerDue) options.push({ kind: 'timer' });

@@ -2,7 +2,8 @@ import type { Choice, Enabled, Scheduler } from '../schedule.ts';
 
 /**
  * Round-robin: vCPUs in turn, a fixed slice each; a vCPU whose turn comes while it is stopped at
- * an exit gets its exit handled instead. Due timer ticks and interrupts go first. No randomness:
+ * an exit gets its exit handled instead. Due timer ticks and interrupts go first; handlers are never
+ * preempted. No randomness:
  * the baseline that shows what the other strategies add.
  */
 export class RoundRobinScheduler implements Scheduler {
@@ -14,6 +15,8 @@ export class RoundRobinScheduler implements Scheduler {
   }
 
   choose(enabled: Enabled): Choice {
+    // The baseline never preempts a handler.
+    if (enabled.preemption !== null) return { kind: 'proceed' };
     if (enabled.timerDue) return { kind: 'timer' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
     for (let k = 0; k < enabled.vcpus; k++) {

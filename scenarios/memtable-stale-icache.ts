@@ -1,0 +1,267 @@
+import { disassemble } from '../src/asm/index.ts';
+import { KERNEL_GPA } from '../src/guest/layout.ts';
+import { NtGuest } from '../src/guest/nt-guest.ts';
+import type { ScenarioDefinition, TimedEvent, World } from '../src/explore/scenario.ts';
+import { cr3Root, tryReadGuestVirtual } from '../src/intro/kernvm.ts';
+import { jumpPatch } from '../src/intro/memtable-handler.ts';
+
+/**
+ * The race the project exists for (hvmi-notes §13.1): three vCPUs run compiler switch code whose
+ * jump tables share a page with hooked APIs, so every table load is a read violation. The 50th
+ * relocates the load (MOV → JMP to a slack handler) with the vCPUs paused — while other vCPUs
+ * have already faulted on that MOV and wait for the lock. HVMI then flushes the icache entry, so
+ * their handlers decode the JMP and retry; and it skips entries already `Patched`. With both
+ * mitigations off, a waiting handler decodes the stale cached MOV and relocates it again: a
+ * second handler, a second overlapping cloak, leaked slack and hooks.
+ */
+
+type MemtableWorld = World<NtGuest>;
+
+const hex = (value: bigint | number): string => `0x${value.toString(16)}`;
+
+function switchName(world: MemtableWorld, rip: bigint): string {
+  return world.guest.kernel.switchLoads.find((load) => load.rip === rip)?.name ?? 'unknown';
+}
+
+/** Notes of kind `what`, with their position in the event log. */
+function notes(events: readonly TimedEvent[], what: string): { index: number; detail: Readonly<Record<string, unknown>> }[] {
+  const out: { index: number; detail: Readonly<Record<string, unknown>> }[] = [];
+  events.forEach((timed, index) => {
+    if (timed.event.kind === 'note' && timed.event.what === what) out.push({ index, detail: timed.event.detail });
+  });
+  return out;
+}
+
+/** For each event index, which vCPUs stood at an unhandled exit, and at which RIP. */
+function pendingExitRips(events: readonly TimedEvent[], until: number): Map<number, bigint> {
+  const pending = new Map<number, bigint>();
+  for (let k = 0; k < until; k++) {
+    const event = events[k].event;
+    if (event.kind === 'stop' && event.stop === 'exit') pending.set(event.vcpu, event.rip);
+    else if (event.kind === 'handle') pending.delete(event.vcpu);
+  }
+  return pending;
+}
+
+export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
+  name: 'memtable-stale-icache',
+  title: 'Stale icache during mem-table patching',
+  description:
+    'Switch-table loads in a read-protected code page storm the engine with EPT read violations; the 50th ' +
+    'relocates the MOV into slack while peers wait on the same instruction. HVMI flushes the patched RIP from ' +
+    'its instruction cache and skips entries already patched; without both, a peer decodes the stale MOV and ' +
+    'relocates it a second time.',
+  vcpus: 3,
+  bugFixes: ['icacheFlushOnPatch', 'patchedGuard'],
+  bounds: { stepsMax: 400_000, slice: 200, pctEvents: 600, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
+  clockVector: 0xd1,
+  setup: () => new NtGuest({ vcpus: 3, iterations: 96 }),
+  oracles: [
+    {
+      name: 'results-correct',
+      phase: 'end',
+      description: "every thread finished and stored exactly what the original code computes",
+      check(world) {
+        const { guest } = world;
+        for (let vcpu = 0; vcpu < guest.vcpus; vcpu++) {
+          const got = guest.report(vcpu);
+          const want = guest.expected(vcpu);
+          if (got.completed !== want.completed) return `vCPU ${vcpu} completed ${got.completed} of ${want.completed} iterations`;
+          const bad = got.results.findIndex((value, i) => value !== want.results[i]);
+          if (bad >= 0) return `vCPU ${vcpu} iteration ${bad}: stored ${hex(got.results[bad])}, the original code computes ${hex(want.results[bad])}`;
+          if (got.serviceSum !== want.serviceSum) return `vCPU ${vcpu}: system services summed to ${hex(got.serviceSum)}, expected ${hex(want.serviceSum)}`;
+          if (got.apiCalls !== want.apiCalls) return `vCPU ${vcpu} made ${got.apiCalls} hooked-API calls, expected ${want.apiCalls}`;
+        }
+        return null;
+      },
+    },
+    {
+      name: 'guest-alive',
+      phase: 'continuous',
+      description: 'no vCPU bug-checked (an exception in kernel mode)',
+      check(world) {
+        const crash = world.guest.bugChecks[0];
+        if (crash === undefined) return null;
+        const where = world.engine.memtables.handlerContaining(crash.rip);
+        const context = where === null ? '' : ` — inside the mem-table handler of ${hex(where.rip)}`;
+        return `vCPU ${crash.vcpu} bug-checked: vector ${crash.vector} (error ${hex(crash.errorCode)}) at RIP ${hex(crash.rip)}${context}`;
+      },
+    },
+    {
+      name: 'relocated-at-most-once',
+      phase: 'continuous',
+      description: 'each table-load instruction is relocated at most once',
+      check(world) {
+        for (const entry of world.engine.memtables.entries()) {
+          if (entry.relocations <= 1) continue;
+          const handlers = entry.handlers.map((h) => `${hex(h.address)} (vCPU ${h.vcpu})`).join(', ');
+          return `the table load at ${hex(entry.rip)} (${switchName(world, entry.rip)}) was relocated ${entry.relocations} times: handlers ${handlers}`;
+        }
+        return null;
+      },
+    },
+    {
+      name: 'no-overlapping-patches',
+      phase: 'continuous',
+      description: 'no two live cloaked patches cover the same bytes',
+      check(world) {
+        const regions = world.engine.cloak.liveRegions();
+        for (let i = 0; i < regions.length; i++) {
+          for (let j = i + 1; j < regions.length; j++) {
+            const a = regions[i];
+            const b = regions[j];
+            if (a.gva < b.gva + BigInt(b.size) && b.gva < a.gva + BigInt(a.size)) {
+              return `patches overlap: "${a.owner}" [${hex(a.gva)}, +${a.size}) and "${b.owner}" [${hex(b.gva)}, +${b.size})`;
+            }
+          }
+        }
+        return null;
+      },
+    },
+    {
+      name: 'no-slack-leak',
+      phase: 'continuous',
+      description: 'every slack allocation belongs to a live relocation or detour',
+      check(world) {
+        const { engine } = world;
+        const owned = new Set<bigint>([
+          ...engine.memtables.entries().filter((e) => e.slackSize > 0).map((e) => e.slackAddress),
+          ...engine.detours.detours().map((d) => d.handler),
+        ]);
+        const leaked = engine.slack.allocations().filter((a) => !owned.has(a.gva));
+        if (leaked.length === 0) return null;
+        return `slack leaked: ${leaked.map((a) => `${hex(a.gva)}+${a.size} (${a.owner})`).join(', ')} — allocated, but no live relocation points at it`;
+      },
+    },
+    {
+      name: 'every-vcpu-runs-the-jmp',
+      phase: 'continuous',
+      description: 'a relocated load is a JMP to its live handler, and no vCPU keeps faulting on it',
+      check(world) {
+        const { engine, guest } = world;
+        const root = cr3Root(guest.machine.vcpu(0).get64('cr3'));
+        for (const entry of engine.memtables.entries()) {
+          if (!entry.patched) continue;
+          const length = entry.insCloak?.size ?? 0;
+          const bytes = tryReadGuestVirtual(guest.machine.memory, root, entry.rip, length);
+          const want = jumpPatch(entry.rip, entry.slackAddress, length);
+          if (bytes === null || !bytes.every((b, k) => b === want[k])) {
+            const now = bytes === null ? 'unmapped' : disassemble(bytes, entry.rip, { maxInstructions: 1 })[0]?.text;
+            return `${hex(entry.rip)} holds "${now}", not a JMP to its handler ${hex(entry.slackAddress)}`;
+          }
+          const counts = engine.exitsAfterPatch.get(entry.rip) ?? [];
+          const stuck = counts.findIndex((count) => count > 1);
+          if (stuck >= 0) return `vCPU ${stuck} took ${counts[stuck]} read violations at ${hex(entry.rip)} after it was relocated (at most the one already pending)`;
+        }
+        return null;
+      },
+    },
+    {
+      name: 'hooked-api-calls-seen',
+      phase: 'end',
+      description: 'every call of a hooked API reached the engine through its detour',
+      check(world) {
+        const seen = world.engine.detours.detours().reduce((sum, d) => sum + d.hits, 0);
+        let made = 0;
+        for (let vcpu = 0; vcpu < world.guest.vcpus; vcpu++) made += world.guest.report(vcpu).apiCalls;
+        return seen === made ? null : `the guest called hooked APIs ${made} times, the engine saw ${seen}`;
+      },
+    },
+    {
+      name: 'timer-integrity',
+      phase: 'continuous',
+      description: "the timer's integrity check found every cloaked patch intact",
+      check(world) {
+        const bad = world.engine.stats.integrityViolations;
+        return bad === 0 ? null : `the timer found ${bad} cloaked patch(es) whose bytes are no longer in memory`;
+      },
+    },
+    {
+      name: 'uninit-restores-image',
+      phase: 'after-uninit',
+      description: 'after the engine unloads, every code byte and all slack are as the guest was built',
+      check(world) {
+        const memory = world.guest.machine.memory;
+        for (const section of world.guest.kernel.sections) {
+          if ((section.characteristics & 0x80000000) !== 0) continue;
+          const pageEnd = Math.ceil(section.virtualSize / 0x1000) * 0x1000;
+          const now = memory.read(KERNEL_GPA + section.virtualAddress, pageEnd);
+          for (let k = 0; k < pageEnd; k++) {
+            const want = k < section.bytes.length ? section.bytes[k] : 0;
+            if (now[k] !== want) {
+              const gva = world.guest.kernel.base + BigInt(section.virtualAddress + k);
+              return `${section.name}+${hex(k)} (${hex(gva)}) is ${hex(now[k])} after uninit, was ${hex(want)}${k >= section.virtualSize ? ' (slack)' : ''}`;
+            }
+          }
+        }
+        return null;
+      },
+    },
+    {
+      name: 'uninit-removes-hooks',
+      phase: 'after-uninit',
+      description: 'after the engine unloads, no hook, cloak or EPT restriction is left',
+      check(world) {
+        const { engine, session } = world;
+        const hooks = engine.hooks.liveHooks();
+        if (hooks.length > 0) return `${hooks.length} hook(s) left after uninit, e.g. ${hooks[0].owner} on GPA ${hex(hooks[0].gpaPage)}`;
+        const regions = engine.cloak.liveRegions();
+        if (regions.length > 0) return `${regions.length} cloaked region(s) left after uninit, e.g. "${regions[0].owner}" at ${hex(regions[0].gva)}`;
+        for (let page = 0; page < world.guest.kernel.sizeOfImage; page += 0x1000) {
+          const rights = session.ept.rightsAt(KERNEL_GPA + page);
+          if (rights !== 7) return `EPT rights of kernel page ${hex(KERNEL_GPA + page)} are ${rights}, not rwx, after uninit`;
+        }
+        return null;
+      },
+    },
+  ],
+  windows: [
+    {
+      name: 'peer-waiting-at-patch',
+      description: 'another vCPU was stopped at the same table load when it was relocated',
+      reached(world) {
+        return notes(world.events, 'mtbl-patch').some(({ index, detail }) => {
+          const pending = pendingExitRips(world.events, index);
+          return [...pending].some(([vcpu, rip]) => vcpu !== detail.vcpu && rip === detail.rip);
+        });
+      },
+    },
+    {
+      name: 'stale-icache-decode',
+      description: 'a handler decoded a relocated load from the icache as the old MOV',
+      reached(world) {
+        const patches = notes(world.events, 'mtbl-patch');
+        return notes(world.events, 'decode').some(
+          (d) => d.detail.cached === true && d.detail.ins === 'mov' && patches.some((p) => p.detail.rip === d.detail.rip && p.index < d.index),
+        );
+      },
+    },
+    {
+      name: 'peer-patched-retry',
+      description: 'a handler found the JMP a peer had just written and retried',
+      reached: (world) => notes(world.events, 'peer-patched-retry').length > 0,
+    },
+    {
+      name: 'redecode-after-flush',
+      description: 'a vCPU pending on a relocated load decoded the fresh JMP after the flush',
+      reached(world) {
+        const patches = notes(world.events, 'mtbl-patch');
+        return notes(world.events, 'decode').some(
+          (d) => d.detail.cached === false && d.detail.ins === 'jmp' && patches.some((p) => p.detail.rip === d.detail.rip && p.index < d.index),
+        );
+      },
+    },
+    {
+      name: 'vcpu-ran-mid-patch',
+      description: 'a vCPU executed guest code after a load became a JMP and before its handler was written',
+      reached(world) {
+        const cloaks = notes(world.events, 'cloak');
+        return cloaks.some((jump, k) => {
+          const handler = cloaks[k + 1];
+          if (!String(jump.detail.owner).startsWith('memtable ins') || handler === undefined) return false;
+          return world.events.slice(jump.index, handler.index).some(({ event }) => event.kind === 'stop' && event.retired > 0);
+        });
+      },
+    },
+  ],
+};

@@ -1,0 +1,166 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { failed, RUN_MODES, ScenarioRig, type RunMode, type RunReport } from '../src/explore/scenario-rig.ts';
+import { STRATEGIES, type StrategyName } from '../src/explore/schedulers/index.ts';
+import { parseTraceJson } from '../src/explore/trace.ts';
+import { DEFAULT_FIXES, FIX_NAMES, applyFixSettings, fixesWithout, type FixName } from '../src/intro/fixes.ts';
+import { formatFailure, replayCommand, rerunCommand } from '../src/report/text.ts';
+import { runMain } from './cli.ts';
+import { findScenario, SCENARIOS } from './index.ts';
+
+/**
+ * Runs one scenario: `npx tsx scenarios/run.ts <name> [options]`. Prints a verdict; for the first
+ * failing run, the seed, the invariant that broke, every vCPU's RIP disassembled, where the trace
+ * was written and the commands that replay it. Exit status: 0 no failure, 1 failures, 2 bad usage.
+ */
+
+const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
+  --seed N            first seed (default 1)
+  --runs N            seeds N, N+1, … (default 1)
+  --strategy S        ${STRATEGIES.join(' | ')} (default pct)
+  --depth D           PCT depth d (default 2)
+  --mode M            ${RUN_MODES.join(' | ')} (default inline)
+  --fix name=off      turn one HVMI mitigation off (repeatable): ${FIX_NAMES.join(', ')}
+  --bug               turn off the fixes whose absence brings the scenario's bug back
+  --replay FILE       follow a recorded trace (written by a failing run) instead of seeding
+  --trace-dir DIR     where failing traces go (default traces)
+  --json              one machine-readable JSON object on stdout
+scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
+
+interface Options {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly runs: number;
+  readonly strategy: StrategyName;
+  readonly depth: number;
+  readonly mode: RunMode;
+  readonly fixSettings: readonly string[];
+  readonly bug: boolean;
+  readonly replay: string | null;
+  readonly traceDir: string;
+  readonly json: boolean;
+}
+
+class UsageError extends Error {}
+
+function positiveInt(value: string | undefined, flag: string, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${value}"`);
+  return n;
+}
+
+function parse(argv: readonly string[]): Options {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      seed: { type: 'string' }, runs: { type: 'string' }, strategy: { type: 'string' }, depth: { type: 'string' }, mode: { type: 'string' },
+      fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
+      json: { type: 'boolean' }, help: { type: 'boolean' },
+    },
+  });
+  if (values.help === true) throw new UsageError('');
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name a scenario' : `one scenario at a time, got ${positionals.join(' ')}`);
+  const strategy = values.strategy ?? 'pct';
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
+  const mode = values.mode ?? 'inline';
+  if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
+  return {
+    scenario: positionals[0],
+    seed: positiveInt(values.seed, '--seed', 1, 0),
+    runs: positiveInt(values.runs, '--runs', 1),
+    strategy: strategy as StrategyName,
+    depth: positiveInt(values.depth, '--depth', 2),
+    mode: mode as RunMode,
+    fixSettings: values.fix ?? [],
+    bug: values.bug === true,
+    replay: values.replay ?? null,
+    traceDir: values['trace-dir'] ?? 'traces',
+    json: values.json === true,
+  };
+}
+
+function writeTrace(dir: string, report: RunReport, depth: number): string {
+  mkdirSync(dir, { recursive: true });
+  const strategy = report.strategy.replace(/[^a-z0-9]+/gi, '');
+  const path = join(dir, `${report.scenario}-seed${report.seed}-${strategy}-${report.mode}.json`);
+  const json = report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
+  writeFileSync(path, JSON.stringify({ ...json, depth }));
+  return path;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let options: Options;
+  try {
+    options = parse(argv);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${message ? `error: ${message}\n` : ''}${USAGE}\n`);
+    return 2;
+  }
+  const definition = findScenario(options.scenario);
+  const base = options.bug ? fixesWithout(definition.bugFixes) : DEFAULT_FIXES;
+  let fixes = applyFixSettings(base, options.fixSettings);
+  const reports: RunReport[] = [];
+  let mode = options.mode;
+  let recorded = null;
+  if (options.replay !== null) {
+    recorded = parseTraceJson(readFileSync(options.replay, 'utf8'), options.replay);
+    if (recorded.scenario !== undefined && recorded.scenario !== definition.name) {
+      throw new Error(`${options.replay} is a trace of "${recorded.scenario}", not "${definition.name}"`);
+    }
+    if (options.fixSettings.length === 0 && !options.bug) fixes = fixesWithout((recorded.fixesOff ?? []).filter((n): n is FixName => (FIX_NAMES as readonly string[]).includes(n)));
+    if (recorded.mode === 'inline' || recorded.mode === 'workers') mode = argv.includes('--mode') ? options.mode : recorded.mode;
+  }
+  const rig = ScenarioRig.open(definition, mode);
+  const started = performance.now();
+  try {
+    if (recorded !== null) {
+      reports.push(rig.replay(recorded, fixes));
+    } else {
+      for (let k = 0; k < options.runs; k++) {
+        reports.push(rig.run({ seed: options.seed + k, strategy: options.strategy, depth: options.depth, fixes }));
+        if (!options.json && process.stderr.isTTY && options.runs > 1) process.stderr.write(`\r  ${k + 1}/${options.runs} runs, ${reports.filter(failed).length} failing`);
+      }
+      if (!options.json && process.stderr.isTTY && options.runs > 1) process.stderr.write('\n');
+    }
+  } finally {
+    await rig.close();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const failures = reports.filter(failed);
+  const windowsReached: Record<string, number> = {};
+  for (const goal of definition.windows) windowsReached[goal.name] = reports.filter((r) => r.windows.includes(goal.name)).length;
+  const first = failures[0];
+  let tracePath: string | null = null;
+  if (first !== undefined && first.mode !== 'free') tracePath = writeTrace(options.traceDir, first, options.depth);
+  if (options.json) {
+    const out = {
+      scenario: definition.name,
+      runs: reports.length,
+      failures: failures.length,
+      ...(first !== undefined ? { firstFailure: { seed: first.seed, invariant: first.violations[0].oracle, trace: tracePath } } : {}),
+      windowsReached,
+      traceHashes: reports.map((r) => r.hash),
+    };
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return failures.length > 0 ? 1 : 0;
+  }
+  const what = recorded !== null ? `replay of ${options.replay}` : `${reports.length} run(s), ${reports[0]?.strategy ?? ''}, ${mode}`;
+  const fixesNote = reports[0]?.fixesOff.length ? `fixes off: ${reports[0].fixesOff.join(', ')}` : 'all fixes on';
+  process.stdout.write(`${definition.name}: ${what}, ${fixesNote} — ${seconds.toFixed(1)} s (${(reports.length / seconds).toFixed(1)} runs/s)\n`);
+  if (recorded !== null) process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${reports[0].hash} (recorded ${recorded.hash})\n`);
+  process.stdout.write(`  windows reached: ${Object.entries(windowsReached).map(([name, n]) => `${name} ${n}/${reports.length}`).join(', ')}\n`);
+  if (first === undefined) {
+    process.stdout.write(`PASS: no invariant broke in ${reports.length} run(s)\n`);
+    return 0;
+  }
+  const spec = { scenario: definition.name, seed: first.seed, strategy: options.strategy, depth: options.depth, mode, fixesOff: first.fixesOff };
+  process.stdout.write(`${failures.length} of ${reports.length} run(s) failed; the first:\n`);
+  process.stdout.write(`${formatFailure(first, { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(definition.name, tracePath, first.fixesOff) }, tracePath)}\n`);
+  return 1;
+}
+
+runMain(main);

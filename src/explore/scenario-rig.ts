@@ -1,0 +1,244 @@
+import type { EventSink } from '../../actors/events.ts';
+import { Introspection } from '../../actors/introspection.ts';
+import { Session, SessionError } from '../../actors/session.ts';
+import { fixesOff, type FixName, type Fixes } from '../intro/fixes.ts';
+import { MachineSnapshot } from '../machine/snapshot.ts';
+import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
+import { runFree } from './free-running.ts';
+import { Prng, seedValue, type Seed } from './prng.ts';
+import { replayTrace } from './replay.ts';
+import type { OraclePhase, ScenarioDefinition, ScenarioGuest, TimedEvent, World } from './scenario.ts';
+import { createScheduler, type StrategyName } from './schedulers/index.ts';
+import { Trace, type TraceJson } from './trace.ts';
+import { describeVcpusWithCode } from './vcpu-report.ts';
+
+/**
+ * Runs a scenario, one seed at a time, on one machine and one session: each run restores the
+ * machine's initial snapshot, restarts the session (no new workers), starts a fresh engine with
+ * the run's fixes, runs the guest to the end, checks the oracles, unloads the engine, checks the
+ * after-uninit oracles and records which window goals were reached.
+ */
+
+/** inline / workers: deterministic (scheduler-driven); free: workers in parallel, OS-scheduled. */
+export type RunMode = 'inline' | 'workers' | 'free';
+export const RUN_MODES: readonly RunMode[] = ['inline', 'workers', 'free'];
+
+export interface RunRequest {
+  readonly seed: Seed;
+  readonly strategy: StrategyName;
+  /** PCT depth d. */
+  readonly depth: number;
+  readonly fixes: Fixes;
+}
+
+export interface Violation {
+  readonly oracle: string;
+  readonly detail: string;
+}
+
+export interface RunReport {
+  readonly scenario: string;
+  readonly seed: string;
+  /** "rr", "random", "pct(d=2)", "free" or "replay". */
+  readonly strategy: string;
+  readonly mode: RunMode;
+  readonly fixesOff: readonly FixName[];
+  /** How the run ended; `stopped`: a continuous oracle broke and the run ended there. */
+  readonly outcome: RunResult['outcome'] | 'stopped' | 'error';
+  readonly hash: string;
+  readonly steps: number;
+  readonly choices: number;
+  readonly durationMs: number;
+  /** Broken invariants, in the scenario's oracle order; the first is "the invariant that broke". */
+  readonly violations: readonly Violation[];
+  /** Names of the window goals reached. */
+  readonly windows: readonly string[];
+  /** Every vCPU's RIP with its code (filled for failed runs). */
+  readonly vcpus: string;
+  readonly trace: Trace;
+}
+
+/** The run failed: an oracle broke, the run did not complete, or the engine threw. */
+export function failed(report: RunReport): boolean {
+  return report.violations.length > 0;
+}
+
+/** What a run body gets: the session, a fresh trace, the run's generator, the window log, engine start. */
+interface RunContext {
+  readonly session: Session;
+  readonly trace: Trace;
+  readonly prng: Prng;
+  readonly observe: EventSink;
+  readonly startEngine: () => void;
+  /** The run is over: every vCPU stopped, or a continuous oracle broke. */
+  readonly done: (session: Session) => boolean;
+}
+
+/** The first continuous oracle that broke, and where every vCPU was at that moment. */
+interface EarlyStop {
+  readonly violations: Violation[];
+  readonly vcpus: string;
+}
+
+export class ScenarioRig<G extends ScenarioGuest> {
+  private session: Session | null = null;
+  private readonly guest: G;
+  private readonly snapshot: MachineSnapshot;
+
+  private constructor(
+    readonly definition: ScenarioDefinition<G>,
+    readonly mode: RunMode,
+  ) {
+    this.guest = definition.setup();
+    this.snapshot = new MachineSnapshot(this.guest.machine);
+  }
+
+  static open<G extends ScenarioGuest>(definition: ScenarioDefinition<G>, mode: RunMode): ScenarioRig<G> {
+    return new ScenarioRig(definition, mode);
+  }
+
+  private liveSession(): Session {
+    if (this.session !== null && this.session.failed === null) return this.session;
+    if (this.session !== null) void this.session.close();
+    this.session = Session.open({
+      machine: this.guest.machine,
+      hosts: this.mode === 'inline' ? 'inline' : 'workers',
+      freeRunning: this.mode === 'free',
+      handler: () => {
+        throw new Error('no run is in progress');
+      },
+    });
+    return this.session;
+  }
+
+  /** Clock interrupts of the deterministic modes: one source per vCPU. */
+  private interrupts(): InterruptSource[] {
+    const { clockVector, vcpus, bounds } = this.definition;
+    if (clockVector === undefined) return [];
+    return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
+  }
+
+  /** One run from the initial snapshot. */
+  run(request: RunRequest): RunReport {
+    const strategy = this.mode === 'free' ? 'free' : request.strategy === 'pct' ? `pct(d=${request.depth})` : request.strategy;
+    return this.execute(request.seed, strategy, request.fixes, ({ session, trace, prng, observe, startEngine, done }) => {
+      const { bounds, vcpus } = this.definition;
+      session.eventSink = (event, clock) => {
+        trace.recordEvent(event, clock);
+        observe(event, clock);
+      };
+      startEngine();
+      if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs }), trace };
+      const scheduler = createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents });
+      return { result: runDeterministic({ session, scheduler, trace, done, stepsMax: bounds.stepsMax, interrupts: this.interrupts() }), trace };
+    });
+  }
+
+  /**
+   * Follows a recorded schedule (a trace written by a run) with the recorded seed, checking every
+   * entry as it goes; the first difference raises ReplayDivergence naming it.
+   */
+  replay(recorded: TraceJson, fixes: Fixes): RunReport {
+    if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
+    return this.execute(recorded.seed, 'replay', fixes, ({ session, observe, startEngine, done }) => {
+      const result = replayTrace({ session, recorded, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
+      return { result, trace: result.trace };
+    });
+  }
+
+  private execute(seed: Seed, strategy: string, fixes: Fixes, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
+    const started = performance.now();
+    const definition = this.definition;
+    const session = this.liveSession();
+    this.snapshot.restore(this.guest.machine);
+    this.guest.resetObservations();
+    const events: TimedEvent[] = [];
+    const prng = new Prng(seed);
+    const introspection = new Introspection(session, {
+      guest: this.guest.description,
+      fixes,
+      guestCall: (event) => this.guest.guestCall(event.vcpuId, event.self),
+    });
+    const world = {
+      guest: this.guest,
+      get engine() {
+        return introspection.engine;
+      },
+      introspection,
+      session,
+      fixes,
+      result: null as RunResult | null,
+      events,
+    };
+    let early: EarlyStop | null = null;
+    session.restart({
+      handler: introspection.handler,
+      afterHandler: (hypervisor) => {
+        introspection.afterHandler(hypervisor);
+        if (early !== null) return;
+        const broken: Violation[] = [];
+        this.check(world, 'continuous', broken);
+        if (broken.length > 0) early = { violations: broken, vcpus: describeVcpusWithCode(this.guest.machine) };
+      },
+      timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
+      random: prng.fork('engine'),
+    });
+    const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: fixesOff(fixes) };
+    const context: RunContext = {
+      session,
+      trace: new Trace(),
+      prng,
+      observe: (event, clock) => events.push({ event, clock }),
+      startEngine: () => void introspection.start(),
+      done: (s) => early !== null || s.finished,
+    };
+    let outcome: { result: RunResult; trace: Trace };
+    try {
+      outcome = body(context);
+    } catch (error) {
+      introspection.stop();
+      // A handler that threw or a vCPU host that died fails this run, not the campaign.
+      if (!(error instanceof SessionError)) throw error;
+      return {
+        ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
+        durationMs: performance.now() - started, violations: [{ oracle: 'engine-runs', detail: error.message.split('\n').slice(0, 8).join('\n') }],
+        windows: [], vcpus: describeVcpusWithCode(this.guest.machine), trace: context.trace,
+      };
+    }
+    const { result, trace } = outcome;
+    world.result = result;
+    // The trace ends with the run; what the engine does while unloading is only observed.
+    session.eventSink = context.observe;
+    const stopped = early as EarlyStop | null;
+    const violations: Violation[] = stopped === null ? [] : [...stopped.violations];
+    if (stopped === null) {
+      if (result.outcome !== 'done') {
+        const verdict = result.verdict ? ` (${result.verdict.kind} on vCPU ${result.verdict.vcpu})` : '';
+        violations.push({ oracle: 'run-completes', detail: `the run ended "${result.outcome}"${verdict}: ${result.detail.split('\n')[0]}` });
+      }
+      this.check(world, 'continuous', violations);
+      this.check(world, 'end', violations);
+    }
+    const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guest.machine) : '';
+    introspection.uninit();
+    this.check(world, 'after-uninit', violations);
+    const windows = definition.windows.filter((goal) => goal.reached(world)).map((goal) => goal.name);
+    introspection.stop();
+    return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
+  }
+
+  private check(world: World<G>, phase: OraclePhase, into: Violation[]): void {
+    for (const oracle of this.definition.oracles) {
+      if (oracle.phase !== phase) continue;
+      const detail = oracle.check(world);
+      if (detail !== null) into.push({ oracle: oracle.name, detail });
+    }
+  }
+
+  /** Terminates the session's hosts (workers). Safe to call more than once. */
+  async close(): Promise<void> {
+    const session = this.session;
+    this.session = null;
+    if (session !== null) await session.close();
+  }
+}

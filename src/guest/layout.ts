@@ -1,0 +1,56 @@
+/**
+ * Where the NT-like guest lives: guest-virtual (canonical kernel half) and guest-physical
+ * addresses, the per-vCPU block (a KPCR stand-in reached through GS), vectors and the guest's
+ * own hypercalls. One place, so the image builder, the kernel code and the checks agree.
+ */
+
+/** ntoskrnl-like image: GVA base (as on Windows x64) and where its pages sit in RAM. */
+export const KERNEL_BASE = 0xfffff80000400000n;
+export const KERNEL_GPA = 0x400000;
+
+/** Descriptor tables (IDT, GDT, TSS): one page each. */
+export const TABLES_GVA = 0xfffff80000600000n;
+export const TABLES_GPA = 0x600000;
+export const IDT_OFFSET = 0x0000;
+export const GDT_OFFSET = 0x1000;
+export const TSS_OFFSET = 0x2000;
+
+/** Kernel stacks, one per vCPU. */
+export const STACKS_GVA = 0xfffff80000680000n;
+export const STACKS_GPA = 0x680000;
+export const STACK_BYTES = 0x4000;
+export const MAX_VCPUS = 8;
+
+/** Guest RAM and the region reserved for page tables. */
+export const RAM_BYTES = 0x800000;
+export const PAGE_TABLES_GPA = 0x700000;
+
+/** The per-vCPU block (in .data), addressed through GS like the KPCR. */
+export const PerCpu = {
+  /** results[i] of iteration i (dwords). */
+  results: 0x000,
+  maxIterations: 128,
+  /** Iterations completed. */
+  completed: 0x200,
+  /** Calls of the hooked APIs the thread made. */
+  apiCalls: 0x204,
+  /** Clock interrupts taken. */
+  clockTicks: 0x208,
+  /** Sum of the system-service results. */
+  serviceSum: 0x20c,
+  /** This vCPU's index and the thread's iteration count (set up by the loader). */
+  index: 0x210,
+  iterations: 0x214,
+  bytes: 0x400,
+} as const;
+
+/** The clock interrupt vector (NT's CLOCK_LEVEL vector). */
+export const CLOCK_VECTOR = 0xd1;
+
+/** The guest's own hypercalls (VMCALL with RAX = code): not the engine's business. */
+export const Hypercall = {
+  /** The vCPU's thread finished all its iterations. */
+  threadDone: 0x7663_7075_0001n,
+  /** KeBugCheck: RCX = vector, RDX = faulting RIP, R8 = error code. */
+  bugCheck: 0x7663_7075_00bcn,
+} as const;

@@ -1,0 +1,124 @@
+import type { EngineDecoder } from './decoder.ts';
+import type { Glue, NoteDetail } from './glue.ts';
+import { tryReadGuestVirtual } from './kernvm.ts';
+import type { CloakRegion, MemoryCloak } from './memcloak.ts';
+import { jumpPatch } from './memtable-handler.ts';
+import type { SlackAllocator } from './slack.ts';
+import { IntStatus, IntroError } from './status.ts';
+
+/**
+ * API hooks by detour (detours.c, reduced): the first instructions of a kernel function are
+ * replaced by a JMP to a handler in slack that raises INT3 to the engine, runs the relocated
+ * instructions and jumps back. Both patches are cloaked, so the page holding the API becomes
+ * read- and write-protected in EPT — which is what puts compiler switch tables sharing that page
+ * under a storm of read violations (the reason mem-tables exist).
+ */
+
+export interface Detour {
+  readonly name: string;
+  readonly api: bigint;
+  /** The relocated original instructions. */
+  readonly prologue: Uint8Array;
+  readonly handler: bigint;
+  readonly handlerSize: number;
+  /** Calls the engine saw (INT3 exits at the handler). */
+  hits: number;
+  apiCloak: CloakRegion | null;
+  handlerCloak: CloakRegion | null;
+}
+
+export interface DetoursContext {
+  readonly glue: Glue;
+  readonly decoder: EngineDecoder;
+  readonly slack: SlackAllocator;
+  readonly cloak: MemoryCloak;
+  readonly systemCr3: number;
+  readonly note: (what: string, detail: NoteDetail) => void;
+}
+
+const JMP_LENGTH = 5;
+
+export class Detours {
+  private readonly list: Detour[] = [];
+
+  constructor(private readonly ctx: DetoursContext) {}
+
+  detours(): readonly Detour[] {
+    return this.list;
+  }
+
+  /** Hooks `name` at `api`. Throws IntroError when the prologue cannot be relocated. */
+  install(name: string, api: bigint): Detour {
+    const { decoder, slack, cloak, glue, systemCr3 } = this.ctx;
+    const bytes = tryReadGuestVirtual(glue.memory, systemCr3, api, 32);
+    if (bytes === null) throw new IntroError(IntStatus.pageNotPresent, `detour ${name}: 0x${api.toString(16)} is not mapped`);
+    let length = 0;
+    while (length < JMP_LENGTH) {
+      const ins = decoder.decode(bytes.subarray(length), api + BigInt(length));
+      if (ins === null) throw new IntroError(IntStatus.notSupported, `detour ${name}: undecodable byte at +${length}`);
+      // Only position-independent instructions can run from the handler.
+      if (ins.branchTarget !== null || ins.accesses.some((a) => a.base === null && a.index === null) || ins.isInt3 || ins.intVector >= 0) {
+        throw new IntroError(IntStatus.notSupported, `detour ${name}: '${ins.text}' at +${length} cannot be relocated`);
+      }
+      length += ins.length;
+    }
+    const prologue = bytes.slice(0, length);
+    const handlerSize = 1 + length + JMP_LENGTH;
+    const allocation = slack.alloc(handlerSize, `detour ${name}`);
+    if (allocation.gva === null) throw new IntroError(allocation.status, `detour ${name}: ${allocation.detail}`);
+    const handler = allocation.gva;
+    const code = new Uint8Array(handlerSize);
+    code[0] = 0xcc;
+    code.set(prologue, 1);
+    code.set(jumpPatch(handler + BigInt(1 + length), api + BigInt(length), JMP_LENGTH), 1 + length);
+    const detour: Detour = { name, api, prologue, handler, handlerSize, hits: 0, apiCloak: null, handlerCloak: null };
+    glue.pauseVcpus();
+    try {
+      detour.handlerCloak = cloak.cloak(handler, systemCr3, new Uint8Array(handlerSize), code, `detour handler ${name}`);
+      detour.apiCloak = cloak.cloak(api, systemCr3, prologue, jumpPatch(api, handler, length), `detour ${name}`);
+    } finally {
+      glue.resumeVcpus();
+    }
+    this.list.push(detour);
+    this.ctx.note('detour', { name, api, handler });
+    return detour;
+  }
+
+  /** The detour whose INT3 is at `rip` (IntDetGetByAddress), counting the call. */
+  hit(rip: bigint): Detour | null {
+    const detour = this.list.find((d) => d.handler === rip && d.handlerCloak !== null);
+    if (detour !== undefined) detour.hits++;
+    return detour ?? null;
+  }
+
+  /** The detour whose handler contains `ptr` (thread safeness). */
+  handlerContaining(ptr: bigint): Detour | null {
+    return this.list.find((d) => ptr >= d.handler && ptr < d.handler + BigInt(d.handlerSize)) ?? null;
+  }
+
+  /**
+   * IntDetDisableAllHooks: the prologues come back and each handler's INT3 becomes a NOP of the
+   * same size, so a thread already inside a handler runs on through it.
+   */
+  disable(): void {
+    for (const detour of this.list) {
+      if (detour.apiCloak !== null) {
+        this.ctx.cloak.uncloak(detour.apiCloak);
+        detour.apiCloak = null;
+      }
+      if (detour.handlerCloak !== null) this.ctx.cloak.modifyPatched(detour.handlerCloak, 0, Uint8Array.of(0x90));
+    }
+  }
+
+  /** IntDetUninit: handlers go (their slack zeroed by the uncloak, then freed). */
+  uninit(): void {
+    for (const detour of this.list) {
+      if (detour.apiCloak !== null) this.ctx.cloak.uncloak(detour.apiCloak);
+      if (detour.handlerCloak !== null) this.ctx.cloak.uncloak(detour.handlerCloak);
+      detour.apiCloak = null;
+      detour.handlerCloak = null;
+      this.ctx.slack.free(detour.handler);
+    }
+    this.list.length = 0;
+  }
+}

@@ -1,0 +1,173 @@
+import { EngineDecoder } from './decoder.ts';
+import { Detours } from './detours.ts';
+import { handleEptViolation } from './ept-violation.ts';
+import { DEFAULT_FIXES, type Fixes } from './fixes.ts';
+import type { ExitEvent, Glue, NoteDetail } from './glue.ts';
+import { GpaHookTable, HOOK_TYPES } from './gpa-hooks.ts';
+import { InstructionCache } from './icache.ts';
+import { tryReadGuestVirtual } from './kernvm.ts';
+import { MemoryCloak } from './memcloak.ts';
+import { MemTables, type KernelLayout } from './memtables.ts';
+import { parseImage, type ParsedImage } from './pe.ts';
+import { SlackAllocator } from './slack.ts';
+import { IntroAction, type IntroActionCode } from './status.ts';
+
+/**
+ * The introspection engine ("introcore"): its state and its entry points, each called by the
+ * hypervisor side with the global lock held (one at a time). The modules are plain objects; the
+ * actors decide when these run.
+ */
+
+/** What OS detection found about the guest (HVMI reads these from the kernel and CAMI). */
+export interface GuestDescription {
+  readonly kernelBase: bigint;
+  /** GPA of the kernel's page-table root (gGuest.Mm.SystemCr3). */
+  readonly systemCr3: number;
+  readonly ssdt: bigint;
+  readonly ssdtEntries: number;
+  /** Kernel functions to hook with detours (their pages become read-protected). */
+  readonly hookedApis: readonly { readonly name: string; readonly gva: bigint }[];
+}
+
+export interface IntrocoreOptions {
+  readonly fixes?: Fixes;
+  /** Told when a hook is flagged for removal (the hook-commit actor). */
+  readonly onHookRemoved?: () => void;
+}
+
+export interface EngineStats {
+  eptViolations: number;
+  breakpoints: number;
+  timerTicks: number;
+  retries: { fetchFail: number; toctou: number; peerPatched: number };
+  /** Integrity-check mismatches found by the timer. */
+  integrityViolations: number;
+}
+
+export class Introcore {
+  readonly glue: Glue;
+  readonly fixes: Fixes;
+  readonly decoder = new EngineDecoder();
+  readonly hooks: GpaHookTable;
+  readonly icache: InstructionCache;
+  readonly cloak: MemoryCloak;
+  readonly image: ParsedImage;
+  readonly slack: SlackAllocator;
+  readonly kernel: KernelLayout;
+  readonly memtables: MemTables;
+  readonly detours: Detours;
+  readonly stats: EngineStats = { eptViolations: 0, breakpoints: 0, timerTicks: 0, retries: { fetchFail: 0, toctou: 0, peerPatched: 0 }, integrityViolations: 0 };
+  /** Per relocated RIP, read violations each vCPU took there after it was first patched. */
+  readonly exitsAfterPatch = new Map<bigint, number[]>();
+  private state: 'active' | 'disabled' | 'uninitialised' = 'active';
+
+  /** IntGuestInit for a detected guest: reads the kernel image and places the API hooks. */
+  constructor(glue: Glue, guest: GuestDescription, options: IntrocoreOptions = {}) {
+    this.glue = glue;
+    this.fixes = options.fixes ?? DEFAULT_FIXES;
+    const note = (what: string, detail: NoteDetail): void => glue.note(what, detail);
+    this.hooks = new GpaHookTable(glue, options.onHookRemoved);
+    this.icache = new InstructionCache(this.hooks, glue.random, note);
+    this.cloak = new MemoryCloak(glue, this.hooks, note);
+    this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase);
+    this.slack = new SlackAllocator(this.image, glue.memory, guest.systemCr3);
+    this.kernel = { base: guest.kernelBase, size: this.image.sizeOfImage, ssdt: guest.ssdt, ssdtEntries: guest.ssdtEntries, wordSize: 8, systemCr3: guest.systemCr3 };
+    this.memtables = new MemTables({ glue, fixes: this.fixes, icache: this.icache, cloak: this.cloak, slack: this.slack, kernel: this.kernel, note });
+    this.detours = new Detours({ glue, decoder: this.decoder, slack: this.slack, cloak: this.cloak, systemCr3: guest.systemCr3, note });
+    for (const api of guest.hookedApis) this.detours.install(api.name, api.gva);
+  }
+
+  get status(): 'active' | 'disabled' | 'uninitialised' {
+    return this.state;
+  }
+
+  note(what: string, detail: NoteDetail = {}): void {
+    this.glue.note(what, detail);
+  }
+
+  /** IntHandleEptViolation. */
+  handleEptViolation(event: ExitEvent): IntroActionCode {
+    if (this.state === 'uninitialised') return IntroAction.allowed;
+    return handleEptViolation(this, event);
+  }
+
+  /**
+   * IntHandleBreakpoint: an INT3 in a detour handler is a hooked API call — skip it. Any other
+   * INT3 is the guest's own and goes back to it.
+   */
+  handleBreakpoint(event: ExitEvent): { readonly action: IntroActionCode; readonly reinject: boolean } {
+    this.stats.breakpoints++;
+    const detour = this.detours.hit(event.self.rip());
+    if (detour !== null) return { action: IntroAction.allowedVirtual, reinject: false };
+    this.note('breakpoint-reinject', { vcpu: event.vcpuId, rip: event.self.rip() });
+    return { action: IntroAction.allowedVirtual, reinject: true };
+  }
+
+  /**
+   * IntHandleTimer: TIMER_FRIENDLY integrity checks — global state and guest memory only, no
+   * vCPU registers. Every cloaked patch must still be in memory.
+   */
+  handleTimer(): void {
+    this.stats.timerTicks++;
+    for (const region of this.cloak.liveRegions()) {
+      if (!region.applyPatch) continue;
+      const now = tryReadGuestVirtual(this.glue.memory, region.cr3, region.gva, region.size);
+      if (now !== null && !now.every((b, k) => b === region.patched[k])) {
+        this.stats.integrityViolations++;
+        this.note('integrity-violation', { owner: region.owner, gva: region.gva });
+      }
+    }
+  }
+
+  /** Counts exits at a relocated RIP after its patch (a vCPU should run the JMP instead). */
+  notePatchedRipExit(rip: bigint, vcpu: number): void {
+    const entry = this.memtables.entries().find((e) => e.rip === rip && e.relocations > 0);
+    if (entry === undefined) return;
+    let counts = this.exitsAfterPatch.get(rip);
+    if (counts === undefined) {
+      counts = new Array<number>(this.glue.vcpuCount).fill(0);
+      this.exitsAfterPatch.set(rip, counts);
+    }
+    counts[vcpu]++;
+  }
+
+  /**
+   * One commit step of the hook-commit actor: deletes the flagged hooks of one type. The actor
+   * runs read, write, execute in that order.
+   */
+  deleteRemovedHooks(type: (typeof HOOK_TYPES)[number]): number {
+    return this.hooks.deleteRemoved(type);
+  }
+
+  /** IntGuestPrepareUninit's engine part: patches come out, handlers stay for threads inside them. */
+  disable(): void {
+    if (this.state !== 'active') return;
+    this.detours.disable();
+    this.memtables.disable();
+    this.state = 'disabled';
+  }
+
+  /**
+   * IntGuestUninit's engine part, with every vCPU paused and thread safety checked by the caller:
+   * mem-table handlers, detours, slack records, the icache.
+   */
+  uninit(): void {
+    if (this.state === 'uninitialised') return;
+    this.disable();
+    this.glue.pauseVcpus();
+    try {
+      this.memtables.uninit();
+      this.detours.uninit();
+      this.slack.clear();
+      this.icache.flushAll();
+    } finally {
+      this.glue.resumeVcpus();
+    }
+    this.state = 'uninitialised';
+  }
+
+  /** Releases the decoder's WASM objects. */
+  free(): void {
+    this.decoder.free();
+  }
+}

@@ -1,0 +1,174 @@
+import { linearAddress, type DecodedInstruction } from './decoder.ts';
+import type { Glue, NoteDetail } from './glue.ts';
+import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
+import { translateRange, tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
+import { IntStatus, IntroAction, IntroError } from './status.ts';
+
+/**
+ * Memory cloaking (memcloak.c): engine patches to guest memory that the guest cannot see. Each
+ * region keeps the original and the patched bytes and puts a write hook, then a read hook, on its
+ * range (write first: a read-only hook alone would leave the page writable but unreadable). Reads
+ * of the range get the original bytes; writes to it are refused. With `applyPatch` the patched
+ * bytes are written with every vCPU paused, and uncloaking writes the originals back, also paused.
+ *
+ * HVMI hands a hidden read's data to the hypervisor's emulator (introGuestAllowedPatched); here the
+ * engine emulates the plain loads a guest uses to read code (MOV/MOVZX/MOVSX into a register) and
+ * completes them as allowedVirtual. Anything else is allowed unhidden and noted.
+ */
+
+export interface CloakRegion {
+  readonly id: number;
+  readonly gva: bigint;
+  readonly size: number;
+  readonly cr3: number;
+  readonly original: Uint8Array;
+  readonly patched: Uint8Array;
+  readonly owner: string;
+  readonly applyPatch: boolean;
+  readonly hooks: GpaHook[];
+  live: boolean;
+}
+
+export class MemoryCloak {
+  private readonly regions: CloakRegion[] = [];
+  private nextId = 1;
+  /** Hidden reads served, and reads that could not be hidden. */
+  hiddenReads = 0;
+  unhiddenReads = 0;
+  deniedWrites = 0;
+
+  constructor(
+    private readonly glue: Glue,
+    private readonly hooks: GpaHookTable,
+    private readonly note: (what: string, detail: NoteDetail) => void,
+  ) {}
+
+  /**
+   * IntMemClkCloakRegion: hooks [gva, gva+size) and, with `applyPatch`, writes `patched` there
+   * (paused). `original` is what reads will see and what uncloaking restores — the caller's
+   * copy, not a re-read of memory.
+   */
+  cloak(gva: bigint, cr3: number, original: Uint8Array, patched: Uint8Array, owner: string, applyPatch = true): CloakRegion {
+    const size = original.length;
+    if (patched.length !== size || size === 0) throw new IntroError(IntStatus.notSupported, `cloak ${owner}: original and patched data must be the same non-zero size`);
+    const pieces = translateRange(this.glue.memory, cr3, gva, size);
+    if (pieces === null) throw new IntroError(IntStatus.pageNotPresent, `cloak ${owner} at 0x${gva.toString(16)}`);
+    if (pieces.length > 2) throw new IntroError(IntStatus.notSupported, `cloak ${owner}: ${size} bytes span more than two pages`);
+    const region: CloakRegion = { id: this.nextId++, gva, size, cr3, original: original.slice(), patched: patched.slice(), owner, applyPatch, hooks: [], live: true };
+    this.regions.push(region);
+    for (const piece of pieces) {
+      region.hooks.push(this.hooks.set(piece.gpa, piece.bytes, HookType.write, (_h, access) => this.handleWrite(region, access), `memcloak ${owner}`));
+      region.hooks.push(this.hooks.set(piece.gpa, piece.bytes, HookType.read, (_h, access) => this.handleRead(region, access), `memcloak ${owner}`));
+    }
+    if (applyPatch) {
+      this.glue.pauseVcpus();
+      try {
+        writeGuestVirtual(this.glue, cr3, gva, region.patched, `cloak ${owner}`);
+      } finally {
+        this.glue.resumeVcpus();
+      }
+    }
+    this.note('cloak', { owner, gva, size });
+    return region;
+  }
+
+  /** IntMemClkUncloakRegion: writes the original bytes back (paused) and removes the hooks. */
+  uncloak(region: CloakRegion): void {
+    if (!region.live) throw new IntroError(IntStatus.invalidInternalState, `cloak #${region.id} (${region.owner}) was already removed`);
+    region.live = false;
+    this.regions.splice(this.regions.indexOf(region), 1);
+    if (region.applyPatch) {
+      this.glue.pauseVcpus();
+      try {
+        writeGuestVirtual(this.glue, region.cr3, region.gva, region.original, `uncloak ${region.owner}`);
+      } finally {
+        this.glue.resumeVcpus();
+      }
+    }
+    for (const hook of region.hooks) this.hooks.remove(hook);
+    this.note('uncloak', { owner: region.owner, gva: region.gva, size: region.size });
+  }
+
+  /** IntMemClkModifyPatchedData: changes part of the patched bytes, in memory too (paused). */
+  modifyPatched(region: CloakRegion, offset: number, bytes: Uint8Array): void {
+    if (!region.live || offset < 0 || offset + bytes.length > region.size) {
+      throw new IntroError(IntStatus.notSupported, `modify cloak #${region.id} (${region.owner}) at +${offset}, ${bytes.length} bytes`);
+    }
+    this.glue.pauseVcpus();
+    try {
+      region.patched.set(bytes, offset);
+      writeGuestVirtual(this.glue, region.cr3, region.gva + BigInt(offset), bytes, `modify ${region.owner}`);
+    } finally {
+      this.glue.resumeVcpus();
+    }
+  }
+
+  /** Live regions, in creation order. */
+  liveRegions(): readonly CloakRegion[] {
+    return this.regions;
+  }
+
+  /** The live region containing `gva`, if any. */
+  regionAt(gva: bigint): CloakRegion | null {
+    return this.regions.find((r) => gva >= r.gva && gva < r.gva + BigInt(r.size)) ?? null;
+  }
+
+  /** The bytes the guest should see at [gva, gva+length): memory with every cloaked byte replaced by its original. */
+  guestView(gva: bigint, length: number, cr3: number): Uint8Array | null {
+    const bytes = tryReadGuestVirtual(this.glue.memory, cr3, gva, length);
+    if (bytes === null) return null;
+    for (const region of this.regions) {
+      for (let k = 0; k < length; k++) {
+        const at = gva + BigInt(k);
+        if (at >= region.gva && at < region.gva + BigInt(region.size)) bytes[k] = region.original[Number(at - region.gva)];
+      }
+    }
+    return bytes;
+  }
+
+  /** IntMemClkHandleWrite: the default handler blocks every guest write to a cloaked range. */
+  private handleWrite(region: CloakRegion, access: HookedAccess): CallbackResult {
+    this.deniedWrites++;
+    this.note('cloak-write-denied', { owner: region.owner, gla: access.gla, vcpu: access.vcpuId });
+    return { status: IntStatus.success, action: IntroAction.notAllowed };
+  }
+
+  /** IntMemClkHandleRead: a read touching the range sees the original bytes. */
+  private handleRead(region: CloakRegion, access: HookedAccess): CallbackResult {
+    const ins = access.instruction;
+    const emulated = ins === null ? null : this.emulateLoad(ins, access);
+    if (emulated === null) {
+      this.unhiddenReads++;
+      this.note('cloak-read-unhidden', { owner: region.owner, gla: access.gla, vcpu: access.vcpuId, ins: ins?.text ?? '?' });
+      return { status: IntStatus.success, action: IntroAction.allowed };
+    }
+    this.hiddenReads++;
+    return { status: IntStatus.success, action: IntroAction.allowedVirtual };
+  }
+
+  /** Completes `MOV/MOVZX/MOVSX reg, [mem]` with the guest's view of memory; null if not such a load. */
+  private emulateLoad(ins: DecodedInstruction, access: HookedAccess): bigint | null {
+    const dst = ins.operands[0]?.register;
+    const memory = ins.memory;
+    if (!['mov', 'movzx', 'movsx', 'movsxd'].includes(ins.mnemonic) || ins.operands.length !== 2 || dst === null || dst === undefined) return null;
+    if (memory === null || ins.operands[1].kind !== 'memory' || ![1, 2, 4, 8].includes(memory.size)) return null;
+    const gla = linearAddress(memory, access.self);
+    const cr3 = Number(access.self.get64('cr3') & 0x000f_ffff_ffff_f000n);
+    const view = this.guestView(gla, memory.size, cr3);
+    if (view === null) return null;
+    let value = 0n;
+    for (let k = memory.size - 1; k >= 0; k--) value = (value << 8n) | BigInt(view[k]);
+    if (ins.mnemonic === 'movsx' || ins.mnemonic === 'movsxd') value = BigInt.asUintN(64, BigInt.asIntN(memory.size * 8, value));
+    const old = access.self.gpr(dst.gpr);
+    let next: bigint;
+    if (dst.size === 8) next = value;
+    else if (dst.size === 4) next = value & 0xffffffffn;
+    else if (dst.high8) next = (old & ~0xff00n) | ((value & 0xffn) << 8n);
+    else {
+      const mask = (1n << BigInt(dst.size * 8)) - 1n;
+      next = (old & ~mask) | (value & mask);
+    }
+    access.self.setGpr(dst.gpr, next);
+    return next;
+  }
+}

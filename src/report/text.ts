@@ -1,0 +1,49 @@
+import type { FixName } from '../intro/fixes.ts';
+import type { RunMode, RunReport } from '../explore/scenario-rig.ts';
+
+/**
+ * Plain-text reports for the CLI and the campaign: a failed run as the engineer needs it (seed,
+ * broken invariant, where every vCPU is, the trace file, the command that replays it), and the
+ * commands themselves.
+ */
+
+/** How a run was asked for, enough to print the command that repeats it. */
+export interface RunCommandSpec {
+  readonly scenario: string;
+  readonly seed: string;
+  readonly strategy: string;
+  readonly depth: number;
+  readonly mode: RunMode;
+  readonly fixesOff: readonly FixName[];
+}
+
+const fixFlags = (fixesOff: readonly FixName[]): string => fixesOff.map((name) => ` --fix ${name}=off`).join('');
+
+/** `npx tsx scenarios/run.ts <name> --seed S --strategy X …`: runs the same seed again. */
+export function rerunCommand(spec: RunCommandSpec): string {
+  const strategy = spec.mode === 'free' ? '' : ` --strategy ${spec.strategy}${spec.strategy === 'pct' ? ` --depth ${spec.depth}` : ''}`;
+  return `npx tsx scenarios/run.ts ${spec.scenario} --seed ${spec.seed}${strategy} --mode ${spec.mode}${fixFlags(spec.fixesOff)}`;
+}
+
+/** `npx tsx scenarios/run.ts <name> --replay <file>`: follows the recorded schedule exactly. */
+export function replayCommand(scenario: string, tracePath: string, fixesOff: readonly FixName[]): string {
+  return `npx tsx scenarios/run.ts ${scenario} --replay ${tracePath}${fixFlags(fixesOff)}`;
+}
+
+/** The detailed report of one failed run. */
+export function formatFailure(report: RunReport, commands: { readonly rerun: string; readonly replay: string | null }, tracePath: string | null): string {
+  const [first, ...others] = report.violations;
+  const lines = [
+    `FAILED  ${report.scenario}  seed ${report.seed}  ${report.strategy}  ${report.mode}${report.fixesOff.length > 0 ? `  fixes off: ${report.fixesOff.join(', ')}` : ''}`,
+    `  invariant broken: ${first.oracle}`,
+    ...first.detail.split('\n').map((line) => `    ${line}`),
+  ];
+  if (others.length > 0) lines.push(`  also broken: ${others.map((v) => v.oracle).join(', ')}`);
+  lines.push(`  run: ${report.outcome} after ${report.steps} steps, ${report.choices} choices, trace hash ${report.hash}`);
+  if (report.vcpus !== '') lines.push('  vCPUs:', ...report.vcpus.split('\n').map((line) => `    ${line}`));
+  if (report.windows.length > 0) lines.push(`  windows reached: ${report.windows.join(', ')}`);
+  if (tracePath !== null) lines.push(`  trace written to ${tracePath}`);
+  lines.push(`  replay:  ${commands.replay ?? '(free-running runs have no schedule to replay; rerun the seed in a deterministic mode)'}`);
+  lines.push(`  rerun:   ${commands.rerun}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,8 @@
+// Piscina loads its task module by file name in each pool thread; this plain-JS entry registers
+// tsx in the thread (see bootstrap.mjs) and hands piscina the TypeScript task function.
+import { register } from 'tsx/esm/api';
+
+register();
+const { runCampaignTask } = await import('./campaign.worker.ts');
+
+export default runCampaignTask;

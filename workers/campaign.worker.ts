@@ -1,0 +1,62 @@
+import { findScenario } from '../scenarios/index.ts';
+import { failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
+import type { ScenarioGuest } from '../src/explore/scenario.ts';
+import type { StrategyName } from '../src/explore/schedulers/index.ts';
+import { fixesWithout, type FixName } from '../src/intro/fixes.ts';
+
+/**
+ * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
+ * mode, so a task costs a snapshot restore and the run itself, not a new machine.
+ */
+
+export interface CampaignTask {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly strategy: StrategyName;
+  readonly depth: number;
+  readonly mode: RunMode;
+  readonly fixesOff: readonly FixName[];
+}
+
+/** What a run sends back: small and structured-clone friendly. */
+export interface CampaignResult {
+  readonly seed: number;
+  readonly strategy: string;
+  readonly failed: boolean;
+  readonly invariant: string | null;
+  readonly detail: string | null;
+  readonly windows: readonly string[];
+  readonly hash: string;
+  readonly steps: number;
+  readonly durationMs: number;
+}
+
+const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
+
+export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
+  const key = `${task.scenario}/${task.mode}`;
+  let rig = rigs.get(key);
+  if (rig === undefined) {
+    rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
+    rigs.set(key, rig);
+  }
+  const report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(task.fixesOff) });
+  const first = report.violations[0];
+  return {
+    seed: task.seed,
+    strategy: report.strategy,
+    failed: failed(report),
+    invariant: first?.oracle ?? null,
+    detail: first?.detail.split('\n')[0] ?? null,
+    windows: report.windows,
+    hash: report.hash,
+    steps: report.steps,
+    durationMs: report.durationMs,
+  };
+}
+
+/** Closes every rig of this thread (their vCPU workers, in workers mode). */
+export async function closeRigs(): Promise<void> {
+  await Promise.all([...rigs.values()].map((rig) => rig.close()));
+  rigs.clear();
+}
