@@ -140,7 +140,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
    */
   replay(recorded: TraceJson, fixes: Fixes): RunReport {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
-    return this.execute(recorded.seed, 'replay', fixes, ({ session, observe, startEngine, done }) => {
+    // Traces store the seed's value in decimal (a string seed would be hashed differently).
+    const seed = /^\d+$/.test(recorded.seed) ? BigInt(recorded.seed) : recorded.seed;
+    return this.execute(seed, 'replay', fixes, ({ session, observe, startEngine, done }) => {
       const result = replayTrace({ session, recorded, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
       return { result, trace: result.trace };
     });

@@ -64,11 +64,14 @@ export class MemoryCloak {
       this.glue.pauseVcpus();
       try {
         writeGuestVirtual(this.glue, cr3, gva, region.patched, `cloak ${owner}`);
+        // Noted while still paused: the vCPUs may run the patch as soon as they resume.
+        this.note('cloak', { owner, gva, size });
       } finally {
         this.glue.resumeVcpus();
       }
+    } else {
+      this.note('cloak', { owner, gva, size });
     }
-    this.note('cloak', { owner, gva, size });
     return region;
   }
 

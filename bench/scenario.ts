@@ -1,0 +1,104 @@
+/**
+ * npm run bench:scenario — what it takes to find the memtable race, and what a run costs:
+ *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3),
+ *    with the race's fixes off;
+ *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
+ *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
+ *  - free-running hit rate with the fixes off (and the false-alarm rate with them on).
+ * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100).
+ */
+import { parseArgs } from 'node:util';
+import { Session } from '../actors/session.ts';
+import { memtableStaleIcache } from '../scenarios/memtable-stale-icache.ts';
+import { runDeterministic } from '../src/explore/deterministic.ts';
+import { Prng } from '../src/explore/prng.ts';
+import { failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
+import { createScheduler, type StrategyName } from '../src/explore/schedulers/index.ts';
+import { Trace } from '../src/explore/trace.ts';
+import { DEFAULT_FIXES, fixesWithout } from '../src/intro/fixes.ts';
+import { MachineSnapshot } from '../src/machine/snapshot.ts';
+
+const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { type: 'string' } } });
+const seeds = Number(values.seeds ?? 200);
+const runs = Number(values.runs ?? 100);
+const definition = memtableStaleIcache;
+const bugOff = fixesWithout(definition.bugFixes);
+
+async function findRace(strategy: StrategyName, depth: number): Promise<string> {
+  const rig = ScenarioRig.open(definition, 'inline');
+  try {
+    let first = 0;
+    let failures = 0;
+    for (let seed = 1; seed <= seeds; seed++) {
+      if (failed(rig.run({ seed, strategy, depth, fixes: bugOff }))) {
+        failures++;
+        if (first === 0) first = seed;
+      }
+    }
+    const name = strategy === 'pct' ? `pct(d=${depth})` : strategy;
+    return `  ${name.padEnd(9)} first failing seed ${first === 0 ? `none in ${seeds}` : String(first).padStart(3)}   failures ${String(failures).padStart(3)}/${seeds} (${((100 * failures) / seeds).toFixed(1)}%)`;
+  } finally {
+    await rig.close();
+  }
+}
+
+async function throughput(mode: RunMode, fixes = DEFAULT_FIXES): Promise<{ perSecond: number; failures: number; windows: number }> {
+  const rig = ScenarioRig.open(definition, mode);
+  try {
+    rig.run({ seed: 0, strategy: 'random', depth: 2, fixes }); // warm-up: workers started, code compiled
+    const started = performance.now();
+    let failures = 0;
+    let windows = 0;
+    for (let seed = 1; seed <= runs; seed++) {
+      const report = rig.run({ seed, strategy: 'random', depth: 2, fixes });
+      if (failed(report)) failures++;
+      if (report.windows.includes('peer-waiting-at-patch')) windows++;
+    }
+    return { perSecond: runs / ((performance.now() - started) / 1000), failures, windows };
+  } finally {
+    await rig.close();
+  }
+}
+
+/** The same guest and runner with no engine: the floor a run cannot go below. */
+async function bareFloor(): Promise<number> {
+  const guest = definition.setup();
+  const snapshot = new MachineSnapshot(guest.machine);
+  const session = Session.open({
+    machine: guest.machine,
+    hosts: 'inline',
+    handler: (context) => (guest.guestCall(context.vcpuId, context.self) === 'stop' ? { action: 'shutdown' } : { action: 'allowedVirtual' }),
+  });
+  try {
+    const once = (seed: number): void => {
+      snapshot.restore(guest.machine);
+      guest.resetObservations();
+      const trace = new Trace();
+      session.restart({ events: (event, clock) => trace.recordEvent(event, clock) });
+      const interrupts = [0, 1, 2].map((vcpu) => ({ vcpu, vector: 0xd1, everySteps: definition.bounds.clockEverySteps + 97 * vcpu }));
+      const result = runDeterministic({ session, scheduler: createScheduler('random', new Prng(seed), { vcpus: 3, slice: definition.bounds.slice }), trace, stepsMax: definition.bounds.stepsMax, interrupts });
+      if (result.outcome !== 'done') throw new Error(`bare run ${seed}: ${result.outcome}`);
+    };
+    once(0);
+    const started = performance.now();
+    for (let seed = 1; seed <= runs; seed++) once(seed);
+    return runs / ((performance.now() - started) / 1000);
+  } finally {
+    await session.close();
+  }
+}
+
+console.log(`memtable-stale-icache, fixes off (${definition.bugFixes.join(', ')}), seeds 1..${seeds}:`);
+for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(strategy, depth));
+
+console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
+const floor = await bareFloor();
+console.log(`  floor: same guest and runner, no engine (no EPT exits)   ${floor.toFixed(1)} runs/s`);
+for (const mode of ['inline', 'workers', 'free'] as const) {
+  const { perSecond, failures, windows } = await throughput(mode);
+  console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, peer-waiting-at-patch window in ${windows}`);
+}
+
+console.log(`\nfree-running with the fixes off, ${runs} runs:`);
+const free = await throughput('free', bugOff);
+console.log(`  race found in ${free.failures}/${runs} runs (${((100 * free.failures) / runs).toFixed(0)} per 100); peer-waiting-at-patch window in ${free.windows}`);

@@ -1,0 +1,70 @@
+/**
+ * Goal: the command-line tools behave as the README says — run.ts prints one JSON object with
+ * --json, exits 1 when a run failed and 0 when none did, writes a trace that --replay follows,
+ * and answers bad input with one clear error and exit 2; the campaign spreads runs over a piscina
+ * pool and reports the fixes-off row failing and the fixes-on row clean. Method: the real CLIs in
+ * child processes.
+ */
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('../../', import.meta.url).pathname;
+
+function cli(script: string, args: string[], timeoutMs = 120_000): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', join(root, script), ...args], { cwd: root, encoding: 'utf8', timeout: timeoutMs });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+test('run.ts --json: a race found (exit 1), its trace written, and --replay following it', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const found = cli('scenarios/run.ts', ['memtable-stale-icache', '--bug', '--runs', '6', '--strategy', 'random', '--json', '--trace-dir', dir]);
+  t.is(found.status, 1, found.stderr);
+  const report = JSON.parse(found.stdout) as { scenario: string; runs: number; failures: number; firstFailure?: { seed: string; invariant: string; trace: string }; windowsReached: Record<string, number>; traceHashes: string[] };
+  t.is(report.scenario, 'memtable-stale-icache');
+  t.is(report.runs, 6);
+  t.true(report.failures > 0);
+  t.is(report.firstFailure?.invariant, 'relocated-at-most-once');
+  t.true(existsSync(report.firstFailure!.trace));
+  t.is(report.traceHashes.length, 6);
+  t.true(report.windowsReached['peer-waiting-at-patch'] > 0);
+
+  const replayed = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--trace-dir', dir]);
+  t.is(replayed.status, 1);
+  t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+  t.regex(replayed.stdout, /invariant broken: relocated-at-most-once/);
+  t.regex(replayed.stdout, /replay: {2}npx tsx scenarios\/run\.ts memtable-stale-icache --replay /);
+});
+
+test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)', (t) => {
+  const clean = cli('scenarios/run.ts', ['memtable-stale-icache', '--runs', '3', '--strategy', 'pct', '--depth', '3']);
+  t.is(clean.status, 0, clean.stderr);
+  t.regex(clean.stdout, /PASS: no invariant broke in 3 run\(s\)/);
+  const badFix = cli('scenarios/run.ts', ['memtable-stale-icache', '--fix', 'flush=off']);
+  t.is(badFix.status, 2);
+  t.regex(badFix.stderr, /^error: bad fix setting "flush=off": expected name=on\|off with name one of icacheFlushOnPatch/);
+  const badName = cli('scenarios/run.ts', ['no-such-race']);
+  t.is(badName.status, 2);
+  t.regex(badName.stderr, /unknown scenario "no-such-race"; built-in scenarios: memtable-stale-icache/);
+  const badStrategy = cli('scenarios/run.ts', ['memtable-stale-icache', '--strategy', 'dfs']);
+  t.is(badStrategy.status, 2);
+  t.regex(badStrategy.stderr, /--strategy must be one of rr, random, pct, got "dfs"/);
+});
+
+test('campaign.ts over a piscina pool: fixes-off row finds the race, fixes-on row clean', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-campaign-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--trace-dir', dir]);
+  t.is(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as { ok: boolean; rows: { fixes: string; runs: number; failures: number; trace: string | null }[] };
+  t.true(result.ok);
+  const off = result.rows.find((r) => r.fixes === 'fixes off')!;
+  const on = result.rows.find((r) => r.fixes === 'fixes on')!;
+  t.is(off.runs, 8);
+  t.true(off.failures > 0);
+  t.true(existsSync(off.trace!), 'the first failing seed was re-run and its trace written');
+  t.is(on.failures, 0);
+});
