@@ -1,35 +1,13 @@
 import { findScenario } from '../scenarios/index.ts';
-import { failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
+import { failed, ScenarioRig } from '../src/explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
-import type { StrategyName } from '../src/explore/schedulers/index.ts';
-import { fixesWithout, type FixName } from '../src/intro/fixes.ts';
+import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
+import { fixesWithout } from '../src/intro/fixes.ts';
 
 /**
  * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
  * mode, so a task costs a snapshot restore and the run itself, not a new machine.
  */
-
-export interface CampaignTask {
-  readonly scenario: string;
-  readonly seed: number;
-  readonly strategy: StrategyName;
-  readonly depth: number;
-  readonly mode: RunMode;
-  readonly fixesOff: readonly FixName[];
-}
-
-/** What a run sends back: small and structured-clone friendly. */
-export interface CampaignResult {
-  readonly seed: number;
-  readonly strategy: string;
-  readonly failed: boolean;
-  readonly invariant: string | null;
-  readonly detail: string | null;
-  readonly windows: readonly string[];
-  readonly hash: string;
-  readonly steps: number;
-  readonly durationMs: number;
-}
 
 const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
 
