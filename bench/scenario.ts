@@ -22,7 +22,7 @@ const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { typ
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const definition = memtableStaleIcache;
-const bugOff = fixesWithout(definition.bugFixes);
+const bugOff = fixesWithout(definition.bugs[0].fixesOff);
 
 async function findRace(strategy: StrategyName, depth: number): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
@@ -88,7 +88,7 @@ async function bareFloor(): Promise<number> {
   }
 }
 
-console.log(`memtable-stale-icache, fixes off (${definition.bugFixes.join(', ')}), seeds 1..${seeds}:`);
+console.log(`memtable-stale-icache, fixes off (${definition.bugs[0].fixesOff.join(', ')}), seeds 1..${seeds}:`);
 for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(strategy, depth));
 
 console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);

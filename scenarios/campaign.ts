@@ -11,11 +11,11 @@ import { runMain } from './cli.ts';
 import { SCENARIOS } from './index.ts';
 
 /**
- * The main job: every registered scenario, with all fixes on and with its bug's fixes off, over
+ * The main job: every registered scenario, with all fixes on and with each of its bugs' fixes off, over
  * many seeds spread across a piscina pool (one deterministic run per task). Ends with a table —
  * scenario × fixes → runs, failures, first failing seed, windows reached, runs/s — and, for each
  * row that failed, its first failing seed re-run here to write the trace and the replay command.
- * Exit status 0 when every fixes-off row found its race and no fixes-on row failed.
+ * Exit status 0 when every bug row found its race and no all-fixes-on row failed.
  */
 
 const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
@@ -64,10 +64,10 @@ async function writeFirstFailure(row: RowSummary, dir: string, quiet: boolean): 
 }
 
 function printTable(summary: readonly RowSummary[]): void {
-  const header = ['scenario', 'fixes', 'runs', 'failures', 'first failing seed', 'windows reached', 'runs/s'];
+  const header = ['scenario', 'fixes off (bug)', 'runs', 'failures', 'first failing seed', 'windows reached', 'runs/s'];
   const table = summary.map((row) => [
     row.scenario,
-    row.fixesOff.length > 0 ? `off: ${row.fixesOff.join(', ')}` : 'all on',
+    row.bug === null ? 'none' : `${row.fixesOff.join(', ')} (${row.bug})`,
     String(row.runs),
     String(row.failures),
     row.firstFailure === null ? '—' : `${row.firstFailure.seed} (${row.firstFailure.invariant})`,
@@ -79,7 +79,7 @@ function printTable(summary: readonly RowSummary[]): void {
   process.stdout.write(`${line(header)}\n${widths.map((w) => '─'.repeat(w)).join('  ')}\n${table.map(line).join('\n')}\n\n`);
   for (const row of summary) {
     const strategies = Object.entries(row.byStrategy).map(([name, s]) => `${name} ${s.failures}/${s.runs}${s.firstFailingSeed !== null ? ` (first ${s.firstFailingSeed})` : ''}`);
-    process.stdout.write(`${row.scenario}, ${row.fixes}: failures by strategy: ${strategies.join(', ')}\n`);
+    process.stdout.write(`${row.scenario}, ${row.bug ?? 'all fixes on'}: failures by strategy: ${strategies.join(', ')}\n`);
     process.stdout.write(`  windows reached (runs): ${Object.entries(row.windows).map(([name, n]) => `${name} ${n}`).join(', ')}\n`);
   }
 }
@@ -110,8 +110,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const rows: CampaignRow[] = scenarios.flatMap((definition) => {
     const windowGoals = definition.windows.map((w) => w.name);
     return [
-      { scenario: definition.name, fixes: 'fixes on' as const, fixesOff: [], windowGoals },
-      { scenario: definition.name, fixes: 'fixes off' as const, fixesOff: definition.bugFixes, windowGoals },
+      { scenario: definition.name, bug: null, fixesOff: [], windowGoals },
+      ...definition.bugs.map((bug) => ({ scenario: definition.name, bug: bug.name, fixesOff: bug.fixesOff, windowGoals })),
     ];
   });
   const started = performance.now();
@@ -129,7 +129,7 @@ async function main(argv: readonly string[]): Promise<number> {
     },
   });
   const seconds = (performance.now() - started) / 1000;
-  const ok = summary.every((row) => (row.fixes === 'fixes on' ? row.failures === 0 : row.failures > 0));
+  const ok = summary.every((row) => (row.bug === null ? row.failures === 0 : row.failures > 0));
   const traces = new Map<RowSummary, string | null>();
   for (const row of summary) traces.set(row, await writeFirstFailure(row, values['trace-dir'] ?? 'traces', quiet));
   if (quiet) {
@@ -139,7 +139,7 @@ async function main(argv: readonly string[]): Promise<number> {
   printTable(summary);
   const total = summary.reduce((sum, row) => sum + row.runs, 0);
   process.stdout.write(`\n${total} runs in ${seconds.toFixed(1)} s on ${threads} pool thread(s), ${mode} vCPU hosts — ${(total / seconds).toFixed(1)} runs/s\n`);
-  process.stdout.write(ok ? 'campaign: OK — every fixes-off row found its race, no fixes-on row failed\n' : 'campaign: UNEXPECTED — a fixes-off row found nothing, or a fixes-on row failed\n');
+  process.stdout.write(ok ? 'campaign: OK — every bug row found its race, no all-fixes-on row failed\n' : 'campaign: UNEXPECTED — a bug row found nothing, or an all-fixes-on row failed\n');
   return ok ? 0 : 1;
 }
 

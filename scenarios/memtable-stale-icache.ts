@@ -12,7 +12,8 @@ import { jumpPatch } from '../src/intro/memtable-handler.ts';
  * have already faulted on that MOV and wait for the lock. HVMI then flushes the icache entry, so
  * their handlers decode the JMP and retry; and it skips entries already `Patched`. With both
  * mitigations off, a waiting handler decodes the stale cached MOV and relocates it again: a
- * second handler, a second overlapping cloak, leaked slack and hooks.
+ * second handler, a second overlapping cloak, leaked slack and hooks. A second bug lives in the
+ * same code: patching without pausing lets a vCPU take the new JMP before its handler is written.
  */
 
 type MemtableWorld = World<NtGuest>;
@@ -52,7 +53,10 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
     'its instruction cache and skips entries already patched; without both, a peer decodes the stale MOV and ' +
     'relocates it a second time.',
   vcpus: 3,
-  bugFixes: ['icacheFlushOnPatch', 'patchedGuard'],
+  bugs: [
+    { name: 'stale icache: double relocation', fixesOff: ['icacheFlushOnPatch', 'patchedGuard'], caughtBy: 'relocated-at-most-once' },
+    { name: 'patching unpaused: JMP before its handler', fixesOff: ['pauseWhilePatching'], caughtBy: 'guest-alive' },
+  ],
   bounds: { stepsMax: 400_000, slice: 200, pctEvents: 600, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
   clockVector: 0xd1,
   setup: () => new NtGuest({ vcpus: 3, iterations: 96 }),

@@ -22,7 +22,7 @@ const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
   --depth D           PCT depth d (default 2)
   --mode M            ${RUN_MODES.join(' | ')} (default inline)
   --fix name=off      turn one HVMI mitigation off (repeatable): ${FIX_NAMES.join(', ')}
-  --bug               turn off the fixes whose absence brings the scenario's bug back
+  --bug               turn off the fixes whose absence brings the scenario's own race back
   --replay FILE       follow a recorded trace (written by a failing run) instead of seeding
   --trace-dir DIR     where failing traces go (default traces)
   --json              one machine-readable JSON object on stdout
@@ -101,7 +101,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const definition = findScenario(options.scenario);
-  const base = options.bug ? fixesWithout(definition.bugFixes) : DEFAULT_FIXES;
+  const base = options.bug ? fixesWithout(definition.bugs[0].fixesOff) : DEFAULT_FIXES;
   let fixes = applyFixSettings(base, options.fixSettings);
   const reports: RunReport[] = [];
   let mode = options.mode;

@@ -52,7 +52,8 @@ export function parseStrategyPlans(text: string): StrategyPlan[] {
 
 export interface CampaignRow {
   readonly scenario: string;
-  readonly fixes: 'fixes on' | 'fixes off';
+  /** The bug this row brings back, or null for the all-fixes-on row. */
+  readonly bug: string | null;
   readonly fixesOff: readonly FixName[];
   readonly windowGoals: readonly string[];
 }

@@ -84,6 +84,15 @@ export interface ScenarioBounds {
   readonly freeWallMs: number;
 }
 
+/** A race the scenario brings back when `fixesOff` are switched off. */
+export interface ScenarioBug {
+  /** Short name, e.g. "double relocation". */
+  readonly name: string;
+  readonly fixesOff: readonly FixName[];
+  /** The oracle that catches it first. */
+  readonly caughtBy: string;
+}
+
 export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest> {
   /** CLI name, e.g. "memtable-stale-icache". */
   readonly name: string;
@@ -91,8 +100,11 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest> {
   /** What the race is, where HVMI fixed it, what each oracle guards. */
   readonly description: string;
   readonly vcpus: number;
-  /** The fixes whose absence brings the bug back (the campaign's "fixes off" row). */
-  readonly bugFixes: readonly FixName[];
+  /**
+   * The races this scenario reproduces, each with the fixes whose absence brings it back; the
+   * first is the scenario's own race (the CLI's --bug). The campaign runs one row per bug.
+   */
+  readonly bugs: readonly [ScenarioBug, ...ScenarioBug[]];
   readonly bounds: ScenarioBounds;
   /** Builds the guest once per rig; every run restores its initial snapshot. */
   setup(): G;

@@ -54,15 +54,17 @@ test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)
   t.regex(badStrategy.stderr, /--strategy must be one of rr, random, pct, got "dfs"/);
 });
 
-test('campaign.ts over a piscina pool: fixes-off row finds the race, fixes-on row clean', (t) => {
+test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-on row is clean', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-campaign-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--trace-dir', dir]);
   t.is(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout) as { ok: boolean; rows: { fixes: string; runs: number; failures: number; trace: string | null }[] };
+  const result = JSON.parse(run.stdout) as { ok: boolean; rows: { bug: string | null; runs: number; failures: number; trace: string | null }[] };
   t.true(result.ok);
-  const off = result.rows.find((r) => r.fixes === 'fixes off')!;
-  const on = result.rows.find((r) => r.fixes === 'fixes on')!;
+  t.is(result.rows.length, 3, 'all fixes on, and one row per bug of the scenario');
+  const off = result.rows.find((r) => r.bug !== null && r.bug.startsWith('stale icache'))!;
+  const on = result.rows.find((r) => r.bug === null)!;
+  t.true(result.rows.filter((r) => r.bug !== null).every((r) => r.failures > 0), 'every bug row found its race');
   t.is(off.runs, 8);
   t.true(off.failures > 0);
   t.true(existsSync(off.trace!), 'the first failing seed was re-run and its trace written');

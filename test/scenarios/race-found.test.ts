@@ -14,7 +14,7 @@ import type { StrategyName } from '../../src/explore/schedulers/index.ts';
 import { parseTraceJson } from '../../src/explore/trace.ts';
 import { DEFAULT_FIXES, fixesWithout } from '../../src/intro/fixes.ts';
 
-const bugOff = fixesWithout(memtableStaleIcache.bugFixes);
+const bugOff = fixesWithout(memtableStaleIcache.bugs[0].fixesOff);
 const BUDGET = 20;
 
 function firstFailure(rig: ScenarioRig<ReturnType<typeof memtableStaleIcache.setup>>, strategy: StrategyName, depth: number, fixes = bugOff): RunReport | null {
