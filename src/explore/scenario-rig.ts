@@ -82,8 +82,10 @@ interface EarlyStop {
 
 export class ScenarioRig<G extends ScenarioGuest> {
   private session: Session | null = null;
-  private readonly guest: G;
-  private readonly snapshot: MachineSnapshot;
+  private guest: G;
+  private snapshot: MachineSnapshot;
+  /** Sessions that failed, still shutting down (their workers exit asynchronously). */
+  private readonly retiring: Promise<void>[] = [];
 
   private constructor(
     readonly definition: ScenarioDefinition<G>,
@@ -99,7 +101,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
 
   private liveSession(): Session {
     if (this.session !== null && this.session.failed === null) return this.session;
-    if (this.session !== null) void this.session.close();
+    if (this.session !== null) {
+      // A failed session's workers may still be running down, and they watch this machine's
+      // control words: the next session gets a machine of its own.
+      this.retiring.push(this.session.close());
+      this.guest = this.definition.setup();
+      this.snapshot = new MachineSnapshot(this.guest.machine);
+    }
     this.session = Session.open({
       machine: this.guest.machine,
       hosts: this.mode === 'inline' ? 'inline' : 'workers',
@@ -242,5 +250,6 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const session = this.session;
     this.session = null;
     if (session !== null) await session.close();
+    await Promise.all(this.retiring.splice(0));
   }
 }
