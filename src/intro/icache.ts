@@ -58,8 +58,11 @@ export interface InstructionPages {
   readonly spillGpaPage: number | null;
 }
 
+const NO_ENTRIES: readonly CacheEntry[] = [];
+
 export class InstructionCache {
-  private readonly lines: CacheEntry[][];
+  /** Lines are allocated on first use: most of the 512 never see an instruction. */
+  private readonly lines: (CacheEntry[] | undefined)[];
   private readonly invalidations = new Map<string, InvalidationEntry>();
   private dirty = false;
   readonly stats: IcacheStats = { hits: 0, misses: 0, adds: 0, evictions: 0, flushedEntries: 0, writeHookFlushes: 0 };
@@ -71,13 +74,30 @@ export class InstructionCache {
     readonly lineCount = ICACHE_LINES,
     readonly ways = ICACHE_WAYS,
   ) {
-    this.lines = Array.from({ length: lineCount }, () =>
-      Array.from({ length: ways }, (): CacheEntry => ({ valid: false, gva: 0n, cr3: 0n, global: false, instruction: null, invd1: null, invd2: null })),
-    );
+    this.lines = new Array<CacheEntry[] | undefined>(lineCount);
   }
 
-  private line(gva: bigint): CacheEntry[] {
-    return this.lines[Number((gva >> 12n) % BigInt(this.lineCount))];
+  private lineIndex(gva: bigint): number {
+    return Number((gva >> 12n) % BigInt(this.lineCount));
+  }
+
+  /** The line of `gva` (empty when it was never used). */
+  private line(gva: bigint): readonly CacheEntry[] {
+    return this.lines[this.lineIndex(gva)] ?? NO_ENTRIES;
+  }
+
+  private lineForAdd(gva: bigint): CacheEntry[] {
+    const index = this.lineIndex(gva);
+    let line = this.lines[index];
+    if (line === undefined) {
+      line = Array.from({ length: this.ways }, (): CacheEntry => ({ valid: false, gva: 0n, cr3: 0n, global: false, instruction: null, invd1: null, invd2: null }));
+      this.lines[index] = line;
+    }
+    return line;
+  }
+
+  private *entries(): Generator<CacheEntry> {
+    for (const line of this.lines) if (line !== undefined) yield* line;
   }
 
   /** IntIcLookupInstruction: the cached instruction at `gva` for address space `cr3`, or null. */
@@ -97,7 +117,7 @@ export class InstructionCache {
    * only after its invalidation entries exist. A full line loses a random way.
    */
   add(gva: bigint, cr3: bigint, global: boolean, instruction: DecodedInstruction, pages: InstructionPages): IntStatusCode {
-    const line = this.line(gva);
+    const line = this.lineForAdd(gva);
     let entry = line.find((e) => !e.valid);
     if (entry === undefined) {
       entry = line[this.random.below(this.ways)];
@@ -154,12 +174,10 @@ export class InstructionCache {
   /** IntIcFlushVaSpace: every instruction cached for address space `cr3` (not the global ones). */
   flushVaSpace(cr3: bigint): number {
     let flushed = 0;
-    for (const line of this.lines) {
-      for (const entry of line) {
-        if (entry.valid && !entry.global && entry.cr3 === cr3) {
-          this.invalidate(entry);
-          flushed++;
-        }
+    for (const entry of this.entries()) {
+      if (entry.valid && !entry.global && entry.cr3 === cr3) {
+        this.invalidate(entry);
+        flushed++;
       }
     }
     return flushed;
@@ -169,12 +187,10 @@ export class InstructionCache {
   flushGpaPage(gpa: number): number {
     const gpaPage = gpa - (gpa % 0x1000);
     let flushed = 0;
-    for (const line of this.lines) {
-      for (const entry of line) {
-        if (entry.valid && (entry.invd1?.gpaPage === gpaPage || entry.invd2?.gpaPage === gpaPage)) {
-          this.invalidate(entry);
-          flushed++;
-        }
+    for (const entry of this.entries()) {
+      if (entry.valid && (entry.invd1?.gpaPage === gpaPage || entry.invd2?.gpaPage === gpaPage)) {
+        this.invalidate(entry);
+        flushed++;
       }
     }
     return flushed;
@@ -184,12 +200,10 @@ export class InstructionCache {
   flushAll(): number {
     if (!this.dirty) return 0;
     let flushed = 0;
-    for (const line of this.lines) {
-      for (const entry of line) {
-        if (entry.valid) {
-          this.invalidate(entry);
-          flushed++;
-        }
+    for (const entry of this.entries()) {
+      if (entry.valid) {
+        this.invalidate(entry);
+        flushed++;
       }
     }
     this.dirty = false;
@@ -199,7 +213,7 @@ export class InstructionCache {
   /** Valid entries (for tests and reports). */
   get size(): number {
     let count = 0;
-    for (const line of this.lines) for (const entry of line) if (entry.valid) count++;
+    for (const entry of this.entries()) if (entry.valid) count++;
     return count;
   }
 

@@ -19,9 +19,28 @@ import { Emitter, UnsupportedForm } from './emitter.ts';
 
 const decoder = new InstructionDecoder();
 
+type Factory = (h: typeof helpers) => (cpu: unknown) => number;
+
 /** Compiled factories by source text: identical blocks (same code, same addresses) share one. */
-const factories = new Map<string, (h: typeof helpers) => (cpu: unknown) => number>();
+const factories = new Map<string, Factory>();
 const FACTORIES_MAX = 20_000;
+
+/**
+ * What compiling a block produced that depends only on its address and its bytes — everything but
+ * the per-CPU bookkeeping. Kept per thread across CPU resets (every run from a snapshot resets the
+ * vCPUs) and shared by the CPUs of a thread, so unchanged code is never decoded or emitted twice:
+ * a lookup compares the cached bytes with memory and reuses the factory when they match.
+ */
+interface CompiledCode {
+  /** The bytes the block's instructions span (all on one page: page-crossing blocks are not kept). */
+  readonly bytes: Uint8Array;
+  readonly factory: Factory;
+  readonly ips: readonly number[];
+  readonly lengths: readonly number[];
+  readonly insns: readonly Insn[];
+}
+const compiledCode = new Map<string, CompiledCode>();
+const COMPILED_CODE_MAX = 20_000;
 
 /** First non-canonical address above the lower half (2^47), as a 48-bit linear number. */
 const LOWER_HALF_END = 0x800000000000;
@@ -51,6 +70,12 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
   const page = cpu.mmu.translatePage(lo, hi, Need.execute);
   const generation = memory.markCode(page >>> 12);
   const offset = rip % PAGE_BYTES;
+  const key = single ? -1 - rip : rip;
+  const known = compiledCode.get(String(key));
+  if (known !== undefined && sameBytes(memory.u8, page + offset, known.bytes)) {
+    if (memory.generation(page >>> 12) !== generation) return null;
+    return makeBlock(cpu, rip, known, { page, generation, page2: -1, generation2: 0, linear2: -1 });
+  }
   let bytes = memory.u8.slice(page + offset, page + PAGE_BYTES);
   const firstPageBytes = bytes.length;
   let page2 = -1;
@@ -108,7 +133,44 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
     page2 = -1;
     linear2 = -1;
   }
-  return assemble(cpu, rip, slots, { page, generation, page2, generation2, linear2 });
+  const pages = { page, generation, page2, generation2, linear2 };
+  const code = assemble(rip, slots);
+  // Blocks that cross a page are rare, and their second page can fault: they are not kept.
+  if (page2 < 0) {
+    if (compiledCode.size >= COMPILED_CODE_MAX) compiledCode.clear();
+    // The span includes an undefined instruction that ends the block (its bytes decide the #UD).
+    const last = slots[slots.length - 1];
+    const span = last !== undefined && last.kind === 'ud' ? last.ip - rip + last.length : position;
+    compiledCode.set(String(key), { ...code, bytes: bytes.slice(0, span) });
+  }
+  return makeBlock(cpu, rip, code, pages);
+}
+
+function sameBytes(memory: Uint8Array, at: number, bytes: Uint8Array): boolean {
+  if (at + bytes.length > memory.length) return false;
+  for (let k = 0; k < bytes.length; k++) if (memory[at + k] !== bytes[k]) return false;
+  return true;
+}
+
+function makeBlock(cpu: Cpu, rip: number, code: Omit<CompiledCode, 'bytes'>, pages: Pages): Block {
+  return {
+    ip: rip,
+    count: code.ips.length,
+    ips: code.ips,
+    lengths: code.lengths,
+    insns: code.insns,
+    fn: code.factory(helpers),
+    page: pages.page,
+    generation: pages.generation,
+    page2: pages.page2,
+    generation2: pages.generation2,
+    linear2: pages.linear2,
+    epoch: cpu.mmu.epoch,
+    stamp: cpu.codeStamp,
+    next0: null,
+    next1: null,
+    valid: true,
+  };
 }
 
 interface Pages {
@@ -119,7 +181,7 @@ interface Pages {
   linear2: number;
 }
 
-function assemble(cpu: Cpu, rip: number, slots: Slot[], pages: Pages): Block {
+function assemble(rip: number, slots: Slot[]): Omit<CompiledCode, 'bytes'> {
   const parts: string[] = [];
   const ips: number[] = [];
   const lengths: number[] = [];
@@ -172,27 +234,10 @@ function assemble(cpu: Cpu, rip: number, slots: Slot[], pages: Pages): Block {
   let factory = factories.get(source);
   if (factory === undefined) {
     if (factories.size >= FACTORIES_MAX) factories.clear();
-    factory = new Function('H', source) as (h: typeof helpers) => (cpu: unknown) => number;
+    factory = new Function('H', source) as Factory;
     factories.set(source, factory);
   }
-  return {
-    ip: rip,
-    count,
-    ips,
-    lengths,
-    insns,
-    fn: factory(helpers),
-    page: pages.page,
-    generation: pages.generation,
-    page2: pages.page2,
-    generation2: pages.generation2,
-    linear2: pages.linear2,
-    epoch: cpu.mmu.epoch,
-    stamp: cpu.codeStamp,
-    next0: null,
-    next1: null,
-    valid: true,
-  };
+  return { factory, ips, lengths, insns };
 }
 
 type Emitted = { kind: 'code'; emitter: Emitter } | { kind: 'ud'; reason: number };
