@@ -1,7 +1,7 @@
 /**
  * npm run bench:scenario — what it takes to find the memtable race, and what a run costs:
  *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3),
- *    with the race's fixes off;
+ *    for each of the scenario's bugs (its fixes off);
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
  *  - free-running hit rate with the fixes off (and the false-alarm rate with them on).
@@ -15,7 +15,7 @@ import { Prng } from '../src/explore/prng.ts';
 import { failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
 import { createScheduler, type StrategyName } from '../src/explore/schedulers/index.ts';
 import { Trace } from '../src/explore/trace.ts';
-import { DEFAULT_FIXES, fixesWithout } from '../src/intro/fixes.ts';
+import { DEFAULT_FIXES, fixesWithout, type Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 
 const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { type: 'string' } } });
@@ -24,13 +24,13 @@ const runs = Number(values.runs ?? 100);
 const definition = memtableStaleIcache;
 const bugOff = fixesWithout(definition.bugs[0].fixesOff);
 
-async function findRace(strategy: StrategyName, depth: number): Promise<string> {
+async function findRace(strategy: StrategyName, depth: number, fixes: Fixes): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   try {
     let first = 0;
     let failures = 0;
     for (let seed = 1; seed <= seeds; seed++) {
-      if (failed(rig.run({ seed, strategy, depth, fixes: bugOff }))) {
+      if (failed(rig.run({ seed, strategy, depth, fixes }))) {
         failures++;
         if (first === 0) first = seed;
       }
@@ -88,8 +88,10 @@ async function bareFloor(): Promise<number> {
   }
 }
 
-console.log(`memtable-stale-icache, fixes off (${definition.bugs[0].fixesOff.join(', ')}), seeds 1..${seeds}:`);
-for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(strategy, depth));
+for (const bug of definition.bugs) {
+  console.log(`memtable-stale-icache — ${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
+  for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(strategy, depth, fixesWithout(bug.fixesOff)));
+}
 
 console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
 const floor = await bareFloor();

@@ -148,7 +148,8 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return failures.length > 0 ? 1 : 0;
   }
-  const what = recorded !== null ? `replay of ${options.replay}` : `${reports.length} run(s), ${reports[0]?.strategy ?? ''}, ${mode}`;
+  const how = mode === 'free' ? 'free-running' : `${reports[0]?.strategy ?? options.strategy}, ${mode}`;
+  const what = recorded !== null ? `replay of ${options.replay}` : `${reports.length} run(s), ${how}`;
   const fixesNote = reports[0]?.fixesOff.length ? `fixes off: ${reports[0].fixesOff.join(', ')}` : 'all fixes on';
   process.stdout.write(`${definition.name}: ${what}, ${fixesNote} — ${seconds.toFixed(1)} s (${(reports.length / seconds).toFixed(1)} runs/s)\n`);
   if (recorded !== null) process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${reports[0].hash} (recorded ${recorded.hash})\n`);

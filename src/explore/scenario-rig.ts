@@ -188,7 +188,11 @@ export class ScenarioRig<G extends ScenarioGuest> {
         if (early !== null) return;
         const broken: Violation[] = [];
         this.check(world, 'continuous', broken);
-        if (broken.length > 0) early = { violations: broken, vcpus: describeVcpusWithCode(this.guest.machine) };
+        if (broken.length === 0) return;
+        // Free-running vCPUs are still executing: stop them so their registers are current.
+        if (session.freeRunning) session.pauseVcpus();
+        early = { violations: broken, vcpus: describeVcpusWithCode(this.guest.machine) };
+        if (session.freeRunning) session.resumeVcpus();
       },
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
       random: prng.fork('engine'),

@@ -34,7 +34,7 @@ export function replayCommand(scenario: string, tracePath: string, fixesOff: rea
 export function formatFailure(report: RunReport, commands: { readonly rerun: string; readonly replay: string | null }, tracePath: string | null): string {
   const [first, ...others] = report.violations;
   const lines = [
-    `FAILED  ${report.scenario}  seed ${report.seed}  ${report.strategy}  ${report.mode}${report.fixesOff.length > 0 ? `  fixes off: ${report.fixesOff.join(', ')}` : ''}`,
+    `FAILED  ${report.scenario}  seed ${report.seed}  ${report.mode === 'free' ? 'free-running' : `${report.strategy}  ${report.mode}`}${report.fixesOff.length > 0 ? `  fixes off: ${report.fixesOff.join(', ')}` : ''}`,
     `  invariant broken: ${first.oracle}`,
     ...first.detail.split('\n').map((line) => `    ${line}`),
   ];
