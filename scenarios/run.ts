@@ -26,6 +26,7 @@ const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
   --replay FILE       follow a recorded trace (written by a failing run) instead of seeding
   --trace-dir DIR     where failing traces go (default traces)
   --json              one machine-readable JSON object on stdout
+  --list              the scenarios, their bugs, oracles and window goals
 scenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`;
 
 interface Options {
@@ -43,6 +44,18 @@ interface Options {
 }
 
 class UsageError extends Error {}
+class ListRequest extends Error {}
+
+/** `--list`: every scenario with its bugs, oracles and window goals. */
+function listScenarios(): string {
+  return SCENARIOS.map((s) => [
+    `${s.name} — ${s.title} (${s.vcpus} vCPUs)`,
+    `  ${s.description}`,
+    ...s.bugs.map((bug) => `  bug: ${bug.name}: --fix ${bug.fixesOff.map((f) => `${f}=off`).join(' --fix ')} (caught by ${bug.caughtBy})`),
+    ...s.oracles.map((o) => `  oracle ${o.name} [${o.phase}]: ${o.description}`),
+    ...s.windows.map((w) => `  window ${w.name}: ${w.description}`),
+  ].join('\n')).join('\n\n');
+}
 
 function positiveInt(value: string | undefined, flag: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
@@ -58,10 +71,11 @@ function parse(argv: readonly string[]): Options {
     options: {
       seed: { type: 'string' }, runs: { type: 'string' }, strategy: { type: 'string' }, depth: { type: 'string' }, mode: { type: 'string' },
       fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
-      json: { type: 'boolean' }, help: { type: 'boolean' },
+      json: { type: 'boolean' }, help: { type: 'boolean' }, list: { type: 'boolean' },
     },
   });
   if (values.help === true) throw new UsageError('');
+  if (values.list === true) throw new ListRequest();
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name a scenario' : `one scenario at a time, got ${positionals.join(' ')}`);
   const strategy = values.strategy ?? 'pct';
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
@@ -96,6 +110,10 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     options = parse(argv);
   } catch (error) {
+    if (error instanceof ListRequest) {
+      process.stdout.write(`${listScenarios()}\n`);
+      return 0;
+    }
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`${message ? `error: ${message}\n` : ''}${USAGE}\n`);
     return 2;

@@ -17,6 +17,9 @@ export interface RunCommandSpec {
   readonly fixesOff: readonly FixName[];
 }
 
+/** Trace entries shown at the end of a failure report: what the handler and vCPUs did last. */
+const TAIL_ENTRIES = 12;
+
 const fixFlags = (fixesOff: readonly FixName[]): string => fixesOff.map((name) => ` --fix ${name}=off`).join('');
 
 /** `npx tsx scenarios/run.ts <name> --seed S --strategy X …`: runs the same seed again. */
@@ -41,6 +44,8 @@ export function formatFailure(report: RunReport, commands: { readonly rerun: str
   if (others.length > 0) lines.push(`  also broken: ${others.map((v) => v.oracle).join(', ')}`);
   lines.push(`  run: ${report.outcome} after ${report.steps} steps, ${report.choices} choices, trace hash ${report.hash}`);
   if (report.vcpus !== '') lines.push('  vCPUs:', ...report.vcpus.split('\n').map((line) => `    ${line}`));
+  const tail = report.trace.entries.slice(-TAIL_ENTRIES);
+  if (tail.length > 0) lines.push(`  last ${tail.length} trace entries (clock, entry):`, ...tail.map((e) => `    ${String(e.clock).padStart(7)}  ${e.text}`));
   if (report.windows.length > 0) lines.push(`  windows reached: ${report.windows.join(', ')}`);
   if (tracePath !== null) lines.push(`  trace written to ${tracePath}`);
   lines.push(`  replay:  ${commands.replay ?? '(free-running runs have no schedule to replay; rerun the seed in a deterministic mode)'}`);
