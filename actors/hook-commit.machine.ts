@@ -7,7 +7,8 @@ import { assign, setup } from 'xstate';
  * later rather than at once is what lets a callback remove its own hook, or a sibling's, while
  * the engine is still walking that page's hook list.
  *
- *   clean ──HOOK_REMOVED──▶ dirty ──COMMIT──▶ clean   (COMMIT in clean does nothing)
+ *   clean ──HOOK_REMOVED──▶ dirty ──COMMIT──▶ committing ──▶ clean, or dirty while removals remain
+ *   (COMMIT in clean does nothing; a deletion that failed leaves the actor dirty, as HVMI's Dirty)
  *
  * The three deletions are effects the integration provides (`.provide`); the machine decides
  * when they run and in which order.
@@ -31,6 +32,9 @@ export const hookCommitMachine = setup({
     deleteExecuteHooks: () => undefined,
     countCommit: assign(({ context }) => ({ commits: context.commits + 1 })),
   },
+  guards: {
+    removalsPending: () => false,
+  },
 }).createMachine({
   id: 'hookCommit',
   context: { commits: 0 },
@@ -41,8 +45,11 @@ export const hookCommitMachine = setup({
     },
     dirty: {
       on: {
-        COMMIT: { target: 'clean', actions: ['deleteReadHooks', 'deleteWriteHooks', 'deleteExecuteHooks', 'countCommit'] },
+        COMMIT: { target: 'committing', actions: ['deleteReadHooks', 'deleteWriteHooks', 'deleteExecuteHooks', 'countCommit'] },
       },
+    },
+    committing: {
+      always: [{ guard: 'removalsPending', target: 'dirty' }, { target: 'clean' }],
     },
   },
 });

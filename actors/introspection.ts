@@ -56,6 +56,9 @@ export class Introspection {
           deleteWriteHooks: this.effects.guard(() => void engine().deleteRemovedHooks(HookType.write)),
           deleteExecuteHooks: this.effects.guard(() => void engine().deleteRemovedHooks(HookType.execute)),
         },
+        guards: {
+          removalsPending: () => this.engineInstance !== null && this.engineInstance.hooks.dirty,
+        },
       }),
       { id: 'hookCommit', ...(options.inspect ? { inspect: options.inspect } : {}) },
     ).start();

@@ -2,7 +2,7 @@ import { disassemble } from '../src/asm/index.ts';
 import { KERNEL_GPA } from '../src/guest/layout.ts';
 import { NtGuest } from '../src/guest/nt-guest.ts';
 import type { ScenarioDefinition, TimedEvent, World } from '../src/explore/scenario.ts';
-import { cr3Root, tryReadGuestVirtual } from '../src/intro/kernvm.ts';
+import { tryReadGuestVirtual } from '../src/intro/kernvm.ts';
 import { jumpPatch } from '../src/intro/memtable-handler.ts';
 
 /**
@@ -57,7 +57,7 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
     { name: 'stale icache: double relocation', fixesOff: ['icacheFlushOnPatch', 'patchedGuard'], caughtBy: 'relocated-at-most-once' },
     { name: 'patching unpaused: JMP before its handler', fixesOff: ['pauseWhilePatching'], caughtBy: 'guest-alive' },
   ],
-  bounds: { stepsMax: 400_000, slice: 200, pctEvents: 600, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
+  bounds: { stepsMax: 400_000, choicesMax: 50_000, slice: 200, pctEvents: 600, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
   clockVector: 0xd1,
   setup: () => new NtGuest({ vcpus: 3, iterations: 96 }),
   oracles: [
@@ -143,7 +143,7 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
       description: 'a relocated load is a JMP to its live handler, and no vCPU keeps faulting on it',
       check(world) {
         const { engine, guest } = world;
-        const root = cr3Root(guest.machine.vcpu(0).get64('cr3'));
+        const root = engine.kernel.systemCr3;
         for (const entry of engine.memtables.entries()) {
           if (!entry.patched) continue;
           const length = entry.insCloak?.size ?? 0;
@@ -260,10 +260,15 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
       description: 'a vCPU executed guest code after a load became a JMP and before its handler was written',
       reached(world) {
         const cloaks = notes(world.events, 'cloak');
-        return cloaks.some((jump, k) => {
-          const handler = cloaks[k + 1];
-          if (!String(jump.detail.owner).startsWith('memtable ins') || handler === undefined) return false;
-          return world.events.slice(jump.index, handler.index).some(({ event }) => event.kind === 'stop' && event.retired > 0);
+        const uncloaks = notes(world.events, 'uncloak');
+        return cloaks.some((jump) => {
+          const owner = String(jump.detail.owner);
+          if (!owner.startsWith('memtable ins ')) return false;
+          // Until the handler for the same instruction is written — or the JMP is taken out again.
+          const handler = cloaks.find((c) => c.index > jump.index && c.detail.owner === owner.replace('memtable ins ', 'memtable handler '));
+          const undone = uncloaks.find((u) => u.index > jump.index && u.detail.owner === owner);
+          const end = Math.min(handler?.index ?? world.events.length, undone?.index ?? world.events.length);
+          return world.events.slice(jump.index, end).some(({ event }) => event.kind === 'stop' && event.retired > 0);
         });
       },
     },

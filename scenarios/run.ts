@@ -3,9 +3,9 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { failed, RUN_MODES, ScenarioRig, type RunMode, type RunReport } from '../src/explore/scenario-rig.ts';
 import { STRATEGIES, type StrategyName } from '../src/explore/schedulers/index.ts';
-import { parseTraceJson } from '../src/explore/trace.ts';
+import { parseTraceJson, type TraceJson } from '../src/explore/trace.ts';
 import { DEFAULT_FIXES, FIX_NAMES, applyFixSettings, fixesWithout, type FixName } from '../src/intro/fixes.ts';
-import { formatFailure, replayCommand, rerunCommand } from '../src/report/text.ts';
+import { formatFailure, parseStrategyLabel, replayCommand, rerunCommand, traceFileName } from '../src/report/text.ts';
 import { runMain } from './cli.ts';
 import { findScenario, SCENARIOS } from './index.ts';
 
@@ -23,7 +23,8 @@ const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
   --mode M            ${RUN_MODES.join(' | ')} (default inline)
   --fix name=off      turn one HVMI mitigation off (repeatable): ${FIX_NAMES.join(', ')}
   --bug               turn off the fixes whose absence brings the scenario's own race back
-  --replay FILE       follow a recorded trace (written by a failing run) instead of seeding
+  --replay FILE       follow a recorded trace (written by a failing run): its seed, schedule, mode and
+                      fixes (--fix changes fixes on top of the recorded ones, --mode the host)
   --trace-dir DIR     where failing traces go (default traces)
   --json              one machine-readable JSON object on stdout
   --list              the scenarios, their bugs, oracles and window goals
@@ -36,6 +37,8 @@ interface Options {
   readonly strategy: StrategyName;
   readonly depth: number;
   readonly mode: RunMode;
+  /** --mode was given (a replay otherwise uses the recorded mode). */
+  readonly modeGiven: boolean;
   readonly fixSettings: readonly string[];
   readonly bug: boolean;
   readonly replay: string | null;
@@ -60,7 +63,7 @@ function listScenarios(): string {
 function positiveInt(value: string | undefined, flag: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${value}"`);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got "${value}"`);
   return n;
 }
 
@@ -77,6 +80,11 @@ function parse(argv: readonly string[]): Options {
   if (values.help === true) throw new UsageError('');
   if (values.list === true) throw new ListRequest();
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name a scenario' : `one scenario at a time, got ${positionals.join(' ')}`);
+  if (values.replay !== undefined) {
+    // A replay follows the recorded seed and schedule: options that would choose them are refused.
+    const chosen = (['seed', 'runs', 'strategy', 'depth', 'bug'] as const).filter((name) => values[name] !== undefined);
+    if (chosen.length > 0) throw new UsageError(`--replay follows the recorded seed and schedule; drop ${chosen.map((name) => `--${name}`).join(', ')}`);
+  }
   const strategy = values.strategy ?? 'pct';
   if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
   const mode = values.mode ?? 'inline';
@@ -88,6 +96,7 @@ function parse(argv: readonly string[]): Options {
     strategy: strategy as StrategyName,
     depth: positiveInt(values.depth, '--depth', 2),
     mode: mode as RunMode,
+    modeGiven: values.mode !== undefined,
     fixSettings: values.fix ?? [],
     bug: values.bug === true,
     replay: values.replay ?? null,
@@ -96,12 +105,10 @@ function parse(argv: readonly string[]): Options {
   };
 }
 
-function writeTrace(dir: string, report: RunReport, depth: number): string {
+function writeTrace(dir: string, report: RunReport): string {
   mkdirSync(dir, { recursive: true });
-  const strategy = report.strategy.replace(/[^a-z0-9]+/gi, '');
-  const path = join(dir, `${report.scenario}-seed${report.seed}-${strategy}-${report.mode}.json`);
-  const json = report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
-  writeFileSync(path, JSON.stringify({ ...json, depth }));
+  const path = join(dir, traceFileName(report));
+  writeFileSync(path, JSON.stringify(report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff })));
   return path;
 }
 
@@ -119,19 +126,21 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const definition = findScenario(options.scenario);
-  const base = options.bug ? fixesWithout(definition.bugs[0].fixesOff) : DEFAULT_FIXES;
-  let fixes = applyFixSettings(base, options.fixSettings);
   const reports: RunReport[] = [];
   let mode = options.mode;
-  let recorded = null;
+  let recorded: TraceJson | null = null;
+  let base = options.bug ? fixesWithout(definition.bugs[0].fixesOff) : DEFAULT_FIXES;
   if (options.replay !== null) {
     recorded = parseTraceJson(readFileSync(options.replay, 'utf8'), options.replay);
     if (recorded.scenario !== undefined && recorded.scenario !== definition.name) {
       throw new Error(`${options.replay} is a trace of "${recorded.scenario}", not "${definition.name}"`);
     }
-    if (options.fixSettings.length === 0 && !options.bug) fixes = fixesWithout((recorded.fixesOff ?? []).filter((n): n is FixName => (FIX_NAMES as readonly string[]).includes(n)));
-    if (recorded.mode === 'inline' || recorded.mode === 'workers') mode = argv.includes('--mode') ? options.mode : recorded.mode;
+    // The recorded fixes, with any --fix applied on top.
+    base = fixesWithout((recorded.fixesOff ?? []).filter((n): n is FixName => (FIX_NAMES as readonly string[]).includes(n)));
+    if (!options.modeGiven && (recorded.mode === 'inline' || recorded.mode === 'workers')) mode = recorded.mode;
+    if (mode === 'free') throw new Error('a recorded trace replays in a deterministic mode: use --mode inline or --mode workers');
   }
+  const fixes = applyFixSettings(base, options.fixSettings);
   const rig = ScenarioRig.open(definition, mode);
   const started = performance.now();
   try {
@@ -153,7 +162,7 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const goal of definition.windows) windowsReached[goal.name] = reports.filter((r) => r.windows.includes(goal.name)).length;
   const first = failures[0];
   let tracePath: string | null = null;
-  if (first !== undefined && first.mode !== 'free') tracePath = writeTrace(options.traceDir, first, options.depth);
+  if (first !== undefined && first.mode !== 'free') tracePath = writeTrace(options.traceDir, first);
   if (options.json) {
     const out = {
       scenario: definition.name,
@@ -170,13 +179,17 @@ async function main(argv: readonly string[]): Promise<number> {
   const what = recorded !== null ? `replay of ${options.replay}` : `${reports.length} run(s), ${how}`;
   const fixesNote = reports[0]?.fixesOff.length ? `fixes off: ${reports[0].fixesOff.join(', ')}` : 'all fixes on';
   process.stdout.write(`${definition.name}: ${what}, ${fixesNote} — ${seconds.toFixed(1)} s (${(reports.length / seconds).toFixed(1)} runs/s)\n`);
-  if (recorded !== null) process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${reports[0].hash} (recorded ${recorded.hash})\n`);
+  if (recorded !== null && reports[0].outcome !== 'error') {
+    process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${reports[0].hash} (recorded ${recorded.hash})\n`);
+  }
   process.stdout.write(`  windows reached: ${Object.entries(windowsReached).map(([name, n]) => `${name} ${n}/${reports.length}`).join(', ')}\n`);
   if (first === undefined) {
     process.stdout.write(`PASS: no invariant broke in ${reports.length} run(s)\n`);
     return 0;
   }
-  const spec = { scenario: definition.name, seed: first.seed, strategy: options.strategy, depth: options.depth, mode, fixesOff: first.fixesOff };
+  // A replay reruns with the recorded strategy, not this invocation's defaults.
+  const plan = parseStrategyLabel(first.strategy) ?? { strategy: options.strategy, depth: options.depth };
+  const spec = { scenario: definition.name, seed: first.seed, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: first.fixesOff };
   process.stdout.write(`${failures.length} of ${reports.length} run(s) failed; the first:\n`);
   process.stdout.write(`${formatFailure(first, { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(definition.name, tracePath, first.fixesOff) }, tracePath)}\n`);
   return 1;

@@ -13,12 +13,23 @@ const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
 
 export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
   const key = `${task.scenario}/${task.mode}`;
-  let rig = rigs.get(key);
-  if (rig === undefined) {
-    rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
-    rigs.set(key, rig);
+  let report;
+  try {
+    let rig = rigs.get(key);
+    if (rig === undefined) {
+      rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
+      rigs.set(key, rig);
+    }
+    report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(task.fixesOff) });
+  } catch (error) {
+    // One broken run is one failed result with its seed, not the end of the campaign; this
+    // thread's rig may be in any state, so the next task starts a new one.
+    const rig = rigs.get(key);
+    rigs.delete(key);
+    void rig?.close();
+    const message = error instanceof Error ? error.message : String(error);
+    return { seed: task.seed, strategy: task.strategy, failed: true, invariant: 'exception', detail: message.split('\n')[0], windows: [], hash: '', steps: 0, durationMs: 0 };
   }
-  const report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(task.fixesOff) });
   const first = report.violations[0];
   return {
     seed: task.seed,

@@ -22,7 +22,7 @@ export function seedValue(seed: Seed): bigint {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
     return BigInt(seed);
   }
-  if (/^(0x)?[0-9a-f]+$/i.test(seed) && seed.length <= 18) return BigInt(seed.startsWith('0x') ? seed : `0x${seed}`) & MASK64;
+  if (/^(0x)?[0-9a-f]+$/i.test(seed) && seed.length <= 18) return BigInt(`0x${seed.replace(/^0x/i, '')}`) & MASK64;
   // FNV-1a 64 over the UTF-8 bytes: stable for git hashes and arbitrary labels.
   let hash = 0xcbf29ce484222325n;
   for (const byte of new TextEncoder().encode(seed)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & MASK64;

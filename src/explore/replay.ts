@@ -19,6 +19,8 @@ export interface ReplayOptions {
   readonly before?: () => void;
   /** Also receives every event (the replay's trace gets them first). */
   readonly observe?: EventSink;
+  /** The trace to record into (a fresh one by default), so a caller still has it if the run throws. */
+  readonly trace?: Trace;
 }
 
 export interface ReplayResult extends RunResult {
@@ -27,7 +29,7 @@ export interface ReplayResult extends RunResult {
 
 export function replayTrace(options: ReplayOptions): ReplayResult {
   const { session, recorded } = options;
-  const trace = new Trace();
+  const trace = options.trace ?? new Trace();
   // The first difference is the one that matters; it may be raised inside a handler (an engine
   // note) and come back wrapped in a session failure, so it is kept and rethrown as it was.
   let divergence: ReplayDivergence | null = null;
@@ -56,7 +58,20 @@ export function replayTrace(options: ReplayOptions): ReplayResult {
     trace.recordEvent(event, clock);
     observe?.(event, clock);
   };
-  const scheduler = new ReplayScheduler(recorded.choices, () => session.describeVcpus());
+  const replayer = new ReplayScheduler(recorded.choices, () => session.describeVcpus());
+  // A choice that cannot be followed inside a handler (a preemption point) would reach us wrapped
+  // in a session failure: keep the detailed divergence.
+  const scheduler = {
+    name: replayer.name,
+    choose: (enabled: Parameters<ReplayScheduler['choose']>[0]) => {
+      try {
+        return replayer.choose(enabled);
+      } catch (error) {
+        if (error instanceof ReplayDivergence) divergence ??= error;
+        throw error;
+      }
+    },
+  };
   let result: RunResult;
   try {
     options.before?.();

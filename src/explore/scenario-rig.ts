@@ -138,7 +138,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       startEngine();
       if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs }), trace };
       const scheduler = createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents });
-      return { result: runDeterministic({ session, scheduler, trace, done, stepsMax: bounds.stepsMax, interrupts: this.interrupts() }), trace };
+      return { result: runDeterministic({ session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts() }), trace };
     });
   }
 
@@ -150,8 +150,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
     // Traces store the seed's value in decimal (a string seed would be hashed differently).
     const seed = /^\d+$/.test(recorded.seed) ? BigInt(recorded.seed) : recorded.seed;
-    return this.execute(seed, 'replay', fixes, ({ session, observe, startEngine, done }) => {
-      const result = replayTrace({ session, recorded, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
+    return this.execute(seed, recorded.strategy, fixes, ({ session, trace, observe, startEngine, done }) => {
+      const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
       return { result, trace: result.trace };
     });
   }
@@ -181,7 +181,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       events,
     };
     let early: EarlyStop | null = null;
-    session.restart({
+    const restart = (): void => session.restart({
       handler: introspection.handler,
       afterHandler: (hypervisor) => {
         introspection.afterHandler(hypervisor);
@@ -208,6 +208,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     };
     let outcome: { result: RunResult; trace: Trace };
     try {
+      restart();
       outcome = body(context);
     } catch (error) {
       introspection.stop();
@@ -241,10 +242,16 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
   }
 
+  /** Checks the oracles of one phase; an oracle that throws is a broken invariant too (its check is wrong or the state is). */
   private check(world: World<G>, phase: OraclePhase, into: Violation[]): void {
     for (const oracle of this.definition.oracles) {
       if (oracle.phase !== phase) continue;
-      const detail = oracle.check(world);
+      let detail: string | null;
+      try {
+        detail = oracle.check(world);
+      } catch (error) {
+        detail = `the check threw: ${error instanceof Error ? error.message : String(error)}`;
+      }
       if (detail !== null) into.push({ oracle: oracle.name, detail });
     }
   }

@@ -71,6 +71,11 @@ export interface WindowGoal<G extends ScenarioGuest> {
 export interface ScenarioBounds {
   /** Bound on virtual time for one run (all vCPUs' steps). */
   readonly stepsMax: number;
+  /**
+   * Bound on scheduling choices: virtual time only moves when steps retire, so a handler that keeps
+   * answering "retry" to an exit that retires nothing would otherwise never reach `stepsMax`.
+   */
+  readonly choicesMax: number;
   /** Slice for rr and PCT; the maximum slice for random. */
   readonly slice: number;
   /** PCT's k: about how many events (exits, engine notes, pauses) one run has. */

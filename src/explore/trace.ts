@@ -112,6 +112,21 @@ export class Trace {
   }
 }
 
+const isCount = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
+
+function isChoice(value: unknown): value is Choice {
+  if (value === null || typeof value !== 'object') return false;
+  const c = value as Record<string, unknown>;
+  switch (c.kind) {
+    case 'run': return isCount(c.vcpu) && isCount(c.steps);
+    case 'handle': return isCount(c.vcpu);
+    case 'irq': return isCount(c.vcpu) && isCount(c.vector);
+    case 'timer':
+    case 'proceed': return true;
+    default: return false;
+  }
+}
+
 /** Reads a trace written by `toJson`, checking its shape. */
 export function parseTraceJson(text: string, source = 'trace'): TraceJson {
   let value: unknown;
@@ -127,5 +142,8 @@ export function parseTraceJson(text: string, source = 'trace'): TraceJson {
   if (!Array.isArray(trace.choices) || !Array.isArray(trace.entries) || typeof trace.hash !== 'string' || typeof trace.seed !== 'string') {
     throw new Error(`${source} is missing choices, entries, hash or seed`);
   }
+  trace.choices.forEach((choice: unknown, index) => {
+    if (!isChoice(choice)) throw new Error(`${source}: choice #${index} is not a valid choice: ${JSON.stringify(choice)}`);
+  });
   return trace as TraceJson;
 }

@@ -76,6 +76,11 @@ export class Detours {
     try {
       detour.handlerCloak = cloak.cloak(handler, systemCr3, new Uint8Array(handlerSize), code, `detour handler ${name}`);
       detour.apiCloak = cloak.cloak(api, systemCr3, prologue, jumpPatch(api, handler, length), `detour ${name}`);
+    } catch (error) {
+      // Nothing may stay behind for a detour that does not exist: the handler's bytes and slack.
+      if (detour.handlerCloak !== null) cloak.uncloak(detour.handlerCloak);
+      slack.free(handler);
+      throw error;
     } finally {
       glue.resumeVcpus();
     }

@@ -5,7 +5,7 @@ import { DEFAULT_FIXES, type Fixes } from './fixes.ts';
 import type { ExitEvent, Glue, NoteDetail } from './glue.ts';
 import { GpaHookTable, HOOK_TYPES } from './gpa-hooks.ts';
 import { InstructionCache } from './icache.ts';
-import { tryReadGuestVirtual } from './kernvm.ts';
+import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
 import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
@@ -92,15 +92,19 @@ export class Introcore {
   }
 
   /**
-   * IntHandleBreakpoint: an INT3 in a detour handler is a hooked API call — skip it. Any other
-   * INT3 is the guest's own and goes back to it.
+   * IntHandleBreakpoint: an INT3 in a detour handler is a hooked API call — skip it. Otherwise the
+   * bytes at RIP decide: a real INT3 (CC or CD 03) is the guest's own and goes back to it; anything
+   * else means the breakpoint was removed while this exit waited for the lock — run what is there.
    */
   handleBreakpoint(event: ExitEvent): { readonly action: IntroActionCode; readonly reinject: boolean } {
     this.stats.breakpoints++;
-    const detour = this.detours.hit(event.self.rip());
+    const rip = event.self.rip();
+    const detour = this.detours.hit(rip);
     if (detour !== null) return { action: IntroAction.allowedVirtual, reinject: false };
-    this.note('breakpoint-reinject', { vcpu: event.vcpuId, rip: event.self.rip() });
-    return { action: IntroAction.allowedVirtual, reinject: true };
+    const bytes = tryReadGuestVirtual(this.glue.memory, cr3Root(event.self.get64('cr3')), rip, 2);
+    const int3 = bytes !== null && (bytes[0] === 0xcc || (bytes[0] === 0xcd && bytes[1] === 0x03));
+    this.note(int3 ? 'breakpoint-reinject' : 'breakpoint-gone', { vcpu: event.vcpuId, rip });
+    return int3 ? { action: IntroAction.allowedVirtual, reinject: true } : { action: IntroAction.retry, reinject: false };
   }
 
   /**

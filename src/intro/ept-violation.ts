@@ -11,8 +11,15 @@ import { IntStatus, IntroAction, combineActions, type IntroActionCode } from './
  * IntHandleEptViolation, in HVMI's order (hvmi-notes §10): decode through the icache; the TOCTOU
  * rule (an instruction just added to the cache is not analysed — retry, so that on the next fault
  * it is cached and its page write-protected); the "patched by another vCPU" check; then every
- * address the instruction accesses is translated and handed to the memory-access handler, and
- * the actions are combined by priority. Hooks are committed after the handler (hook-commit actor).
+ * address the instruction accesses is translated page by page and handed to the memory-access
+ * handler, and the actions are combined by priority. Hooks are committed after the handler
+ * (hook-commit actor); an emulation a callback asked for is applied only if the final action is
+ * allowedVirtual (HVMI's patch buffer, handed to the hypervisor's emulator).
+ *
+ * Not modelled (no guest here needs them yet): the re-execute single-step context (step 3), the
+ * REP probe that widens string accesses to RCX elements (step 8), #VE (step 9), #PF injection for
+ * an execute retry spilling into a missing page (step 13), and IntValidatePageRights on unhooked
+ * pages.
  */
 
 const PAGE = 0x1000;
@@ -20,27 +27,32 @@ const PAGE = 0x1000;
 const KERNEL_SPACE = 0xffff800000000000n;
 const MAX_INSTRUCTION = 15;
 
-/** The decoded instruction at RIP and whether it came from the cache. */
+const pageOf = (gpa: number): number => gpa - (gpa % PAGE);
+
+/** The decoded instruction at RIP, and whether it came from the cache or was just added to it. */
 export interface DecodeResult {
   readonly instruction: DecodedInstruction | null;
   readonly cached: boolean;
-  /** The fetch hit a page that is not mapped (HVMI's fetchfail: retry). */
+  /** Decoded now and put in the cache (the TOCTOU rule retries these). */
+  readonly added: boolean;
+  /** A page the instruction's bytes need is not mapped (HVMI's fetchfail: retry). */
   readonly fetchFailed: boolean;
 }
 
+const FETCH_FAILED: DecodeResult = { instruction: null, cached: false, added: false, fetchFailed: true };
+
 /** IntDecDecodeInstructionAtRipWithCache. */
 export function decodeAtRip(engine: Introcore, rip: bigint, cr3: bigint, useCache: boolean): DecodeResult {
-  const kernel = rip >= KERNEL_SPACE;
   // User-mode code is cached only for known processes; this engine tracks none.
-  const cache = useCache && kernel;
+  const cache = useCache && rip >= KERNEL_SPACE;
   if (cache) {
     const hit = engine.icache.lookup(rip, IC_ANY_VAS);
-    if (hit !== null) return { instruction: hit, cached: true, fetchFailed: false };
+    if (hit !== null) return { instruction: hit, cached: true, added: false, fetchFailed: false };
   }
   const root = cr3Root(cr3);
   const memory = engine.glue.memory;
   const firstGpa = translateGva(memory, root, rip);
-  if (firstGpa === null) return { instruction: null, cached: false, fetchFailed: true };
+  if (firstGpa === null) return FETCH_FAILED;
   const inFirst = Math.min(MAX_INSTRUCTION, PAGE - (firstGpa % PAGE));
   const first = memory.read(firstGpa, inFirst);
   let bytes = first;
@@ -55,15 +67,19 @@ export function decodeAtRip(engine: Introcore, rip: bigint, cr3: bigint, useCach
     }
   }
   const instruction = engine.decoder.decode(bytes, rip);
-  if (instruction === null) return { instruction: null, cached: false, fetchFailed: false };
-  if (cache) {
-    const spills = instruction.length > inFirst && spillGpa !== null;
-    engine.icache.add(rip, IC_ANY_VAS, true, instruction, {
-      gpaPage: firstGpa - (firstGpa % PAGE),
-      spillGpaPage: spills && spillGpa !== null ? spillGpa - (spillGpa % PAGE) : null,
-    });
-  }
-  return { instruction, cached: false, fetchFailed: false };
+  // An instruction cut short by an unmapped next page cannot be analysed: retry (the vCPU will #PF).
+  if (instruction === null) return spillGpa === null && inFirst < MAX_INSTRUCTION ? FETCH_FAILED : { instruction: null, cached: false, added: false, fetchFailed: false };
+  if (!cache) return { instruction, cached: false, added: false, fetchFailed: false };
+  const spills = instruction.length > inFirst && spillGpa !== null;
+  engine.icache.add(rip, IC_ANY_VAS, true, instruction, { gpaPage: pageOf(firstGpa), spillGpaPage: spills && spillGpa !== null ? pageOf(spillGpa) : null });
+  return { instruction, cached: false, added: true, fetchFailed: false };
+}
+
+/** One linear range an instruction accesses, with the access types to analyse. */
+interface Access {
+  readonly gla: bigint;
+  readonly size: number;
+  readonly types: number;
 }
 
 export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroActionCode {
@@ -84,13 +100,15 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   }
   const ins = decoded.instruction;
   if (ins === null) {
+    // No instruction an EPT violation could come from: the bytes changed under the exit. Let the
+    // vCPU fetch them again (it raises #UD itself if they are garbage).
     engine.note('decode-failed', { vcpu: event.vcpuId, rip });
-    return IntroAction.allowed;
+    return IntroAction.retry;
   }
   engine.note('decode', { vcpu: event.vcpuId, rip, cached: decoded.cached, ins: ins.mnemonic });
 
   // 4. TOCTOU: analyse only instructions whose page is already write-protected by the cache.
-  if (useCache && !decoded.cached && engine.fixes.toctouRetry) {
+  if (decoded.added && engine.fixes.toctouRetry) {
     stats.retries.toctou++;
     return IntroAction.retry;
   }
@@ -108,28 +126,49 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   if ((access & ExitAccess.write) !== 0 && !ins.accesses.some((a) => accessReads(a.access))) access &= ~ExitAccess.read;
 
   const gpa = Number(exit.gpa);
-  if ((access & ExitAccess.execute) !== 0) return handleMemAccess(engine, event, ins, gpa, exit.gla, 1, HookType.execute);
-
-  // 11. One accessed address: the exit's GLA. Several (PUSH [mem], MOVS…): each of them.
-  const accesses = ins.accesses;
-  if (accesses.length <= 1) {
-    const size = Math.max(1, accesses[0]?.size ?? 1);
-    return handleMemAccess(engine, event, ins, gpa, exit.gla, Math.min(size, PAGE - (gpa % PAGE)), access as HookTypeCode);
+  const emulation: PendingEmulation = { apply: null };
+  let action: IntroActionCode;
+  if ((access & ExitAccess.execute) !== 0) {
+    action = handleMemAccess(engine, event, ins, gpa, exit.gla, 1, HookType.execute, emulation);
+  } else {
+    // 11. One accessed address: the exit's GLA. Several (PUSH [mem], MOVS…): each of them.
+    const accesses: Access[] =
+      ins.accesses.length <= 1
+        ? [{ gla: exit.gla, size: Math.max(1, ins.accesses[0]?.size ?? 1), types: access }]
+        : ins.accesses.map((used) => ({
+            gla: linearAddress(used, self),
+            size: Math.max(1, used.size),
+            types: (accessReads(used.access) ? HookType.read : 0) | (accessWrites(used.access) ? HookType.write : 0),
+          }));
+    action = analyseAccesses(engine, event, ins, accesses, emulation);
   }
-  let action: IntroActionCode = IntroAction.allowed;
-  const root = cr3Root(cr3);
+  if (action === IntroAction.allowedVirtual && emulation.apply !== null) emulation.apply();
+  return action;
+}
+
+/** A callback's request to complete the instruction itself (applied only for allowedVirtual). */
+export interface PendingEmulation {
+  apply: (() => void) | null;
+}
+
+/**
+ * Every page of every access, translated (the exit's page reuses the exit GPA) and analysed. A
+ * translation failure stops the analysis of the instruction: the guest takes its #PF itself.
+ */
+function analyseAccesses(engine: Introcore, event: ExitEvent, ins: DecodedInstruction, accesses: readonly Access[], emulation: PendingEmulation): IntroActionCode {
+  const exit = event.exit;
+  const root = cr3Root(event.self.get64('cr3'));
   const exitPage = exit.gla & ~0xfffn;
+  const exitGpaPage = pageOf(Number(exit.gpa));
+  let action: IntroActionCode = IntroAction.allowed;
   for (const used of accesses) {
-    const type = ((accessReads(used.access) ? HookType.read : 0) | (accessWrites(used.access) ? HookType.write : 0)) as HookTypeCode;
-    let gla = linearAddress(used, self);
-    let left = Math.max(1, used.size);
+    let gla = used.gla;
+    let left = used.size;
     while (left > 0) {
-      const page = gla & ~0xfffn;
-      const translated = page === exitPage ? (gpa & ~0xfff) + Number(gla & 0xfffn) : translateGva(engine.glue.memory, root, gla);
-      // A translation failure stops the analysis of this instruction (the guest will #PF).
+      const translated = (gla & ~0xfffn) === exitPage ? exitGpaPage + Number(gla & 0xfffn) : translateGva(engine.glue.memory, root, gla);
       if (translated === null) return action;
       const bytes = Math.min(left, PAGE - (translated % PAGE));
-      action = combineActions(action, handleMemAccess(engine, event, ins, translated, gla, bytes, type));
+      action = combineActions(action, handleMemAccess(engine, event, ins, translated, gla, bytes, used.types, emulation));
       left -= bytes;
       gla += BigInt(bytes);
     }
@@ -150,10 +189,14 @@ export function handleMemAccess(
   gla: bigint,
   size: number,
   types: HookTypeCode | number,
+  emulation: PendingEmulation,
 ): IntroActionCode {
   let action: IntroActionCode = IntroAction.allowed;
   let found = false;
   const offset = gpa % PAGE;
+  const emulate = (apply: () => void): void => {
+    emulation.apply ??= apply;
+  };
   for (const type of [HookType.read, HookType.write, HookType.execute] as const) {
     if ((types & type) === 0) continue;
     const hooks = engine.hooks.hooksAt(gpa, type);
@@ -162,7 +205,7 @@ export function handleMemAccess(
       if ((hook.flags & (HookFlag.remove | HookFlag.disabled)) !== 0) continue;
       if (offset + size <= hook.offset || offset >= hook.offset + hook.length) continue;
       found = true;
-      const result = hook.callback(hook, { vcpuId: event.vcpuId, gpa, gla, size, type, instruction: ins, self: event.self });
+      const result = hook.callback(hook, { vcpuId: event.vcpuId, gpa, gla, size, type, instruction: ins, self: event.self, emulate });
       action = combineActions(action, result.action);
       if (result.status === IntStatus.removeHookOnRet || result.status === IntStatus.removeAndSkip) engine.hooks.remove(hook);
       if (result.status === IntStatus.skipOtherCallbacks || result.status === IntStatus.removeAndSkip) break;

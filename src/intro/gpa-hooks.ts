@@ -39,6 +39,12 @@ export interface HookedAccess {
   /** The instruction making the access (null for accesses without one). */
   readonly instruction: DecodedInstruction | null;
   readonly self: VcpuAccess;
+  /**
+   * Asks to complete the instruction in the engine (HVMI's patch buffer for the hypervisor's
+   * emulator): `apply` runs once, after all callbacks, and only if the combined action is
+   * allowedVirtual. The first request of an exit wins.
+   */
+  emulate(apply: () => void): void;
 }
 
 /** What a callback answers: a status (REMOVE_HOOK_ON_RET, SKIP_OTHER_CALLBACKS…) and an action. */

@@ -240,6 +240,14 @@ export class InstructionCache {
   private acquire(gvaPage: bigint, cr3: bigint, gpaPage: number): InvalidationEntry {
     const key = `${gvaPage}:${cr3}`;
     let invd = this.invalidations.get(key);
+    if (invd !== undefined && invd.gpaPage !== gpaPage) {
+      // The page was remapped since its instructions were cached; HVMI's swap hook would have
+      // flushed them then. Without page-table hooks, flush them now and hook the new frame.
+      this.note('icache-remap-flush', { page: gvaPage, from: invd.gpaPage, to: gpaPage });
+      this.flushGvaPage(gvaPage, cr3, true);
+      invd = this.invalidations.get(key);
+      if (invd !== undefined) throw new Error(`internal: icache invalidation entry for 0x${gvaPage.toString(16)} survived flushing its page`);
+    }
     if (invd === undefined) {
       const hook = this.hooks.set(gpaPage, 0x1000, HookType.write, (_hook, access) => this.writeHandler(gvaPage, cr3, access.gpa), 'icache');
       invd = { gvaPage, cr3, gpaPage, refs: 0, hook };

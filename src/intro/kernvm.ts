@@ -17,7 +17,7 @@ export function translateGva(memory: GuestMemory, cr3: number, gva: bigint): num
   const address = gva & U64;
   const lo = Number(address & 0xffffffffn) | 0;
   const hi = Number(address >> 32n) | 0;
-  const result = walkPageTables(memory, cr3 & ~0xfff, lo, hi);
+  const result = walkPageTables(memory, cr3 - (cr3 % PAGE), lo, hi);
   return result === null ? null : result.gpa;
 }
 

@@ -1,4 +1,4 @@
-import { linearAddress, type DecodedInstruction } from './decoder.ts';
+import { linearAddress, type DecodedInstruction, type GprOperand, type MemoryAccess } from './decoder.ts';
 import type { Glue, NoteDetail } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
 import { translateRange, tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
@@ -139,26 +139,34 @@ export class MemoryCloak {
   /** IntMemClkHandleRead: a read touching the range sees the original bytes. */
   private handleRead(region: CloakRegion, access: HookedAccess): CallbackResult {
     const ins = access.instruction;
-    const emulated = ins === null ? null : this.emulateLoad(ins, access);
-    if (emulated === null) {
+    const load = ins === null ? null : this.loadOf(ins, access);
+    if (load === null) {
       this.unhiddenReads++;
       this.note('cloak-read-unhidden', { owner: region.owner, gla: access.gla, vcpu: access.vcpuId, ins: ins?.text ?? '?' });
       return { status: IntStatus.success, action: IntroAction.allowed };
     }
     this.hiddenReads++;
+    access.emulate(load);
     return { status: IntStatus.success, action: IntroAction.allowedVirtual };
   }
 
-  /** Completes `MOV/MOVZX/MOVSX reg, [mem]` with the guest's view of memory; null if not such a load. */
-  private emulateLoad(ins: DecodedInstruction, access: HookedAccess): bigint | null {
+  /**
+   * For `MOV/MOVZX/MOVSX reg, [mem]`: the emulation that completes it with the guest's view of
+   * memory (computed when applied, from the registers as they are then); null for anything else.
+   */
+  private loadOf(ins: DecodedInstruction, access: HookedAccess): (() => void) | null {
     const dst = ins.operands[0]?.register;
     const memory = ins.memory;
     if (!['mov', 'movzx', 'movsx', 'movsxd'].includes(ins.mnemonic) || ins.operands.length !== 2 || dst === null || dst === undefined) return null;
     if (memory === null || ins.operands[1].kind !== 'memory' || ![1, 2, 4, 8].includes(memory.size)) return null;
+    return () => this.completeLoad(ins, access, dst, memory);
+  }
+
+  private completeLoad(ins: DecodedInstruction, access: HookedAccess, dst: GprOperand, memory: MemoryAccess): void {
     const gla = linearAddress(memory, access.self);
     const cr3 = Number(access.self.get64('cr3') & 0x000f_ffff_ffff_f000n);
     const view = this.guestView(gla, memory.size, cr3);
-    if (view === null) return null;
+    if (view === null) throw new IntroError(IntStatus.pageNotPresent, `cloaked load at 0x${gla.toString(16)}`);
     let value = 0n;
     for (let k = memory.size - 1; k >= 0; k--) value = (value << 8n) | BigInt(view[k]);
     if (ins.mnemonic === 'movsx' || ins.mnemonic === 'movsxd') value = BigInt.asUintN(64, BigInt.asIntN(memory.size * 8, value));
@@ -172,6 +180,5 @@ export class MemoryCloak {
       next = (old & ~mask) | (value & mask);
     }
     access.self.setGpr(dst.gpr, next);
-    return next;
   }
 }

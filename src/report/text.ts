@@ -22,10 +22,31 @@ const TAIL_ENTRIES = 12;
 
 const fixFlags = (fixesOff: readonly FixName[]): string => fixesOff.map((name) => ` --fix ${name}=off`).join('');
 
-/** `npx tsx scenarios/run.ts <name> --seed S --strategy X …`: runs the same seed again. */
+/**
+ * `npx tsx scenarios/run.ts <name> --seed S --strategy X …`: runs the same seed again — the same
+ * run in a deterministic mode; in free-running mode the same set-up, not the same interleaving.
+ */
 export function rerunCommand(spec: RunCommandSpec): string {
   const strategy = spec.mode === 'free' ? '' : ` --strategy ${spec.strategy}${spec.strategy === 'pct' ? ` --depth ${spec.depth}` : ''}`;
-  return `npx tsx scenarios/run.ts ${spec.scenario} --seed ${spec.seed}${strategy} --mode ${spec.mode}${fixFlags(spec.fixesOff)}`;
+  const command = `npx tsx scenarios/run.ts ${spec.scenario} --seed ${spec.seed}${strategy} --mode ${spec.mode}${fixFlags(spec.fixesOff)}`;
+  return spec.mode === 'free' ? `${command}   (free-running: the same set-up, not the same interleaving)` : command;
+}
+
+/** "pct(d=2)" → pct, depth 2; "random" → random. Null for labels that are no strategy ("free"). */
+export function parseStrategyLabel(label: string): { strategy: 'rr' | 'random' | 'pct'; depth: number } | null {
+  const pct = /^pct\(d=(\d+)\)$/.exec(label);
+  if (pct !== null) return { strategy: 'pct', depth: Number(pct[1]) };
+  return label === 'rr' || label === 'random' ? { strategy: label, depth: 2 } : null;
+}
+
+/**
+ * Where a failing run's trace goes: scenario, seed, strategy, mode and the fixes that were off, so
+ * two runs that differ only in their fixes never share a file.
+ */
+export function traceFileName(report: Pick<RunReport, 'scenario' | 'seed' | 'strategy' | 'mode' | 'fixesOff'>, suffix = ''): string {
+  const strategy = report.strategy.replace(/[^a-z0-9]+/gi, '');
+  const fixes = report.fixesOff.length === 0 ? 'allfixes' : `off-${report.fixesOff.join('+')}`;
+  return `${report.scenario}-seed${report.seed}-${strategy}-${report.mode}-${fixes}${suffix}.json`;
 }
 
 /** `npx tsx scenarios/run.ts <name> --replay <file>`: follows the recorded schedule exactly. */

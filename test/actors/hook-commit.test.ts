@@ -30,3 +30,16 @@ test('COMMIT deletes read, write, execute in that order, only after a removal', 
   actor.send({ type: 'COMMIT' });
   t.is(log.length, 3);
 });
+
+test('a commit that leaves removals pending (a deletion failed) stays dirty, as HVMI keeps Dirty set', (t) => {
+  let pending = true;
+  const actor = createActor(hookCommitMachine.provide({ guards: { removalsPending: () => pending } })).start();
+  t.teardown(() => actor.stop());
+  actor.send({ type: 'HOOK_REMOVED' });
+  actor.send({ type: 'COMMIT' });
+  t.is(actor.getSnapshot().value, 'dirty');
+  pending = false;
+  actor.send({ type: 'COMMIT' });
+  t.is(actor.getSnapshot().value, 'clean');
+  t.is(actor.getSnapshot().context.commits, 2);
+});

@@ -10,6 +10,7 @@ import { byte, dword, eax, ebx, qword, rax, ripRel } from '../../src/asm/index.t
 import { fixesWithout } from '../../src/intro/fixes.ts';
 import { HookType, type CallbackResult } from '../../src/intro/gpa-hooks.ts';
 import { IntStatus, IntroAction } from '../../src/intro/status.ts';
+import { ExitControl } from '../../src/machine/layout.ts';
 import { DATA, DATA_GPA, KBASE, KGPA, STACK_TOP, TEXT, miniKernel } from '../support/mini-kernel.ts';
 
 const allow: CallbackResult = { status: IntStatus.success, action: IntroAction.allowed };
@@ -163,4 +164,29 @@ test('a read hook placed before any write hook is refused as an EPT misconfigura
   const kernel = miniKernel((a) => a.vmcall());
   t.teardown(() => kernel.session.close());
   t.throws(() => kernel.intro.engine.hooks.set(DATA_GPA, 16, HookType.read, () => allow, 'r'), { message: /write without read/ });
+});
+
+test('an INT3 exit whose breakpoint was removed while it waited re-runs what is there; a real INT3 goes back to the guest', (t) => {
+  const kernel = miniKernel((a) => {
+    a.label('removed');
+    a.int3();
+    a.label('real');
+    a.int3();
+    a.mov(eax, 7);
+    a.vmcall();
+    a.label('guestBreakpointHandler');
+    a.mov(ebx, 0x33);
+    a.iretq();
+  }, { exitControls: ExitControl.int3 });
+  t.teardown(() => kernel.session.close());
+  kernel.test.setGate(3, kernel.code.addressOf('guestBreakpointHandler'));
+  t.is(kernel.session.runSlice(0, 100), 'exit');
+  // The engine (on another vCPU, say) removed the breakpoint before this exit got the lock.
+  kernel.session.memory.write(KGPA + 0x1000, Uint8Array.of(0x90));
+  t.is(kernel.session.handleExit(0).action, 'retry');
+  t.deepEqual(kernel.notes('breakpoint-gone').map((n) => n.rip), [kernel.code.addressOf('removed')]);
+  kernel.runToEnd();
+  t.deepEqual(kernel.notes('breakpoint-reinject').map((n) => n.rip), [kernel.code.addressOf('real')]);
+  t.is(kernel.test.state(0).gpr('rbx'), 0x33n, "the guest's own #BP handler ran");
+  t.is(kernel.test.state(0).gpr('rax'), 7n, 'and returned past the INT3');
 });

@@ -37,6 +37,14 @@ test('run.ts --json: a race found (exit 1), its trace written, and --replay foll
   t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
   t.regex(replayed.stdout, /invariant broken: relocated-at-most-once/);
   t.regex(replayed.stdout, /replay: {2}npx tsx scenarios\/run\.ts memtable-stale-icache --replay /);
+  t.regex(replayed.stdout, /rerun: {3}npx tsx scenarios\/run\.ts memtable-stale-icache --seed \d+ --strategy random --mode inline --fix icacheFlushOnPatch=off --fix patchedGuard=off/, 'the rerun uses the recorded strategy');
+
+  // --fix applies on top of the recorded fixes (here: one that was already off).
+  const same = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--fix', 'patchedGuard=off', '--json', '--trace-dir', dir]);
+  t.is(JSON.parse(same.stdout).traceHashes[0], report.traceHashes[Number(report.firstFailure!.seed) - 1]);
+  const refused = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--seed', '3']);
+  t.is(refused.status, 2);
+  t.regex(refused.stderr, /--replay follows the recorded seed and schedule; drop --seed/);
 });
 
 test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)', (t) => {

@@ -36,8 +36,8 @@ export interface MiniKernel {
   runToEnd(maxChoices?: number): void;
 }
 
-export function miniKernel(build: (a: Assembler) => void, options: { fixes?: Fixes; textBytes?: number; vcpus?: number } = {}): MiniKernel {
-  const test = new TestMachine({ vcpus: options.vcpus ?? 1, exitControls: 0 });
+export function miniKernel(build: (a: Assembler) => void, options: { fixes?: Fixes; textBytes?: number; vcpus?: number; exitControls?: number } = {}): MiniKernel {
+  const test = new TestMachine({ vcpus: options.vcpus ?? 1, exitControls: options.exitControls ?? 0 });
   const a = new Assembler(TEXT);
   build(a);
   const code = a.assemble();
