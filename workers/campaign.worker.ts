@@ -6,7 +6,8 @@ import { fixesWithout } from '../src/intro/fixes.ts';
 
 /**
  * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
- * mode, so a task costs a snapshot restore and the run itself, not a new machine.
+ * mode, so a task costs a snapshot restore and the run itself, not a new machine. The rigs live as
+ * long as the thread: the pool's destroy() terminates it, and with it any vCPU workers it started.
  */
 
 const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
@@ -42,10 +43,4 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     steps: report.steps,
     durationMs: report.durationMs,
   };
-}
-
-/** Closes every rig of this thread (their vCPU workers, in workers mode). */
-export async function closeRigs(): Promise<void> {
-  await Promise.all([...rigs.values()].map((rig) => rig.close()));
-  rigs.clear();
 }
