@@ -19,7 +19,7 @@ import { SCENARIOS } from './index.ts';
  */
 
 const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
-  --runs N          runs per row (default 200)
+  --runs N          runs per row (default 500)
   --seed N          first seed (default 1)
   --strategies L    comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:1,pct:2,pct:3)
   --mode M          inline | workers (default inline: the vCPUs of a run share its pool thread)
@@ -100,7 +100,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const runs = integer(values.runs, '--runs', 200, 1);
+  const runs = integer(values.runs, '--runs', 500, 1);
   const firstSeed = integer(values.seed, '--seed', 1, 0);
   const threads = integer(values.threads, '--threads', availableParallelism(), 1);
   const mode = (values.mode ?? 'inline') as RunMode;
