@@ -3,7 +3,7 @@
  * a second relocation of the same load, caught by the oracles — within a stated budget for each
  * strategy; a failing run's trace replays to the same failure (inline and in workers); free-
  * running finds it too; and turning off the pause while patching brings its own crash back.
- * Budgets (measured, seeds 1..100: rr 100%, random 37%, PCT d=2 28%, d=3 40%): the first
+ * Budgets (measured over seeds 1..200: rr 100%, random 41%, PCT d=2 31.5%, d=3 42.5%): the first
  * failure within 20 seeds for random and PCT d=2/3, at seed 1 for rr; PCT d=1 cannot find it
  * (one priority order never leaves a second vCPU waiting on the load).
  */
