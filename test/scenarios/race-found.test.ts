@@ -94,3 +94,19 @@ test('patching without pausing: a vCPU runs the new JMP into a handler not yet w
   t.is(replay.hash, report.hash);
   t.deepEqual(replay.violations, report.violations);
 });
+
+test('either mitigation alone prevents the double relocation: the flush, or the Patched guard', async (t) => {
+  const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+  t.teardown(() => rig.close());
+  for (const off of [['icacheFlushOnPatch'], ['patchedGuard'], ['patchedGuard', 'toctouRetry', 'peerPatchedRetry']] as const) {
+    const failures: number[] = [];
+    let windows = 0;
+    for (let seed = 1; seed <= 60; seed++) {
+      const report = rig.run({ seed, strategy: 'random', depth: 2, fixes: fixesWithout(off) });
+      if (failed(report)) failures.push(seed);
+      if (report.windows.includes('peer-waiting-at-patch')) windows++;
+    }
+    t.deepEqual(failures, [], `only ${off.join(', ')} off`);
+    t.true(windows > 5, `the race window was reached (${windows}/60) with only ${off.join(', ')} off`);
+  }
+});
