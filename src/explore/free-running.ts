@@ -6,7 +6,8 @@ import type { Trace } from './trace.ts';
  * Free-running mode: every vCPU runs in its worker at once and the operating system interleaves
  * them; exits are handled one at a time in the order the vCPUs stopped (their tickets). Not
  * replayable, but traced the same way. Pausing (from handlers) stops the workers through their
- * attention words.
+ * attention words, and a handler's last resume lets them go again at once, while it goes on —
+ * HVMI's resume does not wait for the handler to return.
  */
 
 export interface FreeRunOptions {
@@ -28,38 +29,43 @@ export function runFree(options: FreeRunOptions): RunResult {
   const slice = options.sliceSteps ?? 1 << 24;
   const started = performance.now();
   let nextTimer = started + (options.timerEveryMs ?? Number.POSITIVE_INFINITY);
-  let choices = 0;
+  const counter = { choices: 0 };
   const launchRunnable = (): void => {
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) {
       if (session.pauseDepth === 0 && session.isRunnable(vcpu)) {
         trace.recordChoice({ kind: 'run', vcpu, steps: slice }, session.clock);
-        choices++;
+        counter.choices++;
         session.launch(vcpu, slice);
       }
     }
   };
-  const result = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, choices, detail);
-  launchRunnable();
-  for (;;) {
-    if (session.verdict !== null) return settle(session, result('verdict'));
-    if (done(session)) return settle(session, result('done'));
-    const now = performance.now();
-    if (now - started > options.wallMs) {
-      return settle(session, result('bound', `still running after ${options.wallMs} ms:\n${session.describeVcpus()}`));
-    }
-    session.waitForStops(Math.max(1, Math.min(50, nextTimer - now)));
-    for (let vcpu = session.pendingExits()[0]; vcpu !== undefined; vcpu = session.pendingExits()[0]) {
-      trace.recordChoice({ kind: 'handle', vcpu }, session.clock);
-      choices++;
-      session.handleExit(vcpu);
-    }
-    if (performance.now() >= nextTimer) {
-      nextTimer += options.timerEveryMs ?? Number.POSITIVE_INFINITY;
-      trace.recordChoice({ kind: 'timer' }, session.clock);
-      choices++;
-      session.fireTimer();
-    }
+  const result = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
+  session.preemptor = launchRunnable;
+  try {
     launchRunnable();
+    for (;;) {
+      if (session.verdict !== null) return settle(session, result('verdict'));
+      if (done(session)) return settle(session, result('done'));
+      const now = performance.now();
+      if (now - started > options.wallMs) {
+        return settle(session, result('bound', `still running after ${options.wallMs} ms:\n${session.describeVcpus()}`));
+      }
+      session.waitForStops(Math.max(1, Math.min(50, nextTimer - now)));
+      for (let vcpu = session.pendingExits()[0]; vcpu !== undefined; vcpu = session.pendingExits()[0]) {
+        trace.recordChoice({ kind: 'handle', vcpu }, session.clock);
+        counter.choices++;
+        session.handleExit(vcpu);
+      }
+      if (performance.now() >= nextTimer) {
+        nextTimer += options.timerEveryMs ?? Number.POSITIVE_INFINITY;
+        trace.recordChoice({ kind: 'timer' }, session.clock);
+        counter.choices++;
+        session.fireTimer();
+      }
+      launchRunnable();
+    }
+  } finally {
+    session.preemptor = null;
   }
 }
 
@@ -67,6 +73,7 @@ export function runFree(options: FreeRunOptions): RunResult {
 function settle(session: Session, result: RunResult): RunResult {
   if (session.failed === null && session.status === 'running') {
     // Nothing relaunches them afterwards: the runner has returned.
+    session.preemptor = null;
     session.pauseVcpus();
     session.resumeVcpus();
   }

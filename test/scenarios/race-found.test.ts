@@ -74,6 +74,11 @@ test('free-running (workers in parallel, OS scheduling) finds it too', async (t)
   let falseAlarms = 0;
   for (let seed = 1; seed <= 10; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes: DEFAULT_FIXES }))) falseAlarms++;
   t.is(falseAlarms, 0, 'fixes on: no failure');
+  // A handler's resume lets the vCPUs run while it goes on: an unpaused patch is caught half-written.
+  let crashes = 0;
+  for (let seed = 1; seed <= 40; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes: fixesWithout(['pauseWhilePatching']) }))) crashes++;
+  t.log(`pauseWhilePatching off: guest crash in ${crashes}/40 free-running runs`);
+  t.true(crashes > 0);
 });
 
 test('patching without pausing: a vCPU runs the new JMP into a handler not yet written, and bug-checks', async (t) => {
