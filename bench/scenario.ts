@@ -22,7 +22,6 @@ const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { typ
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const definition = memtableStaleIcache;
-const bugOff = fixesWithout(definition.bugs[0].fixesOff);
 
 async function findRace(strategy: StrategyName, depth: number, fixes: Fixes): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
@@ -101,6 +100,8 @@ for (const mode of ['inline', 'workers', 'free'] as const) {
   console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, peer-waiting-at-patch window in ${windows}`);
 }
 
-console.log(`\nfree-running with the fixes off, ${runs} runs:`);
-const free = await throughput('free', bugOff);
-console.log(`  race found in ${free.failures}/${runs} runs (${((100 * free.failures) / runs).toFixed(0)} per 100); peer-waiting-at-patch window in ${free.windows}`);
+for (const bug of definition.bugs) {
+  const free = await throughput('free', fixesWithout(bug.fixesOff));
+  console.log(`\nfree-running, ${bug.name} (off: ${bug.fixesOff.join(', ')}), ${runs} runs:`);
+  console.log(`  found in ${free.failures}/${runs} runs (${((100 * free.failures) / runs).toFixed(0)} per 100); peer-waiting-at-patch window in ${free.windows}`);
+}
