@@ -235,8 +235,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
       this.check(world, 'end', violations);
     }
     const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guest.machine) : '';
-    introspection.uninit();
-    this.check(world, 'after-uninit', violations);
+    try {
+      introspection.uninit();
+      this.check(world, 'after-uninit', violations);
+    } catch (error) {
+      // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
+      violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+    }
     const windows = definition.windows.filter((goal) => goal.reached(world)).map((goal) => goal.name);
     introspection.stop();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
