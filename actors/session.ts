@@ -112,11 +112,10 @@ export class Session implements Hypervisor {
   private pauseActor: Actor<typeof pauseMachine>;
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
-  private inHandler = false;
+  /** Who holds the handler lock (HVMI's gLock): a vCPU whose exit is handled, -1 for the timer, null: free. */
+  private lockHolder: number | null = null;
   /** Errors thrown by actor effects, rethrown after the send that ran them. */
   private readonly effects = new EffectErrors();
-  /** The vCPU whose exit the handler is working on (-1: the timer, or no handler). */
-  private handlerVcpu = -1;
   /**
    * Called at engine preemption points while a handler runs and the vCPUs are not paused; the
    * deterministic runner sets it so its scheduler can run other vCPUs there (null: no preemption).
@@ -283,7 +282,7 @@ export class Session implements Hypervisor {
   }
 
   timerDue(): boolean {
-    return this.options.timer !== undefined && this.clockSteps >= this.nextTimer && !this.inHandler;
+    return this.options.timer !== undefined && this.clockSteps >= this.nextTimer && this.lockHolder === null;
   }
 
   /** Pause depth (0 when the guest may run). */
@@ -423,8 +422,7 @@ export class Session implements Hypervisor {
     const exit = this.machine.vcpu(vcpu).exit();
     const context = slot.context;
     context.exit = exit;
-    this.handlerVcpu = vcpu;
-    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, () => this.options.handler(context));
+    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, vcpu, () => this.options.handler(context));
     this.checkReply(vcpu, reply, exit.instructionLength);
     this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
     this.handled++;
@@ -468,27 +466,24 @@ export class Session implements Hypervisor {
     if (timer === undefined) throw new SessionError('this session has no timer');
     this.nextTimer = this.clockSteps + timer.periodSteps;
     this.emit({ kind: 'timer' });
-    this.handlerVcpu = -1;
-    this.underLock('timer callback', () => timer.callback(this));
+    this.underLock('timer callback', -1, () => timer.callback(this));
     this.ticks++;
   }
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
-  private underLock<T>(what: string, body: () => T): T {
-    if (this.inHandler) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
-    this.inHandler = true;
+  private underLock<T>(what: string, holder: number, body: () => T): T {
+    if (this.lockHolder !== null) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
+    this.lockHolder = holder;
     let result: T;
     try {
       result = body();
       this.options.afterHandler?.(this);
     } catch (error) {
-      this.inHandler = false;
-      this.handlerVcpu = -1;
       if (error instanceof SessionError) throw error;
       return this.fail(`${what} threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    } finally {
+      this.lockHolder = null;
     }
-    this.inHandler = false;
-    this.handlerVcpu = -1;
     // The integrator flushes batched EPT changes when it answers the event.
     this.ept.commit();
     return result;
@@ -567,8 +562,8 @@ export class Session implements Hypervisor {
   }
 
   preemptionPoint(label: string): void {
-    if (!this.inHandler || this.preemptor === null || this.pauseDepth > 0) return;
-    this.preemptor(label, this.handlerVcpu);
+    if (this.lockHolder === null || this.preemptor === null || this.pauseDepth > 0) return;
+    this.preemptor(label, this.lockHolder);
   }
 
   /**

@@ -1,12 +1,11 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseStrategyPlans, runCampaign, type CampaignRow, type RowSummary } from '../src/explore/campaign.ts';
 import { failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
 import { STRATEGIES } from '../src/explore/schedulers/index.ts';
 import { DEFAULT_FIXES, fixesWithout } from '../src/intro/fixes.ts';
-import { formatFailure, replayCommand, rerunCommand, traceFileName } from '../src/report/text.ts';
+import { formatFailure, replayCommand, rerunCommand } from '../src/report/text.ts';
+import { writeRunTrace } from '../src/report/trace-file.ts';
 import { runMain } from './cli.ts';
 import { SCENARIOS } from './index.ts';
 
@@ -54,9 +53,7 @@ async function writeFirstFailure(row: RowSummary, dir: string, quiet: boolean): 
       process.stderr.write(`warning: ${row.scenario} (${row.bug ?? 'all fixes on'}): seed ${first.seed} failed in the pool (${first.invariant}) but not when re-run here — not reproducible, no trace written\n`);
       return null;
     }
-    mkdirSync(dir, { recursive: true });
-    const path = join(dir, traceFileName(report, '-campaign'));
-    writeFileSync(path, JSON.stringify(report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: 'inline', fixesOff: report.fixesOff })));
+    const path = writeRunTrace(dir, report, '-campaign');
     if (!quiet) {
       const spec = { scenario: report.scenario, seed: report.seed, strategy: first.plan.strategy, depth: first.plan.depth, mode: 'inline' as const, fixesOff: report.fixesOff };
       process.stdout.write(`${formatFailure(report, { rerun: rerunCommand(spec), replay: replayCommand(report.scenario, path, report.fixesOff) }, path)}\n\n`);

@@ -1,5 +1,5 @@
 import { disassemble } from '../src/asm/index.ts';
-import { KERNEL_GPA } from '../src/guest/layout.ts';
+import { CLOCK_VECTOR, KERNEL_GPA } from '../src/guest/layout.ts';
 import { NtGuest } from '../src/guest/nt-guest.ts';
 import type { ScenarioDefinition, TimedEvent, World } from '../src/explore/scenario.ts';
 import { tryReadGuestVirtual } from '../src/intro/kernvm.ts';
@@ -58,7 +58,7 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
     { name: 'patching unpaused: JMP before its handler', fixesOff: ['pauseWhilePatching'], caughtBy: 'guest-alive' },
   ],
   bounds: { stepsMax: 400_000, choicesMax: 50_000, slice: 200, pctEvents: 600, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
-  clockVector: 0xd1,
+  clockVector: CLOCK_VECTOR,
   setup: () => new NtGuest({ vcpus: 3, iterations: 96 }),
   oracles: [
     {

@@ -1,11 +1,11 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { failed, RUN_MODES, ScenarioRig, type RunMode, type RunReport } from '../src/explore/scenario-rig.ts';
 import { STRATEGIES, type StrategyName } from '../src/explore/schedulers/index.ts';
 import { parseTraceJson, type TraceJson } from '../src/explore/trace.ts';
-import { DEFAULT_FIXES, FIX_NAMES, applyFixSettings, fixesWithout, type FixName } from '../src/intro/fixes.ts';
-import { formatFailure, parseStrategyLabel, replayCommand, rerunCommand, traceFileName } from '../src/report/text.ts';
+import { DEFAULT_FIXES, FIX_DESCRIPTIONS, FIX_NAMES, applyFixSettings, fixesWithout, type FixName } from '../src/intro/fixes.ts';
+import { formatFailure, parseStrategyLabel, replayCommand, rerunCommand } from '../src/report/text.ts';
+import { writeRunTrace } from '../src/report/trace-file.ts';
 import { runMain } from './cli.ts';
 import { findScenario, SCENARIOS } from './index.ts';
 
@@ -21,7 +21,8 @@ const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
   --strategy S        ${STRATEGIES.join(' | ')} (default pct)
   --depth D           PCT depth d (default 2)
   --mode M            ${RUN_MODES.join(' | ')} (default inline)
-  --fix name=off      turn one HVMI mitigation off (repeatable): ${FIX_NAMES.join(', ')}
+  --fix name=off      turn one HVMI mitigation off (repeatable); the fixes:
+${FIX_NAMES.map((name) => `                        ${name}: ${FIX_DESCRIPTIONS[name]}`).join('\n')}
   --bug               turn off the fixes whose absence brings the scenario's own race back
   --replay FILE       follow a recorded trace (written by a failing run): its seed, schedule, mode and
                       fixes (--fix changes fixes on top of the recorded ones, --mode the host)
@@ -105,13 +106,6 @@ function parse(argv: readonly string[]): Options {
   };
 }
 
-function writeTrace(dir: string, report: RunReport): string {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, traceFileName(report));
-  writeFileSync(path, JSON.stringify(report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff })));
-  return path;
-}
-
 async function main(argv: readonly string[]): Promise<number> {
   let options: Options;
   try {
@@ -162,7 +156,7 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const goal of definition.windows) windowsReached[goal.name] = reports.filter((r) => r.windows.includes(goal.name)).length;
   const first = failures[0];
   let tracePath: string | null = null;
-  if (first !== undefined && first.mode !== 'free') tracePath = writeTrace(options.traceDir, first);
+  if (first !== undefined && first.mode !== 'free') tracePath = writeRunTrace(options.traceDir, first);
   if (options.json) {
     const out = {
       scenario: definition.name,

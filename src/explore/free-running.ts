@@ -73,7 +73,6 @@ export function runFree(options: FreeRunOptions): RunResult {
 function settle(session: Session, result: RunResult): RunResult {
   if (session.failed === null && session.status === 'running') {
     // Nothing relaunches them afterwards: the runner has returned.
-    session.preemptor = null;
     session.pauseVcpus();
     session.resumeVcpus();
   }

@@ -7,7 +7,10 @@
  * Pure 32-bit integer arithmetic: the same seed gives the same numbers on every machine.
  */
 
-/** A seed: a non-negative integer, or a string (a commit hash, a label) hashed to one. */
+/**
+ * A seed: a non-negative integer; or a string — decimal digits or "0x" hex are that number (what
+ * traces and command lines hold), anything else (a commit hash, a label) is hashed to one.
+ */
 export type Seed = number | bigint | string;
 
 const MASK64 = (1n << 64n) - 1n;
@@ -22,7 +25,8 @@ export function seedValue(seed: Seed): bigint {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`seed must be a non-negative safe integer, got ${seed}`);
     return BigInt(seed);
   }
-  if (/^(0x)?[0-9a-f]+$/i.test(seed) && seed.length <= 18) return BigInt(`0x${seed.replace(/^0x/i, '')}`) & MASK64;
+  if (/^\d{1,20}$/.test(seed)) return BigInt(seed) & MASK64;
+  if (/^0x[0-9a-f]{1,16}$/i.test(seed)) return BigInt(`0x${seed.slice(2)}`);
   // FNV-1a 64 over the UTF-8 bytes: stable for git hashes and arbitrary labels.
   let hash = 0xcbf29ce484222325n;
   for (const byte of new TextEncoder().encode(seed)) hash = ((hash ^ BigInt(byte)) * 0x100000001b3n) & MASK64;

@@ -58,6 +58,21 @@ export interface RunReport {
   readonly trace: Trace;
 }
 
+/**
+ * The guest clock of the deterministic modes: one interrupt source per vCPU, their periods a little
+ * apart so the vCPUs' ticks drift against each other.
+ */
+export function clockInterrupts(definition: Pick<ScenarioDefinition<ScenarioGuest>, 'clockVector' | 'vcpus' | 'bounds'>): InterruptSource[] {
+  const { clockVector, vcpus, bounds } = definition;
+  if (clockVector === undefined) return [];
+  return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
+}
+
+/** The run's trace as JSON, with what a replay needs: scenario, seed, strategy, mode, fixes. */
+export function traceJsonOf(report: RunReport): TraceJson {
+  return report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
+}
+
 /** The run failed: an oracle broke, the run did not complete, or the engine threw. */
 export function failed(report: RunReport): boolean {
   return report.violations.length > 0;
@@ -119,11 +134,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return this.session;
   }
 
-  /** Clock interrupts of the deterministic modes: one source per vCPU. */
   private interrupts(): InterruptSource[] {
-    const { clockVector, vcpus, bounds } = this.definition;
-    if (clockVector === undefined) return [];
-    return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
+    return clockInterrupts(this.definition);
   }
 
   /** One run from the initial snapshot. */
@@ -148,9 +160,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    */
   replay(recorded: TraceJson, fixes: Fixes): RunReport {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
-    // Traces store the seed's value in decimal (a string seed would be hashed differently).
-    const seed = /^\d+$/.test(recorded.seed) ? BigInt(recorded.seed) : recorded.seed;
-    return this.execute(seed, recorded.strategy, fixes, ({ session, trace, observe, startEngine, done }) => {
+    return this.execute(recorded.seed, recorded.strategy, fixes, ({ session, trace, observe, startEngine, done }) => {
       const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
       return { result, trace: result.trace };
     });
@@ -181,7 +191,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       events,
     };
     let early: EarlyStop | null = null;
-    const restart = (): void => session.restart({
+    const runOptions: Parameters<Session['restart']>[0] = {
       handler: introspection.handler,
       afterHandler: (hypervisor) => {
         introspection.afterHandler(hypervisor);
@@ -196,7 +206,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       },
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
       random: prng.fork('engine'),
-    });
+    };
     const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: fixesOff(fixes) };
     const context: RunContext = {
       session,
@@ -208,7 +218,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     };
     let outcome: { result: RunResult; trace: Trace };
     try {
-      restart();
+      session.restart(runOptions);
       outcome = body(context);
     } catch (error) {
       introspection.stop();

@@ -96,11 +96,6 @@ export class Detours {
     return detour ?? null;
   }
 
-  /** The detour whose handler contains `ptr` (thread safeness). */
-  handlerContaining(ptr: bigint): Detour | null {
-    return this.list.find((d) => ptr >= d.handler && ptr < d.handler + BigInt(d.handlerSize)) ?? null;
-  }
-
   /**
    * IntDetDisableAllHooks: the prologues come back and each handler's INT3 becomes a NOP of the
    * same size, so a thread already inside a handler runs on through it.

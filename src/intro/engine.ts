@@ -77,10 +77,6 @@ export class Introcore {
     for (const api of guest.hookedApis) this.detours.install(api.name, api.gva);
   }
 
-  get status(): 'active' | 'disabled' | 'uninitialised' {
-    return this.state;
-  }
-
   note(what: string, detail: NoteDetail = {}): void {
     this.glue.note(what, detail);
   }

@@ -1,7 +1,7 @@
 import { ExitAccess } from '../machine/layout.ts';
 import { accessReads, accessWrites, linearAddress, type DecodedInstruction } from './decoder.ts';
 import type { ExitEvent } from './glue.ts';
-import { HookFlag, HookType, type HookTypeCode } from './gpa-hooks.ts';
+import { HOOK_TYPES, HookFlag, HookType, type HookTypeCode } from './gpa-hooks.ts';
 import { IC_ANY_VAS } from './icache.ts';
 import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
 import type { Introcore } from './engine.ts';
@@ -126,7 +126,7 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   if ((access & ExitAccess.write) !== 0 && !ins.accesses.some((a) => accessReads(a.access))) access &= ~ExitAccess.read;
 
   const gpa = Number(exit.gpa);
-  const emulation: PendingEmulation = { apply: null };
+  const emulation: PendingEmulation = { apply: null, request: (apply) => void (emulation.apply ??= apply) };
   let action: IntroActionCode;
   if ((access & ExitAccess.execute) !== 0) {
     action = handleMemAccess(engine, event, ins, gpa, exit.gla, 1, HookType.execute, emulation);
@@ -146,9 +146,10 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   return action;
 }
 
-/** A callback's request to complete the instruction itself (applied only for allowedVirtual). */
+/** A callback's request to complete the instruction itself (applied only for allowedVirtual; the first request wins). */
 export interface PendingEmulation {
   apply: (() => void) | null;
+  readonly request: (apply: () => void) => void;
 }
 
 /**
@@ -194,10 +195,7 @@ export function handleMemAccess(
   let action: IntroActionCode = IntroAction.allowed;
   let found = false;
   const offset = gpa % PAGE;
-  const emulate = (apply: () => void): void => {
-    emulation.apply ??= apply;
-  };
-  for (const type of [HookType.read, HookType.write, HookType.execute] as const) {
+  for (const type of HOOK_TYPES) {
     if ((types & type) === 0) continue;
     const hooks = engine.hooks.hooksAt(gpa, type);
     for (let i = 0; i < hooks.length; i++) {
@@ -205,7 +203,7 @@ export function handleMemAccess(
       if ((hook.flags & (HookFlag.remove | HookFlag.disabled)) !== 0) continue;
       if (offset + size <= hook.offset || offset >= hook.offset + hook.length) continue;
       found = true;
-      const result = hook.callback(hook, { vcpuId: event.vcpuId, gpa, gla, size, type, instruction: ins, self: event.self, emulate });
+      const result = hook.callback(hook, { vcpuId: event.vcpuId, gpa, gla, size, type, instruction: ins, self: event.self, emulate: emulation.request });
       action = combineActions(action, result.action);
       if (result.status === IntStatus.removeHookOnRet || result.status === IntStatus.removeAndSkip) engine.hooks.remove(hook);
       if (result.status === IntStatus.skipOtherCallbacks || result.status === IntStatus.removeAndSkip) break;

@@ -79,9 +79,6 @@ export class GpaHookTable {
   private readonly pages = new Map<number, PageEntry>();
   private readonly removed: Record<HookTypeCode, GpaHook[]> = { 1: [], 2: [], 4: [] };
   private nextId = 1;
-  /** Hooks placed and deleted over the table's life (for statistics and leak checks). */
-  placed = 0;
-  deleted = 0;
 
   constructor(
     private readonly glue: Glue,
@@ -99,7 +96,6 @@ export class GpaHookTable {
     const entry = this.entry(gpaPage);
     entry.hooks[type].push(hook);
     if (entry.counts[type]++ === 0) this.applyRights(gpaPage, entry);
-    this.placed++;
     return hook;
   }
 
@@ -145,7 +141,6 @@ export class GpaHookTable {
       list.splice(list.indexOf(hook), 1);
       if (--entry.counts[type] === 0) this.applyRights(hook.gpaPage, entry);
       if (entry.counts[HookType.read] + entry.counts[HookType.write] + entry.counts[HookType.execute] === 0) this.pages.delete(hook.gpaPage);
-      this.deleted++;
     }
     queue.length = 0;
     return count;

@@ -217,11 +217,6 @@ export class InstructionCache {
     return count;
   }
 
-  /** Pages currently write-hooked for invalidation. */
-  get invalidationPages(): number {
-    return this.invalidations.size;
-  }
-
   private inSpace(entry: CacheEntry, cr3: bigint): boolean {
     return cr3 === IC_ANY_VAS || entry.global || entry.cr3 === cr3;
   }

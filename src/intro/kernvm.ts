@@ -54,12 +54,6 @@ export function tryReadGuestVirtual(memory: GuestMemory, cr3: number, gva: bigin
   return out;
 }
 
-/** Reads `length` bytes at `gva`; throws IntroError(pageNotPresent) when a page is not mapped. */
-export function readGuestVirtual(memory: GuestMemory, cr3: number, gva: bigint, length: number): Uint8Array {
-  const bytes = tryReadGuestVirtual(memory, cr3, gva, length);
-  if (bytes === null) throw new IntroError(IntStatus.pageNotPresent, `reading ${length} bytes at 0x${gva.toString(16)}`);
-  return bytes;
-}
 
 /**
  * Writes `bytes` at `gva` through the host mapping, one byte at a time like the engine's memcpy,

@@ -111,11 +111,6 @@ export class MemoryCloak {
     return this.regions;
   }
 
-  /** The live region containing `gva`, if any. */
-  regionAt(gva: bigint): CloakRegion | null {
-    return this.regions.find((r) => gva >= r.gva && gva < r.gva + BigInt(r.size)) ?? null;
-  }
-
   /** The bytes the guest should see at [gva, gva+length): memory with every cloaked byte replaced by its original. */
   guestView(gva: bigint, length: number, cr3: number): Uint8Array | null {
     const bytes = tryReadGuestVirtual(this.glue.memory, cr3, gva, length);

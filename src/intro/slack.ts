@@ -93,11 +93,6 @@ export class SlackAllocator {
     return [...this.live].sort((a, b) => (a.gva < b.gva ? -1 : a.gva > b.gva ? 1 : 0));
   }
 
-  /** The allocation containing `gva`, if any (IntMtblIsPtrInReloc and friends). */
-  find(gva: bigint): SlackAllocation | null {
-    return this.live.find((a) => gva >= a.gva && gva < a.gva + BigInt(a.size)) ?? null;
-  }
-
   /** IntSlackUninit: drops every record (memtable handlers are never freed one by one). */
   clear(): void {
     this.live.length = 0;

@@ -62,15 +62,8 @@ export const IntroAction = {
 } as const;
 export type IntroActionCode = (typeof IntroAction)[keyof typeof IntroAction];
 
-const ACTION_NAMES = ['allowed', 'allowedVirtual', 'allowedPatched', 'notAllowed', 'ignore', 'retry'] as const;
-export type IntroActionName = (typeof ACTION_NAMES)[number];
-
 export function combineActions(a: IntroActionCode, b: IntroActionCode): IntroActionCode {
   return a > b ? a : b;
-}
-
-export function actionName(action: IntroActionCode): IntroActionName {
-  return ACTION_NAMES[action];
 }
 
 /** An engine operation failed with an error-class status; the message says where and why. */

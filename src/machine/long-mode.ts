@@ -92,3 +92,30 @@ export function enterLongMode(state: VcpuState, options: LongModeOptions): void 
   state.set32('activity', 0);
 }
 
+
+/** How an IDT gate enters its handler. */
+export interface GateOptions {
+  /** A trap gate (IF stays as it was) instead of an interrupt gate (IF cleared). */
+  readonly trap?: boolean;
+  /** Highest CPL that may reach the gate with INT n. */
+  readonly dpl?: number;
+  /** Interrupt stack table slot (0: none). */
+  readonly ist?: number;
+  readonly present?: boolean;
+}
+
+/** Writes the 16-byte 64-bit IDT gate for `vector` (kernel code segment) into the IDT at `idtGpa`. */
+export function writeIdtGate(memory: GuestMemory, idtGpa: number, vector: number, handler: bigint, options: GateOptions = {}): void {
+  const type = options.trap === true ? 0xfn : 0xen;
+  const present = options.present === false ? 0n : 1n;
+  const low =
+    (handler & 0xffffn) |
+    (BigInt(Selector.kernelCode) << 16n) |
+    (BigInt(options.ist ?? 0) << 32n) |
+    (type << 40n) |
+    (BigInt(options.dpl ?? 0) << 45n) |
+    (present << 47n) |
+    (((handler >> 16n) & 0xffffn) << 48n);
+  memory.write64(idtGpa + vector * 16, low);
+  memory.write64(idtGpa + vector * 16 + 8, (handler >> 32n) & 0xffffffffn);
+}

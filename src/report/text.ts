@@ -39,15 +39,6 @@ export function parseStrategyLabel(label: string): { strategy: 'rr' | 'random' |
   return label === 'rr' || label === 'random' ? { strategy: label, depth: 2 } : null;
 }
 
-/**
- * Where a failing run's trace goes: scenario, seed, strategy, mode and the fixes that were off, so
- * two runs that differ only in their fixes never share a file.
- */
-export function traceFileName(report: Pick<RunReport, 'scenario' | 'seed' | 'strategy' | 'mode' | 'fixesOff'>, suffix = ''): string {
-  const strategy = report.strategy.replace(/[^a-z0-9]+/gi, '');
-  const fixes = report.fixesOff.length === 0 ? 'allfixes' : `off-${report.fixesOff.join('+')}`;
-  return `${report.scenario}-seed${report.seed}-${strategy}-${report.mode}-${fixes}${suffix}.json`;
-}
 
 /** `npx tsx scenarios/run.ts <name> --replay <file>`: follows the recorded schedule exactly. */
 export function replayCommand(scenario: string, tracePath: string, fixesOff: readonly FixName[]): string {

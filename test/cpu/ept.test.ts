@@ -7,7 +7,7 @@
  * the vCPU state and guest memory are compared with a snapshot taken before the run.
  */
 import test, { type ExecutionContext } from 'ava';
-import { Assembler, ebx, mem, qword, rax, rbx, rcx, type AssembledCode } from '../../src/asm/index.ts';
+import { ebx, mem, qword, rax, rbx, rcx, type AssembledCode } from '../../src/asm/index.ts';
 import { RunStop, type RunStopCode } from '../../src/cpu/cpu.ts';
 import { EptBits, EventInfo, ExitAccess, ExitEptFlags, ExitReason } from '../../src/cpu/state-block.ts';
 import { Vector } from '../../src/cpu/stop.ts';
@@ -31,15 +31,6 @@ function machine(): TestMachine {
   tm.tables.map(KERNEL + 0x1000n, PAGE_B, Pte.writable);
   tm.state().rflags = FLAGS;
   return tm;
-}
-
-/** Assembles code for linear address `linear` and writes it at guest-physical `gpa`. */
-function place(tm: TestMachine, linear: bigint, gpa: number, build: (a: Assembler) => void): AssembledCode {
-  const a = new Assembler(linear);
-  build(a);
-  const code = a.assemble();
-  tm.machine.memory.write(gpa, code.bytes);
-  return code;
 }
 
 interface Snapshot {
@@ -170,7 +161,7 @@ test('a fetch from an rw- page is an execute violation at the jump target', (t) 
   // Goal: instruction-fetch violation. Method: JMP RAX to code on a page with rights rw-; the jump itself completes, the target is not executed.
   const tm = machine();
   tm.machine.ept.setRights(PAGE_A, R | W);
-  place(tm, KERNEL + 0x10n, PAGE_A + 0x10, (a) => a.mov(rbx, 1).vmcall());
+  tm.assemble(KERNEL + 0x10n, (a) => a.mov(rbx, 1).vmcall(), PAGE_A + 0x10);
   const target = KERNEL + 0x10n;
   tm.state().setGpr('rax', target);
   tm.assemble(CODE, (a) => a.jmp(rax));
@@ -191,13 +182,13 @@ test('an instruction straddling into a non-executable page exits with execute ac
     const tm = machine();
     tm.machine.ept.setRights(PAGE_B, R | W);
     const start = KERNEL + 0xff0n;
-    const code = place(tm, start, PAGE_A + 0xff0, (a) => {
+    const code = tm.assemble(start, (a) => {
       a.mov(ebx, 1); // 5 bytes
       for (let i = 0; i < 7; i++) a.nop();
       a.label('straddle');
       a.mov(rax, 0x1122334455667788n).label('end'); // 10 bytes: 0xffc .. 0x1005
       a.vmcall();
-    });
+    }, PAGE_A + 0xff0);
     const straddle = code.addressOf('straddle');
     t.is(straddle, KERNEL + 0xffcn);
     tm.state().setGpr('rcx', entry === 'jump' ? straddle : start);

@@ -6,7 +6,7 @@
  * and the paging-structure entries themselves.
  */
 import test, { type ExecutionContext } from 'ava';
-import { Assembler, cr0, cr2, cr3, mem, qword, rax, rbp, rbx, rcx, rdx, rsi, rsp, type AssembledCode } from '../../src/asm/index.ts';
+import { Assembler, cr0, cr2, cr3, mem, qword, rax, rbp, rbx, rcx, rdx, rsi, rsp } from '../../src/asm/index.ts';
 import { RunStop, type RunStopCode } from '../../src/cpu/cpu.ts';
 import { ExitReason } from '../../src/cpu/state-block.ts';
 import { PfError, Vector } from '../../src/cpu/stop.ts';
@@ -27,15 +27,6 @@ const EFER_NXE = 0x800n;
 
 function machine(options: { user?: boolean } = {}): TestMachine {
   return new TestMachine({ exceptionBitmap: FAULT_EXITS, ...options });
-}
-
-/** Assembles code for linear address `linear` and writes it at guest-physical `gpa`. */
-function place(tm: TestMachine, linear: bigint, gpa: number, build: (a: Assembler) => void): AssembledCode {
-  const a = new Assembler(linear);
-  build(a);
-  const code = a.assemble();
-  tm.machine.memory.write(gpa, code.bytes);
-  return code;
 }
 
 /** GPAs of the paging-structure entries that translate `linear` (PML4E first, leaf last). */
@@ -119,10 +110,10 @@ test('2 MiB page: data accesses and instruction fetch go through the PS=1 PDE', 
   const memory = tm.machine.memory;
   memory.write64(0x600000 + 0x12348, 0x5555aaaa5555aaaan);
   tm.state().setGpr('rcx', 0x77n);
-  const far = place(tm, base + 0x1b000n, 0x61b000, (a) => {
+  const far = tm.assemble(base + 0x1b000n, (a) => {
     a.mov(rsi, 0xfeedn).label('end');
     a.vmcall();
-  });
+  }, 0x61b000);
   tm.assemble(CODE, (a) => {
     a.mov(rax, base).mov(rbx, qword(rax, 0x12348)).mov(qword(rax, 0x1f0008), rcx).mov(rdx, base + 0x1b000n).jmp(rdx);
   });
@@ -143,10 +134,10 @@ test('1 GiB page: data accesses and instruction fetch go through the PS=1 PDPTE'
   const memory = tm.machine.memory;
   memory.write64(0xa45678, 0x0102030405060708n);
   tm.state().setGpr('rcx', 0x99n);
-  const far = place(tm, base + 0x350000n, 0x350000, (a) => {
+  const far = tm.assemble(base + 0x350000n, (a) => {
     a.mov(rsi, 0xbeefn).label('end');
     a.vmcall();
-  });
+  }, 0x350000);
   tm.assemble(CODE, (a) => {
     a.mov(rax, base).mov(rbx, qword(rax, 0xa45678)).mov(qword(rax, 0xa456f0), rcx).mov(rdx, far.base).jmp(rdx);
   });
@@ -319,7 +310,7 @@ test('NX: with EFER.NXE=1 a fetch from an XD page faults with I/D set; data read
   // Goal: execute-disable (SDM §4.6) and the I/D error-code bit. Method: read from, then jump into, a page whose PTE has bit 63 set.
   const tm = machine();
   tm.tables.map(KERNEL, PAGE_A, Pte.writable | Pte.noExecute);
-  place(tm, KERNEL, PAGE_A, (a) => a.nop().vmcall());
+  tm.assemble(KERNEL, (a) => a.nop().vmcall(), PAGE_A);
   tm.assemble(CODE, (a) => {
     a.mov(rax, KERNEL).mov(rbx, qword(rax, 0)).jmp(rax);
   });
@@ -334,7 +325,7 @@ test('with EFER.NXE=0 bit 63 of a PTE is reserved: RSVD fault, and I/D stays cle
     const tm = machine();
     tm.state().set64('efer', tm.state().get64('efer') & ~EFER_NXE);
     tm.tables.map(KERNEL, PAGE_A, Pte.writable | Pte.noExecute);
-    place(tm, KERNEL, PAGE_A, (a) => a.nop().vmcall());
+    tm.assemble(KERNEL, (a) => a.nop().vmcall(), PAGE_A);
     const code = tm.assemble(CODE, (a) => {
       a.mov(rax, KERNEL).label('access');
       if (fetch) a.jmp(rax);
@@ -405,7 +396,7 @@ test('SMEP: a CPL0 fetch from a user page faults with I/D set; CPL0 data reads o
   tm.state().set64('cr4', tm.state().get64('cr4') | CR4_SMEP);
   tm.state().set64('efer', tm.state().get64('efer') & ~EFER_NXE);
   tm.tables.map(KERNEL, PAGE_A, Pte.writable | Pte.user);
-  place(tm, KERNEL, PAGE_A, (a) => a.nop().vmcall());
+  tm.assemble(KERNEL, (a) => a.nop().vmcall(), PAGE_A);
   tm.assemble(CODE, (a) => {
     a.mov(rax, KERNEL).mov(rbx, qword(rax, 0)).jmp(rax);
   });

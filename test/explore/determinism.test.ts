@@ -5,7 +5,7 @@
  * a pausing timer and injected interrupts, run for 200 seeds in both host kinds.
  */
 import test from 'ava';
-import { Prng } from '../../src/explore/prng.ts';
+import { Prng, seedValue } from '../../src/explore/prng.ts';
 import { replayTrace } from '../../src/explore/replay.ts';
 import { STRATEGIES, ReplayDivergence } from '../../src/explore/schedulers/index.ts';
 import { parseTraceJson } from '../../src/explore/trace.ts';
@@ -69,4 +69,13 @@ test.serial('replay of a changed guest says where it diverged', async (t) => {
   });
   t.regex(error?.message ?? '', /the replay diverged at entry #\d+\n {2}recorded: .+\n {2}now: {6}.+/);
   t.log(error?.message.split('\n').slice(0, 3).join('\n'));
+});
+
+test('seed strings: decimal digits and 0x hex are that number (as traces store them); other text is hashed', (t) => {
+  t.is(seedValue('10'), 10n, 'a trace seed "10" replays seed 10, not 0x10');
+  t.is(seedValue('0x10'), 16n);
+  t.is(seedValue('18446744073709551615'), (1n << 64n) - 1n);
+  t.not(seedValue('4eb99fd'), 0x4eb99fdn, 'a commit hash is a label');
+  t.is(seedValue('4eb99fd'), seedValue('4eb99fd'));
+  t.is(new Prng('26').nextU64(), new Prng(26).nextU64());
 });

@@ -14,7 +14,7 @@ import { Prng } from '../../src/explore/prng.ts';
 import { createScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
 import { HOOKED_APIS, Rva } from '../../src/guest/kernel.ts';
-import { KERNEL_BASE } from '../../src/guest/layout.ts';
+import { CLOCK_VECTOR, KERNEL_BASE } from '../../src/guest/layout.ts';
 import { NtGuest } from '../../src/guest/nt-guest.ts';
 import { SWITCHES } from '../../src/guest/switch-functions.ts';
 import { DEFAULT_FIXES } from '../../src/intro/fixes.ts';
@@ -42,7 +42,7 @@ test('without the engine, every thread computes the expected results (and takes 
   const session = Session.open({ machine: guest.machine, hosts: 'inline', handler });
   t.teardown(() => session.close());
   const trace = new Trace();
-  const interrupts = [0, 1, 2].map((vcpu) => ({ vcpu, vector: guest.clockVector, everySteps: 500 }));
+  const interrupts = [0, 1, 2].map((vcpu) => ({ vcpu, vector: CLOCK_VECTOR, everySteps: 500 }));
   const result = runDeterministic({ session, scheduler: createScheduler('random', new Prng(3), { vcpus: 3, slice: 100 }), trace, stepsMax: 1_000_000, interrupts });
   t.is(result.outcome, 'done');
   checkResults(t, guest);

@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
-import { failed, ScenarioRig, type RunReport } from '../../src/explore/scenario-rig.ts';
+import { failed, ScenarioRig, traceJsonOf, type RunReport } from '../../src/explore/scenario-rig.ts';
 import type { StrategyName } from '../../src/explore/schedulers/index.ts';
 import { parseTraceJson } from '../../src/explore/trace.ts';
 import { DEFAULT_FIXES, fixesWithout } from '../../src/intro/fixes.ts';
@@ -53,7 +53,7 @@ test('a failing trace, written as JSON, replays to the same failure inline and i
   t.teardown(() => Promise.all([inline.close(), workers.close()]));
   const report = firstFailure(inline, 'random', 2);
   if (report === null) return t.fail('no failure to replay');
-  const recorded = parseTraceJson(JSON.stringify(report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff })));
+  const recorded = parseTraceJson(JSON.stringify(traceJsonOf(report)));
   for (const rig of [inline, workers]) {
     const replay = rig.replay(recorded, bugOff);
     t.is(replay.hash, report.hash, `${rig.mode}: same trace hash`);
@@ -95,7 +95,7 @@ test('patching without pausing: a vCPU runs the new JMP into a handler not yet w
   t.regex(report.violations[0].detail, /bug-checked: vector 14 .* inside the mem-table handler/);
   t.true(report.windows.includes('vcpu-ran-mid-patch'));
   t.true(report.trace.choices.some((c) => c.kind === 'proceed'), 'the scheduler chose at preemption points inside the handler');
-  const replay = rig.replay(report.trace.toJson({ seed: report.seed, strategy: report.strategy, mode: 'inline' }), fixes);
+  const replay = rig.replay(traceJsonOf(report), fixes);
   t.is(replay.hash, report.hash);
   t.deepEqual(replay.violations, report.violations);
 });

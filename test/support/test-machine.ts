@@ -1,6 +1,6 @@
 import { Assembler, type AssembledCode } from '../../src/asm/index.ts';
 import type { Cpu, RunStopCode } from '../../src/cpu/cpu.ts';
-import { writeGdt, enterLongMode, Selector, TSS_BYTES } from '../../src/machine/long-mode.ts';
+import { writeGdt, writeIdtGate, enterLongMode, TSS_BYTES, type GateOptions } from '../../src/machine/long-mode.ts';
 import { Machine } from '../../src/machine/machine.ts';
 import { PageTableBuilder, Pte } from '../../src/machine/page-tables.ts';
 import type { VcpuState } from '../../src/machine/vcpu-state.ts';
@@ -85,30 +85,21 @@ export class TestMachine {
     return cpu;
   }
 
-  /** Assembles code at `address` (identity-mapped) and writes it into guest memory. */
-  assemble(address: bigint, build: (a: Assembler) => void): AssembledCode {
+  /**
+   * Assembles code for linear address `address` and writes it at guest-physical `gpa` (by default
+   * the same number: the identity-mapped range).
+   */
+  assemble(address: bigint, build: (a: Assembler) => void, gpa = Number(address)): AssembledCode {
     const a = new Assembler(address);
     build(a);
     const code = a.assemble();
-    this.machine.memory.write(Number(address), code.bytes);
+    this.machine.memory.write(gpa, code.bytes);
     return code;
   }
 
   /** Installs a 64-bit interrupt (or trap) gate for `vector`. */
-  setGate(vector: number, handler: bigint, options: { trap?: boolean; dpl?: number; ist?: number; present?: boolean } = {}): void {
-    const type = options.trap === true ? 0xfn : 0xen;
-    const present = options.present === false ? 0n : 1n;
-    const low =
-      (handler & 0xffffn) |
-      (BigInt(Selector.kernelCode) << 16n) |
-      (BigInt(options.ist ?? 0) << 32n) |
-      (type << 40n) |
-      (BigInt(options.dpl ?? 0) << 45n) |
-      (present << 47n) |
-      (((handler >> 16n) & 0xffffn) << 48n);
-    const memory = this.machine.memory;
-    memory.write64(Number(IDT) + vector * 16, low);
-    memory.write64(Number(IDT) + vector * 16 + 8, (handler >> 32n) & 0xffffffffn);
+  setGate(vector: number, handler: bigint, options: GateOptions = {}): void {
+    writeIdtGate(this.machine.memory, Number(IDT), vector, handler, options);
   }
 
   /** VM entry (after the test changed state) and run. */
