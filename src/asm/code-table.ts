@@ -101,7 +101,3 @@ export function knownMnemonics(): ReadonlySet<string> {
   return new Set(getTable().keys());
 }
 
-/** Name of an operand kind, for messages. */
-export function kindName(k: OpCodeOperandKind): string {
-  return iced.OpCodeOperandKind[k] as string;
-}

@@ -1,8 +1,5 @@
 import type { Insn } from './decode.ts';
 
-/** Compiled code of a block: runs the block, sets `cpu.rip`, returns instructions retired. */
-export type BlockFunction = (cpu: never) => number;
-
 /**
  * A decoded, compiled run of instructions that starts at one linear address and ends at a branch,
  * a serialising or exiting instruction, a page boundary or the size limit. Plain data plus one

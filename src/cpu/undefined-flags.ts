@@ -76,7 +76,3 @@ export function undefinedEffects(mnemonic: number, size: number, count = 0): Und
   return rule(size, count);
 }
 
-/** Mnemonics with any undefined effect, for reports. */
-export function mnemonicsWithUndefinedEffects(): readonly number[] {
-  return [...RULES.keys()];
-}

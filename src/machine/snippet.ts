@@ -17,8 +17,6 @@ export const SNIPPET_CODE_ADDRESS = 0x200000n;
 /** Stack given to snippets that do not set RSP: 64 KiB ending here. */
 export const SNIPPET_STACK_TOP = 0x1f0000n;
 const SNIPPET_STACK_BYTES = 0x10000;
-/** Highest address a snippet may use (RAM is at most 1 GiB and the top is reserved for tables). */
-export const SNIPPET_ADDRESS_LIMIT = 0x3ff00000n;
 
 /** One memory region to place before running. */
 export interface SnippetMemory {

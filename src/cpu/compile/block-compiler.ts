@@ -260,7 +260,3 @@ function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(' ');
 }
 
-/** The source of a block, for debugging generated code. */
-export function blockSource(block: Block): string {
-  return block.fn.toString();
-}

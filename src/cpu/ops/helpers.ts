@@ -88,4 +88,3 @@ export const helpers = Object.freeze({
   setFlagBits: system.setFlagBits,
 });
 
-export type Helpers = typeof helpers;
