@@ -57,8 +57,6 @@ export class Introcore {
   readonly memtables: MemTables;
   readonly detours: Detours;
   readonly stats: EngineStats = { eptViolations: 0, breakpoints: 0, timerTicks: 0, retries: { fetchFail: 0, toctou: 0, peerPatched: 0 }, integrityViolations: 0 };
-  /** Per relocated RIP, read violations each vCPU took there after it was first patched. */
-  readonly exitsAfterPatch = new Map<bigint, number[]>();
   private state: 'active' | 'disabled' | 'uninitialised' = 'active';
 
   /** IntGuestInit for a detected guest: reads the kernel image and places the API hooks. */
@@ -117,18 +115,6 @@ export class Introcore {
         this.note('integrity-violation', { owner: region.owner, gva: region.gva });
       }
     }
-  }
-
-  /** Counts exits at a relocated RIP after its patch (a vCPU should run the JMP instead). */
-  notePatchedRipExit(rip: bigint, vcpu: number): void {
-    const entry = this.memtables.entries().find((e) => e.rip === rip && e.relocations > 0);
-    if (entry === undefined) return;
-    let counts = this.exitsAfterPatch.get(rip);
-    if (counts === undefined) {
-      counts = new Array<number>(this.glue.vcpuCount).fill(0);
-      this.exitsAfterPatch.set(rip, counts);
-    }
-    counts[vcpu]++;
   }
 
   /**

@@ -89,7 +89,6 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   let access = exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute);
   const rip = self.rip();
   const cr3 = self.get64('cr3');
-  engine.notePatchedRipExit(rip, event.vcpuId);
 
   // 2. Decode through the icache (not for execute violations: the bytes are the faulting page).
   const useCache = engine.kernel.systemCr3 !== 0 && (access & ExitAccess.execute) === 0;
