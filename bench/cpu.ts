@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { TestMachine } from '../test/support/test-machine.ts';
-import { runNativeBatch, CODE_BASE, type GprName } from '../test/cpu/diff/native/native-runner.ts';
+import { nativeRunnerConfig, runNativeBatch, CODE_BASE, type GprName } from '../test/cpu/diff/native/native-runner.ts';
 import { Session } from '../actors/session.ts';
 import { runFree } from '../src/explore/free-running.ts';
 import { Trace } from '../src/explore/trace.ts';
@@ -100,6 +100,8 @@ const fmt = (rate: number): string => `${(rate / 1e6).toFixed(1)} M instr/s`;
 
 async function main(): Promise<void> {
   console.log(`node ${process.version}, ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, ${ITERATIONS} iterations × ${REPETITIONS} repetitions`);
+  const runner = nativeRunnerConfig();
+  console.log(`native runner: FS/GS bases through ${runner.fsgs}${runner.forced ? ' (forced)' : ''}, non-canonical RSP ${runner.nonCanonicalRsp}`);
   emulateInline(200_000); // warm-up: compile the blocks and let V8 optimise them
   const single = Array.from({ length: REPETITIONS }, () => emulateInline(ITERATIONS));
   const steps = single[0].steps;
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
   native(1, 100_000);
   const nativeSingle = Array.from({ length: REPETITIONS }, () => native(1, ITERATIONS));
   const nativeRate = median(nativeSingle.map((r) => steps / r.perThread[0]));
-  console.log(`\nguest loop: ${perIteration} instructions per iteration (switch table, arithmetic, push/call/ret/pop, lock inc)`);
+  console.log(`\nguest loop: ${perIteration.toFixed(2)} instructions per iteration (switch table, arithmetic, push/call/ret/pop, lock inc)`);
   console.log('\n1 vCPU');
   console.log(`  native floor      ${fmt(nativeRate)}`);
   console.log(`  emulator inline   ${fmt(emulatedRate)}   = 1/${(nativeRate / emulatedRate).toFixed(1)} of native (target ≥ 1/20)`);

@@ -17,6 +17,7 @@ test('20,000 random cases match the host CPU exactly', (t) => {
   const result = runDifferential({ seed: SEED, cases: CASES, maxMismatches: 3 });
   t.log(`${result.cases} cases in ${(result.elapsedMs / 1000).toFixed(2)} s, ${result.exceptions} raised exceptions`);
   t.is(result.cases, CASES);
+  t.is(result.unobservable, 0, 'cases the host could not observe');
   t.deepEqual(
     result.mismatches.map((m) => m.report),
     [],

@@ -41,7 +41,7 @@ const result = runDifferential({
   },
 });
 const rate = Math.round(result.cases / (result.elapsedMs / 1000));
-console.log(`${result.cases} cases in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate}/s), ${result.exceptions} raised exceptions, ${result.mismatches.length} mismatches`);
+console.log(`${result.cases} cases in ${(result.elapsedMs / 1000).toFixed(1)} s (${rate}/s), ${result.exceptions} raised exceptions, ${result.unobservable} not observable on this host, ${result.mismatches.length} mismatches`);
 console.log(`families: ${[...result.byFamily].map(([f, n]) => `${f} ${n}`).join(', ')}`);
 for (const mismatch of result.mismatches) {
   console.log(`\nMISMATCH (seed ${mismatch.seed}):\n${mismatch.report}`);

@@ -30,6 +30,9 @@ export interface DifferentialResult {
   readonly byCode: Map<string, number>;
   /** Cases where the host raised an exception (#DE, #GP...) and the emulator had to match it. */
   readonly exceptions: number;
+  /** Cases the host could not observe ('host-interrupted': non-canonical RSP on a host that
+   *  cannot return to it); not compared. The generator keeps RSP canonical, so 0 is expected. */
+  readonly unobservable: number;
   readonly elapsedMs: number;
 }
 
@@ -56,6 +59,7 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
   const byFamily = new Map<string, number>();
   const byCode = new Map<string, number>();
   let exceptions = 0;
+  let unobservable = 0;
   let done = 0;
   while (done < options.cases && mismatches.length < maxMismatches) {
     const batch: DiffCase[] = [];
@@ -75,6 +79,10 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
     );
     for (let i = 0; i < batch.length && mismatches.length < maxMismatches; i++) {
       const c = batch[i];
+      if (native[i].threads[0].status === 'host-interrupted') {
+        unobservable++;
+        continue;
+      }
       const emulated = machine.run({
         code: c.code,
         codeAddress: CODE_ADDRESS,
@@ -93,7 +101,7 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
     done += batch.length;
     options.onProgress?.(done, options.cases);
   }
-  return { cases: done, mismatches, byFamily, byCode, exceptions, elapsedMs: performance.now() - started };
+  return { cases: done, mismatches, byFamily, byCode, exceptions, unobservable, elapsedMs: performance.now() - started };
 }
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;

@@ -93,8 +93,11 @@ export interface NativeCase {
 
 export interface NativeThreadResult {
   /** 'end': reached the end address; 'signal': faulted/trapped;
-   *  'timeout': still running after timeoutMs (state where it was stopped). */
-  status: 'end' | 'signal' | 'timeout';
+   *  'timeout': still running after timeoutMs (state where it was stopped);
+   *  'host-interrupted': RSP was non-canonical when the host interrupted the
+   *  case, and this host cannot return to such a context (see
+   *  NativeRunnerConfig.nonCanonicalRsp): the case's own outcome is unknown. */
+  status: 'end' | 'signal' | 'timeout' | 'host-interrupted';
   /** Only for 'signal': the Linux signal number (SIG.*). */
   signal?: number;
   /** Only for 'signal': the kernel's REG_TRAPNO, i.e. the exception vector
@@ -133,7 +136,7 @@ const THREAD_IN_BYTES = 17 * 8; // 16 GPRs + rflags
 const OUT_HEADER_BYTES = 8; // magic, thread count
 const THREAD_OUT_BYTES = 184; // status, signo, trapno, err, faultAddr, rip, 16 GPRs, rflags, elapsedNs
 const WALL_BYTES = 8;
-const STATUS_NAMES = ['end', 'signal', 'timeout'] as const;
+const STATUS_NAMES = ['end', 'signal', 'timeout', 'host-interrupted'] as const;
 const U64_MAX = (1n << 64n) - 1n;
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -192,6 +195,30 @@ export function buildNativeRunner(): string {
   }
   builtPath = target;
   return target;
+}
+
+/** How the runner works on this host, as it prints it with `--print-config`. */
+export interface NativeRunnerConfig {
+  /** How cases get FS and GS bases 0: directly, or through the kernel (no FSGSBASE, or forced). */
+  fsgs: 'wrfsbase' | 'arch_prctl';
+  /** VCPUSIM_NATIVE_NO_FSGSBASE=1 chose the arch_prctl path. */
+  forced: boolean;
+  /** 'host-gp': this host turns any kernel entry during a case with a non-canonical RSP
+   *  into #GP(0); such results come back as 'host-interrupted'. */
+  nonCanonicalRsp: 'ok' | 'host-gp';
+}
+
+/** Environment variable that forces the runner's no-FSGSBASE path ('1'). */
+export const FORCE_NO_FSGSBASE_ENV = 'VCPUSIM_NATIVE_NO_FSGSBASE';
+
+/** Asks the runner (with this process's environment) how it runs cases here. */
+export function nativeRunnerConfig(): NativeRunnerConfig {
+  const run = spawnSync(buildNativeRunner(), ['--print-config'], { encoding: 'utf8', timeout: 30_000 });
+  const match = /^fsgs=(wrfsbase|arch_prctl) forced=([01]) noncanonical-rsp=(ok|host-gp)$/.exec(run.stdout.trim());
+  if (run.status !== 0 || match === null) {
+    throw new Error(`native runner --print-config failed (exit ${run.status ?? run.signal}): ${run.stdout}${run.stderr}`);
+  }
+  return { fsgs: match[1] as NativeRunnerConfig['fsgs'], forced: match[2] === '1', nonCanonicalRsp: match[3] as NativeRunnerConfig['nonCanonicalRsp'] };
 }
 
 function checkU64(value: bigint, what: string): bigint {

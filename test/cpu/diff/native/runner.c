@@ -68,12 +68,32 @@
  *
  *  FS and GS: glibc keeps its TLS at the FS base.  Running cases with the
  *    host's FS base would make fs:-prefixed accesses differ from an emulator
- *    (whose bases are 0) and let random code scribble over libc's TLS.  With
- *    FSGSBASE (Linux >= 5.9 on capable CPUs) both bases are 0 while a case
- *    runs and FS is restored afterwards, also after faults and after a case's
- *    own wrfsbase/wrgsbase.  Without FSGSBASE the case runs with the host's
- *    FS base (GS is 0 on Linux anyway).  The signal handler therefore never
- *    touches TLS (no errno, no stack protector, raw syscalls only).
+ *    (whose bases are 0) and let random code scribble over libc's TLS.  Both
+ *    bases are 0 while a case runs, and the host's are back afterwards, also
+ *    after faults and after a case's own wrfsbase/wrgsbase or segment load.
+ *    Two ways, chosen once at start-up:
+ *      - "wrfsbase": the kernel advertises FSGSBASE (AT_HWCAP2, Linux >= 5.9
+ *        on capable CPUs); the trampoline and the exit write the bases
+ *        directly (a few ns).
+ *      - "arch_prctl": otherwise, or when the environment variable
+ *        VCPUSIM_NATIVE_NO_FSGSBASE=1 forces it: the trampoline loads FS and
+ *        GS with the user data selector (descriptor base 0; the kernel keeps
+ *        selectors across context switches), and the exit gives FS the
+ *        host's base with one raw arch_prctl system call (~1-5 us), which
+ *        also puts the kernel's record right.  Some hypervisors let wrfsbase
+ *        run in user mode while the kernel does not know about it; this path
+ *        is right there too.
+ *    The signal handler may run with FS = 0 and never touches TLS (no
+ *    errno, no stack protector, raw syscalls only).
+ *
+ *  Non-canonical RSP: some hosts (seen under a paravirtualised hypervisor)
+ *    cannot return to user mode with a non-canonical RSP: a timer tick, an
+ *    IPI or a minor page fault during such a case comes back as #GP(0) at
+ *    whatever RIP the case had reached.  Start-up probes for it (one minor
+ *    fault with RSP non-canonical, no waiting).  On such a host a #GP(0)
+ *    with RSP non-canonical is reported as status 3, "host-interrupted": the
+ *    case's own outcome could not be observed; it is never passed off as
+ *    the case's fault.  `runner --print-config` prints both choices.
  *
  * ===========================================================================
  * Threads (benchmark mode): thread = worker *process*
@@ -154,7 +174,8 @@
  *   off  0  u32 magic        0x31525356 ("VSR1")
  *   off  4  u32 thread count
  *   then per thread (184 bytes):
- *     +0   u32 status        0 = reached end address, 1 = signal, 2 = timeout
+ *     +0   u32 status        0 = reached end address, 1 = signal, 2 = timeout,
+ *                            3 = host-interrupted (see "Non-canonical RSP")
  *     +4   u32 signo         0 for status 0, SIGALRM for status 2
  *     +8   u64 trapno        REG_TRAPNO (exception vector); 0 unless status 1
  *     +16  u64 err           REG_ERR (error code);          0 unless status 1
@@ -169,7 +190,8 @@
  * Malformed input: message on stderr, exit status 65.  I/O error: 74.
  * Runner-internal failure: message on stderr, exit status 70.
  * `runner --print-stub` prints the exit stub bytes (hex) for a disassembly
- * check.
+ * check; `runner --print-config` prints `fsgs=wrfsbase|arch_prctl
+ * forced=0|1 noncanonical-rsp=ok|host-gp` and exits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -216,6 +238,7 @@
 #define STATUS_END 0u
 #define STATUS_SIGNAL 1u
 #define STATUS_TIMEOUT 2u
+#define STATUS_HOST_INTERRUPTED 3u
 #define STATUS_RUNNING 0xffffffffu
 
 #define MAX_THREADS 2
@@ -344,10 +367,17 @@ __asm__(
 	 * always recover, and vcpu_recover restores FS whatever happened. */
 	"2:	movb $1, " C(OFF_IN_CASE) "\n"
 	"	cmpb $0, " C(OFF_HAVE_FSGSBASE) "\n"
-	"	je 3f\n"
+	"	je 5f\n"
 	"	xorl %eax, %eax\n"
 	"	wrfsbase %rax\n"
 	"	wrgsbase %rax\n"
+	"	jmp 3f\n"
+	/* No FSGSBASE: load both with the user data selector (SS's), whose
+	 * descriptor base is 0. No system call, and the kernel keeps the
+	 * selectors (so base 0) across context switches. */
+	"5:	movl %ss, %eax\n"
+	"	movl %eax, %fs\n"
+	"	movl %eax, %gs\n"
 	"3:	pushq " C(OFF_IN_RFLAGS) "\n"
 	"	popfq\n"
 	/* From here on: mov only, nothing may change a flag. */
@@ -404,9 +434,18 @@ __asm__(
 	".globl vcpu_recover\n"
 	"vcpu_recover:\n"
 	"	cmpb $0, " C(OFF_HAVE_FSGSBASE) "\n"
-	"	je 4f\n"
+	"	je 6f\n"
 	"	movq " C(OFF_HOST_FS) ", %rax\n"
 	"	wrfsbase %rax\n"
+	"	jmp 4f\n"
+	/* Only the kernel can give FS its base back (selector 0, base above
+	 * 4 GiB); the case may have changed it (wrfsbase where the CPU allows
+	 * it, a segment load). GS keeps the data selector, base 0, which is
+	 * what Linux gives user GS (start-up checked the host's GS base is 0). */
+	"6:	movl $" STR(SYS_arch_prctl) ", %eax\n"
+	"	movl $" STR(ARCH_SET_FS) ", %edi\n"
+	"	movq " C(OFF_HOST_FS) ", %rsi\n"
+	"	syscall\n"
 	"4:	fninit\n"
 	"	fldcw " C(OFF_HOST_FCW) "\n"
 	"	ldmxcsr " C(OFF_HOST_MXCSR) "\n"
@@ -499,6 +538,15 @@ static const int gpr_greg[16] = {
 	REG_R8,  REG_R9,  REG_R10, REG_R11, REG_R12, REG_R13, REG_R14, REG_R15,
 };
 
+/* Set once by probe_noncanonical_rsp() before any case (and before the worker
+ * process is forked, which inherits it). */
+static uint8_t host_gp_on_noncanonical_rsp;
+
+static int is_canonical(uint64_t address)
+{
+	return (uint64_t)((int64_t)(address << 16) >> 16) == address;
+}
+
 /* May run with the case's FS base (0): must not touch TLS. */
 static NO_STACK_PROTECTOR void on_signal(int sig, siginfo_t *si, void *ucv)
 {
@@ -532,7 +580,10 @@ static NO_STACK_PROTECTOR void on_signal(int sig, siginfo_t *si, void *ucv)
 			return;
 		s->status = STATUS_TIMEOUT;
 	} else {
-		s->status = STATUS_SIGNAL;
+		s->status = host_gp_on_noncanonical_rsp && sig == SIGSEGV && g[REG_TRAPNO] == 13 && g[REG_ERR] == 0 &&
+				    !is_canonical((uint64_t)g[REG_RSP])
+			? STATUS_HOST_INTERRUPTED
+			: STATUS_SIGNAL;
 		s->trapno = (uint64_t)g[REG_TRAPNO];
 		s->err = (uint64_t)g[REG_ERR];
 		s->fault_addr = (uint64_t)(uintptr_t)si->si_addr;
@@ -573,17 +624,32 @@ static void map_fixed(uintptr_t addr, size_t len, int prot, int share, const cha
 		die(EXIT_INTERNAL, "the %s region landed at %p instead of %#lx", what, p, (unsigned long)addr);
 }
 
+/* VCPUSIM_NATIVE_NO_FSGSBASE=1 takes the arch_prctl path on any CPU, so a
+ * machine with FSGSBASE tests the path the others take. */
+static int fsgsbase_forced_off(void)
+{
+	const char *v = getenv("VCPUSIM_NATIVE_NO_FSGSBASE");
+	if (v == NULL || *v == 0 || strcmp(v, "0") == 0)
+		return 0;
+	if (strcmp(v, "1") != 0)
+		die(EXIT_BAD_INPUT, "VCPUSIM_NATIVE_NO_FSGSBASE must be 0 or 1, got '%s'", v);
+	return 1;
+}
+
 static void init_control(void)
 {
-	uintptr_t fs = 0;
-	if (syscall(SYS_arch_prctl, ARCH_GET_FS, &fs) != 0)
-		die(EXIT_INTERNAL, "arch_prctl(ARCH_GET_FS): %s", strerror(errno));
+	uintptr_t fs = 0, gs = 0;
+	if (syscall(SYS_arch_prctl, ARCH_GET_FS, &fs) != 0 || syscall(SYS_arch_prctl, ARCH_GET_GS, &gs) != 0)
+		die(EXIT_INTERNAL, "arch_prctl(ARCH_GET_FS/GS): %s", strerror(errno));
+	if (gs != 0)
+		die(EXIT_INTERNAL, "the host's GS base is %#lx, not 0: cases could not get it back", (unsigned long)gs);
 	CTL->host_fs = fs;
 	CTL->entry = CODE_BASE;
 	CTL->case_mxcsr = 0x1f80;
 	__builtin_cpu_init();
 	CTL->have_avx = __builtin_cpu_supports("avx") ? 1 : 0;
-	CTL->have_fsgsbase = (getauxval(AT_HWCAP2) & 2 /* HWCAP2_FSGSBASE */) ? 1 : 0;
+	int hw = (getauxval(AT_HWCAP2) & 2 /* HWCAP2_FSGSBASE */) ? 1 : 0;
+	CTL->have_fsgsbase = hw && !fsgsbase_forced_off();
 }
 
 static void install_handlers(void)
@@ -667,6 +733,8 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
+static void write_stub(unsigned char *stub);
+
 /* ---- running a case in this context --------------------------------------- */
 
 static void run_here(void)
@@ -689,6 +757,36 @@ static void run_here(void)
 		memcpy(s->out_gpr, CTL->out_gpr, sizeof s->out_gpr);
 		s->out_rflags = CTL->out_rflags;
 	}
+}
+
+/* One case with RSP non-canonical whose only load touches a page that is not
+ * yet mapped in: the kernel handles the minor fault and returns to the case,
+ * which a faithful host survives.  Costs one page fault, no waiting. */
+static void probe_noncanonical_rsp(void)
+{
+	static const unsigned char load[] = {0x8a, 0x03}; /* mov al, [rbx] */
+	unsigned char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED)
+		die(EXIT_INTERNAL, "probe page: %s", strerror(errno));
+	unsigned char *code = (unsigned char *)CODE_BASE;
+	memcpy(code, load, sizeof load);
+	write_stub(code + sizeof load);
+	memset(CTL->in_gpr, 0, sizeof CTL->in_gpr);
+	CTL->in_gpr[3] = (uint64_t)(uintptr_t)page;  /* rbx */
+	CTL->in_gpr[4] = 0x8000000000000000ull;       /* rsp */
+	CTL->in_rflags = 0;
+	shm->timeout_ns = 1000000000u;
+	shm->serial = UINT64_MAX;
+	shm->end_addr = CODE_BASE + sizeof load;
+	run_here();
+	struct slot *s = &shm->slots[0];
+	if (s->status == STATUS_SIGNAL && s->signo == SIGSEGV && s->trapno == 13)
+		host_gp_on_noncanonical_rsp = 1;
+	else if (s->status != STATUS_END)
+		die(EXIT_INTERNAL, "the non-canonical RSP probe ended with status %u signal %u vector %llu",
+		    s->status, s->signo, (unsigned long long)s->trapno);
+	memset(code, 0, sizeof load + STUB_LEN);
+	munmap(page, 4096);
 }
 
 /* ---- the worker process (execution context 1) ------------------------------ */
@@ -831,8 +929,9 @@ int main(int argc, char **argv)
 		printf("\n");
 		return 0;
 	}
-	if (argc != 1)
-		die(EXIT_BAD_INPUT, "usage: %s [--print-stub] < cases > results", argv[0]);
+	int print_config = argc == 2 && strcmp(argv[1], "--print-config") == 0;
+	if (argc != 1 && !print_config)
+		die(EXIT_BAD_INPUT, "usage: %s [--print-stub | --print-config] < cases > results", argv[0]);
 
 	main_pid = getpid();
 	static char inbuf[1 << 20], outbuf[1 << 20];
@@ -858,6 +957,13 @@ int main(int argc, char **argv)
 
 	init_control();
 	install_handlers();
+	probe_noncanonical_rsp(); /* uses the handlers; before seccomp: nothing to trap yet */
+	if (print_config) {
+		printf("fsgs=%s forced=%d noncanonical-rsp=%s\n", CTL->have_fsgsbase ? "wrfsbase" : "arch_prctl",
+		       fsgsbase_forced_off(), host_gp_on_noncanonical_rsp ? "host-gp" : "ok");
+		fflush(stdout);
+		_exit(0);
+	}
 	install_seccomp(); /* before the worker is forked: it inherits it */
 
 	pthread_t wd;
