@@ -1,5 +1,5 @@
-import { findScenario } from '../scenarios/index.ts';
-import { failed, ScenarioRig } from '../src/explore/scenario-rig.ts';
+import { findScenario, loadScenarioModules } from '../scenarios/index.ts';
+import { failed, ScenarioRig, traceJsonOf } from '../src/explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
 import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
 import { fixesWithout } from '../src/intro/fixes.ts';
@@ -11,11 +11,17 @@ import { fixesWithout } from '../src/intro/fixes.ts';
  */
 
 const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
+const loaded = new Set<string>();
 
 export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
   const key = `${task.scenario}/${task.mode}`;
   let report;
   try {
+    const modules = task.modules.filter((path) => !loaded.has(path));
+    if (modules.length > 0) {
+      await loadScenarioModules(modules);
+      for (const path of modules) loaded.add(path);
+    }
     let rig = rigs.get(key);
     if (rig === undefined) {
       rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
@@ -23,24 +29,24 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     }
     report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(task.fixesOff) });
   } catch (error) {
-    // One broken run is one failed result with its seed, not the end of the campaign; this
+    // One broken task is one error result with its seed, not the end of the campaign; this
     // thread's rig may be in any state, so the next task starts a new one.
     const rig = rigs.get(key);
     rigs.delete(key);
     void rig?.close();
     const message = error instanceof Error ? error.message : String(error);
-    return { seed: task.seed, strategy: task.strategy, failed: true, invariant: 'exception', detail: message.split('\n')[0], windows: [], hash: '', steps: 0, durationMs: 0 };
+    return { seed: task.seed, strategy: task.strategy, failed: true, oracles: [], detail: null, windows: [], hash: '', steps: 0, durationMs: 0, error: message.split('\n')[0] };
   }
-  const first = report.violations[0];
   return {
     seed: task.seed,
     strategy: report.strategy,
     failed: failed(report),
-    invariant: first?.oracle ?? null,
-    detail: first?.detail.split('\n')[0] ?? null,
+    oracles: report.violations.map((v) => v.oracle),
+    detail: report.violations[0]?.detail.split('\n')[0] ?? null,
     windows: report.windows,
     hash: report.hash,
     steps: report.steps,
     durationMs: report.durationMs,
+    ...(task.withTrace === true ? { trace: traceJsonOf(report) } : {}),
   };
 }

@@ -1,13 +1,20 @@
 import { Piscina } from 'piscina';
 import type { FixName } from '../intro/fixes.ts';
-import type { RunMode } from './scenario-rig.ts';
-import { STRATEGIES, type StrategyName } from './schedulers/index.ts';
+import { fixesWithout } from '../intro/fixes.ts';
+import { failed, ScenarioRig, type RunMode, type RunReport } from './scenario-rig.ts';
+import type { ScenarioDefinition, ScenarioGuest } from './scenario.ts';
+import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/index.ts';
+import type { TraceJson } from './trace-json.ts';
+import { firstDivergence } from './trace.ts';
 
 /**
  * A campaign: many seeds of many scenarios, one deterministic run per piscina task, rows of
- * (scenario, fixes) run one after another so each row's runs/s is its own. The pool's task
- * module (workers/campaign-bootstrap.mjs) runs each task on a per-thread rig; this module only
- * spreads the seeds and adds up what comes back.
+ * (scenario, fixes) run one after another so each row's runs/s is its own. Results are added up
+ * as they arrive (memory does not grow with the number of runs) with a bounded number of tasks in
+ * flight, so a stop request ends the campaign after the runs already started. After each row, a
+ * sample of its seeds — always including its first failure — is run again here, on a guest built
+ * in this thread: the same seed must give the same trace hash, or the row is reported
+ * nondeterministic with the first entry where the two runs part.
  */
 
 /** One task: one run. */
@@ -18,6 +25,10 @@ export interface CampaignTask {
   readonly depth: number;
   readonly mode: RunMode;
   readonly fixesOff: readonly FixName[];
+  /** Modules of scenarios that are not built in, loaded by the pool thread first (absolute paths). */
+  readonly modules: readonly string[];
+  /** Send the run's trace back (for a determinism check that failed). */
+  readonly withTrace?: boolean;
 }
 
 /** What a run sends back: small and structured-clone friendly. */
@@ -25,18 +36,17 @@ export interface CampaignResult {
   readonly seed: number;
   readonly strategy: string;
   readonly failed: boolean;
-  readonly invariant: string | null;
+  /** Every broken oracle, first the one that broke first. */
+  readonly oracles: readonly string[];
+  /** First line of the first violation. */
   readonly detail: string | null;
   readonly windows: readonly string[];
   readonly hash: string;
   readonly steps: number;
   readonly durationMs: number;
-}
-
-/** A strategy and, for PCT, its depth. Seeds take the plans in turn. */
-export interface StrategyPlan {
-  readonly strategy: StrategyName;
-  readonly depth: number;
+  /** The task itself failed (the scenario could not be built, the rig threw): no run result. */
+  readonly error?: string;
+  readonly trace?: TraceJson;
 }
 
 /** "random,pct:2" → plans; one clear error for a bad item. */
@@ -54,18 +64,70 @@ export interface CampaignRow {
   readonly scenario: string;
   /** The bug this row brings back, or null for the all-fixes-on row. */
   readonly bug: string | null;
+  /** The oracle that must break for the bug to count as found (null for the all-fixes-on row). */
+  readonly caughtBy: string | null;
   readonly fixesOff: readonly FixName[];
   readonly windowGoals: readonly string[];
 }
 
+/** A failing (or finding) run of a row, enough to report it and run it again. */
+export interface RowRun {
+  readonly seed: number;
+  readonly plan: StrategyPlan;
+  readonly strategy: string;
+  readonly oracle: string;
+  readonly detail: string | null;
+  readonly hash: string;
+}
+
+/** A seed that gave another trace when run again here. */
+export interface Nondeterminism {
+  readonly seed: number;
+  readonly poolHash: string;
+  readonly hereHash: string;
+  /** Where the two traces part (or why it could not be told). */
+  readonly divergence: string;
+}
+
 export interface RowSummary extends CampaignRow {
   readonly runs: number;
+  /** Runs that broke any invariant. */
   readonly failures: number;
-  readonly firstFailure: { readonly seed: number; readonly plan: StrategyPlan; readonly strategy: string; readonly invariant: string | null; readonly detail: string | null } | null;
+  /** Runs that broke `caughtBy` (the bug found); 0 for the all-fixes-on row. */
+  readonly found: number;
+  readonly firstFailure: RowRun | null;
+  /** The first run that broke `caughtBy`. */
+  readonly firstFound: RowRun | null;
+  /** Tasks that failed to produce a run, and the first such error with its seed. */
+  readonly errors: number;
+  readonly firstError: { readonly seed: number; readonly message: string } | null;
   /** Runs that reached each window goal. */
   readonly windows: Readonly<Record<string, number>>;
-  readonly byStrategy: Readonly<Record<string, { runs: number; failures: number; firstFailingSeed: number | null }>>;
+  readonly byStrategy: Readonly<Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }>>;
   readonly runsPerSecond: number;
+  /** False when the campaign was stopped during this row. */
+  readonly complete: boolean;
+  /** Seeds run again here, and those whose trace differed. */
+  readonly determinism: { readonly checked: readonly number[]; readonly nondeterministic: readonly Nondeterminism[] };
+  /** The row's first failure as run again here (its trace, for the report): not sent as JSON. */
+  readonly report?: RunReport;
+}
+
+/** A row passes when its bug was found (or, for the all-fixes-on row, nothing broke), no task failed, every seed reproduced. */
+export function rowPassed(row: RowSummary): boolean {
+  const expected = row.bug === null ? row.failures === 0 : row.found > 0;
+  return expected && row.errors === 0 && row.determinism.nondeterministic.length === 0;
+}
+
+/** Why a row did not pass, in one line. */
+export function rowProblem(row: RowSummary): string | null {
+  if (rowPassed(row)) return null;
+  const name = `${row.scenario} (${row.bug ?? 'all fixes on'})`;
+  if (row.determinism.nondeterministic.length > 0) return `${name}: seed ${row.determinism.nondeterministic[0].seed} did not reproduce (nondeterministic)`;
+  if (row.errors > 0) return `${name}: ${row.errors} task(s) failed; first, seed ${row.firstError?.seed}: ${row.firstError?.message}`;
+  if (row.bug === null) return `${name}: ${row.failures} run(s) failed with every fix on; first, seed ${row.firstFailure?.seed}: ${row.firstFailure?.oracle}`;
+  const other = row.failures > 0 ? ` (${row.failures} run(s) failed, but none broke ${row.caughtBy}; first: ${row.firstFailure?.oracle})` : '';
+  return `${name}: ${row.caughtBy} never broke in ${row.runs} runs${other}`;
 }
 
 export interface CampaignOptions {
@@ -77,63 +139,182 @@ export interface CampaignOptions {
   readonly threads: number;
   /** The piscina task module (file URL). */
   readonly taskModule: URL;
+  /** Scenario modules the pool threads load (absolute paths). */
+  readonly modules: readonly string[];
+  /** The scenario definitions by name, for the runs made here. */
+  readonly scenario: (name: string) => ScenarioDefinition<ScenarioGuest>;
+  /** Seeds per row (its first ones) run again here besides its first failure; 0: only failures. */
+  readonly determinismSample: number;
   readonly onProgress?: (done: number, total: number, failing: number) => void;
+  /** Polled before each task: true ends the campaign after the runs in flight. */
+  readonly shouldStop?: () => boolean;
+}
+
+/** Adds up one row's results as they arrive. */
+class RowAccumulator {
+  runs = 0;
+  failures = 0;
+  found = 0;
+  errors = 0;
+  firstFailure: RowRun | null = null;
+  firstFound: RowRun | null = null;
+  firstError: { seed: number; message: string } | null = null;
+  readonly windows: Record<string, number> = {};
+  readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
+  /** Hashes of the sample seeds (the first ones of the row). */
+  readonly sampleHashes = new Map<number, string>();
+
+  constructor(private readonly row: CampaignRow, private readonly sampleSeeds: ReadonlySet<number>) {
+    for (const goal of row.windowGoals) this.windows[goal] = 0;
+  }
+
+  add(result: CampaignResult, plan: StrategyPlan): void {
+    if (result.error !== undefined) {
+      this.errors++;
+      if (this.firstError === null || result.seed < this.firstError.seed) this.firstError = { seed: result.seed, message: result.error };
+      return;
+    }
+    this.runs++;
+    if (this.sampleSeeds.has(result.seed)) this.sampleHashes.set(result.seed, result.hash);
+    for (const goal of result.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
+    const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
+    entry.runs++;
+    if (!result.failed) return;
+    const run: RowRun = { seed: result.seed, plan, strategy: result.strategy, oracle: result.oracles[0], detail: result.detail, hash: result.hash };
+    this.failures++;
+    entry.failures++;
+    if (entry.firstFailingSeed === null || result.seed < entry.firstFailingSeed) entry.firstFailingSeed = result.seed;
+    if (this.firstFailure === null || result.seed < this.firstFailure.seed) this.firstFailure = run;
+    if (this.row.caughtBy !== null && result.oracles.includes(this.row.caughtBy)) {
+      this.found++;
+      entry.found++;
+      if (this.firstFound === null || result.seed < this.firstFound.seed) this.firstFound = { ...run, oracle: this.row.caughtBy };
+    }
+  }
+}
+
+/** Runs kept here (main thread) for re-running seeds: one rig per scenario and mode. */
+class LocalRigs {
+  private readonly rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
+
+  constructor(private readonly scenario: (name: string) => ScenarioDefinition<ScenarioGuest>) {}
+
+  get(name: string, mode: RunMode): ScenarioRig<ScenarioGuest> {
+    const key = `${name}/${mode}`;
+    let rig = this.rigs.get(key);
+    if (rig === undefined) {
+      rig = ScenarioRig.open(this.scenario(name), mode);
+      this.rigs.set(key, rig);
+    }
+    return rig;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.rigs.values()].map((rig) => rig.close()));
+    this.rigs.clear();
+  }
 }
 
 export async function runCampaign(options: CampaignOptions): Promise<RowSummary[]> {
-  const { rows, runs, firstSeed, plans, mode, threads } = options;
+  const { rows, runs, firstSeed, plans, mode, threads, modules } = options;
   const pool = new Piscina<CampaignTask, CampaignResult>({ filename: options.taskModule.href, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
+  const local = new LocalRigs(options.scenario);
   const total = rows.length * runs;
+  const inFlightMax = threads * 4;
   let done = 0;
   let failing = 0;
   const summaries: RowSummary[] = [];
+  const stopping = (): boolean => options.shouldStop?.() === true;
   try {
     // Warm-up, not counted: each thread loads the code and builds its rig before the clock starts.
     const warm = rows[0];
     if (warm !== undefined) {
-      await Promise.all(Array.from({ length: threads }, () => pool.run({ scenario: warm.scenario, seed: 0, strategy: plans[0].strategy, depth: plans[0].depth, mode, fixesOff: warm.fixesOff })));
+      await Promise.all(Array.from({ length: threads }, () => pool.run({ scenario: warm.scenario, seed: 0, strategy: plans[0].strategy, depth: plans[0].depth, mode, fixesOff: warm.fixesOff, modules })));
     }
     for (const row of rows) {
+      if (stopping()) break;
       const started = performance.now();
-      const results = await Promise.all(
-        Array.from({ length: runs }, async (_, k) => {
-          const plan = plans[k % plans.length];
-          const result = await pool.run({ scenario: row.scenario, seed: firstSeed + k, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff });
+      const sampleSeeds = new Set(Array.from({ length: Math.min(options.determinismSample, runs) }, (_, k) => firstSeed + k));
+      const acc = new RowAccumulator(row, sampleSeeds);
+      const task = (k: number): CampaignTask => {
+        const plan = plans[k % plans.length];
+        return { scenario: row.scenario, seed: firstSeed + k, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff, modules };
+      };
+      const inFlight = new Set<Promise<void>>();
+      let submitted = 0;
+      while (submitted < runs && !stopping()) {
+        const k = submitted++;
+        const plan = plans[k % plans.length];
+        const promise = pool.run(task(k)).then((result) => {
+          acc.add(result, plan);
           done++;
-          if (result.failed) failing++;
+          if (result.failed || result.error !== undefined) failing++;
           options.onProgress?.(done, total, failing);
-          return result;
-        }),
-      );
-      summaries.push(summarize(row, results, plans, firstSeed, (performance.now() - started) / 1000));
+        });
+        inFlight.add(promise);
+        void promise.finally(() => inFlight.delete(promise));
+        if (inFlight.size >= inFlightMax) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      const seconds = (performance.now() - started) / 1000;
+      const check = await checkRow(row, acc, mode, local, pool, (seed) => task(seed - firstSeed));
+      summaries.push({
+        ...row,
+        runs: acc.runs,
+        failures: acc.failures,
+        found: acc.found,
+        firstFailure: acc.firstFailure,
+        firstFound: acc.firstFound,
+        errors: acc.errors,
+        firstError: acc.firstError,
+        windows: acc.windows,
+        byStrategy: acc.byStrategy,
+        runsPerSecond: acc.runs / seconds,
+        complete: submitted === runs,
+        determinism: check.determinism,
+        ...(check.report !== undefined ? { report: check.report } : {}),
+      });
     }
   } finally {
-    await pool.destroy();
+    await Promise.all([pool.destroy(), local.close()]);
   }
   return summaries;
 }
 
-function summarize(row: CampaignRow, results: readonly CampaignResult[], plans: readonly StrategyPlan[], firstSeed: number, seconds: number): RowSummary {
-  const failures = results.filter((r) => r.failed).sort((a, b) => a.seed - b.seed);
-  const windows: Record<string, number> = {};
-  for (const goal of row.windowGoals) windows[goal] = results.filter((r) => r.windows.includes(goal)).length;
-  const byStrategy: Record<string, { runs: number; failures: number; firstFailingSeed: number | null }> = {};
-  for (const r of results) {
-    const entry = (byStrategy[r.strategy] ??= { runs: 0, failures: 0, firstFailingSeed: null });
-    entry.runs++;
-    if (r.failed) {
-      entry.failures++;
-      if (entry.firstFailingSeed === null || r.seed < entry.firstFailingSeed) entry.firstFailingSeed = r.seed;
+/**
+ * Runs the row's sample seeds and its first failure again here. A different hash is a
+ * nondeterministic row: the pool's trace is fetched and compared entry by entry.
+ */
+async function checkRow(
+  row: CampaignRow, acc: RowAccumulator, mode: RunMode, local: LocalRigs, pool: Piscina<CampaignTask, CampaignResult>, taskOf: (seed: number) => CampaignTask,
+): Promise<{ determinism: RowSummary['determinism']; report?: RunReport }> {
+  const wanted = new Map<number, string>(acc.sampleHashes);
+  const shown = acc.firstFound ?? acc.firstFailure;
+  if (shown !== null) wanted.set(shown.seed, shown.hash);
+  const nondeterministic: Nondeterminism[] = [];
+  let report: RunReport | undefined;
+  let rig: ScenarioRig<ScenarioGuest>;
+  try {
+    rig = local.get(row.scenario, mode);
+  } catch (error) {
+    // The scenario cannot be built here either: the tasks' errors usually say so already.
+    if (acc.errors === 0) {
+      acc.errors++;
+      acc.firstError = { seed: -1, message: `building it in the main thread: ${error instanceof Error ? error.message : String(error)}` };
     }
+    return { determinism: { checked: [], nondeterministic } };
   }
-  const first = failures[0];
-  return {
-    ...row,
-    runs: results.length,
-    failures: failures.length,
-    firstFailure: first === undefined ? null : { seed: first.seed, plan: plans[(first.seed - firstSeed) % plans.length], strategy: first.strategy, invariant: first.invariant, detail: first.detail },
-    windows,
-    byStrategy,
-    runsPerSecond: results.length / seconds,
-  };
+  for (const [seed, poolHash] of [...wanted].sort((a, b) => a[0] - b[0])) {
+    const task = taskOf(seed);
+    const here = rig.run({ seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(row.fixesOff) });
+    if (seed === shown?.seed && failed(here)) report = here;
+    if (here.hash === poolHash) continue;
+    const pooled = await pool.run({ ...task, withTrace: true });
+    const divergence = pooled.trace === undefined
+      ? `the pool's run failed this time: ${pooled.error ?? 'no trace'}`
+      : firstDivergence(pooled.trace.entries, here.trace.entries, ['pool', 'here']) ?? 'the entries agree; the hashes do not';
+    nondeterministic.push({ seed, poolHash, hereHash: here.hash, divergence });
+  }
+  return { determinism: { checked: [...wanted.keys()].sort((a, b) => a - b), nondeterministic }, ...(report !== undefined ? { report } : {}) };
 }
+

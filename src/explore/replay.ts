@@ -2,7 +2,8 @@ import type { EventSink } from '../../actors/events.ts';
 import type { Session } from '../../actors/session.ts';
 import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
 import { ReplayDivergence, ReplayScheduler } from './schedulers/replay.ts';
-import { Trace, type TraceJson } from './trace.ts';
+import type { TraceJson } from './trace-json.ts';
+import { Trace } from './trace.ts';
 
 /**
  * Re-executes a recorded run by following its schedule, checking every trace entry against the

@@ -9,8 +9,11 @@ import { Prng, seedValue, type Seed } from './prng.ts';
 import { replayTrace } from './replay.ts';
 import type { OraclePhase, ScenarioDefinition, ScenarioGuest, TimedEvent, World } from './scenario.ts';
 import { createScheduler, type StrategyName } from './schedulers/index.ts';
-import { Trace, type TraceJson } from './trace.ts';
-import { describeVcpusWithCode } from './vcpu-report.ts';
+import { traceToJson, type TraceJson } from './trace-json.ts';
+import { Trace } from './trace.ts';
+import { explainRunEnd } from './run-end.ts';
+import { ReplayDivergence } from './schedulers/replay.ts';
+import { describeLastUd, describeVcpusWithCode, hitUnsupportedInstruction } from './vcpu-report.ts';
 
 /**
  * Runs a scenario, one seed at a time, on one machine and one session: each run restores the
@@ -70,7 +73,8 @@ export function clockInterrupts(definition: Pick<ScenarioDefinition<ScenarioGues
 
 /** The run's trace as JSON, with what a replay needs: scenario, seed, strategy, mode, fixes. */
 export function traceJsonOf(report: RunReport): TraceJson {
-  return report.trace.toJson({ scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
+  if (report.mode === 'free') throw new Error('a free-running run has no schedule to write as a trace');
+  return traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
 }
 
 /** The run failed: an oracle broke, the run did not complete, or the engine threw. */
@@ -95,10 +99,28 @@ interface EarlyStop {
   readonly vcpus: string;
 }
 
+/** A scenario's setup() threw: the scenario cannot be run at all. */
+export class ScenarioSetupError extends Error {
+  constructor(readonly scenario: string, cause: unknown) {
+    super(`scenario "${scenario}": setup() threw while building the guest: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'ScenarioSetupError';
+  }
+}
+
+function buildGuest<G extends ScenarioGuest>(definition: ScenarioDefinition<G>): G {
+  try {
+    return definition.setup();
+  } catch (error) {
+    throw new ScenarioSetupError(definition.name, error);
+  }
+}
+
 export class ScenarioRig<G extends ScenarioGuest> {
   private session: Session | null = null;
   private guest: G;
   private snapshot: MachineSnapshot;
+  /** The last run threw outside the engine: its session may be in any state, the next run gets a new one. */
+  private sessionSuspect = false;
   /** Sessions that failed, still shutting down (their workers exit asynchronously). */
   private readonly retiring: Promise<void>[] = [];
 
@@ -106,7 +128,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     readonly definition: ScenarioDefinition<G>,
     readonly mode: RunMode,
   ) {
-    this.guest = definition.setup();
+    this.guest = buildGuest(definition);
     this.snapshot = new MachineSnapshot(this.guest.machine);
   }
 
@@ -115,12 +137,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   private liveSession(): Session {
-    if (this.session !== null && this.session.failed === null) return this.session;
+    if (this.session !== null && this.session.failed === null && !this.sessionSuspect) return this.session;
+    this.sessionSuspect = false;
     if (this.session !== null) {
       // A failed session's workers may still be running down, and they watch this machine's
       // control words: the next session gets a machine of its own.
       this.retiring.push(this.session.close());
-      this.guest = this.definition.setup();
+      this.guest = buildGuest(this.definition);
       this.snapshot = new MachineSnapshot(this.guest.machine);
     }
     this.session = Session.open({
@@ -222,12 +245,18 @@ export class ScenarioRig<G extends ScenarioGuest> {
       outcome = body(context);
     } catch (error) {
       introspection.stop();
-      // A handler that threw or a vCPU host that died fails this run, not the campaign.
-      if (!(error instanceof SessionError)) throw error;
+      // A replay that left the recorded schedule is the replay's answer, not a finding of the run.
+      if (error instanceof ReplayDivergence) throw error;
+      // A handler that threw or a vCPU host that died fails this run, not the campaign; so does an
+      // error of the rig or the scheduler, after which the session is not trusted again.
+      const engine = error instanceof SessionError;
+      if (!engine) this.sessionSuspect = true;
+      const message = error instanceof Error ? (engine ? error.message : `${error.message}\n${error.stack?.split('\n')[1]?.trim() ?? ''}`) : String(error);
+      const violations: Violation[] = [...this.unsupportedInstructions()];
+      violations.push({ oracle: engine ? 'engine-runs' : 'simulation-runs', detail: message.split('\n').slice(0, 8).join('\n') });
       return {
         ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
-        durationMs: performance.now() - started, violations: [{ oracle: 'engine-runs', detail: error.message.split('\n').slice(0, 8).join('\n') }],
-        windows: [], vcpus: describeVcpusWithCode(this.guest.machine), trace: context.trace,
+        durationMs: performance.now() - started, violations, windows: [], vcpus: describeVcpusWithCode(this.guest.machine), trace: context.trace,
       };
     }
     const { result, trace } = outcome;
@@ -235,12 +264,11 @@ export class ScenarioRig<G extends ScenarioGuest> {
     // The trace ends with the run; what the engine does while unloading is only observed.
     session.eventSink = context.observe;
     const stopped = early as EarlyStop | null;
-    const violations: Violation[] = stopped === null ? [] : [...stopped.violations];
-    if (stopped === null) {
-      if (result.outcome !== 'done') {
-        const verdict = result.verdict ? ` (${result.verdict.kind} on vCPU ${result.verdict.vcpu})` : '';
-        violations.push({ oracle: 'run-completes', detail: `the run ended "${result.outcome}"${verdict}: ${result.detail.split('\n')[0]}` });
-      }
+    // An instruction vcpusim lacks is the cause of whatever broke after it: it comes first.
+    const violations: Violation[] = [...this.unsupportedInstructions()];
+    if (stopped !== null) violations.push(...stopped.violations);
+    else {
+      if (result.outcome !== 'done') violations.push({ oracle: 'run-completes', detail: explainRunEnd(result, session) });
       this.check(world, 'continuous', violations);
       this.check(world, 'end', violations);
     }
@@ -252,9 +280,32 @@ export class ScenarioRig<G extends ScenarioGuest> {
       // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
       violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
     }
-    const windows = definition.windows.filter((goal) => goal.reached(world)).map((goal) => goal.name);
+    const windows = this.windowsReached(world, violations);
     introspection.stop();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
+  }
+
+  /** A violation per vCPU that took #UD on an instruction vcpusim does not emulate. */
+  private unsupportedInstructions(): Violation[] {
+    const machine = this.guest.machine;
+    const found: Violation[] = [];
+    for (let vcpu = 0; vcpu < machine.vcpuCount; vcpu++) {
+      if (hitUnsupportedInstruction(machine, vcpu)) found.push({ oracle: 'instructions-supported', detail: `vCPU ${vcpu}: ${describeLastUd(machine, vcpu)}` });
+    }
+    return found;
+  }
+
+  /** The window goals reached; a goal that throws is a violation (its check is wrong), the others still count. */
+  private windowsReached(world: World<G>, violations: Violation[]): string[] {
+    const reached: string[] = [];
+    for (const goal of this.definition.windows) {
+      try {
+        if (goal.reached(world)) reached.push(goal.name);
+      } catch (error) {
+        violations.push({ oracle: 'window-goals', detail: `window goal "${goal.name}" threw: ${error instanceof Error ? error.message : String(error)}` });
+      }
+    }
+    return reached;
   }
 
   /** Checks the oracles of one phase; an oracle that throws is a broken invariant too (its check is wrong or the state is). */

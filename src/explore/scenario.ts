@@ -89,12 +89,25 @@ export interface ScenarioBounds {
   readonly freeWallMs: number;
 }
 
+/**
+ * Invariants the rig itself checks on every run of every scenario, by name (a bug's `caughtBy` may
+ * name one). They come before the scenario's own in a report when they break.
+ */
+export const RIG_ORACLES: Readonly<Record<string, string>> = {
+  'instructions-supported': 'the guest executed only instructions vcpusim emulates (else the run is not what hardware does)',
+  'run-completes': 'the run ended with every vCPU finished: no triple fault, no step or choice bound, no machine stuck',
+  'engine-runs': 'no exit handler threw and no vCPU host died or hung',
+  'simulation-runs': 'the rig, the runtime and the scheduler raised no error',
+  'window-goals': 'every window goal could be evaluated',
+  'engine-unloads': 'the engine unloaded without an error',
+};
+
 /** A race the scenario brings back when `fixesOff` are switched off. */
 export interface ScenarioBug {
   /** Short name, e.g. "double relocation". */
   readonly name: string;
   readonly fixesOff: readonly FixName[];
-  /** The oracle that catches it first. */
+  /** The oracle that catches it: the campaign counts this bug found only when it breaks. */
   readonly caughtBy: string;
 }
 
@@ -117,4 +130,43 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest> {
   readonly clockVector?: number;
   readonly oracles: readonly Oracle<G>[];
   readonly windows: readonly WindowGoal<G>[];
+}
+
+/** A scenario definition that cannot be run as written. */
+export class ScenarioDefinitionError extends Error {
+  constructor(scenario: string, problem: string) {
+    super(`scenario "${scenario}" is not well defined: ${problem}`);
+    this.name = 'ScenarioDefinitionError';
+  }
+}
+
+/**
+ * Checks what can be checked without running: names, bounds, that every bug names fixes that exist
+ * and an oracle that exists. Throws ScenarioDefinitionError naming the scenario and the field.
+ */
+export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>, knownFixes: readonly string[]): void {
+  const name = typeof definition.name === 'string' ? definition.name : String(definition.name);
+  const fail = (problem: string): never => {
+    throw new ScenarioDefinitionError(name, problem);
+  };
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) fail('name must be lower-case letters, digits and dashes');
+  if (!Number.isInteger(definition.vcpus) || definition.vcpus < 1) fail(`vcpus must be a positive integer, got ${definition.vcpus}`);
+  if (typeof definition.setup !== 'function') fail('setup() is missing');
+  for (const [field, value] of Object.entries(definition.bounds ?? {})) {
+    if (typeof value !== 'number' || !(value > 0)) fail(`bounds.${field} must be a positive number, got ${String(value)}`);
+  }
+  const oracleNames = definition.oracles.map((o) => o.name);
+  const repeated = [...oracleNames, ...definition.windows.map((w) => w.name)].find((n, i, all) => all.indexOf(n) !== i);
+  if (repeated !== undefined) fail(`the oracle or window name "${repeated}" is used twice`);
+  const clash = oracleNames.find((n) => n in RIG_ORACLES);
+  if (clash !== undefined) fail(`oracle "${clash}" has the name of one the rig checks itself`);
+  if (!Array.isArray(definition.bugs) || definition.bugs.length === 0) fail('bugs must list at least one bug');
+  for (const bug of definition.bugs) {
+    if (!oracleNames.includes(bug.caughtBy) && !(bug.caughtBy in RIG_ORACLES)) {
+      fail(`bug "${bug.name}" is caughtBy "${bug.caughtBy}", which is no oracle of the scenario (${oracleNames.join(', ')}) nor of the rig (${Object.keys(RIG_ORACLES).join(', ')})`);
+    }
+    if (bug.fixesOff.length === 0) fail(`bug "${bug.name}" switches no fix off`);
+    const unknown = bug.fixesOff.find((fix) => !knownFixes.includes(fix));
+    if (unknown !== undefined) fail(`bug "${bug.name}" switches off "${unknown}", which is no fix (${knownFixes.join(', ')})`);
+  }
 }

@@ -12,21 +12,6 @@ export interface TraceEntry {
   readonly text: string;
 }
 
-/** A trace as JSON (what `--replay` reads). */
-export interface TraceJson {
-  readonly format: 'vcpusim-trace';
-  readonly version: 1;
-  readonly scenario?: string;
-  readonly seed: string;
-  readonly strategy: string;
-  readonly mode: string;
-  /** Fixes that were off in the recorded run (scenario traces). */
-  readonly fixesOff?: readonly string[];
-  readonly hash: string;
-  readonly choices: readonly Choice[];
-  readonly entries: readonly TraceEntry[];
-}
-
 const OFFSET_LO = 0x84222325 | 0;
 const OFFSET_HI = 0xcbf29ce4 | 0;
 
@@ -107,43 +92,28 @@ export class Trace {
     return (this.running[2 * index + 1] >>> 0).toString(16).padStart(8, '0') + (this.running[2 * index] >>> 0).toString(16).padStart(8, '0');
   }
 
-  toJson(meta: { scenario?: string; seed: string; strategy: string; mode: string; fixesOff?: readonly string[] }): TraceJson {
-    return { format: 'vcpusim-trace', version: 1, ...meta, hash: this.hash, choices: this.choices, entries: this.entries };
+  /** The hash `entries` give when recorded in order (a trace file's entries are checked with it). */
+  static hashOf(entries: readonly TraceEntry[]): string {
+    const trace = new Trace();
+    for (const entry of entries) trace.append(entry.text, entry.clock);
+    return trace.hash;
   }
 }
 
-const isCount = (value: unknown): boolean => Number.isInteger(value) && (value as number) >= 0;
-
-function isChoice(value: unknown): value is Choice {
-  if (value === null || typeof value !== 'object') return false;
-  const c = value as Record<string, unknown>;
-  switch (c.kind) {
-    case 'run': return isCount(c.vcpu) && isCount(c.steps);
-    case 'handle': return isCount(c.vcpu);
-    case 'irq': return isCount(c.vcpu) && isCount(c.vector);
-    case 'timer':
-    case 'proceed': return true;
-    default: return false;
+/**
+ * Where two runs of what should be the same schedule part: the first entry that differs, both
+ * versions and the entry before it; null when they are identical.
+ */
+export function firstDivergence(a: readonly TraceEntry[], b: readonly TraceEntry[], names: readonly [string, string] = ['first', 'second']): string | null {
+  const length = Math.min(a.length, b.length);
+  for (let i = 0; i <= length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === undefined && y === undefined) return null;
+    if (x !== undefined && y !== undefined && x.clock === y.clock && x.text === y.text) continue;
+    const show = (e: TraceEntry | undefined): string => (e === undefined ? '(the trace ends)' : `${e.clock} ${e.text}`);
+    const before = i > 0 ? `\n  after #${i - 1}: ${show(a[i - 1])}` : '\n  (at the start of the run)';
+    return `entry #${i} differs\n  ${names[0].padEnd(6)}: ${show(x)}\n  ${names[1].padEnd(6)}: ${show(y)}${before}`;
   }
-}
-
-/** Reads a trace written by `toJson`, checking its shape. */
-export function parseTraceJson(text: string, source = 'trace'): TraceJson {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`${source} is not JSON: ${error instanceof Error ? error.message : String(error)}`);
-  }
-  const trace = value as Partial<TraceJson>;
-  if (trace === null || typeof trace !== 'object' || trace.format !== 'vcpusim-trace' || trace.version !== 1) {
-    throw new Error(`${source} is not a vcpusim trace (format 'vcpusim-trace', version 1)`);
-  }
-  if (!Array.isArray(trace.choices) || !Array.isArray(trace.entries) || typeof trace.hash !== 'string' || typeof trace.seed !== 'string') {
-    throw new Error(`${source} is missing choices, entries, hash or seed`);
-  }
-  trace.choices.forEach((choice: unknown, index) => {
-    if (!isChoice(choice)) throw new Error(`${source}: choice #${index} is not a valid choice: ${JSON.stringify(choice)}`);
-  });
-  return trace as TraceJson;
+  return null;
 }

@@ -32,14 +32,6 @@ export function rerunCommand(spec: RunCommandSpec): string {
   return spec.mode === 'free' ? `${command}   (free-running: the same set-up, not the same interleaving)` : command;
 }
 
-/** "pct(d=2)" → pct, depth 2; "random" → random. Null for labels that are no strategy ("free"). */
-export function parseStrategyLabel(label: string): { strategy: 'rr' | 'random' | 'pct'; depth: number } | null {
-  const pct = /^pct\(d=(\d+)\)$/.exec(label);
-  if (pct !== null) return { strategy: 'pct', depth: Number(pct[1]) };
-  return label === 'rr' || label === 'random' ? { strategy: label, depth: 2 } : null;
-}
-
-
 /** `npx tsx scenarios/run.ts <name> --replay <file>`: follows the recorded schedule exactly. */
 export function replayCommand(scenario: string, tracePath: string, fixesOff: readonly FixName[]): string {
   return `npx tsx scenarios/run.ts ${scenario} --replay ${tracePath}${fixFlags(fixesOff)}`;

@@ -1,10 +1,12 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { traceJsonOf, type RunReport } from '../explore/scenario-rig.ts';
+import { parseTraceJson, type TraceJson } from '../explore/trace-json.ts';
 
 /**
- * Where a failing run's trace goes: scenario, seed, strategy, mode and the fixes that were off, so
- * two runs that differ only in their fixes never share a file.
+ * Trace files: where a failing run's trace goes (scenario, seed, strategy, mode and the fixes that
+ * were off, so two runs that differ only in their fixes never share a file), and reading one back
+ * with every field checked.
  */
 export function traceFileName(report: Pick<RunReport, 'scenario' | 'seed' | 'strategy' | 'mode' | 'fixesOff'>, suffix = ''): string {
   const strategy = report.strategy.replace(/[^a-z0-9]+/gi, '');
@@ -18,4 +20,19 @@ export function writeRunTrace(dir: string, report: RunReport, suffix = ''): stri
   const path = join(dir, traceFileName(report, suffix));
   writeFileSync(path, JSON.stringify(traceJsonOf(report)));
   return path;
+}
+
+/** Reads and checks a trace file; one error naming the path for a missing file, a directory or a bad field. */
+export function readTraceFile(path: string): TraceJson {
+  let text: string;
+  try {
+    if (statSync(path).isDirectory()) throw new Error(`${path} is a directory: give the trace file itself (a .json file a failing run wrote)`);
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`no trace file at ${path}`);
+    if (code === 'EACCES') throw new Error(`${path} cannot be read (permission denied)`);
+    throw error;
+  }
+  return parseTraceJson(text, path);
 }

@@ -8,7 +8,7 @@ import test from 'ava';
 import { Prng, seedValue } from '../../src/explore/prng.ts';
 import { replayTrace } from '../../src/explore/replay.ts';
 import { STRATEGIES, ReplayDivergence } from '../../src/explore/schedulers/index.ts';
-import { parseTraceJson } from '../../src/explore/trace.ts';
+import { parseTraceJson, traceToJson } from '../../src/explore/trace-json.ts';
 import { liveWorkers } from '../../workers/spawn.ts';
 import { counterRig, RIG_INTERRUPTS } from '../support/runtime.ts';
 
@@ -44,7 +44,7 @@ test.serial('record → JSON → replay reaches the same hash, for every strateg
   t.teardown(() => rig.close());
   for (const strategy of STRATEGIES) {
     const { result, trace } = rig.run(7, strategy);
-    const recorded = parseTraceJson(JSON.stringify(trace.toJson({ seed: '7', strategy, mode: 'inline' })));
+    const recorded = parseTraceJson(JSON.stringify(traceToJson(trace, { seed: '7', strategy: strategy === 'pct' ? 'pct(d=2)' : strategy, mode: 'inline' })));
     rig.snapshot.restore(rig.guest.test.machine);
     rig.guest.resetTicks();
     rig.session.restart({ random: new Prng(7).fork('engine') });
@@ -58,7 +58,7 @@ test.serial('replay of a changed guest says where it diverged', async (t) => {
   const rig = counterRig('inline');
   t.teardown(() => rig.close());
   const { trace } = rig.run(11, 'random');
-  const recorded = trace.toJson({ seed: '11', strategy: 'random', mode: 'inline' });
+  const recorded = traceToJson(trace, { seed: '11', strategy: 'random', mode: 'inline' });
   rig.snapshot.restore(rig.guest.test.machine);
   rig.guest.resetTicks();
   // The "new version" of the guest: vCPU 3 starts with a different loop count.

@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -21,7 +22,7 @@ function cli(script: string, args: string[], timeoutMs = 120_000): { status: num
 test('run.ts --json: a race found (exit 1), its trace written, and --replay following it', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const found = cli('scenarios/run.ts', ['memtable-stale-icache', '--bug', '--runs', '6', '--strategy', 'random', '--json', '--trace-dir', dir]);
+  const found = cli('scenarios/run.ts', ['memtable-stale-icache', '--bug', '--runs', '6', '--strategy', 'random', '--json', '--hashes', '--trace-dir', dir]);
   t.is(found.status, 1, found.stderr);
   const report = JSON.parse(found.stdout) as { scenario: string; runs: number; failures: number; firstFailure?: { seed: string; invariant: string; trace: string }; windowsReached: Record<string, number>; traceHashes: string[] };
   t.is(report.scenario, 'memtable-stale-icache');
@@ -40,7 +41,7 @@ test('run.ts --json: a race found (exit 1), its trace written, and --replay foll
   t.regex(replayed.stdout, /rerun: {3}npx tsx scenarios\/run\.ts memtable-stale-icache --seed \d+ --strategy random --mode inline --fix icacheFlushOnPatch=off --fix patchedGuard=off/, 'the rerun uses the recorded strategy');
 
   // --fix applies on top of the recorded fixes (here: one that was already off).
-  const same = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--fix', 'patchedGuard=off', '--json', '--trace-dir', dir]);
+  const same = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--fix', 'patchedGuard=off', '--json', '--hashes', '--trace-dir', dir]);
   t.is(JSON.parse(same.stdout).traceHashes[0], report.traceHashes[Number(report.firstFailure!.seed) - 1]);
   const refused = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--seed', '3']);
   t.is(refused.status, 2);
@@ -56,7 +57,7 @@ test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)
   t.regex(badFix.stderr, /^error: bad fix setting "flush=off": expected name=on\|off with name one of icacheFlushOnPatch/);
   const badName = cli('scenarios/run.ts', ['no-such-race']);
   t.is(badName.status, 2);
-  t.regex(badName.stderr, /unknown scenario "no-such-race"; built-in scenarios: memtable-stale-icache/);
+  t.regex(badName.stderr, /unknown scenario "no-such-race"; known scenarios: memtable-stale-icache.* \(a scenario of your own: --load its module\)/);
   const badStrategy = cli('scenarios/run.ts', ['memtable-stale-icache', '--strategy', 'dfs']);
   t.is(badStrategy.status, 2);
   t.regex(badStrategy.stderr, /--strategy must be one of rr, random, pct, got "dfs"/);
@@ -65,14 +66,14 @@ test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)
 test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-on row is clean', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-campaign-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--trace-dir', dir]);
+  const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir]);
   t.is(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout) as { ok: boolean; rows: { bug: string | null; runs: number; failures: number; trace: string | null }[] };
+  const result = JSON.parse(run.stdout) as { ok: boolean; rows: { bug: string | null; runs: number; failures: number; found: number; trace: string | null }[] };
   t.true(result.ok);
-  t.is(result.rows.length, 3, 'all fixes on, and one row per bug of the scenario');
+  t.is(result.rows.length, 1 + memtableStaleIcache.bugs.length, 'all fixes on, and one row per bug of the scenario');
   const off = result.rows.find((r) => r.bug !== null && r.bug.startsWith('stale icache'))!;
   const on = result.rows.find((r) => r.bug === null)!;
-  t.true(result.rows.filter((r) => r.bug !== null).every((r) => r.failures > 0), 'every bug row found its race');
+  t.true(result.rows.filter((r) => r.bug !== null).every((r) => r.found > 0), 'every bug row broke its own oracle');
   t.is(off.runs, 8);
   t.true(off.failures > 0);
   t.true(existsSync(off.trace!), 'the first failing seed was re-run and its trace written');

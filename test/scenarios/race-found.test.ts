@@ -11,7 +11,7 @@ import test from 'ava';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { failed, ScenarioRig, traceJsonOf, type RunReport } from '../../src/explore/scenario-rig.ts';
 import type { StrategyName } from '../../src/explore/schedulers/index.ts';
-import { parseTraceJson } from '../../src/explore/trace.ts';
+import { parseTraceJson } from '../../src/explore/trace-json.ts';
 import { DEFAULT_FIXES, fixesWithout } from '../../src/intro/fixes.ts';
 
 const bugOff = fixesWithout(memtableStaleIcache.bugs[0].fixesOff);

@@ -11,6 +11,24 @@ export { ReplayDivergence, ReplayScheduler } from './replay.ts';
 export type StrategyName = 'rr' | 'random' | 'pct';
 export const STRATEGIES: readonly StrategyName[] = ['rr', 'random', 'pct'];
 
+/** A strategy and, for PCT, its depth. */
+export interface StrategyPlan {
+  readonly strategy: StrategyName;
+  readonly depth: number;
+}
+
+/** The label a run's report and trace carry: "rr", "random", "pct(d=2)". */
+export function strategyLabel(plan: StrategyPlan): string {
+  return plan.strategy === 'pct' ? `pct(d=${plan.depth})` : plan.strategy;
+}
+
+/** "pct(d=2)" → pct, depth 2; "random" → random. Null for labels that are no strategy ("free"). */
+export function parseStrategyLabel(label: string): StrategyPlan | null {
+  const pct = /^pct\(d=([1-9]\d{0,5})\)$/.exec(label);
+  if (pct !== null) return { strategy: 'pct', depth: Number(pct[1]) };
+  return label === 'rr' || label === 'random' ? { strategy: label, depth: 2 } : null;
+}
+
 export interface StrategyOptions {
   readonly vcpus: number;
   /** Slice for round-robin and PCT; the maximum slice for random. */
