@@ -35,6 +35,8 @@ export type Hypervisor = Glue;
 export interface ExitContext extends Hypervisor {
   readonly vcpuId: number;
   readonly exit: ExitRecord;
+  /** This exit's ticket (the n-th exit of the run has ticket n). */
+  readonly exitTicket: number;
   /** The exiting vCPU's registers (always accessible: it is stopped at the exit). */
   readonly self: VcpuAccess;
 }

@@ -75,13 +75,18 @@ export class Introspection {
     return String(this.commitActor.getSnapshot().value);
   }
 
-  /** IntNewGuestNotification: the engine reads the guest and places its hooks. */
-  start(): Introcore {
+  /**
+   * IntNewGuestNotification: the engine reads the guest and places its hooks; then `extend` (a
+   * scenario's engine logic) places its own. Everything placed is committed before the guest runs.
+   */
+  start(extend?: (engine: Introcore) => void): Introcore {
     this.engineInstance = new Introcore(this.session, this.options.guest, {
       fixes: this.options.fixes,
       onHookRemoved: () => this.commitActor.send({ type: 'HOOK_REMOVED' }),
     });
+    extend?.(this.engineInstance);
     this.commit();
+    if (this.session.ept.size > 0) this.session.ept.flush();
     return this.engineInstance;
   }
 
@@ -97,7 +102,9 @@ export class Introspection {
         return reinject ? { action: 'allowedVirtual', inject: { vector: 3 } } : REPLIES[action];
       }
       case ExitReason.vmcall: {
-        const outcome = this.options.guestCall?.(context) ?? null;
+        // The engine's own hypercalls first (a scenario's), then the guest's protocol.
+        const engineCall = this.engine.hypercalls.get(context.self.gpr('rax'));
+        const outcome = engineCall !== undefined ? engineCall.handle(context) : (this.options.guestCall?.(context) ?? null);
         if (outcome === null) {
           throw new Error(`vCPU ${context.vcpuId}: VMCALL at RIP 0x${exit.rip.toString(16)} with RAX 0x${context.self.gpr('rax').toString(16)} is not a hypercall this guest or engine knows`);
         }
@@ -125,11 +132,13 @@ export class Introspection {
   }
 
   /**
-   * IntGuestDisableIntro without the thread-safeness wait: with every vCPU paused, take the
-   * patches out, remove handlers and hooks, and commit.
+   * IntGuestDisableIntro without the thread-safeness wait: `before` (a scenario's own teardown)
+   * runs first; then, with every vCPU paused, the patches come out, handlers and hooks go, and
+   * the removals are committed.
    */
-  uninit(): void {
+  uninit(before?: (engine: Introcore) => void): void {
     const engine = this.engine;
+    before?.(engine);
     this.session.pauseVcpus();
     try {
       engine.uninit();

@@ -1,11 +1,11 @@
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { RunStop } from '../src/cpu/cpu.ts';
-import { CommandFlag, CommandKind, EventInfo, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
+import { CommandFlag, CommandKind, EventInfo, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../workers/host-buffer.ts';
 import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../workers/hosts.ts';
 import { EffectErrors } from './effects.ts';
-import type { EventSink, RuntimeEvent, StopName } from './events.ts';
+import type { EventSink, ExitFacts, RuntimeEvent, StopName } from './events.ts';
 import type { ExitContext, ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
 import { pauseMachine } from './pause.machine.ts';
 import { PendingEpt } from './pending-ept.ts';
@@ -82,8 +82,8 @@ const STOP_NAMES = new Map<number, StopName>([
 
 const EXIT_NAMES = new Map<number, string>(Object.entries(ExitReason).map(([name, code]) => [code, name]));
 
-/** The exit context object kept per vCPU; `exit` is replaced before each handler call. */
-type MutableExitContext = Omit<ExitContext, 'exit'> & { exit: ExitContext['exit'] };
+/** The exit context object kept per vCPU; `exit` and `ticket` are replaced before each handler call. */
+type MutableExitContext = Omit<ExitContext, 'exit' | 'exitTicket'> & { exit: ExitContext['exit']; exitTicket: number };
 
 interface VcpuSlot {
   readonly host: VcpuHost;
@@ -97,6 +97,8 @@ interface VcpuSlot {
   /** An interrupt was injected and not yet taken (a halted vCPU is runnable again). */
   interruptPending: boolean;
   retired: number;
+  /** Ticket of the exit this vCPU stopped at last. */
+  exitTicket: number;
 }
 
 export class Session implements Hypervisor {
@@ -125,6 +127,8 @@ export class Session implements Hypervisor {
   handled = 0;
   ticks = 0;
   private clockSteps = 0;
+  /** Exits so far in this run: the n-th exit gets ticket n. */
+  private exitTickets = 0;
   private nextTimer: number;
   private failure: SessionError | null = null;
   private closing: Promise<void> | null = null;
@@ -194,6 +198,7 @@ export class Session implements Hypervisor {
           nextFlags: CommandFlag.entry,
           interruptPending: false,
           retired: 0,
+          exitTicket: 0,
         };
         session.slots.push(slot);
       }
@@ -225,11 +230,13 @@ export class Session implements Hypervisor {
       slot.nextFlags = CommandFlag.entry;
       slot.interruptPending = false;
       slot.retired = 0;
+      slot.exitTicket = 0;
     });
     this.pauseActor.stop();
     this.pauseActor = this.startPauseActor();
     this.exitQueue.length = 0;
     this.clockSteps = 0;
+    this.exitTickets = 0;
     this.nextTimer = this.options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
     this.verdict = null;
     this.ept.discard();
@@ -245,6 +252,11 @@ export class Session implements Hypervisor {
   /** Virtual time: steps retired by all vCPUs. */
   get clock(): number {
     return this.clockSteps;
+  }
+
+  /** Exits so far in this run (the ticket of the latest one). */
+  get ticket(): number {
+    return this.exitTickets;
   }
 
   stateOf(vcpu: number): VcpuStateName {
@@ -378,15 +390,25 @@ export class Session implements Hypervisor {
     const stop = STOP_NAMES.get(result.outcome);
     if (stop === undefined) return this.failHost(vcpu, new Error(`unknown outcome ${result.outcome}`));
     const state = this.machine.vcpu(vcpu);
-    if (stop === 'budget') return stop;
+    if (stop === 'budget') {
+      // Recorded too, so "did vCPU n run between A and B" is a question the events answer.
+      this.emit({ kind: 'stop', vcpu, stop, reason: '', rip: state.rip, retired: result.retired, exit: null });
+      return stop;
+    }
     const exit = state.exit();
     const rip = stop === 'exit' ? exit.rip : state.rip;
     let reason = stop === 'exit' ? (EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`) : '';
     if (stop === 'exit' && exit.reason === ExitReason.tripleFault) {
       this.verdict ??= { kind: 'triple-fault', vcpu, rip };
       slot.actor.send({ type: 'SHUT_DOWN', reason: `triple fault at RIP 0x${rip.toString(16)}` });
-      this.emit({ kind: 'stop', vcpu, stop: 'shutdown', reason: 'tripleFault', rip, retired: result.retired });
+      this.emit({ kind: 'stop', vcpu, stop: 'shutdown', reason: 'tripleFault', rip, retired: result.retired, exit: null });
       return 'shutdown';
+    }
+    let facts: ExitFacts | null = null;
+    if (stop === 'exit') {
+      slot.exitTicket = ++this.exitTickets;
+      const access = exit.reason === ExitReason.eptViolation ? exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute) : 0;
+      facts = { ticket: slot.exitTicket, gpa: exit.gpa, gla: exit.gla, access };
     }
     switch (stop) {
       case 'exit':
@@ -406,7 +428,7 @@ export class Session implements Hypervisor {
         slot.actor.send({ type: 'SHUT_DOWN', reason: 'the CPU is in shutdown' });
         break;
     }
-    this.emit({ kind: 'stop', vcpu, stop, reason, rip, retired: result.retired });
+    this.emit({ kind: 'stop', vcpu, stop, reason, rip, retired: result.retired, exit: facts });
     return stop;
   }
 
@@ -422,6 +444,7 @@ export class Session implements Hypervisor {
     const exit = this.machine.vcpu(vcpu).exit();
     const context = slot.context;
     context.exit = exit;
+    context.exitTicket = slot.exitTicket;
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, vcpu, () => this.options.handler(context));
     this.checkReply(vcpu, reply, exit.instructionLength);
     this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
@@ -433,6 +456,7 @@ export class Session implements Hypervisor {
       rip: exit.rip,
       action: reply.action,
       inject: reply.inject?.vector ?? -1,
+      ticket: slot.exitTicket,
     });
     return reply;
   }
@@ -443,6 +467,7 @@ export class Session implements Hypervisor {
     return {
       vcpuId: vcpu,
       exit: this.machine.vcpu(vcpu).exit(),
+      exitTicket: 0,
       self,
       vcpuCount: this.vcpuCount,
       memory: this.memory,
@@ -450,6 +475,9 @@ export class Session implements Hypervisor {
       random: this.random,
       get clock() {
         return session.clock;
+      },
+      get ticket() {
+        return session.ticket;
       },
       vcpu: (id) => session.vcpu(id),
       pauseVcpus: () => session.pauseVcpus(),
@@ -484,8 +512,9 @@ export class Session implements Hypervisor {
     } finally {
       this.lockHolder = null;
     }
-    // The integrator flushes batched EPT changes when it answers the event.
-    this.ept.commit();
+    // The integrator flushes the EPT changes it batched during the event when it answers it
+    // (libbdvmi's flushPageProtections): every vCPU, running or not, enters with the new rights.
+    if (this.ept.size > 0) this.ept.flush();
     return result;
   }
 

@@ -1,30 +1,36 @@
 /**
- * npm run bench:scenario — what it takes to find the memtable race, and what a run costs:
+ * npm run bench:scenario — for every built-in scenario, what it takes to find its races and what
+ * a run costs:
  *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3),
  *    for each of the scenario's bugs (its fixes off);
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
  *  - free-running hit rate with the fixes off (and the false-alarm rate with them on).
- * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100).
+ * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
+ * (repeatable; default all).
  */
 import { parseArgs } from 'node:util';
 import { Session } from '../actors/session.ts';
-import { memtableStaleIcache } from '../scenarios/memtable-stale-icache.ts';
+import { SCENARIOS } from '../scenarios/index.ts';
 import { runDeterministic } from '../src/explore/deterministic.ts';
 import { Prng } from '../src/explore/prng.ts';
 import { clockInterrupts, failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
 import { createScheduler, type StrategyName } from '../src/explore/schedulers/index.ts';
 import { Trace } from '../src/explore/trace.ts';
-import { DEFAULT_FIXES, fixesWithout, type Fixes } from '../src/intro/fixes.ts';
+import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.ts';
+import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 
-const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { type: 'string' } } });
+const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true } } });
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
-const definition = memtableStaleIcache;
+const wanted = values.scenario ?? SCENARIOS.map((s) => s.name);
+const unknown = wanted.filter((name) => !SCENARIOS.some((s) => s.name === name));
+if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')}; built in: ${SCENARIOS.map((s) => s.name).join(', ')}`);
 
-async function findRace(strategy: StrategyName, depth: number, fixes: Fixes): Promise<string> {
+async function findRace(definition: ScenarioDefinition<ScenarioGuest>, strategy: StrategyName, depth: number, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
+  const fixes = rig.fixes.without(fixesOff);
   try {
     let first = 0;
     let failures = 0;
@@ -41,8 +47,10 @@ async function findRace(strategy: StrategyName, depth: number, fixes: Fixes): Pr
   }
 }
 
-async function throughput(mode: RunMode, fixes = DEFAULT_FIXES): Promise<{ perSecond: number; failures: number; windows: number }> {
+async function throughput(definition: ScenarioDefinition<ScenarioGuest>, mode: RunMode, fixesOff: readonly string[] = []): Promise<{ perSecond: number; failures: number; windows: number }> {
   const rig = ScenarioRig.open(definition, mode);
+  const fixes: Fixes<string> = rig.fixes.without(fixesOff);
+  const window = definition.windows[0]?.name;
   try {
     rig.run({ seed: 0, strategy: 'random', depth: 2, fixes }); // warm-up: workers started, code compiled
     const started = performance.now();
@@ -51,7 +59,7 @@ async function throughput(mode: RunMode, fixes = DEFAULT_FIXES): Promise<{ perSe
     for (let seed = 1; seed <= runs; seed++) {
       const report = rig.run({ seed, strategy: 'random', depth: 2, fixes });
       if (failed(report)) failures++;
-      if (report.windows.includes('peer-waiting-at-patch')) windows++;
+      if (window !== undefined && report.windows.includes(window)) windows++;
     }
     return { perSecond: runs / ((performance.now() - started) / 1000), failures, windows };
   } finally {
@@ -60,7 +68,7 @@ async function throughput(mode: RunMode, fixes = DEFAULT_FIXES): Promise<{ perSe
 }
 
 /** The same guest and runner with no engine: the floor a run cannot go below. */
-async function bareFloor(): Promise<number> {
+async function bareFloor(definition: ScenarioDefinition<ScenarioGuest>): Promise<number> {
   const guest = definition.setup();
   const snapshot = new MachineSnapshot(guest.machine);
   const session = Session.open({
@@ -87,21 +95,24 @@ async function bareFloor(): Promise<number> {
   }
 }
 
-for (const bug of definition.bugs) {
-  console.log(`memtable-stale-icache — ${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
-  for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(strategy, depth, fixesWithout(bug.fixesOff)));
-}
+for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
+  const window = definition.windows[0]?.name ?? '(no window goal)';
+  console.log(`\n== ${definition.name} ==`);
+  for (const bug of definition.bugs) {
+    console.log(`${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
+    for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
+  }
 
-console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
-const floor = await bareFloor();
-console.log(`  floor: same guest and runner, no engine (no EPT exits)   ${floor.toFixed(1)} runs/s`);
-for (const mode of ['inline', 'workers', 'free'] as const) {
-  const { perSecond, failures, windows } = await throughput(mode);
-  console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, peer-waiting-at-patch window in ${windows}`);
-}
+  console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
+  const floor = await bareFloor(definition);
+  console.log(`  floor: same guest and runner, no engine (no EPT exits)   ${floor.toFixed(1)} runs/s`);
+  for (const mode of ['inline', 'workers', 'free'] as const) {
+    const { perSecond, failures, windows } = await throughput(definition, mode);
+    console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, ${window} window in ${windows}`);
+  }
 
-for (const bug of definition.bugs) {
-  const free = await throughput('free', fixesWithout(bug.fixesOff));
-  console.log(`\nfree-running, ${bug.name} (off: ${bug.fixesOff.join(', ')}), ${runs} runs:`);
-  console.log(`  found in ${free.failures}/${runs} runs (${((100 * free.failures) / runs).toFixed(0)} per 100); peer-waiting-at-patch window in ${free.windows}`);
+  for (const bug of definition.bugs) {
+    const free = await throughput(definition, 'free', bug.fixesOff);
+    console.log(`free-running, ${bug.name} (off: ${bug.fixesOff.join(', ')}), ${runs} runs: found in ${free.failures}/${runs} (${((100 * free.failures) / runs).toFixed(0)} per 100); ${window} window in ${free.windows}`);
+  }
 }

@@ -1,9 +1,7 @@
-import { disassemble } from '../src/asm/index.ts';
-import { CLOCK_VECTOR, KERNEL_GPA } from '../src/guest/layout.ts';
-import { NtGuest } from '../src/guest/nt-guest.ts';
-import type { ScenarioDefinition, TimedEvent, World } from '../src/explore/scenario.ts';
-import { tryReadGuestVirtual } from '../src/intro/kernvm.ts';
-import { jumpPatch } from '../src/intro/memtable-handler.ts';
+import {
+  CLOCK_VECTOR, defineScenario, disassemble, guestAlive, handledOf, jumpPatch, KERNEL_GPA, notesOf, NtGuest, pendingExitsAt, tryReadGuestVirtual,
+  type TimedEvent, type World,
+} from '../src/index.ts';
 
 /**
  * The race the project exists for (hvmi-notes §13.1): three vCPUs run compiler switch code whose
@@ -24,39 +22,16 @@ function switchName(world: MemtableWorld, rip: bigint): string {
   return world.guest.kernel.switchLoads.find((load) => load.rip === rip)?.name ?? 'unknown';
 }
 
-/** Notes of kind `what`, with their position in the event log. */
-function notes(events: readonly TimedEvent[], what: string): { index: number; detail: Readonly<Record<string, unknown>> }[] {
-  const out: { index: number; detail: Readonly<Record<string, unknown>> }[] = [];
-  events.forEach((timed, index) => {
-    if (timed.event.kind === 'note' && timed.event.what === what) out.push({ index, detail: timed.event.detail });
-  });
-  return out;
-}
-
 /** Per vCPU, the EPT violations handled at `rip` after its first relocation. */
 function exitsAfterFirstPatch(events: readonly TimedEvent[], rip: bigint, vcpus: number): number[] {
   const counts = new Array<number>(vcpus).fill(0);
-  const patched = notes(events, 'mtbl-patch').find((n) => n.detail.rip === rip);
+  const patched = notesOf(events, 'mtbl-patch').find((n) => n.event.detail.rip === rip);
   if (patched === undefined) return counts;
-  for (let k = patched.index + 1; k < events.length; k++) {
-    const event = events[k].event;
-    if (event.kind === 'handle' && event.reason === 'eptViolation' && event.rip === rip) counts[event.vcpu]++;
-  }
+  for (const handled of handledOf(events, { reason: 'eptViolation', rip })) if (handled.index > patched.index) counts[handled.event.vcpu]++;
   return counts;
 }
 
-/** For each event index, which vCPUs stood at an unhandled exit, and at which RIP. */
-function pendingExitRips(events: readonly TimedEvent[], until: number): Map<number, bigint> {
-  const pending = new Map<number, bigint>();
-  for (let k = 0; k < until; k++) {
-    const event = events[k].event;
-    if (event.kind === 'stop' && event.stop === 'exit') pending.set(event.vcpu, event.rip);
-    else if (event.kind === 'handle') pending.delete(event.vcpu);
-  }
-  return pending;
-}
-
-export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
+export const memtableStaleIcache = defineScenario({
   name: 'memtable-stale-icache',
   title: 'Stale icache during mem-table patching',
   description:
@@ -91,18 +66,10 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
         return null;
       },
     },
-    {
-      name: 'guest-alive',
-      phase: 'continuous',
-      description: 'no vCPU bug-checked (an exception in kernel mode)',
-      check(world) {
-        const crash = world.guest.bugChecks[0];
-        if (crash === undefined) return null;
-        const where = world.engine.memtables.handlerContaining(crash.rip);
-        const context = where === null ? '' : ` — inside the mem-table handler of ${hex(where.rip)}`;
-        return `vCPU ${crash.vcpu} bug-checked: vector ${crash.vector} (error ${hex(crash.errorCode)}) at RIP ${hex(crash.rip)}${context}`;
-      },
-    },
+    guestAlive((world, crash) => {
+      const where = world.engine.memtables.handlerContaining(crash.rip);
+      return where === null ? null : `inside the mem-table handler of ${hex(where.rip)}`;
+    }),
     {
       name: 'relocated-at-most-once',
       phase: 'continuous',
@@ -236,9 +203,9 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
       name: 'peer-waiting-at-patch',
       description: 'another vCPU was stopped at the same table load when it was relocated',
       reached(world) {
-        return notes(world.events, 'mtbl-patch').some(({ index, detail }) => {
-          const pending = pendingExitRips(world.events, index);
-          return [...pending].some(([vcpu, rip]) => vcpu !== detail.vcpu && rip === detail.rip);
+        return notesOf(world.events, 'mtbl-patch').some(({ index, event: { detail } }) => {
+          const pending = pendingExitsAt(world.events, index);
+          return [...pending].some(([vcpu, exit]) => vcpu !== detail.vcpu && exit.event.rip === detail.rip);
         });
       },
     },
@@ -246,24 +213,24 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
       name: 'stale-icache-decode',
       description: 'a handler decoded a relocated load from the icache as the old MOV',
       reached(world) {
-        const patches = notes(world.events, 'mtbl-patch');
-        return notes(world.events, 'decode').some(
-          (d) => d.detail.cached === true && d.detail.ins === 'mov' && patches.some((p) => p.detail.rip === d.detail.rip && p.index < d.index),
+        const patches = notesOf(world.events, 'mtbl-patch');
+        return notesOf(world.events, 'decode').some(
+          (d) => d.event.detail.cached === true && d.event.detail.ins === 'mov' && patches.some((p) => p.event.detail.rip === d.event.detail.rip && p.index < d.index),
         );
       },
     },
     {
       name: 'peer-patched-retry',
       description: 'a handler found the JMP a peer had just written and retried',
-      reached: (world) => notes(world.events, 'peer-patched-retry').length > 0,
+      reached: (world) => notesOf(world.events, 'peer-patched-retry').length > 0,
     },
     {
       name: 'redecode-after-flush',
       description: 'a vCPU pending on a relocated load decoded the fresh JMP after the flush',
       reached(world) {
-        const patches = notes(world.events, 'mtbl-patch');
-        return notes(world.events, 'decode').some(
-          (d) => d.detail.cached === false && d.detail.ins === 'jmp' && patches.some((p) => p.detail.rip === d.detail.rip && p.index < d.index),
+        const patches = notesOf(world.events, 'mtbl-patch');
+        return notesOf(world.events, 'decode').some(
+          (d) => d.event.detail.cached === false && d.event.detail.ins === 'jmp' && patches.some((p) => p.event.detail.rip === d.event.detail.rip && p.index < d.index),
         );
       },
     },
@@ -271,18 +238,18 @@ export const memtableStaleIcache: ScenarioDefinition<NtGuest> = {
       name: 'vcpu-ran-mid-patch',
       description: 'a vCPU executed guest code after a load became a JMP and before its handler was written',
       reached(world) {
-        const cloaks = notes(world.events, 'cloak');
-        const uncloaks = notes(world.events, 'uncloak');
+        const cloaks = notesOf(world.events, 'cloak');
+        const uncloaks = notesOf(world.events, 'uncloak');
         return cloaks.some((jump) => {
-          const owner = String(jump.detail.owner);
+          const owner = String(jump.event.detail.owner);
           if (!owner.startsWith('memtable ins ')) return false;
           // Until the handler for the same instruction is written — or the JMP is taken out again.
-          const handler = cloaks.find((c) => c.index > jump.index && c.detail.owner === owner.replace('memtable ins ', 'memtable handler '));
-          const undone = uncloaks.find((u) => u.index > jump.index && u.detail.owner === owner);
+          const handler = cloaks.find((c) => c.index > jump.index && c.event.detail.owner === owner.replace('memtable ins ', 'memtable handler '));
+          const undone = uncloaks.find((u) => u.index > jump.index && u.event.detail.owner === owner);
           const end = Math.min(handler?.index ?? world.events.length, undone?.index ?? world.events.length);
           return world.events.slice(jump.index, end).some(({ event }) => event.kind === 'stop' && event.retired > 0);
         });
       },
     },
   ],
-};
+});

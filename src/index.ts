@@ -1,9 +1,83 @@
 /**
- * vcpusim public API.
+ * vcpusim's public API: everything a scenario author needs, and the commands built on it. The
+ * built-in scenarios import only from here (a test checks it), so a scenario of your own can do
+ * whatever they do.
+ *
+ * - Scenarios: `ScenarioDefinition` (guest, bugs, fixes, oracles, window goals, engine logic),
+ *   `defineScenario` to type one, the rig that runs it (`ScenarioRig`), the registry.
+ * - The guest: `NtGuest` and its builder (code and data in kernel sections, threads, pages,
+ *   hypercalls), the kernel's layout, the assembler and disassembler.
+ * - The engine: `ScenarioEngine` (hooks, detour callbacks, hypercalls, EPT stages), HVMI's
+ *   status codes and actions, the fixes (`FixDeclaration`, `FixCatalog`).
+ * - A run's events: `RuntimeEvent` with exit tickets, and queries over them.
+ * - Commands: `runCommand` / `campaignCommand` (what scenarios/run.ts and campaign.ts run), traces.
  */
+
+// ---- scenarios and the rig ----------------------------------------------------------------------
+export {
+  fixCatalogOf, RIG_ORACLES, ScenarioDefinitionError, validateScenario,
+  type EngineExtension, type Oracle, type OraclePhase, type ScenarioBounds, type ScenarioBug, type ScenarioDefinition,
+  type ScenarioGuest, type TimedEvent, type WindowGoal, type World,
+} from './explore/scenario.ts';
+export { defineScenario } from './explore/define.ts';
+export { guestAlive } from './explore/oracles.ts';
+export {
+  failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
+  type RunMode, type RunReport, type RunRequest, type Violation,
+} from './explore/scenario-rig.ts';
+export { allScenarios, findScenario, loadScenarioModules, registerScenario } from './explore/registry.ts';
+export { STRATEGIES, type StrategyName, type StrategyPlan } from './explore/schedulers/index.ts';
+export { RunTally } from './explore/tally.ts';
+
+// ---- a run's events ---------------------------------------------------------------------------
+export type { ExitFacts, RuntimeEvent, StopName } from '../actors/events.ts';
+export {
+  eventsBetween, exitByTicket, exitsOf, handledOf, happenedBefore, notesOf, pendingExitsAt,
+  type ExitEvent, type ExitFilter, type HandleEvent, type Located, type NoteEvent, type StopEvent,
+} from './explore/event-queries.ts';
+
+// ---- the guest ----------------------------------------------------------------------------------
+export {
+  NtGuest,
+  type BugCheck, type CodeSection, type DataSection, type GuestCall, type GuestExtension, type GuestHypercall, type GuestPages,
+  type GuestRegisters, type NtGuestBuilder, type NtGuestOptions, type ThreadReport,
+} from './guest/nt-guest.ts';
+export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, type KernelImage } from './guest/kernel.ts';
+export { SWITCHES, caseValue, defaultValue, type SwitchSpec } from './guest/switch-functions.ts';
+export type { CodePartOptions, SymbolResolver } from './guest/image-builder.ts';
+export { CLOCK_VECTOR, Hypercall, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PerCpu } from './guest/layout.ts';
+export * from './asm/index.ts';
+
+// ---- the engine ---------------------------------------------------------------------------------
+export { ScenarioEngine, type EngineCall, type EptStageExit, type ScenarioHookSpec } from './intro/extension.ts';
+export type { Introcore, GuestDescription } from './intro/engine.ts';
+export type { CallbackResult, GpaHook, HookedAccess } from './intro/gpa-hooks.ts';
+export type { Detour, DetourCall } from './intro/detours.ts';
+export type { DecodedInstruction } from './intro/decoder.ts';
+export type { VcpuAccess } from './intro/glue.ts';
+export { IntStatus, IntroAction, actionName, type IntroActionCode, type IntroActionName } from './intro/status.ts';
+export { jumpPatch } from './intro/memtable-handler.ts';
+export {
+  BUILTIN_FIXES, DEFAULT_FIXES, FixCatalog,
+  type BuiltinFixName, type FixDeclaration, type FixName, type Fixes,
+} from './intro/fixes.ts';
+export type { Session } from '../actors/session.ts';
+export type { Introspection } from '../actors/introspection.ts';
+
+// ---- memory, machine, CPU ----------------------------------------------------------------------
+export { cr3Root, translateGva, tryReadGuestVirtual } from './machine/guest-virtual.ts';
 export { runSnippet, SnippetMachine, SNIPPET_CODE_ADDRESS, SNIPPET_STACK_TOP } from './machine/snippet.ts';
 export type { SnippetOptions, SnippetResult, SnippetStop, SnippetMemory, ExitReasonName } from './machine/snippet.ts';
 export { Machine, type MachineOptions, type MachineDescriptor } from './machine/machine.ts';
 export { GPR_NAMES, VcpuState, type GprName, type ExitRecord, type UdRecord } from './machine/vcpu-state.ts';
 export { Cpu, RunStop, type RunStopCode } from './cpu/cpu.ts';
 export * as layout from './machine/layout.ts';
+
+// ---- traces, reports, commands ------------------------------------------------------------------
+export { parseTraceJson, traceToJson, type TraceJson, type TraceMeta } from './explore/trace-json.ts';
+export { firstDivergence, Trace, type TraceEntry } from './explore/trace.ts';
+export { readTraceFile, traceFileName, writeRunTrace } from './report/trace-file.ts';
+export { formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+export { runMain } from './cli/common.ts';
+export { runCommand, type CliContext } from './cli/run.ts';
+export { campaignCommand } from './cli/campaign.ts';

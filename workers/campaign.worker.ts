@@ -1,8 +1,7 @@
-import { findScenario, loadScenarioModules } from '../scenarios/index.ts';
+import { findScenario, loadScenarioModules } from '../src/explore/registry.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../src/explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
 import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
-import { fixesWithout } from '../src/intro/fixes.ts';
 
 /**
  * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
@@ -11,23 +10,18 @@ import { fixesWithout } from '../src/intro/fixes.ts';
  */
 
 const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
-const loaded = new Set<string>();
 
 export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
   const key = `${task.scenario}/${task.mode}`;
   let report;
   try {
-    const modules = task.modules.filter((path) => !loaded.has(path));
-    if (modules.length > 0) {
-      await loadScenarioModules(modules);
-      for (const path of modules) loaded.add(path);
-    }
+    await loadScenarioModules(task.modules);
     let rig = rigs.get(key);
     if (rig === undefined) {
       rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
       rigs.set(key, rig);
     }
-    report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(task.fixesOff) });
+    report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(task.fixesOff) });
   } catch (error) {
     // One broken task is one error result with its seed, not the end of the campaign; this
     // thread's rig may be in any state, so the next task starts a new one.

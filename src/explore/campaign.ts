@@ -1,6 +1,4 @@
 import { Piscina } from 'piscina';
-import type { FixName } from '../intro/fixes.ts';
-import { fixesWithout } from '../intro/fixes.ts';
 import { failed, ScenarioRig, type RunMode, type RunReport } from './scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './scenario.ts';
 import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/index.ts';
@@ -24,7 +22,7 @@ export interface CampaignTask {
   readonly strategy: StrategyName;
   readonly depth: number;
   readonly mode: RunMode;
-  readonly fixesOff: readonly FixName[];
+  readonly fixesOff: readonly string[];
   /** Modules of scenarios that are not built in, loaded by the pool thread first (absolute paths). */
   readonly modules: readonly string[];
   /** Send the run's trace back (for a determinism check that failed). */
@@ -66,7 +64,7 @@ export interface CampaignRow {
   readonly bug: string | null;
   /** The oracle that must break for the bug to count as found (null for the all-fixes-on row). */
   readonly caughtBy: string | null;
-  readonly fixesOff: readonly FixName[];
+  readonly fixesOff: readonly string[];
   readonly windowGoals: readonly string[];
 }
 
@@ -306,7 +304,7 @@ async function checkRow(
   }
   for (const [seed, poolHash] of [...wanted].sort((a, b) => a[0] - b[0])) {
     const task = taskOf(seed);
-    const here = rig.run({ seed, strategy: task.strategy, depth: task.depth, fixes: fixesWithout(row.fixesOff) });
+    const here = rig.run({ seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(row.fixesOff) });
     if (seed === shown?.seed && failed(here)) report = here;
     if (here.hash === poolHash) continue;
     const pooled = await pool.run({ ...task, withTrace: true });

@@ -1,13 +1,15 @@
 import type { EventSink } from '../../actors/events.ts';
 import { Introspection } from '../../actors/introspection.ts';
 import { Session, SessionError } from '../../actors/session.ts';
-import { fixesOff, type FixName, type Fixes } from '../intro/fixes.ts';
+import type { Introcore } from '../intro/engine.ts';
+import { ScenarioEngine } from '../intro/extension.ts';
+import type { FixCatalog, Fixes } from '../intro/fixes.ts';
 import { MachineSnapshot } from '../machine/snapshot.ts';
 import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
 import { runFree } from './free-running.ts';
 import { Prng, seedValue, type Seed } from './prng.ts';
 import { replayTrace } from './replay.ts';
-import type { OraclePhase, ScenarioDefinition, ScenarioGuest, TimedEvent, World } from './scenario.ts';
+import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
 import { createScheduler, type StrategyName } from './schedulers/index.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
 import { Trace } from './trace.ts';
@@ -31,7 +33,8 @@ export interface RunRequest {
   readonly strategy: StrategyName;
   /** PCT depth d. */
   readonly depth: number;
-  readonly fixes: Fixes;
+  /** The built-in fixes and the scenario's own (see `ScenarioRig.fixes`). */
+  readonly fixes: Fixes<string>;
 }
 
 export interface Violation {
@@ -45,7 +48,8 @@ export interface RunReport {
   /** "rr", "random", "pct(d=2)", "free" or "replay". */
   readonly strategy: string;
   readonly mode: RunMode;
-  readonly fixesOff: readonly FixName[];
+  /** Fixes that were off (built-in and scenario-declared). */
+  readonly fixesOff: readonly string[];
   /** How the run ended; `stopped`: a continuous oracle broke and the run ended there. */
   readonly outcome: RunResult['outcome'] | 'stopped' | 'error';
   readonly hash: string;
@@ -116,8 +120,11 @@ function buildGuest<G extends ScenarioGuest>(definition: ScenarioDefinition<G>):
 }
 
 export class ScenarioRig<G extends ScenarioGuest> {
+  /** The fixes this scenario's runs can switch: built-in and its own. */
+  readonly fixes: FixCatalog<string>;
   private session: Session | null = null;
-  private guest: G;
+  private guestInstance: G;
+  private events: readonly TimedEvent[] = [];
   private snapshot: MachineSnapshot;
   /** The last run threw outside the engine: its session may be in any state, the next run gets a new one. */
   private sessionSuspect = false;
@@ -128,8 +135,19 @@ export class ScenarioRig<G extends ScenarioGuest> {
     readonly definition: ScenarioDefinition<G>,
     readonly mode: RunMode,
   ) {
-    this.guest = buildGuest(definition);
-    this.snapshot = new MachineSnapshot(this.guest.machine);
+    this.fixes = fixCatalogOf(definition);
+    this.guestInstance = buildGuest(definition);
+    this.snapshot = new MachineSnapshot(this.guestInstance.machine);
+  }
+
+  /** The guest the runs use (its state is the last run's). */
+  get guest(): G {
+    return this.guestInstance;
+  }
+
+  /** Every runtime event of the last run, in order (engine unload included): what oracles saw. */
+  get lastEvents(): readonly TimedEvent[] {
+    return this.events;
   }
 
   static open<G extends ScenarioGuest>(definition: ScenarioDefinition<G>, mode: RunMode): ScenarioRig<G> {
@@ -143,11 +161,11 @@ export class ScenarioRig<G extends ScenarioGuest> {
       // A failed session's workers may still be running down, and they watch this machine's
       // control words: the next session gets a machine of its own.
       this.retiring.push(this.session.close());
-      this.guest = buildGuest(this.definition);
-      this.snapshot = new MachineSnapshot(this.guest.machine);
+      this.guestInstance = buildGuest(this.definition);
+      this.snapshot = new MachineSnapshot(this.guestInstance.machine);
     }
     this.session = Session.open({
-      machine: this.guest.machine,
+      machine: this.guestInstance.machine,
       hosts: this.mode === 'inline' ? 'inline' : 'workers',
       freeRunning: this.mode === 'free',
       handler: () => {
@@ -181,7 +199,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * Follows a recorded schedule (a trace written by a run) with the recorded seed, checking every
    * entry as it goes; the first difference raises ReplayDivergence naming it.
    */
-  replay(recorded: TraceJson, fixes: Fixes): RunReport {
+  replay(recorded: TraceJson, fixes: Fixes<string>): RunReport {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
     return this.execute(recorded.seed, recorded.strategy, fixes, ({ session, trace, observe, startEngine, done }) => {
       const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
@@ -189,21 +207,22 @@ export class ScenarioRig<G extends ScenarioGuest> {
     });
   }
 
-  private execute(seed: Seed, strategy: string, fixes: Fixes, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
+  private execute(seed: Seed, strategy: string, fixes: Fixes<string>, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
     const started = performance.now();
     const definition = this.definition;
     const session = this.liveSession();
-    this.snapshot.restore(this.guest.machine);
-    this.guest.resetObservations();
+    this.snapshot.restore(this.guestInstance.machine);
+    this.guestInstance.resetObservations();
     const events: TimedEvent[] = [];
+    this.events = events;
     const prng = new Prng(seed);
     const introspection = new Introspection(session, {
-      guest: this.guest.description,
+      guest: this.guestInstance.description,
       fixes,
-      guestCall: (event) => this.guest.guestCall(event.vcpuId, event.self),
+      guestCall: (event) => this.guestInstance.guestCall(event.vcpuId, event.self),
     });
     const world = {
-      guest: this.guest,
+      guest: this.guestInstance,
       get engine() {
         return introspection.engine;
       },
@@ -224,19 +243,21 @@ export class ScenarioRig<G extends ScenarioGuest> {
         if (broken.length === 0) return;
         // Free-running vCPUs are still executing: stop them so their registers are current.
         if (session.freeRunning) session.pauseVcpus();
-        early = { violations: broken, vcpus: describeVcpusWithCode(this.guest.machine) };
+        early = { violations: broken, vcpus: describeVcpusWithCode(this.guestInstance.machine) };
         if (session.freeRunning) session.resumeVcpus();
       },
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
       random: prng.fork('engine'),
     };
-    const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: fixesOff(fixes) };
+    const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: this.fixes.off(fixes) };
+    const extension = definition.engine;
+    const scenarioEngine = (engine: Introcore): ScenarioEngine<string> => new ScenarioEngine(engine, fixes);
     const context: RunContext = {
       session,
       trace: new Trace(),
       prng,
       observe: (event, clock) => events.push({ event, clock }),
-      startEngine: () => void introspection.start(),
+      startEngine: () => void introspection.start(extension?.start === undefined ? undefined : (engine) => extension.start!(scenarioEngine(engine), this.guestInstance)),
       done: (s) => early !== null || s.finished,
     };
     let outcome: { result: RunResult; trace: Trace };
@@ -256,7 +277,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       violations.push({ oracle: engine ? 'engine-runs' : 'simulation-runs', detail: message.split('\n').slice(0, 8).join('\n') });
       return {
         ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
-        durationMs: performance.now() - started, violations, windows: [], vcpus: describeVcpusWithCode(this.guest.machine), trace: context.trace,
+        durationMs: performance.now() - started, violations, windows: [], vcpus: describeVcpusWithCode(this.guestInstance.machine), trace: context.trace,
       };
     }
     const { result, trace } = outcome;
@@ -272,9 +293,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
       this.check(world, 'continuous', violations);
       this.check(world, 'end', violations);
     }
-    const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guest.machine) : '';
+    const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guestInstance.machine) : '';
     try {
-      introspection.uninit();
+      introspection.uninit(extension?.beforeUninit === undefined ? undefined : (engine) => extension.beforeUninit!(scenarioEngine(engine), this.guestInstance));
       this.check(world, 'after-uninit', violations);
     } catch (error) {
       // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
@@ -287,7 +308,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
 
   /** A violation per vCPU that took #UD on an instruction vcpusim does not emulate. */
   private unsupportedInstructions(): Violation[] {
-    const machine = this.guest.machine;
+    const machine = this.guestInstance.machine;
     const found: Violation[] = [];
     for (let vcpu = 0; vcpu < machine.vcpuCount; vcpu++) {
       if (hitUnsupportedInstruction(machine, vcpu)) found.push({ oracle: 'instructions-supported', detail: `vCPU ${vcpu}: ${describeLastUd(machine, vcpu)}` });

@@ -2,7 +2,8 @@ import type { Session } from '../../actors/session.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import type { Introspection } from '../../actors/introspection.ts';
 import type { GuestDescription, Introcore } from '../intro/engine.ts';
-import type { FixName, Fixes } from '../intro/fixes.ts';
+import type { ScenarioEngine } from '../intro/extension.ts';
+import { FixCatalog, type BuiltinFixName, type FixDeclaration, type Fixes } from '../intro/fixes.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { GprName } from '../machine/vcpu-state.ts';
 import type { RunResult } from './deterministic.ts';
@@ -32,12 +33,13 @@ export interface TimedEvent {
 }
 
 /** Everything a finished run offers to oracles and window goals. */
-export interface World<G extends ScenarioGuest> {
+export interface World<G extends ScenarioGuest, F extends string = string> {
   readonly guest: G;
   readonly engine: Introcore;
   readonly introspection: Introspection;
   readonly session: Session;
-  readonly fixes: Fixes;
+  /** The run's fixes: the built-in ones and the scenario's own. */
+  readonly fixes: Fixes<F>;
   /** How the run ended (null while it is still going: continuous checks). */
   readonly result: RunResult | null;
   /** Every runtime event of the run, in order. */
@@ -47,7 +49,7 @@ export interface World<G extends ScenarioGuest> {
 export type OraclePhase = 'continuous' | 'end' | 'after-uninit';
 
 /** An invariant checked on every run, from real state. */
-export interface Oracle<G extends ScenarioGuest> {
+export interface Oracle<G extends ScenarioGuest, F extends string = string> {
   readonly name: string;
   readonly description: string;
   /**
@@ -58,14 +60,14 @@ export interface Oracle<G extends ScenarioGuest> {
    */
   readonly phase: OraclePhase;
   /** null when the invariant holds; otherwise what broke, in one or a few lines. */
-  check(world: World<G>): string | null;
+  check(world: World<G, F>): string | null;
 }
 
 /** An interleaving worth reaching: evidence the run explored the race window. */
-export interface WindowGoal<G extends ScenarioGuest> {
+export interface WindowGoal<G extends ScenarioGuest, F extends string = string> {
   readonly name: string;
   readonly description: string;
-  reached(world: World<G>): boolean;
+  reached(world: World<G, F>): boolean;
 }
 
 export interface ScenarioBounds {
@@ -102,16 +104,27 @@ export const RIG_ORACLES: Readonly<Record<string, string>> = {
   'engine-unloads': 'the engine unloaded without an error',
 };
 
+/**
+ * A scenario's own engine logic: code that runs when the engine has started (place hooks,
+ * detour callbacks, hypercalls, EPT stages) and before it unloads. Whatever it placed through
+ * the ScenarioEngine is removed by the unload itself.
+ */
+export interface EngineExtension<G extends ScenarioGuest, F extends string = string> {
+  start?(engine: ScenarioEngine<F>, guest: G): void;
+  beforeUninit?(engine: ScenarioEngine<F>, guest: G): void;
+}
+
 /** A race the scenario brings back when `fixesOff` are switched off. */
-export interface ScenarioBug {
+export interface ScenarioBug<F extends string = string> {
   /** Short name, e.g. "double relocation". */
   readonly name: string;
-  readonly fixesOff: readonly FixName[];
+  /** Built-in fixes and fixes the scenario declares. */
+  readonly fixesOff: readonly (BuiltinFixName | F)[];
   /** The oracle that catches it: the campaign counts this bug found only when it breaks. */
   readonly caughtBy: string;
 }
 
-export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest> {
+export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest, F extends string = string> {
   /** CLI name, e.g. "memtable-stale-icache". */
   readonly name: string;
   readonly title: string;
@@ -122,14 +135,23 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest> {
    * The races this scenario reproduces, each with the fixes whose absence brings it back; the
    * first is the scenario's own race (the CLI's --bug). The campaign runs one row per bug.
    */
-  readonly bugs: readonly [ScenarioBug, ...ScenarioBug[]];
+  readonly bugs: readonly [ScenarioBug<F>, ...ScenarioBug<F>[]];
+  /** Mitigations of the scenario's own engine logic, as switches next to HVMI's (`--fix`, `bugs`). */
+  readonly fixes?: readonly FixDeclaration<F>[];
   readonly bounds: ScenarioBounds;
   /** Builds the guest once per rig; every run restores its initial snapshot. */
   setup(): G;
   /** The clock interrupt vector of the guest, if it takes one. */
   readonly clockVector?: number;
-  readonly oracles: readonly Oracle<G>[];
-  readonly windows: readonly WindowGoal<G>[];
+  readonly oracles: readonly Oracle<G, F>[];
+  readonly windows: readonly WindowGoal<G, F>[];
+  /** The scenario's own engine logic, if any. */
+  readonly engine?: EngineExtension<G, F>;
+}
+
+/** Every fix a scenario's runs can switch: the built-in ones and those it declares. */
+export function fixCatalogOf<F extends string>(definition: Pick<ScenarioDefinition<ScenarioGuest, F>, 'name' | 'fixes'>): FixCatalog<F> {
+  return new FixCatalog<F>(definition.fixes ?? [], `scenario "${definition.name}"`);
 }
 
 /** A scenario definition that cannot be run as written. */
@@ -144,7 +166,7 @@ export class ScenarioDefinitionError extends Error {
  * Checks what can be checked without running: names, bounds, that every bug names fixes that exist
  * and an oracle that exists. Throws ScenarioDefinitionError naming the scenario and the field.
  */
-export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>, knownFixes: readonly string[]): void {
+export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>): void {
   const name = typeof definition.name === 'string' ? definition.name : String(definition.name);
   const fail = (problem: string): never => {
     throw new ScenarioDefinitionError(name, problem);
@@ -161,6 +183,13 @@ export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>, 
   const clash = oracleNames.find((n) => n in RIG_ORACLES);
   if (clash !== undefined) fail(`oracle "${clash}" has the name of one the rig checks itself`);
   if (!Array.isArray(definition.bugs) || definition.bugs.length === 0) fail('bugs must list at least one bug');
+  let catalog: FixCatalog<string>;
+  try {
+    catalog = fixCatalogOf(definition);
+  } catch (error) {
+    return fail(error instanceof Error ? error.message.replace(/^scenario "[^"]*": /, '') : String(error));
+  }
+  const knownFixes = catalog.names;
   for (const bug of definition.bugs) {
     if (!oracleNames.includes(bug.caughtBy) && !(bug.caughtBy in RIG_ORACLES)) {
       fail(`bug "${bug.name}" is caughtBy "${bug.caughtBy}", which is no oracle of the scenario (${oracleNames.join(', ')}) nor of the rig (${Object.keys(RIG_ORACLES).join(', ')})`);

@@ -1,4 +1,4 @@
-import type { RuntimeEvent } from '../../actors/events.ts';
+import type { ExitFacts, RuntimeEvent } from '../../actors/events.ts';
 import { formatChoice, type Choice } from './schedule.ts';
 
 /**
@@ -15,11 +15,21 @@ export interface TraceEntry {
 const OFFSET_LO = 0x84222325 | 0;
 const OFFSET_HI = 0xcbf29ce4 | 0;
 
+const ACCESS_LETTERS = ['r', 'w', 'x'] as const;
+
+/** " #ticket" and, for an EPT violation, its GPA, GLA and access ("rw"). */
+function exitText(exit: ExitFacts | null): string {
+  if (exit === null) return '';
+  if (exit.access === 0) return ` #${exit.ticket}`;
+  const access = ACCESS_LETTERS.filter((_, bit) => (exit.access & (1 << bit)) !== 0).join('');
+  return ` #${exit.ticket} gpa=${exit.gpa.toString(16)} gla=${exit.gla.toString(16)} ${access}`;
+}
+
 /** Canonical text of an event (bigints in hex, keys in a fixed order). */
 export function formatEvent(event: RuntimeEvent): string {
   switch (event.kind) {
-    case 'stop': return `stop v${event.vcpu} ${event.stop}${event.reason ? ` ${event.reason}` : ''} rip=${event.rip.toString(16)} retired=${event.retired}`;
-    case 'handle': return `handle v${event.vcpu} ${event.reason} rip=${event.rip.toString(16)} -> ${event.action}${event.inject >= 0 ? ` inject=${event.inject}` : ''}`;
+    case 'stop': return `stop v${event.vcpu} ${event.stop}${event.reason ? ` ${event.reason}` : ''} rip=${event.rip.toString(16)}${exitText(event.exit)} retired=${event.retired}`;
+    case 'handle': return `handle v${event.vcpu} #${event.ticket} ${event.reason} rip=${event.rip.toString(16)} -> ${event.action}${event.inject >= 0 ? ` inject=${event.inject}` : ''}`;
     case 'pause': return `pause depth=${event.depth}`;
     case 'resume': return `resume depth=${event.depth}`;
     case 'ept': return `ept gpa=${event.gpa.toString(16)} rights=${event.rights} pages=${event.pages}`;

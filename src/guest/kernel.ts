@@ -1,44 +1,43 @@
 import {
-  Assembler, dword, eax, ebx, ecx, edx, gs, qword, r8, r10, r10d, r11, r11d, r12, r12d, r13, r13d, r14d, r15d, rax, rbx, rcx, rdx, ripRel, rsp, withSeg,
-  type AssembledCode,
+  dword, eax, ebx, ecx, edx, gs, qword, r8, r10, r11, r11d, r12, r12d, r13, r13d, r14d, r15d, rax, rbx, rcx, rdx, ripRel, rsp, withSeg,
+  type Assembler,
 } from '../asm/index.ts';
+import { ImageBuilder, type SectionSpec, type SymbolResolver } from './image-builder.ts';
 import { Scn } from './pe-format.ts';
 import { writeImage, type ImageSection } from './pe-image.ts';
-import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, PerCpu } from './layout.ts';
+import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, MAX_VCPUS, PerCpu } from './layout.ts';
 import { SWITCHES, emitSwitch, switchLabels } from './switch-functions.ts';
-import { assembleTwice } from './two-pass.ts';
 import { pushesErrorCode } from '../cpu/stop.ts';
 import type { GuestMemory } from '../machine/memory.ts';
 
 /**
- * The NT-like kernel image: ntoskrnl's shape in miniature. Sections (RVA):
+ * The NT-like kernel image: ntoskrnl's shape in miniature, built from parts by the image builder
+ * (so a scenario adds its own code and data the same way). Sections, each on page boundaries:
  *
- *   0x0000 headers
- *   0x1000 .text   page 1: the worker thread (KiWorkerThread), the system-service dispatcher,
- *                  exception stubs and the bug-check path, the clock ISR
- *          .text   page 2: the "hooked page" — two exported APIs the engine detours (so the
- *                  page is read-protected in EPT) next to three compiler switch functions whose
- *                  jump tables live in the same page, and the SSDT (KiServiceTable)
- *          .text   page 3: the system services; the rest of the page is slack
- *   0x4000 INITKDBG  executable, but never used for slack
- *   0x5000 PAGE      executable and pageable: no slack either
- *   0x6000 .rdata
- *   0x7000 .data   (2 pages) the per-vCPU blocks, reached through GS
- *
- * Every address in here is final: the image is written at KERNEL_BASE's physical pages and the
- * code is assembled for KERNEL_BASE.
+ *   headers (one page)
+ *   .text     page 1: the worker thread (KiWorkerThread), the system-service dispatcher,
+ *             exception stubs and the bug-check path, the clock ISR
+ *             page 2: the "hooked page" (a part on its own page) — two exported APIs the engine
+ *             detours (so the page is read-protected in EPT) next to three compiler switch
+ *             functions whose jump tables live in the same page, and the SSDT (KiServiceTable)
+ *             page 3: the system services, then scenario code; the rest of the page is slack
+ *   INITKDBG  executable, but never used for slack
+ *   PAGE      executable and pageable: no slack either
+ *   .rdata    strings, then scenario constants
+ *   .data     the per-vCPU blocks (KiProcessorBlock, reached through GS), then scenario variables
  */
 
-export const Rva = {
-  text: 0x1000,
-  hookedPage: 0x2000,
-  services: 0x3000,
-  initkdbg: 0x4000,
-  page: 0x5000,
-  rdata: 0x6000,
-  data: 0x7000,
-  sizeOfImage: 0x9000,
-} as const;
+/** Sections of the kernel image, in layout order, with their characteristics. */
+export const KERNEL_SECTIONS: readonly SectionSpec[] = [
+  { name: '.text', characteristics: Scn.code | Scn.execute | Scn.read | Scn.notPaged },
+  { name: 'INITKDBG', characteristics: Scn.code | Scn.execute | Scn.read | Scn.notPaged },
+  { name: 'PAGE', characteristics: Scn.code | Scn.execute | Scn.read },
+  { name: '.rdata', characteristics: Scn.initializedData | Scn.read | Scn.notPaged },
+  { name: '.data', characteristics: Scn.initializedData | Scn.read | Scn.write | Scn.notPaged },
+];
+
+/** Symbol of the per-vCPU blocks in .data (vCPU v's block is at KiProcessorBlock + v × PerCpu.bytes). */
+export const PROCESSOR_BLOCK = 'KiProcessorBlock';
 
 /** System services in KiServiceTable. */
 export const SERVICE_COUNT = 4;
@@ -55,7 +54,7 @@ export const HOOKED_APIS = ['NtQueryTimerA', 'NtSetEventB'] as const;
 export interface KernelImage {
   readonly base: bigint;
   readonly sizeOfImage: number;
-  /** Every exported label's address (functions, tables, loads, SSDT…). */
+  /** Every named label of every part (functions, tables, loads, SSDT, scenario additions…). */
   readonly symbols: ReadonlyMap<string, bigint>;
   readonly sections: readonly ImageSection[];
   /** The switch-table loads: their RIP, table address and number of cases. */
@@ -64,22 +63,12 @@ export interface KernelImage {
   readonly entry: bigint;
   /** IDT entry point per vector (exception stubs, the clock ISR). */
   readonly vectors: ReadonlyMap<number, bigint>;
-  /** Listing of the code sections (for reports). */
+  /** Listing of the code (for reports). */
   readonly listing: string;
 }
 
-function symbolsOf(code: AssembledCode, names: readonly string[], into: Map<string, bigint>): void {
-  for (const name of names) into.set(name, code.addressOf(name));
-}
-
-function pageBytes(code: AssembledCode, what: string): Uint8Array {
-  if (code.bytes.length > 0x1000) throw new Error(`${what} is ${code.bytes.length} bytes: it must fit in one page`);
-  return code.bytes;
-}
-
 /** Page 3: the system services (each returns serviceValue(s, vcpu index from GS)). */
-function buildServices(base: bigint): AssembledCode {
-  const a = new Assembler(base);
+function emitServices(a: Assembler): void {
   for (let s = 0; s < SERVICE_COUNT; s++) {
     a.align(16, 0xcc);
     a.label(`NtService${s}`);
@@ -87,30 +76,31 @@ function buildServices(base: bigint): AssembledCode {
     a.add(eax, serviceValue(s, 0));
     a.ret();
   }
-  return a.assemble();
 }
 
 /** Page 2: the hooked APIs, the switch functions with their tables, the SSDT. */
-function buildHookedPage(base: bigint, services: AssembledCode): AssembledCode {
-  return assembleTwice(base, (a, resolve) => {
-    // Hooked APIs: a 5-byte prologue (PUSH RBX; SUB RSP, 0x20) the detour relocates.
-    for (const name of HOOKED_APIS) {
-      a.align(16, 0xcc);
-      a.label(name);
-      a.push(rbx);
-      a.sub(rsp, 0x20);
-      a.inc(withSeg(gs, dword(null, PerCpu.apiCalls)));
-      a.add(rsp, 0x20);
-      a.pop(rbx);
-      a.ret();
-    }
-    SWITCHES.forEach((spec, fn) => emitSwitch(a, fn, spec, KERNEL_BASE, resolve));
+function emitHookedPage(a: Assembler, symbol: SymbolResolver): void {
+  // Hooked APIs: a 5-byte prologue (PUSH RBX; SUB RSP, 0x20) the detour relocates.
+  for (const name of HOOKED_APIS) {
     a.align(16, 0xcc);
-    a.label('KiServiceTable');
-    for (let s = 0; s < SERVICE_COUNT; s++) a.dd(Number(services.addressOf(`NtService${s}`) - KERNEL_BASE));
-    a.db(0xcc, 0xcc, 0xcc, 0xcc);
-  });
+    a.label(name);
+    a.push(rbx);
+    a.sub(rsp, 0x20);
+    a.inc(withSeg(gs, dword(null, PerCpu.apiCalls)));
+    a.add(rsp, 0x20);
+    a.pop(rbx);
+    a.ret();
+  }
+  SWITCHES.forEach((spec, fn) => emitSwitch(a, fn, spec, KERNEL_BASE, symbol));
+  a.align(16, 0xcc);
+  a.label('KiServiceTable');
+  for (let s = 0; s < SERVICE_COUNT; s++) a.dd(Number(symbol(`NtService${s}`) - KERNEL_BASE));
+  a.db(0xcc, 0xcc, 0xcc, 0xcc);
 }
+
+/** The exception vectors (IDT entry points) and their symbols. */
+const TRAP_VECTORS = Array.from({ length: 32 }, (_, vector) => vector);
+const trapSymbol = (vector: number): string => `KiTrap${vector.toString(16).padStart(2, '0')}`;
 
 /**
  * Page 1: the worker thread, the service dispatcher, exception stubs and the clock ISR.
@@ -122,10 +112,9 @@ function buildHookedPage(base: bigint, services: AssembledCode): AssembledCode {
  *   i mod 4 == 3:  NtQueryTimerA()              i mod 16 == 9: NtSetEventB()
  *   i mod 8 == 5:  serviceSum += KiSystemService((i >> 3) mod 4)
  *   completed = i + 1
- * then VMCALL threadDone.
+ * then KiThreadExit: VMCALL threadDone, and idle.
  */
-function buildTextPage(base: bigint, hooked: AssembledCode, vectors: Map<number, bigint>): AssembledCode {
-  const a = new Assembler(base);
+function emitTextPage(a: Assembler, symbol: SymbolResolver): void {
   const loop = a.newLabel('KiWorkerThread.loop');
   const store = a.newLabel('KiWorkerThread.store');
   const callB = a.newLabel('KiWorkerThread.fnB');
@@ -134,11 +123,11 @@ function buildTextPage(base: bigint, hooked: AssembledCode, vectors: Map<number,
   const noApiB = a.newLabel('KiWorkerThread.noApiB');
   const noService = a.newLabel('KiWorkerThread.noService');
   const next = a.newLabel('KiWorkerThread.next');
-  const finished = a.newLabel('KiWorkerThread.finished');
+  const finished = a.newLabel('KiThreadExit');
   const systemService = a.newLabel('KiSystemService');
   const bugCheck = a.newLabel('KiBugCheckDispatch');
   const idle = a.newLabel('KiIdleLoop');
-  const fnAddress = (fn: number): bigint => hooked.addressOf(switchLabels(SWITCHES[fn]).entry);
+  const fnAddress = (fn: number): bigint => symbol(switchLabels(SWITCHES[fn]).entry);
 
   a.label('KiWorkerThread');
   a.sti();
@@ -184,13 +173,13 @@ function buildTextPage(base: bigint, hooked: AssembledCode, vectors: Map<number,
   a.and(ebx, 3);
   a.cmp(ebx, 3);
   a.jne(noApiB);
-  a.call(hooked.addressOf(HOOKED_APIS[0]));
+  a.call(symbol(HOOKED_APIS[0]));
   a.bind(noApiB);
   a.mov(ebx, r12d);
   a.and(ebx, 15);
   a.cmp(ebx, 9);
   a.jne(noService);
-  a.call(hooked.addressOf(HOOKED_APIS[1]));
+  a.call(symbol(HOOKED_APIS[1]));
   a.bind(noService);
   a.mov(ebx, r12d);
   a.and(ebx, 7);
@@ -219,15 +208,15 @@ function buildTextPage(base: bigint, hooked: AssembledCode, vectors: Map<number,
   a.bind(systemService);
   a.lea(r10, ripRel(KERNEL_BASE));
   a.label('KiSystemService.load');
-  a.mov(r11d, dword(r10, rax, 4, Number(hooked.addressOf('KiServiceTable') - KERNEL_BASE)));
+  a.mov(r11d, dword(r10, rax, 4, Number(symbol('KiServiceTable') - KERNEL_BASE)));
   a.add(r11, r10);
   a.call(r11);
   a.ret();
 
   // Exception stubs: every vector bug-checks with (vector, error code, faulting RIP).
-  for (let vector = 0; vector < 32; vector++) {
+  for (const vector of TRAP_VECTORS) {
     a.align(8, 0xcc);
-    vectors.set(vector, a.here());
+    a.label(trapSymbol(vector));
     if (!pushesErrorCode(vector)) a.push(0);
     a.push(vector);
     a.jmp(bugCheck);
@@ -243,68 +232,63 @@ function buildTextPage(base: bigint, hooked: AssembledCode, vectors: Map<number,
 
   // The clock interrupt: count the tick, return (IRETQ serialises: stale code is refetched).
   a.align(16, 0xcc);
-  vectors.set(CLOCK_VECTOR, a.here());
   a.label('KiClockInterrupt');
   a.inc(withSeg(gs, dword(null, PerCpu.clockTicks)));
   a.iretq();
-  return a.assemble();
 }
 
-function smallSection(base: bigint, name: string): AssembledCode {
-  const a = new Assembler(base);
-  a.label(name);
+function emitStub(a: Assembler): void {
   a.xor(eax, eax);
   a.ret();
-  return a.assemble();
 }
 
-/** Builds the kernel image and writes it at `gpa` (its pages must be mapped at KERNEL_BASE). */
-export function buildKernelImage(memory: GuestMemory, gpa: number): KernelImage {
-  const at = (rva: number): bigint => KERNEL_BASE + BigInt(rva);
-  const vectors = new Map<number, bigint>();
-  const services = buildServices(at(Rva.services));
-  const hooked = buildHookedPage(at(Rva.hookedPage), services);
-  const text = buildTextPage(at(Rva.text), hooked, vectors);
-  const initkdbg = smallSection(at(Rva.initkdbg), 'KdInitSystem');
-  const pageSection = smallSection(at(Rva.page), 'MmPageableRoutine');
-  const symbols = new Map<string, bigint>();
-  symbolsOf(text, ['KiWorkerThread', 'KiSystemService', 'KiSystemService.load', 'KiBugCheckDispatch', 'KiIdleLoop', 'KiClockInterrupt'], symbols);
-  symbolsOf(hooked, [...HOOKED_APIS, 'KiServiceTable', ...SWITCHES.flatMap((spec) => Object.values(switchLabels(spec)))], symbols);
-  symbolsOf(services, Array.from({ length: SERVICE_COUNT }, (_, s) => `NtService${s}`), symbols);
-  symbols.set('KdInitSystem', initkdbg.addressOf('KdInitSystem'));
-  symbols.set('MmPageableRoutine', pageSection.addressOf('MmPageableRoutine'));
+/** The kernel's own parts, added to `builder` (which must have KERNEL_SECTIONS). */
+export function addKernelParts(builder: ImageBuilder): void {
+  builder.code('.text', 'KiSystemStartup', (a, symbol) => emitTextPage(a, symbol));
+  builder.code('.text', 'KiHookedPage', (a, symbol) => emitHookedPage(a, symbol), { ownPage: true });
+  builder.code('.text', 'KiServices', (a) => emitServices(a));
+  builder.code('INITKDBG', 'KdInitSystem', (a) => emitStub(a));
+  builder.code('PAGE', 'MmPageableRoutine', (a) => emitStub(a));
+  builder.data('.rdata', 'KiBanner', new TextEncoder().encode('vcpusim NT-like kernel\0'), { align: 1 });
+  builder.data('.data', PROCESSOR_BLOCK, MAX_VCPUS * PerCpu.bytes, { align: PerCpu.bytes });
+}
 
-  const textBytes = new Uint8Array(0x2000 + services.bytes.length);
-  textBytes.set(pageBytes(text, '.text page 1'));
-  textBytes.set(pageBytes(hooked, 'the hooked page'), 0x1000);
-  textBytes.set(pageBytes(services, '.text page 3'), 0x2000);
-  const rdata = new TextEncoder().encode('vcpusim NT-like kernel\0');
-  const code = Scn.code | Scn.execute | Scn.read;
-  const sections: ImageSection[] = [
-    { name: '.text', virtualAddress: Rva.text, virtualSize: textBytes.length, characteristics: code | Scn.notPaged, bytes: textBytes },
-    { name: 'INITKDBG', virtualAddress: Rva.initkdbg, virtualSize: initkdbg.bytes.length, characteristics: code | Scn.notPaged, bytes: initkdbg.bytes },
-    { name: 'PAGE', virtualAddress: Rva.page, virtualSize: pageSection.bytes.length, characteristics: code, bytes: pageSection.bytes },
-    { name: '.rdata', virtualAddress: Rva.rdata, virtualSize: rdata.length, characteristics: Scn.initializedData | Scn.read | Scn.notPaged, bytes: rdata },
-    {
-      name: '.data', virtualAddress: Rva.data, virtualSize: Rva.sizeOfImage - Rva.data,
-      characteristics: Scn.initializedData | Scn.read | Scn.write | Scn.notPaged, bytes: new Uint8Array(0),
-    },
-  ];
-  const entry = symbols.get('KiWorkerThread')!;
-  writeImage(memory, gpa, { base: KERNEL_BASE, sizeOfImage: Rva.sizeOfImage, entryRva: Number(entry - KERNEL_BASE), sections });
+/** A new image builder for the kernel, with its sections and its own parts. */
+export function kernelImageBuilder(): ImageBuilder {
+  const builder = new ImageBuilder(KERNEL_BASE);
+  for (const section of KERNEL_SECTIONS) builder.section(section);
+  addKernelParts(builder);
+  return builder;
+}
+
+/** Links the image (kernel and scenario parts) and writes it at `gpa` (its pages must be mapped at KERNEL_BASE). */
+export function writeKernelImage(memory: GuestMemory, gpa: number, builder: ImageBuilder, entry = 'KiWorkerThread'): KernelImage {
+  const linked = builder.link();
+  const symbol = (name: string): bigint => {
+    const address = linked.symbols.get(name);
+    if (address === undefined) throw new Error(`kernel symbol ${name} is missing`);
+    return address;
+  };
+  const hookedPage = linked.parts.get('KiHookedPage')!;
+  if (linked.parts.get('KiSystemStartup')!.size > 0x1000 || (hookedPage.address & 0xfffn) !== 0n) {
+    throw new Error('.text page 1 outgrew its page: the hooked page must stay the second page of .text');
+  }
+  writeImage(memory, gpa, { base: KERNEL_BASE, sizeOfImage: linked.sizeOfImage, entryRva: Number(symbol(entry) - KERNEL_BASE), sections: linked.sections });
+  const vectors = new Map<number, bigint>(TRAP_VECTORS.map((vector) => [vector, symbol(trapSymbol(vector))]));
+  vectors.set(CLOCK_VECTOR, symbol('KiClockInterrupt'));
   const switchLoads = SWITCHES.map((spec) => {
     const names = switchLabels(spec);
-    return { name: spec.name, rip: hooked.addressOf(names.load), table: hooked.addressOf(names.table), cases: spec.cases };
+    return { name: spec.name, rip: symbol(names.load), table: symbol(names.table), cases: spec.cases };
   });
   return {
     base: KERNEL_BASE,
-    sizeOfImage: Rva.sizeOfImage,
-    symbols,
-    sections,
+    sizeOfImage: linked.sizeOfImage,
+    symbols: linked.symbols,
+    sections: linked.sections,
     switchLoads,
-    ssdt: symbols.get('KiServiceTable')!,
-    entry,
+    ssdt: symbol('KiServiceTable'),
+    entry: symbol(entry),
     vectors,
-    listing: [text.listing(), hooked.listing(), services.listing()].join('\n'),
+    listing: linked.listing,
   };
 }

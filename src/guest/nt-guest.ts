@@ -3,7 +3,10 @@ import { ExitControl } from '../machine/layout.ts';
 import { Machine } from '../machine/machine.ts';
 import { PageTableBuilder, Pte } from '../machine/page-tables.ts';
 import type { GprName } from '../machine/vcpu-state.ts';
-import { buildKernelImage, HOOKED_APIS, Rva, serviceValue, type KernelImage } from './kernel.ts';
+import type { Assembler } from '../asm/index.ts';
+import { translateGva, tryReadGuestVirtual } from '../machine/guest-virtual.ts';
+import type { CodePartOptions, SymbolResolver } from './image-builder.ts';
+import { HOOKED_APIS, kernelImageBuilder, PROCESSOR_BLOCK, serviceValue, writeKernelImage, type KernelImage } from './kernel.ts';
 import {
   GDT_OFFSET, Hypercall, IDT_OFFSET, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PAGE_TABLES_GPA, PerCpu, RAM_BYTES,
   STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, TSS_OFFSET,
@@ -22,6 +25,8 @@ export interface NtGuestOptions {
   readonly vcpus: number;
   /** Iterations of each worker thread (≤ PerCpu.maxIterations). */
   readonly iterations: number;
+  /** A scenario's additions (code, data, threads, pages, hypercalls), applied in order before the guest is built. */
+  readonly extensions?: readonly GuestExtension[];
 }
 
 /** What one vCPU's thread did, read from its per-vCPU block. */
@@ -41,9 +46,66 @@ export interface BugCheck {
   readonly errorCode: bigint;
 }
 
-/** Register access the guest-call interpreter needs (the exiting vCPU's). */
+/** Register access the guest-call interpreter needs (the exiting vCPU's, stopped at its VMCALL). */
 export interface GuestRegisters {
   gpr(name: GprName): bigint;
+  /** Present when the caller may change registers (a hypercall that returns a value in RAX). */
+  setGpr?(name: GprName, value: bigint): void;
+}
+
+/** A guest hypercall being handled: which vCPU, its registers, and the guest. */
+export interface GuestCall {
+  readonly vcpu: number;
+  readonly regs: GuestRegisters;
+  readonly guest: NtGuest;
+}
+
+/** What a guest hypercall does: 'continue' past the VMCALL, or 'stop' this vCPU for good. */
+export type GuestHypercall = (call: GuestCall) => 'continue' | 'stop';
+
+/** Guest pages outside the kernel image, from the guest's page allocator. */
+export interface GuestPages {
+  readonly name: string;
+  readonly gva: bigint;
+  readonly gpa: number;
+  readonly bytes: number;
+}
+
+/** Kernel sections a scenario can add code to, and those it can add data to. */
+export type CodeSection = '.text' | 'INITKDBG' | 'PAGE';
+export type DataSection = '.rdata' | '.data';
+
+/**
+ * What a scenario may add to the NT-like guest before it is built — the same calls the guest uses
+ * for itself. Symbols (part names and named labels) resolve while the image is linked, so code may
+ * call kernel functions and use scenario variables by name.
+ */
+export interface NtGuestBuilder {
+  readonly vcpus: number;
+  readonly iterations: number;
+  /** Adds assembled code to a kernel section; `name` labels its first byte. */
+  code(section: CodeSection, name: string, build: (a: Assembler, symbol: SymbolResolver) => void, options?: CodePartOptions): void;
+  /** Adds data (bytes, or a number of zero bytes) to a data section; `name` labels it. */
+  data(section: DataSection, name: string, init: Uint8Array | number, options?: { readonly align?: number }): void;
+  /** vCPU `vcpu`'s thread starts at symbol `entry` (default: KiWorkerThread), with GS at its per-vCPU block. */
+  thread(vcpu: number, entry: string): void;
+  /** `count` pages from the guest's page allocator, mapped supervisor-only at fresh kernel addresses. */
+  pages(name: string, count: number, options?: { readonly writable?: boolean; readonly executable?: boolean }): GuestPages;
+  /** A guest hypercall: VMCALL with RAX = `code` runs `handler`. */
+  hypercall(code: bigint, name: string, handler: GuestHypercall): void;
+}
+
+/** A scenario's addition to the guest. */
+export type GuestExtension = (builder: NtGuestBuilder) => void;
+
+/** Where the page allocator hands out pages: after the kernel stacks, before the page tables. */
+const POOL_GPA = STACKS_GPA + MAX_VCPUS * STACK_BYTES;
+const POOL_GVA = STACKS_GVA + BigInt(MAX_VCPUS * STACK_BYTES);
+const POOL_END = PAGE_TABLES_GPA;
+
+interface PageRequest {
+  readonly pages: GuestPages;
+  readonly flags: bigint;
 }
 
 export class NtGuest {
@@ -56,6 +118,9 @@ export class NtGuest {
   readonly bugChecks: BugCheck[] = [];
   /** vCPUs whose thread reported completion. */
   readonly finished = new Set<number>();
+  /** Pages handed out by the allocator, by name. */
+  readonly pools = new Map<string, GuestPages>();
+  private readonly hypercalls = new Map<bigint, { readonly name: string; readonly handler: GuestHypercall }>();
 
   constructor(options: NtGuestOptions) {
     const { vcpus, iterations } = options;
@@ -65,20 +130,61 @@ export class NtGuest {
     }
     this.vcpus = vcpus;
     this.iterations = iterations;
+    const image = kernelImageBuilder();
+    const entries = new Array<string>(vcpus).fill('KiWorkerThread');
+    const requests: PageRequest[] = [];
+    let poolNext = POOL_GPA;
+    const builder: NtGuestBuilder = {
+      vcpus,
+      iterations,
+      code: (section, name, build, codeOptions) => void image.code(section, name, build, codeOptions),
+      data: (section, name, init, dataOptions) => void image.data(section, name, init, dataOptions),
+      thread: (vcpu, entry) => {
+        if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= vcpus) throw new RangeError(`thread(${vcpu}, ${entry}): the guest has vCPUs 0..${vcpus - 1}`);
+        entries[vcpu] = entry;
+      },
+      pages: (name, count, pageOptions = {}) => {
+        if (!Number.isInteger(count) || count < 1) throw new RangeError(`pages("${name}", ${count}): count must be a positive integer`);
+        if (this.pools.has(name)) throw new Error(`pages("${name}"): a page range of that name exists`);
+        const bytes = count * 0x1000;
+        if (poolNext + bytes > POOL_END) throw new RangeError(`pages("${name}", ${count}): the guest's page pool has ${(POOL_END - poolNext) / 0x1000} pages left`);
+        const pages: GuestPages = { name, gva: POOL_GVA + BigInt(poolNext - POOL_GPA), gpa: poolNext, bytes };
+        poolNext += bytes;
+        this.pools.set(name, pages);
+        requests.push({ pages, flags: (pageOptions.writable === true ? Pte.writable : 0n) | (pageOptions.executable === true ? 0n : Pte.noExecute) });
+        return pages;
+      },
+      hypercall: (code, name, handler) => {
+        const known = this.hypercalls.get(code);
+        if (known !== undefined) throw new Error(`hypercall 0x${code.toString(16)} ("${name}") is taken by "${known.name}"`);
+        this.hypercalls.set(code, { name, handler });
+      },
+    };
+    builder.hypercall(Hypercall.threadDone, 'thread done', ({ vcpu, guest }) => {
+      guest.finished.add(vcpu);
+      return 'stop';
+    });
+    builder.hypercall(Hypercall.bugCheck, 'KeBugCheck', ({ vcpu, regs, guest }) => {
+      guest.bugChecks.push({ vcpu, vector: Number(regs.gpr('rcx')), rip: regs.gpr('rdx'), errorCode: regs.gpr('r8') });
+      return 'stop';
+    });
+    for (const extend of options.extensions ?? []) extend(builder);
     this.machine = Machine.create({ ramBytes: RAM_BYTES, vcpus });
     const memory = this.machine.memory;
     this.tables = new PageTableBuilder(memory, PAGE_TABLES_GPA, RAM_BYTES);
-    this.kernel = buildKernelImage(memory, KERNEL_GPA);
+    this.kernel = writeKernelImage(memory, KERNEL_GPA, image);
+    if (KERNEL_GPA + this.kernel.sizeOfImage > TABLES_GPA) throw new RangeError(`the kernel image (${this.kernel.sizeOfImage} bytes) runs into the descriptor tables`);
     this.mapKernel();
     for (let page = 0; page < 3; page++) this.tables.map(TABLES_GVA + BigInt(page * 0x1000), TABLES_GPA + page * 0x1000, Pte.writable | Pte.noExecute);
     this.tables.mapRange(STACKS_GVA, STACKS_GPA, MAX_VCPUS * STACK_BYTES, Pte.writable | Pte.noExecute);
+    for (const { pages, flags } of requests) this.tables.mapRange(pages.gva, pages.gpa, pages.bytes, flags);
     this.writeDescriptorTables();
-    for (let vcpu = 0; vcpu < vcpus; vcpu++) this.startThread(vcpu);
+    for (let vcpu = 0; vcpu < vcpus; vcpu++) this.startThread(vcpu, this.symbol(entries[vcpu]));
   }
 
   /** Image pages: code RX, data RW-NX, the rest R-NX (supervisor only; CR0.WP makes RO stick). */
   private mapKernel(): void {
-    for (let rva = 0; rva < Rva.sizeOfImage; rva += 0x1000) {
+    for (let rva = 0; rva < this.kernel.sizeOfImage; rva += 0x1000) {
       const section = this.kernel.sections.find((s) => rva >= s.virtualAddress && rva < s.virtualAddress + Math.max(0x1000, Math.ceil(s.virtualSize / 0x1000) * 0x1000));
       const c = section?.characteristics ?? 0;
       const flags = (c & 0x80000000 ? Pte.writable : 0n) | (c & 0x20000000 ? 0n : Pte.noExecute);
@@ -93,16 +199,45 @@ export class NtGuest {
     for (const [vector, handler] of this.kernel.vectors) writeIdtGate(memory, TABLES_GPA + IDT_OFFSET, vector, handler);
   }
 
+  /** The address of an image symbol (a part name or a named label); throws for an unknown name. */
+  symbol(name: string): bigint {
+    const address = this.kernel.symbols.get(name);
+    if (address === undefined) throw new Error(`the guest has no symbol "${name}"`);
+    return address;
+  }
+
   /** GVA of vCPU `vcpu`'s per-vCPU block (its GS base). */
   perCpu(vcpu: number): bigint {
-    return KERNEL_BASE + BigInt(Rva.data + vcpu * PerCpu.bytes);
+    return this.symbol(PROCESSOR_BLOCK) + BigInt(vcpu * PerCpu.bytes);
   }
 
   private perCpuGpa(vcpu: number): number {
-    return KERNEL_GPA + Rva.data + vcpu * PerCpu.bytes;
+    return this.gpaOf(this.perCpu(vcpu));
   }
 
-  private startThread(vcpu: number): void {
+  /** The guest-physical address of a kernel GVA (image, stacks, allocated pages); throws when unmapped. */
+  gpaOf(gva: bigint): number {
+    const gpa = translateGva(this.machine.memory, this.tables.root, gva);
+    if (gpa === null) throw new RangeError(`GVA 0x${gva.toString(16)} is not mapped in the guest`);
+    return gpa;
+  }
+
+  /** Reads guest memory at a kernel GVA (no EPT: what the engine sees). */
+  read(gva: bigint, length: number): Uint8Array {
+    const bytes = tryReadGuestVirtual(this.machine.memory, this.tables.root, gva, length);
+    if (bytes === null) throw new RangeError(`GVA 0x${gva.toString(16)} + ${length} is not mapped in the guest`);
+    return bytes;
+  }
+
+  read32(gva: bigint): number {
+    return this.machine.memory.read32(this.gpaOf(gva)) >>> 0;
+  }
+
+  read64(gva: bigint): bigint {
+    return this.machine.memory.read64(this.gpaOf(gva));
+  }
+
+  private startThread(vcpu: number, entry: bigint): void {
     const state = this.machine.vcpu(vcpu);
     enterLongMode(state, {
       cr3: this.tables.root,
@@ -116,7 +251,7 @@ export class NtGuest {
     });
     state.set64('gsBase', this.perCpu(vcpu));
     state.setGpr('rsp', STACKS_GVA + BigInt((vcpu + 1) * STACK_BYTES - 0x28));
-    state.rip = this.kernel.entry;
+    state.rip = entry;
     const memory = this.machine.memory;
     memory.write32(this.perCpuGpa(vcpu) + PerCpu.index, vcpu);
     memory.write32(this.perCpuGpa(vcpu) + PerCpu.iterations, this.iterations);
@@ -168,23 +303,15 @@ export class NtGuest {
   }
 
   /**
-   * The guest's own hypercalls: thread completion and bug checks. Returns 'stop' for both (the
-   * vCPU has nothing left to run), or null when RAX is not one of them.
+   * The guest's own hypercalls (thread completion, bug checks, and those a scenario added): what
+   * the VMCALL does, or null when RAX is none of them.
    */
-  guestCall(vcpu: number, regs: GuestRegisters): 'stop' | null {
-    const code = regs.gpr('rax');
-    if (code === Hypercall.threadDone) {
-      this.finished.add(vcpu);
-      return 'stop';
-    }
-    if (code === Hypercall.bugCheck) {
-      this.bugChecks.push({ vcpu, vector: Number(regs.gpr('rcx')), rip: regs.gpr('rdx'), errorCode: regs.gpr('r8') });
-      return 'stop';
-    }
-    return null;
+  guestCall(vcpu: number, regs: GuestRegisters): 'continue' | 'stop' | null {
+    const call = this.hypercalls.get(regs.gpr('rax'));
+    return call === undefined ? null : call.handler({ vcpu, regs, guest: this });
   }
 
-  /** Forgets bug checks and completions (before a re-run from a snapshot). */
+  /** Forgets bug checks and completions (before a re-run from a snapshot); a subclass that observes more clears it too. */
   resetObservations(): void {
     this.bugChecks.length = 0;
     this.finished.clear();

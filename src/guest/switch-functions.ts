@@ -44,7 +44,7 @@ export const switchLabels = (spec: SwitchSpec): { entry: string; load: string; t
 
 /**
  * Emits switch `fn` (input ECX = selector, result in EAX). `resolve` gives label addresses from a
- * first assembly pass (two-pass.ts); `imageBase` is where the image is mapped.
+ * first link pass (see image-builder.ts); `imageBase` is where the image is mapped.
  */
 export function emitSwitch(a: Assembler, fn: number, spec: SwitchSpec, imageBase: bigint, resolve: (label: string) => bigint): void {
   const names = switchLabels(spec);

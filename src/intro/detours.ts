@@ -1,5 +1,5 @@
 import type { EngineDecoder } from './decoder.ts';
-import type { Glue, NoteDetail } from './glue.ts';
+import type { Glue, NoteDetail, VcpuAccess } from './glue.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
 import type { CloakRegion, MemoryCloak } from './memcloak.ts';
 import { jumpPatch } from './memtable-handler.ts';
@@ -23,9 +23,21 @@ export interface Detour {
   readonly handlerSize: number;
   /** Calls the engine saw (INT3 exits at the handler). */
   hits: number;
+  /** Called on every hit, in the order they were attached (a scenario's own handling of the call). */
+  readonly callbacks: DetourCallback[];
   apiCloak: CloakRegion | null;
   handlerCloak: CloakRegion | null;
 }
+
+/** A call of a detoured API, as a callback sees it: the calling vCPU (stopped at the handler's INT3) and the detour. */
+export interface DetourCall {
+  readonly vcpuId: number;
+  readonly exitTicket: number;
+  readonly self: VcpuAccess;
+  readonly detour: Detour;
+}
+
+export type DetourCallback = (call: DetourCall) => void;
 
 export interface DetoursContext {
   readonly glue: Glue;
@@ -71,7 +83,7 @@ export class Detours {
     code[0] = 0xcc;
     code.set(prologue, 1);
     code.set(jumpPatch(handler + BigInt(1 + length), api + BigInt(length), JMP_LENGTH), 1 + length);
-    const detour: Detour = { name, api, prologue, handler, handlerSize, hits: 0, apiCloak: null, handlerCloak: null };
+    const detour: Detour = { name, api, prologue, handler, handlerSize, hits: 0, callbacks: [], apiCloak: null, handlerCloak: null };
     glue.pauseVcpus();
     try {
       detour.handlerCloak = cloak.cloak(handler, systemCr3, new Uint8Array(handlerSize), code, `detour handler ${name}`);
@@ -87,6 +99,11 @@ export class Detours {
     this.list.push(detour);
     this.ctx.note('detour', { name, api, handler });
     return detour;
+  }
+
+  /** The live detour of the API at `api`, if any. */
+  at(api: bigint): Detour | null {
+    return this.list.find((d) => d.api === api && d.apiCloak !== null) ?? null;
   }
 
   /** The detour whose INT3 is at `rip` (IntDetGetByAddress), counting the call. */

@@ -1,9 +1,9 @@
 import { EngineDecoder } from './decoder.ts';
 import { Detours } from './detours.ts';
-import { handleEptViolation } from './ept-violation.ts';
+import { handleEptViolation, type EptStage } from './ept-violation.ts';
 import { DEFAULT_FIXES, type Fixes } from './fixes.ts';
 import type { ExitEvent, Glue, NoteDetail } from './glue.ts';
-import { GpaHookTable, HOOK_TYPES } from './gpa-hooks.ts';
+import { GpaHookTable, HOOK_TYPES, type GpaHook } from './gpa-hooks.ts';
 import { InstructionCache } from './icache.ts';
 import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
@@ -35,6 +35,12 @@ export interface IntrocoreOptions {
   readonly onHookRemoved?: () => void;
 }
 
+/** A hypercall the engine answers: 'continue' past the VMCALL, or 'stop' the vCPU for good. */
+export interface EngineHypercall {
+  readonly name: string;
+  handle(event: ExitEvent): 'continue' | 'stop';
+}
+
 export interface EngineStats {
   eptViolations: number;
   breakpoints: number;
@@ -56,6 +62,12 @@ export class Introcore {
   readonly kernel: KernelLayout;
   readonly memtables: MemTables;
   readonly detours: Detours;
+  /** Hypercalls the engine answers itself (a scenario's), by RAX: dispatched before the guest's own. */
+  readonly hypercalls = new Map<bigint, EngineHypercall>();
+  /** EPT-violation stages a scenario added, in order. */
+  readonly eptStages: EptStage[] = [];
+  /** Hooks a scenario placed: removed when the engine unloads. */
+  readonly scenarioHooks = new Set<GpaHook>();
   readonly stats: EngineStats = { eptViolations: 0, breakpoints: 0, timerTicks: 0, retries: { fetchFail: 0, toctou: 0, peerPatched: 0 }, integrityViolations: 0 };
   private state: 'active' | 'disabled' | 'uninitialised' = 'active';
 
@@ -94,7 +106,10 @@ export class Introcore {
     this.stats.breakpoints++;
     const rip = event.self.rip();
     const detour = this.detours.hit(rip);
-    if (detour !== null) return { action: IntroAction.allowedVirtual, reinject: false };
+    if (detour !== null) {
+      for (const callback of detour.callbacks) callback({ vcpuId: event.vcpuId, exitTicket: event.exitTicket, self: event.self, detour });
+      return { action: IntroAction.allowedVirtual, reinject: false };
+    }
     const bytes = tryReadGuestVirtual(this.glue.memory, cr3Root(event.self.get64('cr3')), rip, 2);
     const int3 = bytes !== null && (bytes[0] === 0xcc || (bytes[0] === 0xcd && bytes[1] === 0x03));
     this.note(int3 ? 'breakpoint-reinject' : 'breakpoint-gone', { vcpu: event.vcpuId, rip });
@@ -135,7 +150,7 @@ export class Introcore {
 
   /**
    * IntGuestUninit's engine part, with every vCPU paused and thread safety checked by the caller:
-   * mem-table handlers, detours, slack records, the icache.
+   * mem-table handlers, detours, slack records, the icache, then the hooks a scenario placed.
    */
   uninit(): void {
     if (this.state === 'uninitialised') return;
@@ -146,6 +161,10 @@ export class Introcore {
       this.detours.uninit();
       this.slack.clear();
       this.icache.flushAll();
+      for (const hook of this.scenarioHooks) this.hooks.remove(hook);
+      this.scenarioHooks.clear();
+      this.hypercalls.clear();
+      this.eptStages.length = 0;
     } finally {
       this.glue.resumeVcpus();
     }

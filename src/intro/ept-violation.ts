@@ -5,7 +5,7 @@ import { HOOK_TYPES, HookFlag, HookType, type HookTypeCode } from './gpa-hooks.t
 import { IC_ANY_VAS } from './icache.ts';
 import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
 import type { Introcore } from './engine.ts';
-import { IntStatus, IntroAction, combineActions, type IntroActionCode } from './status.ts';
+import { IntStatus, IntroAction, actionName, combineActions, type IntroActionCode } from './status.ts';
 
 /**
  * IntHandleEptViolation, in HVMI's order (hvmi-notes §10): decode through the icache; the TOCTOU
@@ -121,6 +121,15 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
     }
   }
 
+  // Stages a scenario added, in the order they were added: the first that decides ends the exit.
+  for (const stage of engine.eptStages) {
+    const decided = stage.decide({ engine, event, instruction: ins, access, gpa: Number(exit.gpa), gla: exit.gla });
+    if (decided !== null) {
+      engine.note('ept-stage', { vcpu: event.vcpuId, stage: stage.name, action: actionName(decided) });
+      return decided;
+    }
+  }
+
   // 7. Xen reports R on every write; drop it when the instruction reads no memory.
   if ((access & ExitAccess.write) !== 0 && !ins.accesses.some((a) => accessReads(a.access))) access &= ~ExitAccess.read;
 
@@ -143,6 +152,27 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   }
   if (action === IntroAction.allowedVirtual && emulation.apply !== null) emulation.apply();
   return action;
+}
+
+/** What an EPT stage sees: the engine, the exit, its decoded instruction and access bits. */
+export interface EptStageInput {
+  readonly engine: Introcore;
+  readonly event: ExitEvent;
+  readonly instruction: DecodedInstruction;
+  /** ExitAccess bits (read 1, write 2, execute 4). */
+  readonly access: number;
+  readonly gpa: number;
+  readonly gla: bigint;
+}
+
+/**
+ * A step a scenario adds to the EPT-violation pipeline. It runs after HVMI's own early checks
+ * (decode, TOCTOU, peer-patched) and before the accesses are analysed; returning an action ends
+ * the exit with it, null goes on.
+ */
+export interface EptStage {
+  readonly name: string;
+  decide(input: EptStageInput): IntroActionCode | null;
 }
 
 /** A callback's request to complete the instruction itself (applied only for allowedVirtual; the first request wins). */
@@ -202,7 +232,7 @@ export function handleMemAccess(
       if ((hook.flags & (HookFlag.remove | HookFlag.disabled)) !== 0) continue;
       if (offset + size <= hook.offset || offset >= hook.offset + hook.length) continue;
       found = true;
-      const result = hook.callback(hook, { vcpuId: event.vcpuId, gpa, gla, size, type, instruction: ins, self: event.self, emulate: emulation.request });
+      const result = hook.callback(hook, { vcpuId: event.vcpuId, exitTicket: event.exitTicket, gpa, gla, size, type, instruction: ins, self: event.self, emulate: emulation.request });
       action = combineActions(action, result.action);
       if (result.status === IntStatus.removeHookOnRet || result.status === IntStatus.removeAndSkip) engine.hooks.remove(hook);
       if (result.status === IntStatus.skipOtherCallbacks || result.status === IntStatus.removeAndSkip) break;

@@ -1,68 +1,119 @@
 /**
- * HVMI's mitigations for the races this engine can hit, one named switch each (DESIGN.md,
- * faithfulness rule 4). All are on by default. Turning one off runs the naive code path in its
- * place — never a faked symptom.
+ * Mitigations as switches (DESIGN.md, faithfulness rule 4): HVMI's own, built in, and those a
+ * scenario declares for the engine logic it adds. Turning one off runs the naive code path in its
+ * place — never a faked symptom. A catalog (built-in plus a scenario's) knows every name, its
+ * description and default, and turns `--fix name=on|off` settings into the values of a run.
  */
 
-export interface Fixes {
-  /** memtables.c: IntIcFlushAddress(RIP) after patching, so no handler decodes the stale MOV. */
-  readonly icacheFlushOnPatch: boolean;
-  /** memtables.c: entries already `Patched` are skipped, so a stale decode cannot patch twice. */
-  readonly patchedGuard: boolean;
-  /** IntHandleEptViolation step 2: a JMP at a relocated RIP means a peer patched it — retry. */
-  readonly peerPatchedRetry: boolean;
-  /** IntHandleEptViolation: an instruction just added to the icache is not analysed — retry. */
-  readonly toctouRetry: boolean;
-  /** memtables.c: patch the instruction and write the handler with every vCPU paused. */
-  readonly pauseWhilePatching: boolean;
+/** A mitigation switch: its name, and what it does and what turning it off brings back. Every fix is on unless a run turns it off. */
+export interface FixDeclaration<N extends string = string> {
+  readonly name: N;
+  readonly description: string;
 }
 
-export type FixName = keyof Fixes;
+/** HVMI's mitigations for the races this engine can hit. */
+export const BUILTIN_FIXES = [
+  { name: 'icacheFlushOnPatch', description: 'flush the instruction cache entry of a patched instruction (off: peers decode the stale MOV)' },
+  { name: 'patchedGuard', description: 'skip mem-table entries already patched (off: a stale decode relocates the instruction again)' },
+  { name: 'peerPatchedRetry', description: 'retry when the faulting instruction is a JMP another vCPU just patched in (off: analyse it)' },
+  { name: 'toctouRetry', description: 'retry instead of analysing an instruction that was just decoded into the cache (off: analyse it)' },
+  { name: 'pauseWhilePatching', description: 'pause every vCPU while patching guest code (off: others run between the writes)' },
+] as const satisfies readonly FixDeclaration[];
 
-export const FIX_NAMES: readonly FixName[] = ['icacheFlushOnPatch', 'patchedGuard', 'peerPatchedRetry', 'toctouRetry', 'pauseWhilePatching'];
+export type BuiltinFixName = (typeof BUILTIN_FIXES)[number]['name'];
 
-/** One line per fix: what turning it off brings back. */
-export const FIX_DESCRIPTIONS: Readonly<Record<FixName, string>> = {
-  icacheFlushOnPatch: 'flush the instruction cache entry of a patched instruction (off: peers decode the stale MOV)',
-  patchedGuard: 'skip mem-table entries already patched (off: a stale decode relocates the instruction again)',
-  peerPatchedRetry: 'retry when the faulting instruction is a JMP another vCPU just patched in (off: analyse it)',
-  toctouRetry: 'retry instead of analysing an instruction that was just decoded into the cache (off: analyse it)',
-  pauseWhilePatching: 'pause every vCPU while patching guest code (off: others run between the writes)',
-};
+/** The value of every fix in a run: HVMI's built-in ones and a scenario's own (`N`). */
+export type Fixes<N extends string = never> = { readonly [K in BuiltinFixName]: boolean } & { readonly [K in N]: boolean };
 
-export const DEFAULT_FIXES: Fixes = Object.freeze({
-  icacheFlushOnPatch: true,
-  patchedGuard: true,
-  peerPatchedRetry: true,
-  toctouRetry: true,
-  pauseWhilePatching: true,
-});
+/** Name of any fix: a built-in one or one a scenario declared. */
+export type FixName = BuiltinFixName | (string & {});
 
-/** Fixes with the named ones switched off. */
-export function fixesWithout(names: readonly FixName[]): Fixes {
-  const fixes: Record<FixName, boolean> = { ...DEFAULT_FIXES };
-  for (const name of names) fixes[name] = false;
-  return Object.freeze(fixes);
-}
+const NAME = /^[a-z][A-Za-z0-9]*$/;
 
-/** Names of the fixes that are off, in FIX_NAMES order. */
-export function fixesOff(fixes: Fixes): FixName[] {
-  return FIX_NAMES.filter((name) => !fixes[name]);
-}
+/** Every fix a scenario can use: the built-in ones and its own, checked once. */
+export class FixCatalog<N extends string = never> {
+  private readonly declarations: readonly FixDeclaration[];
 
-/**
- * Applies `name=on|off` settings (the CLI's `--fix`) on top of `base`. Throws one error naming the
- * bad setting and listing the valid names.
- */
-export function applyFixSettings(base: Fixes, settings: readonly string[]): Fixes {
-  const fixes: Record<FixName, boolean> = { ...base };
-  for (const setting of settings) {
-    const match = /^([A-Za-z]+)=(on|off|true|false|1|0)$/.exec(setting.trim());
-    const name = match?.[1];
-    if (match === null || name === undefined || !(FIX_NAMES as readonly string[]).includes(name)) {
-      throw new Error(`bad fix setting "${setting}": expected name=on|off with name one of ${FIX_NAMES.join(', ')}`);
+  constructor(scenarioFixes: readonly FixDeclaration<N>[] = [], owner = 'scenario') {
+    const all: FixDeclaration[] = [...BUILTIN_FIXES];
+    for (const fix of scenarioFixes) {
+      if (typeof fix.name !== 'string' || !NAME.test(fix.name)) throw new Error(`${owner}: fix name ${JSON.stringify(fix.name)} must be a camelCase identifier`);
+      if (all.some((known) => known.name === fix.name)) throw new Error(`${owner}: fix "${fix.name}" is declared twice (or shadows a built-in fix)`);
+      if (typeof fix.description !== 'string' || fix.description.trim() === '') throw new Error(`${owner}: fix "${fix.name}" needs a description`);
+      all.push(fix);
     }
-    fixes[name as FixName] = match[2] === 'on' || match[2] === 'true' || match[2] === '1';
+    this.declarations = all;
   }
-  return Object.freeze(fixes);
+
+  /** Every fix name, built-in first. */
+  get names(): readonly (BuiltinFixName | N)[] {
+    return this.declarations.map((d) => d.name as BuiltinFixName | N);
+  }
+
+  /** The declarations, built-in first (for --list and usage texts). */
+  get all(): readonly FixDeclaration[] {
+    return this.declarations;
+  }
+
+  /** The fixes the scenario declared itself. */
+  get own(): readonly FixDeclaration[] {
+    return this.declarations.slice(BUILTIN_FIXES.length);
+  }
+
+  has(name: string): name is BuiltinFixName | N {
+    return this.declarations.some((d) => d.name === name);
+  }
+
+  /** Every fix on. */
+  defaults(): Fixes<N> {
+    return Object.freeze(Object.fromEntries(this.declarations.map((d) => [d.name, true]))) as Fixes<N>;
+  }
+
+  /** Every fix on but the named ones; an unknown name is an error that lists the known ones. */
+  without(names: readonly string[]): Fixes<N> {
+    return this.apply(this.defaults(), names.map((name) => `${name}=off`));
+  }
+
+  /**
+   * Applies `name=on|off` settings (the CLI's `--fix`) on top of `base`. Throws one error naming
+   * the bad setting and listing the valid names.
+   */
+  apply(base: Fixes<N>, settings: readonly string[]): Fixes<N> {
+    const fixes: Record<string, boolean> = { ...this.defaults(), ...base };
+    for (const setting of settings) {
+      const match = /^([A-Za-z][A-Za-z0-9]*)=(on|off|true|false|1|0)$/.exec(setting.trim());
+      const name = match?.[1];
+      if (match === null || name === undefined || !this.has(name)) {
+        throw new Error(`bad fix setting "${setting}": expected name=on|off with name one of ${this.names.join(', ')}`);
+      }
+      fixes[name] = match[2] === 'on' || match[2] === 'true' || match[2] === '1';
+    }
+    return Object.freeze(fixes) as Fixes<N>;
+  }
+
+  /** Names of the fixes that are off, in catalog order. */
+  off(fixes: Fixes<N>): (BuiltinFixName | N)[] {
+    const values = fixes as Readonly<Record<string, boolean>>;
+    return this.names.filter((name) => values[name] === false);
+  }
+}
+
+/** The built-in fixes alone. */
+export const BUILTIN_FIX_CATALOG = new FixCatalog();
+export const DEFAULT_FIXES: Fixes = BUILTIN_FIX_CATALOG.defaults();
+export const FIX_NAMES: readonly BuiltinFixName[] = BUILTIN_FIX_CATALOG.names;
+
+/** Built-in fixes with the named ones switched off. */
+export function fixesWithout(names: readonly string[]): Fixes {
+  return BUILTIN_FIX_CATALOG.without(names);
+}
+
+/** Names of the built-in fixes that are off. */
+export function fixesOff(fixes: Fixes): BuiltinFixName[] {
+  return BUILTIN_FIX_CATALOG.off(fixes);
+}
+
+/** Applies `name=on|off` settings for built-in fixes on top of `base`. */
+export function applyFixSettings(base: Fixes, settings: readonly string[]): Fixes {
+  return BUILTIN_FIX_CATALOG.apply(base, settings);
 }

@@ -46,6 +46,8 @@ export interface Glue {
   readonly ept: EptAccess;
   /** Virtual time: steps retired by all vCPUs so far. */
   readonly clock: number;
+  /** Exits so far in the run: the latest exit's ticket (a hook placed now postdates every exit up to it). */
+  readonly ticket: number;
   readonly random: RandomSource;
   /** Registers of vCPU `id`; any access throws unless that vCPU is stopped or paused. */
   vcpu(id: number): VcpuAccess;
@@ -67,6 +69,8 @@ export interface Glue {
 export interface ExitEvent {
   readonly vcpuId: number;
   readonly exit: ExitRecord;
+  /** This exit's ticket: exits are numbered 1, 2, … in the order vCPUs stopped at them. */
+  readonly exitTicket: number;
   /** The exiting vCPU's registers (always accessible: it is stopped at the exit). */
   readonly self: VcpuAccess;
 }

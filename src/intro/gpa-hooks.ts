@@ -30,6 +30,8 @@ export const HookFlag = { disabled: 1, remove: 2 } as const;
 /** One access to a hooked range, as a callback sees it. */
 export interface HookedAccess {
   readonly vcpuId: number;
+  /** Ticket of the exit this access comes from (compare with `GpaHook.placedTicket`). */
+  readonly exitTicket: number;
   /** Guest-physical and guest-linear address of the first byte accessed in this page. */
   readonly gpa: number;
   readonly gla: bigint;
@@ -65,6 +67,11 @@ export interface GpaHook {
   /** Who placed it (for reports: "icache", "memcloak"...). */
   readonly owner: string;
   readonly callback: HookCallback;
+  /**
+   * Exits the run had seen when the hook was placed (`Glue.ticket`): an exit whose ticket is not
+   * above this happened before the hook existed.
+   */
+  readonly placedTicket: number;
   flags: number;
 }
 
@@ -92,7 +99,7 @@ export class GpaHookTable {
     if (length < 1 || gpa % PAGE + length > PAGE) {
       throw new RangeError(`GPA hook 0x${gpa.toString(16)} + ${length} (${owner}) must lie inside one 4 KiB page`);
     }
-    const hook: GpaHook = { id: this.nextId++, gpaPage, offset: gpa - gpaPage, length, type, owner, callback, flags: 0 };
+    const hook: GpaHook = { id: this.nextId++, gpaPage, offset: gpa - gpaPage, length, type, owner, callback, placedTicket: this.glue.ticket, flags: 0 };
     const entry = this.entry(gpaPage);
     entry.hooks[type].push(hook);
     if (entry.counts[type]++ === 0) this.applyRights(gpaPage, entry);

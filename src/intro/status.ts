@@ -66,6 +66,15 @@ export function combineActions(a: IntroActionCode, b: IntroActionCode): IntroAct
   return a > b ? a : b;
 }
 
+/** An action's name, for notes and reports ("retry", "notAllowed"…). */
+export type IntroActionName = keyof typeof IntroAction;
+
+const ACTION_NAMES = Object.fromEntries(Object.entries(IntroAction).map(([name, code]) => [code, name])) as Record<IntroActionCode, IntroActionName>;
+
+export function actionName(action: IntroActionCode): IntroActionName {
+  return ACTION_NAMES[action];
+}
+
 /** An engine operation failed with an error-class status; the message says where and why. */
 export class IntroError extends Error {
   constructor(

@@ -132,17 +132,22 @@ test('EPT rights are lazy: a running vCPU keeps its rights until its next VM ent
   t.is(machine.machine.vcpu(0).exit().gpa, DATA);
 });
 
-test('an explicit EPT flush makes a running vCPU take the new rights at once', async (t) => {
+/** Two vCPUs; vCPU 0 only reads DATA in a loop (it never exits on its own), vCPU 1 makes VMCALLs. */
+function readerMachine(): ReturnType<typeof vmcallLoop> {
+  const machine = vmcallLoop(2);
+  const reader = CODE + 0x400n;
+  machine.assemble(reader, (a) => {
+    const top = a.label();
+    a.mov(rax, qword(rbx));
+    a.jmp(top);
+  });
+  machine.state(0).rip = reader;
+  return machine;
+}
+
+test('rights a handler changes reach every vCPU when it answers (the integrator flushes); set outside a handler they wait for a flush', async (t) => {
   for (const flush of [false, true]) {
-    const machine = vmcallLoop(2);
-    // vCPU 0 only reads DATA in a loop: it never exits on its own.
-    const reader = CODE + 0x400n;
-    machine.assemble(reader, (a) => {
-      const top = a.label();
-      a.mov(rax, qword(rbx));
-      a.jmp(top);
-    });
-    machine.state(0).rip = reader;
+    const machine = readerMachine();
     const handler: ExitHandler = (context) => {
       if (context.exit.reason === ExitReason.eptViolation) return { action: 'shutdown' };
       context.ept.setRights(Number(DATA), EptBits.execute);
@@ -154,14 +159,20 @@ test('an explicit EPT flush makes a running vCPU take the new rights at once', a
     t.is(session.runSlice(0, 5), 'budget');
     t.is(session.runSlice(1, 3), 'exit');
     session.handleExit(1);
-    if (flush) {
-      t.is(session.runSlice(0, 10), 'exit', 'after the flush the next read of DATA faults');
-      t.is(machine.machine.vcpu(0).exit().reason, ExitReason.eptViolation);
-    } else {
-      t.is(session.runSlice(0, 10), 'budget', 'without a flush vCPU 0 keeps the rights it entered with');
-    }
+    t.is(session.runSlice(0, 10), 'exit', `${flush ? 'with' : 'without'} an explicit flush, the next read of DATA faults`);
+    t.is(machine.machine.vcpu(0).exit().reason, ExitReason.eptViolation);
     await session.close();
   }
+  // Outside a handler, a request stays pending: a vCPU keeps the rights it entered with.
+  const machine = readerMachine();
+  const session = open(machine, () => ({ action: 'allowedVirtual' }));
+  t.teardown(() => session.close());
+  t.is(session.runSlice(0, 5), 'budget');
+  session.ept.setRights(Number(DATA), EptBits.execute);
+  t.is(session.runSlice(0, 10), 'budget', 'not committed: vCPU 0 keeps reading');
+  session.ept.flush();
+  t.is(session.runSlice(0, 10), 'exit', 'flushed: the next read faults');
+  await session.close();
 });
 
 test('exit replies: retry, allowed, allowedVirtual, notAllowed and an injected exception', async (t) => {

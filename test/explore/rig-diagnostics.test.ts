@@ -10,7 +10,7 @@ import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { ScenarioRig, ScenarioSetupError, type RunReport } from '../../src/explore/scenario-rig.ts';
 import { ScenarioDefinitionError, validateScenario, type ScenarioDefinition } from '../../src/explore/scenario.ts';
 import type { NtGuest } from '../../src/guest/nt-guest.ts';
-import { DEFAULT_FIXES, FIX_NAMES } from '../../src/intro/fixes.ts';
+import { DEFAULT_FIXES } from '../../src/intro/fixes.ts';
 import { badCaughtBy } from '../support/bad-scenario.ts';
 import { spinInterruptsOff, throwingSetup, throwingWindow, tripleFault, unsupportedInstruction } from '../support/faulty-scenarios.ts';
 
@@ -67,7 +67,7 @@ test('setup() that throws: one error naming the scenario and setup()', (t) => {
 });
 
 test('a bug caught by an oracle that does not exist is a definition error before any run', (t) => {
-  t.throws(() => validateScenario(badCaughtBy, FIX_NAMES), { instanceOf: ScenarioDefinitionError, message: /scenario "bad-caught-by" is not well defined: bug "typo" is caughtBy "guest-alvie", which is no oracle of the scenario/ });
-  t.throws(() => validateScenario({ ...memtableStaleIcache, bugs: [{ name: 'b', fixesOff: ['noSuchFix' as never], caughtBy: 'guest-alive' }] }, FIX_NAMES), { message: /switches off "noSuchFix", which is no fix/ });
-  t.notThrows(() => validateScenario(memtableStaleIcache, FIX_NAMES));
+  t.throws(() => validateScenario(badCaughtBy), { instanceOf: ScenarioDefinitionError, message: /scenario "bad-caught-by" is not well defined: bug "typo" is caughtBy "guest-alvie", which is no oracle of the scenario/ });
+  t.throws(() => validateScenario({ ...memtableStaleIcache, bugs: [{ name: 'b', fixesOff: ['noSuchFix' as never], caughtBy: 'guest-alive' }] }), { message: /switches off "noSuchFix", which is no fix/ });
+  t.notThrows(() => validateScenario(memtableStaleIcache));
 });

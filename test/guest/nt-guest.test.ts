@@ -13,7 +13,7 @@ import { runDeterministic } from '../../src/explore/deterministic.ts';
 import { Prng } from '../../src/explore/prng.ts';
 import { createScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
-import { HOOKED_APIS, Rva } from '../../src/guest/kernel.ts';
+import { HOOKED_APIS } from '../../src/guest/kernel.ts';
 import { CLOCK_VECTOR, KERNEL_BASE } from '../../src/guest/layout.ts';
 import { NtGuest } from '../../src/guest/nt-guest.ts';
 import { SWITCHES } from '../../src/guest/switch-functions.ts';
@@ -54,10 +54,12 @@ test('without the engine, every thread computes the expected results (and takes 
 test('the image: PE sections, slack only in .text, the switch tables and the SSDT in the hooked page', (t) => {
   const guest = new NtGuest({ vcpus: 1, iterations: 1 });
   const image = parseImage(guest.machine.memory, guest.tables.root, KERNEL_BASE);
-  t.is(image.sizeOfImage, Rva.sizeOfImage);
+  t.is(image.sizeOfImage, guest.kernel.sizeOfImage);
+  t.is(guest.kernel.sizeOfImage, 0x9000, 'headers, three .text pages, INITKDBG, PAGE, .rdata, two .data pages');
   t.deepEqual(image.sections.map((s) => s.name), ['.text', 'INITKDBG', 'PAGE', '.rdata', '.data']);
   t.deepEqual(image.sections.filter(isSlackEligible).map((s) => s.name), ['.text']);
-  const hookedPage = KERNEL_BASE + BigInt(Rva.hookedPage);
+  const hookedPage = guest.symbol('KiHookedPage');
+  t.is(hookedPage, KERNEL_BASE + 0x2000n, 'the second page of .text');
   const inHookedPage = (gva: bigint): boolean => gva >= hookedPage && gva < hookedPage + 0x1000n;
   for (const load of guest.kernel.switchLoads) {
     t.true(inHookedPage(load.rip) && inHookedPage(load.table), `${load.name}: load and table share the hooked page`);

@@ -79,3 +79,22 @@ test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-o
   t.true(existsSync(off.trace!), 'the first failing seed was re-run and its trace written');
   t.is(on.failures, 0);
 });
+
+test('a scenario-declared fix works like HVMI\'s: --list shows it, --fix and --bug switch it, its trace replays', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const list = cli('scenarios/run.ts', ['--list']);
+  t.regex(list.stdout, /stale-violation — .*\n(.*\n)*? {2}fix staleExitRetry: retry an EPT exit raised before the hook/);
+  t.regex(list.stdout, / {2}bug: stale exit reaches the new hook: --fix staleExitRetry=off \(caught by callbacks-see-fresh-exits\)/);
+  const off = cli('scenarios/run.ts', ['stale-violation', '--fix', 'staleExitRetry=off', '--strategy', 'random', '--trace-dir', dir]);
+  t.is(off.status, 1, off.stderr);
+  t.regex(off.stdout, /FAILED {2}stale-violation {2}seed 1 {2}random {2}inline {2}fixes off: staleExitRetry\n {2}invariant broken: callbacks-see-fresh-exits/);
+  const trace = /trace written to (\S+)/.exec(off.stdout)?.[1];
+  t.truthy(trace);
+  const replay = cli('scenarios/run.ts', ['stale-violation', '--replay', trace!]);
+  t.is(replay.status, 1);
+  t.regex(replay.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+  const bad = cli('scenarios/run.ts', ['stale-violation', '--fix', 'staleExitRetri=off']);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of .*pauseWhilePatching, staleExitRetry/);
+});

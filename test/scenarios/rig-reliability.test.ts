@@ -15,7 +15,7 @@ class FlakyGuest extends NtGuest {
   /** When set, the next thread-completion hypercall is not recognised. */
   breakNext = false;
 
-  override guestCall(vcpu: number, regs: GuestRegisters): 'stop' | null {
+  override guestCall(vcpu: number, regs: GuestRegisters): 'stop' | 'continue' | null {
     if (this.breakNext) {
       this.breakNext = false;
       return null;

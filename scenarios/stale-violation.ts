@@ -1,0 +1,144 @@
+import {
+  CLOCK_VECTOR, defineScenario, guestAlive, dword, eax, ecx, eventsBetween, exitByTicket, gs, Hypercall, IntroAction, IntStatus, notesOf, NtGuest, pendingExitsAt, PerCpu, qword,
+  r12, r12d, rax, rbx, withSeg,
+  type GpaHook, type NtGuestBuilder, type ScenarioEngine,
+} from '../src/index.ts';
+
+/**
+ * A stale EPT violation after a hook is replaced. Writer threads on every vCPU store into their
+ * own slot of a configuration page that the engine write-protects; the engine renews its hook
+ * every few writes (removes it and places a new one on the same range, as it does when a policy
+ * is reloaded). A write that faulted under the old hook may still wait for the lock when the new
+ * hook is committed — and the naive engine hands that old exit to the new hook, whose callback
+ * then judges a write made before it existed. The mitigation (`staleExitRetry`, this scenario's
+ * own fix) is an EPT-pipeline stage: an exit older than a hook it would reach is retried, so the
+ * vCPU writes again and the new hook sees a fresh exit. Exit tickets make "older" exact.
+ */
+
+/** Stores each writer makes. */
+const WRITES = 24;
+/** The engine renews its hook after this many writes reached it. */
+const RENEW_EVERY = 5;
+const SLOT_BYTES = 8;
+
+/** The configuration page and a writer thread on every vCPU. */
+function addWriters(guest: NtGuestBuilder): void {
+  const base = guest.pages('config', 1, { writable: true }).gva;
+  guest.code('.text', 'ConfigWriter', (a) => {
+    const loop = a.newLabel('ConfigWriter.loop');
+    a.sti();
+    a.mov(r12d, withSeg(gs, dword(null, PerCpu.index)));
+    a.mov(rbx, base);
+    a.xor(ecx, ecx);
+    a.bind(loop);
+    a.mov(eax, ecx);
+    a.inc(eax);
+    a.mov(qword(rbx, r12, SLOT_BYTES, 0), rax); //   the hooked write: slot[v] = i + 1
+    a.inc(ecx);
+    a.cmp(ecx, WRITES);
+    a.jb(loop);
+    a.mov(rax, Hypercall.threadDone);
+    a.vmcall();
+  });
+  for (let vcpu = 0; vcpu < guest.vcpus; vcpu++) guest.thread(vcpu, 'ConfigWriter');
+}
+
+/**
+ * The engine's part: a write hook on the slots that counts the writes reaching it and renews
+ * itself every RENEW_EVERY of them; with the fix on, a stage retries exits older than the hook
+ * they would reach.
+ */
+function protectConfig(engine: ScenarioEngine<'staleExitRetry'>, guest: NtGuest): void {
+  const gpa = guest.gpaOf(guest.pools.get('config')!.gva);
+  const length = guest.vcpus * SLOT_BYTES;
+  let generation = 0;
+  let seen = 0;
+  const place = (): GpaHook =>
+    engine.hook({
+      gpa,
+      length,
+      type: 'write',
+      owner: `config policy v${++generation}`,
+      callback: (access, hook) => {
+        engine.note('config-write', { vcpu: access.vcpuId, exit: access.exitTicket, hook: hook.id, placed: hook.placedTicket });
+        if (++seen % RENEW_EVERY !== 0) return 'allowed';
+        engine.removeHook(hook);
+        const renewed = place();
+        engine.note('config-renew', { old: hook.id, hook: renewed.id, placed: renewed.placedTicket });
+        // The walk goes on over the page's hooks, the new one included: this access was judged.
+        return { status: IntStatus.skipOtherCallbacks, action: IntroAction.allowed };
+      },
+    });
+  place();
+  if (engine.fixes.staleExitRetry) {
+    engine.eptStage('stale exit', (exit) => {
+      const newer = exit.hooksAt(exit.gpa, 1, 'write').some((hook) => hook.placedTicket >= exit.exitTicket);
+      return newer ? 'retry' : null;
+    });
+  }
+}
+
+export const staleViolation = defineScenario({
+  name: 'stale-violation',
+  title: 'Stale EPT violation dispatched to the hook that replaced its own',
+  description:
+    'Writers on every vCPU store into a write-protected configuration page whose hook the engine renews every few ' +
+    'writes. An exit raised under the old hook can wait for the lock until the new one is committed; the naive ' +
+    'engine gives it to the new hook. With staleExitRetry, an exit older than the hook it would reach is retried.',
+  vcpus: 3,
+  fixes: [{ name: 'staleExitRetry', description: 'retry an EPT exit raised before the hook it would reach was placed (off: the new hook judges an old write)' }],
+  bugs: [{ name: 'stale exit reaches the new hook', fixesOff: ['staleExitRetry'], caughtBy: 'callbacks-see-fresh-exits' }],
+  bounds: { stepsMax: 200_000, choicesMax: 50_000, slice: 120, pctEvents: 300, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
+  clockVector: CLOCK_VECTOR,
+  setup: () => new NtGuest({ vcpus: 3, iterations: 0, extensions: [addWriters] }),
+  engine: { start: protectConfig },
+  oracles: [
+    {
+      name: 'callbacks-see-fresh-exits',
+      phase: 'continuous',
+      description: 'no hook callback ran for an exit raised before that hook was placed',
+      check(world) {
+        for (const write of notesOf(world.events, 'config-write')) {
+          const { exit, placed, hook, vcpu } = write.event.detail as { exit: number; placed: number; hook: number; vcpu: number };
+          if (exit > placed) continue;
+          const raised = exitByTicket(world.events, exit);
+          const where = raised === null ? '' : ` at RIP 0x${raised.event.rip.toString(16)} (clock ${raised.clock})`;
+          return `hook #${hook}, placed after exit #${placed}, was given exit #${exit} of vCPU ${vcpu}${where}: a write that faulted under the hook it replaced`;
+        }
+        return null;
+      },
+    },
+    {
+      name: 'writes-landed',
+      phase: 'end',
+      description: 'every writer finished and its slot holds its last value',
+      check(world) {
+        const { guest } = world;
+        const base = guest.pools.get('config')!.gva;
+        for (let vcpu = 0; vcpu < guest.vcpus; vcpu++) {
+          const value = guest.read64(base + BigInt(vcpu * SLOT_BYTES));
+          if (value !== BigInt(WRITES)) return `vCPU ${vcpu}'s slot holds ${value}, not ${WRITES}`;
+          if (!guest.finished.has(vcpu)) return `vCPU ${vcpu}'s writer did not finish`;
+        }
+        return null;
+      },
+    },
+    guestAlive(),
+  ],
+  windows: [
+    {
+      name: 'exit-pending-across-renewal',
+      description: 'a write exit on the configuration page was waiting for the lock when the hook was renewed',
+      reached(world) {
+        const renewals = notesOf(world.events, 'config-renew');
+        return renewals.some((renewal) => [...pendingExitsAt(world.events, renewal.index)].some(([, exit]) => exit.event.reason === 'eptViolation' && exit.event.exit.ticket <= Number(renewal.event.detail.placed)));
+      },
+    },
+    {
+      name: 'stale-exit-retried',
+      description: 'the stale-exit stage retried an exit, and the vCPU wrote again',
+      reached: (world) => eventsBetween(world.events, -1, world.events.length, (e) => e.kind === 'note' && e.what === 'ept-stage').length > 0,
+    },
+  ],
+});
+

@@ -1,0 +1,183 @@
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type RowSummary } from '../explore/campaign.ts';
+import type { RunMode } from '../explore/scenario-rig.ts';
+import { STRATEGIES } from '../explore/schedulers/index.ts';
+import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
+import { writeRunTrace } from '../report/trace-file.ts';
+import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
+import type { CliContext } from './run.ts';
+import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
+
+/**
+ * The main job: every registered scenario, with all fixes on and with each of its bugs' fixes off, over
+ * many seeds spread across a piscina pool (one deterministic run per task). Ends with a table —
+ * scenario × fixes → runs, failures, runs that broke the bug's own oracle, first failing seed,
+ * windows reached, runs/s — and, for each row that failed, its first failing seed as run again
+ * here (the determinism check), with its trace written and the replay command. Exit status 0 when
+ * every bug row's oracle broke, no all-fixes-on row failed, and every re-run seed reproduced.
+ */
+
+const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
+  --runs N                 runs per row (default 500)
+  --seed N                 first seed (default 1)
+  --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:1,pct:2,pct:3)
+  --mode M                 inline | workers (default inline: the vCPUs of a run share its pool thread)
+  --threads N              pool threads (default: available cores)
+  --scenario NAME          only this scenario (repeatable)
+  --load FILE              also the scenarios a module of your own exports (repeatable)
+  --trace-dir DIR          where the first failing trace of each row goes (default traces)
+  --determinism-sample N   first seeds of each row run again here to check they reproduce (default 2;
+                           a row's first failure is always run again)
+  --json                   print the result as one JSON object
+  -h, --help               this text`;
+
+function bar(done: number, total: number, failing: number, started: number): string {
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  const rate = done / ((performance.now() - started) / 1000);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total} runs · ${failing} failing · ${rate.toFixed(1)} runs/s`;
+}
+
+function rowName(row: RowSummary): string {
+  return `${row.scenario} (${row.bug ?? 'all fixes on'})`;
+}
+
+/** Writes the trace of the row's first failure (as run again here) and prints its report. */
+function reportFirstFailure(row: RowSummary, dir: string, mode: RunMode, quiet: boolean): string | null {
+  const report = row.report;
+  const first = row.firstFound ?? row.firstFailure;
+  if (report === undefined || first === null) {
+    if (first !== null && row.determinism.nondeterministic.length === 0) {
+      process.stderr.write(`warning: ${rowName(row)}: seed ${first.seed} failed in the pool (${first.oracle}) but not when run again here — no trace written\n`);
+    }
+    return null;
+  }
+  let path: string | null = null;
+  try {
+    path = writeRunTrace(dir, report, '-campaign');
+  } catch (error) {
+    process.stderr.write(`warning: ${rowName(row)}: the trace of seed ${report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  if (!quiet) {
+    const spec = { scenario: report.scenario, seed: report.seed, strategy: first.plan.strategy, depth: first.plan.depth, mode, fixesOff: report.fixesOff };
+    const replay = path === null ? null : replayCommand(report.scenario, path, report.fixesOff);
+    process.stdout.write(`${formatFailure(report, { rerun: rerunCommand(spec), replay }, path)}\n\n`);
+  }
+  return path;
+}
+
+function printTable(summary: readonly RowSummary[]): void {
+  const header = ['scenario', 'fixes off (bug)', 'runs', 'failures', 'found (oracle)', 'first failing seed', 'windows reached', 'runs/s'];
+  const table = summary.map((row) => [
+    row.scenario,
+    row.bug === null ? 'none' : `${row.fixesOff.join(', ')} (${row.bug})`,
+    `${row.runs}${row.complete ? '' : ' (stopped)'}`,
+    String(row.failures + row.errors),
+    row.caughtBy === null ? '—' : `${row.found} (${row.caughtBy})`,
+    row.firstFailure === null ? '—' : `${row.firstFailure.seed} (${row.firstFailure.oracle})`,
+    `${Object.values(row.windows).filter((n) => n > 0).length}/${Object.keys(row.windows).length}`,
+    row.runsPerSecond.toFixed(1),
+  ]);
+  const widths = header.map((h, c) => Math.max(h.length, ...table.map((r) => r[c].length)));
+  const line = (cells: string[]): string => cells.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd();
+  process.stdout.write(`${line(header)}\n${widths.map((w) => '─'.repeat(w)).join('  ')}\n${table.map(line).join('\n')}\n\n`);
+  for (const row of summary) {
+    const strategies = Object.entries(row.byStrategy).map(([name, s]) => `${name} ${s.failures}/${s.runs}${s.firstFailingSeed !== null ? ` (first ${s.firstFailingSeed})` : ''}`);
+    process.stdout.write(`${rowName(row)}: failures by strategy: ${strategies.join(', ')}\n`);
+    process.stdout.write(`  windows reached (runs): ${Object.entries(row.windows).map(([name, n]) => `${name} ${n}`).join(', ')}\n`);
+    const { checked, nondeterministic } = row.determinism;
+    if (checked.length === 0) process.stdout.write('  determinism: not checked (no seed could be run again here)\n');
+    else process.stdout.write(`  determinism: seeds ${checked.join(', ')} run again here, ${nondeterministic.length === 0 ? 'same trace hashes' : 'NOT the same trace'}\n`);
+    for (const n of nondeterministic) {
+      process.stdout.write(`  NONDETERMINISTIC seed ${n.seed}: hash ${n.poolHash} in the pool, ${n.hereHash} here; ${n.divergence.replaceAll('\n', '\n    ')}\n`);
+    }
+    if (row.firstError !== null) process.stdout.write(`  ${row.errors} task(s) failed to run; first, seed ${row.firstError.seed}: ${row.firstError.message}\n`);
+  }
+}
+
+/** `scenarios/campaign.ts`: returns the exit status. */
+export async function campaignCommand(argv: readonly string[], context: CliContext): Promise<number> {
+  let values: Record<string, string | boolean | string[] | undefined>;
+  try {
+    ({ values } = parseCommandLine(argv, {
+      runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
+      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true },
+    }));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`error: ${error.message}\n(npx tsx scenarios/campaign.ts --help lists the options)\n`);
+    return 2;
+  }
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const runs = integerOption(text('runs'), '--runs', 500, 1, 100_000_000);
+  const firstSeed = integerOption(text('seed'), '--seed', 1, 0, Number.MAX_SAFE_INTEGER - runs + 1);
+  const threads = integerOption(text('threads'), '--threads', availableParallelism(), 1, 256);
+  const determinismSample = integerOption(text('determinism-sample'), '--determinism-sample', 2, 0, 1000);
+  const mode = (text('mode') ?? 'inline') as RunMode;
+  if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (free-running has no seeds to spread), got "${mode}"`);
+  const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:1,pct:2,pct:3');
+  const modules = [...context.builtIn, ...((values.load as string[] | undefined) ?? [])].map((path) => resolve(path));
+  await loadScenarioModules(modules);
+  const known = allScenarios();
+  const wanted = (values.scenario as string[] | undefined) ?? known.map((s) => s.name);
+  const unknown = wanted.filter((name) => !known.some((s) => s.name === name));
+  if (unknown.length > 0) throw new UsageError(`unknown scenario ${unknown.map((n) => `"${n}"`).join(', ')}; known: ${known.map((s) => s.name).join(', ')}`);
+  const traceDir = text('trace-dir') ?? 'traces';
+  ensureWritableDir(traceDir);
+  const scenarios = known.filter((s) => wanted.includes(s.name));
+  const quiet = values.json === true;
+
+  const rows: CampaignRow[] = scenarios.flatMap((definition) => {
+    const windowGoals = definition.windows.map((w) => w.name);
+    return [
+      { scenario: definition.name, bug: null, caughtBy: null, fixesOff: [], windowGoals },
+      ...definition.bugs.map((bug) => ({ scenario: definition.name, bug: bug.name, caughtBy: bug.caughtBy, fixesOff: bug.fixesOff, windowGoals })),
+    ];
+  });
+  const stop = watchStopRequests();
+  const progress = new Progress(!quiet);
+  const started = performance.now();
+  let summary: RowSummary[];
+  try {
+    summary = await runCampaign({
+      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules,
+      taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url),
+      scenario: findScenario,
+      shouldStop: () => stop.requested !== null,
+      onProgress: (done, total, failing) => progress.update(bar(done, total, failing, started), done === total),
+    });
+  } finally {
+    stop.dispose();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const stopped = stop.requested;
+  const problems = summary.map(rowProblem).filter((p): p is string => p !== null);
+  const ok = stopped === null && problems.length === 0 && summary.every(rowPassed);
+  const traces = new Map<RowSummary, string | null>();
+  for (const row of summary) traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
+  if (quiet) {
+    const rowsJson = summary.map((row) => {
+      const { report: _report, ...plain } = row;
+      return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null };
+    });
+    process.stdout.write(`${JSON.stringify({ seconds, threads, mode, ok, problems, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
+    return stopped?.exitCode ?? (ok ? 0 : 1);
+  }
+  printTable(summary);
+  const total = summary.reduce((sum, row) => sum + row.runs, 0);
+  process.stdout.write(`\n${total} runs in ${seconds.toFixed(1)} s on ${threads} pool thread(s), ${mode} vCPU hosts — ${(total / seconds).toFixed(1)} runs/s\n`);
+  if (stopped !== null) {
+    process.stdout.write(`campaign: STOPPED (${stopped.why}) — ${summary.length} of ${rows.length} row(s) started; the figures above are partial\n`);
+    return stopped.exitCode;
+  }
+  if (ok) process.stdout.write('campaign: OK — every bug row broke its oracle, no all-fixes-on row failed, every re-run seed reproduced\n');
+  else process.stdout.write(`campaign: UNEXPECTED\n${problems.map((p) => `  ${p}`).join('\n')}\n`);
+  return ok ? 0 : 1;
+}
+

@@ -1,0 +1,282 @@
+import { RUN_MODES, ScenarioRig, type RunMode, type RunReport, type RunRequest } from '../explore/scenario-rig.ts';
+import { fixCatalogOf, RIG_ORACLES, type ScenarioDefinition, type ScenarioGuest } from '../explore/scenario.ts';
+import { parseStrategyLabel, STRATEGIES, type StrategyName } from '../explore/schedulers/index.ts';
+import { RunTally } from '../explore/tally.ts';
+import type { TraceJson } from '../explore/trace-json.ts';
+import { firstDivergence } from '../explore/trace.ts';
+import { BUILTIN_FIXES } from '../intro/fixes.ts';
+import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
+import { readTraceFile, writeRunTrace } from '../report/trace-file.ts';
+import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
+import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
+
+/** Where a CLI finds its scenarios: the modules of the built-in ones (absolute paths). */
+export interface CliContext {
+  readonly builtIn: readonly string[];
+}
+
+/**
+ * Runs one scenario: `npx tsx scenarios/run.ts <name> [options]`. Prints a verdict; for the first
+ * failing run, the seed, the invariant that broke, every vCPU's RIP disassembled, where the trace
+ * was written and the commands that replay it. Memory stays flat however many runs: only counts
+ * and the first failure are kept, and its trace is written as soon as it happens. Exit status: 0
+ * no failure, 1 a run failed (or a seed did not reproduce), 2 bad input, 128+n stopped by signal n.
+ */
+
+const USAGE = `usage: npx tsx scenarios/run.ts <scenario> [options]
+  --seed N              first seed (default 1)
+  --runs N              seeds N, N+1, … (default 1)
+  --strategy S          ${STRATEGIES.join(' | ')} (default pct)
+  --depth D             PCT depth d (default 2)
+  --mode M              ${RUN_MODES.join(' | ')} (default inline)
+  --fix name=off        turn one mitigation off (repeatable): HVMI's, or one the scenario declares
+                        (--list shows each scenario's own); HVMI's:
+${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.description}`).join('\n')}
+  --bug                 turn off the fixes whose absence brings the scenario's own race back
+  --replay FILE         follow a recorded trace (written by a failing run): its seed, schedule, mode and
+                        fixes (--fix changes fixes on top of the recorded ones, --mode the host)
+  --check-determinism   run every seed a second time on a separately built guest; a different trace
+                        hash fails, naming the first entry that differs
+  --trace-dir DIR       where the first failing run's trace goes (default traces)
+  --json                one machine-readable JSON object on stdout
+  --hashes              with --json: every run's trace hash (memory grows with --runs)
+  --load FILE           register the scenarios a module of your own exports (repeatable)
+  --list                the scenarios, their bugs, oracles and window goals
+  -h, --help            this text
+--list names the scenarios`;
+
+interface Options {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly runs: number;
+  readonly strategy: StrategyName;
+  readonly depth: number;
+  readonly mode: RunMode;
+  /** --mode was given (a replay otherwise uses the recorded mode). */
+  readonly modeGiven: boolean;
+  readonly fixSettings: readonly string[];
+  readonly bug: boolean;
+  readonly replay: string | null;
+  readonly checkDeterminism: boolean;
+  readonly traceDir: string;
+  readonly json: boolean;
+  readonly hashes: boolean;
+}
+
+type Parsed = { readonly kind: 'help' } | { readonly kind: 'list'; readonly load: readonly string[] } | { readonly kind: 'run'; readonly options: Options; readonly load: readonly string[] };
+
+/** `--list`: every scenario with its bugs, oracles and window goals, and the rig's own oracles. */
+function listScenarios(): string {
+  const scenarios = allScenarios().map((s) => [
+    `${s.name} — ${s.title} (${s.vcpus} vCPUs)`,
+    `  ${s.description}`,
+    ...fixCatalogOf(s).own.map((fix) => `  fix ${fix.name}: ${fix.description}`),
+    ...s.bugs.map((bug) => `  bug: ${bug.name}: --fix ${bug.fixesOff.map((f) => `${f}=off`).join(' --fix ')} (caught by ${bug.caughtBy})`),
+    ...s.oracles.map((o) => `  oracle ${o.name} [${o.phase}]: ${o.description}`),
+    ...s.windows.map((w) => `  window ${w.name}: ${w.description}`),
+  ].join('\n'));
+  const rig = ['checked on every run of every scenario:', ...Object.entries(RIG_ORACLES).map(([name, what]) => `  oracle ${name}: ${what}`)].join('\n');
+  return [...scenarios, rig].join('\n\n');
+}
+
+function parse(argv: readonly string[]): Parsed {
+  const { values, positionals } = parseCommandLine(argv, {
+    seed: { type: 'string' }, runs: { type: 'string' }, strategy: { type: 'string' }, depth: { type: 'string' }, mode: { type: 'string' },
+    fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
+    'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    list: { type: 'boolean' }, load: { type: 'string', multiple: true },
+  });
+  const load = (values.load as string[] | undefined) ?? [];
+  const text = (name: string): string | undefined => values[name] as string | undefined;
+  if (values.help === true) return { kind: 'help' };
+  if (values.list === true) return { kind: 'list', load };
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name a scenario' : `one scenario at a time, got ${positionals.join(' ')}`);
+  if (values.replay !== undefined) {
+    // A replay follows the recorded seed and schedule: options that would choose them are refused.
+    const chosen = ['seed', 'runs', 'strategy', 'depth', 'bug', 'check-determinism'].filter((name) => values[name] !== undefined);
+    if (chosen.length > 0) throw new UsageError(`--replay follows the recorded seed and schedule; drop ${chosen.map((name) => `--${name}`).join(', ')}`);
+  }
+  const strategy = text('strategy') ?? 'pct';
+  if (!(STRATEGIES as readonly string[]).includes(strategy)) throw new UsageError(`--strategy must be one of ${STRATEGIES.join(', ')}, got "${strategy}"`);
+  const mode = text('mode') ?? 'inline';
+  if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
+  if (mode === 'free' && values['check-determinism'] === true) throw new UsageError('--check-determinism needs a deterministic mode (inline or workers); free-running is the OS\'s schedule');
+  if (values.hashes === true && values.json !== true) throw new UsageError('--hashes goes with --json');
+  const runs = integerOption(text('runs'), '--runs', 1, 1, 1_000_000_000);
+  return {
+    kind: 'run',
+    load,
+    options: {
+      scenario: positionals[0],
+      seed: integerOption(text('seed'), '--seed', 1, 0, Number.MAX_SAFE_INTEGER - runs + 1),
+      runs,
+      strategy: strategy as StrategyName,
+      depth: integerOption(text('depth'), '--depth', 2, 1, 1000),
+      mode: mode as RunMode,
+      modeGiven: values.mode !== undefined,
+      fixSettings: (values.fix as string[] | undefined) ?? [],
+      bug: values.bug === true,
+      replay: text('replay') ?? null,
+      checkDeterminism: values['check-determinism'] === true,
+      traceDir: text('trace-dir') ?? 'traces',
+      json: values.json === true,
+      hashes: values.hashes === true,
+    },
+  };
+}
+
+/** A recorded trace to replay for `scenario`: read, checked, its fixes known to this build. */
+function loadReplay(path: string, scenario: ScenarioDefinition<ScenarioGuest>): TraceJson {
+  const recorded = readTraceFile(path);
+  if (recorded.scenario !== undefined && recorded.scenario !== scenario.name) throw new Error(`${path} is a trace of "${recorded.scenario}", not "${scenario.name}"`);
+  const catalog = fixCatalogOf(scenario);
+  const unknown = (recorded.fixesOff ?? []).filter((name) => !catalog.has(name));
+  if (unknown.length > 0) {
+    throw new Error(`${path} switches off ${unknown.map((n) => `"${n}"`).join(', ')}, which ${scenario.name} does not have (its fixes: ${catalog.names.join(', ')})`);
+  }
+  return recorded;
+}
+
+/** Seeds whose second run (on a separately built guest) gave another trace. */
+interface Nondeterminism {
+  count: number;
+  first: { readonly seed: string; readonly hashes: readonly [string, string]; readonly divergence: string } | null;
+}
+
+/** `scenarios/run.ts`: returns the exit status. */
+export async function runCommand(argv: readonly string[], context: CliContext): Promise<number> {
+  let parsed: Parsed;
+  try {
+    parsed = parse(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`error: ${error.message}\n(npx tsx scenarios/run.ts --help lists the options)\n`);
+    return 2;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  await loadScenarioModules([...context.builtIn, ...parsed.load]);
+  if (parsed.kind === 'list') {
+    process.stdout.write(`${listScenarios()}\n`);
+    return 0;
+  }
+  const options = parsed.options;
+  const definition = findScenario(options.scenario);
+  let mode = options.mode;
+  const recorded = options.replay === null ? null : loadReplay(options.replay, definition);
+  const catalog = fixCatalogOf(definition);
+  let base = options.bug ? catalog.without(definition.bugs[0].fixesOff) : catalog.defaults();
+  if (recorded !== null) {
+    // The recorded fixes, with any --fix applied on top.
+    base = catalog.without(recorded.fixesOff ?? []);
+    if (!options.modeGiven) mode = recorded.mode;
+    if (mode === 'free') throw new Error('a recorded trace replays in a deterministic mode: use --mode inline or --mode workers');
+  }
+  const fixes = catalog.apply(base, options.fixSettings);
+  if (mode !== 'free') ensureWritableDir(options.traceDir);
+
+  const tally = new RunTally(definition.windows.map((w) => w.name), options.hashes);
+  const nondeterminism: Nondeterminism = { count: 0, first: null };
+  let tracePath: string | null = null;
+  const keepFirstTrace = (report: RunReport): void => {
+    if (report !== tally.firstFailure || report.mode === 'free') return;
+    try {
+      tracePath = writeRunTrace(options.traceDir, report);
+    } catch (error) {
+      // The results stand without the file; say so and go on.
+      process.stderr.write(`warning: the trace of seed ${report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+    }
+  };
+  const rig = ScenarioRig.open(definition, mode);
+  let twin: ScenarioRig<ScenarioGuest> | null = null;
+  const stop = watchStopRequests();
+  const progress = new Progress(!options.json && options.runs > 1);
+  const started = performance.now();
+  try {
+    if (recorded !== null) {
+      const report = rig.replay(recorded, fixes);
+      tally.add(report);
+      keepFirstTrace(report);
+    } else {
+      for (let k = 0; k < options.runs && stop.requested === null; k++) {
+        const request: RunRequest = { seed: options.seed + k, strategy: options.strategy, depth: options.depth, fixes };
+        const report = rig.run(request);
+        tally.add(report);
+        keepFirstTrace(report);
+        if (options.checkDeterminism) {
+          twin ??= ScenarioRig.open(definition, mode);
+          const again = twin.run(request);
+          if (again.hash !== report.hash) {
+            nondeterminism.count++;
+            nondeterminism.first ??= {
+              seed: report.seed,
+              hashes: [report.hash, again.hash],
+              divergence: firstDivergence(report.trace.entries, again.trace.entries, ['run 1', 'run 2']) ?? 'the entries agree; the hashes do not',
+            };
+          }
+        }
+        const rate = (k + 1) / ((performance.now() - started) / 1000);
+        progress.update(`  ${k + 1}/${options.runs} runs, ${tally.failures} failing, ${rate.toFixed(1)} runs/s`, k + 1 === options.runs);
+        await yieldToEventLoop();
+      }
+    }
+  } finally {
+    stop.dispose();
+    await Promise.all([rig.close(), twin?.close()]);
+  }
+  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, (performance.now() - started) / 1000, stop.requested);
+}
+
+function summarize(
+  options: Options, scenario: string, mode: RunMode, recorded: TraceJson | null, tally: RunTally, nondeterminism: Nondeterminism,
+  tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null,
+): number {
+  const first = tally.firstFailure;
+  const status = stopped !== null ? stopped.exitCode : tally.failures > 0 || nondeterminism.count > 0 ? 1 : 0;
+  if (options.json) {
+    const out = {
+      scenario,
+      runs: tally.runs,
+      failures: tally.failures,
+      ...(first !== null ? { firstFailure: { seed: first.seed, invariant: first.violations[0].oracle, trace: tracePath } } : {}),
+      failuresByOracle: tally.byOracle,
+      windowsReached: tally.windows,
+      ...(options.checkDeterminism ? { nondeterministic: nondeterminism } : {}),
+      ...(tally.hashes !== null ? { traceHashes: tally.hashes } : {}),
+      ...(stopped !== null ? { stopped: stopped.why } : {}),
+    };
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return status;
+  }
+  const how = mode === 'free' ? 'free-running' : `${tally.strategy ?? options.strategy}, ${mode}`;
+  const what = recorded !== null ? `replay of ${options.replay}` : `${tally.runs} run(s), ${how}`;
+  const fixesNote = tally.fixesOff.length > 0 ? `fixes off: ${tally.fixesOff.join(', ')}` : 'all fixes on';
+  process.stdout.write(`${scenario}: ${what}, ${fixesNote} — ${seconds.toFixed(1)} s (${(tally.runs / seconds).toFixed(1)} runs/s)\n`);
+  if (stopped !== null) process.stdout.write(`  stopped early (${stopped.why}) after ${tally.runs} of ${options.runs} runs; the figures below are for those\n`);
+  if (recorded !== null) {
+    process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${tally.lastHash} (recorded ${recorded.hash})\n`);
+  }
+  process.stdout.write(`  windows reached: ${Object.entries(tally.windows).map(([name, n]) => `${name} ${n}/${tally.runs}`).join(', ')}\n`);
+  if (nondeterminism.first !== null) {
+    const n = nondeterminism.first;
+    process.stdout.write(`NONDETERMINISTIC: ${nondeterminism.count} of ${tally.runs} seed(s) gave another trace when run again on a separately built guest; `
+      + `the first, seed ${n.seed} (hash ${n.hashes[0]}, then ${n.hashes[1]}):\n  ${n.divergence.replaceAll('\n', '\n  ')}\n`
+      + '  something outside the seed decides (Math.random, Date.now, host timing, state kept between runs)\n');
+  } else if (options.checkDeterminism) {
+    process.stdout.write(`  determinism: every seed gave the same trace hash twice\n`);
+  }
+  if (first === null) {
+    if (nondeterminism.count === 0) process.stdout.write(`PASS: no invariant broke in ${tally.runs} run(s)\n`);
+    return status;
+  }
+  // A replay reruns with the recorded strategy, not this invocation's defaults.
+  const plan = parseStrategyLabel(first.strategy) ?? { strategy: options.strategy, depth: options.depth };
+  const spec = { scenario, seed: first.seed, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: first.fixesOff };
+  const byOracle = Object.entries(tally.byOracle).map(([oracle, n]) => `${oracle} ${n}`).join(', ');
+  process.stdout.write(`${tally.failures} of ${tally.runs} run(s) failed (${byOracle}); the first:\n`);
+  process.stdout.write(`${formatFailure(first, { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) }, tracePath)}\n`);
+  return status;
+}
+

@@ -1,0 +1,181 @@
+import type { DecodedInstruction } from './decoder.ts';
+import type { Detour, DetourCall } from './detours.ts';
+import type { Introcore } from './engine.ts';
+import type { EptStage } from './ept-violation.ts';
+import type { Fixes } from './fixes.ts';
+import type { ExitEvent, Glue, NoteDetail, VcpuAccess } from './glue.ts';
+import { HookType, type CallbackResult, type GpaHook, type HookedAccess } from './gpa-hooks.ts';
+import { translateGva, tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
+import { IntStatus, IntroAction, type IntroActionCode, type IntroActionName } from './status.ts';
+
+/**
+ * The engine as a scenario's own engine logic sees it: the same entry points HVMI's modules use —
+ * GPA hooks with callbacks, detours whose calls reach a TypeScript callback, hypercalls, stages in
+ * the EPT-violation pipeline — under the same rules. A hook placed or removed while a handler
+ * runs is committed, and reaches every vCPU, when the handler answers (the integrator's flush);
+ * removal is deferred to the hook commit like every HVMI hook; whatever a scenario placed is
+ * taken down when the engine unloads. Guest writes go through the engine's host mapping one byte
+ * at a time, each a point where vCPUs that are not paused may run.
+ */
+
+/** Where and what a scenario hooks: a byte range inside one page, by guest-physical or kernel virtual address. */
+export type ScenarioHookSpec = ({ readonly gpa: number } | { readonly gva: bigint }) & {
+  readonly length: number;
+  readonly type: 'read' | 'write' | 'execute';
+  /** Who placed it, for reports. */
+  readonly owner: string;
+  /** Called for every access to the range: a status and an action, or just an action's name. */
+  readonly callback: (access: HookedAccess, hook: GpaHook) => CallbackResult | IntroActionName;
+};
+
+/** A hypercall the engine answers for a scenario: the calling vCPU (stopped at its VMCALL) and its registers. */
+export interface EngineCall {
+  readonly vcpuId: number;
+  readonly exitTicket: number;
+  readonly self: VcpuAccess;
+}
+
+/** What a stage of the EPT pipeline sees. */
+export interface EptStageExit {
+  readonly vcpuId: number;
+  readonly exitTicket: number;
+  readonly self: VcpuAccess;
+  readonly instruction: DecodedInstruction;
+  /** ExitAccess bits (read 1, write 2, execute 4). */
+  readonly access: number;
+  readonly gpa: number;
+  readonly gla: bigint;
+  /** Live hooks of `type` on the exit's page that overlap [gpa, gpa + size). */
+  hooksAt(gpa: number, size: number, type: 'read' | 'write' | 'execute'): readonly GpaHook[];
+}
+
+const TYPES = { read: HookType.read, write: HookType.write, execute: HookType.execute } as const;
+const PAGE = 0x1000;
+
+export class ScenarioEngine<F extends string = string> {
+  constructor(
+    /** The whole engine, for what the facade does not cover (oracles read its modules too). */
+    readonly engine: Introcore,
+    /** The run's fixes: HVMI's and the scenario's own. */
+    readonly fixes: Fixes<F>,
+  ) {}
+
+  private get glue(): Glue {
+    return this.engine.glue;
+  }
+
+  get vcpuCount(): number {
+    return this.glue.vcpuCount;
+  }
+
+  /** Virtual time (steps retired by every vCPU). */
+  get clock(): number {
+    return this.glue.clock;
+  }
+
+  /** Exits so far in the run (the latest exit's ticket). */
+  get ticket(): number {
+    return this.glue.ticket;
+  }
+
+  /** The run's seeded random source (the engine's stream). */
+  below(bound: number): number {
+    return this.glue.random.below(bound);
+  }
+
+  /** Records an engine event in the trace; it counts as a PCT event. */
+  note(what: string, detail: NoteDetail = {}): void {
+    this.glue.note(what, detail);
+  }
+
+  pauseVcpus(): void {
+    this.glue.pauseVcpus();
+  }
+
+  resumeVcpus(): void {
+    this.glue.resumeVcpus();
+  }
+
+  /** Registers of vCPU `id` (only while it is stopped or paused, HVMI's TIMER_FRIENDLY rule). */
+  vcpu(id: number): VcpuAccess {
+    return this.glue.vcpu(id);
+  }
+
+  /** The GPA of a kernel address under the system page tables, or null. */
+  translate(gva: bigint): number | null {
+    return translateGva(this.glue.memory, this.engine.kernel.systemCr3, gva);
+  }
+
+  /** Reads kernel memory through the engine's host mapping (no EPT). */
+  read(gva: bigint, length: number): Uint8Array {
+    const bytes = tryReadGuestVirtual(this.glue.memory, this.engine.kernel.systemCr3, gva, length);
+    if (bytes === null) throw new RangeError(`scenario engine: 0x${gva.toString(16)} + ${length} is not mapped`);
+    return bytes;
+  }
+
+  /** Writes kernel memory through the host mapping, byte by byte; with vCPUs running, each byte after the first is a preemption point. */
+  write(gva: bigint, bytes: Uint8Array, label: string): void {
+    writeGuestVirtual(this.glue, this.engine.kernel.systemCr3, gva, bytes, label);
+  }
+
+  /** Places a hook (IntHookGpaSetHook): a write hook must exist before a read hook on the same page. */
+  hook(spec: ScenarioHookSpec): GpaHook {
+    const gpa = 'gpa' in spec ? spec.gpa : this.translate(spec.gva);
+    if (gpa === null) throw new RangeError(`hook "${spec.owner}": 0x${(spec as { gva: bigint }).gva.toString(16)} is not mapped`);
+    if (gpa % PAGE + spec.length > PAGE) throw new RangeError(`hook "${spec.owner}": [0x${gpa.toString(16)}, +${spec.length}) crosses a page; place one hook per page`);
+    const callback = spec.callback;
+    const hook = this.engine.hooks.set(gpa, spec.length, TYPES[spec.type], (placed, access) => {
+      const result = callback(access, placed);
+      return typeof result === 'string' ? { status: IntStatus.success, action: IntroAction[result] } : result;
+    }, spec.owner);
+    this.engine.scenarioHooks.add(hook);
+    this.note('hook', { owner: spec.owner, gpa, type: spec.type, id: hook.id });
+    return hook;
+  }
+
+  /** Removes a hook (flagged now, deleted at the hook commit after the current handler). */
+  removeHook(hook: GpaHook): void {
+    this.engine.hooks.remove(hook);
+    this.engine.scenarioHooks.delete(hook);
+    this.note('unhook', { owner: hook.owner, id: hook.id });
+  }
+
+  /**
+   * Calls `callback` on every call of the kernel function at `api`: attached to the engine's
+   * detour of it if there is one, otherwise a new detour named `name`.
+   */
+  detour(api: bigint, name: string, callback: (call: DetourCall) => void): Detour {
+    const detour = this.engine.detours.at(api) ?? this.engine.detours.install(name, api);
+    detour.callbacks.push(callback);
+    return detour;
+  }
+
+  /** A hypercall the engine answers (before the guest's own): VMCALL with RAX = `code`. */
+  hypercall(code: bigint, name: string, handler: (call: EngineCall) => 'continue' | 'stop'): void {
+    const known = this.engine.hypercalls.get(code);
+    if (known !== undefined) throw new Error(`hypercall 0x${code.toString(16)} ("${name}") is already answered by "${known.name}"`);
+    this.engine.hypercalls.set(code, { name, handle: (event: ExitEvent) => handler({ vcpuId: event.vcpuId, exitTicket: event.exitTicket, self: event.self }) });
+  }
+
+  /** Adds a stage to the EPT-violation pipeline (after decode, TOCTOU and peer-patched checks, before the analysis). */
+  eptStage(name: string, decide: (exit: EptStageExit) => IntroActionName | null): void {
+    const hooks = this.engine.hooks;
+    const stage: EptStage = {
+      name,
+      decide: ({ event, instruction, access, gpa, gla }): IntroActionCode | null => {
+        const result = decide({
+          vcpuId: event.vcpuId,
+          exitTicket: event.exitTicket,
+          self: event.self,
+          instruction,
+          access,
+          gpa,
+          gla,
+          hooksAt: (at, size, type) => hooks.hooksAt(at, TYPES[type]).filter((h) => h.flags === 0 && at % PAGE < h.offset + h.length && at % PAGE + size > h.offset),
+        });
+        return result === null ? null : IntroAction[result];
+      },
+    };
+    this.engine.eptStages.push(stage);
+  }
+}

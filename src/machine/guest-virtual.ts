@@ -1,0 +1,53 @@
+import { walkPageTables } from '../cpu/page-walk.ts';
+import type { GuestMemory } from './memory.ts';
+
+/**
+ * Guest-virtual memory as the hypervisor side reaches it: a software walk of the guest's page
+ * tables, then the host mapping of guest RAM — no EPT checks, no A/D updates, and no EPT write
+ * hooks fire (HVMI's IntKernVirtMemRead, IntTranslateVirtualAddress).
+ */
+
+const PAGE = 0x1000;
+const U64 = (1n << 64n) - 1n;
+
+/** GPA of `gva` under the tables at `cr3`, or null when it is not mapped. */
+export function translateGva(memory: GuestMemory, cr3: number, gva: bigint): number | null {
+  const address = gva & U64;
+  const lo = Number(address & 0xffffffffn) | 0;
+  const hi = Number(address >> 32n) | 0;
+  const result = walkPageTables(memory, cr3 - (cr3 % PAGE), lo, hi);
+  return result === null ? null : result.gpa;
+}
+
+/** `cr3` as the page-table root GPA (CR3 value with its low flag bits dropped). */
+export function cr3Root(cr3: bigint): number {
+  return Number(cr3 & 0x000f_ffff_ffff_f000n);
+}
+
+/** The GPA of every page [gva, gva+length) touches, in order; null if any is not mapped. */
+export function translateRange(memory: GuestMemory, cr3: number, gva: bigint, length: number): { gva: bigint; gpa: number; bytes: number }[] | null {
+  const pieces: { gva: bigint; gpa: number; bytes: number }[] = [];
+  let done = 0;
+  while (done < length) {
+    const at = (gva + BigInt(done)) & U64;
+    const gpa = translateGva(memory, cr3, at);
+    if (gpa === null) return null;
+    const bytes = Math.min(length - done, PAGE - (gpa & (PAGE - 1)));
+    pieces.push({ gva: at, gpa, bytes });
+    done += bytes;
+  }
+  return pieces;
+}
+
+/** Reads `length` bytes at `gva`, or returns null when a page is not mapped. */
+export function tryReadGuestVirtual(memory: GuestMemory, cr3: number, gva: bigint, length: number): Uint8Array | null {
+  const pieces = translateRange(memory, cr3, gva, length);
+  if (pieces === null) return null;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(memory.read(piece.gpa, piece.bytes), offset);
+    offset += piece.bytes;
+  }
+  return out;
+}
