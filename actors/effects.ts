@@ -22,6 +22,22 @@ export class EffectErrors {
     };
   }
 
+  /**
+   * Runs a computation an `assign` needs (a check's verdict): a throw is recorded like a guarded
+   * effect's, and `fallback` is what the machine sees in its place.
+   */
+  attempt<T>(body: () => T, fallback: T): T {
+    try {
+      return body();
+    } catch (error) {
+      if (!this.failed) {
+        this.failed = true;
+        this.error = error;
+      }
+      return fallback;
+    }
+  }
+
   /** Throws (once) what an effect threw during the last send. */
   rethrow(): void {
     if (!this.failed) return;

@@ -29,6 +29,8 @@ export type RuntimeEvent =
   | { readonly kind: 'ept'; readonly gpa: number; readonly rights: number; readonly pages: number }
   | { readonly kind: 'ept-commit'; readonly pages: number }
   | { readonly kind: 'timer' }
+  /** The integrator's daemon runs a task it was given (an unload retry). */
+  | { readonly kind: 'daemon'; readonly label: string }
   | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
   | { readonly kind: 'note'; readonly what: string; readonly detail: Readonly<Record<string, string | number | bigint | boolean>> }
   | { readonly kind: 'fail'; readonly reason: string };

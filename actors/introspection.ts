@@ -1,12 +1,16 @@
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
-import { Introcore, type GuestDescription } from '../src/intro/engine.ts';
+import { assign, createActor, type Actor, type InspectionEvent } from 'xstate';
+import { Introcore } from '../src/intro/engine.ts';
+import type { GuestDescription } from '../src/guest/description.ts';
 import type { Fixes } from '../src/intro/fixes.ts';
 import type { ExitEvent } from '../src/intro/glue.ts';
 import { HookType } from '../src/intro/gpa-hooks.ts';
-import { IntroAction, type IntroActionCode } from '../src/intro/status.ts';
+import { IntroAction, IntroError, IntStatus, type IntroActionCode } from '../src/intro/status.ts';
+import { checkThreads, UNLOAD_CHECK, type ThreadScan } from '../src/intro/thread-safeness.ts';
 import { ExitReason } from '../src/machine/layout.ts';
 import { EffectErrors } from './effects.ts';
 import { hookCommitMachine } from './hook-commit.machine.ts';
+import { threadSafenessMachine } from './thread-safeness.machine.ts';
+import { uninitMachine } from './uninit.machine.ts';
 import type { ExitContext, ExitReply, Hypervisor } from './hypervisor.ts';
 import type { Session } from './session.ts';
 
@@ -23,10 +27,19 @@ export type GuestCallOutcome = 'continue' | 'stop';
 export interface IntrospectionOptions {
   readonly guest: GuestDescription;
   readonly fixes: Fixes;
+  /** A scenario's own teardown, run at the start of GuestUninit (whenever the unload happens). */
+  readonly beforeUninit?: (engine: Introcore) => void;
+  /** The daemon's unload attempts before it gives up, and the virtual time between two (HVMI: 300 × 100 ms). */
+  readonly unloadTries?: number;
+  readonly unloadRetrySteps?: number;
   /** VMCALLs of the guest's protocol (thread exit, bug check); null: not one of them. */
   readonly guestCall?: (event: ExitEvent) => GuestCallOutcome | null;
   readonly inspect?: (event: InspectionEvent) => void;
 }
+
+/** HVMI's daemon: 300 attempts; between two, 100 ms of guest time (virtual steps here). */
+const DEFAULT_TRIES = 300;
+const DEFAULT_RETRY_STEPS = 2000;
 
 const REPLIES: Readonly<Record<IntroActionCode, ExitReply>> = {
   [IntroAction.allowed]: { action: 'allowed' },
@@ -39,9 +52,22 @@ const REPLIES: Readonly<Record<IntroActionCode, ExitReply>> = {
   [IntroAction.retry]: { action: 'retry' },
 };
 
+/** Where the unload stands, for oracles and reports. */
+export interface UnloadReport {
+  /** active (not asked), waiting (a retry is due), unloaded, failed, or in progress. */
+  readonly state: string;
+  readonly tries: number;
+  /** The last thread-safeness result (null before any check, or when the check was refused). */
+  readonly scan: ThreadScan | null;
+  /** Checks asked for while the vCPUs were running (refused). */
+  readonly refusedChecks: number;
+}
+
 export class Introspection {
   private engineInstance: Introcore | null = null;
   private readonly commitActor: Actor<typeof hookCommitMachine>;
+  private readonly safenessActor: Actor<typeof threadSafenessMachine>;
+  private readonly uninitActor: Actor<typeof uninitMachine>;
   private readonly effects = new EffectErrors();
 
   constructor(
@@ -49,6 +75,30 @@ export class Introspection {
     private readonly options: IntrospectionOptions,
   ) {
     const engine = (): Introcore => this.engine;
+    const inspect = options.inspect ? { inspect: options.inspect } : {};
+    this.safenessActor = createActor(
+      threadSafenessMachine.provide({
+        actions: { scan: assign(() => ({ result: this.effects.attempt(() => checkThreads(engine(), UNLOAD_CHECK, options.guest.threads), null) })) },
+      }),
+      { id: 'threadSafeness', ...inspect },
+    ).start();
+    this.uninitActor = createActor(
+      uninitMachine.provide({
+        actions: {
+          pause: this.effects.guard(() => session.pauseVcpus()),
+          resume: this.effects.guard(() => session.resumeVcpus()),
+          prepare: this.effects.guard(() => this.prepareUninit()),
+          check: assign(() => ({ safe: this.effects.attempt(() => this.checkSafeness(), false) })),
+          uninit: this.effects.guard(() => this.guestUninit()),
+          scheduleRetry: this.effects.guard(() => session.defer('unload retry', options.unloadRetrySteps ?? DEFAULT_RETRY_STEPS, () => this.send({ type: 'RETRY' }))),
+        },
+      }),
+      {
+        id: 'uninit',
+        input: { maxTries: options.unloadTries ?? DEFAULT_TRIES, checkSafeness: options.fixes.threadSafenessCheck, deferToReturn: options.fixes.deferDisableToReturn },
+        ...inspect,
+      },
+    ).start();
     this.commitActor = createActor(
       hookCommitMachine.provide({
         actions: {
@@ -60,8 +110,61 @@ export class Introspection {
           removalsPending: () => this.engineInstance !== null && this.engineInstance.hooks.dirty,
         },
       }),
-      { id: 'hookCommit', ...(options.inspect ? { inspect: options.inspect } : {}) },
+      { id: 'hookCommit', ...inspect },
     ).start();
+  }
+
+  private send(event: Parameters<Actor<typeof uninitMachine>['send']>[0]): void {
+    this.uninitActor.send(event);
+    this.effects.rethrow();
+  }
+
+  /** IntGuestPrepareUninit (once): patches out, handler INT3s NOPed, hooks committed. */
+  private prepareUninit(): void {
+    this.engine.disable();
+    this.commit();
+    this.engine.note('uninit-prepare', { pauseDepth: this.session.pauseDepth });
+  }
+
+  /**
+   * IntGuestIsSafeToDisable: the thread-safeness actor's verdict. The check assumes every vCPU is
+   * paused; asked while they run (something resumed them under the unload's pause) it is refused,
+   * and the engine stops there rather than trust registers that are changing.
+   */
+  private checkSafeness(): boolean {
+    this.safenessActor.send({ type: 'CHECK', paused: this.session.pauseDepth > 0 });
+    const snapshot = this.safenessActor.getSnapshot();
+    if (snapshot.value === 'refused') {
+      throw new IntroError(IntStatus.invalidInternalState, 'the thread-safeness check was asked for while the vCPUs were running: a resume inside the unload released its pause');
+    }
+    const scan = snapshot.context.result;
+    const unsafe = scan?.unsafe ?? null;
+    this.engine.note('thread-safeness', {
+      verdict: String(snapshot.value),
+      pauseDepth: this.session.pauseDepth,
+      ...(unsafe !== null ? { vcpu: unsafe.vcpu ?? -1, thread: unsafe.thread?.index ?? -1, pointer: unsafe.pointer, region: unsafe.region.owner } : {}),
+    });
+    return snapshot.value === 'safe';
+  }
+
+  /** IntGuestUninit in HVMI's order, then the hooks a scenario placed, committed. */
+  private guestUninit(): void {
+    this.options.beforeUninit?.(this.engine);
+    this.engine.note('uninit', { pauseDepth: this.session.pauseDepth });
+    this.engine.uninit();
+    this.commit();
+  }
+
+  /** Where the unload stands. */
+  get unloadReport(): UnloadReport {
+    const snapshot = this.uninitActor.getSnapshot();
+    const safeness = this.safenessActor.getSnapshot().context;
+    return { state: String(snapshot.value), tries: snapshot.context.tries, scan: safeness.result, refusedChecks: safeness.refusals };
+  }
+
+  /** The integrator's daemon will ask for the unload (IntDisableIntro), when the scheduler lets it run. */
+  requestUnload(): void {
+    this.session.defer('unload', 0, () => this.send({ type: 'DISABLE' }));
   }
 
   /** The engine (after `start`). */
@@ -83,6 +186,8 @@ export class Introspection {
     this.engineInstance = new Introcore(this.session, this.options.guest, {
       fixes: this.options.fixes,
       onHookRemoved: () => this.commitActor.send({ type: 'HOOK_REMOVED' }),
+      requestUnload: () => this.requestUnload(),
+      requestDisableOnReturn: () => this.send({ type: 'REQUEST_ON_RETURN' }),
     });
     extend?.(this.engineInstance);
     this.commit();
@@ -90,8 +195,14 @@ export class Introspection {
     return this.engineInstance;
   }
 
-  /** The session's exit handler. */
+  /** The session's exit handler: the engine's answer, then a disable a callback asked for (DisableOnReturn). */
   readonly handler = (context: ExitContext): ExitReply => {
+    const reply = this.dispatch(context);
+    this.send({ type: 'HANDLER_RETURNED' });
+    return reply;
+  };
+
+  private dispatch(context: ExitContext): ExitReply {
     const exit = context.exit;
     switch (exit.reason) {
       case ExitReason.eptViolation:
@@ -113,7 +224,7 @@ export class Introspection {
       default:
         throw new Error(`vCPU ${context.vcpuId}: unexpected exit reason ${exit.reason} at RIP 0x${exit.rip.toString(16)}`);
     }
-  };
+  }
 
   /** The session's timer callback (IntHandleTimer). */
   readonly timer = (_hypervisor: Hypervisor): void => {
@@ -132,25 +243,21 @@ export class Introspection {
   }
 
   /**
-   * IntGuestDisableIntro without the thread-safeness wait: `before` (a scenario's own teardown)
-   * runs first; then, with every vCPU paused, the patches come out, handlers and hooks go, and
-   * the removals are committed.
+   * The end of a run: unloads now if the engine is still loaded, with one last attempt (waiting
+   * would change nothing once the guest is done). `ignoreSafeness` when no guest thread will run
+   * again whatever state it is in (a run stopped midway).
    */
-  uninit(before?: (engine: Introcore) => void): void {
-    const engine = this.engine;
-    before?.(engine);
-    this.session.pauseVcpus();
-    try {
-      engine.uninit();
-      this.commit();
-    } finally {
-      this.session.resumeVcpus();
-    }
+  unload(options: { readonly ignoreSafeness?: boolean } = {}): UnloadReport {
+    const state = String(this.uninitActor.getSnapshot().value);
+    if (state === 'active' || state === 'waiting') this.send({ type: 'DISABLE', final: true, ignoreSafeness: options.ignoreSafeness === true });
+    return this.unloadReport;
   }
 
-  /** Stops the actor and frees the engine's decoder. */
+  /** Stops the actors and frees the engine's decoder. */
   stop(): void {
     this.commitActor.stop();
+    this.safenessActor.stop();
+    this.uninitActor.stop();
     this.engineInstance?.free();
     this.engineInstance = null;
   }

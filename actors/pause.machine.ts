@@ -10,9 +10,14 @@ import { assign, setup } from 'xstate';
  *
  * `requestPause` (stop every running vCPU at a boundary) and `resumeAll` (commit EPT, let vCPUs
  * run) are effects the session provides; the machine only decides when they happen.
+ *
+ * `counted: false` is the naive coordinator (the countedPause fix off): a boolean pause, which the
+ * first inner resume releases while an outer pauser still relies on it.
  */
 
 export interface PauseContext {
+  /** Nested pauses are counted (HVMI's contract); false: a boolean pause. */
+  readonly counted: boolean;
   depth: number;
   /** RESUME events refused because nothing was paused. */
   underflows: number;
@@ -26,6 +31,7 @@ export const pauseMachine = setup({
   types: {
     context: {} as PauseContext,
     events: {} as PauseEvent,
+    input: {} as { counted: boolean },
   },
   actions: {
     deepen: assign(({ context }) => ({ depth: context.depth + 1 })),
@@ -36,11 +42,11 @@ export const pauseMachine = setup({
     resumeAll: () => undefined,
   },
   guards: {
-    nested: ({ context }) => context.depth > 1,
+    nested: ({ context }) => context.counted && context.depth > 1,
   },
 }).createMachine({
   id: 'pause',
-  context: { depth: 0, underflows: 0, cycles: 0 },
+  context: ({ input }) => ({ counted: input.counted, depth: 0, underflows: 0, cycles: 0 }),
   initial: 'running',
   states: {
     running: {

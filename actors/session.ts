@@ -2,11 +2,12 @@ import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { CommandFlag, CommandKind, EventInfo, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
-import { createHostBuffer } from '../workers/host-buffer.ts';
-import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../workers/hosts.ts';
+import { createHostBuffer } from '../src/host/host-buffer.ts';
+import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../src/host/hosts.ts';
 import { EffectErrors } from './effects.ts';
 import type { EventSink, ExitFacts, RuntimeEvent, StopName } from './events.ts';
 import type { ExitContext, ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
+import { dispatchMachine, type LockHolder } from './dispatch.machine.ts';
 import { pauseMachine } from './pause.machine.ts';
 import { PendingEpt } from './pending-ept.ts';
 import { sessionMachine } from './session.machine.ts';
@@ -48,6 +49,16 @@ export interface SessionOptions {
   readonly timeouts?: Partial<SessionTimeouts>;
   /** Spin iterations before a worker hand-off sleeps (0 when threads outnumber cores). */
   readonly spin?: number;
+  /** Nested pauses are counted (default); false: the naive boolean pause (the countedPause fix off). */
+  readonly countedPause?: boolean;
+}
+
+/** Work the integrator's daemon does later, under the lock (HVMI's disable retries). */
+interface DaemonTask {
+  readonly label: string;
+  /** Virtual time it is due at. */
+  readonly due: number;
+  readonly run: () => void;
 }
 
 /** The session failed: a vCPU host died or hung, or a handler threw. */
@@ -114,8 +125,10 @@ export class Session implements Hypervisor {
   private pauseActor: Actor<typeof pauseMachine>;
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
-  /** Who holds the handler lock (HVMI's gLock): a vCPU whose exit is handled, -1 for the timer, null: free. */
-  private lockHolder: number | null = null;
+  /** The handler lock (HVMI's gLock). */
+  private readonly dispatchActor: Actor<typeof dispatchMachine>;
+  /** The daemon's one pending task, if any. */
+  private daemonTask: DaemonTask | null = null;
   /** Errors thrown by actor effects, rethrown after the send that ran them. */
   private readonly effects = new EffectErrors();
   /**
@@ -123,9 +136,6 @@ export class Session implements Hypervisor {
    * deterministic runner sets it so its scheduler can run other vCPUs there (null: no preemption).
    */
   preemptor: ((label: string, handlerVcpu: number) => void) | null = null;
-  /** Exits handed to the handler, and timer ticks, since the session opened. */
-  handled = 0;
-  ticks = 0;
   private clockSteps = 0;
   /** Exits so far in this run: the n-th exit gets ticket n. */
   private exitTickets = 0;
@@ -152,6 +162,7 @@ export class Session implements Hypervisor {
     );
     const inspect = options.inspect;
     this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
+    this.dispatchActor = createActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) }).start();
     this.pauseActor = this.startPauseActor();
   }
 
@@ -164,7 +175,7 @@ export class Session implements Hypervisor {
           resumeAll: this.effects.guard(() => this.resumeEveryVcpu()),
         },
       }),
-      { id: 'pause', ...(inspect ? { inspect } : {}) },
+      { id: 'pause', input: { counted: this.options.countedPause !== false }, ...(inspect ? { inspect } : {}) },
     ).start();
   }
 
@@ -216,7 +227,7 @@ export class Session implements Hypervisor {
    * over, and the exit queue, clock, verdict and pending EPT requests are cleared. Options given
    * here (a fresh handler, event sink, random source) replace the old ones.
    */
-  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler'>> = {}): void {
+  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause'>> = {}): void {
     this.assertLive();
     if (this.slots.some((slot) => slot.inFlight)) throw new SessionError('restart() while vCPUs are running: stop them first');
     this.options = { ...this.options, ...overrides };
@@ -239,6 +250,7 @@ export class Session implements Hypervisor {
     this.exitTickets = 0;
     this.nextTimer = this.options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
     this.verdict = null;
+    this.daemonTask = null;
     this.ept.discard();
   }
 
@@ -295,6 +307,49 @@ export class Session implements Hypervisor {
 
   timerDue(): boolean {
     return this.options.timer !== undefined && this.clockSteps >= this.nextTimer && this.lockHolder === null;
+  }
+
+  /** Exits handed to a handler, timer ticks and daemon tasks since the session opened. */
+  get handled(): number {
+    return this.dispatchActor.getSnapshot().context.exits;
+  }
+
+  get ticks(): number {
+    return this.dispatchActor.getSnapshot().context.ticks;
+  }
+
+  /** Who holds the handler lock: a vCPU, -1 for the timer, -2 for the daemon; null when free. */
+  private get lockHolder(): number | null {
+    const holder = this.dispatchActor.getSnapshot().context.holder;
+    return holder === null ? null : holder.kind === 'exit' ? holder.vcpu : holder.kind === 'timer' ? -1 : -2;
+  }
+
+  /**
+   * Asks the integrator's daemon to run `run` under the lock once `afterSteps` of virtual time have
+   * passed (replacing any task it had). The scheduler decides when, among everything enabled.
+   */
+  defer(label: string, afterSteps: number, run: () => void): void {
+    this.daemonTask = { label, due: this.clockSteps + Math.max(0, afterSteps), run };
+  }
+
+  /** The daemon's pending task, if any (its label and due time). */
+  get daemonPending(): { readonly label: string; readonly due: number } | null {
+    return this.daemonTask;
+  }
+
+  /** The daemon has work due (or nothing else could make time pass until it is). */
+  daemonDue(nothingElse = false): boolean {
+    return this.daemonTask !== null && this.lockHolder === null && (this.clockSteps >= this.daemonTask.due || nothingElse);
+  }
+
+  /** Runs the daemon's due task under the lock (it competes with exits and the timer). */
+  runDaemon(): void {
+    this.assertLive();
+    const task = this.daemonTask;
+    if (task === null) throw new SessionError('the daemon has no task');
+    this.daemonTask = null;
+    this.emit({ kind: 'daemon', label: task.label });
+    this.underLock(`daemon task "${task.label}"`, { kind: 'daemon' }, task.run);
   }
 
   /** Pause depth (0 when the guest may run). */
@@ -395,17 +450,19 @@ export class Session implements Hypervisor {
       this.emit({ kind: 'stop', vcpu, stop, reason: '', rip: state.rip, retired: result.retired, exit: null });
       return stop;
     }
-    const exit = state.exit();
-    const rip = stop === 'exit' ? exit.rip : state.rip;
-    let reason = stop === 'exit' ? (EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`) : '';
-    if (stop === 'exit' && exit.reason === ExitReason.tripleFault) {
+    // The exit record is read once, here; the handler gets this copy (it cannot change while the vCPU waits).
+    const exit = stop === 'exit' ? state.exit() : null;
+    const rip = exit !== null ? exit.rip : state.rip;
+    let reason = exit !== null ? (EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`) : '';
+    if (exit !== null && exit.reason === ExitReason.tripleFault) {
       this.verdict ??= { kind: 'triple-fault', vcpu, rip };
       slot.actor.send({ type: 'SHUT_DOWN', reason: `triple fault at RIP 0x${rip.toString(16)}` });
       this.emit({ kind: 'stop', vcpu, stop: 'shutdown', reason: 'tripleFault', rip, retired: result.retired, exit: null });
       return 'shutdown';
     }
     let facts: ExitFacts | null = null;
-    if (stop === 'exit') {
+    if (exit !== null) {
+      slot.context.exit = exit;
       slot.exitTicket = ++this.exitTickets;
       const access = exit.reason === ExitReason.eptViolation ? exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute) : 0;
       facts = { ticket: slot.exitTicket, gpa: exit.gpa, gla: exit.gla, access };
@@ -441,14 +498,12 @@ export class Session implements Hypervisor {
     const index = this.exitQueue.indexOf(vcpu);
     if (index >= 0) this.exitQueue.splice(index, 1);
     const slot = this.slot(vcpu);
-    const exit = this.machine.vcpu(vcpu).exit();
     const context = slot.context;
-    context.exit = exit;
+    const exit = context.exit;
     context.exitTicket = slot.exitTicket;
-    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, vcpu, () => this.options.handler(context));
+    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
     this.checkReply(vcpu, reply, exit.instructionLength);
     this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
-    this.handled++;
     this.emit({
       kind: 'handle',
       vcpu,
@@ -479,6 +534,9 @@ export class Session implements Hypervisor {
       get ticket() {
         return session.ticket;
       },
+      get pauseDepth() {
+        return session.pauseDepth;
+      },
       vcpu: (id) => session.vcpu(id),
       pauseVcpus: () => session.pauseVcpus(),
       resumeVcpus: () => session.resumeVcpus(),
@@ -494,14 +552,13 @@ export class Session implements Hypervisor {
     if (timer === undefined) throw new SessionError('this session has no timer');
     this.nextTimer = this.clockSteps + timer.periodSteps;
     this.emit({ kind: 'timer' });
-    this.underLock('timer callback', -1, () => timer.callback(this));
-    this.ticks++;
+    this.underLock('timer callback', { kind: 'timer' }, () => timer.callback(this));
   }
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
-  private underLock<T>(what: string, holder: number, body: () => T): T {
+  private underLock<T>(what: string, holder: LockHolder, body: () => T): T {
     if (this.lockHolder !== null) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
-    this.lockHolder = holder;
+    this.dispatchActor.send({ type: 'ACQUIRE', holder });
     let result: T;
     try {
       result = body();
@@ -510,7 +567,7 @@ export class Session implements Hypervisor {
       if (error instanceof SessionError) throw error;
       return this.fail(`${what} threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     } finally {
-      this.lockHolder = null;
+      this.dispatchActor.send({ type: 'RELEASE' });
     }
     // The integrator flushes the EPT changes it batched during the event when it answers it
     // (libbdvmi's flushPageProtections): every vCPU, running or not, enters with the new rights.
@@ -580,7 +637,11 @@ export class Session implements Hypervisor {
     const depth = this.pauseDepth;
     this.pauseActor.send({ type: 'RESUME' });
     this.effects.rethrow();
-    if (depth === 0) throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
+    // A boolean pause (countedPause off) takes a resume of running vCPUs as a no-op, as the naive coordinator would.
+    if (depth === 0) {
+      if (this.options.countedPause === false) return;
+      throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
+    }
     this.emit({ kind: 'resume', depth: this.pauseDepth });
     // The guest runs again while the handler goes on (only the exiting vCPU waits for it).
     if (this.pauseDepth === 0) this.preemptionPoint('resume');
@@ -687,6 +748,7 @@ export class Session implements Hypervisor {
     this.closing = Promise.allSettled(this.slots.map((slot) => slot.host.close())).then(() => {
       for (const slot of this.slots) slot.actor.stop();
       this.pauseActor.stop();
+      this.dispatchActor.stop();
       this.sessionActor.send({ type: 'CLOSED' });
       this.sessionActor.stop();
     });

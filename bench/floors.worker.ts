@@ -3,7 +3,7 @@
  * Atomics, to compare the real runtime against (same machine, same run).
  */
 import { workerData } from 'node:worker_threads';
-import type { TsWorkerData } from '../workers/spawn.ts';
+import type { TsWorkerData } from '../src/host/spawn.ts';
 
 export interface FloorInput {
   readonly kind: 'pingpong' | 'barrier';

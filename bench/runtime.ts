@@ -17,7 +17,7 @@ import { runDeterministic } from '../src/explore/deterministic.ts';
 import { runFree } from '../src/explore/free-running.ts';
 import { RoundRobinScheduler } from '../src/explore/schedulers/index.ts';
 import { Trace } from '../src/explore/trace.ts';
-import { spawnTsWorker } from '../workers/spawn.ts';
+import { spawnTsWorker } from '../src/host/spawn.ts';
 import type { FloorInput } from './floors.worker.ts';
 
 const us = (seconds: number): string => `${(seconds * 1e6).toFixed(1)} µs`;

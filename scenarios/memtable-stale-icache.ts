@@ -1,5 +1,5 @@
 import {
-  CLOCK_VECTOR, defineScenario, disassemble, guestAlive, handledOf, jumpPatch, KERNEL_GPA, notesOf, NtGuest, pendingExitsAt, tryReadGuestVirtual,
+  CLOCK_VECTOR, defineScenario, disassemble, guestAlive, handledOf, hooksRemoved, imageRestored, jumpPatch, notesOf, NtGuest, pendingExitsAt, tryReadGuestVirtual,
   type TimedEvent, type World,
 } from '../src/index.ts';
 
@@ -159,44 +159,8 @@ export const memtableStaleIcache = defineScenario({
         return bad === 0 ? null : `the timer found ${bad} cloaked patch(es) whose bytes are no longer in memory`;
       },
     },
-    {
-      name: 'uninit-restores-image',
-      phase: 'after-uninit',
-      description: 'after the engine unloads, every code byte and all slack are as the guest was built',
-      check(world) {
-        const memory = world.guest.machine.memory;
-        for (const section of world.guest.kernel.sections) {
-          if ((section.characteristics & 0x80000000) !== 0) continue;
-          const pageEnd = Math.ceil(section.virtualSize / 0x1000) * 0x1000;
-          const now = memory.read(KERNEL_GPA + section.virtualAddress, pageEnd);
-          for (let k = 0; k < pageEnd; k++) {
-            const want = k < section.bytes.length ? section.bytes[k] : 0;
-            if (now[k] !== want) {
-              const gva = world.guest.kernel.base + BigInt(section.virtualAddress + k);
-              return `${section.name}+${hex(k)} (${hex(gva)}) is ${hex(now[k])} after uninit, was ${hex(want)}${k >= section.virtualSize ? ' (slack)' : ''}`;
-            }
-          }
-        }
-        return null;
-      },
-    },
-    {
-      name: 'uninit-removes-hooks',
-      phase: 'after-uninit',
-      description: 'after the engine unloads, no hook, cloak or EPT restriction is left',
-      check(world) {
-        const { engine, session } = world;
-        const hooks = engine.hooks.liveHooks();
-        if (hooks.length > 0) return `${hooks.length} hook(s) left after uninit, e.g. ${hooks[0].owner} on GPA ${hex(hooks[0].gpaPage)}`;
-        const regions = engine.cloak.liveRegions();
-        if (regions.length > 0) return `${regions.length} cloaked region(s) left after uninit, e.g. "${regions[0].owner}" at ${hex(regions[0].gva)}`;
-        for (let page = 0; page < world.guest.kernel.sizeOfImage; page += 0x1000) {
-          const rights = session.ept.rightsAt(KERNEL_GPA + page);
-          if (rights !== 7) return `EPT rights of kernel page ${hex(KERNEL_GPA + page)} are ${rights}, not rwx, after uninit`;
-        }
-        return null;
-      },
-    },
+    imageRestored(),
+    hooksRemoved(),
   ],
   windows: [
     {

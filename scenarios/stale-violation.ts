@@ -1,8 +1,8 @@
 import {
-  CLOCK_VECTOR, defineScenario, guestAlive, dword, eax, ecx, eventsBetween, exitByTicket, gs, Hypercall, IntroAction, IntStatus, notesOf, NtGuest, pendingExitsAt, PerCpu, qword,
-  r12, r12d, rax, rbx, withSeg,
-  type GpaHook, type NtGuestBuilder, type ScenarioEngine,
+  defineScenario, eventsBetween, exitByTicket, guestAlive, IntroAction, IntStatus, notesOf, NtGuest, pendingExitsAt,
+  type GpaHook, type ScenarioEngine,
 } from '../src/index.ts';
+import { configGpa, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
 
 /**
  * A stale EPT violation after a hook is replaced. Writer threads on every vCPU store into their
@@ -19,29 +19,6 @@ import {
 const WRITES = 24;
 /** The engine renews its hook after this many writes reached it. */
 const RENEW_EVERY = 5;
-const SLOT_BYTES = 8;
-
-/** The configuration page and a writer thread on every vCPU. */
-function addWriters(guest: NtGuestBuilder): void {
-  const base = guest.pages('config', 1, { writable: true }).gva;
-  guest.code('.text', 'ConfigWriter', (a) => {
-    const loop = a.newLabel('ConfigWriter.loop');
-    a.sti();
-    a.mov(r12d, withSeg(gs, dword(null, PerCpu.index)));
-    a.mov(rbx, base);
-    a.xor(ecx, ecx);
-    a.bind(loop);
-    a.mov(eax, ecx);
-    a.inc(eax);
-    a.mov(qword(rbx, r12, SLOT_BYTES, 0), rax); //   the hooked write: slot[v] = i + 1
-    a.inc(ecx);
-    a.cmp(ecx, WRITES);
-    a.jb(loop);
-    a.mov(rax, Hypercall.threadDone);
-    a.vmcall();
-  });
-  for (let vcpu = 0; vcpu < guest.vcpus; vcpu++) guest.thread(vcpu, 'ConfigWriter');
-}
 
 /**
  * The engine's part: a write hook on the slots that counts the writes reaching it and renews
@@ -49,7 +26,7 @@ function addWriters(guest: NtGuestBuilder): void {
  * they would reach.
  */
 function protectConfig(engine: ScenarioEngine<'staleExitRetry'>, guest: NtGuest): void {
-  const gpa = guest.gpaOf(guest.pools.get('config')!.gva);
+  const gpa = configGpa(guest);
   const length = guest.vcpus * SLOT_BYTES;
   let generation = 0;
   let seen = 0;
@@ -85,12 +62,9 @@ export const staleViolation = defineScenario({
     'Writers on every vCPU store into a write-protected configuration page whose hook the engine renews every few ' +
     'writes. An exit raised under the old hook can wait for the lock until the new one is committed; the naive ' +
     'engine gives it to the new hook. With staleExitRetry, an exit older than the hook it would reach is retried.',
-  vcpus: 3,
+  ...writersOnly(WRITES),
   fixes: [{ name: 'staleExitRetry', description: 'retry an EPT exit raised before the hook it would reach was placed (off: the new hook judges an old write)' }],
   bugs: [{ name: 'stale exit reaches the new hook', fixesOff: ['staleExitRetry'], caughtBy: 'callbacks-see-fresh-exits' }],
-  bounds: { stepsMax: 200_000, choicesMax: 50_000, slice: 120, pctEvents: 300, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000 },
-  clockVector: CLOCK_VECTOR,
-  setup: () => new NtGuest({ vcpus: 3, iterations: 0, extensions: [addWriters] }),
   engine: { start: protectConfig },
   oracles: [
     {
@@ -108,21 +82,7 @@ export const staleViolation = defineScenario({
         return null;
       },
     },
-    {
-      name: 'writes-landed',
-      phase: 'end',
-      description: 'every writer finished and its slot holds its last value',
-      check(world) {
-        const { guest } = world;
-        const base = guest.pools.get('config')!.gva;
-        for (let vcpu = 0; vcpu < guest.vcpus; vcpu++) {
-          const value = guest.read64(base + BigInt(vcpu * SLOT_BYTES));
-          if (value !== BigInt(WRITES)) return `vCPU ${vcpu}'s slot holds ${value}, not ${WRITES}`;
-          if (!guest.finished.has(vcpu)) return `vCPU ${vcpu}'s writer did not finish`;
-        }
-        return null;
-      },
-    },
+    writesLanded(WRITES),
     guestAlive(),
   ],
   windows: [

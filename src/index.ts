@@ -20,7 +20,11 @@ export {
   type ScenarioGuest, type TimedEvent, type WindowGoal, type World,
 } from './explore/scenario.ts';
 export { defineScenario } from './explore/define.ts';
-export { guestAlive } from './explore/oracles.ts';
+export { guestAlive, hooksRemoved, imageRestored, threadsCorrect, unloadSucceeds } from './explore/oracles.ts';
+export { describeFailedUnload } from './explore/unload-report.ts';
+export type { UnloadReport } from '../actors/introspection.ts';
+export type { ThreadScan, UnsafeThread, IntroRegion } from './intro/thread-safeness.ts';
+export { Kthread, ThreadState, WaitReason, Eprocess } from './guest/layout.ts';
 export {
   failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
   type RunMode, type RunReport, type RunRequest, type Violation,
@@ -50,7 +54,8 @@ export * from './asm/index.ts';
 
 // ---- the engine ---------------------------------------------------------------------------------
 export { ScenarioEngine, type EngineCall, type EptStageExit, type ScenarioHookSpec } from './intro/extension.ts';
-export type { Introcore, GuestDescription } from './intro/engine.ts';
+export type { Introcore } from './intro/engine.ts';
+export type { GuestDescription, GuestThreads } from './guest/description.ts';
 export type { CallbackResult, GpaHook, HookedAccess } from './intro/gpa-hooks.ts';
 export type { Detour, DetourCall } from './intro/detours.ts';
 export type { DecodedInstruction } from './intro/decoder.ts';

@@ -5,22 +5,12 @@
  */
 import { workerData } from 'node:worker_threads';
 import { disassembleAround } from '../src/cpu/diagnostics.ts';
-import { Machine, type MachineDescriptor } from '../src/machine/machine.ts';
+import { Machine } from '../src/machine/machine.ts';
 import { CommandKind, Control, Header, VcpuHostState } from '../src/machine/layout.ts';
-import { completeCommand, executeCommand, failCommand } from './command.ts';
-import { writeHostError } from './host-buffer.ts';
-import type { TsWorkerData } from './spawn.ts';
-
-/** What the session passes to a vCPU worker. */
-export interface VcpuWorkerInput {
-  readonly machine: MachineDescriptor;
-  readonly vcpu: number;
-  readonly hostBuffer: SharedArrayBuffer;
-  /** Loads of the command word before sleeping on it (cheap hand-offs when a core is free). */
-  readonly spin: number;
-  /** How long one idle sleep lasts before the worker checks whether the session closed. */
-  readonly idlePollMs: number;
-}
+import { completeCommand, executeCommand, failCommand } from '../src/host/command.ts';
+import { writeHostError } from '../src/host/host-buffer.ts';
+import type { TsWorkerData } from '../src/host/spawn.ts';
+import type { VcpuWorkerInput } from '../src/host/hosts.ts';
 
 const input = (workerData as TsWorkerData<VcpuWorkerInput>).data;
 const machine = Machine.attach(input.machine);

@@ -28,6 +28,13 @@ export interface DeterministicOptions {
   /** Bound on scheduling choices. */
   readonly choicesMax?: number;
   readonly interrupts?: readonly InterruptSource[];
+  /**
+   * Bounded fairness: a vCPU that could act (run, or have its pending exit handled) but has not
+   * for this much virtual time must act next — as a hypervisor eventually runs every vCPU. Without
+   * it a priority scheduler (PCT) may starve a vCPU for a whole run, which a liveness property
+   * (an unload that waits for a thread) would report as a failure no real system shows.
+   */
+  readonly fairnessSteps?: number;
 }
 
 export interface RunResult {
@@ -48,6 +55,8 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
   const interrupts = options.interrupts ?? [];
   const nextDue = interrupts.map((source) => source.everySteps);
   const counter = { choices: 0 };
+  /** Virtual time each vCPU last acted (ran a slice, or had its exit handled). */
+  const lastActed = new Array<number>(session.vcpuCount).fill(0);
   const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
   const bounded = (): boolean => session.clock >= options.stepsMax || counter.choices >= choicesMax;
   session.preemptor = (label, handlerVcpu) => preempt(options, counter, bounded, { label, handlerVcpu });
@@ -56,18 +65,29 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
       if (session.verdict !== null) return finish('verdict');
       if (done(session)) return finish('done');
       if (bounded()) return finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
-      const enabled = enabledNow(session, trace, interrupts, nextDue);
-      if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && enabled.interrupts.length === 0) {
+      const enabled = starved(enabledNow(session, trace, interrupts, nextDue), session.clock, lastActed, options.fairnessSteps);
+      if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && !enabled.daemonDue && enabled.interrupts.length === 0) {
         return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
       }
       const choice = scheduler.choose(enabled);
       trace.recordChoice(choice, session.clock);
       counter.choices++;
+      if (choice.kind === 'run' || choice.kind === 'handle') lastActed[choice.vcpu] = session.clock;
       perform(session, choice, interrupts, nextDue);
     }
   } finally {
     session.preemptor = null;
   }
+}
+
+/** The enabled choices, narrowed to the vCPUs starved longer than the fairness bound (if any). */
+function starved(enabled: Enabled, clock: number, lastActed: readonly number[], fairnessSteps: number | undefined): Enabled {
+  if (fairnessSteps === undefined) return enabled;
+  const late = (vcpu: number): boolean => clock - lastActed[vcpu] > fairnessSteps;
+  const runnable = enabled.runnable.filter(late);
+  const pendingExits = enabled.pendingExits.filter(late);
+  if (runnable.length + pendingExits.length === 0) return enabled;
+  return { ...enabled, runnable, pendingExits, timerDue: false, daemonDue: false, interrupts: [] };
 }
 
 /**
@@ -81,7 +101,7 @@ function preempt(options: DeterministicOptions, counter: { choices: number }, bo
     const runnable: number[] = [];
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
     if (runnable.length === 0) return;
-    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, interrupts: [], events: trace.events, vcpus: session.vcpuCount, preemption: point });
+    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events, vcpus: session.vcpuCount, preemption: point });
     trace.recordChoice(choice, session.clock);
     counter.choices++;
     if (choice.kind === 'proceed') return;
@@ -99,15 +119,25 @@ export function runResult(session: Session, trace: Trace, outcome: RunResult['ou
 export function enabledNow(session: Session, trace: Trace, interrupts: readonly InterruptSource[], nextDue: readonly number[]): Enabled {
   const runnable: number[] = [];
   for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
-  const due = interrupts
+  const live = interrupts
     .map((source, index) => ({ source, index }))
-    .filter(({ source, index }) => session.clock >= nextDue[index] && !session.isInFlight(source.vcpu) && session.stateOf(source.vcpu) !== 'stopped')
-    .map(({ source }) => ({ vcpu: source.vcpu, vector: source.vector }));
+    .filter(({ source }) => !session.isInFlight(source.vcpu) && session.stateOf(source.vcpu) !== 'stopped');
+  let due = live.filter(({ index }) => session.clock >= nextDue[index]);
+  const pendingExits = [...session.pendingExits()];
+  const timerDue = session.timerDue();
+  // With nothing else able to happen (every vCPU halted or stopped), the clock still ticks: time
+  // jumps to the next interrupt of a vCPU that can take one, and to the daemon's task.
+  const idle = runnable.length === 0 && pendingExits.length === 0 && !timerDue && due.length === 0;
+  if (idle && live.length > 0) {
+    const next = Math.min(...live.map(({ index }) => nextDue[index]));
+    due = live.filter(({ index }) => nextDue[index] === next);
+  }
   return {
     runnable,
-    pendingExits: [...session.pendingExits()],
-    timerDue: session.timerDue(),
-    interrupts: due,
+    pendingExits,
+    timerDue,
+    daemonDue: session.daemonDue(idle),
+    interrupts: due.map(({ source }) => ({ vcpu: source.vcpu, vector: source.vector })),
     events: trace.events,
     vcpus: session.vcpuCount,
     preemption: null,
@@ -125,11 +155,14 @@ function perform(session: Session, choice: Choice, interrupts: readonly Interrup
     case 'timer':
       session.fireTimer();
       return;
+    case 'daemon':
+      session.runDaemon();
+      return;
     case 'proceed':
       throw new Error('"proceed" is only a choice at a preemption point inside a handler');
     case 'irq': {
-      const index = interrupts.findIndex((s, i) => s.vcpu === choice.vcpu && s.vector === choice.vector && session.clock >= nextDue[i]);
-      if (index < 0) throw new Error(`choice "${formatChoice(choice)}" names no due interrupt source`);
+      const index = interrupts.findIndex((s) => s.vcpu === choice.vcpu && s.vector === choice.vector);
+      if (index < 0) throw new Error(`choice "${formatChoice(choice)}" names no interrupt source`);
       nextDue[index] = session.clock + interrupts[index].everySteps;
       session.injectInterrupt(choice.vcpu, choice.vector);
     }

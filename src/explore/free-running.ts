@@ -62,6 +62,12 @@ export function runFree(options: FreeRunOptions): RunResult {
         counter.choices++;
         session.fireTimer();
       }
+      const stalled = Array.from({ length: session.vcpuCount }, (_, v) => v).every((v) => !session.isInFlight(v) && !session.isRunnable(v));
+      if (session.daemonDue(stalled)) {
+        trace.recordChoice({ kind: 'daemon' }, session.clock);
+        counter.choices++;
+        session.runDaemon();
+      }
       launchRunnable();
     }
   } finally {

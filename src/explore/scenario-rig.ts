@@ -14,6 +14,7 @@ import { createScheduler, type StrategyName } from './schedulers/index.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
 import { Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
+import { describeFailedUnload } from './unload-report.ts';
 import { ReplayDivergence } from './schedulers/replay.ts';
 import { describeLastUd, describeVcpusWithCode, hitUnsupportedInstruction } from './vcpu-report.ts';
 
@@ -191,7 +192,10 @@ export class ScenarioRig<G extends ScenarioGuest> {
       startEngine();
       if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs }), trace };
       const scheduler = createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents });
-      return { result: runDeterministic({ session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts() }), trace };
+      return { result: runDeterministic({
+        session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
+        ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
+      }), trace };
     });
   }
 
@@ -216,9 +220,14 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const events: TimedEvent[] = [];
     this.events = events;
     const prng = new Prng(seed);
+    const extension = definition.engine;
+    const scenarioEngine = (engine: Introcore): ScenarioEngine<string> => new ScenarioEngine(engine, fixes);
     const introspection = new Introspection(session, {
       guest: this.guestInstance.description,
       fixes,
+      ...(extension?.beforeUninit === undefined ? {} : { beforeUninit: (engine: Introcore) => extension.beforeUninit!(scenarioEngine(engine), this.guestInstance) }),
+      ...(definition.bounds.unloadTries !== undefined ? { unloadTries: definition.bounds.unloadTries } : {}),
+      ...(definition.bounds.unloadRetrySteps !== undefined ? { unloadRetrySteps: definition.bounds.unloadRetrySteps } : {}),
       guestCall: (event) => this.guestInstance.guestCall(event.vcpuId, event.self),
     });
     const world = {
@@ -248,10 +257,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
       },
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
       random: prng.fork('engine'),
+      countedPause: fixes.countedPause,
     };
     const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: this.fixes.off(fixes) };
-    const extension = definition.engine;
-    const scenarioEngine = (engine: Introcore): ScenarioEngine<string> => new ScenarioEngine(engine, fixes);
     const context: RunContext = {
       session,
       trace: new Trace(),
@@ -295,8 +303,10 @@ export class ScenarioRig<G extends ScenarioGuest> {
     }
     const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guestInstance.machine) : '';
     try {
-      introspection.uninit(extension?.beforeUninit === undefined ? undefined : (engine) => extension.beforeUninit!(scenarioEngine(engine), this.guestInstance));
-      this.check(world, 'after-uninit', violations);
+      // A run stopped midway leaves threads wherever they were, and none will run again.
+      const unload = introspection.unload({ ignoreSafeness: stopped !== null || result.outcome !== 'done' });
+      if (unload.state === 'unloaded') this.check(world, 'after-uninit', violations);
+      else violations.push({ oracle: 'engine-unloads', detail: describeFailedUnload(unload, this.guestInstance.machine) });
     } catch (error) {
       // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
       violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });

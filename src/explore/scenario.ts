@@ -1,7 +1,8 @@
 import type { Session } from '../../actors/session.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import type { Introspection } from '../../actors/introspection.ts';
-import type { GuestDescription, Introcore } from '../intro/engine.ts';
+import type { Introcore } from '../intro/engine.ts';
+import type { GuestDescription } from '../guest/description.ts';
 import type { ScenarioEngine } from '../intro/extension.ts';
 import { FixCatalog, type BuiltinFixName, type FixDeclaration, type Fixes } from '../intro/fixes.ts';
 import type { Machine } from '../machine/machine.ts';
@@ -89,6 +90,15 @@ export interface ScenarioBounds {
   readonly clockEverySteps: number;
   /** Wall-clock bound of one free-running run. */
   readonly freeWallMs: number;
+  /** Unload attempts the daemon makes before giving up (default 300, HVMI's). */
+  readonly unloadTries?: number;
+  /** Virtual time between two unload attempts (HVMI's 100 ms; default 2000 steps). */
+  readonly unloadRetrySteps?: number;
+  /**
+   * Bounded fairness in deterministic mode: a vCPU able to act but idle this long must act next
+   * (see DeterministicOptions.fairnessSteps). For liveness oracles under PCT; default none.
+   */
+  readonly fairnessSteps?: number;
 }
 
 /**

@@ -11,6 +11,8 @@ export type Choice =
   | { readonly kind: 'handle'; readonly vcpu: number }
   /** Fire the periodic timer callback. */
   | { readonly kind: 'timer' }
+  /** Let the integrator's daemon run its due task (an unload retry). */
+  | { readonly kind: 'daemon' }
   /** Inject external interrupt `vector` into vCPU `vcpu`. */
   | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
   /** At a preemption point inside a handler: let the handler go on (no vCPU runs now). */
@@ -34,6 +36,8 @@ export interface Enabled {
   /** vCPUs stopped at an exit, in arrival order. */
   readonly pendingExits: readonly number[];
   readonly timerDue: boolean;
+  /** The daemon has a task due. */
+  readonly daemonDue: boolean;
   /** Interrupts that are due. */
   readonly interrupts: readonly { readonly vcpu: number; readonly vector: number }[];
   /** Semantic events so far (exits, engine notes, pauses): PCT's clock. */
@@ -58,6 +62,7 @@ export function formatChoice(choice: Choice): string {
     case 'run': return `run v${choice.vcpu} ${choice.steps}`;
     case 'handle': return `handle v${choice.vcpu}`;
     case 'timer': return 'timer';
+    case 'daemon': return 'daemon';
     case 'irq': return `irq v${choice.vcpu} ${choice.vector}`;
     case 'proceed': return 'proceed';
   }
@@ -69,6 +74,7 @@ export function isEnabled(choice: Choice, enabled: Enabled): boolean {
     case 'run': return enabled.runnable.includes(choice.vcpu) && choice.steps > 0;
     case 'handle': return enabled.pendingExits.includes(choice.vcpu);
     case 'timer': return enabled.timerDue;
+    case 'daemon': return enabled.daemonDue;
     case 'irq': return enabled.interrupts.some((i) => i.vcpu === choice.vcpu && i.vector === choice.vector);
     case 'proceed': return enabled.preemption !== null;
   }

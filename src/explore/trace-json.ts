@@ -63,6 +63,7 @@ function isChoice(value: unknown): value is Choice {
     case 'handle': return isCount(c.vcpu);
     case 'irq': return isCount(c.vcpu) && isCount(c.vector) && c.vector < 256;
     case 'timer':
+    case 'daemon':
     case 'proceed': return true;
     default: return false;
   }

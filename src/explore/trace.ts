@@ -35,6 +35,7 @@ export function formatEvent(event: RuntimeEvent): string {
     case 'ept': return `ept gpa=${event.gpa.toString(16)} rights=${event.rights} pages=${event.pages}`;
     case 'ept-commit': return `ept-commit pages=${event.pages}`;
     case 'timer': return 'timer';
+    case 'daemon': return `daemon ${event.label}`;
     case 'irq': return `irq v${event.vcpu} vector=${event.vector}`;
     case 'note': {
       const detail = Object.keys(event.detail)

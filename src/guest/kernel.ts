@@ -1,12 +1,12 @@
 import {
-  dword, eax, ebx, ecx, edx, gs, qword, r8, r10, r11, r11d, r12, r12d, r13, r13d, r14d, r15d, rax, rbx, rcx, rdx, ripRel, rsp, withSeg,
-  type Assembler,
+  dword, eax, ebx, gs, qword, r8, r10, r11, r11d, r12, r12d, r13d, r14d, r15d, rax, rbx, rcx, rdx, ripRel, rsp, withSeg,
+  type Assembler, type Gpr32,
 } from '../asm/index.ts';
 import { ImageBuilder, type SectionSpec, type SymbolResolver } from './image-builder.ts';
 import { Scn } from './pe-format.ts';
 import { writeImage, type ImageSection } from './pe-image.ts';
 import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, MAX_VCPUS, PerCpu } from './layout.ts';
-import { SWITCHES, emitSwitch, switchLabels } from './switch-functions.ts';
+import { SWITCHES, emitSwitch, emitWorkerStep, switchLabels } from './switch-functions.ts';
 import { pushesErrorCode } from '../cpu/stop.ts';
 import type { GuestMemory } from '../machine/memory.ts';
 
@@ -102,6 +102,20 @@ function emitHookedPage(a: Assembler, symbol: SymbolResolver): void {
 const TRAP_VECTORS = Array.from({ length: 32 }, (_, vector) => vector);
 const trapSymbol = (vector: number): string => `KiTrap${vector.toString(16).padStart(2, '0')}`;
 
+/** The worker's API calls for iteration R12D = i: NtQueryTimerA when i mod 4 = 3, NtSetEventB when i mod 16 = 9. */
+export function emitHookedApiCalls(a: Assembler, prefix: string, resolve: SymbolResolver, scratch: Gpr32): void {
+  const calls = [{ mask: 3, equals: 3 }, { mask: 15, equals: 9 }];
+  calls.forEach(({ mask, equals }, k) => {
+    const skip = a.newLabel(`${prefix}.noApi${k}`);
+    a.mov(scratch, r12d);
+    a.and(scratch, mask);
+    a.cmp(scratch, equals);
+    a.jne(skip);
+    a.call(resolve(HOOKED_APIS[k]));
+    a.bind(skip);
+  });
+}
+
 /**
  * Page 1: the worker thread, the service dispatcher, exception stubs and the clock ISR.
  *
@@ -116,18 +130,11 @@ const trapSymbol = (vector: number): string => `KiTrap${vector.toString(16).padS
  */
 function emitTextPage(a: Assembler, symbol: SymbolResolver): void {
   const loop = a.newLabel('KiWorkerThread.loop');
-  const store = a.newLabel('KiWorkerThread.store');
-  const callB = a.newLabel('KiWorkerThread.fnB');
-  const callC = a.newLabel('KiWorkerThread.fnC');
-  const noApiA = a.newLabel('KiWorkerThread.noApiA');
-  const noApiB = a.newLabel('KiWorkerThread.noApiB');
-  const noService = a.newLabel('KiWorkerThread.noService');
   const next = a.newLabel('KiWorkerThread.next');
   const finished = a.newLabel('KiThreadExit');
   const systemService = a.newLabel('KiSystemService');
   const bugCheck = a.newLabel('KiBugCheckDispatch');
   const idle = a.newLabel('KiIdleLoop');
-  const fnAddress = (fn: number): bigint => symbol(switchLabels(SWITCHES[fn]).entry);
 
   a.label('KiWorkerThread');
   a.sti();
@@ -138,49 +145,8 @@ function emitTextPage(a: Assembler, symbol: SymbolResolver): void {
   a.test(r14d, r14d);
   a.je(finished);
   a.bind(loop);
-  a.imul(eax, r12d, 5);
-  a.lea(ecx, dword(r13, r13, 2, 0));
-  a.add(eax, ecx);
-  a.xor(edx, edx);
-  a.cmp(r15d, 1);
-  a.je(callB);
-  a.ja(callC);
-  a.mov(ecx, SWITCHES[0].cases + 1);
-  a.div(ecx);
-  a.mov(ecx, edx);
-  a.call(fnAddress(0));
-  a.jmp(store);
-  a.bind(callB);
-  a.mov(ecx, SWITCHES[1].cases + 1);
-  a.div(ecx);
-  a.mov(ecx, edx);
-  a.call(fnAddress(1));
-  a.jmp(store);
-  a.bind(callC);
-  a.mov(ecx, SWITCHES[2].cases + 1);
-  a.div(ecx);
-  a.mov(ecx, edx);
-  a.call(fnAddress(2));
-  a.bind(store);
-  a.mov(withSeg(gs, dword(null, r12, 4, PerCpu.results)), eax);
-  // i mod 3, carried in r15
-  a.inc(r15d);
-  a.cmp(r15d, 3);
-  a.jb(noApiA);
-  a.xor(r15d, r15d);
-  a.bind(noApiA);
-  a.mov(ebx, r12d);
-  a.and(ebx, 3);
-  a.cmp(ebx, 3);
-  a.jne(noApiB);
-  a.call(symbol(HOOKED_APIS[0]));
-  a.bind(noApiB);
-  a.mov(ebx, r12d);
-  a.and(ebx, 15);
-  a.cmp(ebx, 9);
-  a.jne(noService);
-  a.call(symbol(HOOKED_APIS[1]));
-  a.bind(noService);
+  emitWorkerStep(a, 'KiWorkerThread', symbol, () => a.mov(withSeg(gs, dword(null, r12, 4, PerCpu.results)), eax));
+  emitHookedApiCalls(a, 'KiWorkerThread', symbol, ebx);
   a.mov(ebx, r12d);
   a.and(ebx, 7);
   a.cmp(ebx, 5);

@@ -41,8 +41,44 @@ export const PerCpu = {
   /** This vCPU's index and the thread's iteration count (set up by the loader). */
   index: 0x210,
   iterations: 0x214,
+  /** Scheduler mode: the KTHREAD running on this vCPU (0 when idle), like KPRCB.CurrentThread. */
+  currentThread: 0x218,
+  /** Scheduler mode: top of this vCPU's idle stack. */
+  idleStack: 0x220,
   bytes: 0x400,
 } as const;
+
+/**
+ * A KTHREAD-like record, for the scheduler mode (offsets are this guest's "CAMI" data: the engine
+ * is told them, and reads the records themselves from guest memory).
+ */
+export const Kthread = {
+  /** Saved RSP while the thread is not running (the frame of its last switch). */
+  kernelStack: 0x00,
+  /** Highest address of its kernel stack (exclusive) and the lowest. */
+  stackBase: 0x08,
+  stackLimit: 0x10,
+  /** ThreadState (u32) and KWAIT_REASON (u32). */
+  state: 0x18,
+  waitReason: 0x1c,
+  /** LIST_ENTRY in its process's thread list (Flink, Blink). */
+  threadListEntry: 0x20,
+  /** Thread index (u32) and the vCPU it last ran on (u32). */
+  index: 0x30,
+  vcpu: 0x34,
+  /** Its data block (results, completed…: the PerCpu layout, per thread). */
+  data: 0x38,
+  bytes: 0x80,
+} as const;
+
+/** KTHREAD_STATE values (Windows numbering). */
+export const ThreadState = { initialized: 0, ready: 1, running: 2, standby: 3, terminated: 4, waiting: 5 } as const;
+
+/** KWAIT_REASON values HVMI's thread-safeness cares about (Windows numbering). */
+export const WaitReason = { executive: 0, wrQuantumEnd: 30, wrDispatchInt: 31 } as const;
+
+/** An EPROCESS-like record: the head of its thread list (Flink, Blink) and its thread count. */
+export const Eprocess = { threadListHead: 0x00, threadCount: 0x10, bytes: 0x40 } as const;
 
 /** The clock interrupt vector (NT's CLOCK_LEVEL vector). */
 export const CLOCK_VECTOR = 0xd1;
@@ -53,4 +89,8 @@ export const Hypercall = {
   threadDone: 0x7663_7075_0001n,
   /** KeBugCheck: RCX = vector, RDX = faulting RIP, R8 = error code. */
   bugCheck: 0x7663_7075_00bcn,
+  /** Scheduler mode: thread RCX terminated (the vCPU goes on with another thread). */
+  threadExit: 0x7663_7075_0002n,
+  /** Scheduler mode: every thread terminated; this vCPU has nothing left to run. */
+  processorDone: 0x7663_7075_0003n,
 } as const;

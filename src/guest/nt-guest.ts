@@ -4,13 +4,15 @@ import { Machine } from '../machine/machine.ts';
 import { PageTableBuilder, Pte } from '../machine/page-tables.ts';
 import type { GprName } from '../machine/vcpu-state.ts';
 import type { Assembler } from '../asm/index.ts';
+import type { GuestDescription } from './description.ts';
 import { translateGva, tryReadGuestVirtual } from '../machine/guest-virtual.ts';
 import type { CodePartOptions, SymbolResolver } from './image-builder.ts';
 import { HOOKED_APIS, kernelImageBuilder, PROCESSOR_BLOCK, serviceValue, writeKernelImage, type KernelImage } from './kernel.ts';
 import {
-  GDT_OFFSET, Hypercall, IDT_OFFSET, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PAGE_TABLES_GPA, PerCpu, RAM_BYTES,
-  STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, TSS_OFFSET,
+  CLOCK_VECTOR, Eprocess, GDT_OFFSET, Hypercall, IDT_OFFSET, KERNEL_BASE, KERNEL_GPA, Kthread, MAX_VCPUS, PAGE_TABLES_GPA, PerCpu, RAM_BYTES,
+  STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, ThreadState, TSS_OFFSET,
 } from './layout.ts';
+import { addSchedulerParts, addThreadRecords, linkThreadList, writeThread } from './scheduler.ts';
 import { SWITCHES, caseValue, defaultValue } from './switch-functions.ts';
 
 /**
@@ -27,6 +29,28 @@ export interface NtGuestOptions {
   readonly iterations: number;
   /** A scenario's additions (code, data, threads, pages, hypercalls), applied in order before the guest is built. */
   readonly extensions?: readonly GuestExtension[];
+  /**
+   * Scheduler mode: this many preemptible worker threads (each `iterations` long) share the vCPUs,
+   * switched by the clock interrupt, instead of one thread per vCPU.
+   */
+  readonly threads?: number;
+  /**
+   * Scheduler mode: where every thread starts (a symbol; default KiThreadWorker). It starts with
+   * RBX = its data block, R13 = its index, R14 = `iterations`, and ends by jumping to KiTerminateThread.
+   */
+  readonly threadEntry?: string;
+  /** Scheduler mode: a function (symbol) KiThreadWorker calls after each result; it may clobber RAX, RCX, RDX, R8–R11. */
+  readonly workerCallout?: string;
+}
+
+/** Where the engine finds the guest's threads, as HVMI's CAMI data tells it the offsets of Windows structures. */
+export interface ThreadLayout {
+  /** GVA of the process whose thread list holds every thread. */
+  readonly process: bigint;
+  readonly eprocess: typeof Eprocess;
+  readonly kthread: typeof Kthread;
+  /** Offset of CurrentThread in the per-vCPU block GS points to. */
+  readonly currentThread: number;
 }
 
 /** What one vCPU's thread did, read from its per-vCPU block. */
@@ -98,6 +122,10 @@ export interface NtGuestBuilder {
 /** A scenario's addition to the guest. */
 export type GuestExtension = (builder: NtGuestBuilder) => void;
 
+/** Scheduler mode: most threads, and each one's kernel stack. */
+const MAX_THREADS = 16;
+const THREAD_STACK_BYTES = 0x4000;
+
 /** Where the page allocator hands out pages: after the kernel stacks, before the page tables. */
 const POOL_GPA = STACKS_GPA + MAX_VCPUS * STACK_BYTES;
 const POOL_GVA = STACKS_GVA + BigInt(MAX_VCPUS * STACK_BYTES);
@@ -120,6 +148,9 @@ export class NtGuest {
   readonly finished = new Set<number>();
   /** Pages handed out by the allocator, by name. */
   readonly pools = new Map<string, GuestPages>();
+  /** Scheduler mode: threads that terminated (their index), and how many there are. */
+  readonly finishedThreads = new Set<number>();
+  readonly threadCount: number;
   private readonly hypercalls = new Map<bigint, { readonly name: string; readonly handler: GuestHypercall }>();
 
   constructor(options: NtGuestOptions) {
@@ -130,7 +161,12 @@ export class NtGuest {
     }
     this.vcpus = vcpus;
     this.iterations = iterations;
+    const threads = options.threads ?? 0;
+    if (!Number.isInteger(threads) || threads < 0 || threads > MAX_THREADS) throw new RangeError(`NT guest: threads must be 0..${MAX_THREADS}, got ${threads}`);
+    this.threadCount = threads;
     const image = kernelImageBuilder();
+    addThreadRecords(image, threads > 0 ? threads : vcpus);
+    if (threads > 0) addSchedulerParts(image, { threads, ...(options.workerCallout !== undefined ? { callout: options.workerCallout } : {}) });
     const entries = new Array<string>(vcpus).fill('KiWorkerThread');
     const requests: PageRequest[] = [];
     let poolNext = POOL_GPA;
@@ -168,6 +204,19 @@ export class NtGuest {
       guest.bugChecks.push({ vcpu, vector: Number(regs.gpr('rcx')), rip: regs.gpr('rdx'), errorCode: regs.gpr('r8') });
       return 'stop';
     });
+    let threadStacks: GuestPages | null = null;
+    if (threads > 0) {
+      builder.hypercall(Hypercall.threadExit, 'thread exit', ({ regs, guest }) => {
+        guest.finishedThreads.add(Number(regs.gpr('rcx')));
+        return 'continue';
+      });
+      builder.hypercall(Hypercall.processorDone, 'processor done', ({ vcpu, guest }) => {
+        guest.finished.add(vcpu);
+        return 'stop';
+      });
+      threadStacks = builder.pages('thread stacks', threads * (THREAD_STACK_BYTES / 0x1000), { writable: true });
+      for (let vcpu = 0; vcpu < vcpus; vcpu++) entries[vcpu] = 'KiStartDispatch';
+    }
     for (const extend of options.extensions ?? []) extend(builder);
     this.machine = Machine.create({ ramBytes: RAM_BYTES, vcpus });
     const memory = this.machine.memory;
@@ -180,6 +229,72 @@ export class NtGuest {
     for (const { pages, flags } of requests) this.tables.mapRange(pages.gva, pages.gpa, pages.bytes, flags);
     this.writeDescriptorTables();
     for (let vcpu = 0; vcpu < vcpus; vcpu++) this.startThread(vcpu, this.symbol(entries[vcpu]));
+    if (threadStacks !== null) this.startScheduler(threadStacks, options.threadEntry ?? 'KiThreadWorker');
+    else this.recordVcpuThreads();
+  }
+
+  /** One thread per vCPU: its record says Running on that vCPU, on that vCPU's stack. */
+  private recordVcpuThreads(): void {
+    const write64 = (gva: bigint, value: bigint): void => this.machine.memory.write64(this.gpaOf(gva), value);
+    const write32 = (gva: bigint, value: number): void => this.machine.memory.write32(this.gpaOf(gva), value);
+    const records: bigint[] = [];
+    for (let vcpu = 0; vcpu < this.vcpus; vcpu++) {
+      const record = this.threadRecord(vcpu);
+      const base = STACKS_GVA + BigInt((vcpu + 1) * STACK_BYTES);
+      write64(record + BigInt(Kthread.stackBase), base);
+      write64(record + BigInt(Kthread.stackLimit), base - BigInt(STACK_BYTES));
+      write32(record + BigInt(Kthread.state), ThreadState.running);
+      write32(record + BigInt(Kthread.index), vcpu);
+      write32(record + BigInt(Kthread.vcpu), vcpu);
+      write64(record + BigInt(Kthread.data), this.perCpu(vcpu));
+      write64(this.perCpu(vcpu) + BigInt(PerCpu.currentThread), record);
+      records.push(record);
+    }
+    linkThreadList(write64, write32, this.symbol('PsInitialSystemProcess'), records);
+  }
+
+  /** Scheduler mode: thread records, stacks and first frames, the process list, the clock vector. */
+  private startScheduler(stacks: GuestPages, entry: string): void {
+    const write64 = (gva: bigint, value: bigint): void => this.machine.memory.write64(this.gpaOf(gva), value);
+    const write32 = (gva: bigint, value: number): void => this.machine.memory.write32(this.gpaOf(gva), value);
+    const code = this.machine.vcpu(0).get32('cs');
+    const data = this.machine.vcpu(0).get32('ss');
+    const records: bigint[] = [];
+    for (let t = 0; t < this.threadCount; t++) {
+      const record = this.threadRecord(t);
+      const stackLimit = stacks.gva + BigInt(t * THREAD_STACK_BYTES);
+      writeThread(write64, write32, { record, data: this.threadData(t), stackLimit, stackBase: stackLimit + BigInt(THREAD_STACK_BYTES) }, {
+        entry: this.symbol(entry), index: t, iterations: this.iterations, codeSelector: code, dataSelector: data,
+      });
+      records.push(record);
+    }
+    linkThreadList(write64, write32, this.symbol('PsInitialSystemProcess'), records);
+    writeIdtGate(this.machine.memory, TABLES_GPA + IDT_OFFSET, CLOCK_VECTOR, this.symbol('KiSchedulerTick'));
+    for (let vcpu = 0; vcpu < this.vcpus; vcpu++) write64(this.perCpu(vcpu) + BigInt(PerCpu.idleStack), this.machine.vcpu(vcpu).gpr('rsp'));
+  }
+
+  /** The GVA of thread `t`'s KTHREAD-like record (scheduler mode: thread t; otherwise vCPU t's thread). */
+  threadRecord(t: number): bigint {
+    return this.symbol('KiThreadTable') + BigInt(t * Kthread.bytes);
+  }
+
+  /** Scheduler mode: the GVA of thread `t`'s data block (results, completed… in the PerCpu layout). */
+  threadData(t: number): bigint {
+    return this.symbol('KiThreadData') + BigInt(t * PerCpu.bytes);
+  }
+
+  /** Scheduler mode: what thread `t` did (its results and completed count; API calls are counted per vCPU). */
+  threadReport(t: number): Pick<ThreadReport, 'completed' | 'results'> {
+    const base = this.threadData(t);
+    return {
+      completed: this.read32(base + BigInt(PerCpu.completed)),
+      results: Array.from({ length: this.iterations }, (_, i) => this.read32(base + BigInt(PerCpu.results + 4 * i))),
+    };
+  }
+
+  /** Where the engine finds the threads: the process list and the record offsets. */
+  get threadLayout(): ThreadLayout {
+    return { process: this.symbol('PsInitialSystemProcess'), eprocess: Eprocess, kthread: Kthread, currentThread: PerCpu.currentThread };
   }
 
   /** Image pages: code RX, data RW-NX, the rest R-NX (supervisor only; CR0.WP makes RO stick). */
@@ -257,14 +372,15 @@ export class NtGuest {
     memory.write32(this.perCpuGpa(vcpu) + PerCpu.iterations, this.iterations);
   }
 
-  /** The engine's view of the guest: image, SSDT, page-table root, APIs to hook. */
-  get description(): { kernelBase: bigint; systemCr3: number; ssdt: bigint; ssdtEntries: number; hookedApis: { name: string; gva: bigint }[] } {
+  /** The engine's view of the guest: image, SSDT, page-table root, APIs to hook, where its threads are. */
+  get description(): GuestDescription {
     return {
       kernelBase: KERNEL_BASE,
       systemCr3: this.tables.root,
       ssdt: this.kernel.ssdt,
       ssdtEntries: 4,
       hookedApis: HOOKED_APIS.map((name) => ({ name, gva: this.kernel.symbols.get(name)! })),
+      threads: this.threadLayout,
     };
   }
 
@@ -315,5 +431,6 @@ export class NtGuest {
   resetObservations(): void {
     this.bugChecks.length = 0;
     this.finished.clear();
+    this.finishedThreads.clear();
   }
 }

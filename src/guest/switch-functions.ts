@@ -1,4 +1,4 @@
-import { dword, ecx, eax, ripRel, rax, rcx, rdx, r8, r8d, r9, r9d, r10, type Assembler, type Gpr32, type Gpr64 } from '../asm/index.ts';
+import { dword, ecx, eax, edx, ripRel, rax, rcx, rdx, r8, r8d, r9, r9d, r10, r12d, r13, r15d, type Assembler, type Gpr32, type Gpr64 } from '../asm/index.ts';
 
 /**
  * Compiler-style switch functions, the way MSVC lays them out for x64 kernel code: a bounds
@@ -76,3 +76,38 @@ export function emitSwitch(a: Assembler, fn: number, spec: SwitchSpec, imageBase
   a.db(0xcc, 0xcc, 0xcc, 0xcc);
 }
 
+
+/**
+ * One worker step, shared by the per-vCPU and the threaded worker: EAX = switch_{i mod 3}((5i +
+ * 3t) mod (cases + 1)), then i mod 3 advances. In: R12D = i, R13D = t (vCPU or thread index),
+ * R15D = i mod 3. `storeResult` runs between the two, with the result in EAX. Clobbers ECX, EDX.
+ */
+export function emitWorkerStep(a: Assembler, prefix: string, resolve: (label: string) => bigint, storeResult: () => void): void {
+  const secondFn = a.newLabel(`${prefix}.fnB`);
+  const thirdFn = a.newLabel(`${prefix}.fnC`);
+  const called = a.newLabel(`${prefix}.store`);
+  const advanced = a.newLabel(`${prefix}.advanced`);
+  a.imul(eax, r12d, 5);
+  a.lea(ecx, dword(r13, r13, 2, 0));
+  a.add(eax, ecx);
+  a.xor(edx, edx);
+  a.cmp(r15d, 1);
+  a.je(secondFn);
+  a.ja(thirdFn);
+  SWITCHES.forEach((spec, fn) => {
+    if (fn === 1) a.bind(secondFn);
+    if (fn === 2) a.bind(thirdFn);
+    a.mov(ecx, spec.cases + 1);
+    a.div(ecx);
+    a.mov(ecx, edx);
+    a.call(resolve(switchLabels(spec).entry));
+    if (fn < SWITCHES.length - 1) a.jmp(called);
+  });
+  a.bind(called);
+  storeResult();
+  a.inc(r15d);
+  a.cmp(r15d, 3);
+  a.jb(advanced);
+  a.xor(r15d, r15d);
+  a.bind(advanced);
+}

@@ -11,6 +11,7 @@ import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
 import { SlackAllocator } from './slack.ts';
 import { IntroAction, type IntroActionCode } from './status.ts';
+import type { GuestDescription } from '../guest/description.ts';
 
 /**
  * The introspection engine ("introcore"): its state and its entry points, each called by the
@@ -18,21 +19,14 @@ import { IntroAction, type IntroActionCode } from './status.ts';
  * actors decide when these run.
  */
 
-/** What OS detection found about the guest (HVMI reads these from the kernel and CAMI). */
-export interface GuestDescription {
-  readonly kernelBase: bigint;
-  /** GPA of the kernel's page-table root (gGuest.Mm.SystemCr3). */
-  readonly systemCr3: number;
-  readonly ssdt: bigint;
-  readonly ssdtEntries: number;
-  /** Kernel functions to hook with detours (their pages become read-protected). */
-  readonly hookedApis: readonly { readonly name: string; readonly gva: bigint }[];
-}
-
 export interface IntrocoreOptions {
   readonly fixes?: Fixes;
   /** Told when a hook is flagged for removal (the hook-commit actor). */
   readonly onHookRemoved?: () => void;
+  /** Asks the integrator to unload the engine (its daemon calls IntDisableIntro when it gets to run). */
+  readonly requestUnload?: () => void;
+  /** gGuest.DisableOnReturn: a callback asks for a disable when its handler returns. */
+  readonly requestDisableOnReturn?: () => void;
 }
 
 /** A hypercall the engine answers: 'continue' past the VMCALL, or 'stop' the vCPU for good. */
@@ -60,6 +54,8 @@ export class Introcore {
   readonly image: ParsedImage;
   readonly slack: SlackAllocator;
   readonly kernel: KernelLayout;
+  /** What the engine was told about the guest (OS detection, CAMI offsets). */
+  readonly guest: GuestDescription;
   readonly memtables: MemTables;
   readonly detours: Detours;
   /** Hypercalls the engine answers itself (a scenario's), by RAX: dispatched before the guest's own. */
@@ -68,15 +64,22 @@ export class Introcore {
   readonly eptStages: EptStage[] = [];
   /** Hooks a scenario placed: removed when the engine unloads. */
   readonly scenarioHooks = new Set<GpaHook>();
+  /** Asks the integrator to unload the engine later (as its daemon would). */
+  readonly requestUnload: () => void;
+  /** From inside a callback: disable when the handler returns (gGuest.DisableOnReturn). */
+  readonly requestDisableOnReturn: () => void;
   readonly stats: EngineStats = { eptViolations: 0, breakpoints: 0, timerTicks: 0, retries: { fetchFail: 0, toctou: 0, peerPatched: 0 }, integrityViolations: 0 };
   private state: 'active' | 'disabled' | 'uninitialised' = 'active';
 
   /** IntGuestInit for a detected guest: reads the kernel image and places the API hooks. */
   constructor(glue: Glue, guest: GuestDescription, options: IntrocoreOptions = {}) {
     this.glue = glue;
+    this.guest = guest;
     this.fixes = options.fixes ?? DEFAULT_FIXES;
+    this.requestUnload = options.requestUnload ?? (() => undefined);
+    this.requestDisableOnReturn = options.requestDisableOnReturn ?? (() => undefined);
     const note = (what: string, detail: NoteDetail): void => glue.note(what, detail);
-    this.hooks = new GpaHookTable(glue, options.onHookRemoved);
+    this.hooks = new GpaHookTable(glue, options.onHookRemoved, this.fixes.deferredHookRemoval);
     this.icache = new InstructionCache(this.hooks, glue.random, note);
     this.cloak = new MemoryCloak(glue, this.hooks, note);
     this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase);

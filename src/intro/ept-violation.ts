@@ -1,11 +1,11 @@
 import { ExitAccess } from '../machine/layout.ts';
 import { accessReads, accessWrites, linearAddress, type DecodedInstruction } from './decoder.ts';
 import type { ExitEvent } from './glue.ts';
-import { HOOK_TYPES, HookFlag, HookType, type HookTypeCode } from './gpa-hooks.ts';
+import { HOOK_TYPES, HookFlag, HookType, hookTypeName, type HookTypeCode } from './gpa-hooks.ts';
 import { IC_ANY_VAS } from './icache.ts';
 import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
 import type { Introcore } from './engine.ts';
-import { IntStatus, IntroAction, actionName, combineActions, type IntroActionCode } from './status.ts';
+import { IntStatus, IntroAction, IntroError, actionName, combineActions, type IntroActionCode } from './status.ts';
 
 /**
  * IntHandleEptViolation, in HVMI's order (hvmi-notes §10): decode through the icache; the TOCTOU
@@ -235,6 +235,10 @@ export function handleMemAccess(
       const result = hook.callback(hook, { vcpuId: event.vcpuId, exitTicket: event.exitTicket, gpa, gla, size, type, instruction: ins, self: event.self, emulate: emulation.request });
       action = combineActions(action, result.action);
       if (result.status === IntStatus.removeHookOnRet || result.status === IntStatus.removeAndSkip) engine.hooks.remove(hook);
+      // The walk goes on from this hook's list link (HVMI re-reads Flink): it must still exist.
+      if ((hook.flags & HookFlag.freed) !== 0) {
+        throw new IntroError(IntStatus.invalidInternalState, `use after free: ${hookTypeName(type)} hook #${hook.id} (${hook.owner}) was deleted while the hooks of GPA page 0x${hook.gpaPage.toString(16)} were being walked`);
+      }
       if (result.status === IntStatus.skipOtherCallbacks || result.status === IntStatus.removeAndSkip) break;
     }
   }

@@ -118,6 +118,21 @@ export class ScenarioEngine<F extends string = string> {
     writeGuestVirtual(this.glue, this.engine.kernel.systemCr3, gva, bytes, label);
   }
 
+  /**
+   * Asks the integrator to unload the engine (IntDisableIntro from its daemon): it runs when the
+   * scheduler lets the daemon run, checks thread safety (with every vCPU paused) and, when a
+   * thread is in the way, resumes and retries later.
+   */
+  requestUnload(): void {
+    this.engine.requestUnload();
+  }
+
+  /** From inside a callback: unload when the handler returns (gGuest.DisableOnReturn). */
+  disableOnReturn(): void {
+    this.note('disable-on-return');
+    this.engine.requestDisableOnReturn();
+  }
+
   /** Places a hook (IntHookGpaSetHook): a write hook must exist before a read hook on the same page. */
   hook(spec: ScenarioHookSpec): GpaHook {
     const gpa = 'gpa' in spec ? spec.gpa : this.translate(spec.gva);

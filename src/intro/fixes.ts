@@ -18,6 +18,11 @@ export const BUILTIN_FIXES = [
   { name: 'peerPatchedRetry', description: 'retry when the faulting instruction is a JMP another vCPU just patched in (off: analyse it)' },
   { name: 'toctouRetry', description: 'retry instead of analysing an instruction that was just decoded into the cache (off: analyse it)' },
   { name: 'pauseWhilePatching', description: 'pause every vCPU while patching guest code (off: others run between the writes)' },
+  { name: 'threadSafenessCheck', description: 'unload only when no thread is inside, or returns into, the engine\'s code in the guest (off: unload at once)' },
+  { name: 'memtableZeroStackSlot', description: 'the mem-table handler zeroes the stack slot below RSP (off: a dead pointer into slack can block unload)' },
+  { name: 'countedPause', description: 'pause and resume nest by a count (off: a boolean pause, released by the first inner resume)' },
+  { name: 'deferredHookRemoval', description: 'a removed hook is flagged and deleted at the commit (off: deleted at once, while its page\'s hooks are walked)' },
+  { name: 'deferDisableToReturn', description: 'a disable asked for inside a callback runs when the handler returns (off: at once, inside the callback)' },
 ] as const satisfies readonly FixDeclaration[];
 
 export type BuiltinFixName = (typeof BUILTIN_FIXES)[number]['name'];

@@ -51,6 +51,8 @@ export interface Glue {
   readonly random: RandomSource;
   /** Registers of vCPU `id`; any access throws unless that vCPU is stopped or paused. */
   vcpu(id: number): VcpuAccess;
+  /** How many pauses are in force (0: the guest runs). */
+  readonly pauseDepth: number;
   /** Pauses every vCPU at an instruction boundary (counted; nests). IntPauseVcpus. */
   pauseVcpus(): void;
   /** Undoes one pauseVcpus(); the last one commits EPT rights and lets the vCPUs run. */

@@ -24,8 +24,8 @@ export function hookTypeName(type: HookTypeCode): 'read' | 'write' | 'execute' {
   return type === HookType.read ? 'read' : type === HookType.write ? 'write' : 'execute';
 }
 
-/** HOOK_FLG_*. */
-export const HookFlag = { disabled: 1, remove: 2 } as const;
+/** HOOK_FLG_*, and `freed`: the hook's memory is gone (what a walk must never touch again). */
+export const HookFlag = { disabled: 1, remove: 2, freed: 4 } as const;
 
 /** One access to a hooked range, as a callback sees it. */
 export interface HookedAccess {
@@ -91,6 +91,8 @@ export class GpaHookTable {
     private readonly glue: Glue,
     /** Told whenever a hook is flagged for removal (the hook-commit actor becomes dirty). */
     private readonly onRemoved: () => void = () => undefined,
+    /** HVMI's deferred removal (the deferredHookRemoval fix); false: a removed hook is deleted, and freed, at once. */
+    private readonly deferRemoval = true,
   ) {}
 
   /** IntHookGpaSetHook: hooks [gpa, gpa+length) for `type`; the range must stay in one page. */
@@ -106,10 +108,18 @@ export class GpaHookTable {
     return hook;
   }
 
-  /** IntHookGpaRemoveHook: flags the hook and queues it for deletion at the next commit. */
+  /**
+   * IntHookGpaRemoveHook: flags the hook and queues it for deletion at the next commit. Without
+   * deferral (the naive engine) it is deleted at once — and freed, so a walk of its page that is
+   * in progress touches freed memory next.
+   */
   remove(hook: GpaHook): IntStatusCode {
     if ((hook.flags & HookFlag.remove) !== 0) return IntStatus.notNeededHint;
     hook.flags |= HookFlag.remove | HookFlag.disabled;
+    if (!this.deferRemoval) {
+      this.delete(hook);
+      return IntStatus.success;
+    }
     this.removed[hook.type].push(hook);
     this.onRemoved();
     return IntStatus.success;
@@ -141,16 +151,20 @@ export class GpaHookTable {
   deleteRemoved(type: HookTypeCode): number {
     const queue = this.removed[type];
     const count = queue.length;
-    for (const hook of queue) {
-      const entry = this.pages.get(hook.gpaPage);
-      if (entry === undefined) throw new Error(`internal: removed ${hookTypeName(type)} hook #${hook.id} (${hook.owner}) has no page entry`);
-      const list = entry.hooks[type];
-      list.splice(list.indexOf(hook), 1);
-      if (--entry.counts[type] === 0) this.applyRights(hook.gpaPage, entry);
-      if (entry.counts[HookType.read] + entry.counts[HookType.write] + entry.counts[HookType.execute] === 0) this.pages.delete(hook.gpaPage);
-    }
+    for (const hook of queue) this.delete(hook);
     queue.length = 0;
     return count;
+  }
+
+  /** Takes a hook out of its page list (the EPT right comes back when the last goes) and frees it. */
+  private delete(hook: GpaHook): void {
+    const entry = this.pages.get(hook.gpaPage);
+    if (entry === undefined) throw new Error(`internal: removed ${hookTypeName(hook.type)} hook #${hook.id} (${hook.owner}) has no page entry`);
+    const list = entry.hooks[hook.type];
+    list.splice(list.indexOf(hook), 1);
+    hook.flags |= HookFlag.freed;
+    if (--entry.counts[hook.type] === 0) this.applyRights(hook.gpaPage, entry);
+    if (entry.counts[HookType.read] + entry.counts[HookType.write] + entry.counts[HookType.execute] === 0) this.pages.delete(hook.gpaPage);
   }
 
   /** Live (not flagged) hooks, for reports and oracles. */

@@ -1,4 +1,4 @@
-import { Assembler, GPR64_BY_NUMBER, dword, qword, rsp } from '../asm/index.ts';
+import { Assembler, GPR64_BY_NUMBER, dword, nopBytes, qword, rsp } from '../asm/index.ts';
 
 /**
  * The code a mem-table relocation puts in slack, byte for byte in HVMI's layout (memtables.c,
@@ -23,6 +23,11 @@ export interface MemtableHandlerSpec {
   readonly values: readonly number[];
   /** Address of the instruction after the relocated one. */
   readonly returnTo: bigint;
+  /**
+   * Zero the stack slot below RSP before leaving (the memtableZeroStackSlot fix); false keeps the
+   * header size with a 9-byte NOP there, and the dead pointer into slack stays on the stack.
+   */
+  readonly zeroStackSlot?: boolean;
 }
 
 const rex = (w: boolean, r: number, b: number): number => 0x40 | (w ? 8 : 0) | (r >= 8 ? 4 : 0) | (b >= 8 ? 1 : 0);
@@ -44,7 +49,8 @@ export function buildMemtableHandler(spec: MemtableHandlerSpec): Uint8Array {
   a.add(qword(rsp, 8), idx);
   a.raw([rex(true, 0, index), 0x58 | (index & 7)]); //                    pop idx
   a.raw([rex(true, 0, dst), 0x58 | (dst & 7)]); //                        pop dst (= address of block k)
-  a.mov(qword(rsp, -8), 0); //                                            no dead pointer into slack (thread safeness)
+  if (spec.zeroStackSlot !== false) a.mov(qword(rsp, -8), 0); //         no dead pointer into slack (thread safeness)
+  else a.raw(nopBytes(9));
   a.popfq();
   a.raw([rex(false, 0, dst), 0xff, 0xe0 | (dst & 7)]); //                 jmp dst
   if (a.offset !== MEM_TABLE_HEADER_SIZE) throw new Error(`internal: memtable header is ${a.offset} bytes, not ${MEM_TABLE_HEADER_SIZE}`);

@@ -147,7 +147,7 @@ export class MemTables {
     const handler = allocation.gva;
     entry.slackAddress = handler;
     entry.slackSize = size;
-    const code = buildMemtableHandler({ address: handler, dst, index, values, returnTo: rip + BigInt(ins.length) });
+    const code = buildMemtableHandler({ address: handler, dst, index, values, returnTo: rip + BigInt(ins.length), zeroStackSlot: this.ctx.fixes.memtableZeroStackSlot });
     const jump = jumpPatch(rip, handler, ins.length);
     // The "original" bytes come from the decoded instruction, like HVMI's Instrux->InstructionBytes.
     const original = ins.bytes.slice();

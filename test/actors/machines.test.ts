@@ -47,7 +47,7 @@ test('vcpu: registers are accessible exactly when exited, paused or finished', (
   t.deepEqual([...new Set(states)].sort(), ['exited', 'failed', 'halted', 'paused', 'running', 'stopped']);
 });
 
-function pauseActor() {
+function pauseActor(counted = true) {
   const calls: string[] = [];
   const actor = createActor(
     pauseMachine.provide({
@@ -56,6 +56,7 @@ function pauseActor() {
         resumeAll: () => calls.push('resumeAll'),
       },
     }),
+    { input: { counted } },
   ).start();
   return { actor, calls };
 }
@@ -87,6 +88,16 @@ test('pause: only the last resume lets the vCPUs run (and commits EPT)', (t) => 
   t.deepEqual(calls, ['requestPause', 'resumeAll']);
 });
 
+test('pause, naive (countedPause off): the first inner resume releases the outer pause', (t) => {
+  const { actor, calls } = pauseActor(false);
+  actor.send({ type: 'PAUSE' });
+  actor.send({ type: 'ALL_STOPPED' });
+  actor.send({ type: 'PAUSE' });
+  actor.send({ type: 'RESUME' });
+  t.is(actor.getSnapshot().value, 'running', 'a boolean pause ends at the inner resume');
+  t.deepEqual(calls, ['requestPause', 'resumeAll']);
+});
+
 test('pause: resume without a pause is refused and recorded (underflow)', (t) => {
   const { actor, calls } = pauseActor();
   actor.send({ type: 'RESUME' });
@@ -112,7 +123,7 @@ test('session: boot → running → shuttingDown → closed, and failure from an
 });
 
 test('every state of the pause and session machines is reachable', (t) => {
-  const pauseStates = new Set(getSimplePaths(pauseMachine, byValue).map((p) => String(p.state.value)));
+  const pauseStates = new Set(getSimplePaths(pauseMachine, { input: { counted: true }, ...byValue }).map((p) => String(p.state.value)));
   t.deepEqual([...pauseStates].sort(), ['paused', 'pausing', 'running']);
   const sessionStates = new Set(getSimplePaths(sessionMachine, { input: { vcpus: 1 }, ...byValue }).map((p) => String(p.state.value)));
   t.deepEqual([...sessionStates].sort(), ['booting', 'closed', 'failed', 'running', 'shuttingDown']);

@@ -9,7 +9,7 @@ import { runDeterministic } from '../../src/explore/deterministic.ts';
 import { runFree } from '../../src/explore/free-running.ts';
 import { RoundRobinScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
-import { liveWorkers } from '../../workers/spawn.ts';
+import { liveWorkers } from '../../src/host/spawn.ts';
 import { counterGuest } from '../support/counter-guest.ts';
 import { CODE, TestMachine } from '../support/test-machine.ts';
 

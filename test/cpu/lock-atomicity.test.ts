@@ -22,7 +22,7 @@ import {
 import { Session } from '../../actors/session.ts';
 import { runFree } from '../../src/explore/free-running.ts';
 import { Trace } from '../../src/explore/trace.ts';
-import { liveWorkers } from '../../workers/spawn.ts';
+import { liveWorkers } from '../../src/host/spawn.ts';
 import { CODE, TestMachine } from '../support/test-machine.ts';
 
 const COUNTER = 0x300000n;

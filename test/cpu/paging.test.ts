@@ -6,7 +6,7 @@
  * and the paging-structure entries themselves.
  */
 import test, { type ExecutionContext } from 'ava';
-import { Assembler, cr0, cr2, cr3, mem, qword, rax, rbp, rbx, rcx, rdx, rsi, rsp } from '../../src/asm/index.ts';
+import { Assembler, cr2, cr3, mem, qword, rax, rbp, rbx, rcx, rdx, rsi, rsp } from '../../src/asm/index.ts';
 import { RunStop, type RunStopCode } from '../../src/cpu/cpu.ts';
 import { ExitReason } from '../../src/cpu/state-block.ts';
 import { PfError, Vector } from '../../src/cpu/stop.ts';

@@ -9,7 +9,7 @@ import { Prng, seedValue } from '../../src/explore/prng.ts';
 import { replayTrace } from '../../src/explore/replay.ts';
 import { STRATEGIES, ReplayDivergence } from '../../src/explore/schedulers/index.ts';
 import { parseTraceJson, traceToJson } from '../../src/explore/trace-json.ts';
-import { liveWorkers } from '../../workers/spawn.ts';
+import { liveWorkers } from '../../src/host/spawn.ts';
 import { counterRig, RIG_INTERRUPTS } from '../support/runtime.ts';
 
 test.serial('200 seeds × {inline, workers} give identical trace hashes per seed, with exact results', async (t) => {

@@ -11,7 +11,7 @@ import { runFree } from '../../src/explore/free-running.ts';
 import { Prng } from '../../src/explore/prng.ts';
 import { RandomScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
-import { liveWorkers } from '../../workers/spawn.ts';
+import { liveWorkers } from '../../src/host/spawn.ts';
 import { counterGuest } from '../support/counter-guest.ts';
 
 const ITERATIONS = 5000;

@@ -55,7 +55,7 @@ test('the image: PE sections, slack only in .text, the switch tables and the SSD
   const guest = new NtGuest({ vcpus: 1, iterations: 1 });
   const image = parseImage(guest.machine.memory, guest.tables.root, KERNEL_BASE);
   t.is(image.sizeOfImage, guest.kernel.sizeOfImage);
-  t.is(guest.kernel.sizeOfImage, 0x9000, 'headers, three .text pages, INITKDBG, PAGE, .rdata, two .data pages');
+  t.is(guest.kernel.sizeOfImage, 0xa000, 'headers, three .text pages, INITKDBG, PAGE, .rdata, three .data pages (per-vCPU blocks, thread records)');
   t.deepEqual(image.sections.map((s) => s.name), ['.text', 'INITKDBG', 'PAGE', '.rdata', '.data']);
   t.deepEqual(image.sections.filter(isSlackEligible).map((s) => s.name), ['.text']);
   const hookedPage = guest.symbol('KiHookedPage');
@@ -90,7 +90,7 @@ test('with the engine: each table load is relocated once at its 50th hit, the SS
   t.true(entries.every((e) => e.relocations === 1 && e.hits === 50));
   t.false(engine.memtables.insRelocated(guest.kernel.symbols.get('KiSystemService.load')!), 'the SSDT load is never a mem-table');
   t.is(engine.detours.detours().reduce((sum, d) => sum + d.hits, 0), [0, 1, 2].reduce((sum, v) => sum + guest.report(v).apiCalls, 0));
-  intro.uninit();
+  t.is(intro.unload().state, 'unloaded');
   t.is(engine.hooks.liveHooks().length, 0, 'uninit removed every hook');
   t.is(engine.cloak.liveRegions().length, 0);
 });

@@ -125,7 +125,7 @@ test('the SSDT is never a mem-table, whatever the instruction looks like', (t) =
   // A second engine over the same guest, told the SSDT is at .data.
   const rip = TEXT + 0x100n;
   const ssdt = KBASE + 0x2000n;
-  const engine = new Introcore(kernel.session, { kernelBase: KBASE, systemCr3: kernel.test.tables.root, ssdt, ssdtEntries: 4, hookedApis: [] });
+  const engine = new Introcore(kernel.session, { kernelBase: KBASE, systemCr3: kernel.test.tables.root, ssdt, ssdtEntries: 4, hookedApis: [], threads: null });
   t.teardown(() => engine.free());
   const instruction = decoder.decode(Uint8Array.from([0x45, 0x8b, 0x9c, 0x82, 0x00, 0x20, 0x00, 0x00]), rip)!;
   const regs = registers({ r10: KBASE, rax: 2n }, rip);

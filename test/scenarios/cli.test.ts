@@ -96,5 +96,5 @@ test('a scenario-declared fix works like HVMI\'s: --list shows it, --fix and --b
   t.regex(replay.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
   const bad = cli('scenarios/run.ts', ['stale-violation', '--fix', 'staleExitRetri=off']);
   t.is(bad.status, 2);
-  t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of .*pauseWhilePatching, staleExitRetry/);
+  t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of icacheFlushOnPatch, .*deferDisableToReturn, staleExitRetry/);
 });

@@ -28,12 +28,27 @@ function rogueGuest(code: readonly number[], prepare: (guest: NtGuest) => void =
   return guest;
 }
 
+function littleEndian64(value: bigint): number[] {
+  return Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(8 * i)) & 0xffn));
+}
+
 export const plantedRandom: Definition = {
   ...base,
   name: 'planted-random',
   title: 'Math.random in setup()',
-  // Each process builds a guest with its own iteration count: the same seed gives other traces.
-  setup: () => new NtGuest({ vcpus: 3, iterations: 64 + Math.floor(Math.random() * 64) }),
+  // Each process builds a guest whose vCPU 0 first slides down a NOP sled of its own length and
+  // whose threads loop a count of their own: the same seed gives other traces (two processes
+  // agree on both about once in 2^16 tries).
+  setup: () => {
+    const guest = new NtGuest({ vcpus: 3, iterations: 64 + Math.floor(Math.random() * 64) });
+    const entry = guest.machine.vcpu(0).rip;
+    const sled = Array<number>(Math.floor(Math.random() * 1024)).fill(0x90);
+    const jumpToEntry = [0xff, 0x25, 0, 0, 0, 0, ...littleEndian64(entry)]; // jmp [rip+0]; dq entry
+    guest.machine.memory.write(ROGUE_GPA, Uint8Array.from([...sled, ...jumpToEntry]));
+    guest.tables.map(ROGUE_GVA, ROGUE_GPA, 0n);
+    guest.machine.vcpu(0).rip = ROGUE_GVA;
+    return guest;
+  },
 };
 
 export const throwingWindow: Definition = {

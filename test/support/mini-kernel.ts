@@ -64,7 +64,7 @@ export function miniKernel(build: (a: Assembler) => void, options: { fixes?: Fix
   };
   const session = Session.open({ machine: test.machine, hosts: 'inline', handler, afterHandler: (hv) => intro!.afterHandler(hv), events: (e) => events.push(e) });
   intro = new Introspection(session, {
-    guest: { kernelBase: KBASE, systemCr3: test.tables.root, ssdt: 0n, ssdtEntries: 0, hookedApis: [] },
+    guest: { kernelBase: KBASE, systemCr3: test.tables.root, ssdt: 0n, ssdtEntries: 0, hookedApis: [], threads: null },
     fixes: options.fixes ?? DEFAULT_FIXES,
   });
   intro.start();

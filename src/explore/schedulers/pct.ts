@@ -10,7 +10,7 @@ import type { Choice, Enabled, Scheduler } from '../schedule.ts';
  * Each vCPU gets a distinct random priority ≥ d. The highest-priority vCPU that can do anything
  * does it (handle its pending exit, else run a slice). When the event count reaches change point
  * i (d−1 of them, uniform in 1..k), the vCPU that acted last drops to priority i — below every
- * initial priority. Due timer ticks and interrupts are taken at once. Inside a handler (a
+ * initial priority. Due timer ticks, daemon tasks and interrupts are taken at once. Inside a handler (a
  * preemption point) a runnable vCPU runs only if it outranks the vCPU being handled.
  */
 export class PctScheduler implements Scheduler {
@@ -53,6 +53,7 @@ export class PctScheduler implements Scheduler {
     }
     if (enabled.preemption !== null) return this.atPreemption(enabled);
     if (enabled.timerDue) return { kind: 'timer' };
+    if (enabled.daemonDue) return { kind: 'daemon' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
     let best = -1;
     for (let vcpu = 0; vcpu < enabled.vcpus; vcpu++) {

@@ -22,6 +22,7 @@ export class RandomScheduler implements Scheduler {
     for (const vcpu of enabled.runnable) options.push({ kind: 'run', vcpu, steps: 0 });
     for (const vcpu of enabled.pendingExits) options.push({ kind: 'handle', vcpu });
     if (enabled.timerDue) options.push({ kind: 'timer' });
+    if (enabled.daemonDue) options.push({ kind: 'daemon' });
     for (const irq of enabled.interrupts) options.push({ kind: 'irq', ...irq });
     const choice = this.prng.pick(options);
     return choice.kind === 'run' ? { ...choice, steps: this.slice() } : choice;

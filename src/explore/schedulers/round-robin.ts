@@ -18,6 +18,7 @@ export class RoundRobinScheduler implements Scheduler {
     // The baseline never preempts a handler.
     if (enabled.preemption !== null) return { kind: 'proceed' };
     if (enabled.timerDue) return { kind: 'timer' };
+    if (enabled.daemonDue) return { kind: 'daemon' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
     for (let k = 0; k < enabled.vcpus; k++) {
       const vcpu = (this.turn + k) % enabled.vcpus;

@@ -1,4 +1,4 @@
-import { Control } from '../src/machine/layout.ts';
+import { Control } from '../machine/layout.ts';
 
 /**
  * Shared bytes a vCPU host uses to report why it failed (a worker cannot be asked by message

@@ -1,6 +1,6 @@
-import { RunStop, type Cpu } from '../src/cpu/cpu.ts';
+import { RunStop, type Cpu } from '../cpu/cpu.ts';
 import { isMainThread } from 'node:worker_threads';
-import { CommandFlag, CommandKind, Control, Header, Outcome } from '../src/machine/layout.ts';
+import { CommandFlag, CommandKind, Control, Header, Outcome } from '../machine/layout.ts';
 
 const isWorkerThread = (): boolean => !isMainThread;
 

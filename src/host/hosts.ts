@@ -1,12 +1,22 @@
 import type { Worker } from 'node:worker_threads';
-import type { Cpu } from '../src/cpu/cpu.ts';
-import { disassembleAround } from '../src/cpu/diagnostics.ts';
-import { Control, VcpuHostState } from '../src/machine/layout.ts';
-import type { Machine } from '../src/machine/machine.ts';
+import type { Cpu } from '../cpu/cpu.ts';
+import { disassembleAround } from '../cpu/diagnostics.ts';
+import { Control, VcpuHostState } from '../machine/layout.ts';
+import type { Machine, MachineDescriptor } from '../machine/machine.ts';
 import { completeCommand, executeCommand, failCommand } from './command.ts';
 import { readHostError } from './host-buffer.ts';
 import { spawnTsWorker } from './spawn.ts';
-import type { VcpuWorkerInput } from './vcpu.worker.ts';
+
+/** What the session passes to a vCPU worker. */
+export interface VcpuWorkerInput {
+  readonly machine: MachineDescriptor;
+  readonly vcpu: number;
+  readonly hostBuffer: SharedArrayBuffer;
+  /** Loads of the command word before sleeping on it (cheap hand-offs when a core is free). */
+  readonly spin: number;
+  /** How long one idle sleep lasts before the worker checks whether the session closed. */
+  readonly idlePollMs: number;
+}
 
 /**
  * Where a vCPU's CPU runs, behind one interface: in the hypervisor's thread (inline) or in its
@@ -159,7 +169,7 @@ export class WorkerHost extends ControlWordHost {
       spin: options.spin,
       idlePollMs: options.idlePollMs,
     };
-    this.worker = spawnTsWorker(new URL('./vcpu.worker.ts', import.meta.url), input, { name: `vcpusim vCPU ${id}` });
+    this.worker = spawnTsWorker(new URL('../../workers/vcpu.worker.ts', import.meta.url), input, { name: `vcpusim vCPU ${id}` });
     // Errors arrive here only once the hypervisor thread returns to its event loop; the shared
     // host buffer carries them synchronously. This listener just keeps them from being unhandled.
     this.worker.on('error', () => undefined);

@@ -1,7 +1,7 @@
 import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /** URL of the plain-JS bootstrap that lets a worker run TypeScript (see bootstrap.mjs). */
-export const WORKER_BOOTSTRAP = new URL('./bootstrap.mjs', import.meta.url);
+export const WORKER_BOOTSTRAP = new URL('../../workers/bootstrap.mjs', import.meta.url);
 
 /** What a TypeScript worker entry receives as `workerData`. */
 export interface TsWorkerData<T> {
