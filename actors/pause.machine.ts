@@ -12,15 +12,18 @@ import { assign, setup } from 'xstate';
  * run) are effects the session provides; the machine only decides when they happen.
  *
  * `counted: false` is the naive coordinator (the countedPause fix off): a boolean pause, which the
- * first inner resume releases while an outer pauser still relies on it.
+ * first inner resume releases while an outer pauser still relies on it, and the outer resume
+ * that follows finds nothing paused and passes unnoticed.
  */
 
 export interface PauseContext {
   /** Nested pauses are counted (HVMI's contract); false: a boolean pause. */
   readonly counted: boolean;
   depth: number;
-  /** RESUME events refused because nothing was paused. */
+  /** RESUME events refused because nothing was paused (an error of the caller). */
   underflows: number;
+  /** RESUME events a boolean pause let pass with nothing paused (what the naive coordinator does). */
+  ignored: number;
   /** Completed pause → resume cycles. */
   cycles: number;
 }
@@ -38,21 +41,23 @@ export const pauseMachine = setup({
     shallow: assign(({ context }) => ({ depth: context.depth - 1 })),
     finishCycle: assign(({ context }) => ({ depth: 0, cycles: context.cycles + 1 })),
     refuseResume: assign(({ context }) => ({ underflows: context.underflows + 1 })),
+    ignoreResume: assign(({ context }) => ({ ignored: context.ignored + 1 })),
     requestPause: () => undefined,
     resumeAll: () => undefined,
   },
   guards: {
     nested: ({ context }) => context.counted && context.depth > 1,
+    boolean: ({ context }) => !context.counted,
   },
 }).createMachine({
   id: 'pause',
-  context: ({ input }) => ({ counted: input.counted, depth: 0, underflows: 0, cycles: 0 }),
+  context: ({ input }) => ({ counted: input.counted, depth: 0, underflows: 0, ignored: 0, cycles: 0 }),
   initial: 'running',
   states: {
     running: {
       on: {
         PAUSE: { target: 'pausing', actions: ['deepen', 'requestPause'] },
-        RESUME: { actions: 'refuseResume' },
+        RESUME: [{ guard: 'boolean', actions: 'ignoreResume' }, { actions: 'refuseResume' }],
       },
     },
     pausing: {

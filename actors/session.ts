@@ -1,18 +1,21 @@
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { RunStop } from '../src/cpu/cpu.ts';
-import { CommandFlag, CommandKind, EventInfo, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
+import { CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../src/host/host-buffer.ts';
-import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../src/host/hosts.ts';
+import { HostError, InlineHost, WorkerHost, type HostOutcome } from '../src/host/hosts.ts';
+import { Daemon } from './daemon.ts';
+import { dispatchMachine, type LockHolder } from './dispatch.machine.ts';
 import { EffectErrors } from './effects.ts';
 import type { EventSink, ExitFacts, RuntimeEvent, StopName } from './events.ts';
-import type { ExitContext, ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
-import { dispatchMachine, type LockHolder } from './dispatch.machine.ts';
+import { applyReply, replyProblem } from './exit-replies.ts';
+import type { ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
 import { pauseMachine } from './pause.machine.ts';
 import { PendingEpt } from './pending-ept.ts';
 import { sessionMachine } from './session.machine.ts';
-import { GuardedVcpu } from './vcpu-access.ts';
-import { ACCESSIBLE_STATES, vcpuMachine, type VcpuStateName } from './vcpu.machine.ts';
+import type { GuardedVcpu } from './vcpu-access.ts';
+import { VcpuFleet, type MutableExitContext } from './vcpu-fleet.ts';
+import type { VcpuStateName } from './vcpu.machine.ts';
 
 /**
  * A session: the hypervisor side of one machine. It owns the vCPU hosts (inline or workers), one
@@ -53,14 +56,6 @@ export interface SessionOptions {
   readonly countedPause?: boolean;
 }
 
-/** Work the integrator's daemon does later, under the lock (HVMI's disable retries). */
-interface DaemonTask {
-  readonly label: string;
-  /** Virtual time it is due at. */
-  readonly due: number;
-  readonly run: () => void;
-}
-
 /** The session failed: a vCPU host died or hung, or a handler threw. */
 export class SessionError extends Error {
   constructor(
@@ -92,25 +87,7 @@ const STOP_NAMES = new Map<number, StopName>([
 ]);
 
 const EXIT_NAMES = new Map<number, string>(Object.entries(ExitReason).map(([name, code]) => [code, name]));
-
-/** The exit context object kept per vCPU; `exit` and `ticket` are replaced before each handler call. */
-type MutableExitContext = Omit<ExitContext, 'exit' | 'exitTicket'> & { exit: ExitContext['exit']; exitTicket: number };
-
-interface VcpuSlot {
-  readonly host: VcpuHost;
-  readonly context: MutableExitContext;
-  actor: Actor<typeof vcpuMachine>;
-  readonly access: GuardedVcpu;
-  /** A run command was started and not yet collected. */
-  inFlight: boolean;
-  /** CommandFlag bits for the next run (VM entry after an exit or pause; emulate-first). */
-  nextFlags: number;
-  /** An interrupt was injected and not yet taken (a halted vCPU is runnable again). */
-  interruptPending: boolean;
-  retired: number;
-  /** Ticket of the exit this vCPU stopped at last. */
-  exitTicket: number;
-}
+const exitName = (reason: number): string => EXIT_NAMES.get(reason) ?? `exit#${reason}`;
 
 export class Session implements Hypervisor {
   readonly machine: Machine;
@@ -120,15 +97,14 @@ export class Session implements Hypervisor {
   random: RandomSource;
   private options: SessionOptions;
   private readonly timeouts: SessionTimeouts;
-  private readonly slots: VcpuSlot[] = [];
+  private readonly fleet: VcpuFleet;
   private readonly sessionActor: Actor<typeof sessionMachine>;
   private pauseActor: Actor<typeof pauseMachine>;
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
   /** The handler lock (HVMI's gLock). */
   private readonly dispatchActor: Actor<typeof dispatchMachine>;
-  /** The daemon's one pending task, if any. */
-  private daemonTask: DaemonTask | null = null;
+  private readonly daemon = new Daemon();
   /** Errors thrown by actor effects, rethrown after the send that ran them. */
   private readonly effects = new EffectErrors();
   /**
@@ -161,6 +137,7 @@ export class Session implements Hypervisor {
       () => this.forceVmEntries(),
     );
     const inspect = options.inspect;
+    this.fleet = new VcpuFleet(options.machine, inspect);
     this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
     this.dispatchActor = createActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) }).start();
     this.pauseActor = this.startPauseActor();
@@ -179,11 +156,6 @@ export class Session implements Hypervisor {
     ).start();
   }
 
-  private startVcpuActor(id: number): Actor<typeof vcpuMachine> {
-    const inspect = this.options.inspect;
-    return createActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, ...(inspect ? { inspect } : {}) }).start();
-  }
-
   /**
    * Opens a session: starts one host per vCPU (workers are awaited, bounded) and the actors.
    * On any failure every host already started is terminated before the error propagates.
@@ -198,20 +170,7 @@ export class Session implements Hypervisor {
           options.hosts === 'workers'
             ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, idlePollMs: 250 }, session.timeouts.bootMs)
             : new InlineHost(id, machine);
-        const actor = session.startVcpuActor(id);
-        const access = new GuardedVcpu(machine.vcpu(id), () => session.accessDenied(id));
-        const slot: VcpuSlot = {
-          host,
-          actor,
-          access,
-          context: session.exitContext(id, access),
-          inFlight: false,
-          nextFlags: CommandFlag.entry,
-          interruptPending: false,
-          retired: 0,
-          exitTicket: 0,
-        };
-        session.slots.push(slot);
+        session.fleet.add(host, (vcpu, access) => session.exitContext(vcpu, access));
       }
     } catch (error) {
       void session.close();
@@ -229,19 +188,13 @@ export class Session implements Hypervisor {
    */
   restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause'>> = {}): void {
     this.assertLive();
-    if (this.slots.some((slot) => slot.inFlight)) throw new SessionError('restart() while vCPUs are running: stop them first');
+    if (this.fleet.inFlight().length > 0) throw new SessionError('restart() while vCPUs are running: stop them first');
     this.options = { ...this.options, ...overrides };
     this.random = this.options.random ?? this.random;
-    this.slots.forEach((slot, id) => {
+    this.fleet.slots.forEach((slot, id) => {
       slot.host.start(CommandKind.reset, 0, 0);
       this.waitHost(id);
-      slot.actor.stop();
-      slot.actor = this.startVcpuActor(id);
-      slot.inFlight = false;
-      slot.nextFlags = CommandFlag.entry;
-      slot.interruptPending = false;
-      slot.retired = 0;
-      slot.exitTicket = 0;
+      this.fleet.restartSlot(id);
     });
     this.pauseActor.stop();
     this.pauseActor = this.startPauseActor();
@@ -250,7 +203,7 @@ export class Session implements Hypervisor {
     this.exitTickets = 0;
     this.nextTimer = this.options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
     this.verdict = null;
-    this.daemonTask = null;
+    this.daemon.clear();
     this.ept.discard();
   }
 
@@ -272,12 +225,12 @@ export class Session implements Hypervisor {
   }
 
   stateOf(vcpu: number): VcpuStateName {
-    return this.slot(vcpu).actor.getSnapshot().value as VcpuStateName;
+    return this.fleet.stateOf(vcpu);
   }
 
   /** Steps retired by one vCPU. */
   retiredBy(vcpu: number): number {
-    return this.slot(vcpu).retired;
+    return this.fleet.slot(vcpu).retired;
   }
 
   /** vCPUs stopped at an exit whose handler has not run, in arrival order. */
@@ -287,22 +240,16 @@ export class Session implements Hypervisor {
 
   /** A vCPU that can be given a run command now. */
   isRunnable(vcpu: number): boolean {
-    const slot = this.slot(vcpu);
-    if (slot.inFlight) return false;
-    const state = this.stateOf(vcpu);
-    return state === 'running' || (state === 'halted' && slot.interruptPending);
+    return this.fleet.isRunnable(vcpu);
   }
 
   isInFlight(vcpu: number): boolean {
-    return this.slot(vcpu).inFlight;
+    return this.fleet.slot(vcpu).inFlight;
   }
 
   /** True when every vCPU is stopped for good (or failed). */
   get finished(): boolean {
-    return this.slots.every((_, id) => {
-      const state = this.stateOf(id);
-      return state === 'stopped' || state === 'failed';
-    });
+    return this.fleet.finished;
   }
 
   timerDue(): boolean {
@@ -329,25 +276,24 @@ export class Session implements Hypervisor {
    * passed (replacing any task it had). The scheduler decides when, among everything enabled.
    */
   defer(label: string, afterSteps: number, run: () => void): void {
-    this.daemonTask = { label, due: this.clockSteps + Math.max(0, afterSteps), run };
+    this.daemon.defer(label, this.clockSteps, afterSteps, run);
   }
 
   /** The daemon's pending task, if any (its label and due time). */
   get daemonPending(): { readonly label: string; readonly due: number } | null {
-    return this.daemonTask;
+    return this.daemon.pending;
   }
 
   /** The daemon has work due (or nothing else could make time pass until it is). */
   daemonDue(nothingElse = false): boolean {
-    return this.daemonTask !== null && this.lockHolder === null && (this.clockSteps >= this.daemonTask.due || nothingElse);
+    return this.lockHolder === null && this.daemon.isDue(this.clockSteps, nothingElse);
   }
 
   /** Runs the daemon's due task under the lock (it competes with exits and the timer). */
   runDaemon(): void {
     this.assertLive();
-    const task = this.daemonTask;
+    const task = this.daemon.take();
     if (task === null) throw new SessionError('the daemon has no task');
-    this.daemonTask = null;
     this.emit({ kind: 'daemon', label: task.label });
     this.underLock(`daemon task "${task.label}"`, { kind: 'daemon' }, task.run);
   }
@@ -355,17 +301,6 @@ export class Session implements Hypervisor {
   /** Pause depth (0 when the guest may run). */
   get pauseDepth(): number {
     return this.pauseActor.getSnapshot().context.depth;
-  }
-
-  private slot(vcpu: number): VcpuSlot {
-    const slot = this.slots[vcpu];
-    if (slot === undefined) throw new RangeError(`vCPU ${vcpu} does not exist (session has ${this.slots.length})`);
-    return slot;
-  }
-
-  private accessDenied(vcpu: number): string | null {
-    const state = this.stateOf(vcpu);
-    return ACCESSIBLE_STATES.has(state) ? null : state;
   }
 
   /** Where runtime events go (a trace); replaceable between runs. */
@@ -388,17 +323,11 @@ export class Session implements Hypervisor {
   /** Starts a run command without waiting (free-running mode, and the first half of runSlice). */
   launch(vcpu: number, budget: number): void {
     this.assertLive();
-    if (!this.isRunnable(vcpu)) throw new SessionError(`vCPU ${vcpu} cannot run now: it is ${this.stateOf(vcpu)}${this.slot(vcpu).inFlight ? ' and already running a command' : ''}`, vcpu);
+    if (!this.isRunnable(vcpu)) throw new SessionError(`vCPU ${vcpu} cannot run now: it is ${this.stateOf(vcpu)}${this.isInFlight(vcpu) ? ' and already running a command' : ''}`, vcpu);
     if (this.pauseDepth > 0) throw new SessionError(`vCPU ${vcpu} cannot run while the vCPUs are paused`, vcpu);
-    const slot = this.slot(vcpu);
-    const flags = slot.nextFlags;
-    slot.nextFlags = 0;
-    slot.inFlight = true;
-    if (this.stateOf(vcpu) === 'halted') slot.actor.send({ type: 'WOKEN' });
     try {
-      slot.host.start(CommandKind.run, budget, flags);
+      this.fleet.launch(vcpu, budget);
     } catch (error) {
-      slot.inFlight = false;
       this.failHost(vcpu, error);
     }
   }
@@ -407,29 +336,21 @@ export class Session implements Hypervisor {
   waitForStops(timeoutMs: number): number[] {
     const header = this.machine.memory.header;
     const bell = Atomics.load(header, Header.doorbell);
-    let done = this.doneInFlight();
+    let done = this.fleet.doneInFlight();
     if (done.length === 0 && timeoutMs > 0) {
       Atomics.wait(header, Header.doorbell, bell, timeoutMs);
-      done = this.doneInFlight();
+      done = this.fleet.doneInFlight();
     }
-    const outcomes = done.map((vcpu) => ({ vcpu, outcome: this.slot(vcpu).host.wait(0) }));
+    const outcomes = done.map((vcpu) => ({ vcpu, outcome: this.fleet.slot(vcpu).host.wait(0) }));
     // Stops are processed in the order the vCPUs stopped (their exit tickets).
     outcomes.sort((a, b) => (a.outcome.ticket || Number.MAX_SAFE_INTEGER) - (b.outcome.ticket || Number.MAX_SAFE_INTEGER) || a.vcpu - b.vcpu);
     for (const { vcpu, outcome } of outcomes) this.collect(vcpu, outcome);
     return outcomes.map((o) => o.vcpu);
   }
 
-  private doneInFlight(): number[] {
-    const out: number[] = [];
-    this.slots.forEach((slot, vcpu) => {
-      if (slot.inFlight && slot.host.done()) out.push(vcpu);
-    });
-    return out;
-  }
-
   private waitHost(vcpu: number, spin?: number): HostOutcome {
     try {
-      return this.slot(vcpu).host.wait(this.timeouts.commandMs, spin);
+      return this.fleet.slot(vcpu).host.wait(this.timeouts.commandMs, spin);
     } catch (error) {
       return this.failHost(vcpu, error);
     }
@@ -437,7 +358,7 @@ export class Session implements Hypervisor {
 
   /** Applies a finished command's outcome to the actors, the exit queue and the clock. */
   private collect(vcpu: number, result: HostOutcome): StopName {
-    const slot = this.slot(vcpu);
+    const slot = this.fleet.slot(vcpu);
     slot.inFlight = false;
     if (result.outcome === Outcome.error) return this.failHost(vcpu, null);
     slot.retired += result.retired;
@@ -453,10 +374,9 @@ export class Session implements Hypervisor {
     // The exit record is read once, here; the handler gets this copy (it cannot change while the vCPU waits).
     const exit = stop === 'exit' ? state.exit() : null;
     const rip = exit !== null ? exit.rip : state.rip;
-    let reason = exit !== null ? (EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`) : '';
     if (exit !== null && exit.reason === ExitReason.tripleFault) {
       this.verdict ??= { kind: 'triple-fault', vcpu, rip };
-      slot.actor.send({ type: 'SHUT_DOWN', reason: `triple fault at RIP 0x${rip.toString(16)}` });
+      this.fleet.settle(vcpu, 'shutdown', `triple fault at RIP 0x${rip.toString(16)}`);
       this.emit({ kind: 'stop', vcpu, stop: 'shutdown', reason: 'tripleFault', rip, retired: result.retired, exit: null });
       return 'shutdown';
     }
@@ -467,24 +387,9 @@ export class Session implements Hypervisor {
       const access = exit.reason === ExitReason.eptViolation ? exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute) : 0;
       facts = { ticket: slot.exitTicket, gpa: exit.gpa, gla: exit.gla, access };
     }
-    switch (stop) {
-      case 'exit':
-        slot.actor.send({ type: 'EXITED' });
-        this.exitQueue.push(vcpu);
-        break;
-      case 'halted':
-        slot.interruptPending = false;
-        slot.actor.send({ type: 'HALTED' });
-        break;
-      case 'paused':
-        slot.actor.send({ type: 'PAUSED' });
-        slot.nextFlags |= CommandFlag.entry;
-        break;
-      case 'shutdown':
-        reason = 'shutdown';
-        slot.actor.send({ type: 'SHUT_DOWN', reason: 'the CPU is in shutdown' });
-        break;
-    }
+    this.fleet.settle(vcpu, stop, 'the CPU is in shutdown');
+    if (stop === 'exit') this.exitQueue.push(vcpu);
+    const reason = exit !== null ? exitName(exit.reason) : stop === 'shutdown' ? 'shutdown' : '';
     this.emit({ kind: 'stop', vcpu, stop, reason, rip, retired: result.retired, exit: facts });
     return stop;
   }
@@ -497,17 +402,18 @@ export class Session implements Hypervisor {
     if (this.stateOf(vcpu) !== 'exited') throw new SessionError(`vCPU ${vcpu} has no pending exit (it is ${this.stateOf(vcpu)})`, vcpu);
     const index = this.exitQueue.indexOf(vcpu);
     if (index >= 0) this.exitQueue.splice(index, 1);
-    const slot = this.slot(vcpu);
+    const slot = this.fleet.slot(vcpu);
     const context = slot.context;
     const exit = context.exit;
     context.exitTicket = slot.exitTicket;
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
-    this.checkReply(vcpu, reply, exit.instructionLength);
-    this.applyReply(vcpu, reply, exit.rip, exit.instructionLength);
+    const problem = replyProblem(reply, exit.instructionLength);
+    if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
+    this.fleet.replied(vcpu, applyReply(this.machine.vcpu(vcpu), reply, exit.rip, exit.instructionLength));
     this.emit({
       kind: 'handle',
       vcpu,
-      reason: EXIT_NAMES.get(exit.reason) ?? `exit#${exit.reason}`,
+      reason: exitName(exit.reason),
       rip: exit.rip,
       action: reply.action,
       inject: reply.inject?.vector ?? -1,
@@ -517,7 +423,7 @@ export class Session implements Hypervisor {
   }
 
   /** The hypervisor as an exit handler sees it, plus the exiting vCPU (one object per vCPU, reused). */
-  private exitContext(vcpu: number, self: VcpuAccess): MutableExitContext {
+  private exitContext(vcpu: number, self: GuardedVcpu): MutableExitContext {
     const session = this;
     return {
       vcpuId: vcpu,
@@ -557,8 +463,9 @@ export class Session implements Hypervisor {
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
   private underLock<T>(what: string, holder: LockHolder, body: () => T): T {
-    if (this.lockHolder !== null) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
+    const refused = this.dispatchActor.getSnapshot().context.refused;
     this.dispatchActor.send({ type: 'ACQUIRE', holder });
+    if (this.dispatchActor.getSnapshot().context.refused > refused) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
     let result: T;
     try {
       result = body();
@@ -575,43 +482,12 @@ export class Session implements Hypervisor {
     return result;
   }
 
-  private checkReply(vcpu: number, reply: ExitReply, length: number): void {
-    const actions = ['retry', 'allowed', 'allowedVirtual', 'notAllowed', 'shutdown'];
-    if (reply === null || typeof reply !== 'object' || !actions.includes(reply.action)) {
-      this.fail(`exit handler for vCPU ${vcpu} returned ${JSON.stringify(reply)}; expected { action: ${actions.join(' | ')} }`, vcpu);
-    }
-    if ((reply.action === 'allowedVirtual' || reply.action === 'notAllowed') && length === 0) {
-      this.fail(`exit handler for vCPU ${vcpu} asked to skip an instruction, but this exit has no instruction length`, vcpu);
-    }
-  }
-
-  private applyReply(vcpu: number, reply: ExitReply, rip: bigint, length: number): void {
-    const slot = this.slot(vcpu);
-    const state = this.machine.vcpu(vcpu);
-    if (reply.action === 'shutdown') {
-      slot.actor.send({ type: 'SHUT_DOWN', reason: 'the exit handler stopped it' });
-      return;
-    }
-    if (reply.inject !== undefined) {
-      const { vector, errorCode } = reply.inject;
-      const info = EventInfo.valid | (EventInfo.hardwareException << EventInfo.typeShift) | (vector & 0xff) | (errorCode !== undefined ? EventInfo.hasError : 0);
-      state.set32('pendingEvent', info);
-      state.set32('pendingEventError', errorCode ?? 0);
-    }
-    // The handler may have moved RIP itself; skipping is relative to the exiting instruction.
-    if (reply.action === 'allowedVirtual' || reply.action === 'notAllowed') state.rip = rip + BigInt(length);
-    slot.nextFlags |= CommandFlag.entry | (reply.action === 'allowed' ? CommandFlag.emulateFirst : 0);
-    slot.actor.send({ type: 'REPLIED' });
-  }
-
   /** Injects an external interrupt, taken at the vCPU's next VM entry when IF allows. */
   injectInterrupt(vcpu: number, vector: number): void {
-    const slot = this.slot(vcpu);
-    if (slot.inFlight) throw new SessionError(`vCPU ${vcpu} is running a command: stop it before injecting`, vcpu);
+    if (this.isInFlight(vcpu)) throw new SessionError(`vCPU ${vcpu} is running a command: stop it before injecting`, vcpu);
     if (!Number.isInteger(vector) || vector < 32 || vector > 255) throw new RangeError(`external interrupt vector must be 32..255, got ${vector}`);
     this.machine.vcpu(vcpu).set32('pendingInterrupt', vector);
-    slot.interruptPending = true;
-    slot.nextFlags |= CommandFlag.entry;
+    this.fleet.interrupted(vcpu);
     this.emit({ kind: 'irq', vcpu, vector });
   }
 
@@ -622,7 +498,7 @@ export class Session implements Hypervisor {
   }
 
   vcpu(id: number): VcpuAccess {
-    return this.slot(id).access;
+    return this.fleet.slot(id).access;
   }
 
   pauseVcpus(): void {
@@ -634,14 +510,12 @@ export class Session implements Hypervisor {
 
   resumeVcpus(): void {
     this.assertLive();
-    const depth = this.pauseDepth;
+    const before = this.pauseActor.getSnapshot().context;
     this.pauseActor.send({ type: 'RESUME' });
     this.effects.rethrow();
-    // A boolean pause (countedPause off) takes a resume of running vCPUs as a no-op, as the naive coordinator would.
-    if (depth === 0) {
-      if (this.options.countedPause === false) return;
-      throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
-    }
+    const after = this.pauseActor.getSnapshot().context;
+    if (after.underflows > before.underflows) throw new SessionError('resumeVcpus() called more times than pauseVcpus()');
+    if (after.ignored > before.ignored) return;
     this.emit({ kind: 'resume', depth: this.pauseDepth });
     // The guest runs again while the handler goes on (only the exiting vCPU waits for it).
     if (this.pauseDepth === 0) this.preemptionPoint('resume');
@@ -661,41 +535,30 @@ export class Session implements Hypervisor {
    * are stopped and let go (pause/resume, HVMI's flush fallback), waiting ones are marked.
    */
   private forceVmEntries(): void {
-    if (this.slots.some((slot) => slot.inFlight) && this.pauseDepth === 0) {
+    if (this.fleet.inFlight().length > 0 && this.pauseDepth === 0) {
       this.pauseVcpus();
       this.resumeVcpus();
     }
-    for (const slot of this.slots) slot.nextFlags |= CommandFlag.entry;
+    this.fleet.markEntries();
   }
 
   /** Pause coordinator effect: stop every vCPU at an instruction boundary (bounded waits). */
   private stopEveryVcpu(): void {
     const words = (vcpu: number): Int32Array => this.machine.vcpu(vcpu).words;
-    const running = this.slots.map((slot, vcpu) => (slot.inFlight ? vcpu : -1)).filter((vcpu) => vcpu >= 0);
+    const running = this.fleet.inFlight();
     for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 1);
     // A running vCPU sees its attention word within a few blocks: spin briefly (≈30 µs) before
     // sleeping, since waking this thread would cost more than the wait itself.
     for (const vcpu of running) this.collect(vcpu, this.waitHost(vcpu, PAUSE_SPIN));
     for (const vcpu of running) Atomics.store(words(vcpu), Vcpu.attention, 0);
-    this.slots.forEach((slot, vcpu) => {
-      const state = this.stateOf(vcpu);
-      if (state === 'running' || state === 'halted') {
-        slot.actor.send({ type: 'PAUSED' });
-        slot.nextFlags |= CommandFlag.entry;
-      }
-    });
+    this.fleet.markPaused();
     this.pauseActor.send({ type: 'ALL_STOPPED' });
   }
 
   /** Pause coordinator effect: commit EPT rights, then let every paused vCPU run (with VM entry). */
   private resumeEveryVcpu(): void {
     this.ept.commit();
-    this.slots.forEach((slot, vcpu) => {
-      if (this.stateOf(vcpu) === 'paused') {
-        slot.actor.send({ type: 'RESUMED' });
-        slot.nextFlags |= CommandFlag.entry;
-      }
-    });
+    this.fleet.markResumed();
   }
 
   // --- failure and shutdown ------------------------------------------------------------------------
@@ -717,7 +580,7 @@ export class Session implements Hypervisor {
   }
 
   private failHost(vcpu: number, error: unknown): never {
-    const slot = this.slot(vcpu);
+    const slot = this.fleet.slot(vcpu);
     const description = slot.host.describe();
     const cause = error === null ? '' : `${error instanceof Error ? error.message : String(error)}\n`;
     slot.actor.send({ type: 'FAILED', reason: cause || description });
@@ -731,9 +594,7 @@ export class Session implements Hypervisor {
 
   /** One line per vCPU: state, RIP and steps — for "stuck run" reports. */
   describeVcpus(): string {
-    return this.slots
-      .map((slot, vcpu) => `vCPU ${vcpu}: ${this.stateOf(vcpu)}${slot.inFlight ? ' (in flight)' : ''}, RIP 0x${this.machine.vcpu(vcpu).rip.toString(16)}, ${slot.retired} steps`)
-      .join('\n');
+    return this.fleet.describe();
   }
 
   /**
@@ -745,8 +606,7 @@ export class Session implements Hypervisor {
     Atomics.store(this.machine.memory.header, Header.sessionState, 1);
     Atomics.notify(this.machine.memory.header, Header.doorbell);
     this.sessionActor.send({ type: 'CLOSE' });
-    this.closing = Promise.allSettled(this.slots.map((slot) => slot.host.close())).then(() => {
-      for (const slot of this.slots) slot.actor.stop();
+    this.closing = this.fleet.close().then(() => {
       this.pauseActor.stop();
       this.dispatchActor.stop();
       this.sessionActor.send({ type: 'CLOSED' });
@@ -757,7 +617,7 @@ export class Session implements Hypervisor {
 
   /** Fault injection for tests: vCPU `vcpu`'s host throws ('crash') or stops answering ('hang'). */
   injectHostFault(vcpu: number, fault: 'crash' | 'hang'): void {
-    const slot = this.slot(vcpu);
+    const slot = this.fleet.slot(vcpu);
     slot.inFlight = true;
     slot.host.start(fault === 'crash' ? CommandKind.crash : CommandKind.hang, 0, 0);
     this.collect(vcpu, this.waitHost(vcpu));

@@ -153,7 +153,8 @@ export class Introcore {
 
   /**
    * IntGuestUninit's engine part, with every vCPU paused and thread safety checked by the caller:
-   * mem-table handlers, detours, slack records, the icache, then the hooks a scenario placed.
+   * mem-table handlers, detours (uncloaked before their slack is freed), slack records, the
+   * icache, memory cloaks left behind, the hooks a scenario placed, and its callbacks last.
    */
   uninit(): void {
     if (this.state === 'uninitialised') return;
@@ -164,6 +165,7 @@ export class Introcore {
       this.detours.uninit();
       this.slack.clear();
       this.icache.flushAll();
+      this.cloak.uninit();
       for (const hook of this.scenarioHooks) this.hooks.remove(hook);
       this.scenarioHooks.clear();
       this.hypercalls.clear();

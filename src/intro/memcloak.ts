@@ -92,6 +92,19 @@ export class MemoryCloak {
     this.note('uncloak', { owner: region.owner, gva: region.gva, size: region.size });
   }
 
+  /**
+   * IntMemClkUnInit: whatever is still cloaked when the engine goes (an owner that never removed
+   * its region) is uncloaked and noted, in the order it was cloaked, as HVMI walks its list. Two
+   * overlapping leftovers therefore end with the newer one's "original" bytes — which is how a
+   * stale double patch leaves a JMP into freed slack behind.
+   */
+  uninit(): void {
+    for (const region of [...this.regions]) {
+      this.note('cloak-leaked', { owner: region.owner, gva: region.gva, size: region.size });
+      this.uncloak(region);
+    }
+  }
+
   /** IntMemClkModifyPatchedData: changes part of the patched bytes, in memory too (paused). */
   modifyPatched(region: CloakRegion, offset: number, bytes: Uint8Array): void {
     if (!region.live || offset < 0 || offset + bytes.length > region.size) {

@@ -9,7 +9,7 @@ import { getSimplePaths } from 'xstate/graph';
 
 // Context counters would make every visit a new state: explore by state value only.
 const byValue = { serializeState: (state: { value: unknown }) => JSON.stringify(state.value) };
-import { pauseMachine } from '../../actors/pause.machine.ts';
+import { pauseMachine, type PauseContext } from '../../actors/pause.machine.ts';
 import { sessionMachine } from '../../actors/session.machine.ts';
 import { ACCESSIBLE_STATES, vcpuMachine } from '../../actors/vcpu.machine.ts';
 
@@ -95,6 +95,9 @@ test('pause, naive (countedPause off): the first inner resume releases the outer
   actor.send({ type: 'PAUSE' });
   actor.send({ type: 'RESUME' });
   t.is(actor.getSnapshot().value, 'running', 'a boolean pause ends at the inner resume');
+  actor.send({ type: 'RESUME' });
+  t.is(actor.getSnapshot().context.ignored, 1, 'the outer resume finds nothing paused and passes');
+  t.is(actor.getSnapshot().context.underflows, 0);
   t.deepEqual(calls, ['requestPause', 'resumeAll']);
 });
 
@@ -124,6 +127,15 @@ test('session: boot → running → shuttingDown → closed, and failure from an
 
 test('every state of the pause and session machines is reachable', (t) => {
   const pauseStates = new Set(getSimplePaths(pauseMachine, { input: { counted: true }, ...byValue }).map((p) => String(p.state.value)));
+  for (const counted of [true, false]) {
+    const events = [{ type: 'PAUSE' }, { type: 'ALL_STOPPED' }, { type: 'RESUME' }] as const;
+    // A state is its value, its depth (capped: deeper nesting adds nothing) and whether a resume was refused or ignored.
+    const serializeState = (state: { value: unknown; context: PauseContext }) =>
+      JSON.stringify([state.value, Math.min(state.context.depth, 2), state.context.underflows > 0, state.context.ignored > 0]);
+    const ends = getSimplePaths(pauseMachine, { input: { counted }, events: [...events], serializeState }).map((p) => p.state.context);
+    t.true(ends.some((c) => (counted ? c.underflows : c.ignored) > 0), `counted=${counted}: a resume with nothing paused is ${counted ? 'refused' : 'ignored'}`);
+    t.true(ends.every((c) => (counted ? c.ignored : c.underflows) === 0));
+  }
   t.deepEqual([...pauseStates].sort(), ['paused', 'pausing', 'running']);
   const sessionStates = new Set(getSimplePaths(sessionMachine, { input: { vcpus: 1 }, ...byValue }).map((p) => String(p.state.value)));
   t.deepEqual([...sessionStates].sort(), ['booting', 'closed', 'failed', 'running', 'shuttingDown']);

@@ -39,3 +39,26 @@ test('reads of a cloaked region see the original bytes; writes to it are refused
   t.is(engine.cloak.liveRegions().length, 0);
   t.throws(() => engine.cloak.uncloak(cloak), { message: /already removed/ });
 });
+
+test('the engine unload uncloaks a region its owner left behind, restoring the bytes and noting the leak', (t) => {
+  const kernel = miniKernel((a) => {
+    const region = a.newLabel('region');
+    a.vmcall();
+    a.bind(region);
+    a.dq(0x1122334455667788n);
+  });
+  t.teardown(() => kernel.session.close());
+  const engine = kernel.intro.engine;
+  const region = kernel.code.addressOf('region');
+  const regionGpa = KGPA + 0x1000 + Number(region - TEXT);
+  const original = kernel.test.machine.memory.read(regionGpa, 8);
+  engine.cloak.cloak(region, kernel.test.tables.root, original, Uint8Array.from([0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc]), 'forgotten patch');
+  kernel.session.ept.flush();
+  kernel.runToEnd();
+  t.is(kernel.test.machine.memory.read(regionGpa, 1)[0], 0xcc);
+  const report = kernel.intro.unload({ ignoreSafeness: true });
+  t.is(report.state, 'unloaded');
+  t.deepEqual(kernel.test.machine.memory.read(regionGpa, 8), original);
+  t.is(engine.cloak.liveRegions().length, 0);
+  t.true(kernel.events.some((e) => e.kind === 'note' && e.what === 'cloak-leaked' && e.detail.owner === 'forgotten patch'));
+});

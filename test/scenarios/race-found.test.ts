@@ -37,7 +37,9 @@ for (const [strategy, depth] of [['rr', 2], ['random', 2], ['pct', 2], ['pct', 3
     t.true(report.windows.includes('stale-icache-decode'), 'the waiting vCPU decoded the stale MOV');
     t.true(report.windows.includes('peer-waiting-at-patch'));
     const names = report.violations.map((v) => v.oracle);
-    for (const consequence of ['no-overlapping-patches', 'no-slack-leak', 'uninit-restores-image', 'uninit-removes-hooks']) t.true(names.includes(consequence), consequence);
+    // The leaked cloak of the first relocation is undone by the memory cloak's own uninit (HVMI's
+    // IntMemClkUnInit, after mem-tables), so the image and hooks come back; the slack does not.
+    for (const consequence of ['no-overlapping-patches', 'no-slack-leak']) t.true(names.includes(consequence), consequence);
   });
 }
 
