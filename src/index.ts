@@ -47,6 +47,7 @@ export {
   type GuestRegisters, type NtGuestBuilder, type NtGuestOptions, type ThreadReport,
 } from './guest/nt-guest.ts';
 export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, type KernelImage } from './guest/kernel.ts';
+export { REX_W, UNWIND_SITES, UnwindFunction } from './guest/unwind.ts';
 export { SWITCHES, caseValue, defaultValue, type SwitchSpec } from './guest/switch-functions.ts';
 export type { CodePartOptions, SymbolResolver } from './guest/image-builder.ts';
 export { CLOCK_VECTOR, Hypercall, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PerCpu } from './guest/layout.ts';

@@ -25,6 +25,11 @@ export interface GuestDescription {
   readonly ssdtEntries: number;
   /** Kernel functions to hook with detours (their pages become read-protected). */
   readonly hookedApis: readonly { readonly name: string; readonly gva: bigint }[];
+  /**
+   * The RtlpVirtualUnwind code reads the engine replaces by cache handlers (HVMI finds them by
+   * pattern on Windows 7): each site's tag (1..8, which of HVMI's eight instructions) and address.
+   */
+  readonly unwindSites?: readonly { readonly tag: number; readonly gva: bigint }[];
   /** Where the guest's threads are (process list, record offsets); null: thread safeness sees only the vCPUs. */
   readonly threads: GuestThreads | null;
 }

@@ -7,6 +7,7 @@ import { Scn } from './pe-format.ts';
 import { writeImage, type ImageSection } from './pe-image.ts';
 import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, MAX_VCPUS, PerCpu } from './layout.ts';
 import { SWITCHES, emitSwitch, emitWorkerStep, switchLabels } from './switch-functions.ts';
+import { emitUnwindFunctions } from './unwind.ts';
 import { pushesErrorCode } from '../cpu/stop.ts';
 import type { GuestMemory } from '../machine/memory.ts';
 
@@ -20,7 +21,8 @@ import type { GuestMemory } from '../machine/memory.ts';
  *             page 2: the "hooked page" (a part on its own page) — two exported APIs the engine
  *             detours (so the page is read-protected in EPT) next to three compiler switch
  *             functions whose jump tables live in the same page, and the SSDT (KiServiceTable)
- *             page 3: the system services, then scenario code; the rest of the page is slack
+ *             page 3: the system services, the unwinder's byte readers (RtlpVirtualUnwind),
+ *             then scenario code; the rest of the page is slack
  *   INITKDBG  executable, but never used for slack
  *   PAGE      executable and pageable: no slack either
  *   .rdata    strings, then scenario constants
@@ -213,6 +215,7 @@ export function addKernelParts(builder: ImageBuilder): void {
   builder.code('.text', 'KiSystemStartup', (a, symbol) => emitTextPage(a, symbol));
   builder.code('.text', 'KiHookedPage', (a, symbol) => emitHookedPage(a, symbol), { ownPage: true });
   builder.code('.text', 'KiServices', (a) => emitServices(a));
+  builder.code('.text', 'RtlpVirtualUnwind', (a) => emitUnwindFunctions(a));
   builder.code('INITKDBG', 'KdInitSystem', (a) => emitStub(a));
   builder.code('PAGE', 'MmPageableRoutine', (a) => emitStub(a));
   builder.data('.rdata', 'KiBanner', new TextEncoder().encode('vcpusim NT-like kernel\0'), { align: 1 });

@@ -14,6 +14,7 @@ import {
 } from './layout.ts';
 import { addSchedulerParts, addThreadRecords, linkThreadList, writeThread } from './scheduler.ts';
 import { SWITCHES, caseValue, defaultValue } from './switch-functions.ts';
+import { UNWIND_SITES } from './unwind.ts';
 
 /**
  * The NT-like guest as a whole: a machine with 4-level page tables mapping the kernel image at
@@ -380,6 +381,7 @@ export class NtGuest {
       ssdt: this.kernel.ssdt,
       ssdtEntries: 4,
       hookedApis: HOOKED_APIS.map((name) => ({ name, gva: this.kernel.symbols.get(name)! })),
+      unwindSites: UNWIND_SITES.map((site) => ({ tag: site.tag, gva: this.symbol(site.label) })),
       threads: this.threadLayout,
     };
   }

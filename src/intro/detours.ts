@@ -14,13 +14,32 @@ import { IntStatus, IntroError } from './status.ts';
  * under a storm of read violations (the reason mem-tables exist).
  */
 
+/**
+ * The handler a detour gets (HVMI's DETOUR_HANDLER): its code up to the relocated instructions,
+ * which follow, then a JMP back past the patch.
+ */
+export interface HandlerTemplate {
+  /** Handler bytes before the relocated instructions (RelocatedCodeOffset = its length). */
+  readonly code: Uint8Array;
+  /** Offset of the INT3 that tells the engine of a call, or null: the handler never exits (HypercallOffset 0xFF). */
+  readonly hypercallOffset: number | null;
+}
+
+/** An API hook's handler: INT3 (the engine sees the call), then the relocated prologue. */
+export const API_HANDLER: HandlerTemplate = { code: Uint8Array.of(0xcc), hypercallOffset: 0 };
+
 export interface Detour {
   readonly name: string;
+  /** A kind the owner gives it (HVMI's detour tag), e.g. 'api' or 'RtlpVirtualUnwind5'. */
+  readonly tag: string;
   readonly api: bigint;
   /** The relocated original instructions. */
   readonly prologue: Uint8Array;
   readonly handler: bigint;
   readonly handlerSize: number;
+  /** Where the relocated instructions start in the handler. */
+  readonly relocatedOffset: number;
+  readonly hypercallOffset: number | null;
   /** Calls the engine saw (INT3 exits at the handler). */
   hits: number;
   /** Called on every hit, in the order they were attached (a scenario's own handling of the call). */
@@ -59,8 +78,11 @@ export class Detours {
     return this.list;
   }
 
-  /** Hooks `name` at `api`. Throws IntroError when the prologue cannot be relocated. */
-  install(name: string, api: bigint): Detour {
+  /**
+   * Hooks `name` at `api` with a handler made from `template` (an API hook by default). Throws
+   * IntroError when the prologue cannot be relocated.
+   */
+  install(name: string, api: bigint, template: HandlerTemplate = API_HANDLER, tag = 'api'): Detour {
     const { decoder, slack, cloak, glue, systemCr3 } = this.ctx;
     const bytes = tryReadGuestVirtual(glue.memory, systemCr3, api, 32);
     if (bytes === null) throw new IntroError(IntStatus.pageNotPresent, `detour ${name}: 0x${api.toString(16)} is not mapped`);
@@ -75,15 +97,19 @@ export class Detours {
       length += ins.length;
     }
     const prologue = bytes.slice(0, length);
-    const handlerSize = 1 + length + JMP_LENGTH;
+    const relocatedOffset = template.code.length;
+    const handlerSize = relocatedOffset + length + JMP_LENGTH;
     const allocation = slack.alloc(handlerSize, `detour ${name}`);
     if (allocation.gva === null) throw new IntroError(allocation.status, `detour ${name}: ${allocation.detail}`);
     const handler = allocation.gva;
     const code = new Uint8Array(handlerSize);
-    code[0] = 0xcc;
-    code.set(prologue, 1);
-    code.set(jumpPatch(handler + BigInt(1 + length), api + BigInt(length), JMP_LENGTH), 1 + length);
-    const detour: Detour = { name, api, prologue, handler, handlerSize, hits: 0, callbacks: [], apiCloak: null, handlerCloak: null };
+    code.set(template.code);
+    code.set(prologue, relocatedOffset);
+    code.set(jumpPatch(handler + BigInt(relocatedOffset + length), api + BigInt(length), JMP_LENGTH), relocatedOffset + length);
+    const detour: Detour = {
+      name, tag, api, prologue, handler, handlerSize, relocatedOffset, hypercallOffset: template.hypercallOffset,
+      hits: 0, callbacks: [], apiCloak: null, handlerCloak: null,
+    };
     glue.pauseVcpus();
     try {
       detour.handlerCloak = cloak.cloak(handler, systemCr3, new Uint8Array(handlerSize), code, `detour handler ${name}`);
@@ -108,9 +134,14 @@ export class Detours {
 
   /** The detour whose INT3 is at `rip` (IntDetGetByAddress), counting the call. */
   hit(rip: bigint): Detour | null {
-    const detour = this.list.find((d) => d.handler === rip && d.handlerCloak !== null);
+    const detour = this.list.find((d) => d.hypercallOffset !== null && d.handler + BigInt(d.hypercallOffset) === rip && d.handlerCloak !== null);
     if (detour !== undefined) detour.hits++;
     return detour ?? null;
+  }
+
+  /** The live detour whose handler holds `rip` (IntDetGetAddrAndTag). */
+  handlerContaining(rip: bigint): Detour | null {
+    return this.list.find((d) => d.handlerCloak !== null && rip >= d.handler && rip < d.handler + BigInt(d.handlerSize)) ?? null;
   }
 
   /**
@@ -123,7 +154,7 @@ export class Detours {
         this.ctx.cloak.uncloak(detour.apiCloak);
         detour.apiCloak = null;
       }
-      if (detour.handlerCloak !== null) this.ctx.cloak.modifyPatched(detour.handlerCloak, 0, Uint8Array.of(0x90));
+      if (detour.handlerCloak !== null && detour.hypercallOffset !== null) this.ctx.cloak.modifyPatched(detour.handlerCloak, detour.hypercallOffset, Uint8Array.of(0x90));
     }
   }
 

@@ -9,6 +9,7 @@ import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
 import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
+import { UnwindCache } from './rtlpvu.ts';
 import { SlackAllocator } from './slack.ts';
 import { IntroAction, type IntroActionCode } from './status.ts';
 import type { GuestDescription } from '../guest/description.ts';
@@ -58,6 +59,8 @@ export class Introcore {
   readonly guest: GuestDescription;
   readonly memtables: MemTables;
   readonly detours: Detours;
+  /** The RtlpVirtualUnwind read cache (its handlers are detours too). */
+  readonly unwindCache: UnwindCache;
   /** Hypercalls the engine answers itself (a scenario's), by RAX: dispatched before the guest's own. */
   readonly hypercalls = new Map<bigint, EngineHypercall>();
   /** EPT-violation stages a scenario added, in order. */
@@ -88,6 +91,9 @@ export class Introcore {
     this.memtables = new MemTables({ glue, fixes: this.fixes, icache: this.icache, cloak: this.cloak, slack: this.slack, kernel: this.kernel, note });
     this.detours = new Detours({ glue, decoder: this.decoder, slack: this.slack, cloak: this.cloak, systemCr3: guest.systemCr3, note });
     for (const api of guest.hookedApis) this.detours.install(api.name, api.gva);
+    const fixes = this.fixes;
+    this.unwindCache = new UnwindCache({ glue, detours: this.detours, cloak: this.cloak, kernel: this.kernel, liveRipCheck: () => fixes.rtlpvuLiveRipCheck, note });
+    this.unwindCache.install(guest.unwindSites ?? []);
   }
 
   note(what: string, detail: NoteDetail = {}): void {

@@ -245,6 +245,8 @@ export function handleMemAccess(
   if (!found && types === HookType.read && engine.hooks.isPageHooked(gpa)) {
     const status = engine.memtables.checkAccess({ vcpuId: event.vcpuId, self: event.self, instruction: ins, gla });
     if (status === IntStatus.instructionPatched) action = combineActions(action, IntroAction.retry);
+    // Its status does not change the action: the read itself is allowed either way.
+    engine.unwindCache.checkAccess(event, gla);
   }
   return action;
 }

@@ -22,6 +22,7 @@ export const BUILTIN_FIXES = [
   { name: 'memtableZeroStackSlot', description: 'the mem-table handler zeroes the stack slot below RSP (off: a dead pointer into slack can block unload)' },
   { name: 'countedPause', description: 'pause and resume nest by a count (off: a boolean pause, released by the first inner resume)' },
   { name: 'deferredHookRemoval', description: 'a removed hook is flagged and deleted at the commit (off: deleted at once, while its page\'s hooks are walked)' },
+  { name: 'rtlpvuLiveRipCheck', description: 'update the RtlpVirtualUnwind cache only when no other vCPU\'s RIP is inside its handler (off: a peer between an entry\'s MOV and CMP pairs the old byte with the new address)' },
   { name: 'deferDisableToReturn', description: 'a disable asked for inside a callback runs when the handler returns (off: at once, inside the callback)' },
 ] as const satisfies readonly FixDeclaration[];
 

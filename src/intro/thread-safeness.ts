@@ -19,9 +19,9 @@ export const ThsOption = {
   checkOnly: 0x1,
   detours: 0x10,
   memtables: 0x20,
-  /** RtlpVirtualUnwind handlers (not modelled yet). */
-  unwind: 0x400,
 } as const;
+// HVMI has no bit of its own for the RtlpVirtualUnwind caches: they are detours, found under
+// THS_CHECK_DETOURS (IntDetIsPtrInHandler), and named by their tag in the report.
 
 /** The options the unload uses (IntGuestIsSafeToDisable). */
 export const UNLOAD_CHECK = ThsOption.checkOnly | ThsOption.detours | ThsOption.memtables;
@@ -68,7 +68,7 @@ const MAX_THREADS = 4096;
 export function introRegions(engine: Introcore, options: number): IntroRegion[] {
   const regions: IntroRegion[] = [];
   if ((options & ThsOption.detours) !== 0) {
-    for (const d of engine.detours.detours()) if (d.handlerCloak !== null) regions.push({ kind: 'detour', owner: `detour handler ${d.name}`, start: d.handler, size: d.handlerSize });
+    for (const d of engine.detours.detours()) if (d.handlerCloak !== null) regions.push({ kind: 'detour', owner: d.tag === 'api' ? `detour handler ${d.name}` : `${d.tag} cache handler`, start: d.handler, size: d.handlerSize });
   }
   if ((options & ThsOption.memtables) !== 0) {
     for (const e of engine.memtables.entries()) if (e.slackSize > 0) regions.push({ kind: 'memtable', owner: `mem-table handler of 0x${e.rip.toString(16)}`, start: e.slackAddress, size: e.slackSize });

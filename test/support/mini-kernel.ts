@@ -6,6 +6,7 @@ import { Scn } from '../../src/guest/pe-format.ts';
 import { writeImage } from '../../src/guest/pe-image.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import { DEFAULT_FIXES, type Fixes } from '../../src/intro/fixes.ts';
+import type { RandomSource } from '../../src/intro/glue.ts';
 import { Pte } from '../../src/machine/page-tables.ts';
 import { ExitReason } from '../../src/machine/layout.ts';
 import { TestMachine } from './test-machine.ts';
@@ -36,7 +37,18 @@ export interface MiniKernel {
   runToEnd(maxChoices?: number): void;
 }
 
-export function miniKernel(build: (a: Assembler) => void, options: { fixes?: Fixes; textBytes?: number; vcpus?: number; exitControls?: number } = {}): MiniKernel {
+export interface MiniKernelOptions {
+  fixes?: Fixes;
+  textBytes?: number;
+  vcpus?: number;
+  exitControls?: number;
+  /** RtlpVirtualUnwind sites the engine detours at init (tag and label in the test's code). */
+  unwindSites?: readonly { tag: number; label: string }[];
+  /** The engine's random source (default: always 0). */
+  random?: RandomSource;
+}
+
+export function miniKernel(build: (a: Assembler) => void, options: MiniKernelOptions = {}): MiniKernel {
   const test = new TestMachine({ vcpus: options.vcpus ?? 1, exitControls: options.exitControls ?? 0 });
   const a = new Assembler(TEXT);
   build(a);
@@ -62,9 +74,12 @@ export function miniKernel(build: (a: Assembler) => void, options: { fixes?: Fix
     if (context.exit.reason === ExitReason.vmcall) return { action: 'shutdown' };
     return intro!.handler(context);
   };
-  const session = Session.open({ machine: test.machine, hosts: 'inline', handler, afterHandler: (hv) => intro!.afterHandler(hv), events: (e) => events.push(e) });
+  const session = Session.open({ machine: test.machine, hosts: 'inline', handler, afterHandler: (hv) => intro!.afterHandler(hv), events: (e) => events.push(e), random: options.random });
   intro = new Introspection(session, {
-    guest: { kernelBase: KBASE, systemCr3: test.tables.root, ssdt: 0n, ssdtEntries: 0, hookedApis: [], threads: null },
+    guest: {
+      kernelBase: KBASE, systemCr3: test.tables.root, ssdt: 0n, ssdtEntries: 0, hookedApis: [], threads: null,
+      unwindSites: (options.unwindSites ?? []).map((site) => ({ tag: site.tag, gva: code.addressOf(site.label) })),
+    },
     fixes: options.fixes ?? DEFAULT_FIXES,
   });
   intro.start();
