@@ -1,5 +1,5 @@
-import { CommandFlag, EventInfo } from '../src/machine/layout.ts';
-import type { VcpuState } from '../src/machine/vcpu-state.ts';
+import { CommandFlag, EventInfo, ExitReason, type ExitReasonCode } from '../src/machine/layout.ts';
+import type { ExitRecord, VcpuState } from '../src/machine/vcpu-state.ts';
 import type { ExitAction, ExitReply } from './hypervisor.ts';
 
 /**
@@ -9,7 +9,7 @@ import type { ExitAction, ExitReply } from './hypervisor.ts';
 interface ReplyEffect {
   /** The instruction is done (emulated or refused): RIP moves past it. */
   readonly skips: boolean;
-  /** The next entry executes one instruction with EPT ignored. */
+  /** The next entry executes one instruction with EPT ignored (how, by exit reason: EMULATION_FLAGS). */
   readonly emulateFirst: boolean;
   /** The vCPU stops for good. */
   readonly stops: boolean;
@@ -23,6 +23,28 @@ const REPLY_EFFECTS: Readonly<Record<ExitAction, ReplyEffect>> = {
   shutdown: { skips: false, emulateFirst: false, stops: true },
 };
 
+/**
+ * How the hypervisor performs an instruction it let run ("emulateFirst"), by the reason it
+ * exited. EPT is ignored for every one: the engine judged the access. An instruction that exited
+ * on its own exit control — WRMSR, MOV CR, XSETBV, LGDT/LIDT/SGDT/SIDT/LTR — would exit on that
+ * control again if merely re-run, forever; the hypervisor carries it out instead, as a real one
+ * completes the write it intercepted. The others keep their instruction exits.
+ */
+const CARRIED_OUT: number = CommandFlag.emulateFirst | CommandFlag.firstWithoutExits;
+const EMULATION_FLAGS: Readonly<Record<ExitReasonCode, number>> = {
+  [ExitReason.none]: CommandFlag.emulateFirst,
+  [ExitReason.eptViolation]: CommandFlag.emulateFirst,
+  [ExitReason.vmcall]: CommandFlag.emulateFirst,
+  [ExitReason.int3]: CommandFlag.emulateFirst,
+  [ExitReason.crWrite]: CARRIED_OUT,
+  [ExitReason.msrWrite]: CARRIED_OUT,
+  [ExitReason.xcrWrite]: CARRIED_OUT,
+  [ExitReason.dtr]: CARRIED_OUT,
+  [ExitReason.hlt]: CommandFlag.emulateFirst,
+  [ExitReason.exception]: CommandFlag.emulateFirst,
+  [ExitReason.tripleFault]: CommandFlag.emulateFirst,
+};
+
 /** Why a handler's reply cannot be applied to an exit whose instruction is `length` bytes, or null. */
 export function replyProblem(reply: unknown, length: number): string | null {
   const action = typeof reply === 'object' && reply !== null ? (reply as { action?: unknown }).action : undefined;
@@ -33,12 +55,16 @@ export function replyProblem(reply: unknown, length: number): string | null {
   return null;
 }
 
+/** The parts of an exit a reply is applied to. */
+export type RepliedExit = Pick<ExitRecord, 'reason' | 'rip' | 'instructionLength'>;
+
 /**
  * Writes a checked reply into the vCPU's state (an injected exception, RIP past the exiting
  * instruction) and returns the command flags of its next entry, or null when it stops for good.
  */
-export function applyReply(state: VcpuState, reply: ExitReply, rip: bigint, length: number): number | null {
+export function applyReply(state: VcpuState, reply: ExitReply, exit: RepliedExit): number | null {
   const effect = REPLY_EFFECTS[reply.action];
+  const { rip, instructionLength: length } = exit;
   if (effect.stops) return null;
   if (reply.inject !== undefined) {
     const { vector, errorCode } = reply.inject;
@@ -48,5 +74,5 @@ export function applyReply(state: VcpuState, reply: ExitReply, rip: bigint, leng
   }
   // The handler may have moved RIP itself; skipping is relative to the exiting instruction.
   if (effect.skips) state.rip = rip + BigInt(length);
-  return CommandFlag.entry | (effect.emulateFirst ? CommandFlag.emulateFirst : 0);
+  return CommandFlag.entry | (effect.emulateFirst ? EMULATION_FLAGS[exit.reason] : 0);
 }

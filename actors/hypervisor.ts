@@ -13,7 +13,10 @@ export type { EptAccess, RandomSource, VcpuAccess };
 export type ExitAction =
   /** Re-execute the instruction at the same RIP (introGuestRetry). */
   | 'retry'
-  /** Execute the instruction once with EPT ignored (introGuestAllowed). */
+  /**
+   * Execute the instruction once with EPT ignored (introGuestAllowed); one that exited on its own
+   * control (WRMSR, MOV CR, XSETBV, descriptor tables) is carried out without exiting again.
+   */
   | 'allowed'
   /** The handler emulated it: skip to the next instruction (introGuestAllowedVirtual). */
   | 'allowedVirtual'

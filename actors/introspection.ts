@@ -1,4 +1,9 @@
 import { assign, createActor, type Actor, type InspectionEvent } from 'xstate';
+import { handleCrWrite } from '../src/intro/callbacks/cr-write.ts';
+import { handleDtr } from '../src/intro/callbacks/dtr.ts';
+import { handleIntroCall } from '../src/intro/callbacks/intro-call.ts';
+import { handleMsrWrite } from '../src/intro/callbacks/msr-write.ts';
+import { handleXcrWrite } from '../src/intro/callbacks/xcr-write.ts';
 import { Introcore } from '../src/intro/engine.ts';
 import type { GuestDescription } from '../src/guest/description.ts';
 import type { Fixes } from '../src/intro/fixes.ts';
@@ -6,7 +11,7 @@ import type { ExitEvent } from '../src/intro/glue.ts';
 import { HookType } from '../src/intro/gpa-hooks.ts';
 import { IntroAction, IntroError, IntStatus, type IntroActionCode } from '../src/intro/status.ts';
 import { checkThreads, UNLOAD_CHECK, type ThreadScan } from '../src/intro/thread-safeness.ts';
-import { ExitReason } from '../src/machine/layout.ts';
+import { ExitReason, type ExitReasonCode } from '../src/machine/layout.ts';
 import { EffectErrors } from './effects.ts';
 import { hookCommitMachine } from './hook-commit.machine.ts';
 import { threadSafenessMachine } from './thread-safeness.machine.ts';
@@ -16,7 +21,8 @@ import type { Session } from './session.ts';
 
 /**
  * The integrator: wires the introspection engine into a session. Exits go to the engine's entry
- * points (EPT violations, INT3) or to the guest's own hypercalls; the timer runs the engine's
+ * points (EPT violations, INT3, VMCALL, MSR/CR/XCR writes, descriptor-table accesses), and a
+ * VMCALL the engine does not claim to the guest's own hypercalls; the timer runs the engine's
  * TIMER_FRIENDLY checks; after every handler and tick the hook-commit actor deletes flagged
  * hooks. The engine's actions become exit replies here.
  */
@@ -203,27 +209,35 @@ export class Introspection {
   };
 
   private dispatch(context: ExitContext): ExitReply {
-    const exit = context.exit;
-    switch (exit.reason) {
-      case ExitReason.eptViolation:
-        return REPLIES[this.engine.handleEptViolation(context)];
-      case ExitReason.int3: {
-        const { action, reinject } = this.engine.handleBreakpoint(context);
-        // A guest INT3 goes back to the guest as #BP, past the INT3 like the trap it is.
-        return reinject ? { action: 'allowedVirtual', inject: { vector: 3 } } : REPLIES[action];
-      }
-      case ExitReason.vmcall: {
-        // The engine's own hypercalls first (a scenario's), then the guest's protocol.
-        const engineCall = this.engine.hypercalls.get(context.self.gpr('rax'));
-        const outcome = engineCall !== undefined ? engineCall.handle(context) : (this.options.guestCall?.(context) ?? null);
-        if (outcome === null) {
-          throw new Error(`vCPU ${context.vcpuId}: VMCALL at RIP 0x${exit.rip.toString(16)} with RAX 0x${context.self.gpr('rax').toString(16)} is not a hypercall this guest or engine knows`);
-        }
-        return outcome === 'stop' ? { action: 'shutdown' } : { action: 'allowedVirtual' };
-      }
-      default:
-        throw new Error(`vCPU ${context.vcpuId}: unexpected exit reason ${exit.reason} at RIP 0x${exit.rip.toString(16)}`);
+    const handle = this.exitHandlers[context.exit.reason];
+    if (handle === undefined) {
+      throw new Error(`vCPU ${context.vcpuId}: unexpected exit reason ${context.exit.reason} at RIP 0x${context.exit.rip.toString(16)}`);
     }
+    return handle(context);
+  }
+
+  /** The engine's entry point for each exit reason it handles (HVMI's IntHandle*), and how its answer becomes a reply. */
+  private readonly exitHandlers: Readonly<Partial<Record<ExitReasonCode, (context: ExitContext) => ExitReply>>> = {
+    [ExitReason.eptViolation]: (context) => REPLIES[this.engine.handleEptViolation(context)],
+    [ExitReason.int3]: (context) => {
+      const { action, reinject } = this.engine.handleBreakpoint(context);
+      // A guest INT3 goes back to the guest as #BP, past the INT3 like the trap it is.
+      return reinject ? { action: 'allowedVirtual', inject: { vector: 3 } } : REPLIES[action];
+    },
+    [ExitReason.vmcall]: (context) => this.introCall(context),
+    [ExitReason.msrWrite]: (context) => REPLIES[handleMsrWrite(this.engine, context).action],
+    [ExitReason.crWrite]: (context) => REPLIES[handleCrWrite(this.engine, context).action],
+    [ExitReason.xcrWrite]: (context) => REPLIES[handleXcrWrite(this.engine, context).action],
+    [ExitReason.dtr]: (context) => REPLIES[handleDtr(this.engine, context).action],
+  };
+
+  /** IntHandleIntroCall first; what the engine does not claim goes to the guest's own protocol. */
+  private introCall(context: ExitContext): ExitReply {
+    const outcome = handleIntroCall(this.engine, context).outcome ?? this.options.guestCall?.(context) ?? null;
+    if (outcome === null) {
+      throw new Error(`vCPU ${context.vcpuId}: VMCALL at RIP 0x${context.exit.rip.toString(16)} with RAX 0x${context.self.gpr('rax').toString(16)} is not a hypercall this guest or engine knows`);
+    }
+    return outcome === 'stop' ? { action: 'shutdown' } : { action: 'allowedVirtual' };
   }
 
   /** The session's timer callback (IntHandleTimer). */

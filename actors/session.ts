@@ -409,7 +409,7 @@ export class Session implements Hypervisor {
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
     const problem = replyProblem(reply, exit.instructionLength);
     if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
-    this.fleet.replied(vcpu, applyReply(this.machine.vcpu(vcpu), reply, exit.rip, exit.instructionLength));
+    this.fleet.replied(vcpu, applyReply(this.machine.vcpu(vcpu), reply, exit));
     this.emit({
       kind: 'handle',
       vcpu,

@@ -3,7 +3,9 @@ import { auditRecordTorn } from './audit-record-torn.ts';
 import { disableFromCallback } from './disable-from-callback.ts';
 import { hookRemovedInCallback } from './hook-removed-in-callback.ts';
 import { memtableStaleIcache } from './memtable-stale-icache.ts';
+import { pushTwoAddresses } from './push-two-addresses.ts';
 import { staleViolation } from './stale-violation.ts';
+import { timerTokenTransient } from './timer-token-transient.ts';
 import { unloadDeadSlot } from './unload-dead-slot.ts';
 import { unloadInDetour } from './unload-in-detour.ts';
 import { unloadNestedPause } from './unload-nested-pause.ts';
@@ -13,4 +15,4 @@ import { unwindCacheTorn } from './unwind-cache-torn.ts';
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient]);

@@ -7,7 +7,7 @@
  *   `defineScenario` to type one, the rig that runs it (`ScenarioRig`), the registry.
  * - The guest: `NtGuest` and its builder (code and data in kernel sections, threads, pages,
  *   hypercalls), the kernel's layout, the assembler and disassembler.
- * - The engine: `ScenarioEngine` (hooks, detour callbacks, hypercalls, EPT stages), HVMI's
+ * - The engine: `ScenarioEngine` (GPA and register hooks, detour callbacks, hypercalls, EPT stages), HVMI's
  *   status codes and actions, the fixes (`FixDeclaration`, `FixCatalog`).
  * - A run's events: `RuntimeEvent` with exit tickets, and queries over them.
  * - Commands: `runCommand` / `campaignCommand` (what scenarios/run.ts and campaign.ts run), traces.
@@ -46,15 +46,26 @@ export {
   type BugCheck, type CodeSection, type DataSection, type GuestCall, type GuestExtension, type GuestHypercall, type GuestPages,
   type GuestRegisters, type NtGuestBuilder, type NtGuestOptions, type ThreadReport,
 } from './guest/nt-guest.ts';
-export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, type KernelImage } from './guest/kernel.ts';
+export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, SYSTEM_TOKEN, type KernelImage } from './guest/kernel.ts';
 export { REX_W, UNWIND_SITES, UnwindFunction } from './guest/unwind.ts';
+export { emitCountdown } from './guest/countdown.ts';
 export { SWITCHES, caseValue, defaultValue, type SwitchSpec } from './guest/switch-functions.ts';
 export type { CodePartOptions, SymbolResolver } from './guest/image-builder.ts';
-export { CLOCK_VECTOR, Hypercall, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PerCpu } from './guest/layout.ts';
+export { CLOCK_VECTOR, Hypercall, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PerCpu, SYSTEM_PRIVILEGES, Token } from './guest/layout.ts';
 export * from './asm/index.ts';
 
 // ---- the engine ---------------------------------------------------------------------------------
-export { ScenarioEngine, type EngineCall, type EptStageExit, type ScenarioHookSpec } from './intro/extension.ts';
+export {
+  ScenarioEngine,
+  type CrHookSpec, type DtrHookSpec, type EngineCall, type EptStageExit, type MsrHookSpec, type RegisterWriteCallback, type ScenarioHookSpec,
+  type XcrHookSpec,
+} from './intro/extension.ts';
+export {
+  DescriptorAccess,
+  type CrHook, type CrWrite, type DescriptorTable, type DtrHook, type DtrLoad, type MsrHook, type MsrWrite, type RegisterExit, type XcrHook,
+  type XcrWrite,
+} from './intro/callbacks/register-hooks.ts';
+export type { RegisterHook, RegisterHookBase, RegisterHookKind } from './intro/callbacks/hook-list.ts';
 export type { Introcore } from './intro/engine.ts';
 export type { GuestDescription, GuestThreads } from './guest/description.ts';
 export type { CallbackResult, GpaHook, HookedAccess } from './intro/gpa-hooks.ts';

@@ -76,6 +76,8 @@ export class Cpu implements LazyFlags, MmuFaults {
   shutdown = false;
   /** Retired steps since creation (an instruction, or one chunk of a REP string instruction). */
   retired = 0;
+  /** Set only during a `stepIgnoringEpt` that the hypervisor performs without instruction exits. */
+  instructionExitsSuppressed = false;
 
   // Execution bookkeeping used by generated code and the dispatcher.
   /** Index in the current block of the instruction executing now (for precise faults). */
@@ -252,14 +254,19 @@ export class Cpu implements LazyFlags, MmuFaults {
 
   /**
    * Executes the instruction at RIP once with EPT checks off — HVMI's "allowed" action: the
-   * hypervisor judged the access fine and lets it happen. Other exits (and faults) still apply.
-   * Call `enter()` first if the hypervisor changed state.
+   * hypervisor judged the access fine and lets it happen. Faults still apply, and so do the
+   * instruction exits (ExitControl) unless `instructionExits` is 'suppressed': the hypervisor
+   * then performs an instruction that exited on its own control (WRMSR, MOV CR, XSETBV, LGDT…),
+   * which would otherwise exit again on the same control forever. Call `enter()` first if the
+   * hypervisor changed state.
    */
-  stepIgnoringEpt(): RunStopCode {
+  stepIgnoringEpt(instructionExits: 'taken' | 'suppressed' = 'taken'): RunStopCode {
     this.mmu.ignoreEpt();
+    this.instructionExitsSuppressed = instructionExits === 'suppressed';
     try {
       return this.run(1);
     } finally {
+      this.instructionExitsSuppressed = false;
       this.mmu.restoreEpt();
     }
   }

@@ -68,6 +68,8 @@ export function hooksRemoved<G extends NtGuest, F extends string = string>(): Or
       const { engine, session } = world;
       const hooks = engine.hooks.liveHooks();
       if (hooks.length > 0) return `${hooks.length} hook(s) left after uninit, e.g. ${hooks[0].owner} on GPA ${hex(hooks[0].gpaPage)}`;
+      const registerHooks = engine.registerHooks.liveHooks();
+      if (registerHooks.length > 0) return `${registerHooks.length} register hook(s) left after uninit, e.g. ${registerHooks[0].owner} on ${registerHooks[0].kind} ${hex(registerHooks[0].key)}`;
       const regions = engine.cloak.liveRegions();
       if (regions.length > 0) return `${regions.length} cloaked region(s) left after uninit, e.g. "${regions[0].owner}" at ${hex(regions[0].gva)}`;
       for (let page = 0; page < world.guest.kernel.sizeOfImage; page += 0x1000) {

@@ -30,6 +30,11 @@ export interface GuestDescription {
    * pattern on Windows 7): each site's tag (1..8, which of HVMI's eight instructions) and address.
    */
   readonly unwindSites?: readonly { readonly tag: number; readonly gva: bigint }[];
+  /**
+   * The SYSTEM token whose privileges the timer checks (HVMI follows each process's token; this
+   * guest has one process), and where each vCPU's block keeps the token of the process it runs.
+   */
+  readonly systemToken?: { readonly gva: bigint; readonly presentOffset: number; readonly enabledOffset: number; readonly perCpuOffset: number };
   /** Where the guest's threads are (process list, record offsets); null: thread safeness sees only the vCPUs. */
   readonly threads: GuestThreads | null;
 }

@@ -5,7 +5,7 @@ import {
 import { ImageBuilder, type SectionSpec, type SymbolResolver } from './image-builder.ts';
 import { Scn } from './pe-format.ts';
 import { writeImage, type ImageSection } from './pe-image.ts';
-import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, MAX_VCPUS, PerCpu } from './layout.ts';
+import { CLOCK_VECTOR, Hypercall, KERNEL_BASE, MAX_VCPUS, PerCpu, SYSTEM_PRIVILEGES, Token } from './layout.ts';
 import { SWITCHES, emitSwitch, emitWorkerStep, switchLabels } from './switch-functions.ts';
 import { emitUnwindFunctions } from './unwind.ts';
 import { pushesErrorCode } from '../cpu/stop.ts';
@@ -220,6 +220,17 @@ export function addKernelParts(builder: ImageBuilder): void {
   builder.code('PAGE', 'MmPageableRoutine', (a) => emitStub(a));
   builder.data('.rdata', 'KiBanner', new TextEncoder().encode('vcpusim NT-like kernel\0'), { align: 1 });
   builder.data('.data', PROCESSOR_BLOCK, MAX_VCPUS * PerCpu.bytes, { align: PerCpu.bytes });
+  builder.data('.data', SYSTEM_TOKEN, systemToken(), { align: 16 });
+}
+
+/** The SYSTEM process's token (the engine checks its privileges on every timer tick). */
+export const SYSTEM_TOKEN = 'SeSystemToken';
+
+function systemToken(): Uint8Array {
+  const bytes = new Uint8Array(Token.bytes);
+  const view = new DataView(bytes.buffer);
+  for (const field of [Token.present, Token.enabled, Token.enabledByDefault]) view.setBigUint64(field, SYSTEM_PRIVILEGES, true);
+  return bytes;
 }
 
 /** A new image builder for the kernel, with its sections and its own parts. */

@@ -45,8 +45,16 @@ export const PerCpu = {
   currentThread: 0x218,
   /** Scheduler mode: top of this vCPU's idle stack. */
   idleStack: 0x220,
+  /** The token of the process this vCPU runs (a shortcut for CurrentThread → process → token). */
+  processToken: 0x228,
   bytes: 0x400,
 } as const;
+
+/** A TOKEN-like record: `_TOKEN.Privileges` (SEP_TOKEN_PRIVILEGES) where Windows 7 x64 has it. */
+export const Token = { present: 0x40, enabled: 0x48, enabledByDefault: 0x50, bytes: 0x60 } as const;
+
+/** The SYSTEM token's privileges at boot (Present = Enabled). */
+export const SYSTEM_PRIVILEGES = 0x1ff2ffffbcn;
 
 /**
  * A KTHREAD-like record, for the scheduler mode (offsets are this guest's "CAMI" data: the engine

@@ -7,10 +7,10 @@ import type { Assembler } from '../asm/index.ts';
 import type { GuestDescription } from './description.ts';
 import { translateGva, tryReadGuestVirtual } from '../machine/guest-virtual.ts';
 import type { CodePartOptions, SymbolResolver } from './image-builder.ts';
-import { HOOKED_APIS, kernelImageBuilder, PROCESSOR_BLOCK, serviceValue, writeKernelImage, type KernelImage } from './kernel.ts';
+import { HOOKED_APIS, kernelImageBuilder, PROCESSOR_BLOCK, serviceValue, SYSTEM_TOKEN, writeKernelImage, type KernelImage } from './kernel.ts';
 import {
   CLOCK_VECTOR, Eprocess, GDT_OFFSET, Hypercall, IDT_OFFSET, KERNEL_BASE, KERNEL_GPA, Kthread, MAX_VCPUS, PAGE_TABLES_GPA, PerCpu, RAM_BYTES,
-  STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, ThreadState, TSS_OFFSET,
+  STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, ThreadState, Token, TSS_OFFSET,
 } from './layout.ts';
 import { addSchedulerParts, addThreadRecords, linkThreadList, writeThread } from './scheduler.ts';
 import { SWITCHES, caseValue, defaultValue } from './switch-functions.ts';
@@ -371,6 +371,7 @@ export class NtGuest {
     const memory = this.machine.memory;
     memory.write32(this.perCpuGpa(vcpu) + PerCpu.index, vcpu);
     memory.write32(this.perCpuGpa(vcpu) + PerCpu.iterations, this.iterations);
+    memory.write64(this.perCpuGpa(vcpu) + PerCpu.processToken, this.symbol(SYSTEM_TOKEN));
   }
 
   /** The engine's view of the guest: image, SSDT, page-table root, APIs to hook, where its threads are. */
@@ -382,6 +383,7 @@ export class NtGuest {
       ssdtEntries: 4,
       hookedApis: HOOKED_APIS.map((name) => ({ name, gva: this.kernel.symbols.get(name)! })),
       unwindSites: UNWIND_SITES.map((site) => ({ tag: site.tag, gva: this.symbol(site.label) })),
+      systemToken: { gva: this.symbol(SYSTEM_TOKEN), presentOffset: Token.present, enabledOffset: Token.enabled, perCpuOffset: PerCpu.processToken },
       threads: this.threadLayout,
     };
   }

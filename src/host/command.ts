@@ -18,7 +18,7 @@ export function executeCommand(cpu: Cpu, words: Int32Array, header: Int32Array):
       const before = cpu.retired;
       if ((flags & CommandFlag.entry) !== 0) cpu.enter();
       let stop: number = RunStop.budget;
-      if ((flags & CommandFlag.emulateFirst) !== 0) stop = cpu.stepIgnoringEpt();
+      if ((flags & CommandFlag.emulateFirst) !== 0) stop = cpu.stepIgnoringEpt((flags & CommandFlag.firstWithoutExits) !== 0 ? 'suppressed' : 'taken');
       const used = cpu.retired - before;
       if (stop === RunStop.budget && used < budget) stop = cpu.run(budget - used);
       words[Control.outcome] = stop;

@@ -9,7 +9,9 @@ import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
 import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
+import { RegisterHooks } from './callbacks/register-hooks.ts';
 import { UnwindCache } from './rtlpvu.ts';
+import { TokenPrivileges } from './token-privileges.ts';
 import { SlackAllocator } from './slack.ts';
 import { IntroAction, type IntroActionCode } from './status.ts';
 import type { GuestDescription } from '../guest/description.ts';
@@ -61,12 +63,16 @@ export class Introcore {
   readonly detours: Detours;
   /** The RtlpVirtualUnwind read cache (its handlers are detours too). */
   readonly unwindCache: UnwindCache;
+  /** The timer's check of the SYSTEM token's privileges (null: the guest has no token to check). */
+  readonly tokens: TokenPrivileges | null;
   /** Hypercalls the engine answers itself (a scenario's), by RAX: dispatched before the guest's own. */
   readonly hypercalls = new Map<bigint, EngineHypercall>();
   /** EPT-violation stages a scenario added, in order. */
   readonly eptStages: EptStage[] = [];
   /** Hooks a scenario placed: removed when the engine unloads. */
   readonly scenarioHooks = new Set<GpaHook>();
+  /** MSR, CR, XCR and descriptor-table write hooks (their handlers: src/intro/callbacks). */
+  readonly registerHooks: RegisterHooks;
   /** Asks the integrator to unload the engine later (as its daemon would). */
   readonly requestUnload: () => void;
   /** From inside a callback: disable when the handler returns (gGuest.DisableOnReturn). */
@@ -83,6 +89,7 @@ export class Introcore {
     this.requestDisableOnReturn = options.requestDisableOnReturn ?? (() => undefined);
     const note = (what: string, detail: NoteDetail): void => glue.note(what, detail);
     this.hooks = new GpaHookTable(glue, options.onHookRemoved, this.fixes.deferredHookRemoval);
+    this.registerHooks = new RegisterHooks(() => glue.ticket);
     this.icache = new InstructionCache(this.hooks, glue.random, note);
     this.cloak = new MemoryCloak(glue, this.hooks, note);
     this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase);
@@ -94,6 +101,7 @@ export class Introcore {
     const fixes = this.fixes;
     this.unwindCache = new UnwindCache({ glue, detours: this.detours, cloak: this.cloak, kernel: this.kernel, liveRipCheck: () => fixes.rtlpvuLiveRipCheck, note });
     this.unwindCache.install(guest.unwindSites ?? []);
+    this.tokens = guest.systemToken === undefined ? null : new TokenPrivileges({ glue, systemCr3: guest.systemCr3, token: guest.systemToken, fixes, note });
   }
 
   note(what: string, detail: NoteDetail = {}): void {
@@ -127,10 +135,11 @@ export class Introcore {
 
   /**
    * IntHandleTimer: TIMER_FRIENDLY integrity checks — global state and guest memory only, no
-   * vCPU registers. Every cloaked patch must still be in memory.
+   * vCPU registers: the token's privileges, and every cloaked patch still in memory.
    */
   handleTimer(): void {
     this.stats.timerTicks++;
+    this.tokens?.checkIntegrity();
     for (const region of this.cloak.liveRegions()) {
       if (!region.applyPatch) continue;
       const now = tryReadGuestVirtual(this.glue.memory, region.cr3, region.gva, region.size);
@@ -160,7 +169,8 @@ export class Introcore {
   /**
    * IntGuestUninit's engine part, with every vCPU paused and thread safety checked by the caller:
    * mem-table handlers, detours (uncloaked before their slack is freed), slack records, the
-   * icache, memory cloaks left behind, the hooks a scenario placed, and its callbacks last.
+   * icache, memory cloaks left behind, the hooks a scenario placed, the register hooks (MSR, DTR,
+   * CR, XCR, as HVMI), and the callbacks last.
    */
   uninit(): void {
     if (this.state === 'uninitialised') return;
@@ -174,6 +184,7 @@ export class Introcore {
       this.cloak.uninit();
       for (const hook of this.scenarioHooks) this.hooks.remove(hook);
       this.scenarioHooks.clear();
+      this.registerHooks.uninit();
       this.hypercalls.clear();
       this.eptStages.length = 0;
     } finally {

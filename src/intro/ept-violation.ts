@@ -16,10 +16,11 @@ import { IntStatus, IntroAction, IntroError, actionName, combineActions, type In
  * (hook-commit actor); an emulation a callback asked for is applied only if the final action is
  * allowedVirtual (HVMI's patch buffer, handed to the hypervisor's emulator).
  *
- * Not modelled (no guest here needs them yet): the re-execute single-step context (step 3), the
- * REP probe that widens string accesses to RCX elements (step 8), #VE (step 9), #PF injection for
- * an execute retry spilling into a missing page (step 13), and IntValidatePageRights on unhooked
- * pages.
+ * IntValidatePageRights re-applies the rights of a page with no hooks that still faults.
+ * Not modelled (no guest here needs them yet): the re-execute single-step context (step 3, which
+ * only matters to HVMI's CHECK_PAGE_RIGHTS build), the REP probe that widens string accesses to
+ * RCX elements (step 8), #VE (step 9) and #PF injection for an execute retry spilling into a
+ * missing page (step 13).
  */
 
 const PAGE = 0x1000;
@@ -139,10 +140,13 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   if ((access & ExitAccess.execute) !== 0) {
     action = handleMemAccess(engine, event, ins, gpa, exit.gla, 1, HookType.execute, emulation);
   } else {
-    // 11. One accessed address: the exit's GLA. Several (PUSH [mem], MOVS…): each of them.
+    // 11. One accessed address: the exit's GLA. Several (PUSH [mem], MOVS…): each of them — once
+    // allowed, the hypervisor emulates the whole instruction and its other accesses never fault.
+    // The naive path (analyseEveryAddress off) looks at the exit's GLA alone.
+    const exitAccess = ins.accesses.find((used) => linearAddress(used, self) === exit.gla) ?? ins.accesses[0];
     const accesses: Access[] =
-      ins.accesses.length <= 1
-        ? [{ gla: exit.gla, size: Math.max(1, ins.accesses[0]?.size ?? 1), types: access }]
+      ins.accesses.length <= 1 || !engine.fixes.analyseEveryAddress
+        ? [{ gla: exit.gla, size: Math.max(1, exitAccess?.size ?? 1), types: access }]
         : ins.accesses.map((used) => ({
             gla: linearAddress(used, self),
             size: Math.max(1, used.size),
@@ -242,11 +246,33 @@ export function handleMemAccess(
       if (result.status === IntStatus.skipOtherCallbacks || result.status === IntStatus.removeAndSkip) break;
     }
   }
-  if (!found && types === HookType.read && engine.hooks.isPageHooked(gpa)) {
+  const pageHooked = engine.hooks.isPageHooked(gpa);
+  if (!pageHooked) validatePageRights(engine, event, gpa, gla, types);
+  if (!found && types === HookType.read && pageHooked) {
     const status = engine.memtables.checkAccess({ vcpuId: event.vcpuId, self: event.self, instruction: ins, gla });
     if (status === IntStatus.instructionPatched) action = combineActions(action, IntroAction.retry);
     // Its status does not change the action: the read itself is allowed either way.
     engine.unwindCache.checkAccess(event, gla);
   }
   return action;
+}
+
+/**
+ * IntValidatePageRights: an exit on a page with no hook at all means a rights change was lost on
+ * its way (an integrator cache that drops a request identical to the last one). For the exit's own
+ * GPA, GLA and access — and not on RIP's page, where the hypervisor may be re-executing with rights
+ * of its own — the accessed rights are set again: first none, so the request differs from any
+ * cached one, then the current rights plus the accessed ones, and flushed.
+ */
+function validatePageRights(engine: Introcore, event: ExitEvent, gpa: number, gla: bigint, types: number): void {
+  const exit = event.exit;
+  const exitAccess = exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute);
+  if (gpa !== Number(exit.gpa) || gla !== exit.gla || types !== exitAccess) return;
+  if ((event.self.rip() & ~0xfffn) === (gla & ~0xfffn)) return;
+  const ept = engine.glue.ept;
+  const rights = ept.rightsAt(gpa) | types;
+  engine.note('page-rights-revalidated', { vcpu: event.vcpuId, gpa: pageOf(gpa), rights });
+  ept.setRights(pageOf(gpa), 0);
+  ept.setRights(pageOf(gpa), rights);
+  ept.flush();
 }

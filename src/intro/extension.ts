@@ -5,17 +5,20 @@ import type { EptStage } from './ept-violation.ts';
 import type { Fixes } from './fixes.ts';
 import type { ExitEvent, Glue, NoteDetail, VcpuAccess } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type HookedAccess } from './gpa-hooks.ts';
+import type { RegisterHook, RegisterHookBase, RegisterHookList } from './callbacks/hook-list.ts';
+import { DescriptorAccess, type CrHook, type CrWrite, type DtrHook, type DtrLoad, type MsrHook, type MsrWrite, type XcrHook, type XcrWrite } from './callbacks/register-hooks.ts';
 import { translateGva, tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
 import { IntStatus, IntroAction, type IntroActionCode, type IntroActionName } from './status.ts';
 
 /**
  * The engine as a scenario's own engine logic sees it: the same entry points HVMI's modules use —
- * GPA hooks with callbacks, detours whose calls reach a TypeScript callback, hypercalls, stages in
- * the EPT-violation pipeline — under the same rules. A hook placed or removed while a handler
- * runs is committed, and reaches every vCPU, when the handler answers (the integrator's flush);
- * removal is deferred to the hook commit like every HVMI hook; whatever a scenario placed is
- * taken down when the engine unloads. Guest writes go through the engine's host mapping one byte
- * at a time, each a point where vCPUs that are not paused may run.
+ * GPA hooks with callbacks, MSR/CR/XCR/descriptor-table write hooks, detours whose calls reach a
+ * TypeScript callback, hypercalls, stages in the EPT-violation pipeline — under the same rules. A
+ * hook placed or removed while a handler runs is committed, and reaches every vCPU, when the
+ * handler answers (the integrator's flush); removal is deferred to the hook commit like every
+ * HVMI hook; whatever a scenario placed is taken down when the engine unloads. Guest writes go
+ * through the engine's host mapping one byte at a time, each a point where vCPUs that are not
+ * paused may run.
  */
 
 /** Where and what a scenario hooks: a byte range inside one page, by guest-physical or kernel virtual address. */
@@ -27,6 +30,41 @@ export type ScenarioHookSpec = ({ readonly gpa: number } | { readonly gva: bigin
   /** Called for every access to the range: a status and an action, or just an action's name. */
   readonly callback: (access: HookedAccess, hook: GpaHook) => CallbackResult | IntroActionName;
 };
+
+/** A register hook's callback: the write (before it happens) and the hook; a status and an action, or just an action's name. */
+export type RegisterWriteCallback<W> = (write: W, hook: RegisterHook<W>) => CallbackResult | IntroActionName;
+
+/** A hook on writes to one MSR (WRMSR with ECX = `msr`). */
+export interface MsrHookSpec {
+  readonly msr: number;
+  /** Who placed it, for reports. */
+  readonly owner: string;
+  readonly callback: RegisterWriteCallback<MsrWrite>;
+}
+
+/** A hook on MOV to one control register. */
+export interface CrHookSpec {
+  readonly cr: 0 | 3 | 4 | 8;
+  readonly owner: string;
+  readonly callback: RegisterWriteCallback<CrWrite>;
+}
+
+/** A hook on XSETBV to one XCR (0 unless said: the only one this CPU has). */
+export interface XcrHookSpec {
+  readonly xcr?: number;
+  readonly owner: string;
+  readonly callback: RegisterWriteCallback<XcrWrite>;
+}
+
+/**
+ * A hook on LIDT or LGDT: called only when the load changes a register that is already set up,
+ * after the EPT hooks on the operand allowed the read (HVMI's IntHandleDtrViolation).
+ */
+export interface DtrHookSpec {
+  readonly register: 'idtr' | 'gdtr';
+  readonly owner: string;
+  readonly callback: RegisterWriteCallback<DtrLoad>;
+}
 
 /** A hypercall the engine answers for a scenario: the calling vCPU (stopped at its VMCALL) and its registers. */
 export interface EngineCall {
@@ -153,6 +191,45 @@ export class ScenarioEngine<F extends string = string> {
     this.engine.hooks.remove(hook);
     this.engine.scenarioHooks.delete(hook);
     this.note('unhook', { owner: hook.owner, id: hook.id });
+  }
+
+  /**
+   * Places an MSR write hook (IntHookMsrSetHook). The vCPUs exit on WRMSR only with
+   * ExitControl.msrWrite set; notAllowed skips the WRMSR, leaving the MSR as it was.
+   */
+  msrHook(spec: MsrHookSpec): MsrHook {
+    return this.registerHook(this.engine.registerHooks.msr, spec.msr >>> 0, spec.owner, spec.callback);
+  }
+
+  /** Places a control-register write hook (IntHookCrSetHook; the vCPUs need that CR's ExitControl.crWrite bit). */
+  crHook(spec: CrHookSpec): CrHook {
+    return this.registerHook(this.engine.registerHooks.cr, spec.cr, spec.owner, spec.callback);
+  }
+
+  /** Places an XCR write hook (IntHookXcrSetHook; the vCPUs need ExitControl.xcrWrite). */
+  xcrHook(spec: XcrHookSpec): XcrHook {
+    return this.registerHook(this.engine.registerHooks.xcr, spec.xcr ?? 0, spec.owner, spec.callback);
+  }
+
+  /** Places an IDTR or GDTR load hook (IntHookDtrSetHook; the vCPUs need ExitControl.dtr). */
+  dtrHook(spec: DtrHookSpec): DtrHook {
+    return this.registerHook(this.engine.registerHooks.dtr, DescriptorAccess[spec.register] | DescriptorAccess.write, spec.owner, spec.callback);
+  }
+
+  /** Removes a register hook: never called again; out of its list once no exit of its kind is being handled. */
+  removeRegisterHook(hook: RegisterHookBase): void {
+    this.engine.registerHooks.remove(hook);
+    this.note('unhook-register', { kind: hook.kind, key: hook.key, owner: hook.owner, id: hook.id });
+  }
+
+  /** A register hook whose callback may answer with an action's name; taken down with the engine. */
+  private registerHook<W>(list: RegisterHookList<W>, key: number, owner: string, callback: RegisterWriteCallback<W>): RegisterHook<W> {
+    const hook = list.set(key, (placed, write) => {
+      const result = callback(write, placed);
+      return typeof result === 'string' ? { status: IntStatus.success, action: IntroAction[result] } : result;
+    }, owner);
+    this.note('hook-register', { kind: list.kind, key, owner, id: hook.id });
+    return hook;
   }
 
   /**

@@ -17,12 +17,15 @@ export const BUILTIN_FIXES = [
   { name: 'patchedGuard', description: 'skip mem-table entries already patched (off: a stale decode relocates the instruction again)' },
   { name: 'peerPatchedRetry', description: 'retry when the faulting instruction is a JMP another vCPU just patched in (off: analyse it)' },
   { name: 'toctouRetry', description: 'retry instead of analysing an instruction that was just decoded into the cache (off: analyse it)' },
+  { name: 'analyseEveryAddress', description: 'analyse every address an instruction accesses (off: only the exit\'s GLA, so a PUSH [mem] allowed for its read writes a protected stack unchecked)' },
   { name: 'pauseWhilePatching', description: 'pause every vCPU while patching guest code (off: others run between the writes)' },
   { name: 'threadSafenessCheck', description: 'unload only when no thread is inside, or returns into, the engine\'s code in the guest (off: unload at once)' },
   { name: 'memtableZeroStackSlot', description: 'the mem-table handler zeroes the stack slot below RSP (off: a dead pointer into slack can block unload)' },
   { name: 'countedPause', description: 'pause and resume nest by a count (off: a boolean pause, released by the first inner resume)' },
   { name: 'deferredHookRemoval', description: 'a removed hook is flagged and deleted at the commit (off: deleted at once, while its page\'s hooks are walked)' },
   { name: 'rtlpvuLiveRipCheck', description: 'update the RtlpVirtualUnwind cache only when no other vCPU\'s RIP is inside its handler (off: a peer between an entry\'s MOV and CMP pairs the old byte with the new address)' },
+  { name: 'timerFriendly', description: 'timer checks read global state and guest memory only (off: they follow a running vCPU\'s registers, which the framework refuses)' },
+  { name: 'privilegeTransientTolerance', description: 'tolerate a one-bit Enabled ⊄ Present token once, alerting if it is still there next tick (off: alert on Windows\' two-step privilege removal)' },
   { name: 'deferDisableToReturn', description: 'a disable asked for inside a callback runs when the handler returns (off: at once, inside the callback)' },
 ] as const satisfies readonly FixDeclaration[];
 

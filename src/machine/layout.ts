@@ -99,8 +99,12 @@ export const CommandKind = {
   hang: 5,
 } as const;
 
-/** Flags of a run command. */
-export const CommandFlag = { entry: 1, emulateFirst: 2 } as const;
+/**
+ * Flags of a run command. `emulateFirst`: execute one instruction with EPT ignored before running;
+ * `firstWithoutExits` (with it): that instruction takes no instruction exit either — the
+ * hypervisor performs the instruction it exited on.
+ */
+export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4 } as const;
 
 /** Outcome codes beyond the CPU's RunStop values. */
 export const Outcome = { error: 100 } as const;

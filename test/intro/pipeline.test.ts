@@ -112,6 +112,26 @@ test('PUSH [mem] analyses both the read and the stack write; the denying callbac
   t.deepEqual(kernel.events.filter((e) => e.kind === 'handle' && e.reason === 'eptViolation').map((e) => (e.kind === 'handle' ? e.action : '')), ['retry', 'notAllowed']);
 });
 
+test('analyseEveryAddress off: only the exit\'s GLA is analysed, the PUSH is allowed and its stack write lands unchecked', (t) => {
+  const kernel = miniKernel((a) => {
+    a.mov(rax, DATA);
+    a.push(qword(rax, 0));
+    a.vmcall();
+  }, { fixes: fixesWithout(['analyseEveryAddress']) });
+  t.teardown(() => kernel.session.close());
+  const calls: string[] = [];
+  hookDataReads(kernel, () => (calls.push('read'), allow));
+  kernel.session.memory.write(DATA_GPA, Uint8Array.of(0x77));
+  const stackPage = Number(STACK_TOP - 0x1000n - KBASE) + KGPA;
+  kernel.intro.engine.hooks.set(stackPage, 0x1000, HookType.write, () => (calls.push('stack write'), { status: IntStatus.success, action: IntroAction.notAllowed }), 'test');
+  kernel.session.ept.flush();
+  const rsp = kernel.test.state(0).gpr('rsp');
+  kernel.runToEnd();
+  t.deepEqual(calls, ['read']);
+  t.is(kernel.test.state(0).gpr('rsp'), rsp - 8n, 'the whole PUSH ran');
+  t.is(kernel.session.memory.read(stackPage + Number((rsp - 8n) & 0xfffn), 1)[0], 0x77, 'into the write-protected stack page');
+});
+
 test('a callback removing its own hook and a sibling: the sibling is never called, both go at the commit', (t) => {
   const kernel = miniKernel((a) => {
     a.mov(eax, dword(ripRel(DATA)));
@@ -189,4 +209,35 @@ test('an INT3 exit whose breakpoint was removed while it waited re-runs what is 
   t.deepEqual(kernel.notes('breakpoint-reinject').map((n) => n.rip), [kernel.code.addressOf('real')]);
   t.is(kernel.test.state(0).gpr('rbx'), 0x33n, "the guest's own #BP handler ran");
   t.is(kernel.test.state(0).gpr('rax'), 7n, 'and returned past the INT3');
+});
+
+test('an exit on a page with no hook re-applies its rights (none first, then the accessed ones): a lost rights change heals', (t) => {
+  const kernel = miniKernel((a) => {
+    a.mov(rax, DATA + 0x10n);
+    a.mov(qword(rax, 0), rax);
+    a.vmcall();
+  });
+  t.teardown(() => kernel.session.close());
+  kernel.session.ept.setRights(DATA_GPA, 0b101);
+  kernel.session.ept.flush();
+  kernel.runToEnd();
+  t.deepEqual(kernel.notes('page-rights-revalidated'), [{ vcpu: 0, gpa: DATA_GPA, rights: 7 }]);
+  t.is(kernel.session.ept.rightsAt(DATA_GPA), 7);
+  t.is(kernel.test.machine.memory.read64(DATA_GPA + 0x10), DATA + 0x10n, 'the write went through');
+});
+
+test('no re-validation on RIP\'s own page: the hypervisor may be re-executing there with rights of its own', (t) => {
+  const kernel = miniKernel((a) => {
+    a.label('store');
+    a.mov(dword(ripRel(TEXT + 0x100n)), eax);
+    a.vmcall();
+  }, { textBytes: 0x200 });
+  t.teardown(() => kernel.session.close());
+  kernel.session.ept.setRights(KGPA + 0x1000, 0b101);
+  kernel.session.ept.flush();
+  kernel.session.runSlice(0, 10);
+  t.true(kernel.session.pendingExits().includes(0), 'the store faulted on its own page');
+  kernel.session.handleExit(0);
+  t.true(kernel.events.some((e) => e.kind === 'handle' && e.reason === 'eptViolation'));
+  t.deepEqual(kernel.notes('page-rights-revalidated'), []);
 });

@@ -1,4 +1,4 @@
-import { Introspection } from '../../actors/introspection.ts';
+import { Introspection, type IntrospectionOptions } from '../../actors/introspection.ts';
 import { Session } from '../../actors/session.ts';
 import type { ExitHandler } from '../../actors/hypervisor.ts';
 import { Assembler, type AssembledCode } from '../../src/asm/index.ts';
@@ -7,6 +7,7 @@ import { writeImage } from '../../src/guest/pe-image.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import { DEFAULT_FIXES, type Fixes } from '../../src/intro/fixes.ts';
 import type { RandomSource } from '../../src/intro/glue.ts';
+import type { GuestDescription } from '../../src/guest/description.ts';
 import { Pte } from '../../src/machine/page-tables.ts';
 import { ExitReason } from '../../src/machine/layout.ts';
 import { TestMachine } from './test-machine.ts';
@@ -14,7 +15,8 @@ import { TestMachine } from './test-machine.ts';
 /**
  * A tiny kernel image for engine tests: a PE image at a canonical kernel address on a test
  * machine, with a code page, a "data" page the test hooks, and slack. The code is assembled by
- * the test; the engine runs over a real inline session. VMCALL ends the vCPU.
+ * the test; the engine runs over a real inline session. VMCALL ends the vCPU, unless the test
+ * gives the guest a hypercall protocol (`guestCall`): then VMCALLs go to the engine, as in a run.
  *
  *   KBASE+0x0000 headers   KBASE+0x1000 .text (code page, then slack)   KBASE+0x2000 .data (2 pages)
  */
@@ -46,6 +48,10 @@ export interface MiniKernelOptions {
   unwindSites?: readonly { tag: number; label: string }[];
   /** The engine's random source (default: always 0). */
   random?: RandomSource;
+  /** The guest's own VMCALLs, asked after the engine's hypercalls (default: every VMCALL ends the vCPU). */
+  guestCall?: IntrospectionOptions['guestCall'];
+  /** A token whose privileges the timer checks (GuestDescription.systemToken). */
+  systemToken?: GuestDescription['systemToken'];
 }
 
 export function miniKernel(build: (a: Assembler) => void, options: MiniKernelOptions = {}): MiniKernel {
@@ -71,7 +77,7 @@ export function miniKernel(build: (a: Assembler) => void, options: MiniKernelOpt
   const events: RuntimeEvent[] = [];
   let intro: Introspection | null = null;
   const handler: ExitHandler = (context) => {
-    if (context.exit.reason === ExitReason.vmcall) return { action: 'shutdown' };
+    if (context.exit.reason === ExitReason.vmcall && options.guestCall === undefined) return { action: 'shutdown' };
     return intro!.handler(context);
   };
   const session = Session.open({ machine: test.machine, hosts: 'inline', handler, afterHandler: (hv) => intro!.afterHandler(hv), events: (e) => events.push(e), random: options.random });
@@ -79,8 +85,10 @@ export function miniKernel(build: (a: Assembler) => void, options: MiniKernelOpt
     guest: {
       kernelBase: KBASE, systemCr3: test.tables.root, ssdt: 0n, ssdtEntries: 0, hookedApis: [], threads: null,
       unwindSites: (options.unwindSites ?? []).map((site) => ({ tag: site.tag, gva: code.addressOf(site.label) })),
+      systemToken: options.systemToken,
     },
     fixes: options.fixes ?? DEFAULT_FIXES,
+    ...(options.guestCall !== undefined ? { guestCall: options.guestCall } : {}),
   });
   intro.start();
   const kernel: MiniKernel = {

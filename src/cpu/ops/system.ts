@@ -55,7 +55,7 @@ export function configurePaging(cpu: Cpu, force = true): void {
 }
 
 function exitsOn(cpu: Cpu, control: number): boolean {
-  return (cpu.words[Vcpu.exitControls] & control) !== 0;
+  return !cpu.instructionExitsSuppressed && (cpu.words[Vcpu.exitControls] & control) !== 0;
 }
 
 const CR_EXIT = [ExitControl.crWrite0, 0, 0, ExitControl.crWrite3, ExitControl.crWrite4, 0, 0, 0, ExitControl.crWrite8];
