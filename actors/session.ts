@@ -1,6 +1,6 @@
 import { createActor, type Actor, type InspectionEvent } from 'xstate';
 import { RunStop } from '../src/cpu/cpu.ts';
-import { CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
+import { CommandFlag, CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../src/host/host-buffer.ts';
 import { HostError, InlineHost, WorkerHost, type HostOutcome } from '../src/host/hosts.ts';
@@ -54,6 +54,11 @@ export interface SessionOptions {
   readonly spin?: number;
   /** Nested pauses are counted (default); false: the naive boolean pause (the countedPause fix off). */
   readonly countedPause?: boolean;
+  /**
+   * Deterministic mode: an instruction a handler allowed runs as part of handling the exit, before
+   * the scheduler's next choice (an in-hypervisor integrator), instead of at the vCPU's next slice.
+   */
+  readonly emulateAtReply?: boolean;
 }
 
 /** The session failed: a vCPU host died or hung, or a handler threw. */
@@ -186,7 +191,7 @@ export class Session implements Hypervisor {
    * over, and the exit queue, clock, verdict and pending EPT requests are cleared. Options given
    * here (a fresh handler, event sink, random source) replace the old ones.
    */
-  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause'>> = {}): void {
+  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause' | 'emulateAtReply'>> = {}): void {
     this.assertLive();
     if (this.fleet.inFlight().length > 0) throw new SessionError('restart() while vCPUs are running: stop them first');
     this.options = { ...this.options, ...overrides };
@@ -409,7 +414,8 @@ export class Session implements Hypervisor {
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
     const problem = replyProblem(reply, exit.instructionLength);
     if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
-    this.fleet.replied(vcpu, applyReply(this.machine.vcpu(vcpu), reply, exit));
+    const flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
+    this.fleet.replied(vcpu, flags);
     this.emit({
       kind: 'handle',
       vcpu,
@@ -419,6 +425,10 @@ export class Session implements Hypervisor {
       inject: reply.inject?.vector ?? -1,
       ticket: slot.exitTicket,
     });
+    // An in-hypervisor integrator carries the allowed instruction out on the exiting CPU before
+    // anything else can happen; a slice of no steps beyond it does the same here.
+    const emulates = flags !== null && (flags & CommandFlag.emulateFirst) !== 0;
+    if (emulates && this.options.emulateAtReply === true && !this.freeRunning && this.pauseDepth === 0 && this.isRunnable(vcpu)) this.runSlice(vcpu, 0);
     return reply;
   }
 

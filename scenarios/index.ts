@@ -2,6 +2,7 @@ import type { ScenarioDefinition, ScenarioGuest } from '../src/index.ts';
 import { auditRecordTorn } from './audit-record-torn.ts';
 import { disableFromCallback } from './disable-from-callback.ts';
 import { hookRemovedInCallback } from './hook-removed-in-callback.ts';
+import { instructionSwapped } from './instruction-swapped.ts';
 import { memtableStaleIcache } from './memtable-stale-icache.ts';
 import { pushTwoAddresses } from './push-two-addresses.ts';
 import { staleViolation } from './stale-violation.ts';
@@ -15,4 +16,4 @@ import { unwindCacheTorn } from './unwind-cache-torn.ts';
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped]);

@@ -16,7 +16,7 @@
 // ---- scenarios and the rig ----------------------------------------------------------------------
 export {
   fixCatalogOf, RIG_ORACLES, ScenarioDefinitionError, validateScenario,
-  type EngineExtension, type Oracle, type OraclePhase, type ScenarioBounds, type ScenarioBug, type ScenarioDefinition,
+  type EngineExtension, type HypervisorModel, type Oracle, type OraclePhase, type ScenarioBounds, type ScenarioBug, type ScenarioDefinition,
   type ScenarioGuest, type TimedEvent, type WindowGoal, type World,
 } from './explore/scenario.ts';
 export { defineScenario } from './explore/define.ts';

@@ -258,6 +258,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
       random: prng.fork('engine'),
       countedPause: fixes.countedPause,
+      emulateAtReply: definition.hypervisor?.emulation === 'at-reply',
     };
     const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: this.fixes.off(fixes) };
     const context: RunContext = {

@@ -157,6 +157,20 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest, F e
   readonly windows: readonly WindowGoal<G, F>[];
   /** The scenario's own engine logic, if any. */
   readonly engine?: EngineExtension<G, F>;
+  /** How the hypervisor the engine runs in behaves where integrators differ (default: asynchronous). */
+  readonly hypervisor?: HypervisorModel;
+}
+
+/**
+ * When the hypervisor carries out an instruction the engine allowed (HVMI's introGuestAllowed).
+ * 'at-next-entry': whenever the scheduler next runs that vCPU — other vCPUs may run and other
+ * exits be handled in between, as with an integrator that answers events asynchronously (Xen's
+ * vm_event: the response only unpauses the vCPU). 'at-reply': at once, before anything else
+ * happens, as an integrator inside the hypervisor does on the exiting CPU (Napoca).
+ * Deterministic mode only; free-running vCPUs run as their threads get the CPU.
+ */
+export interface HypervisorModel {
+  readonly emulation: 'at-next-entry' | 'at-reply';
 }
 
 /** Every fix a scenario's runs can switch: the built-in ones and those it declares. */
@@ -186,6 +200,10 @@ export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>):
   if (typeof definition.setup !== 'function') fail('setup() is missing');
   for (const [field, value] of Object.entries(definition.bounds ?? {})) {
     if (typeof value !== 'number' || !(value > 0)) fail(`bounds.${field} must be a positive number, got ${String(value)}`);
+  }
+  const emulation = definition.hypervisor?.emulation;
+  if (emulation !== undefined && emulation !== 'at-next-entry' && emulation !== 'at-reply') {
+    fail(`hypervisor.emulation must be 'at-next-entry' or 'at-reply', got ${JSON.stringify(emulation)}`);
   }
   const oracleNames = definition.oracles.map((o) => o.name);
   const repeated = [...oracleNames, ...definition.windows.map((w) => w.name)].find((n, i, all) => all.indexOf(n) !== i);

@@ -241,3 +241,25 @@ test('no re-validation on RIP\'s own page: the hypervisor may be re-executing th
   t.true(kernel.events.some((e) => e.kind === 'handle' && e.reason === 'eptViolation'));
   t.deepEqual(kernel.notes('page-rights-revalidated'), []);
 });
+
+for (const atReply of [false, true]) {
+  test(`an allowed read is carried out ${atReply ? 'within the handling of its exit (emulateAtReply)' : 'at the vCPU\'s next slice'}`, (t) => {
+    const kernel = miniKernel((a) => {
+      a.label('load');
+      a.mov(eax, dword(ripRel(DATA)));
+      a.vmcall();
+    });
+    t.teardown(() => kernel.session.close());
+    hookDataReads(kernel);
+    kernel.session.ept.flush();
+    if (atReply) kernel.session.restart({ emulateAtReply: true });
+    const load = kernel.code.addressOf('load');
+    // The first exit decodes into the icache and retries (TOCTOU); the second is analysed and allowed.
+    for (let k = 0; k < 2; k++) {
+      kernel.session.runSlice(0, 10);
+      kernel.session.handleExit(0);
+    }
+    const after = kernel.test.state(0).rip;
+    t.is(after === load, !atReply, `RIP 0x${after.toString(16)} after the allowed exit`);
+  });
+}
