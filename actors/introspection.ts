@@ -218,7 +218,7 @@ export class Introspection {
 
   /** The engine's entry point for each exit reason it handles (HVMI's IntHandle*), and how its answer becomes a reply. */
   private readonly exitHandlers: Readonly<Partial<Record<ExitReasonCode, (context: ExitContext) => ExitReply>>> = {
-    [ExitReason.eptViolation]: (context) => REPLIES[this.engine.handleEptViolation(context)],
+    [ExitReason.eptViolation]: (context) => this.withInjection(context, REPLIES[this.engine.handleEptViolation(context)]),
     [ExitReason.int3]: (context) => {
       const { action, reinject } = this.engine.handleBreakpoint(context);
       // A guest INT3 goes back to the guest as #BP, past the INT3 like the trap it is.
@@ -230,6 +230,17 @@ export class Introspection {
     [ExitReason.xcrWrite]: (context) => REPLIES[handleXcrWrite(this.engine, context).action],
     [ExitReason.dtr]: (context) => REPLIES[handleDtr(this.engine, context).action],
   };
+
+  /**
+   * An exception the engine asked for during the exit rides on its reply (the integrator injects
+   * it at the next entry); a #PF gets its CR2 first.
+   */
+  private withInjection(context: ExitContext, reply: ExitReply): ExitReply {
+    const injection = this.engine.takeInjection(context.vcpuId);
+    if (injection === null) return reply;
+    if (injection.cr2 !== undefined) context.self.set64('cr2', injection.cr2);
+    return { ...reply, inject: { vector: injection.vector, errorCode: injection.errorCode } };
+  }
 
   /** IntHandleIntroCall first; what the engine does not claim goes to the guest's own protocol. */
   private introCall(context: ExitContext): ExitReply {

@@ -121,6 +121,8 @@ export class Session implements Hypervisor {
   /** Exits so far in this run: the n-th exit gets ticket n. */
   private exitTickets = 0;
   private nextTimer: number;
+  /** The hypervisor's REP optimisation (IntToggleRepOptimization): an allowed REP string instruction runs a page at a time. */
+  private repOptimization = true;
   private failure: SessionError | null = null;
   private closing: Promise<void> | null = null;
   /** Set when a guest outcome (a triple fault) ended the run. */
@@ -207,6 +209,7 @@ export class Session implements Hypervisor {
     this.clockSteps = 0;
     this.exitTickets = 0;
     this.nextTimer = this.options.timer?.periodSteps ?? Number.POSITIVE_INFINITY;
+    this.repOptimization = true;
     this.verdict = null;
     this.daemon.clear();
     this.ept.discard();
@@ -414,7 +417,8 @@ export class Session implements Hypervisor {
     const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
     const problem = replyProblem(reply, exit.instructionLength);
     if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
-    const flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
+    let flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
+    if (flags !== null && (flags & CommandFlag.emulateFirst) !== 0 && !this.repOptimization) flags |= CommandFlag.firstOneIteration;
     this.fleet.replied(vcpu, flags);
     this.emit({
       kind: 'handle',
@@ -458,6 +462,7 @@ export class Session implements Hypervisor {
       resumeVcpus: () => session.resumeVcpus(),
       note: (what, detail) => session.note(what, detail),
       preemptionPoint: (label) => session.preemptionPoint(label),
+      toggleRepOptimization: (enable) => session.toggleRepOptimization(enable),
     };
   }
 
@@ -533,6 +538,12 @@ export class Session implements Hypervisor {
 
   note(what: string, detail: Readonly<Record<string, string | number | bigint | boolean>> = {}): void {
     this.emit({ kind: 'note', what, detail });
+  }
+
+  toggleRepOptimization(enable: boolean): void {
+    if (this.repOptimization === enable) return;
+    this.repOptimization = enable;
+    this.emit({ kind: 'note', what: 'rep-optimization', detail: { enabled: enable } });
   }
 
   preemptionPoint(label: string): void {

@@ -8,6 +8,7 @@ import { Mmu, Need, type MmuFaults } from './mmu.ts';
 import type { CpuPort, EptSource, PhysicalMemory } from './ports.ts';
 import { STOP, StopKind, Vector } from './stop.ts';
 import { loadControlState } from './ops/system.ts';
+import { StringEmulation, type StringEmulationCode } from './ops/string.ts';
 
 /** Why `Cpu.run` returned. */
 export const RunStop = {
@@ -78,6 +79,8 @@ export class Cpu implements LazyFlags, MmuFaults {
   retired = 0;
   /** Set only during a `stepIgnoringEpt` that the hypervisor performs without instruction exits. */
   instructionExitsSuppressed = false;
+  /** How far a REP string instruction goes in one step (StringEmulation; not normal only inside `stepIgnoringEpt`). */
+  stringEmulation: number = StringEmulation.normal;
 
   // Execution bookkeeping used by generated code and the dispatcher.
   /** Index in the current block of the instruction executing now (for precise faults). */
@@ -257,16 +260,19 @@ export class Cpu implements LazyFlags, MmuFaults {
    * hypervisor judged the access fine and lets it happen. Faults still apply, and so do the
    * instruction exits (ExitControl) unless `instructionExits` is 'suppressed': the hypervisor
    * then performs an instruction that exited on its own control (WRMSR, MOV CR, XSETBV, LGDT…),
-   * which would otherwise exit again on the same control forever. Call `enter()` first if the
-   * hypervisor changed state.
+   * which would otherwise exit again on the same control forever. A REP string instruction runs
+   * to the end of its pages (`strings`: the hypervisor's REP optimisation) or, with that off, one
+   * iteration. Call `enter()` first if the hypervisor changed state.
    */
-  stepIgnoringEpt(instructionExits: 'taken' | 'suppressed' = 'taken'): RunStopCode {
+  stepIgnoringEpt(instructionExits: 'taken' | 'suppressed' = 'taken', strings: StringEmulationCode = StringEmulation.toPageEnd): RunStopCode {
     this.mmu.ignoreEpt();
     this.instructionExitsSuppressed = instructionExits === 'suppressed';
+    this.stringEmulation = strings;
     try {
       return this.run(1);
     } finally {
       this.instructionExitsSuppressed = false;
+      this.stringEmulation = StringEmulation.normal;
       this.mmu.restoreEpt();
     }
   }

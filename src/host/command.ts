@@ -1,4 +1,5 @@
 import { RunStop, type Cpu } from '../cpu/cpu.ts';
+import { StringEmulation } from '../cpu/ops/string.ts';
 import { isMainThread } from 'node:worker_threads';
 import { CommandFlag, CommandKind, Control, Header, Outcome } from '../machine/layout.ts';
 
@@ -18,7 +19,10 @@ export function executeCommand(cpu: Cpu, words: Int32Array, header: Int32Array):
       const before = cpu.retired;
       if ((flags & CommandFlag.entry) !== 0) cpu.enter();
       let stop: number = RunStop.budget;
-      if ((flags & CommandFlag.emulateFirst) !== 0) stop = cpu.stepIgnoringEpt((flags & CommandFlag.firstWithoutExits) !== 0 ? 'suppressed' : 'taken');
+      if ((flags & CommandFlag.emulateFirst) !== 0) {
+        const exits = (flags & CommandFlag.firstWithoutExits) !== 0 ? 'suppressed' : 'taken';
+        stop = cpu.stepIgnoringEpt(exits, (flags & CommandFlag.firstOneIteration) !== 0 ? StringEmulation.oneIteration : StringEmulation.toPageEnd);
+      }
       const used = cpu.retired - before;
       if (stop === RunStop.budget && used < budget) stop = cpu.run(budget - used);
       words[Control.outcome] = stop;

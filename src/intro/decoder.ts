@@ -68,6 +68,8 @@ export interface DecodedInstruction {
   readonly isInt3: boolean;
   /** Vector of INT n (CD n), or -1. */
   readonly intVector: number;
+  /** A string instruction with REP/REPE/REPNE (HVMI's IsRepeated): it may access RCX elements. */
+  readonly isRepeated: boolean;
   /** Near branch target, or null. */
   readonly branchTarget: bigint | null;
   readonly nextIp: bigint;
@@ -203,6 +205,7 @@ export class EngineDecoder {
       isJmpNearRelative: code === iced.Code.Jmp_rel8_64 || code === iced.Code.Jmp_rel32_64,
       isInt3: code === iced.Code.Int3 || intVector === 3,
       intVector,
+      isRepeated: ins.isStringInstruction && (ins.hasRepPrefix || ins.hasRepnePrefix),
       branchTarget: isBranch ? ins.nearBranchTarget : null,
       nextIp: ins.nextIP,
     });

@@ -32,6 +32,14 @@ export interface IntrocoreOptions {
   readonly requestDisableOnReturn?: () => void;
 }
 
+/** An exception the engine asks the integrator to inject. */
+export interface ExceptionInjection {
+  readonly vector: number;
+  readonly errorCode?: number;
+  /** For a #PF: the faulting address. */
+  readonly cr2?: bigint;
+}
+
 /** A hypercall the engine answers: 'continue' past the VMCALL, or 'stop' the vCPU for good. */
 export interface EngineHypercall {
   readonly name: string;
@@ -79,6 +87,10 @@ export class Introcore {
   readonly requestDisableOnReturn: () => void;
   readonly stats: EngineStats = { eptViolations: 0, breakpoints: 0, timerTicks: 0, retries: { fetchFail: 0, toctou: 0, peerPatched: 0 }, integrityViolations: 0 };
   private state: 'active' | 'disabled' | 'uninitialised' = 'active';
+  /** The REP optimisation switch (gGuest.RepOptsDisableCount, and each vCPU's RepOptDisabled). */
+  readonly rep = { disabledCount: 0, disabledOn: new Set<number>() };
+  /** Exceptions to inject at the vCPU's next entry (IntInjectExceptionInGuest), by vCPU. */
+  private readonly injections = new Map<number, ExceptionInjection>();
 
   /** IntGuestInit for a detected guest: reads the kernel image and places the API hooks. */
   constructor(glue: Glue, guest: GuestDescription, options: IntrocoreOptions = {}) {
@@ -106,6 +118,23 @@ export class Introcore {
 
   note(what: string, detail: NoteDetail = {}): void {
     this.glue.note(what, detail);
+  }
+
+  /**
+   * IntInjectExceptionInGuest: the integrator delivers it when the vCPU enters next (with CR2 set
+   * for a #PF). One per vCPU, as HVMI keeps one pending exception per vCPU.
+   */
+  injectException(vcpu: number, injection: ExceptionInjection): void {
+    if (this.injections.has(vcpu)) return;
+    this.injections.set(vcpu, injection);
+    this.note('inject', { vcpu, vector: injection.vector, errorCode: injection.errorCode ?? -1, cr2: injection.cr2 ?? 0n });
+  }
+
+  /** The exception requested for `vcpu` during this exit, handed over once (the integrator's side). */
+  takeInjection(vcpu: number): ExceptionInjection | null {
+    const injection = this.injections.get(vcpu) ?? null;
+    this.injections.delete(vcpu);
+    return injection;
   }
 
   /** IntHandleEptViolation. */

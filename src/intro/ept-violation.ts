@@ -16,11 +16,11 @@ import { IntStatus, IntroAction, IntroError, actionName, combineActions, type In
  * (hook-commit actor); an emulation a callback asked for is applied only if the final action is
  * allowedVirtual (HVMI's patch buffer, handed to the hypervisor's emulator).
  *
- * IntValidatePageRights re-applies the rights of a page with no hooks that still faults.
- * Not modelled (no guest here needs them yet): the re-execute single-step context (step 3, which
- * only matters to HVMI's CHECK_PAGE_RIGHTS build), the REP probe that widens string accesses to
- * RCX elements (step 8), #VE (step 9) and #PF injection for an execute retry spilling into a
- * missing page (step 13).
+ * IntValidatePageRights re-applies the rights of a page with no hooks that still faults; an
+ * execute retry on an instruction spilling into a missing page injects that page's #PF (step 13).
+ * Not modelled: the re-execute single-step context (step 3, which only matters to HVMI's
+ * CHECK_PAGE_RIGHTS build) and #VE (step 9). The REP probe (step 8) widens a string
+ * instruction's accesses to RCX elements while the hypervisor's REP optimisation is on.
  */
 
 const PAGE = 0x1000;
@@ -96,6 +96,9 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   const decoded = decodeAtRip(engine, rip, cr3, useCache);
   if (decoded.fetchFailed) {
     stats.retries.fetchFail++;
+    // 13. An execute fault retried on an instruction that spills into a missing page would fault
+    // on the first page again before the CPU ever touches the second: the #PF comes from here.
+    if ((access & ExitAccess.execute) !== 0 && Number(rip & 0xfffn) + MAX_INSTRUCTION > PAGE) fetchRetryOnPageBoundary(engine, event, rip, cr3);
     return IntroAction.retry;
   }
   const ins = decoded.instruction;
@@ -134,6 +137,14 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   // 7. Xen reports R on every write; drop it when the instruction reads no memory.
   if ((access & ExitAccess.write) !== 0 && !ins.accesses.some((a) => accessReads(a.access))) access &= ~ExitAccess.read;
 
+  // 8. REP: while the hypervisor carries out an allowed REP instruction a page at a time, the
+  // whole of it is probed (element size × RCX, to the page end); a hook in there turns that off —
+  // for as long as a vCPU needs it — and the instruction is retried one iteration at a time.
+  const rep = engine.rep;
+  let probe = false;
+  if (ins.isRepeated) probe = engine.fixes.repProbe && rep.disabledCount === 0;
+  else if (rep.disabledOn.delete(event.vcpuId) && --rep.disabledCount === 0) engine.glue.toggleRepOptimization(true);
+
   const gpa = Number(exit.gpa);
   const emulation: PendingEmulation = { apply: null, request: (apply) => void (emulation.apply ??= apply) };
   let action: IntroActionCode;
@@ -152,6 +163,12 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
             size: Math.max(1, used.size),
             types: (accessReads(used.access) ? HookType.read : 0) | (accessWrites(used.access) ? HookType.write : 0),
           }));
+    if (probe && probeFindsHook(engine, event, ins, accesses)) {
+      rep.disabledOn.add(event.vcpuId);
+      if (rep.disabledCount++ === 0) engine.glue.toggleRepOptimization(false);
+      engine.note('rep-probe-hit', { vcpu: event.vcpuId, rip, rcx: self.gpr('rcx') });
+      return IntroAction.retry;
+    }
     action = analyseAccesses(engine, event, ins, accesses, emulation);
   }
   if (action === IntroAction.allowedVirtual && emulation.apply !== null) emulation.apply();
@@ -275,4 +292,54 @@ function validatePageRights(engine: Introcore, event: ExitEvent, gpa: number, gl
   ept.setRights(pageOf(gpa), 0);
   ept.setRights(pageOf(gpa), rights);
   ept.flush();
+}
+
+/** #PF error code bits: an instruction fetch, from user mode. */
+const PFEC_ID = 0x10;
+const PFEC_US = 0x4;
+
+/**
+ * IntHandleFetchRetryOnPageBoundary: the bytes up to the page end do not hold a whole instruction
+ * (they would with more bytes after them), and the next page is not mapped — inject the #PF the
+ * CPU would raise fetching it, so the guest pages it in.
+ */
+function fetchRetryOnPageBoundary(engine: Introcore, event: ExitEvent, rip: bigint, cr3: bigint): void {
+  const root = cr3Root(cr3);
+  const memory = engine.glue.memory;
+  const inPage = PAGE - Number(rip & 0xfffn);
+  const head = tryReadGuestVirtual(memory, root, rip, inPage);
+  if (head === null || engine.decoder.decode(head, rip) !== null) return;
+  const padded = new Uint8Array(MAX_INSTRUCTION);
+  padded.set(head);
+  const whole = engine.decoder.decode(padded, rip);
+  // Undecodable even with more bytes: not a spill — the CPU raises #UD itself.
+  if (whole === null || whole.length <= inPage) return;
+  const next = (rip + BigInt(PAGE)) & ~0xfffn;
+  if (translateGva(memory, root, next) !== null) return;
+  const ring = event.self.get32('cs') & 3;
+  engine.injectException(event.vcpuId, { vector: 14, errorCode: PFEC_ID | (ring === 3 ? PFEC_US : 0), cr2: next });
+}
+
+/**
+ * The probe of step 8: is there a live hook anywhere in what the REP instruction would touch up
+ * to its page end (each access widened to element size × RCX)? No callback is called.
+ */
+function probeFindsHook(engine: Introcore, event: ExitEvent, ins: DecodedInstruction, accesses: readonly Access[]): boolean {
+  const exit = event.exit;
+  const counter = event.self.gpr('rcx');
+  const count = ins.accesses.some((a) => a.addr32) ? counter & 0xffffffffn : counter;
+  const root = cr3Root(event.self.get64('cr3'));
+  for (const used of accesses) {
+    const inPage = PAGE - Number(used.gla & 0xfffn);
+    const size = Number(BigInt(used.size) * count < BigInt(inPage) ? BigInt(used.size) * count : BigInt(inPage));
+    const gpa = (used.gla & ~0xfffn) === (exit.gla & ~0xfffn) ? pageOf(Number(exit.gpa)) + Number(used.gla & 0xfffn) : translateGva(engine.glue.memory, root, used.gla);
+    if (gpa === null) continue;
+    const offset = gpa % PAGE;
+    for (const type of HOOK_TYPES) {
+      if ((used.types & type) === 0) continue;
+      const live = engine.hooks.hooksAt(gpa, type).some((hook) => (hook.flags & (HookFlag.remove | HookFlag.disabled)) === 0 && offset < hook.offset + hook.length && offset + size > hook.offset);
+      if (live) return true;
+    }
+  }
+  return false;
 }

@@ -18,6 +18,7 @@ export const BUILTIN_FIXES = [
   { name: 'peerPatchedRetry', description: 'retry when the faulting instruction is a JMP another vCPU just patched in (off: analyse it)' },
   { name: 'toctouRetry', description: 'retry instead of analysing an instruction that was just decoded into the cache (off: analyse it)' },
   { name: 'analyseEveryAddress', description: 'analyse every address an instruction accesses (off: only the exit\'s GLA, so a PUSH [mem] allowed for its read writes a protected stack unchecked)' },
+  { name: 'repProbe', description: 'probe a REP string instruction\'s whole range (RCX elements, to the page end) and turn the hypervisor\'s REP optimisation off when it holds a hook (off: a page\'s worth is carried out on the strength of its first element)' },
   { name: 'pauseWhilePatching', description: 'pause every vCPU while patching guest code (off: others run between the writes)' },
   { name: 'threadSafenessCheck', description: 'unload only when no thread is inside, or returns into, the engine\'s code in the guest (off: unload at once)' },
   { name: 'memtableZeroStackSlot', description: 'the mem-table handler zeroes the stack slot below RSP (off: a dead pointer into slack can block unload)' },

@@ -65,6 +65,11 @@ export interface Glue {
    * scheduler may run other vCPUs here; with every vCPU paused it is a no-op.
    */
   preemptionPoint(label: string): void;
+  /**
+   * IntToggleRepOptimization: whether the hypervisor carries out an allowed REP string
+   * instruction a page at a time (on, the default) or one iteration at a time (off).
+   */
+  toggleRepOptimization(enable: boolean): void;
 }
 
 /** One VM exit handed to the engine: the exiting vCPU, its exit record and its registers. */

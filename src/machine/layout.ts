@@ -102,9 +102,10 @@ export const CommandKind = {
 /**
  * Flags of a run command. `emulateFirst`: execute one instruction with EPT ignored before running;
  * `firstWithoutExits` (with it): that instruction takes no instruction exit either — the
- * hypervisor performs the instruction it exited on.
+ * hypervisor performs the instruction it exited on; `firstOneIteration` (with it): a REP string
+ * instruction does one iteration (the hypervisor's REP optimisation is off), else a page's worth.
  */
-export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4 } as const;
+export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4, firstOneIteration: 8 } as const;
 
 /** Outcome codes beyond the CPU's RunStop values. */
 export const Outcome = { error: 100 } as const;

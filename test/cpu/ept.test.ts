@@ -9,6 +9,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { ebx, mem, qword, rax, rbx, rcx, type AssembledCode } from '../../src/asm/index.ts';
 import { RunStop, type RunStopCode } from '../../src/cpu/cpu.ts';
+import { StringEmulation } from '../../src/cpu/ops/string.ts';
 import { EptBits, EventInfo, ExitAccess, ExitEptFlags, ExitReason } from '../../src/cpu/state-block.ts';
 import { Vector } from '../../src/cpu/stop.ts';
 import { Pte } from '../../src/machine/page-tables.ts';
@@ -570,3 +571,24 @@ test('an EPT violation while delivering a #PF reports the event, changes nothing
   assertUnchanged(t, tm, before, 'interrupted #PF delivery');
   t.is(tm.state().get64('cr2'), missing, 'the page fault updated CR2 although its delivery exited');
 });
+
+for (const [mode, name, want] of [[StringEmulation.toPageEnd, 'to the page end (REP optimisation on)', 0x80], [StringEmulation.oneIteration, 'one iteration (REP optimisation off)', 1]] as const) {
+  test(`stepIgnoringEpt carries out an allowed REP STOSB ${name}`, (t) => {
+    // Goal: how far the hypervisor goes with a REP string instruction it allowed. Method: REP STOSB of 0x100 bytes from 0x80 before the end of an r-- page.
+    const tm = machine();
+    tm.machine.ept.setRights(PAGE_A, R);
+    tm.state().setGpr('rdi', KERNEL + 0xf80n);
+    tm.state().setGpr('rcx', 0x100n);
+    tm.state().setGpr('rax', 0x5an);
+    tm.assemble(CODE, (a) => {
+      a.rep().stosb();
+      a.vmcall();
+    });
+    t.is(tm.run(), RunStop.exit);
+    const cpu = tm.cpu();
+    cpu.stepIgnoringEpt('taken', mode);
+    t.is(tm.state().gpr('rcx'), BigInt(0x100 - want), `${want} iteration(s) done`);
+    t.is(tm.state().rip, CODE, 'the instruction is not finished: it continues where it stopped');
+    t.true(tm.machine.memory.read(PAGE_A + 0xf80, want).every((b) => b === 0x5a));
+  });
+}

@@ -6,12 +6,12 @@
  * session; the guest's own instructions raise the violations.
  */
 import test from 'ava';
-import { byte, dword, eax, ebx, qword, rax, ripRel } from '../../src/asm/index.ts';
+import { al, byte, dword, eax, ebx, ecx, qword, rax, rdi, ripRel } from '../../src/asm/index.ts';
 import { fixesWithout } from '../../src/intro/fixes.ts';
 import { HookType, type CallbackResult } from '../../src/intro/gpa-hooks.ts';
 import { IntStatus, IntroAction } from '../../src/intro/status.ts';
 import { ExitControl } from '../../src/machine/layout.ts';
-import { DATA, DATA_GPA, KBASE, KGPA, STACK_TOP, TEXT, miniKernel } from '../support/mini-kernel.ts';
+import { DATA, DATA_GPA, KBASE, KGPA, STACK_TOP, TEXT, miniKernel, type MiniKernel } from '../support/mini-kernel.ts';
 
 const allow: CallbackResult = { status: IntStatus.success, action: IntroAction.allowed };
 
@@ -263,3 +263,75 @@ for (const atReply of [false, true]) {
     t.is(after === load, !atReply, `RIP 0x${after.toString(16)} after the allowed exit`);
   });
 }
+
+test('an execute fault on an instruction that spills into a missing page: retried with the #PF for that page injected (step 13)', (t) => {
+  const spillAt = KBASE + 0x3ffdn; //                         3 bytes before the last mapped page ends
+  const kernel = miniKernel((a) => {
+    a.mov(rax, spillAt);
+    a.jmp(rax);
+  });
+  t.teardown(() => kernel.session.close());
+  const spillGpa = KGPA + 0x3ffd;
+  kernel.test.machine.memory.write(spillGpa, Uint8Array.of(0xb8, 0x01, 0x02)); // mov eax, imm32: 2 bytes short
+  kernel.intro.engine.hooks.set(spillGpa & ~0xfff, 0x1000, HookType.execute, () => allow, 'test');
+  kernel.session.ept.flush();
+  kernel.session.runSlice(0, 10);
+  t.true(kernel.session.pendingExits().includes(0));
+  t.is(kernel.test.state(0).rip, spillAt);
+  const reply = kernel.session.handleExit(0);
+  t.deepEqual(reply, { action: 'retry', inject: { vector: 14, errorCode: 0x10 } });
+  t.is(kernel.test.state(0).get64('cr2'), KBASE + 0x4000n);
+});
+
+test('an execute fault on a whole instruction at a page end injects nothing', (t) => {
+  const at = KBASE + 0x3ffdn;
+  const kernel = miniKernel((a) => {
+    a.mov(rax, at);
+    a.jmp(rax);
+  });
+  t.teardown(() => kernel.session.close());
+  kernel.test.machine.memory.write(KGPA + 0x3ffd, Uint8Array.of(0x0f, 0x01, 0xc1)); // vmcall: fits
+  kernel.intro.engine.hooks.set(KGPA + 0x3000, 0x1000, HookType.execute, () => allow, 'test');
+  kernel.session.ept.flush();
+  kernel.session.runSlice(0, 10);
+  const reply = kernel.session.handleExit(0);
+  t.is(reply.inject, undefined);
+});
+
+/** REP STOSB of 0x200 bytes from DATA+0x80 over a page whose bytes 0x100..0x1ff a write hook refuses; then one plain store. */
+function repStore(fixesOff: string[]): { kernel: MiniKernel; refused: () => number } {
+  const kernel = miniKernel((a) => {
+    a.mov(rdi, DATA + 0x80n);
+    a.mov(ecx, 0x200);
+    a.mov(al, 0x5a);
+    a.rep().stosb();
+    a.mov(rax, DATA + 0x40n);
+    a.mov(dword(rax, 0), eax);
+    a.vmcall();
+  }, { fixes: fixesWithout(fixesOff) });
+  let refused = 0;
+  kernel.intro.engine.hooks.set(DATA_GPA + 0x100, 0x100, HookType.write, () => (refused++, { status: IntStatus.success, action: IntroAction.notAllowed }), 'protected');
+  kernel.session.ept.flush();
+  return { kernel, refused: () => refused };
+}
+
+test('REP probe: a hook within RCX elements turns the REP optimisation off; one iteration at a time reaches the hook, which refuses', (t) => {
+  const { kernel, refused } = repStore([]);
+  t.teardown(() => kernel.session.close());
+  kernel.runToEnd();
+  const memory = kernel.test.machine.memory;
+  t.is(kernel.notes('rep-probe-hit').length, 1);
+  t.deepEqual(kernel.notes('rep-optimization'), [{ enabled: false }, { enabled: true }], 'off for the REP, on again at the next plain exit');
+  t.is(refused(), 1);
+  t.true(memory.read(DATA_GPA + 0x80, 0x80).every((b) => b === 0x5a), 'the iterations before the hook ran');
+  t.true(memory.read(DATA_GPA + 0x100, 0x100).every((b) => b === 0), 'the protected bytes were never written');
+  t.is(kernel.intro.engine.rep.disabledCount, 0);
+});
+
+test('repProbe off: the hypervisor carries out a page\'s worth on the strength of the first element, past the hook', (t) => {
+  const { kernel, refused } = repStore(['repProbe']);
+  t.teardown(() => kernel.session.close());
+  kernel.runToEnd();
+  t.is(refused(), 0);
+  t.true(kernel.test.machine.memory.read(DATA_GPA + 0x100, 0x100).every((b) => b === 0x5a), 'the protected bytes were written unseen');
+});

@@ -16,7 +16,18 @@ export const StringKind = { movs: 0, stos: 1, lods: 2, cmps: 3, scas: 4 } as con
 export const RepKind = { none: 0, rep: 1, repne: 2 } as const;
 export const STRING_ITERATIONS_PER_STEP = 1024;
 
+/**
+ * How far one call of a REP string instruction goes while the hypervisor carries it out for an
+ * engine that allowed it: `normal` — as the CPU runs it; `toPageEnd` — every iteration whose
+ * source and destination stay on the pages of the first (a hypervisor's REP optimisation, which
+ * emulates a page's worth at once); `oneIteration` — REP optimisation off.
+ */
+export const StringEmulation = { normal: 0, toPageEnd: 1, oneIteration: 2 } as const;
+export type StringEmulationCode = (typeof StringEmulation)[keyof typeof StringEmulation];
+
 export interface StringCpu extends LazyFlags {
+  /** A StringEmulation value; normal outside a hypervisor-performed step. */
+  stringEmulation: number;
   readonly r: Int32Array;
   readonly mmu: Mmu;
   fsLo: number;
@@ -71,11 +82,17 @@ export function stringOp(cpu: StringCpu, kind: number, size: number, rep: number
   const uses = { source: kind === StringKind.movs || kind === StringKind.lods || kind === StringKind.cmps, dest: kind !== StringKind.lods };
   const baseLo = segment === 1 ? cpu.fsLo : segment === 2 ? cpu.gsLo : 0;
   const baseHi = segment === 1 ? cpu.fsHi : segment === 2 ? cpu.gsHi : 0;
-  for (let i = 0; i < STRING_ITERATIONS_PER_STEP; i++) {
+  const emulation = cpu.stringEmulation;
+  const limit = emulation === StringEmulation.oneIteration ? 1 : STRING_ITERATIONS_PER_STEP;
+  const firstSourcePage = r[2 * RSI] >>> 12;
+  const firstDestPage = r[2 * RDI] >>> 12;
+  for (let i = 0; i < limit; i++) {
     if (rep !== RepKind.none) {
       const zero = addr32 ? r[2 * RCX] === 0 : (r[2 * RCX] | r[2 * RCX + 1]) === 0;
       if (zero) return false;
     }
+    // A page's worth: stop before an iteration that touches another page (its own checks apply).
+    if (emulation === StringEmulation.toPageEnd && i > 0 && ((uses.source && r[2 * RSI] >>> 12 !== firstSourcePage) || (uses.dest && r[2 * RDI] >>> 12 !== firstDestPage))) return true;
     // Translate first (precise faults), then move data.
     let source = 0;
     let dest = 0;
