@@ -70,6 +70,7 @@ export type { Introcore } from './intro/engine.ts';
 export type { GuestDescription, GuestThreads } from './guest/description.ts';
 export type { CallbackResult, GpaHook, HookedAccess } from './intro/gpa-hooks.ts';
 export type { Detour, DetourCall } from './intro/detours.ts';
+export type { IntegrityRegion, IntegrityResponse } from './intro/integrity.ts';
 export type { DecodedInstruction } from './intro/decoder.ts';
 export type { VcpuAccess } from './intro/glue.ts';
 export { IntStatus, IntroAction, actionName, type IntroActionCode, type IntroActionName } from './intro/status.ts';

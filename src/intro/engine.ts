@@ -11,6 +11,7 @@ import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
 import { RegisterHooks } from './callbacks/register-hooks.ts';
 import { UnwindCache } from './rtlpvu.ts';
+import { IntegrityRegions } from './integrity.ts';
 import { TokenPrivileges } from './token-privileges.ts';
 import { SlackAllocator } from './slack.ts';
 import { IntroAction, type IntroActionCode } from './status.ts';
@@ -71,6 +72,8 @@ export class Introcore {
   readonly detours: Detours;
   /** The RtlpVirtualUnwind read cache (its handlers are detours too). */
   readonly unwindCache: UnwindCache;
+  /** Structures the timer compares with a copy (IntIntegrityAddRegion). */
+  readonly integrity: IntegrityRegions;
   /** The timer's check of the SYSTEM token's privileges (null: the guest has no token to check). */
   readonly tokens: TokenPrivileges | null;
   /** Hypercalls the engine answers itself (a scenario's), by RAX: dispatched before the guest's own. */
@@ -113,6 +116,7 @@ export class Introcore {
     const fixes = this.fixes;
     this.unwindCache = new UnwindCache({ glue, detours: this.detours, cloak: this.cloak, kernel: this.kernel, liveRipCheck: () => fixes.rtlpvuLiveRipCheck, note });
     this.unwindCache.install(guest.unwindSites ?? []);
+    this.integrity = new IntegrityRegions({ glue, systemCr3: guest.systemCr3, note });
     this.tokens = guest.systemToken === undefined ? null : new TokenPrivileges({ glue, systemCr3: guest.systemCr3, token: guest.systemToken, fixes, note });
   }
 
@@ -164,10 +168,13 @@ export class Introcore {
 
   /**
    * IntHandleTimer: TIMER_FRIENDLY integrity checks — global state and guest memory only, no
-   * vCPU registers: the token's privileges, and every cloaked patch still in memory.
+   * vCPU registers: the integrity regions, the token's privileges, and every cloaked patch still
+   * in memory.
    */
   handleTimer(): void {
+    if (this.state === 'uninitialised') return;
     this.stats.timerTicks++;
+    this.integrity.checkAll();
     this.tokens?.checkIntegrity();
     for (const region of this.cloak.liveRegions()) {
       if (!region.applyPatch) continue;
@@ -198,7 +205,7 @@ export class Introcore {
   /**
    * IntGuestUninit's engine part, with every vCPU paused and thread safety checked by the caller:
    * mem-table handlers, detours (uncloaked before their slack is freed), slack records, the
-   * icache, memory cloaks left behind, the hooks a scenario placed, the register hooks (MSR, DTR,
+   * icache, memory cloaks left behind, the integrity regions, the hooks a scenario placed, the register hooks (MSR, DTR,
    * CR, XCR, as HVMI), and the callbacks last.
    */
   uninit(): void {
@@ -211,6 +218,7 @@ export class Introcore {
       this.slack.clear();
       this.icache.flushAll();
       this.cloak.uninit();
+      this.integrity.clear();
       for (const hook of this.scenarioHooks) this.hooks.remove(hook);
       this.scenarioHooks.clear();
       this.registerHooks.uninit();

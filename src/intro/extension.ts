@@ -1,6 +1,7 @@
 import type { DecodedInstruction } from './decoder.ts';
 import type { Detour, DetourCall } from './detours.ts';
 import type { Introcore } from './engine.ts';
+import type { IntegrityRegion, IntegrityResponse } from './integrity.ts';
 import type { EptStage } from './ept-violation.ts';
 import type { Fixes } from './fixes.ts';
 import type { ExitEvent, Glue, NoteDetail, VcpuAccess } from './glue.ts';
@@ -184,6 +185,17 @@ export class ScenarioEngine<F extends string = string> {
     this.engine.scenarioHooks.add(hook);
     this.note('hook', { owner: spec.owner, gpa, type: spec.type, id: hook.id });
     return hook;
+  }
+
+  /**
+   * Protects a structure EPT cannot guard by comparing it with its current bytes on every timer
+   * tick (IntIntegrityAddRegion): a change is an `integrity-violation` note, and with 'restore'
+   * the bytes are written back with every vCPU paused. Removed when the engine unloads.
+   */
+  integrity(spec: { readonly gva: bigint; readonly length: number; readonly owner: string; readonly response: IntegrityResponse }): IntegrityRegion {
+    const region = this.engine.integrity.add(spec.gva, spec.length, spec.owner, spec.response);
+    this.note('integrity-region', { owner: spec.owner, gva: spec.gva, length: spec.length });
+    return region;
   }
 
   /** Removes a hook (flagged now, deleted at the hook commit after the current handler). */
