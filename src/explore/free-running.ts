@@ -20,6 +20,13 @@ export interface FreeRunOptions {
   readonly timerEveryMs?: number;
   /** Steps a vCPU runs per command before checking in (it stops earlier at any exit). */
   readonly sliceSteps?: number;
+  /**
+   * Clock interrupts for vCPUs that halted to wait for one (an idle loop): delivered every
+   * `wakeEveryMs` of wall time, as a timer keeps ticking while a CPU sleeps. Running vCPUs are not
+   * interrupted in this mode (their preemption is the operating system's).
+   */
+  readonly interrupts?: readonly { readonly vcpu: number; readonly vector: number }[];
+  readonly wakeEveryMs?: number;
 }
 
 export function runFree(options: FreeRunOptions): RunResult {
@@ -29,6 +36,16 @@ export function runFree(options: FreeRunOptions): RunResult {
   const slice = options.sliceSteps ?? 1 << 24;
   const started = performance.now();
   let nextTimer = started + (options.timerEveryMs ?? Number.POSITIVE_INFINITY);
+  const wakeEvery = options.wakeEveryMs ?? 1;
+  let nextWake = started + wakeEvery;
+  const wakeHalted = (): void => {
+    for (const source of options.interrupts ?? []) {
+      if (session.stateOf(source.vcpu) !== 'halted' || session.isInFlight(source.vcpu)) continue;
+      trace.recordChoice({ kind: 'irq', vcpu: source.vcpu, vector: source.vector }, session.clock);
+      counter.choices++;
+      session.injectInterrupt(source.vcpu, source.vector);
+    }
+  };
   const counter = { choices: 0 };
   const launchRunnable = (): void => {
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) {
@@ -50,7 +67,7 @@ export function runFree(options: FreeRunOptions): RunResult {
       if (now - started > options.wallMs) {
         return settle(session, result('bound', `still running after ${options.wallMs} ms:\n${session.describeVcpus()}`));
       }
-      session.waitForStops(Math.max(1, Math.min(50, nextTimer - now)));
+      session.waitForStops(Math.max(1, Math.min(50, nextTimer - now, options.interrupts === undefined ? 50 : nextWake - now)));
       for (let vcpu = session.pendingExits()[0]; vcpu !== undefined; vcpu = session.pendingExits()[0]) {
         trace.recordChoice({ kind: 'handle', vcpu }, session.clock);
         counter.choices++;
@@ -61,6 +78,10 @@ export function runFree(options: FreeRunOptions): RunResult {
         trace.recordChoice({ kind: 'timer' }, session.clock);
         counter.choices++;
         session.fireTimer();
+      }
+      if (performance.now() >= nextWake) {
+        nextWake = performance.now() + wakeEvery;
+        if (session.pauseDepth === 0) wakeHalted();
       }
       const stalled = Array.from({ length: session.vcpuCount }, (_, v) => v).every((v) => !session.isInFlight(v) && !session.isRunnable(v));
       if (session.daemonDue(stalled)) {

@@ -190,7 +190,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         observe(event, clock);
       };
       startEngine();
-      if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs }), trace };
+      if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs, interrupts: this.interrupts() }), trace };
       const scheduler = createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents });
       return { result: runDeterministic({
         session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
