@@ -1,9 +1,9 @@
 import test from 'ava';
-import { failed, ScenarioRig, traceJsonOf, type RunReport } from '../../src/explore/scenario-rig.ts';
+import { explore, exploreScenario } from '../../src/ava.ts';
+import { ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
 import type { StrategyName } from '../../src/explore/schedulers/index.ts';
 import { parseTraceJson } from '../../src/explore/trace-json.ts';
-import { sweepFixesOn } from './fixes-on-sweep.ts';
 
 /**
  * The suite every scenario must pass (README "Keeping a race fixed"): its first bug found with its
@@ -22,36 +22,21 @@ export interface SuiteSpec {
   readonly seeds?: number;
 }
 
-function firstFailure(rig: ScenarioRig<ScenarioGuest>, strategy: StrategyName, depth: number, budget: number): RunReport | null {
-  const fixes = rig.fixes.without(rig.definition.bugs[0].fixesOff);
-  for (let seed = 1; seed <= budget; seed++) {
-    const report = rig.run({ seed, strategy, depth, fixes });
-    if (failed(report)) return report;
-  }
-  return null;
-}
-
 export function scenarioSuite(spec: SuiteSpec): void {
   const { definition, budgets, window } = spec;
   const bug = definition.bugs[0];
   for (const [strategy, depth, budget] of budgets) {
-    test(`${definition.name}: with ${bug.fixesOff.join(', ')} off, ${strategy}${strategy === 'pct' ? ` d=${depth}` : ''} finds it within ${budget} seeds`, async (t) => {
-      const rig = ScenarioRig.open(definition, 'inline');
-      t.teardown(() => rig.close());
-      const report = firstFailure(rig, strategy, depth, budget);
-      if (report === null) return t.fail(`no failure in seeds 1..${budget}`);
-      t.log(`first failing seed ${report.seed}: ${report.violations[0].oracle}: ${report.violations[0].detail.split('\n')[0]}`);
-      t.is(report.violations[0].oracle, bug.caughtBy);
-      t.deepEqual(report.fixesOff, bug.fixesOff);
+    test(`${definition.name}: with ${bug.fixesOff.join(', ')} off, ${strategy}${strategy === 'pct' ? ` d=${depth}` : ''} finds it within ${budget} seeds`, explore, definition, {
+      seeds: budget, strategy, depth, fixesOff: 'bug', expect: 'finds-bug',
     });
   }
 
   const seeds = spec.seeds ?? 500;
-  test(`${definition.name}: fixes on, ${seeds} seeds (random and PCT d=1..3), no invariant broken, the race window reached`, async (t) => {
-    const list = Array.from({ length: seeds }, (_, k) => k + 1);
-    const windows = await sweepFixesOn(t, list, (seed) => (seed % 2 === 0 ? { strategy: 'random', depth: 2 } : { strategy: 'pct', depth: 1 + (seed % 3) }), definition);
-    const least = spec.windowRuns ?? Math.floor(seeds / 10);
-    t.true(windows[window] >= least, `${window} reached in ${windows[window]} runs (at least ${least} expected)`);
+  test(`${definition.name}: fixes on, ${seeds} seeds (random and PCT d=1..3), no invariant broken, the race window reached`, explore, definition, {
+    seeds,
+    strategy: (seed) => (seed % 2 === 0 ? { strategy: 'random', depth: 2 } : { strategy: 'pct', depth: 1 + (seed % 3) }),
+    expect: 'no-failure',
+    window: { name: window, atLeast: spec.windowRuns ?? Math.floor(seeds / 10) },
   });
 
   test(`${definition.name}: a failing run replays to the same hash and violations, inline and in workers`, async (t) => {
@@ -59,8 +44,8 @@ export function scenarioSuite(spec: SuiteSpec): void {
     const workers = ScenarioRig.open(definition, 'workers');
     t.teardown(() => Promise.all([inline.close(), workers.close()]));
     const [strategy, depth, budget] = budgets[0];
-    const report = firstFailure(inline, strategy, depth, budget);
-    if (report === null) return t.fail('no failure to replay');
+    const { found: report } = await exploreScenario(t, definition, { seeds: budget, strategy, depth, fixesOff: 'bug', expect: 'finds-bug' });
+    if (report === null) return;
     const recorded = parseTraceJson(JSON.stringify(traceJsonOf(report)));
     const fixes = inline.fixes.without(recorded.fixesOff ?? []);
     for (const rig of [inline, workers]) {

@@ -1,0 +1,141 @@
+import test, { type ExecutionContext } from 'ava';
+import { failed, ScenarioRig, type RunReport } from './explore/scenario-rig.ts';
+import type { ScenarioDefinition, ScenarioGuest } from './explore/scenario.ts';
+import type { StrategyName } from './explore/schedulers/index.ts';
+import { writeRunTrace } from './report/trace-file.ts';
+import { formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+
+/**
+ * An AVA macro that explores a scenario — how a race stays fixed in a test suite:
+ *
+ *   import test from 'ava';
+ *   import { explore } from 'vcpusim/ava';
+ *   test('double relocation stays fixed', explore, memtableStaleIcache, { seeds: 500, strategy: 'random', expect: 'no-failure' });
+ *   test('without its fixes the race is found', explore, memtableStaleIcache, { seeds: 20, strategy: 'pct', depth: 2, fixesOff: 'bug', expect: 'finds-bug' });
+ *
+ * A failure message carries the seed, the broken invariant, the commands that rerun and replay
+ * the run, and where its trace was written.
+ */
+
+/** The strategy of one seed. */
+export interface SeedPlan {
+  readonly strategy: StrategyName;
+  readonly depth: number;
+}
+
+export interface ExploreOptions {
+  /** How many seeds (1..n), or an explicit list. */
+  readonly seeds: number | readonly number[];
+  /** The strategy of every seed, or a plan that picks one per seed (a sweep that mixes them). */
+  readonly strategy: StrategyName | ((seed: number) => SeedPlan);
+  /** PCT's depth with a fixed strategy (default 2). */
+  readonly depth?: number;
+  /** Fixes switched off: their names, or 'bug' for those of the scenario's first bug (its own race). Default: none. */
+  readonly fixesOff?: readonly string[] | 'bug';
+  /**
+   * 'no-failure': no seed breaks an invariant. 'finds-bug': a seed breaks the invariant of the bug
+   * whose fixes are off (its `caughtBy`), and the search stops there.
+   */
+  readonly expect: 'no-failure' | 'finds-bug';
+  /** Hosts: all in this thread (default) or one worker per vCPU. */
+  readonly mode?: 'inline' | 'workers';
+  /** With 'no-failure': a window goal at least this many runs must reach — evidence the race window was explored. */
+  readonly window?: { readonly name: string; readonly atLeast: number };
+  /** Where a failing run's trace is written (default `traces`). */
+  readonly traceDir?: string;
+}
+
+/** What an exploration found, for a test that goes on to look at it (`t.context` is not used). */
+export interface Exploration {
+  readonly runs: number;
+  /** The first failing run ('finds-bug'), or null. */
+  readonly found: RunReport | null;
+  /** How many runs reached each window goal. */
+  readonly windows: Readonly<Record<string, number>>;
+}
+
+const seedList = (seeds: ExploreOptions['seeds']): readonly number[] => (typeof seeds === 'number' ? Array.from({ length: seeds }, (_, k) => k + 1) : seeds);
+
+function fixesOffOf(definition: ScenarioDefinition<ScenarioGuest>, option: ExploreOptions['fixesOff']): readonly string[] {
+  if (option === 'bug') return definition.bugs[0].fixesOff;
+  return option ?? [];
+}
+
+/** The report of a failing run as a test failure message: what broke, and how to see it again. */
+export function failureMessage(report: RunReport, traceDir: string): string {
+  let tracePath: string | null = null;
+  let traceProblem = '';
+  if (report.mode !== 'free') {
+    try {
+      tracePath = writeRunTrace(traceDir, report);
+    } catch (error) {
+      traceProblem = `\n  (the trace could not be written to ${traceDir}: ${error instanceof Error ? error.message : String(error)})`;
+    }
+  }
+  const rerun = rerunCommand({ scenario: report.scenario, seed: report.seed, strategy: report.strategy.startsWith('pct') ? 'pct' : report.strategy, depth: Number(/d=(\d+)/.exec(report.strategy)?.[1] ?? 2), mode: report.mode, fixesOff: report.fixesOff });
+  const replay = tracePath === null ? null : replayCommand(report.scenario, tracePath, report.fixesOff);
+  return formatFailure(report, { rerun, replay }, tracePath) + traceProblem;
+}
+
+/** Runs the exploration the options describe and asserts what they expect. */
+export async function exploreScenario(t: ExecutionContext, definition: ScenarioDefinition<ScenarioGuest>, options: ExploreOptions): Promise<Exploration> {
+  const rig = ScenarioRig.open(definition, options.mode ?? 'inline');
+  try {
+    const off = fixesOffOf(definition, options.fixesOff);
+    const fixes = rig.fixes.without(off);
+    const plan = typeof options.strategy === 'function' ? options.strategy : (): SeedPlan => ({ strategy: options.strategy as StrategyName, depth: options.depth ?? 2 });
+    const bug = definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
+    const windows: Record<string, number> = Object.fromEntries(definition.windows.map((w) => [w.name, 0]));
+    const seeds = seedList(options.seeds);
+    const traceDir = options.traceDir ?? 'traces';
+    let runs = 0;
+    for (const seed of seeds) {
+      const report = rig.run({ seed, ...plan(seed), fixes });
+      runs++;
+      for (const name of report.windows) windows[name] = (windows[name] ?? 0) + 1;
+      if (!failed(report)) continue;
+      if (options.expect === 'no-failure') {
+        t.fail(`${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}`);
+        return { runs, found: report, windows };
+      }
+      if (report.violations[0].oracle !== bug.caughtBy) {
+        t.fail(`${definition.name}: seed ${seed} failed, but first on ${report.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${failureMessage(report, traceDir)}`);
+        return { runs, found: report, windows };
+      }
+      t.log(`${definition.name}: "${bug.name}" found at seed ${seed} (${report.strategy}): ${report.violations[0].detail.split('\n')[0]}`);
+      t.pass();
+      return { runs, found: report, windows };
+    }
+    if (options.expect === 'finds-bug') {
+      t.fail(`${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found in ${seeds.length} seed(s) ${describeSeeds(seeds)}`);
+      return { runs, found: null, windows };
+    }
+    t.log(`${definition.name}: ${runs} runs, none failed; windows reached: ${Object.entries(windows).map(([name, n]) => `${name} ${n}`).join(', ') || 'none defined'}`);
+    if (options.window !== undefined) {
+      const reached = windows[options.window.name];
+      if (reached === undefined) t.fail(`${definition.name} has no window goal "${options.window.name}" (${Object.keys(windows).join(', ')})`);
+      else t.true(reached >= options.window.atLeast, `window "${options.window.name}" reached in ${reached} of ${runs} runs; at least ${options.window.atLeast} expected`);
+    } else {
+      t.pass();
+    }
+    return { runs, found: null, windows };
+  } finally {
+    await rig.close();
+  }
+}
+
+const describeSeeds = (seeds: readonly number[]): string => (seeds.length > 0 ? `(${seeds[0]}…${seeds[seeds.length - 1]})` : '');
+
+/** The macro: `test(title?, explore, scenario, options)`. */
+export const explore = test.macro<[ScenarioDefinition<ScenarioGuest>, ExploreOptions]>({
+  async exec(t, definition, options) {
+    await exploreScenario(t, definition, options);
+  },
+  title(provided, definition, options) {
+    if (provided !== undefined && provided !== '') return provided;
+    const off = fixesOffOf(definition, options.fixesOff);
+    const seeds = typeof options.seeds === 'number' ? `${options.seeds} seeds` : `${options.seeds.length} seeds`;
+    const strategy = typeof options.strategy === 'function' ? 'mixed strategies' : `${options.strategy}${options.strategy === 'pct' ? ` d=${options.depth ?? 2}` : ''}`;
+    return `${definition.name}: ${options.expect} with ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, ${seeds}, ${strategy}`;
+  },
+});
