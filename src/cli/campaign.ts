@@ -1,8 +1,10 @@
+import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type RowSummary } from '../explore/campaign.ts';
 import type { RunMode } from '../explore/scenario-rig.ts';
 import { STRATEGIES } from '../explore/schedulers/index.ts';
+import { campaignJunit } from '../report/junit.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
@@ -30,6 +32,7 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --determinism-sample N   first seeds of each row run again here to check they reproduce (default 2;
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
+  --junit FILE             also write the result as JUnit XML (one test case per row), for CI
   -h, --help               this text`;
 
 function bar(done: number, total: number, failing: number, started: number): string {
@@ -102,7 +105,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   try {
     ({ values } = parseCommandLine(argv, {
       runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
-      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' },
+      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' },
       help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true },
     }));
   } catch (error) {
@@ -130,6 +133,9 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   if (unknown.length > 0) throw new UsageError(`unknown scenario ${unknown.map((n) => `"${n}"`).join(', ')}; known: ${known.map((s) => s.name).join(', ')}`);
   const traceDir = text('trace-dir') ?? 'traces';
   ensureWritableDir(traceDir);
+  const junit = text('junit');
+  // Checked now, so a wrong path is found before the runs, not after them.
+  if (junit !== undefined) ensureWritableDir(dirname(resolve(junit)));
   const scenarios = known.filter((s) => wanted.includes(s.name));
   const quiet = values.json === true;
 
@@ -161,6 +167,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const ok = stopped === null && problems.length === 0 && summary.every(rowPassed);
   const traces = new Map<RowSummary, string | null>();
   for (const row of summary) traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
+  if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
   if (quiet) {
     const rowsJson = summary.map((row) => {
       const { report: _report, ...plain } = row;

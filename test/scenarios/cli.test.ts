@@ -7,9 +7,9 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -66,8 +66,14 @@ test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)
 test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-on row is clean', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-campaign-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir]);
+  const junit = join(dir, 'report', 'campaign.xml');
+  mkdirSync(dirname(junit));
+  const run = cli('scenarios/campaign.ts', ['--runs', '8', '--threads', '2', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir, '--junit', junit]);
   t.is(run.status, 0, run.stderr);
+  const xml = readFileSync(junit, 'utf8');
+  t.regex(xml, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<testsuites name="vcpusim campaign" tests="3" failures="0" errors="0"/);
+  t.is(xml.match(/<testcase classname="vcpusim\.memtable-stale-icache" name="[^"]+" time="[\d.]+">/g)?.length, 3, 'one test case per row');
+  t.regex(xml, /name="stale icache: double relocation \(icacheFlushOnPatch, patchedGuard off\)"/);
   const result = JSON.parse(run.stdout) as { ok: boolean; rows: { bug: string | null; runs: number; failures: number; found: number; trace: string | null }[] };
   t.true(result.ok);
   t.is(result.rows.length, 1 + memtableStaleIcache.bugs.length, 'all fixes on, and one row per bug of the scenario');
