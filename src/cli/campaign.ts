@@ -1,14 +1,16 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type RowSummary } from '../explore/campaign.ts';
+import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type CampaignShard, type RowSummary } from '../explore/campaign.ts';
 import type { RunMode } from '../explore/scenario-rig.ts';
-import { STRATEGIES } from '../explore/schedulers/index.ts';
+import { STRATEGIES, type StrategyPlan } from '../explore/schedulers/index.ts';
 import { campaignJunit } from '../report/junit.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
 import type { CliContext } from './run.ts';
+import { printTable, rowName } from './campaign-table.ts';
+import { mergeCommand } from './campaign-merge.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
 
 /**
@@ -33,17 +35,17 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
   --junit FILE             also write the result as JUnit XML (one test case per row), for CI
-  -h, --help               this text`;
+  --shard I/N              run only shard I of N of every row (seeds at positions ≡ I−1 mod N); with
+                           --json, the file \`campaign merge\` combines
+  -h, --help               this text
+usage: npx tsx scenarios/campaign.ts merge SHARD.json… [--json] [--junit FILE]
+  the shards' results as one campaign: the same table, counts, first failing seeds and exit status`;
 
 function bar(done: number, total: number, failing: number, started: number): string {
   const width = 30;
   const filled = Math.round((done / total) * width);
   const rate = done / ((performance.now() - started) / 1000);
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total} runs · ${failing} failing · ${rate.toFixed(1)} runs/s`;
-}
-
-function rowName(row: RowSummary): string {
-  return `${row.scenario} (${row.bug ?? 'all fixes on'})`;
 }
 
 /** Writes the trace of the row's first failure (as run again here) and prints its report. */
@@ -70,42 +72,26 @@ function reportFirstFailure(row: RowSummary, dir: string, mode: RunMode, quiet: 
   return path;
 }
 
-function printTable(summary: readonly RowSummary[]): void {
-  const header = ['scenario', 'fixes off (bug)', 'runs', 'failures', 'found (oracle)', 'first failing seed', 'windows reached', 'runs/s'];
-  const table = summary.map((row) => [
-    row.scenario,
-    row.bug === null ? 'none' : `${row.fixesOff.join(', ')} (${row.bug})`,
-    `${row.runs}${row.complete ? '' : ' (stopped)'}`,
-    String(row.failures + row.errors),
-    row.caughtBy === null ? '—' : `${row.found} (${row.caughtBy})`,
-    row.firstFailure === null ? '—' : `${row.firstFailure.seed} (${row.firstFailure.oracle})`,
-    `${Object.values(row.windows).filter((n) => n > 0).length}/${Object.keys(row.windows).length}`,
-    row.runsPerSecond.toFixed(1),
-  ]);
-  const widths = header.map((h, c) => Math.max(h.length, ...table.map((r) => r[c].length)));
-  const line = (cells: string[]): string => cells.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd();
-  process.stdout.write(`${line(header)}\n${widths.map((w) => '─'.repeat(w)).join('  ')}\n${table.map(line).join('\n')}\n\n`);
-  for (const row of summary) {
-    const strategies = Object.entries(row.byStrategy).map(([name, s]) => `${name} ${s.failures}/${s.runs}${s.firstFailingSeed !== null ? ` (first ${s.firstFailingSeed})` : ''}`);
-    process.stdout.write(`${rowName(row)}: failures by strategy: ${strategies.join(', ')}\n`);
-    process.stdout.write(`  windows reached (runs): ${Object.entries(row.windows).map(([name, n]) => `${name} ${n}`).join(', ')}\n`);
-    const { checked, nondeterministic } = row.determinism;
-    if (checked.length === 0) process.stdout.write('  determinism: not checked (no seed could be run again here)\n');
-    else process.stdout.write(`  determinism: seeds ${checked.join(', ')} run again here, ${nondeterministic.length === 0 ? 'same trace hashes' : 'NOT the same trace'}\n`);
-    for (const n of nondeterministic) {
-      process.stdout.write(`  NONDETERMINISTIC seed ${n.seed}: hash ${n.poolHash} in the pool, ${n.hereHash} here; ${n.divergence.replaceAll('\n', '\n    ')}\n`);
-    }
-    if (row.firstError !== null) process.stdout.write(`  ${row.errors} task(s) failed to run; first, seed ${row.firstError.seed}: ${row.firstError.message}\n`);
-  }
+/** `--shard I/N`: one of N slices, I from 1. */
+function parseShard(value: string | undefined): CampaignShard | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const index = Number(match?.[1]);
+  const count = Number(match?.[2]);
+  if (match === null || count < 1 || index < 1 || index > count) throw new UsageError(`--shard ${JSON.stringify(value)}: expected I/N with 1 ≤ I ≤ N, e.g. --shard 2/4`);
+  return { index, count };
 }
+
+const formatPlan = (plan: StrategyPlan): string => (plan.strategy === 'pct' ? `pct:${plan.depth}` : plan.strategy);
 
 /** `scenarios/campaign.ts`: returns the exit status. */
 export async function campaignCommand(argv: readonly string[], context: CliContext): Promise<number> {
+  if (argv[0] === 'merge') return mergeCommand(argv.slice(1));
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseCommandLine(argv, {
       runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
-      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' },
+      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, shard: { type: 'string' },
       help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true },
     }));
   } catch (error) {
@@ -123,6 +109,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const threads = integerOption(text('threads'), '--threads', availableParallelism(), 1, 256);
   const determinismSample = integerOption(text('determinism-sample'), '--determinism-sample', 2, 0, 1000);
   const mode = (text('mode') ?? 'inline') as RunMode;
+  const shard = parseShard(text('shard'));
   if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (free-running has no seeds to spread), got "${mode}"`);
   const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:1,pct:2,pct:3');
   const modules = [...context.builtIn, ...((values.load as string[] | undefined) ?? [])].map((path) => resolve(path));
@@ -152,7 +139,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   let summary: RowSummary[];
   try {
     summary = await runCampaign({
-      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules,
+      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules, shard,
       taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url),
       scenario: findScenario,
       shouldStop: () => stop.requested !== null,
@@ -163,8 +150,12 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   }
   const seconds = (performance.now() - started) / 1000;
   const stopped = stop.requested;
-  const problems = summary.map(rowProblem).filter((p): p is string => p !== null);
-  const ok = stopped === null && problems.length === 0 && summary.every(rowPassed);
+  // A shard sees a part of each row's seeds: a bug it did not find may be found by another
+  // shard, so only the merge judges that; anything else that broke is final here.
+  const sharded = shard !== undefined && shard.count > 1;
+  const deferred = (row: RowSummary): boolean => sharded && row.bug !== null && row.found === 0 && row.errors === 0 && row.determinism.nondeterministic.length === 0;
+  const problems = summary.filter((row) => !deferred(row)).map(rowProblem).filter((p): p is string => p !== null);
+  const ok = stopped === null && problems.length === 0 && summary.every((row) => rowPassed(row) || deferred(row));
   const traces = new Map<RowSummary, string | null>();
   for (const row of summary) traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
@@ -173,7 +164,8 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
       const { report: _report, ...plain } = row;
       return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null };
     });
-    process.stdout.write(`${JSON.stringify({ seconds, threads, mode, ok, problems, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
+    const campaign = { runs, firstSeed, strategies: plans.map(formatPlan), mode, shard: shard ?? { index: 1, count: 1 } };
+    process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
     return stopped?.exitCode ?? (ok ? 0 : 1);
   }
   printTable(summary);
@@ -183,7 +175,8 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
     process.stdout.write(`campaign: STOPPED (${stopped.why}) — ${summary.length} of ${rows.length} row(s) started; the figures above are partial\n`);
     return stopped.exitCode;
   }
-  if (ok) process.stdout.write('campaign: OK — every bug row broke its oracle, no all-fixes-on row failed, every re-run seed reproduced\n');
+  if (ok && sharded) process.stdout.write(`campaign: shard ${shard.index}/${shard.count} OK so far — no all-fixes-on row failed, every re-run seed reproduced; whether each bug was found is for \`campaign merge\`\n`);
+  else if (ok) process.stdout.write('campaign: OK — every bug row broke its oracle, no all-fixes-on row failed, every re-run seed reproduced\n');
   else process.stdout.write(`campaign: UNEXPECTED\n${problems.map((p) => `  ${p}`).join('\n')}\n`);
   return ok ? 0 : 1;
 }

@@ -146,6 +146,20 @@ export interface CampaignOptions {
   readonly onProgress?: (done: number, total: number, failing: number) => void;
   /** Polled before each task: true ends the campaign after the runs in flight. */
   readonly shouldStop?: () => boolean;
+  /** Run only this shard of every row: the seeds whose position in the row is ≡ index − 1 (mod count). */
+  readonly shard?: CampaignShard;
+}
+
+/** One of `count` slices of a campaign (index 1..count); merged, the slices make the whole run. */
+export interface CampaignShard {
+  readonly index: number;
+  readonly count: number;
+}
+
+/** Positions (0-based) of a row's seeds that a shard runs. */
+export function shardPositions(runs: number, shard: CampaignShard | undefined): number[] {
+  const all = Array.from({ length: runs }, (_, k) => k);
+  return shard === undefined ? all : all.filter((k) => k % shard.count === shard.index - 1);
 }
 
 /** Adds up one row's results as they arrive. */
@@ -217,7 +231,8 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
   const { rows, runs, firstSeed, plans, mode, threads, modules } = options;
   const pool = new Piscina<CampaignTask, CampaignResult>({ filename: options.taskModule.href, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
   const local = new LocalRigs(options.scenario);
-  const total = rows.length * runs;
+  const positions = shardPositions(runs, options.shard);
+  const total = rows.length * positions.length;
   const inFlightMax = threads * 4;
   let done = 0;
   let failing = 0;
@@ -232,7 +247,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
     for (const row of rows) {
       if (stopping()) break;
       const started = performance.now();
-      const sampleSeeds = new Set(Array.from({ length: Math.min(options.determinismSample, runs) }, (_, k) => firstSeed + k));
+      const sampleSeeds = new Set(positions.slice(0, options.determinismSample).map((k) => firstSeed + k));
       const acc = new RowAccumulator(row, sampleSeeds);
       const task = (k: number): CampaignTask => {
         const plan = plans[k % plans.length];
@@ -240,8 +255,8 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       };
       const inFlight = new Set<Promise<void>>();
       let submitted = 0;
-      while (submitted < runs && !stopping()) {
-        const k = submitted++;
+      while (submitted < positions.length && !stopping()) {
+        const k = positions[submitted++];
         const plan = plans[k % plans.length];
         const promise = pool.run(task(k)).then((result) => {
           acc.add(result, plan);
@@ -268,7 +283,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         windows: acc.windows,
         byStrategy: acc.byStrategy,
         runsPerSecond: acc.runs / seconds,
-        complete: submitted === runs,
+        complete: submitted === positions.length,
         determinism: check.determinism,
         ...(check.report !== undefined ? { report: check.report } : {}),
       });

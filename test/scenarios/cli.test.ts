@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
@@ -103,4 +103,52 @@ test('a scenario-declared fix works like HVMI\'s: --list shows it, --fix and --b
   const bad = cli('scenarios/run.ts', ['stale-violation', '--fix', 'staleExitRetri=off']);
   t.is(bad.status, 2);
   t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of icacheFlushOnPatch, .*deferDisableToReturn, staleExitRetry/);
+});
+
+test('campaign --shard 1/2 and 2/2, merged, equal one unsharded run: the same rows, counts and first failing seeds', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-shards-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const common = ['--runs', '10', '--threads', '1', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir, '--strategies', 'random,pct:2'];
+  const whole = cli('scenarios/campaign.ts', common);
+  t.is(whole.status, 0, whole.stderr);
+  const files = [1, 2].map((index) => {
+    const shard = cli('scenarios/campaign.ts', [...common, '--shard', `${index}/2`]);
+    t.is(shard.status, 0, shard.stderr);
+    const path = join(dir, `shard-${index}.json`);
+    writeFileSync(path, shard.stdout);
+    return path;
+  });
+  const merged = cli('scenarios/campaign.ts', ['merge', ...files, '--json']);
+  t.is(merged.status, 0, merged.stderr);
+  type Row = { bug: string | null; runs: number; failures: number; found: number; firstFailure: { seed: number } | null; firstFound: { seed: number } | null; windows: Record<string, number>; byStrategy: Record<string, { runs: number; failures: number; firstFailingSeed: number | null }> };
+  const essence = (rows: Row[]) => rows.map((r) => ({ bug: r.bug, runs: r.runs, failures: r.failures, found: r.found, firstFailure: r.firstFailure?.seed ?? null, firstFound: r.firstFound?.seed ?? null, windows: r.windows, byStrategy: r.byStrategy }));
+  const one = JSON.parse(whole.stdout) as { ok: boolean; rows: Row[] };
+  const two = JSON.parse(merged.stdout) as { ok: boolean; rows: Row[] };
+  t.deepEqual(essence(two.rows), essence(one.rows));
+  t.is(two.ok, one.ok);
+  const halves = files.map((f) => (JSON.parse(readFileSync(f, 'utf8')) as { rows: Row[] }).rows[0].runs);
+  t.deepEqual(halves, [5, 5], 'each shard ran half of every row');
+  const table = cli('scenarios/campaign.ts', ['merge', ...files]);
+  t.regex(table.stdout, /30 runs merged from 2 shard\(s\)/);
+  t.regex(table.stdout, /campaign: OK/);
+});
+
+test('campaign merge refuses shards that are not the slices of one campaign, with one clear error', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-shards-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'one.json');
+  const shard = cli('scenarios/campaign.ts', ['--runs', '2', '--threads', '1', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir, '--strategies', 'random', '--shard', '1/2']);
+  writeFileSync(path, shard.stdout);
+  const missing = cli('scenarios/campaign.ts', ['merge', path]);
+  t.is(missing.status, 2);
+  t.regex(missing.stderr, /is shard 1\/2, but 1 shard file\(s\) were given: merge needs all 2/);
+  const twice = cli('scenarios/campaign.ts', ['merge', path, path]);
+  t.regex(twice.stderr, /shard 1\/2 is given twice/);
+  writeFileSync(join(dir, 'bad.json'), '{"campaign": {"runs": 2}}');
+  const bad = cli('scenarios/campaign.ts', ['merge', join(dir, 'bad.json')]);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /bad\.json: campaign\.shard should be an object/);
+  const shardOption = cli('scenarios/campaign.ts', ['--shard', '3/2']);
+  t.is(shardOption.status, 2);
+  t.regex(shardOption.stderr, /--shard "3\/2": expected I\/N with 1 ≤ I ≤ N/);
 });

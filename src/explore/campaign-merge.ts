@@ -1,0 +1,117 @@
+import type { CampaignShard, RowRun, RowSummary } from './campaign.ts';
+
+/**
+ * Merging the shards of a campaign (`campaign --shard i/n`, one per CI machine) into the result of
+ * one run over every seed: counts add up, each first failure is the lowest seed's, window counts
+ * and strategies add up, and the run is complete only when every shard was. The shards must be
+ * the slices of one campaign — same rows, seeds, strategies, and the shard indexes 1..n once each.
+ */
+
+/** What a shard's `--json` output holds about the campaign it is a slice of. */
+export interface ShardCampaign {
+  readonly runs: number;
+  readonly firstSeed: number;
+  readonly strategies: readonly string[];
+  readonly mode: string;
+  readonly shard: CampaignShard;
+}
+
+/** A shard's result, as read back from its JSON. */
+export interface ShardResult {
+  /** Where it was read from, for messages. */
+  readonly source: string;
+  readonly campaign: ShardCampaign;
+  readonly seconds: number;
+  readonly stopped: string | null;
+  readonly rows: readonly (RowSummary & { readonly trace: string | null })[];
+}
+
+export class ShardMergeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardMergeError';
+  }
+}
+
+const rowKey = (row: RowSummary): string => `${row.scenario} / ${row.bug ?? 'all fixes on'} / ${row.fixesOff.join(',')}`;
+
+const lowerSeed = <T extends { readonly seed: number }>(a: T | null, b: T | null): T | null => (a === null ? b : b === null || a.seed <= b.seed ? a : b);
+
+/** Checks the shards are the slices of one campaign; throws ShardMergeError naming the first that is not. */
+function checkShards(shards: readonly ShardResult[]): void {
+  if (shards.length === 0) throw new ShardMergeError('no shard to merge');
+  const [first, ...others] = shards;
+  const { count } = first.campaign.shard;
+  if (shards.length !== count) throw new ShardMergeError(`${first.source} is shard ${first.campaign.shard.index}/${count}, but ${shards.length} shard file(s) were given: merge needs all ${count}`);
+  const seen = new Set<number>();
+  for (const shard of shards) {
+    const { campaign } = shard;
+    if (campaign.shard.count !== count) throw new ShardMergeError(`${shard.source} is one of ${campaign.shard.count} shards, ${first.source} one of ${count}`);
+    if (seen.has(campaign.shard.index)) throw new ShardMergeError(`shard ${campaign.shard.index}/${count} is given twice (again in ${shard.source})`);
+    seen.add(campaign.shard.index);
+    for (const field of ['runs', 'firstSeed', 'mode'] as const) {
+      if (campaign[field] !== first.campaign[field]) throw new ShardMergeError(`${shard.source} ran --${field === 'firstSeed' ? 'seed' : field} ${campaign[field]}, ${first.source} ${first.campaign[field]}: not the same campaign`);
+    }
+    if (campaign.strategies.join(',') !== first.campaign.strategies.join(',')) throw new ShardMergeError(`${shard.source} ran strategies ${campaign.strategies.join(',')}, ${first.source} ${first.campaign.strategies.join(',')}`);
+  }
+  for (const shard of others) {
+    const keys = shard.rows.map(rowKey).join('\n');
+    if (keys !== first.rows.map(rowKey).join('\n')) throw new ShardMergeError(`${shard.source} has other rows than ${first.source} (scenarios, bugs or their order differ)`);
+  }
+}
+
+/** Merges one row over its shards. */
+function mergeRow(parts: readonly (RowSummary & { readonly trace: string | null })[]): RowSummary & { readonly trace: string | null } {
+  const [head] = parts;
+  const runs = parts.reduce((sum, p) => sum + p.runs, 0);
+  const seconds = parts.reduce((sum, p) => sum + (p.runsPerSecond > 0 ? p.runs / p.runsPerSecond : 0), 0);
+  const windows: Record<string, number> = {};
+  const byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
+  for (const part of parts) {
+    for (const [name, n] of Object.entries(part.windows)) windows[name] = (windows[name] ?? 0) + n;
+    for (const [name, s] of Object.entries(part.byStrategy)) {
+      const into = (byStrategy[name] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
+      into.runs += s.runs;
+      into.failures += s.failures;
+      into.found += s.found;
+      if (s.firstFailingSeed !== null && (into.firstFailingSeed === null || s.firstFailingSeed < into.firstFailingSeed)) into.firstFailingSeed = s.firstFailingSeed;
+    }
+  }
+  const firstFailure = parts.map((p) => p.firstFailure).reduce<RowRun | null>(lowerSeed, null);
+  const firstFound = parts.map((p) => p.firstFound).reduce<RowRun | null>(lowerSeed, null);
+  const shown = firstFound ?? firstFailure;
+  // The trace kept is the one its shard wrote for the row's first failure (the lowest seed).
+  const trace = parts.find((p) => shown !== null && (p.firstFound ?? p.firstFailure)?.seed === shown.seed)?.trace ?? null;
+  return {
+    scenario: head.scenario,
+    bug: head.bug,
+    caughtBy: head.caughtBy,
+    fixesOff: head.fixesOff,
+    windowGoals: head.windowGoals,
+    runs,
+    failures: parts.reduce((sum, p) => sum + p.failures, 0),
+    found: parts.reduce((sum, p) => sum + p.found, 0),
+    firstFailure,
+    firstFound,
+    errors: parts.reduce((sum, p) => sum + p.errors, 0),
+    firstError: parts.map((p) => p.firstError).reduce(lowerSeed, null),
+    windows,
+    byStrategy,
+    runsPerSecond: seconds > 0 ? runs / seconds : 0,
+    complete: parts.every((p) => p.complete),
+    determinism: {
+      checked: parts.flatMap((p) => p.determinism.checked).sort((a, b) => a - b),
+      nondeterministic: parts.flatMap((p) => p.determinism.nondeterministic),
+    },
+    trace,
+  };
+}
+
+/** The merged campaign: its rows as one run would report them, the longest shard's time, and why any shard stopped. */
+export function mergeShards(shards: readonly ShardResult[]): { rows: (RowSummary & { readonly trace: string | null })[]; seconds: number; stopped: string | null } {
+  checkShards(shards);
+  const ordered = [...shards].sort((a, b) => a.campaign.shard.index - b.campaign.shard.index);
+  const rows = ordered[0].rows.map((_, r) => mergeRow(ordered.map((shard) => shard.rows[r])));
+  const stopped = ordered.find((shard) => shard.stopped !== null);
+  return { rows, seconds: Math.max(...ordered.map((shard) => shard.seconds)), stopped: stopped === undefined ? null : `shard ${stopped.campaign.shard.index}: ${stopped.stopped}` };
+}
