@@ -152,3 +152,27 @@ test('campaign merge refuses shards that are not the slices of one campaign, wit
   t.is(shardOption.status, 2);
   t.regex(shardOption.stderr, /--shard "3\/2": expected I\/N with 1 ≤ I ≤ N/);
 });
+
+test('npx vcpusim: the commands behind one entry, each with --help; replay takes the scenario from the trace', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-bin-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = (args: string[]) => {
+    const result = spawnSync(process.execPath, [join(root, 'bin/vcpusim.mjs'), ...args], { cwd: root, encoding: 'utf8', timeout: 120_000 });
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const help = bin(['--help']);
+  t.is(help.status, 0);
+  t.regex(help.stdout, /run <scenario>.*\n.*campaign .*\n.*campaign merge.*\n.*replay <trace\.json>/);
+  t.regex(bin(['run', '--help']).stdout, /--replay FILE/);
+  t.regex(bin(['campaign', '--help']).stdout, /--shard I\/N/);
+  t.regex(bin(['replay', '--help']).stdout, /follows the trace a failing run wrote/);
+  const unknown = bin(['frob']);
+  t.is(unknown.status, 2);
+  t.regex(unknown.stderr, /unknown command "frob"; the commands: run, campaign, replay/);
+  const found = bin(['run', 'push-two-addresses', '--bug', '--strategy', 'random', '--trace-dir', dir, '--json']);
+  t.is(found.status, 1, found.stderr);
+  const trace = (JSON.parse(found.stdout) as { firstFailure: { trace: string } }).firstFailure.trace;
+  const replay = bin(['replay', trace]);
+  t.is(replay.status, 1, replay.stderr);
+  t.regex(replay.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+});

@@ -1,0 +1,61 @@
+import { fileURLToPath } from 'node:url';
+import { readTraceFile } from '../report/trace-file.ts';
+import { campaignCommand } from './campaign.ts';
+import { runMain } from './common.ts';
+import { runCommand } from './run.ts';
+
+/**
+ * `npx vcpusim <command> …`: one entry for the project's commands, each with its own --help.
+ * The built-in scenarios are those of scenarios/index.ts; --load adds a module of your own.
+ */
+
+const BUILT_IN = [fileURLToPath(new URL('../../scenarios/index.ts', import.meta.url))];
+const context = { builtIn: BUILT_IN };
+
+const USAGE = `usage: npx vcpusim <command> [options]   (each command: --help)
+  run <scenario> …        run a scenario over seeds with a strategy (as scenarios/run.ts)
+  campaign …              the main job: every scenario, fixes on and each bug's fixes off (as scenarios/campaign.ts)
+  campaign merge F.json…  the shards of a campaign (--shard I/N --json) as one run
+  replay <trace.json> …   follow a recorded trace: its scenario, seed, schedule and fixes`;
+
+const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
+  follows the trace a failing run wrote: its scenario, seed, schedule, mode and fixes; the options
+  are those of \`run\` that a replay takes (--mode, --fix, --trace-dir, --json, --load)`;
+
+/** The commands by name: each takes the arguments after its name and returns the exit status. */
+const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
+  run: (argv) => runCommand(argv, context),
+  campaign: (argv) => campaignCommand(argv, context),
+  replay: async (argv) => {
+    const [file, ...rest] = argv;
+    if (file === undefined || file === '--help' || file === '-h') {
+      process.stdout.write(`${REPLAY_USAGE}\n`);
+      return file === undefined ? 2 : 0;
+    }
+    // The trace names its scenario; run takes it from there.
+    const { scenario } = readTraceFile(file);
+    if (scenario === undefined) {
+      process.stderr.write(`error: ${file} does not name its scenario; run it with: npx vcpusim run <scenario> --replay ${file}\n`);
+      return 2;
+    }
+    return runCommand([scenario, '--replay', file, ...rest], context);
+  },
+};
+
+export async function dispatch(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    process.stderr.write(`error: unknown command "${name}"; the commands: ${Object.keys(COMMANDS).join(', ')} (npx vcpusim --help)\n`);
+    return 2;
+  }
+  return command(rest);
+}
+
+export function vcpusimMain(): void {
+  runMain(dispatch);
+}
