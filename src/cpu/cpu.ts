@@ -265,6 +265,14 @@ export class Cpu implements LazyFlags, MmuFaults {
    * iteration. Call `enter()` first if the hypervisor changed state.
    */
   stepIgnoringEpt(instructionExits: 'taken' | 'suppressed' = 'taken', strings: StringEmulationCode = StringEmulation.toPageEnd): RunStopCode {
+    // The hypervisor carries the instruction out before it enters the guest, so an interrupt or an
+    // injected event waiting for that entry is delivered after it, not instead of it.
+    const words = this.words;
+    const irq = this.irq;
+    const event = words[Vcpu.pendingEvent];
+    this.irq = -1;
+    words[Vcpu.pendingEvent] = 0;
+    this.updateBoundaryWork();
     this.mmu.ignoreEpt();
     this.instructionExitsSuppressed = instructionExits === 'suppressed';
     this.stringEmulation = strings;
@@ -274,6 +282,11 @@ export class Cpu implements LazyFlags, MmuFaults {
       this.instructionExitsSuppressed = false;
       this.stringEmulation = StringEmulation.normal;
       this.mmu.restoreEpt();
+      if (this.irq < 0) this.irq = irq;
+      // run() saved its state without them: put them back in the state block too.
+      words[Vcpu.pendingInterrupt] = this.irq;
+      if (words[Vcpu.pendingEvent] === 0) words[Vcpu.pendingEvent] = event;
+      this.updateBoundaryWork();
     }
   }
 

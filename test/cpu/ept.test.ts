@@ -592,3 +592,25 @@ for (const [mode, name, want] of [[StringEmulation.toPageEnd, 'to the page end (
     t.true(tm.machine.memory.read(PAGE_A + 0xf80, want).every((b) => b === 0x5a));
   });
 }
+
+test('stepIgnoringEpt carries the allowed instruction out before an interrupt waiting for the entry, which comes right after', (t) => {
+  // Goal: the hypervisor emulates, then enters; the interrupt must not replace the emulated instruction. Method: an r-- page store with an external interrupt pending.
+  const tm = machine();
+  tm.machine.ept.setRights(PAGE_A, R);
+  tm.state().setGpr('rax', KERNEL);
+  tm.state().setGpr('rbx', 0x1234n);
+  tm.state().rflags = FLAGS | 0x200n;
+  const code = tm.assemble(CODE, (a) => {
+    a.label('store');
+    a.mov(qword(rax, 0x40), rbx).label('after');
+    a.vmcall();
+  });
+  t.is(tm.run(), RunStop.exit);
+  tm.state().set32('pendingInterrupt', 0x30);
+  const cpu = tm.cpu();
+  cpu.enter();
+  t.is(cpu.stepIgnoringEpt(), RunStop.budget);
+  t.is(tm.machine.memory.read64(PAGE_A + 0x40), 0x1234n, 'the store was carried out');
+  t.is(tm.state().rip, code.addressOf('after'));
+  t.is(tm.state().get32('pendingInterrupt'), 0x30, 'the interrupt still waits, in the state block too');
+});
