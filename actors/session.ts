@@ -1,4 +1,4 @@
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import { createActor, type Actor, type InspectionEvent, type Subscription } from 'xstate';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { CommandFlag, CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
@@ -45,7 +45,11 @@ export interface SessionOptions {
   readonly timer?: { readonly periodSteps: number; readonly callback: TimerHandler };
   /** Runs after every handler and timer tick, before EPT changes are committed (hook commit). */
   readonly afterHandler?: (hypervisor: Hypervisor) => void;
-  /** Observes every actor (xstate's inspection protocol). */
+  /**
+   * Observes every actor (xstate's inspection protocol). Given to `restart`, it observes that run
+   * only: the actors the run starts, and the session-long ones (session, handler lock) for as long
+   * as the run lasts, beginning with the state they are in.
+   */
   readonly inspect?: (event: InspectionEvent) => void;
   readonly events?: EventSink;
   readonly random?: RandomSource;
@@ -125,6 +129,10 @@ export class Session implements Hypervisor {
   private repOptimization = true;
   private failure: SessionError | null = null;
   private closing: Promise<void> | null = null;
+  /** The session-long actors' subscriptions to the current run's `inspect`, if it has one. */
+  private readonly runInspection: Subscription[] = [];
+  /** What the session-long actors were created observing (`open`'s inspect). */
+  private readonly openedInspect: SessionOptions['inspect'];
   /** Set when a guest outcome (a triple fault) ended the run. */
   verdict: Verdict | null = null;
 
@@ -144,6 +152,7 @@ export class Session implements Hypervisor {
       () => this.forceVmEntries(),
     );
     const inspect = options.inspect;
+    this.openedInspect = inspect;
     this.fleet = new VcpuFleet(options.machine, inspect);
     this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
     this.dispatchActor = createActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) }).start();
@@ -193,11 +202,12 @@ export class Session implements Hypervisor {
    * over, and the exit queue, clock, verdict and pending EPT requests are cleared. Options given
    * here (a fresh handler, event sink, random source) replace the old ones.
    */
-  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause' | 'emulateAtReply'>> = {}): void {
+  restart(overrides: Partial<Pick<SessionOptions, 'handler' | 'events' | 'random' | 'timer' | 'afterHandler' | 'countedPause' | 'emulateAtReply' | 'inspect'>> = {}): void {
     this.assertLive();
     if (this.fleet.inFlight().length > 0) throw new SessionError('restart() while vCPUs are running: stop them first');
     this.options = { ...this.options, ...overrides };
     this.random = this.options.random ?? this.random;
+    this.inspectRun(this.options.inspect);
     this.fleet.slots.forEach((slot, id) => {
       slot.host.start(CommandKind.reset, 0, 0);
       this.waitHost(id);
@@ -213,6 +223,21 @@ export class Session implements Hypervisor {
     this.verdict = null;
     this.daemon.clear();
     this.ept.discard();
+  }
+
+  /**
+   * Points this run's actors at `inspect`: the ones restart creates get it at creation; the
+   * session-long ones (which observe what `open` was given) are subscribed until the next restart
+   * and told their current state first, so an observer knows every actor's state from the start.
+   */
+  private inspectRun(inspect: SessionOptions['inspect']): void {
+    for (const subscription of this.runInspection.splice(0)) subscription.unsubscribe();
+    this.fleet.inspect = inspect;
+    if (inspect === undefined || inspect === this.openedInspect) return;
+    for (const actor of [this.sessionActor, this.dispatchActor]) {
+      this.runInspection.push(actor.system.inspect(inspect));
+      inspect({ type: '@xstate.snapshot', rootId: actor.sessionId, actorRef: actor, snapshot: actor.getSnapshot(), event: { type: 'vcpusim.run-start' } });
+    }
   }
 
   // --- state ------------------------------------------------------------------------------------------
@@ -624,6 +649,7 @@ export class Session implements Hypervisor {
    */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
+    for (const subscription of this.runInspection.splice(0)) subscription.unsubscribe();
     Atomics.store(this.machine.memory.header, Header.sessionState, 1);
     Atomics.notify(this.machine.memory.header, Header.doorbell);
     this.sessionActor.send({ type: 'CLOSE' });

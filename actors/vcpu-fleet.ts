@@ -45,7 +45,8 @@ export class VcpuFleet {
 
   constructor(
     private readonly machine: Machine,
-    private readonly inspect: ((event: InspectionEvent) => void) | undefined,
+    /** Observes the vcpu actors started from now on (a run that is recorded sets it before restarting its slots). */
+    public inspect: ((event: InspectionEvent) => void) | undefined,
   ) {}
 
   /** Adds vCPU `slots.length`, hosted by `host`; `contextFor` builds its exit context. */

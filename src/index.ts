@@ -27,7 +27,7 @@ export type { ThreadScan, UnsafeThread, IntroRegion } from './intro/thread-safen
 export { Kthread, ThreadState, WaitReason, Eprocess } from './guest/layout.ts';
 export {
   failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
-  type RunMode, type RunReport, type RunRequest, type Violation,
+  type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation,
 } from './explore/scenario-rig.ts';
 export { allScenarios, findScenario, loadScenarioModules, registerScenario } from './explore/registry.ts';
 export { STRATEGIES, type StrategyName, type StrategyPlan } from './explore/schedulers/index.ts';
@@ -96,6 +96,10 @@ export { parseTraceJson, traceToJson, type TraceJson, type TraceMeta } from './e
 export { firstDivergence, Trace, type TraceEntry } from './explore/trace.ts';
 export { readTraceFile, traceFileName, writeRunTrace } from './report/trace-file.ts';
 export { formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+export { writeReports, writeRunReports, type ReportTargets, type RunReportsOptions } from './report/run-reports.ts';
+export { chromeTrace, perfettoTrace, type ChromeTrace, type TraceEvent } from './report/perfetto.ts';
+export { htmlTimeline } from './report/html.ts';
+export type { ActorChange, ExitCapture, RunRecording } from './explore/recorder.ts';
 export { runMain } from './cli/common.ts';
 export { runCommand, type CliContext } from './cli/run.ts';
 export { campaignCommand } from './cli/campaign.ts';

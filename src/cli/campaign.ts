@@ -7,6 +7,7 @@ import { STRATEGIES, type StrategyPlan } from '../explore/schedulers/index.ts';
 import { campaignJunit } from '../report/junit.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
+import { writeRunReports } from '../report/run-reports.ts';
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
 import type { CliContext } from './run.ts';
 import { printTable, rowName } from './campaign-table.ts';
@@ -61,6 +62,7 @@ function reportFirstFailure(row: RowSummary, dir: string, mode: RunMode, quiet: 
   let path: string | null = null;
   try {
     path = writeRunTrace(dir, report, '-campaign');
+    if (row.recording !== undefined) writeRunReports(dir, report, row.recording, { suffix: '-campaign', tracePath: path });
   } catch (error) {
     process.stderr.write(`warning: ${rowName(row)}: the trace of seed ${report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
   }
@@ -161,7 +163,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
   if (quiet) {
     const rowsJson = summary.map((row) => {
-      const { report: _report, ...plain } = row;
+      const { report: _report, recording: _recording, ...plain } = row;
       return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null };
     });
     const campaign = { runs, firstSeed, strategies: plans.map(formatPlan), mode, shard: shard ?? { index: 1, count: 1 } };

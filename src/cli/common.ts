@@ -1,5 +1,5 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /**
@@ -75,16 +75,29 @@ export function integerOption(value: string | undefined, flag: string, fallback:
  * that its results cannot be saved has lost them): creates it, writes and removes a probe file.
  */
 export function ensureWritableDir(dir: string, flag = '--trace-dir'): void {
+  const problem = writableDirProblem(dir);
+  if (problem !== null) throw new UsageError(`${flag} ${dir} cannot hold trace files (${problem}); choose a writable directory with ${flag} DIR`);
+}
+
+/** The same check for the folder of a file to be written (`--perfetto FILE`), before the first run. */
+export function ensureWritableFileDir(file: string, flag: string): void {
+  const dir = dirname(file);
+  const problem = writableDirProblem(dir);
+  if (problem !== null) throw new UsageError(`${flag} ${file} cannot be written: its folder ${dir} ${problem.startsWith('it ') ? problem.slice(3) : `cannot take files (${problem})`}; choose a file in a writable folder`);
+}
+
+/** Why `dir` cannot take files (created if missing; a probe file written and removed), or null. */
+function writableDirProblem(dir: string): string | null {
   try {
-    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error('it is a file, not a directory');
+    if (existsSync(dir) && !statSync(dir).isDirectory()) return 'it is a file, not a directory';
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
     const probe = join(dir, `.vcpusim-write-check-${process.pid}`);
     writeFileSync(probe, '');
     rmSync(probe);
+    return null;
   } catch (error) {
-    const reason = error instanceof Error ? error.message.replace(/^[A-Z]+: /, '') : String(error);
-    throw new UsageError(`${flag} ${dir} cannot hold trace files (${reason}); choose a writable directory with ${flag} DIR`);
+    return error instanceof Error ? error.message.replace(/^[A-Z]+: /, '') : String(error);
   }
 }
 

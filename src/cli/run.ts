@@ -7,8 +7,11 @@ import { firstDivergence } from '../explore/trace.ts';
 import { BUILTIN_FIXES } from '../intro/fixes.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { readTraceFile, writeRunTrace } from '../report/trace-file.ts';
-import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
+import { writeReports, type ReportTargets } from '../report/run-reports.ts';
+import type { RunRecording } from '../explore/recorder.ts';
+import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
+import { existsSync, statSync } from 'node:fs';
 
 /** Where a CLI finds its scenarios: the modules of the built-in ones (absolute paths). */
 export interface CliContext {
@@ -38,6 +41,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
   --check-determinism   run every seed a second time on a separately built guest; a different trace
                         hash fails, naming the first entry that differs
   --trace-dir DIR       where the first failing run's trace goes (default traces)
+  --perfetto FILE       write the first failing run (or the last run, when none failed) as a Perfetto /
+                        Chrome trace (JSON; open it in ui.perfetto.dev or chrome://tracing)
+  --html FILE           write the same run as a self-contained HTML timeline (open it in a browser)
   --json                one machine-readable JSON object on stdout
   --hashes              with --json: every run's trace hash (memory grows with --runs)
   --load FILE           register the scenarios a module of your own exports (repeatable)
@@ -61,6 +67,8 @@ interface Options {
   readonly traceDir: string;
   readonly json: boolean;
   readonly hashes: boolean;
+  /** Where the reports of the first failing run (or the last run) go; null: not asked for. */
+  readonly reports: ReportTargets;
 }
 
 type Parsed = { readonly kind: 'help' } | { readonly kind: 'list'; readonly load: readonly string[] } | { readonly kind: 'run'; readonly options: Options; readonly load: readonly string[] };
@@ -84,7 +92,7 @@ function parse(argv: readonly string[]): Parsed {
     seed: { type: 'string' }, runs: { type: 'string' }, strategy: { type: 'string' }, depth: { type: 'string' }, mode: { type: 'string' },
     fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    list: { type: 'boolean' }, load: { type: 'string', multiple: true },
+    list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -121,8 +129,16 @@ function parse(argv: readonly string[]): Parsed {
       traceDir: text('trace-dir') ?? 'traces',
       json: values.json === true,
       hashes: values.hashes === true,
+      reports: { perfetto: reportPath(text('perfetto'), '--perfetto'), html: reportPath(text('html'), '--html') },
     },
   };
+}
+
+/** A report file named on the command line: not a directory (its folder is checked before the first run). */
+function reportPath(path: string | undefined, flag: string): string | null {
+  if (path === undefined) return null;
+  if (path === '' || (existsSync(path) && statSync(path).isDirectory())) throw new UsageError(`${flag} takes a file to write, got ${path === '' ? 'nothing' : `the directory ${path}`}`);
+  return path;
 }
 
 /** A recorded trace to replay for `scenario`: read, checked, its fixes known to this build. */
@@ -176,6 +192,10 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   }
   const fixes = catalog.apply(base, options.fixSettings);
   if (mode !== 'free') ensureWritableDir(options.traceDir);
+  for (const [path, flag] of [[options.reports.perfetto, '--perfetto'], [options.reports.html, '--html']] as const) {
+    if (path !== null) ensureWritableFileDir(path, flag);
+  }
+  const record = options.reports.perfetto !== null || options.reports.html !== null;
 
   const tally = new RunTally(definition.windows.map((w) => w.name), options.hashes);
   const nondeterminism: Nondeterminism = { count: 0, first: null };
@@ -189,6 +209,23 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
       process.stderr.write(`warning: the trace of seed ${report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
     }
   };
+  // The reports show the first failing run, written when it happens; the last run's recording is
+  // kept (and replaced) only until a run fails, for the case that none does.
+  let reports: ReportTargets | null = null;
+  let lastRun: { readonly report: RunReport; readonly recording: RunRecording } | null = null;
+  const writeRunReports = (report: RunReport, recording: RunRecording): void => {
+    try {
+      reports = writeReports(options.reports, report, recording, tracePath);
+    } catch (error) {
+      reports = { perfetto: null, html: null };
+      process.stderr.write(`warning: the reports of seed ${report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+    }
+  };
+  const keepReports = (report: RunReport, recording: RunRecording | null): void => {
+    if (!record || reports !== null || recording === null) return;
+    if (report === tally.firstFailure) writeRunReports(report, recording);
+    else lastRun = { report, recording };
+  };
   const rig = ScenarioRig.open(definition, mode);
   let twin: ScenarioRig<ScenarioGuest> | null = null;
   const stop = watchStopRequests();
@@ -196,15 +233,17 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const started = performance.now();
   try {
     if (recorded !== null) {
-      const report = rig.replay(recorded, fixes);
+      const report = rig.replay(recorded, fixes, { record });
       tally.add(report);
       keepFirstTrace(report);
+      keepReports(report, rig.lastRecording);
     } else {
       for (let k = 0; k < options.runs && stop.requested === null; k++) {
         const request: RunRequest = { seed: options.seed + k, strategy: options.strategy, depth: options.depth, fixes };
-        const report = rig.run(request);
+        const report = rig.run(request, { record });
         tally.add(report);
         keepFirstTrace(report);
+        keepReports(report, rig.lastRecording);
         if (options.checkDeterminism) {
           twin ??= ScenarioRig.open(definition, mode);
           const again = twin.run(request);
@@ -226,12 +265,25 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     stop.dispose();
     await Promise.all([rig.close(), twin?.close()]);
   }
-  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, (performance.now() - started) / 1000, stop.requested);
+  const seconds = (performance.now() - started) / 1000;
+  const unwritten = lastRun as { readonly report: RunReport; readonly recording: RunRecording } | null;
+  if (reports === null && unwritten !== null) writeRunReports(unwritten.report, unwritten.recording);
+  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports);
+}
+
+/** Where the reports went, as lines of the summary. */
+function reportLines(reports: ReportTargets | null, failed: boolean): string {
+  if (reports === null) return '';
+  const which = failed ? 'the first failing run' : 'the last run';
+  return [
+    reports.perfetto !== null ? `  perfetto trace of ${which} written to ${reports.perfetto} (open it in ui.perfetto.dev or chrome://tracing)\n` : '',
+    reports.html !== null ? `  html timeline of ${which} written to ${reports.html} (open it in a browser)\n` : '',
+  ].join('');
 }
 
 function summarize(
   options: Options, scenario: string, mode: RunMode, recorded: TraceJson | null, tally: RunTally, nondeterminism: Nondeterminism,
-  tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null,
+  tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null, reports: ReportTargets | null,
 ): number {
   const first = tally.firstFailure;
   const status = stopped !== null ? stopped.exitCode : tally.failures > 0 || nondeterminism.count > 0 ? 1 : 0;
@@ -246,6 +298,7 @@ function summarize(
       ...(options.checkDeterminism ? { nondeterministic: nondeterminism } : {}),
       ...(tally.hashes !== null ? { traceHashes: tally.hashes } : {}),
       ...(stopped !== null ? { stopped: stopped.why } : {}),
+      ...(reports !== null ? { reports: { perfetto: reports.perfetto, html: reports.html } } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return status;
@@ -269,6 +322,7 @@ function summarize(
   }
   if (first === null) {
     if (nondeterminism.count === 0) process.stdout.write(`PASS: no invariant broke in ${tally.runs} run(s)\n`);
+    process.stdout.write(reportLines(reports, false));
     return status;
   }
   // A replay reruns with the recorded strategy, not this invocation's defaults.
@@ -277,6 +331,7 @@ function summarize(
   const byOracle = Object.entries(tally.byOracle).map(([oracle, n]) => `${oracle} ${n}`).join(', ');
   process.stdout.write(`${tally.failures} of ${tally.runs} run(s) failed (${byOracle}); the first:\n`);
   process.stdout.write(`${formatFailure(first, { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) }, tracePath)}\n`);
+  process.stdout.write(reportLines(reports, true));
   return status;
 }
 

@@ -20,7 +20,8 @@ const USAGE = `usage: npx vcpusim <command> [options]   (each command: --help)
 
 const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
   follows the trace a failing run wrote: its scenario, seed, schedule, mode and fixes; the options
-  are those of \`run\` that a replay takes (--mode, --fix, --trace-dir, --json, --load)`;
+  are those of \`run\` that a replay takes (--mode, --fix, --trace-dir, --json, --load, --perfetto FILE,
+  --html FILE: the replayed run as a Perfetto trace and an HTML timeline)`;
 
 /** The commands by name: each takes the arguments after its name and returns the exit status. */
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {

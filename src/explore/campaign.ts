@@ -3,6 +3,7 @@ import { failed, ScenarioRig, type RunMode, type RunReport } from './scenario-ri
 import type { ScenarioDefinition, ScenarioGuest } from './scenario.ts';
 import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/index.ts';
 import type { TraceJson } from './trace-json.ts';
+import type { RunRecording } from './recorder.ts';
 import { firstDivergence } from './trace.ts';
 
 /**
@@ -109,6 +110,8 @@ export interface RowSummary extends CampaignRow {
   readonly determinism: { readonly checked: readonly number[]; readonly nondeterministic: readonly Nondeterminism[] };
   /** The row's first failure as run again here (its trace, for the report): not sent as JSON. */
   readonly report?: RunReport;
+  /** That run's recording, for its Perfetto trace: not sent as JSON either. */
+  readonly recording?: RunRecording;
 }
 
 /** A row passes when its bug was found (or, for the all-fixes-on row, nothing broke), no task failed, every seed reproduced. */
@@ -286,6 +289,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         complete: submitted === positions.length,
         determinism: check.determinism,
         ...(check.report !== undefined ? { report: check.report } : {}),
+        ...(check.recording !== undefined ? { recording: check.recording } : {}),
       });
     }
   } finally {
@@ -300,12 +304,13 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
  */
 async function checkRow(
   row: CampaignRow, acc: RowAccumulator, mode: RunMode, local: LocalRigs, pool: Piscina<CampaignTask, CampaignResult>, taskOf: (seed: number) => CampaignTask,
-): Promise<{ determinism: RowSummary['determinism']; report?: RunReport }> {
+): Promise<{ determinism: RowSummary['determinism']; report?: RunReport; recording?: RunRecording }> {
   const wanted = new Map<number, string>(acc.sampleHashes);
   const shown = acc.firstFound ?? acc.firstFailure;
   if (shown !== null) wanted.set(shown.seed, shown.hash);
   const nondeterministic: Nondeterminism[] = [];
   let report: RunReport | undefined;
+  let recording: RunRecording | undefined;
   let rig: ScenarioRig<ScenarioGuest>;
   try {
     rig = local.get(row.scenario, mode);
@@ -319,8 +324,13 @@ async function checkRow(
   }
   for (const [seed, poolHash] of [...wanted].sort((a, b) => a[0] - b[0])) {
     const task = taskOf(seed);
-    const here = rig.run({ seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(row.fixesOff) });
-    if (seed === shown?.seed && failed(here)) report = here;
+    const shownSeed = seed === shown?.seed;
+    // The failure shown is recorded too: its Perfetto trace goes next to its trace file.
+    const here = rig.run({ seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(row.fixesOff) }, { record: shownSeed });
+    if (shownSeed && failed(here)) {
+      report = here;
+      recording = rig.lastRecording ?? undefined;
+    }
     if (here.hash === poolHash) continue;
     const pooled = await pool.run({ ...task, withTrace: true });
     const divergence = pooled.trace === undefined
@@ -328,6 +338,6 @@ async function checkRow(
       : firstDivergence(pooled.trace.entries, here.trace.entries, ['pool', 'here']) ?? 'the entries agree; the hashes do not';
     nondeterministic.push({ seed, poolHash, hereHash: here.hash, divergence });
   }
-  return { determinism: { checked: [...wanted.keys()].sort((a, b) => a - b), nondeterministic }, ...(report !== undefined ? { report } : {}) };
+  return { determinism: { checked: [...wanted.keys()].sort((a, b) => a - b), nondeterministic }, ...(report !== undefined ? { report } : {}), ...(recording !== undefined ? { recording } : {}) };
 }
 

@@ -8,6 +8,7 @@ import { MachineSnapshot } from '../machine/snapshot.ts';
 import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
 import { runFree } from './free-running.ts';
 import { Prng, seedValue, type Seed } from './prng.ts';
+import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
 import { createScheduler, type StrategyName } from './schedulers/index.ts';
@@ -36,6 +37,15 @@ export interface RunRequest {
   readonly depth: number;
   /** The built-in fixes and the scenario's own (see `ScenarioRig.fixes`). */
   readonly fixes: Fixes<string>;
+}
+
+/** How a run is carried out beyond its request. */
+export interface RunOptions {
+  /**
+   * Record the run for the Perfetto and HTML reports (`ScenarioRig.lastRecording`): actor states,
+   * registers and code at every exit. Off by default; a recorded run has the same trace hash.
+   */
+  readonly record?: boolean;
 }
 
 export interface Violation {
@@ -126,6 +136,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private session: Session | null = null;
   private guestInstance: G;
   private events: readonly TimedEvent[] = [];
+  private recording: RunRecording | null = null;
   private snapshot: MachineSnapshot;
   /** The last run threw outside the engine: its session may be in any state, the next run gets a new one. */
   private sessionSuspect = false;
@@ -149,6 +160,11 @@ export class ScenarioRig<G extends ScenarioGuest> {
   /** Every runtime event of the last run, in order (engine unload included): what oracles saw. */
   get lastEvents(): readonly TimedEvent[] {
     return this.events;
+  }
+
+  /** The last run's recording, when it was asked for (`run(request, { record: true })`); otherwise null. */
+  get lastRecording(): RunRecording | null {
+    return this.recording;
   }
 
   static open<G extends ScenarioGuest>(definition: ScenarioDefinition<G>, mode: RunMode): ScenarioRig<G> {
@@ -181,9 +197,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   /** One run from the initial snapshot. */
-  run(request: RunRequest): RunReport {
+  run(request: RunRequest, options: RunOptions = {}): RunReport {
     const strategy = this.mode === 'free' ? 'free' : request.strategy === 'pct' ? `pct(d=${request.depth})` : request.strategy;
-    return this.execute(request.seed, strategy, request.fixes, ({ session, trace, prng, observe, startEngine, done }) => {
+    return this.execute(request.seed, strategy, request.fixes, options, ({ session, trace, prng, observe, startEngine, done }) => {
       const { bounds, vcpus } = this.definition;
       session.eventSink = (event, clock) => {
         trace.recordEvent(event, clock);
@@ -203,15 +219,15 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * Follows a recorded schedule (a trace written by a run) with the recorded seed, checking every
    * entry as it goes; the first difference raises ReplayDivergence naming it.
    */
-  replay(recorded: TraceJson, fixes: Fixes<string>): RunReport {
+  replay(recorded: TraceJson, fixes: Fixes<string>, options: RunOptions = {}): RunReport {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
-    return this.execute(recorded.seed, recorded.strategy, fixes, ({ session, trace, observe, startEngine, done }) => {
+    return this.execute(recorded.seed, recorded.strategy, fixes, options, ({ session, trace, observe, startEngine, done }) => {
       const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
       return { result, trace: result.trace };
     });
   }
 
-  private execute(seed: Seed, strategy: string, fixes: Fixes<string>, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
+  private execute(seed: Seed, strategy: string, fixes: Fixes<string>, options: RunOptions, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
     const started = performance.now();
     const definition = this.definition;
     const session = this.liveSession();
@@ -219,6 +235,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
     this.guestInstance.resetObservations();
     const events: TimedEvent[] = [];
     this.events = events;
+    this.recording = null;
+    const runTrace = new Trace();
+    const recorder = options.record === true ? new RunRecorder(this.guestInstance.machine, () => session.clock, () => runTrace.entries.length) : null;
+    const finishRecording = (): void => {
+      if (recorder !== null) this.recording = recorder.finish({ entries: runTrace.entries, choices: runTrace.choices, events, oraclePhases: this.oraclePhases() });
+    };
+    const inspect = recorder === null ? {} : { inspect: recorder.inspect };
     const prng = new Prng(seed);
     const extension = definition.engine;
     const scenarioEngine = (engine: Introcore): ScenarioEngine<string> => new ScenarioEngine(engine, fixes);
@@ -229,6 +252,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       ...(definition.bounds.unloadTries !== undefined ? { unloadTries: definition.bounds.unloadTries } : {}),
       ...(definition.bounds.unloadRetrySteps !== undefined ? { unloadRetrySteps: definition.bounds.unloadRetrySteps } : {}),
       guestCall: (event) => this.guestInstance.guestCall(event.vcpuId, event.self),
+      ...inspect,
     });
     const world = {
       guest: this.guestInstance,
@@ -259,13 +283,17 @@ export class ScenarioRig<G extends ScenarioGuest> {
       random: prng.fork('engine'),
       countedPause: fixes.countedPause,
       emulateAtReply: definition.hypervisor?.emulation === 'at-reply',
+      inspect: recorder?.inspect,
     };
     const base = { scenario: definition.name, seed: String(seedValue(seed)), strategy, mode: this.mode, fixesOff: this.fixes.off(fixes) };
     const context: RunContext = {
       session,
-      trace: new Trace(),
+      trace: runTrace,
       prng,
-      observe: (event, clock) => events.push({ event, clock }),
+      observe: recorder === null ? (event, clock) => events.push({ event, clock }) : (event, clock) => {
+        events.push({ event, clock });
+        recorder.observe(event);
+      },
       startEngine: () => void introspection.start(extension?.start === undefined ? undefined : (engine) => extension.start!(scenarioEngine(engine), this.guestInstance)),
       done: (s) => early !== null || s.finished,
     };
@@ -284,6 +312,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       const message = error instanceof Error ? (engine ? error.message : `${error.message}\n${error.stack?.split('\n')[1]?.trim() ?? ''}`) : String(error);
       const violations: Violation[] = [...this.unsupportedInstructions()];
       violations.push({ oracle: engine ? 'engine-runs' : 'simulation-runs', detail: message.split('\n').slice(0, 8).join('\n') });
+      finishRecording();
       return {
         ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
         durationMs: performance.now() - started, violations, windows: [], vcpus: describeVcpusWithCode(this.guestInstance.machine), trace: context.trace,
@@ -314,7 +343,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
     }
     const windows = this.windowsReached(world, violations);
     introspection.stop();
+    finishRecording();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
+  }
+
+  /** When each of the scenario's oracles is checked. */
+  private oraclePhases(): Record<string, OraclePhase> {
+    return Object.fromEntries(this.definition.oracles.map((oracle) => [oracle.name, oracle.phase]));
   }
 
   /** A violation per vCPU that took #UD on an instruction vcpusim does not emulate. */

@@ -1,5 +1,6 @@
 import type { FixName } from '../intro/fixes.ts';
 import type { RunMode, RunReport } from '../explore/scenario-rig.ts';
+import { parseStrategyLabel } from '../explore/schedulers/index.ts';
 
 /**
  * Plain-text reports for the CLI and the campaign: a failed run as the engineer needs it (seed,
@@ -35,6 +36,14 @@ export function rerunCommand(spec: RunCommandSpec): string {
 /** `npx tsx scenarios/run.ts <name> --replay <file>`: follows the recorded schedule exactly. */
 export function replayCommand(scenario: string, tracePath: string, fixesOff: readonly FixName[]): string {
   return `npx tsx scenarios/run.ts ${scenario} --replay ${tracePath}${fixFlags(fixesOff)}`;
+}
+
+/** The commands that rerun a reported run and, when its trace was written to `tracePath`, replay it. */
+export function commandsOf(report: RunReport, tracePath: string | null): { readonly rerun: string; readonly replay: string | null } {
+  // A strategy label that names no strategy ("free", "replay") reruns with the CLI's default.
+  const plan = parseStrategyLabel(report.strategy) ?? { strategy: 'pct', depth: 2 };
+  const rerun = rerunCommand({ scenario: report.scenario, seed: report.seed, strategy: plan.strategy, depth: plan.depth, mode: report.mode, fixesOff: report.fixesOff });
+  return { rerun, replay: tracePath === null ? null : replayCommand(report.scenario, tracePath, report.fixesOff) };
 }
 
 /** The detailed report of one failed run. */

@@ -140,7 +140,7 @@ test('campaign: nondeterminism, a setup() that throws, a bug row whose oracle ne
 
 test('campaign in workers mode: the first failure is run again, named and replayed in workers mode', (t) => {
   const dir = tempDir(t);
-  const run = cli('scenarios/campaign.ts', ['--mode', 'workers', '--runs', '3', '--threads', '1', '--strategies', 'random', '--scenario', 'memtable-stale-icache', '--trace-dir', dir]);
+  const run = cli('scenarios/campaign.ts', ['--mode', 'workers', '--runs', '10', '--threads', '1', '--strategies', 'random', '--scenario', 'memtable-stale-icache', '--trace-dir', dir]);
   t.is(run.status, 0, run.stdout + run.stderr);
   t.regex(run.stdout, /trace written to .*-random-workers-off-.*-campaign\.json/);
   t.regex(run.stdout, /rerun: {3}npx tsx scenarios\/run\.ts memtable-stale-icache --seed \d+ --strategy random --mode workers --fix/);

@@ -22,15 +22,15 @@ function cli(script: string, args: string[], timeoutMs = 120_000): { status: num
 test('run.ts --json: a race found (exit 1), its trace written, and --replay following it', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const found = cli('scenarios/run.ts', ['memtable-stale-icache', '--bug', '--runs', '6', '--strategy', 'random', '--json', '--hashes', '--trace-dir', dir]);
+  const found = cli('scenarios/run.ts', ['memtable-stale-icache', '--bug', '--runs', '12', '--strategy', 'random', '--json', '--hashes', '--trace-dir', dir]);
   t.is(found.status, 1, found.stderr);
   const report = JSON.parse(found.stdout) as { scenario: string; runs: number; failures: number; firstFailure?: { seed: string; invariant: string; trace: string }; windowsReached: Record<string, number>; traceHashes: string[] };
   t.is(report.scenario, 'memtable-stale-icache');
-  t.is(report.runs, 6);
+  t.is(report.runs, 12);
   t.true(report.failures > 0);
   t.is(report.firstFailure?.invariant, 'relocated-at-most-once');
   t.true(existsSync(report.firstFailure!.trace));
-  t.is(report.traceHashes.length, 6);
+  t.is(report.traceHashes.length, 12);
   t.true(report.windowsReached['peer-waiting-at-patch'] > 0);
 
   const replayed = cli('scenarios/run.ts', ['memtable-stale-icache', '--replay', report.firstFailure!.trace, '--trace-dir', dir]);
@@ -83,6 +83,9 @@ test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-o
   t.is(off.runs, 8);
   t.true(off.failures > 0);
   t.true(existsSync(off.trace!), 'the first failing seed was re-run and its trace written');
+  const perfetto = off.trace!.replace(/\.json$/, '.perfetto.json');
+  t.true(existsSync(perfetto), 'and its Perfetto trace next to it');
+  t.true((JSON.parse(readFileSync(perfetto, 'utf8')) as { traceEvents: unknown[] }).traceEvents.length > 100);
   t.is(on.failures, 0);
 });
 
