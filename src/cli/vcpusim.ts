@@ -16,7 +16,13 @@ const USAGE = `usage: npx vcpusim <command> [options]   (each command: --help)
   run <scenario> …        run a scenario over seeds with a strategy (as scenarios/run.ts)
   campaign …              the main job: every scenario, fixes on and each bug's fixes off (as scenarios/campaign.ts)
   campaign merge F.json…  the shards of a campaign (--shard I/N --json) as one run
-  replay <trace.json> …   follow a recorded trace: its scenario, seed, schedule and fixes`;
+  replay <trace.json> …   follow a recorded trace: its scenario, seed, schedule and fixes
+  report <trace.json> --perfetto F --html F
+                          replay a trace and write its Perfetto trace and/or HTML timeline`;
+
+const REPORT_USAGE = `usage: npx vcpusim report <trace.json> [--perfetto FILE] [--html FILE] [--mode inline|workers]
+  replays the trace a failing run wrote and writes the run as a Perfetto/Chrome trace (open it in
+  ui.perfetto.dev or chrome://tracing) and/or a self-contained HTML timeline; at least one of the two`;
 
 const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
   follows the trace a failing run wrote: its scenario, seed, schedule, mode and fixes; the options
@@ -27,21 +33,30 @@ const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   run: (argv) => runCommand(argv, context),
   campaign: (argv) => campaignCommand(argv, context),
-  replay: async (argv) => {
-    const [file, ...rest] = argv;
-    if (file === undefined || file === '--help' || file === '-h') {
-      process.stdout.write(`${REPLAY_USAGE}\n`);
-      return file === undefined ? 2 : 0;
+  replay: (argv) => replay(argv, REPLAY_USAGE),
+  report: (argv) => {
+    if (argv[0] !== undefined && !argv[0].startsWith('-') && !argv.includes('--perfetto') && !argv.includes('--html')) {
+      process.stderr.write('error: report writes --perfetto FILE and/or --html FILE; give at least one (npx vcpusim report --help)\n');
+      return Promise.resolve(2);
     }
-    // The trace names its scenario; run takes it from there.
-    const { scenario } = readTraceFile(file);
-    if (scenario === undefined) {
-      process.stderr.write(`error: ${file} does not name its scenario; run it with: npx vcpusim run <scenario> --replay ${file}\n`);
-      return 2;
-    }
-    return runCommand([scenario, '--replay', file, ...rest], context);
+    return replay(argv, REPORT_USAGE);
   },
 };
+
+/** Follows a trace file, its scenario read from the file; the rest of the options go to run. */
+async function replay(argv: readonly string[], usage: string): Promise<number> {
+  const [file, ...rest] = argv;
+  if (file === undefined || file === '--help' || file === '-h') {
+    process.stdout.write(`${usage}\n`);
+    return file === undefined ? 2 : 0;
+  }
+  const { scenario } = readTraceFile(file);
+  if (scenario === undefined) {
+    process.stderr.write(`error: ${file} does not name its scenario; run it with: npx vcpusim run <scenario> --replay ${file}\n`);
+    return 2;
+  }
+  return runCommand([scenario, '--replay', file, ...rest], context);
+}
 
 export async function dispatch(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
