@@ -1,5 +1,5 @@
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /**
@@ -86,11 +86,24 @@ export function ensureWritableFileDir(file: string, flag: string): void {
   if (problem !== null) throw new UsageError(`${flag} ${file} cannot be written: its folder ${dir} ${problem.startsWith('it ') ? problem.slice(3) : `cannot take files (${problem})`}; choose a file in a writable folder`);
 }
 
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdirSync never returns for a path under a
+ * directory that refuses new entries with ENOENT (/proc).
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let at = resolve(dir); !existsSync(at); at = dirname(at)) {
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const path of missing) mkdirSync(path);
+}
+
 /** Why `dir` cannot take files (created if missing; a probe file written and removed), or null. */
 function writableDirProblem(dir: string): string | null {
   try {
     if (existsSync(dir) && !statSync(dir).isDirectory()) return 'it is a file, not a directory';
-    mkdirSync(dir, { recursive: true });
+    makeDirectories(dir);
     accessSync(dir, constants.W_OK);
     const probe = join(dir, `.vcpusim-write-check-${process.pid}`);
     writeFileSync(probe, '');

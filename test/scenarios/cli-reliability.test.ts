@@ -8,7 +8,7 @@
  */
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -199,4 +199,11 @@ test('killing the npx that launched a campaign does not leave the campaign runni
   const left = alive();
   for (const pid of left) process.kill(pid, 'SIGKILL');
   t.deepEqual(left, [], 'no process of the campaign outlived its launcher');
+});
+
+test('a trace directory under /proc is one clear error, not a hang', (t) => {
+  if (!existsSync('/proc/self')) return t.pass('no /proc here');
+  const run = cli('scenarios/run.ts', ['push-two-addresses', '--trace-dir', '/proc/vcpusim-no-such-dir']);
+  t.is(run.status, 2, run.stdout + run.stderr);
+  t.regex(run.stderr, /--trace-dir \/proc\/vcpusim-no-such-dir cannot hold trace files/);
 });
