@@ -77,8 +77,15 @@ export function failureMessage(report: RunReport, traceDir: string): string {
   return formatFailure(report, { rerun, replay }, tracePath) + traceProblem;
 }
 
-/** Runs the exploration the options describe and asserts what they expect. */
-export async function exploreScenario(t: ExecutionContext, definition: ScenarioDefinition<ScenarioGuest>, options: ExploreOptions): Promise<Exploration> {
+/** An exploration and its verdict: null when it met `expect`, else why not (the test's failure message). */
+export interface ExplorationVerdict extends Exploration {
+  readonly failure: string | null;
+  /** What to log when it passed. */
+  readonly summary: string;
+}
+
+/** Runs the exploration the options describe and judges it, without asserting anything. */
+export async function runExploration(definition: ScenarioDefinition<ScenarioGuest>, options: ExploreOptions): Promise<ExplorationVerdict> {
   const rig = ScenarioRig.open(definition, options.mode ?? 'inline');
   try {
     const off = fixesOffOf(definition, options.fixesOff);
@@ -89,39 +96,46 @@ export async function exploreScenario(t: ExecutionContext, definition: ScenarioD
     const seeds = seedList(options.seeds);
     const traceDir = options.traceDir ?? 'traces';
     let runs = 0;
+    const verdict = (found: RunReport | null, failure: string | null, summary = ''): ExplorationVerdict => ({ runs, found, windows, failure, summary });
     for (const seed of seeds) {
       const report = rig.run({ seed, ...plan(seed), fixes });
       runs++;
       for (const name of report.windows) windows[name] = (windows[name] ?? 0) + 1;
       if (!failed(report)) continue;
       if (options.expect === 'no-failure') {
-        t.fail(`${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}`);
-        return { runs, found: report, windows };
+        return verdict(report, `${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}`);
       }
       if (report.violations[0].oracle !== bug.caughtBy) {
-        t.fail(`${definition.name}: seed ${seed} failed, but first on ${report.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${failureMessage(report, traceDir)}`);
-        return { runs, found: report, windows };
+        return verdict(report, `${definition.name}: seed ${seed} failed, but first on ${report.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${failureMessage(report, traceDir)}`);
       }
-      t.log(`${definition.name}: "${bug.name}" found at seed ${seed} (${report.strategy}): ${report.violations[0].detail.split('\n')[0]}`);
-      t.pass();
-      return { runs, found: report, windows };
+      return verdict(report, null, `${definition.name}: "${bug.name}" found at seed ${seed} (${report.strategy}): ${report.violations[0].detail.split('\n')[0]}`);
     }
     if (options.expect === 'finds-bug') {
-      t.fail(`${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found in ${seeds.length} seed(s) ${describeSeeds(seeds)}`);
-      return { runs, found: null, windows };
+      return verdict(null, `${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found in ${seeds.length} seed(s) ${describeSeeds(seeds)}`);
     }
-    t.log(`${definition.name}: ${runs} runs, none failed; windows reached: ${Object.entries(windows).map(([name, n]) => `${name} ${n}`).join(', ') || 'none defined'}`);
+    const summary = `${definition.name}: ${runs} runs, none failed; windows reached: ${Object.entries(windows).map(([name, n]) => `${name} ${n}`).join(', ') || 'none defined'}`;
     if (options.window !== undefined) {
       const reached = windows[options.window.name];
-      if (reached === undefined) t.fail(`${definition.name} has no window goal "${options.window.name}" (${Object.keys(windows).join(', ')})`);
-      else t.true(reached >= options.window.atLeast, `window "${options.window.name}" reached in ${reached} of ${runs} runs; at least ${options.window.atLeast} expected`);
-    } else {
-      t.pass();
+      if (reached === undefined) return verdict(null, `${definition.name} has no window goal "${options.window.name}" (${Object.keys(windows).join(', ')})`, summary);
+      if (reached < options.window.atLeast) return verdict(null, `window "${options.window.name}" reached in ${reached} of ${runs} runs; at least ${options.window.atLeast} expected`, summary);
     }
-    return { runs, found: null, windows };
+    return verdict(null, null, summary);
   } finally {
     await rig.close();
   }
+}
+
+/** Runs the exploration and asserts what the options expect (the macro's body). */
+export async function exploreScenario(t: ExecutionContext, definition: ScenarioDefinition<ScenarioGuest>, options: ExploreOptions): Promise<Exploration> {
+  const result = await runExploration(definition, options);
+  if (result.failure !== null) {
+    if (result.summary !== '') t.log(result.summary);
+    t.fail(result.failure);
+  } else {
+    t.log(result.summary);
+    t.pass();
+  }
+  return { runs: result.runs, found: result.found, windows: result.windows };
 }
 
 const describeSeeds = (seeds: readonly number[]): string => (seeds.length > 0 ? `(${seeds[0]}…${seeds[seeds.length - 1]})` : '');

@@ -8,16 +8,31 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pushTwoAddresses } from '../../scenarios/push-two-addresses.ts';
-import { explore, failureMessage } from '../../src/ava.ts';
+import { explore, failureMessage, runExploration } from '../../src/ava.ts';
 import { failed, ScenarioRig } from '../../src/explore/scenario-rig.ts';
 
 test('finds-bug passes when the bug\'s own oracle breaks', explore, pushTwoAddresses, { seeds: 2, strategy: 'random', fixesOff: 'bug', expect: 'finds-bug' });
 
-test.failing('no-failure fails when a seed breaks an invariant', explore, pushTwoAddresses, { seeds: 2, strategy: 'random', fixesOff: 'bug', expect: 'no-failure', traceDir: join(tmpdir(), 'vcpusim-ava-failing') });
+test('no-failure fails when a seed breaks an invariant, with the failing run\'s report', async (t) => {
+  const result = await runExploration(pushTwoAddresses, { seeds: 2, strategy: 'random', fixesOff: 'bug', expect: 'no-failure', traceDir: join(tmpdir(), 'vcpusim-ava-failing') });
+  t.regex(result.failure ?? '', /^push-two-addresses: seed 1 broke an invariant \(1 of 2 seeds run\)\nFAILED {2}push-two-addresses {2}seed 1/);
+  t.is(result.found?.seed, '1');
+});
 
-test.failing('finds-bug fails when no seed finds it', explore, pushTwoAddresses, { seeds: 2, strategy: 'random', expect: 'finds-bug' });
+test('finds-bug fails when no seed finds it', async (t) => {
+  const result = await runExploration(pushTwoAddresses, { seeds: 2, strategy: 'random', expect: 'finds-bug' });
+  t.is(result.failure, 'push-two-addresses: "second address unchecked" (no fix off) not found in 2 seed(s) (1…2)');
+  t.is(result.found, null);
+});
 
-test.failing('a window goal reached too rarely fails a clean sweep', explore, pushTwoAddresses, { seeds: 2, strategy: 'random', expect: 'no-failure', window: { name: 'write-blocked', atLeast: 3 } });
+test('a window goal reached too rarely fails a clean sweep; an unknown one is named', async (t) => {
+  const rare = await runExploration(pushTwoAddresses, { seeds: 2, strategy: 'random', expect: 'no-failure', window: { name: 'write-blocked', atLeast: 3 } });
+  t.is(rare.failure, 'window "write-blocked" reached in 2 of 2 runs; at least 3 expected');
+  const unknown = await runExploration(pushTwoAddresses, { seeds: 1, strategy: 'random', expect: 'no-failure', window: { name: 'nope', atLeast: 1 } });
+  t.regex(unknown.failure ?? '', /has no window goal "nope" \(write-blocked\)/);
+  const enough = await runExploration(pushTwoAddresses, { seeds: 2, strategy: 'random', expect: 'no-failure', window: { name: 'write-blocked', atLeast: 2 } });
+  t.is(enough.failure, null);
+});
 
 test('the failure message carries the seed, the invariant, the rerun and replay commands and the trace path', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-ava-'));
