@@ -11,7 +11,7 @@ import type { ExitEvent } from '../src/intro/glue.ts';
 import { HookType } from '../src/intro/gpa-hooks.ts';
 import { IntroAction, IntroError, IntStatus, type IntroActionCode } from '../src/intro/status.ts';
 import { checkThreads, UNLOAD_CHECK, type ThreadScan } from '../src/intro/thread-safeness.ts';
-import { ExitReason, type ExitReasonCode } from '../src/machine/layout.ts';
+import { ExitAccess, ExitEptFlags, ExitReason, type ExitReasonCode } from '../src/machine/layout.ts';
 import { EffectErrors } from './effects.ts';
 import { hookCommitMachine } from './hook-commit.machine.ts';
 import { threadSafenessMachine } from './thread-safeness.machine.ts';
@@ -218,7 +218,8 @@ export class Introspection {
 
   /** The engine's entry point for each exit reason it handles (HVMI's IntHandle*), and how its answer becomes a reply. */
   private readonly exitHandlers: Readonly<Partial<Record<ExitReasonCode, (context: ExitContext) => ExitReply>>> = {
-    [ExitReason.eptViolation]: (context) => this.withInjection(context, REPLIES[this.engine.handleEptViolation(context)]),
+    [ExitReason.eptViolation]: (context) =>
+      isAccessedDirtyUpdate(context) ? this.assistAccessedDirty(context) : this.withInjection(context, REPLIES[this.engine.handleEptViolation(context)]),
     [ExitReason.int3]: (context) => {
       const { action, reinject } = this.engine.handleBreakpoint(context);
       // A guest INT3 goes back to the guest as #BP, past the INT3 like the trap it is.
@@ -240,6 +241,19 @@ export class Introspection {
     if (injection === null) return reply;
     if (injection.cr2 !== undefined) context.self.set64('cr2', injection.cr2);
     return { ...reply, inject: { vector: injection.vector, errorCode: injection.errorCode } };
+  }
+
+  /**
+   * The hypervisor's A/D assist: sets the bit the walk wanted in the entry (A if it is clear —
+   * every walk through an entry needs it — otherwise D, the only other bit a walk writes) and
+   * lets the instruction run again, so its own access still meets the EPT as it is.
+   */
+  private assistAccessedDirty(context: ExitContext): ExitReply {
+    const memory = this.engine.glue.memory;
+    const index = Math.floor(Number(context.exit.gpa) / 8);
+    const entry = Atomics.load(memory.i64, index);
+    Atomics.or(memory.i64, index, (entry & ACCESSED) === 0n ? ACCESSED : DIRTY);
+    return REPLIES[IntroAction.retry];
   }
 
   /** IntHandleIntroCall first; what the engine does not claim goes to the guest's own protocol. */
@@ -287,3 +301,16 @@ export class Introspection {
     this.engineInstance = null;
   }
 }
+
+/**
+ * A page walk setting an A or D bit in a write-protected page table (a write to a paging
+ * structure, not to the translated page): the hypervisor completes it itself and the engine never
+ * hears of it — HVMI: "we don't get notifications on A/D bits modifications made by the CPU".
+ */
+function isAccessedDirtyUpdate(context: ExitContext): boolean {
+  const qualification = context.exit.qualification;
+  return (qualification & ExitEptFlags.finalTranslation) === 0 && (qualification & ExitEptFlags.glaValid) !== 0 && (qualification & ExitAccess.write) !== 0;
+}
+
+const ACCESSED = 0x20n;
+const DIRTY = 0x40n;

@@ -42,6 +42,10 @@ export class GuardedVcpu implements VcpuAccess {
     return this.check().rflags;
   }
 
+  setRflags(value: bigint): void {
+    this.check().rflags = value;
+  }
+
   get64(field: Field64): bigint {
     return this.check().get64(field);
   }

@@ -4,6 +4,7 @@ import { disableFromCallback } from './disable-from-callback.ts';
 import { hookRemovedInCallback } from './hook-removed-in-callback.ts';
 import { instructionSwapped } from './instruction-swapped.ts';
 import { memtableStaleIcache } from './memtable-stale-icache.ts';
+import { pteCmpxchgAccessed } from './pte-cmpxchg-accessed.ts';
 import { pushTwoAddresses } from './push-two-addresses.ts';
 import { staleViolation } from './stale-violation.ts';
 import { timerTokenTransient } from './timer-token-transient.ts';
@@ -16,4 +17,4 @@ import { unwindCacheTorn } from './unwind-cache-torn.ts';
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed]);

@@ -49,6 +49,8 @@ export {
 export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, SYSTEM_TOKEN, type KernelImage } from './guest/kernel.ts';
 export { REX_W, UNWIND_SITES, UnwindFunction } from './guest/unwind.ts';
 export { emitCountdown } from './guest/countdown.ts';
+export type { ManagedRange, ManagedRangeOptions } from './guest/managed-range.ts';
+export { Pte } from './machine/page-tables.ts';
 export { SWITCHES, caseValue, defaultValue, type SwitchSpec } from './guest/switch-functions.ts';
 export type { CodePartOptions, SymbolResolver } from './guest/image-builder.ts';
 export { CLOCK_VECTOR, Hypercall, KERNEL_BASE, KERNEL_GPA, MAX_VCPUS, PerCpu, SYSTEM_PRIVILEGES, Token } from './guest/layout.ts';
@@ -57,6 +59,7 @@ export * from './asm/index.ts';
 // ---- the engine ---------------------------------------------------------------------------------
 export {
   ScenarioEngine,
+  type AddressSpaceMonitorSpec, type SwapHookSpec,
   type CrHookSpec, type DtrHookSpec, type EngineCall, type EptStageExit, type MsrHookSpec, type RegisterWriteCallback, type ScenarioHookSpec,
   type XcrHookSpec,
 } from './intro/extension.ts';
@@ -69,6 +72,8 @@ export type { RegisterHook, RegisterHookBase, RegisterHookKind } from './intro/c
 export type { Introcore } from './intro/engine.ts';
 export type { GuestDescription, GuestThreads } from './guest/description.ts';
 export type { CallbackResult, GpaHook, HookedAccess } from './intro/gpa-hooks.ts';
+export type { PtsHook, SwapChange } from './intro/pts-hooks.ts';
+export type { VasChange, VasDivergence, VasMonitorHandle } from './intro/vas-monitor.ts';
 export type { Detour, DetourCall } from './intro/detours.ts';
 export type { IntegrityRegion, IntegrityResponse } from './intro/integrity.ts';
 export type { DecodedInstruction } from './intro/decoder.ts';

@@ -12,6 +12,7 @@ import {
   CLOCK_VECTOR, Eprocess, GDT_OFFSET, Hypercall, IDT_OFFSET, KERNEL_BASE, KERNEL_GPA, Kthread, MAX_VCPUS, PAGE_TABLES_GPA, PerCpu, RAM_BYTES,
   STACK_BYTES, STACKS_GPA, STACKS_GVA, TABLES_GPA, TABLES_GVA, ThreadState, Token, TSS_OFFSET,
 } from './layout.ts';
+import { checkManagedRange, leafFlagsOf, linkManagedRange, type ManagedRange, type ManagedRangeOptions } from './managed-range.ts';
 import { addSchedulerParts, addThreadRecords, linkThreadList, writeThread } from './scheduler.ts';
 import { SWITCHES, caseValue, defaultValue } from './switch-functions.ts';
 import { UNWIND_SITES } from './unwind.ts';
@@ -118,6 +119,11 @@ export interface NtGuestBuilder {
   pages(name: string, count: number, options?: { readonly writable?: boolean; readonly executable?: boolean }): GuestPages;
   /** A guest hypercall: VMCALL with RAX = `code` runs `handler`. */
   hypercall(code: bigint, name: string, handler: GuestHypercall): void;
+  /**
+   * A range the guest's own memory manager maps: its page directory and tables are pages of the
+   * allocator (writable at their kernel addresses), its frames too. Found later in `ranges`.
+   */
+  managedRange(name: string, options: ManagedRangeOptions): ManagedRange;
 }
 
 /** A scenario's addition to the guest. */
@@ -149,6 +155,8 @@ export class NtGuest {
   readonly finished = new Set<number>();
   /** Pages handed out by the allocator, by name. */
   readonly pools = new Map<string, GuestPages>();
+  /** Ranges the guest's memory manager maps (`NtGuestBuilder.managedRange`), by name. */
+  readonly ranges = new Map<string, ManagedRange>();
   /** Scheduler mode: threads that terminated (their index), and how many there are. */
   readonly finishedThreads = new Set<number>();
   readonly threadCount: number;
@@ -170,6 +178,7 @@ export class NtGuest {
     if (threads > 0) addSchedulerParts(image, { threads, ...(options.workerCallout !== undefined ? { callout: options.workerCallout } : {}) });
     const entries = new Array<string>(vcpus).fill('KiWorkerThread');
     const requests: PageRequest[] = [];
+    const rangeMappings: { range: ManagedRange; mapped: number }[] = [];
     let poolNext = POOL_GPA;
     const builder: NtGuestBuilder = {
       vcpus,
@@ -190,6 +199,25 @@ export class NtGuest {
         this.pools.set(name, pages);
         requests.push({ pages, flags: (pageOptions.writable === true ? Pte.writable : 0n) | (pageOptions.executable === true ? 0n : Pte.noExecute) });
         return pages;
+      },
+      managedRange: (name, rangeOptions) => {
+        checkManagedRange(name, rangeOptions);
+        if (this.ranges.has(name)) throw new Error(`managedRange("${name}"): a range of that name exists`);
+        const clash = [...this.ranges.values()].find((r) => r.gva === rangeOptions.gva);
+        if (clash !== undefined) throw new RangeError(`managedRange("${name}"): 0x${rangeOptions.gva.toString(16)} is taken by "${clash.name}"`);
+        const leafFlags = leafFlagsOf(rangeOptions);
+        const range: ManagedRange = {
+          name,
+          gva: rangeOptions.gva,
+          directory: builder.pages(`${name} directory`, 1, { writable: true }),
+          tables: builder.pages(`${name} tables`, rangeOptions.tables ?? 1, { writable: true }),
+          frames: builder.pages(`${name} frames`, rangeOptions.frames, { writable: true }),
+          leafFlags,
+          tableFlags: Pte.present | Pte.writable | Pte.user,
+        };
+        this.ranges.set(name, range);
+        rangeMappings.push({ range, mapped: rangeOptions.mapped ?? 0 });
+        return range;
       },
       hypercall: (code, name, handler) => {
         const known = this.hypercalls.get(code);
@@ -228,6 +256,7 @@ export class NtGuest {
     for (let page = 0; page < 3; page++) this.tables.map(TABLES_GVA + BigInt(page * 0x1000), TABLES_GPA + page * 0x1000, Pte.writable | Pte.noExecute);
     this.tables.mapRange(STACKS_GVA, STACKS_GPA, MAX_VCPUS * STACK_BYTES, Pte.writable | Pte.noExecute);
     for (const { pages, flags } of requests) this.tables.mapRange(pages.gva, pages.gpa, pages.bytes, flags);
+    for (const { range, mapped } of rangeMappings) linkManagedRange(this.tables, memory, range, mapped);
     this.writeDescriptorTables();
     for (let vcpu = 0; vcpu < vcpus; vcpu++) this.startThread(vcpu, this.symbol(entries[vcpu]));
     if (threadStacks !== null) this.startScheduler(threadStacks, options.threadEntry ?? 'KiThreadWorker');

@@ -29,6 +29,8 @@ export interface DecodedOperand {
   readonly size: number;
   /** For general-purpose register operands. */
   readonly register: GprOperand | null;
+  /** For immediate operands: the value, extended to 64 bits as the form says (iced `immediate(i)`). */
+  readonly immediate: bigint | null;
 }
 
 export type AccessKind = 'read' | 'write' | 'readWrite' | 'condRead' | 'condWrite' | 'readCondWrite';
@@ -173,15 +175,15 @@ export class EngineDecoder {
       const kind = ins.opKind(i);
       if (kind === iced.OpKind.Register) {
         const register = gprOf(ins.opRegister(i));
-        operands.push({ kind: 'register', size: register?.size ?? 0, register });
+        operands.push({ kind: 'register', size: register?.size ?? 0, register, immediate: null });
       } else if (MEMORY_KINDS.has(kind)) {
-        operands.push({ kind: 'memory', size: iced.MemorySizeExt.size(ins.memorySize), register: null });
+        operands.push({ kind: 'memory', size: iced.MemorySizeExt.size(ins.memorySize), register: null, immediate: null });
       } else if (IMMEDIATE_KINDS.has(kind)) {
-        operands.push({ kind: 'immediate', size: 0, register: null });
+        operands.push({ kind: 'immediate', size: 0, register: null, immediate: ins.immediate(i) });
       } else if (BRANCH_KINDS.has(kind)) {
-        operands.push({ kind: 'branch', size: 0, register: null });
+        operands.push({ kind: 'branch', size: 0, register: null, immediate: null });
       } else {
-        operands.push({ kind: 'other', size: 0, register: null });
+        operands.push({ kind: 'other', size: 0, register: null, immediate: null });
       }
     }
     const accesses = this.accessesOf(ins);

@@ -4,7 +4,10 @@ import { handleEptViolation, type EptStage } from './ept-violation.ts';
 import { DEFAULT_FIXES, type Fixes } from './fixes.ts';
 import type { ExitEvent, Glue, NoteDetail } from './glue.ts';
 import { GpaHookTable, HOOK_TYPES, type GpaHook } from './gpa-hooks.ts';
-import { InstructionCache } from './icache.ts';
+import { InstructionCache, type IcacheSwapHooks } from './icache.ts';
+import { PageTableWrites } from './page-table-writes.ts';
+import { PtsHooks, type PtsHook } from './pts-hooks.ts';
+import { VasMonitor, type VasMonitorHandle } from './vas-monitor.ts';
 import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
 import { MemTables, type KernelLayout } from './memtables.ts';
@@ -69,6 +72,12 @@ export class Introcore {
   /** What the engine was told about the guest (OS detection, CAMI offsets). */
   readonly guest: GuestDescription;
   readonly memtables: MemTables;
+  /** Guest page-table writes: emulation, per-vCPU buffers, whole entries out of partial writes. */
+  readonly pageTableWrites: PageTableWrites;
+  /** Swap hooks on translations (hook_pts). */
+  readonly pts: PtsHooks;
+  /** Address spaces whose page tables are all watched (vasmonitor). */
+  readonly vas: VasMonitor;
   readonly detours: Detours;
   /** The RtlpVirtualUnwind read cache (its handlers are detours too). */
   readonly unwindCache: UnwindCache;
@@ -82,6 +91,9 @@ export class Introcore {
   readonly eptStages: EptStage[] = [];
   /** Hooks a scenario placed: removed when the engine unloads. */
   readonly scenarioHooks = new Set<GpaHook>();
+  /** Swap hooks and monitored address spaces a scenario placed: removed when the engine unloads. */
+  readonly scenarioSwapHooks = new Set<PtsHook>();
+  readonly scenarioSpaces = new Set<VasMonitorHandle>();
   /** MSR, CR, XCR and descriptor-table write hooks (their handlers: src/intro/callbacks). */
   readonly registerHooks: RegisterHooks;
   /** Asks the integrator to unload the engine later (as its daemon would). */
@@ -105,7 +117,26 @@ export class Introcore {
     const note = (what: string, detail: NoteDetail): void => glue.note(what, detail);
     this.hooks = new GpaHookTable(glue, options.onHookRemoved, this.fixes.deferredHookRemoval);
     this.registerHooks = new RegisterHooks(() => glue.ticket);
-    this.icache = new InstructionCache(this.hooks, glue.random, note);
+    const fixes = this.fixes;
+    const preemptionPoint = (label: string): void => glue.preemptionPoint(label);
+    this.pageTableWrites = new PageTableWrites(
+      glue.memory,
+      () => ({ cas: fixes.casPageTableEmulation, assemble: fixes.partialWriteAssembly, dropDuplicates: fixes.duplicateWriteDrop }),
+      preemptionPoint,
+      note,
+    );
+    const hookThenRead = (): boolean => fixes.hookThenRead;
+    this.pts = new PtsHooks({ memory: glue.memory, hooks: this.hooks, writes: this.pageTableWrites, hookThenRead, preemptionPoint, note });
+    this.vas = new VasMonitor({
+      memory: glue.memory, hooks: this.hooks, writes: this.pageTableWrites, hookThenRead, pauseAroundHook: () => fixes.pauseAroundVasHook,
+      pause: () => glue.pauseVcpus(), resume: () => glue.resumeVcpus(), preemptionPoint, note,
+    });
+    const systemRoot = guest.systemCr3;
+    const swapHooks: IcacheSwapHooks = {
+      watch: (gvaPage, changed) => this.pts.set(gvaPage, systemRoot, 'icache', (change) => changed(change.old, change.new)),
+      unwatch: (handle) => this.pts.remove(handle as PtsHook),
+    };
+    this.icache = new InstructionCache(this.hooks, glue.random, note, undefined, undefined, () => (fixes.icacheSwapHook ? swapHooks : null));
     this.cloak = new MemoryCloak(glue, this.hooks, note);
     this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase);
     this.slack = new SlackAllocator(this.image, glue.memory, guest.systemCr3);
@@ -113,7 +144,6 @@ export class Introcore {
     this.memtables = new MemTables({ glue, fixes: this.fixes, icache: this.icache, cloak: this.cloak, slack: this.slack, kernel: this.kernel, note });
     this.detours = new Detours({ glue, decoder: this.decoder, slack: this.slack, cloak: this.cloak, systemCr3: guest.systemCr3, note });
     for (const api of guest.hookedApis) this.detours.install(api.name, api.gva);
-    const fixes = this.fixes;
     this.unwindCache = new UnwindCache({ glue, detours: this.detours, cloak: this.cloak, kernel: this.kernel, liveRipCheck: () => fixes.rtlpvuLiveRipCheck, note });
     this.unwindCache.install(guest.unwindSites ?? []);
     this.integrity = new IntegrityRegions({ glue, systemCr3: guest.systemCr3, note });
@@ -221,6 +251,10 @@ export class Introcore {
       this.integrity.clear();
       for (const hook of this.scenarioHooks) this.hooks.remove(hook);
       this.scenarioHooks.clear();
+      for (const space of this.scenarioSpaces) this.vas.stop(space);
+      this.scenarioSpaces.clear();
+      for (const hook of this.scenarioSwapHooks) this.pts.remove(hook);
+      this.scenarioSwapHooks.clear();
       this.registerHooks.uninit();
       this.hypercalls.clear();
       this.eptStages.length = 0;

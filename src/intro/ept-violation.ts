@@ -6,6 +6,7 @@ import { IC_ANY_VAS } from './icache.ts';
 import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
 import { fetchRetryOnPageBoundary, MAX_INSTRUCTION, PAGE, pageOf, probeFindsHook, validatePageRights, type Access } from './ept-special-cases.ts';
 import type { Introcore } from './engine.ts';
+import { PageTableWrites } from './page-table-writes.ts';
 import { IntStatus, IntroAction, IntroError, actionName, combineActions, type IntroActionCode } from './status.ts';
 
 /**
@@ -80,6 +81,7 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   const { exit, self } = event;
   const stats = engine.stats;
   stats.eptViolations++;
+  engine.pageTableWrites.beginPass(event.vcpuId);
   let access = exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute);
   const rip = self.rip();
   const cr3 = self.get64('cr3');
@@ -165,6 +167,8 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
     action = analyseAccesses(engine, event, ins, accesses, emulation);
   }
   if (action === IntroAction.allowedVirtual && emulation.apply !== null) emulation.apply();
+  // A page-table write the engine carried out is done, whatever the callbacks said.
+  if (engine.pageTableWrites.buffer(event.vcpuId).emulated) return IntroAction.allowedVirtual;
   return action;
 }
 
@@ -246,6 +250,12 @@ export function handleMemAccess(
       if ((hook.flags & (HookFlag.remove | HookFlag.disabled)) !== 0) continue;
       if (offset + size <= hook.offset || offset >= hook.offset + hook.length) continue;
       found = true;
+      // Page-table writes are carried out before any callback sees them (IntHookPtwEmulateWrite);
+      // a write that changed nothing watched ends the walk.
+      if (hook.pagingStructure && type === HookType.write) {
+        const buffer = engine.pageTableWrites.emulate(event, ins, gpa);
+        if (PageTableWrites.unchanged(buffer)) break;
+      }
       const result = hook.callback(hook, { vcpuId: event.vcpuId, exitTicket: event.exitTicket, gpa, gla, size, type, instruction: ins, self: event.self, emulate: emulation.request });
       action = combineActions(action, result.action);
       if (result.status === IntStatus.removeHookOnRet || result.status === IntStatus.removeAndSkip) engine.hooks.remove(hook);

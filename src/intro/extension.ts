@@ -9,7 +9,9 @@ import { HookType, type CallbackResult, type GpaHook, type HookedAccess } from '
 import type { RegisterHook, RegisterHookBase, RegisterHookList } from './callbacks/hook-list.ts';
 import { DescriptorAccess, type CrHook, type CrWrite, type DtrHook, type DtrLoad, type MsrHook, type MsrWrite, type XcrHook, type XcrWrite } from './callbacks/register-hooks.ts';
 import { translateGva, tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
+import type { PtsHook, SwapChange } from './pts-hooks.ts';
 import { IntStatus, IntroAction, type IntroActionCode, type IntroActionName } from './status.ts';
+import type { VasChange, VasMonitorHandle } from './vas-monitor.ts';
 
 /**
  * The engine as a scenario's own engine logic sees it: the same entry points HVMI's modules use —
@@ -30,7 +32,32 @@ export type ScenarioHookSpec = ({ readonly gpa: number } | { readonly gva: bigin
   readonly owner: string;
   /** Called for every access to the range: a status and an action, or just an action's name. */
   readonly callback: (access: HookedAccess, hook: GpaHook) => CallbackResult | IntroActionName;
+  /**
+   * The range holds page-table entries (HOOK_FLG_PAGING_STRUCTURE): a write to it is carried out
+   * by the engine's page-table write emulation before the callback runs, and the exit completes
+   * as allowedVirtual whatever the callback answers.
+   */
+  readonly pagingStructure?: boolean;
 };
+
+/** A swap hook: a callback whenever the translation of one page changes (frame, P, R/W, U/S, PS). */
+export interface SwapHookSpec {
+  /** A page of the address space at `root` (default: the kernel's). */
+  readonly gva: bigint;
+  /** GPA of the address space's root table (CR3 without its flag bits); default the system CR3's. */
+  readonly root?: number;
+  readonly owner: string;
+  readonly callback: (change: SwapChange) => void;
+}
+
+/** An address space whose page tables are all watched (the VAS monitor). */
+export interface AddressSpaceMonitorSpec {
+  /** GPA of the root table; default the system CR3's. Only the user half (PML4 entries 0..255) is watched. */
+  readonly root?: number;
+  readonly owner: string;
+  /** Called for every change of a leaf mapping, and for every leaf of a table taken away (new = 0). */
+  readonly callback: (change: VasChange) => void;
+}
 
 /** A register hook's callback: the write (before it happens) and the hook; a status and an action, or just an action's name. */
 export type RegisterWriteCallback<W> = (write: W, hook: RegisterHook<W>) => CallbackResult | IntroActionName;
@@ -181,7 +208,7 @@ export class ScenarioEngine<F extends string = string> {
     const hook = this.engine.hooks.set(gpa, spec.length, TYPES[spec.type], (placed, access) => {
       const result = callback(access, placed);
       return typeof result === 'string' ? { status: IntStatus.success, action: IntroAction[result] } : result;
-    }, spec.owner);
+    }, spec.owner, { pagingStructure: spec.pagingStructure === true });
     this.engine.scenarioHooks.add(hook);
     this.note('hook', { owner: spec.owner, gpa, type: spec.type, id: hook.id });
     return hook;
@@ -196,6 +223,39 @@ export class ScenarioEngine<F extends string = string> {
     const region = this.engine.integrity.add(spec.gva, spec.length, spec.owner, spec.response);
     this.note('integrity-region', { owner: spec.owner, gva: spec.gva, length: spec.length });
     return region;
+  }
+
+  /**
+   * Places a swap hook (IntHookPtsSetHook): every paging-structure entry of the translation is
+   * write-hooked — first hooked, then read — and a complete write that changes the leaf calls back.
+   * Removed when the engine unloads.
+   */
+  swapHook(spec: SwapHookSpec): PtsHook {
+    const hook = this.engine.pts.set(spec.gva, spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback);
+    this.engine.scenarioSwapHooks.add(hook);
+    return hook;
+  }
+
+  removeSwapHook(hook: PtsHook): void {
+    this.engine.pts.remove(hook);
+    this.engine.scenarioSwapHooks.delete(hook);
+  }
+
+  /**
+   * Watches every page table of an address space's user half (IntVasStartMonitorVaSpace): tables
+   * added are hooked (pausing every vCPU around each hook), tables removed are unhooked with an
+   * `old → 0` callback for each of their leaves, and leaf changes call back. Stopped when the
+   * engine unloads.
+   */
+  monitorAddressSpace(spec: AddressSpaceMonitorSpec): VasMonitorHandle {
+    const handle = this.engine.vas.start(spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback);
+    this.engine.scenarioSpaces.add(handle);
+    return handle;
+  }
+
+  stopMonitoring(handle: VasMonitorHandle): void {
+    this.engine.vas.stop(handle);
+    this.engine.scenarioSpaces.delete(handle);
   }
 
   /** Removes a hook (flagged now, deleted at the hook commit after the current handler). */

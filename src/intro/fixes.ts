@@ -28,6 +28,12 @@ export const BUILTIN_FIXES = [
   { name: 'timerFriendly', description: 'timer checks read global state and guest memory only (off: they follow a running vCPU\'s registers, which the framework refuses)' },
   { name: 'privilegeTransientTolerance', description: 'tolerate a one-bit Enabled ⊄ Present token once, alerting if it is still there next tick (off: alert on Windows\' two-step privilege removal)' },
   { name: 'deferDisableToReturn', description: 'a disable asked for inside a callback runs when the handler returns (off: at once, inside the callback)' },
+  { name: 'casPageTableEmulation', description: 'carry a page-table store out with a compare-exchange and judge it on the real outcome (off: judge it at decode, the hypervisor writes later — a CMPXCHG beaten by an A-bit update is taken as done)' },
+  { name: 'partialWriteAssembly', description: 'wait until every byte of a page-table entry is written before calling its callbacks (off: each partial write is taken as a whole new entry)' },
+  { name: 'duplicateWriteDrop', description: 'on a 32-bit guest, drop a second 4-byte page-table write from the same RIP as a duplicate event (off: process it again)' },
+  { name: 'hookThenRead', description: 'hook a page table first, then read its entries (off: read, then hook — a write in between is never seen)' },
+  { name: 'pauseAroundVasHook', description: 'pause every vCPU around placing a page-table hook so it is in force before anyone writes the table (off: running vCPUs write through until their next exit)' },
+  { name: 'icacheSwapHook', description: 'the icache watches each cached page\'s translation and flushes it when the page is remapped (off: a remapped code page keeps its old decoded instructions)' },
 ] as const satisfies readonly FixDeclaration[];
 
 export type BuiltinFixName = (typeof BUILTIN_FIXES)[number]['name'];

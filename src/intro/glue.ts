@@ -16,6 +16,8 @@ export interface VcpuAccess {
   rip(): bigint;
   setRip(value: bigint): void;
   rflags(): bigint;
+  /** Replaces RFLAGS (an emulated instruction's flags). */
+  setRflags(value: bigint): void;
   get64(field: Field64): bigint;
   set64(field: Field64, value: bigint): void;
   get32(field: Field32): number;

@@ -72,6 +72,11 @@ export interface GpaHook {
    * above this happened before the hook existed.
    */
   readonly placedTicket: number;
+  /**
+   * HOOK_FLG_PAGING_STRUCTURE: the range holds page-table entries. A write to it is carried out
+   * by the engine (page-table write emulation) before the first such callback runs.
+   */
+  readonly pagingStructure: boolean;
   flags: number;
 }
 
@@ -96,12 +101,12 @@ export class GpaHookTable {
   ) {}
 
   /** IntHookGpaSetHook: hooks [gpa, gpa+length) for `type`; the range must stay in one page. */
-  set(gpa: number, length: number, type: HookTypeCode, callback: HookCallback, owner: string): GpaHook {
+  set(gpa: number, length: number, type: HookTypeCode, callback: HookCallback, owner: string, options: { readonly pagingStructure?: boolean } = {}): GpaHook {
     const gpaPage = gpa - (gpa % PAGE);
     if (length < 1 || gpa % PAGE + length > PAGE) {
       throw new RangeError(`GPA hook 0x${gpa.toString(16)} + ${length} (${owner}) must lie inside one 4 KiB page`);
     }
-    const hook: GpaHook = { id: this.nextId++, gpaPage, offset: gpa - gpaPage, length, type, owner, callback, placedTicket: this.glue.ticket, flags: 0 };
+    const hook: GpaHook = { id: this.nextId++, gpaPage, offset: gpa - gpaPage, length, type, owner, callback, placedTicket: this.glue.ticket, pagingStructure: options.pagingStructure === true, flags: 0 };
     const entry = this.entry(gpaPage);
     entry.hooks[type].push(hook);
     if (entry.counts[type]++ === 0) this.applyRights(gpaPage, entry);

@@ -30,7 +30,22 @@ interface InvalidationEntry {
   readonly gpaPage: number;
   refs: number;
   readonly hook: GpaHook;
+  /** The swap hook on the page's translation (null without one). */
+  swap: unknown;
 }
+
+/**
+ * Swap hooks for the icache (IntHookPtsSetHook with IntIcSwapHandler): `watch` calls `changed`
+ * with the old and new leaf entry whenever the translation of `gvaPage` changes; null: the
+ * icache places none (the icacheSwapHook fix off).
+ */
+export interface IcacheSwapHooks {
+  watch(gvaPage: bigint, changed: (old: bigint, now: bigint) => void): unknown;
+  unwatch(handle: unknown): void;
+}
+
+/** A/D: the bits a remap check ignores (IntIcSwapHandler's mask ~0x60). */
+const ACCESSED_DIRTY = 0x60n;
 
 interface CacheEntry {
   valid: boolean;
@@ -73,6 +88,7 @@ export class InstructionCache {
     private readonly note: (what: string, detail: NoteDetail) => void = () => undefined,
     readonly lineCount = ICACHE_LINES,
     readonly ways = ICACHE_WAYS,
+    private readonly swapHooks: () => IcacheSwapHooks | null = () => null,
   ) {
     this.lines = new Array<CacheEntry[] | undefined>(lineCount);
   }
@@ -245,8 +261,10 @@ export class InstructionCache {
     }
     if (invd === undefined) {
       const hook = this.hooks.set(gpaPage, 0x1000, HookType.write, (_hook, access) => this.writeHandler(gvaPage, cr3, access.gpa), 'icache');
-      invd = { gvaPage, cr3, gpaPage, refs: 0, hook };
+      invd = { gvaPage, cr3, gpaPage, refs: 0, hook, swap: null };
       this.invalidations.set(key, invd);
+      const swapHooks = this.swapHooks();
+      if (swapHooks !== null) invd.swap = swapHooks.watch(gvaPage, (old, now) => this.swapHandler(gvaPage, cr3, old, now));
     }
     invd.refs++;
     return invd;
@@ -257,6 +275,14 @@ export class InstructionCache {
     this.invalidations.delete(`${invd.gvaPage}:${invd.cr3}`);
     // Only flagged: this may run inside this very hook's callback (the commit deletes it later).
     this.hooks.remove(invd.hook);
+    if (invd.swap !== null) this.swapHooks()?.unwatch(invd.swap);
+  }
+
+  /** IntIcSwapHandler: the page was remapped (any change but A/D): its instructions are stale. */
+  private swapHandler(gvaPage: bigint, cr3: bigint, old: bigint, now: bigint): void {
+    if (((old ^ now) & ~ACCESSED_DIRTY) === 0n) return;
+    const flushed = this.flushGvaPage(gvaPage, cr3, true);
+    this.note('icache-swap-flush', { page: gvaPage, old, new: now, flushed });
   }
 
   /** IntIcWriteHandler: a guest write to a page with cached code flushes that page, then is allowed. */

@@ -15,9 +15,12 @@ export const IntStatus = {
   skipOtherCallbacks: 0x62400008,
   /** Both of the above. */
   removeAndSkip: 0x62400009,
+  /** Only part of a page-table entry is written yet: callbacks wait for the rest. */
+  partialWrite: 0x6240000b,
   noDetourEmu: 0x6240000f,
   /** An instruction was patched: the exiting vCPU must re-execute it (introGuestRetry). */
   instructionPatched: 0x62400011,
+  notInitialized: 0xe1000501 | 0,
   unexpectedRaceCondition: 0xe1000502 | 0,
   invalidInternalState: 0xe1000503 | 0,
   insufficientResources: 0xe1000506 | 0,

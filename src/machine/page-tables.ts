@@ -87,6 +87,33 @@ export class PageTableBuilder {
     for (let offset = 0; offset < bytes; offset += PAGE_BYTES) this.map(linear + BigInt(offset), physical + offset, flags);
   }
 
+  /**
+   * Makes the entry at `level` (0 = PML4 … 2 = PD) on the way to `linear` point to the table at
+   * `tableGpa` — a table the caller owns, e.g. one the guest edits itself — creating the levels
+   * above it. The entry must not be present yet.
+   */
+  link(linear: bigint, level: number, tableGpa: number): void {
+    if (tableGpa % PAGE_BYTES !== 0 || level < 0 || level > 2) throw new RangeError(`link(0x${linear.toString(16)}, ${level}, 0x${tableGpa.toString(16)}): a 4 KiB-aligned table at level 0..2`);
+    let table = this.root;
+    for (let depth = 0; depth <= level; depth++) {
+      const entryGpa = table + Number((linear >> LEVEL_SHIFT[depth]) & 511n) * 8;
+      const entry = this.memory.read64(entryGpa);
+      if (depth === level) {
+        if ((entry & Pte.present) !== 0n) throw new Error(`0x${linear.toString(16)} already has a present entry at level ${level}`);
+        this.memory.write64(entryGpa, BigInt(tableGpa) | Pte.present | Pte.writable | Pte.user);
+        return;
+      }
+      if ((entry & Pte.present) === 0n) {
+        const child = this.allocate();
+        this.memory.write64(entryGpa, BigInt(child) | Pte.present | Pte.writable | Pte.user);
+        table = child;
+      } else {
+        if ((entry & Pte.large) !== 0n) throw new Error(`0x${linear.toString(16)} is already covered by a large page`);
+        table = Number(entry & 0x000f_ffff_ffff_f000n);
+      }
+    }
+  }
+
   /** GPA of the leaf entry that maps `linear` (4 KiB mappings only), for tests that edit PTEs. */
   leafEntry(linear: bigint): number {
     let table = this.root;

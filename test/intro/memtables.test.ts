@@ -82,6 +82,7 @@ function registers(values: Partial<Record<GprName, bigint>>, rip: bigint): VcpuA
     rip: () => rip,
     setRip: () => undefined,
     rflags: () => 2n,
+    setRflags: () => undefined,
     get64: () => 0n,
     set64: () => undefined,
     get32: () => 0,
