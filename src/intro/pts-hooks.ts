@@ -89,7 +89,6 @@ export class PtsHooks {
     const hook: LivePtsHook = { id: this.nextId++, gva: gva & ~0xfffn, root, owner, leaf: 0n, removed: false, levels: [], callback };
     this.live.add(hook);
     hook.leaf = this.walkFrom(hook, 0, root);
-    this.deps.note('pts-hook', { owner, gva: hook.gva, id: hook.id, leaf: hook.leaf });
     return hook;
   }
 

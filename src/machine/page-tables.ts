@@ -34,6 +34,11 @@ export class PageTableBuilder {
     private readonly memory: GuestMemory,
     tablesBase: number,
     private readonly tablesEnd: number,
+    /**
+     * Write every entry with A set (and D on writable leaves), as the tables of a kernel that has
+     * been running a while are: walks then never update them.
+     */
+    private readonly presetAccessed = false,
   ) {
     if (tablesBase % PAGE_BYTES !== 0) throw new RangeError('page-table region must be 4 KiB aligned');
     this.next = tablesBase;
@@ -70,7 +75,7 @@ export class PageTableBuilder {
       let entry = this.memory.read64(entryGpa);
       if ((entry & Pte.present) === 0n) {
         const child = this.allocate();
-        entry = BigInt(child) | Pte.present | Pte.writable | Pte.user;
+        entry = BigInt(child) | Pte.present | Pte.writable | Pte.user | this.accessedBits(false);
         this.memory.write64(entryGpa, entry);
       } else if ((entry & Pte.large) !== 0n) {
         throw new Error(`0x${linear.toString(16)} is already covered by a large page`);
@@ -79,7 +84,11 @@ export class PageTableBuilder {
     }
     const index = Number((linear >> LEVEL_SHIFT[leafLevel]) & 511n);
     const large = size === 4096 ? 0n : Pte.large;
-    this.memory.write64(table + index * 8, BigInt(physical) | flags | large | Pte.present);
+    this.memory.write64(table + index * 8, BigInt(physical) | flags | large | Pte.present | this.accessedBits((flags & Pte.writable) !== 0n));
+  }
+
+  private accessedBits(writableLeaf: boolean): bigint {
+    return !this.presetAccessed ? 0n : writableLeaf ? Pte.accessed | Pte.dirty : Pte.accessed;
   }
 
   /** Maps [linear, linear+bytes) page by page to consecutive physical pages. */

@@ -105,7 +105,7 @@ test('a scenario-declared fix works like HVMI\'s: --list shows it, --fix and --b
   t.regex(replay.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
   const bad = cli('scenarios/run.ts', ['stale-violation', '--fix', 'staleExitRetri=off']);
   t.is(bad.status, 2);
-  t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of icacheFlushOnPatch, .*deferDisableToReturn, staleExitRetry/);
+  t.regex(bad.stderr, /bad fix setting "staleExitRetri=off": expected name=on\|off with name one of icacheFlushOnPatch, .*icacheSwapHook, staleExitRetry/);
 });
 
 test('campaign --shard 1/2 and 2/2, merged, equal one unsharded run: the same rows, counts and first failing seeds', (t) => {
