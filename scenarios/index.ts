@@ -2,6 +2,7 @@ import type { ScenarioDefinition, ScenarioGuest } from '../src/index.ts';
 import { auditRecordTorn } from './audit-record-torn.ts';
 import { disableFromCallback } from './disable-from-callback.ts';
 import { hookRemovedInCallback } from './hook-removed-in-callback.ts';
+import { icacheRemap } from './icache-remap.ts';
 import { instructionSwapped } from './instruction-swapped.ts';
 import { memtableStaleIcache } from './memtable-stale-icache.ts';
 import { pteCmpxchgAccessed } from './pte-cmpxchg-accessed.ts';
@@ -17,4 +18,4 @@ import { unwindCacheTorn } from './unwind-cache-torn.ts';
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed, icacheRemap]);
