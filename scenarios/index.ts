@@ -13,9 +13,10 @@ import { unloadDeadSlot } from './unload-dead-slot.ts';
 import { unloadInDetour } from './unload-in-detour.ts';
 import { unloadNestedPause } from './unload-nested-pause.ts';
 import { unwindCacheTorn } from './unwind-cache-torn.ts';
+import { vasHookLate } from './vas-hook-late.ts';
 
 /**
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed, icacheRemap]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed, icacheRemap, vasHookLate]);

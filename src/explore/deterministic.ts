@@ -93,11 +93,15 @@ function starved(enabled: Enabled, clock: number, lastActed: readonly number[], 
 /**
  * A preemption point inside a handler: the scheduler may run other vCPUs (any number of slices)
  * before it lets the handler proceed. Bounds end the preemption; the main loop then reports them.
+ * With fairness on, the handler proceeds once the others ran `fairnessSteps` in this preemption.
  */
 function preempt(options: DeterministicOptions, counter: { choices: number }, bounded: () => boolean, point: PreemptionPoint): void {
   const { session, scheduler, trace } = options;
+  const since = session.clock;
   for (;;) {
     if (session.verdict !== null || bounded()) return;
+    // Bounded fairness holds for the handler too: a priority scheduler must not keep it preempted for good.
+    if (options.fairnessSteps !== undefined && session.clock - since > options.fairnessSteps) return;
     const runnable: number[] = [];
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
     if (runnable.length === 0) return;

@@ -155,6 +155,9 @@ export class VasMonitor {
     space.tables++;
     this.deps.preemptionPoint('vas-hooked');
     if (this.deps.hookThenRead()) this.readEntries(table);
+    // The scan below (and the callbacks of the write that got us here) take time the other
+    // vCPUs run in.
+    this.deps.preemptionPoint('vas-table-read');
     for (let index = 0; index < table.entries; index++) {
       const entry = table.states[index].curEntry;
       if (!isTableEntry(entry, table.depth)) continue;
