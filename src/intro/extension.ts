@@ -55,6 +55,8 @@ export interface AddressSpaceMonitorSpec {
   /** GPA of the root table; default the system CR3's. Only the user half (PML4 entries 0..255) is watched. */
   readonly root?: number;
   readonly owner: string;
+  /** Entry bits whose change is a leaf change (default: P, R/W, U/S, PS and the frame — HOOK_PTS_MONITORED_BITS). */
+  readonly monitoredBits?: bigint;
   /** Called for every change of a leaf mapping, and for every leaf of a table taken away (new = 0). */
   readonly callback: (change: VasChange) => void;
 }
@@ -248,7 +250,7 @@ export class ScenarioEngine<F extends string = string> {
    * engine unloads.
    */
   monitorAddressSpace(spec: AddressSpaceMonitorSpec): VasMonitorHandle {
-    const handle = this.engine.vas.start(spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback);
+    const handle = this.engine.vas.start(spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback, spec.monitoredBits);
     this.engine.scenarioSpaces.add(handle);
     return handle;
   }

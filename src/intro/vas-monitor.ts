@@ -1,7 +1,7 @@
 import type { GuestMemory } from '../machine/memory.ts';
 import type { NoteDetail } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
-import type { PageTableWrites } from './page-table-writes.ts';
+import { PTS_MONITORED_BITS, type PageTableWrites } from './page-table-writes.ts';
 import { isTableEntry } from './pts-hooks.ts';
 import { newWriteState, type PteWriteState } from './pte-write-state.ts';
 import { IntroAction, IntStatus } from './status.ts';
@@ -98,7 +98,7 @@ export class VasMonitor {
   constructor(private readonly deps: VasMonitorDeps) {}
 
   /** IntVasStartMonitorVaSpace: hooks every table of the user half under `root`. */
-  start(root: number, owner: string, callback: VasCallback, monitoredBits = 0x000f_ffff_ffff_f000n | 0x87n): VasMonitorHandle {
+  start(root: number, owner: string, callback: VasCallback, monitoredBits = PTS_MONITORED_BITS): VasMonitorHandle {
     const rootTable = newTable(root, 0, 0n, USER_HALF_ENTRIES);
     const space: LiveSpace = { root, owner, tables: 0, stopped: false, rootTable, callback, monitoredBits };
     this.spaces.add(space);

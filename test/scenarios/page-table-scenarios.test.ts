@@ -5,6 +5,7 @@
 import test from 'ava';
 import { icacheRemap } from '../../scenarios/icache-remap.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
+import { pteHalfWritten } from '../../scenarios/pte-half-written.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { explore } from '../../src/ava.ts';
 import { scenarioSuite } from './scenario-suite.ts';
@@ -23,3 +24,6 @@ scenarioSuite({ definition: vasHookLate, budgets: [['random', 2, 2], ['pct', 2, 
 test('vas-hook-late: with pauseAroundVasHook off, random finds the write a running vCPU made through its old EPT view', explore, vasHookLate, {
   seeds: 5, strategy: 'random', fixesOff: ['pauseAroundVasHook'], expect: 'finds-bug',
 });
+
+/** An entry written in two halves (§13.8, on a 64-bit guest): every move of the page is the bug, so every strategy finds it at once. */
+scenarioSuite({ definition: pteHalfWritten, budgets: [['random', 2, 1], ['pct', 2, 1]], window: 'moves-seen' });
