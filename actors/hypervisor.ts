@@ -60,3 +60,11 @@ export class VcpuAccessError extends Error {
     this.name = 'VcpuAccessError';
   }
 }
+
+/**
+ * Faults of real hypervisors a scenario lets the scheduler explore, each on one handled exit:
+ * `duplicate-exit` delivers an EPT violation to the engine twice (as seen on Xen), `late-flush`
+ * commits the EPT changes of the handler without making running vCPUs enter again — they keep the
+ * rights they entered with until their next exit.
+ */
+export type HypervisorFault = 'duplicate-exit' | 'late-flush';

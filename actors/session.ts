@@ -9,7 +9,7 @@ import { dispatchMachine, type LockHolder } from './dispatch.machine.ts';
 import { EffectErrors } from './effects.ts';
 import type { EventSink, ExitFacts, RuntimeEvent, StopName } from './events.ts';
 import { applyReply, replyProblem } from './exit-replies.ts';
-import type { ExitHandler, ExitReply, Hypervisor, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
+import type { ExitHandler, ExitReply, Hypervisor, HypervisorFault, RandomSource, TimerHandler, VcpuAccess } from './hypervisor.ts';
 import { pauseMachine } from './pause.machine.ts';
 import { PendingEpt } from './pending-ept.ts';
 import { sessionMachine } from './session.machine.ts';
@@ -271,6 +271,11 @@ export class Session implements Hypervisor {
     return this.exitQueue;
   }
 
+  /** The reason of `vcpu`'s pending exit (ExitReason), or null when it has none. */
+  pendingExitReason(vcpu: number): number | null {
+    return this.exitQueue.includes(vcpu) ? this.fleet.slot(vcpu).context.exit.reason : null;
+  }
+
   /** A vCPU that can be given a run command now. */
   isRunnable(vcpu: number): boolean {
     return this.fleet.isRunnable(vcpu);
@@ -430,7 +435,7 @@ export class Session implements Hypervisor {
   // --- handlers and the timer -------------------------------------------------------------------------
 
   /** Hands vCPU `vcpu`'s pending exit to the exit handler and applies its reply. */
-  handleExit(vcpu: number): ExitReply {
+  handleExit(vcpu: number, fault?: HypervisorFault): ExitReply {
     this.assertLive();
     if (this.stateOf(vcpu) !== 'exited') throw new SessionError(`vCPU ${vcpu} has no pending exit (it is ${this.stateOf(vcpu)})`, vcpu);
     const index = this.exitQueue.indexOf(vcpu);
@@ -439,7 +444,11 @@ export class Session implements Hypervisor {
     const context = slot.context;
     const exit = context.exit;
     context.exitTicket = slot.exitTicket;
-    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context));
+    if (fault !== undefined) this.emit({ kind: 'note', what: 'hypervisor-fault', detail: { vcpu, fault, ticket: slot.exitTicket } });
+    // A duplicated event reaches the engine twice, with the vCPU as it exited; only the last
+    // answer is carried out (the first one's register changes stay, as the engine made them).
+    if (fault === 'duplicate-exit') this.underLock(`exit handler for vCPU ${vcpu} (first delivery)`, { kind: 'exit', vcpu }, () => this.options.handler(context));
+    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context), fault === 'late-flush');
     const problem = replyProblem(reply, exit.instructionLength);
     if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
     let flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
@@ -502,7 +511,7 @@ export class Session implements Hypervisor {
   }
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
-  private underLock<T>(what: string, holder: LockHolder, body: () => T): T {
+  private underLock<T>(what: string, holder: LockHolder, body: () => T, lateFlush = false): T {
     const refused = this.dispatchActor.getSnapshot().context.refused;
     this.dispatchActor.send({ type: 'ACQUIRE', holder });
     if (this.dispatchActor.getSnapshot().context.refused > refused) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
@@ -518,7 +527,11 @@ export class Session implements Hypervisor {
     }
     // The integrator flushes the EPT changes it batched during the event when it answers it
     // (libbdvmi's flushPageProtections): every vCPU, running or not, enters with the new rights.
-    if (this.ept.size > 0) this.ept.flush();
+    // A late flush (a hypervisor fault) commits the rights for later entries only.
+    if (this.ept.size > 0) {
+      if (lateFlush) this.ept.commit();
+      else this.ept.flush();
+    }
     return result;
   }
 

@@ -1,5 +1,6 @@
 import type { Session, Verdict } from '../../actors/session.ts';
-import { formatChoice, type Choice, type Enabled, type PreemptionPoint, type Scheduler } from './schedule.ts';
+import { ExitReason } from '../machine/layout.ts';
+import { formatChoice, type Choice, type Enabled, type HypervisorFault, type PreemptionPoint, type Scheduler } from './schedule.ts';
 import type { Trace } from './trace.ts';
 
 /**
@@ -28,6 +29,8 @@ export interface DeterministicOptions {
   /** Bound on scheduling choices. */
   readonly choicesMax?: number;
   readonly interrupts?: readonly InterruptSource[];
+  /** Hypervisor faults the scheduler may inject (HypervisorModel.faults); none by default. */
+  readonly faults?: readonly HypervisorFault[];
   /**
    * Bounded fairness: a vCPU that could act (run, or have its pending exit handled) but has not
    * for this much virtual time must act next — as a hypervisor eventually runs every vCPU. Without
@@ -65,7 +68,7 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
       if (session.verdict !== null) return finish('verdict');
       if (done(session)) return finish('done');
       if (bounded()) return finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
-      const enabled = starved(enabledNow(session, trace, interrupts, nextDue), session.clock, lastActed, options.fairnessSteps);
+      const enabled = starved(enabledNow(session, trace, interrupts, nextDue, options.faults), session.clock, lastActed, options.fairnessSteps);
       if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && !enabled.daemonDue && enabled.interrupts.length === 0) {
         return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
       }
@@ -120,7 +123,7 @@ export function runResult(session: Session, trace: Trace, outcome: RunResult['ou
 }
 
 /** What could happen next. */
-export function enabledNow(session: Session, trace: Trace, interrupts: readonly InterruptSource[], nextDue: readonly number[]): Enabled {
+export function enabledNow(session: Session, trace: Trace, interrupts: readonly InterruptSource[], nextDue: readonly number[], faults: readonly HypervisorFault[] = []): Enabled {
   const runnable: number[] = [];
   for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
   const live = interrupts
@@ -145,6 +148,7 @@ export function enabledNow(session: Session, trace: Trace, interrupts: readonly 
     events: trace.events,
     vcpus: session.vcpuCount,
     preemption: null,
+    ...(faults.length > 0 ? { faults, eptExits: pendingExits.filter((vcpu) => session.pendingExitReason(vcpu) === ExitReason.eptViolation) } : {}),
   };
 }
 
@@ -154,7 +158,7 @@ function perform(session: Session, choice: Choice, interrupts: readonly Interrup
       session.runSlice(choice.vcpu, choice.steps);
       return;
     case 'handle':
-      session.handleExit(choice.vcpu);
+      session.handleExit(choice.vcpu, choice.fault);
       return;
     case 'timer':
       session.fireTimer();

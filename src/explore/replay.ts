@@ -1,6 +1,7 @@
 import type { EventSink } from '../../actors/events.ts';
 import type { Session } from '../../actors/session.ts';
 import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
+import type { HypervisorFault } from './schedule.ts';
 import { ReplayDivergence, ReplayScheduler } from './schedulers/replay.ts';
 import type { TraceJson } from './trace-json.ts';
 import { Trace } from './trace.ts';
@@ -16,6 +17,8 @@ export interface ReplayOptions {
   readonly stepsMax: number;
   readonly done?: (session: Session) => boolean;
   readonly interrupts?: readonly InterruptSource[];
+  /** Hypervisor faults the scenario allows (recorded choices may carry them). */
+  readonly faults?: readonly HypervisorFault[];
   /** Runs once the replay's trace records events, before the first choice (engine start-up). */
   readonly before?: () => void;
   /** Also receives every event (the replay's trace gets them first). */
@@ -83,6 +86,7 @@ export function replayTrace(options: ReplayOptions): ReplayResult {
       stepsMax: options.stepsMax,
       ...(options.done ? { done: options.done } : {}),
       ...(options.interrupts ? { interrupts: options.interrupts } : {}),
+      ...(options.faults ? { faults: options.faults } : {}),
     });
   } catch (error) {
     throw divergence ?? error;

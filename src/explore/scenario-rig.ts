@@ -211,6 +211,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       return { result: runDeterministic({
         session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
         ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
+        ...(this.definition.hypervisor?.faults !== undefined ? { faults: this.definition.hypervisor.faults } : {}),
       }), trace };
     });
   }
@@ -222,7 +223,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
   replay(recorded: TraceJson, fixes: Fixes<string>, options: RunOptions = {}): RunReport {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
     return this.execute(recorded.seed, recorded.strategy, fixes, options, ({ session, trace, observe, startEngine, done }) => {
-      const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe });
+      const faults = this.definition.hypervisor?.faults;
+      const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe, ...(faults !== undefined ? { faults } : {}) });
       return { result, trace: result.trace };
     });
   }

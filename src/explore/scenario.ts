@@ -1,3 +1,4 @@
+import { HYPERVISOR_FAULTS, type HypervisorFault } from './schedule.ts';
 import type { Session } from '../../actors/session.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import type { Introspection } from '../../actors/introspection.ts';
@@ -170,7 +171,14 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest, F e
  * Deterministic mode only; free-running vCPUs run as their threads get the CPU.
  */
 export interface HypervisorModel {
-  readonly emulation: 'at-next-entry' | 'at-reply';
+  readonly emulation?: 'at-next-entry' | 'at-reply';
+  /**
+   * Faults of real hypervisors the scheduler may inject, each an explored choice on a handled exit
+   * (the random strategy picks them like any other choice; traces record and replay them):
+   * 'duplicate-exit' (an EPT violation delivered to the engine twice, as seen on Xen),
+   * 'late-flush' (the handler's EPT changes reach running vCPUs only at their next exit).
+   */
+  readonly faults?: readonly HypervisorFault[];
 }
 
 /** Every fix a scenario's runs can switch: the built-in ones and those it declares. */
@@ -205,6 +213,9 @@ export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>):
   if (emulation !== undefined && emulation !== 'at-next-entry' && emulation !== 'at-reply') {
     fail(`hypervisor.emulation must be 'at-next-entry' or 'at-reply', got ${JSON.stringify(emulation)}`);
   }
+  const faults = definition.hypervisor?.faults ?? [];
+  const unknownFault = Array.isArray(faults) ? faults.find((f) => !HYPERVISOR_FAULTS.includes(f)) : 'not a list';
+  if (unknownFault !== undefined) fail(`hypervisor.faults must list ${HYPERVISOR_FAULTS.join(' or ')}, got ${JSON.stringify(unknownFault)}`);
   const oracleNames = definition.oracles.map((o) => o.name);
   const repeated = [...oracleNames, ...definition.windows.map((w) => w.name)].find((n, i, all) => all.indexOf(n) !== i);
   if (repeated !== undefined) fail(`the oracle or window name "${repeated}" is used twice`);

@@ -1,3 +1,5 @@
+import type { HypervisorFault } from '../../actors/hypervisor.ts';
+
 /**
  * What a scheduler can choose, and what it chooses from. A run's schedule is the list of its
  * choices; with the seed and the code it reproduces the run exactly.
@@ -7,8 +9,8 @@
 export type Choice =
   /** Run vCPU `vcpu` for up to `steps` steps. */
   | { readonly kind: 'run'; readonly vcpu: number; readonly steps: number }
-  /** Hand vCPU `vcpu`'s pending exit to the exit handler. */
-  | { readonly kind: 'handle'; readonly vcpu: number }
+  /** Hand vCPU `vcpu`'s pending exit to the exit handler — with a hypervisor fault, if one is given. */
+  | { readonly kind: 'handle'; readonly vcpu: number; readonly fault?: HypervisorFault }
   /** Fire the periodic timer callback. */
   | { readonly kind: 'timer' }
   /** Let the integrator's daemon run its due task (an unload retry). */
@@ -17,6 +19,9 @@ export type Choice =
   | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
   /** At a preemption point inside a handler: let the handler go on (no vCPU runs now). */
   | { readonly kind: 'proceed' };
+
+export type { HypervisorFault };
+export const HYPERVISOR_FAULTS: readonly HypervisorFault[] = ['duplicate-exit', 'late-flush'];
 
 /**
  * A point inside a handler where vCPUs that are not paused may run before the handler goes on
@@ -46,6 +51,15 @@ export interface Enabled {
   readonly vcpus: number;
   /** Set when the choice is made inside a handler (then only run and proceed are possible). */
   readonly preemption: PreemptionPoint | null;
+  /** Faults the scenario lets the scheduler inject (none unless it opts in). */
+  readonly faults?: readonly HypervisorFault[];
+  /** The pending exits that are EPT violations (a duplicate delivery applies to those). */
+  readonly eptExits?: readonly number[];
+}
+
+/** Whether `fault` may ride on handling `vcpu`'s pending exit. */
+export function faultApplies(fault: HypervisorFault, vcpu: number, enabled: Enabled): boolean {
+  return (enabled.faults ?? []).includes(fault) && (fault !== 'duplicate-exit' || (enabled.eptExits ?? []).includes(vcpu));
 }
 
 /** A scheduling strategy. All its randomness comes from the generator it was built with. */
@@ -60,7 +74,7 @@ export interface Scheduler {
 export function formatChoice(choice: Choice): string {
   switch (choice.kind) {
     case 'run': return `run v${choice.vcpu} ${choice.steps}`;
-    case 'handle': return `handle v${choice.vcpu}`;
+    case 'handle': return choice.fault === undefined ? `handle v${choice.vcpu}` : `handle v${choice.vcpu} ${choice.fault}`;
     case 'timer': return 'timer';
     case 'daemon': return 'daemon';
     case 'irq': return `irq v${choice.vcpu} ${choice.vector}`;
@@ -72,7 +86,7 @@ export function formatChoice(choice: Choice): string {
 export function isEnabled(choice: Choice, enabled: Enabled): boolean {
   switch (choice.kind) {
     case 'run': return enabled.runnable.includes(choice.vcpu) && choice.steps > 0;
-    case 'handle': return enabled.pendingExits.includes(choice.vcpu);
+    case 'handle': return enabled.pendingExits.includes(choice.vcpu) && (choice.fault === undefined || faultApplies(choice.fault, choice.vcpu, enabled));
     case 'timer': return enabled.timerDue;
     case 'daemon': return enabled.daemonDue;
     case 'irq': return enabled.interrupts.some((i) => i.vcpu === choice.vcpu && i.vector === choice.vector);

@@ -1,4 +1,4 @@
-import { formatChoice, type Choice } from './schedule.ts';
+import { formatChoice, HYPERVISOR_FAULTS, type Choice, type HypervisorFault } from './schedule.ts';
 import { parseStrategyLabel } from './schedulers/index.ts';
 import { Trace, type TraceEntry } from './trace.ts';
 
@@ -60,7 +60,7 @@ function isChoice(value: unknown): value is Choice {
   const c = value as Record<string, unknown>;
   switch (c.kind) {
     case 'run': return isCount(c.vcpu) && isCount(c.steps) && c.steps > 0;
-    case 'handle': return isCount(c.vcpu);
+    case 'handle': return isCount(c.vcpu) && (c.fault === undefined || HYPERVISOR_FAULTS.includes(c.fault as HypervisorFault));
     case 'irq': return isCount(c.vcpu) && isCount(c.vector) && c.vector < 256;
     case 'timer':
     case 'daemon':

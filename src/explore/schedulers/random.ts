@@ -1,9 +1,10 @@
 import type { Prng } from '../prng.ts';
-import type { Choice, Enabled, Scheduler } from '../schedule.ts';
+import { faultApplies, type Choice, type Enabled, type Scheduler } from '../schedule.ts';
 
 /**
- * Random: every enabled choice (a slice for any runnable vCPU, any pending exit, a due timer or
- * interrupt; inside a handler, letting it proceed) is equally likely; slice lengths are log-uniform between 1 and `sliceMax`, so both
+ * Random: every enabled choice (a slice for any runnable vCPU, any pending exit — also with each
+ * hypervisor fault the scenario allows —, a due timer or interrupt; inside a handler, letting it
+ * proceed) is equally likely; slice lengths are log-uniform between 1 and `sliceMax`, so both
  * instruction-level interleavings and long runs happen.
  */
 export class RandomScheduler implements Scheduler {
@@ -20,7 +21,10 @@ export class RandomScheduler implements Scheduler {
     const options: Choice[] = [];
     if (enabled.preemption !== null) options.push({ kind: 'proceed' });
     for (const vcpu of enabled.runnable) options.push({ kind: 'run', vcpu, steps: 0 });
-    for (const vcpu of enabled.pendingExits) options.push({ kind: 'handle', vcpu });
+    for (const vcpu of enabled.pendingExits) {
+      options.push({ kind: 'handle', vcpu });
+      for (const fault of enabled.faults ?? []) if (faultApplies(fault, vcpu, enabled)) options.push({ kind: 'handle', vcpu, fault });
+    }
     if (enabled.timerDue) options.push({ kind: 'timer' });
     if (enabled.daemonDue) options.push({ kind: 'daemon' });
     for (const irq of enabled.interrupts) options.push({ kind: 'irq', ...irq });
