@@ -3,6 +3,7 @@ import type { Cpu } from './cpu.ts';
 import { IF, IOPL, NT, POPF_WRITABLE, RF, RFLAGS_FIXED1, TF, VM, settleFlags } from './flags.ts';
 import { Need } from './mmu.ts';
 import { STOP, StopKind, Vector, exceptionClass } from './stop.ts';
+import { iretd, pushFrame32 } from './interrupts-legacy.ts';
 
 /**
  * Event delivery through the 64-bit IDT, IRETQ, and the descriptor reads they need
@@ -190,6 +191,7 @@ function exceptionExit(cpu: Cpu, vector: number, error: number): never {
 }
 
 function pushFrame(cpu: Cpu, vector: number, type: number, error: number, returnRip: number, injected: boolean): void {
+  if (cpu.mode32) return pushFrame32(cpu, vector, type, error, returnRip, injected, isFaultClass(vector));
   const w = cpu.words;
   const ext = type === EventInfo.external || type === EventInfo.hardwareException ? EXT_BIT : 0;
   const software = type === EventInfo.softwareInterrupt || type === EventInfo.softwareException;
@@ -250,6 +252,12 @@ function pushFrame(cpu: Cpu, vector: number, type: number, error: number, return
 
 function canonicalHalves(linear: number): [number, number] {
   return [linear % 4294967296 | 0, ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16];
+}
+
+/** IRET: IRETD in 32-bit protected mode, else IRETQ. */
+export function interruptReturn(cpu: Cpu): void {
+  if (cpu.mode32) iretd(cpu);
+  else iretq(cpu);
 }
 
 /** IRETQ (64-bit operand size): pops RIP, CS, RFLAGS, RSP, SS. */

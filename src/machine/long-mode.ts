@@ -83,6 +83,14 @@ export function enterLongMode(state: VcpuState, options: LongModeOptions): void 
     state.set64('trBase', options.tss.linear);
     state.set32('trLimit', options.tss.limit ?? 0x67);
   }
+  resetRunState(state, options);
+}
+
+/**
+ * The state every freshly set-up vCPU starts with, whatever its mode: RFLAGS and PAT at their
+ * reset values, no pending event, active, and the hypervisor's exit controls.
+ */
+export function resetRunState(state: VcpuState, options: { exitControls?: number; exceptionBitmap?: number }): void {
   state.rflags = 0x2n;
   state.set64('pat', 0x0007040600070406n);
   state.set32('exitControls', options.exitControls ?? 0);
