@@ -34,8 +34,9 @@ const HISTORY_BLOCKS = 16;
 const ATTENTION_POLL_BLOCKS = 8;
 
 /**
- * One emulated x86-64 vCPU over a shared `Machine`, in 64-bit long mode or in 32-bit protected
- * mode (CR0.PE=1, EFER.LMA=0; paging off or PAE paging).
+ * One emulated x86-64 vCPU over a shared `Machine`: in 64-bit long mode, in compatibility mode
+ * (EFER.LMA=1 with a 32-bit code segment, `Vcpu.csCompat`), or in 32-bit protected mode
+ * (CR0.PE=1, EFER.LMA=0; paging off or PAE paging).
  *
  * 32-bit protected mode is the subset a small flat 32-bit kernel needs: segments are flat (base 0,
  * limit 4 GiB, CS.D=SS.B=1) and are not loaded from descriptors — segment registers hold
@@ -44,8 +45,8 @@ const ATTENTION_POLL_BLOCKS = 8;
  * through 32-bit gates to ring-0 handlers on the same stack. A 32-bit result written to a GPR
  * zero-extends into its 64-bit register word, as it does in compatibility mode on the host
  * (checked by the differential harness; the SDM leaves the high halves undefined outside
- * 64-bit mode). Compatibility mode itself (LMA=1 with a CS.L=0 code segment) is not modelled:
- * with LMA=1 code is 64-bit.
+ * 64-bit mode). Compatibility mode runs 32-bit code the same way under 4-level paging; events
+ * from it go through 64-bit gates (to 64-bit code) and IRETQ returns to it; IRETD there is #UD.
  *
  * GPRs live in the vCPU's shared state block and are used in place. RIP, RFLAGS (lazily) and a
  * few hot values live in fields while the CPU runs and are written back whenever `run` returns,
@@ -188,8 +189,9 @@ export class Cpu implements LazyFlags, MmuFaults {
 
   /**
    * Switches between 64-bit and 32-bit code. The same bytes decode differently in the two, so
-   * every decoded block is dropped; this happens only when the mode really changes (a VM entry
-   * after the hypervisor changed EFER), never on the paths that keep the mode.
+   * every decoded block is dropped; this happens only when the mode really changes — a VM entry
+   * after the hypervisor changed EFER or CS, or an event or IRETQ between 64-bit code and
+   * compatibility mode (costly if a guest does that often; 64-bit and 32-bit kernels never do).
    */
   setMode32(mode32: boolean): void {
     this.mmu.wrap32 = mode32;

@@ -54,6 +54,12 @@ export const Vcpu = {
   fs: 84, //              stopped
   gs: 85, //              stopped
   tr: 86, //              stopped: task register selector
+  /**
+   * 1 when CS is a 32-bit code segment (L=0, D=1) while EFER.LMA=1: compatibility mode. The one
+   * bit of the VMCS guest CS access rights that vcpusim models (with LMA=0, code is 32-bit and
+   * this is ignored; with LMA=1 and 0 here, CS is a 64-bit code segment).
+   */
+  csCompat: 87, //        stopped
   gdtrBase: 88, //        stopped: lo, hi
   gdtrLimit: 90, //       stopped
   idtrBase: 92, //        stopped: lo, hi

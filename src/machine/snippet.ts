@@ -19,8 +19,11 @@ export const SNIPPET_CODE_ADDRESS = 0x200000n;
 export const SNIPPET_STACK_TOP = 0x1f0000n;
 const SNIPPET_STACK_BYTES = 0x10000;
 
-/** How a SnippetMachine runs its code: 64-bit long mode, or 32-bit protected mode with PAE paging. */
-export type SnippetMode = 'long' | 'protected-pae';
+/**
+ * How a SnippetMachine runs its code: 64-bit long mode, 32-bit code in compatibility mode (long
+ * mode, 4-level paging), or 32-bit protected mode with PAE paging.
+ */
+export type SnippetMode = 'long' | 'compat' | 'protected-pae';
 
 /** One memory region to place before running. */
 export interface SnippetMemory {
@@ -98,7 +101,7 @@ export class SnippetMachine {
     this.state = this.machine.vcpu(0);
     const common = { ring: this.ring, gdtLimit, exitControls: ExitControl.hlt, exceptionBitmap: -1 };
     if (pae) enterProtectedModePae(this.state, memory, { ...common, cr3: this.tables.root, gdtBase: gdt });
-    else enterLongMode(this.state, { ...common, cr3: this.tables.root, gdtBase: BigInt(gdt) });
+    else enterLongMode(this.state, { ...common, cr3: this.tables.root, gdtBase: BigInt(gdt), compat: this.mode === 'compat' });
     this.cpu = this.machine.createCpu(0);
   }
 

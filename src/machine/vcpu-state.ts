@@ -24,7 +24,7 @@ export type Field64 =
 
 /** 32-bit (or narrower) fields of the state block that are exposed by name. */
 export type Field32 =
-  | 'rflags' | 'cr8' | 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs' | 'tr' | 'gdtrLimit' | 'idtrLimit' | 'trLimit'
+  | 'rflags' | 'cr8' | 'cs' | 'csCompat' | 'ss' | 'ds' | 'es' | 'fs' | 'gs' | 'tr' | 'gdtrLimit' | 'idtrLimit' | 'trLimit'
   | 'activity' | 'interruptibility' | 'pendingInterrupt' | 'pendingEvent' | 'pendingEventError' | 'exitControls'
   | 'exceptionBitmap';
 

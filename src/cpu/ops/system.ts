@@ -1,4 +1,4 @@
-import { DtrKind, EventInfo, ExitControl, ExitReason, Vcpu } from '../state-block.ts';
+import { DtrKind, EventInfo, ExitControl, ExitReason, UdReason, Vcpu } from '../state-block.ts';
 import type { Cpu } from '../cpu.ts';
 import { DF, IF, IOPL, POPF_WRITABLE, RF, RFLAGS_FIXED1, VM, settleFlags } from '../flags.ts';
 import { deliverEvent, interruptReturn as iret, readDescriptor, setCpl } from '../interrupts.ts';
@@ -31,6 +31,7 @@ export function loadControlState(cpu: Cpu): void {
   cpu.gsLo = w[Vcpu.gsBase];
   cpu.gsHi = w[Vcpu.gsBase + 1];
   configurePaging(cpu, false);
+  cpu.setMode32((w[Vcpu.efer] & EFER.LMA) === 0 || w[Vcpu.csCompat] !== 0);
 }
 
 /**
@@ -53,7 +54,6 @@ export function configurePaging(cpu: Cpu, force = true): void {
   const hi = w[Vcpu.cr3 + 1] & ((1 << (MAX_PHYS_BITS - 32)) - 1);
   mmu.cr3Page = hi * 4294967296 + ((w[Vcpu.cr3] & ~0xfff) >>> 0);
   mmu.flush();
-  cpu.setMode32((efer & EFER.LMA) === 0);
 }
 
 /** True when CR0/CR4/EFER values select PAE paging in 32-bit protected mode. */
@@ -362,7 +362,10 @@ export function softwareInterrupt(cpu: Cpu, vector: number, nextIp: number): voi
   deliverEvent(cpu, vector, EventInfo.softwareInterrupt, -1, nextIp);
 }
 
-export function interruptReturn(cpu: Cpu): void {
+/** IRET at `ip` (iced `code`): IRETD in 32-bit protected mode, IRETQ in 64-bit mode. */
+export function interruptReturn(cpu: Cpu, code: number, ip: number): void {
+  // In compatibility mode it is IRETD with IA-32e semantics (it pops SS:ESP too): not modelled.
+  if (cpu.mode32 && (cpu.words[Vcpu.efer] & EFER.LMA) !== 0) cpu.undefinedOpcode(UdReason.unsupported, code, ip);
   iret(cpu);
 }
 

@@ -2,7 +2,7 @@
  * Goal: the emulated CPU computes what the host CPU computes, for every instruction form the
  * opcode table marks `native`, in 64-bit code and in 32-bit code. Method: 20,000 seeded random
  * 64-bit cases and 4,000 32-bit cases (compatibility mode on the host, 32-bit PAE protected mode
- * in the emulator) through the differential harness (host at ring 3 via the native runner,
+ * in the emulator; 1,000 more with the emulator in compatibility mode) through the differential harness (host at ring 3 via the native runner,
  * emulator at ring 3), every register (all 64 bits), the defined flags, the scratch memory and
  * the way the run stopped compared.
  */
@@ -52,6 +52,16 @@ test('4,000 random 32-bit cases match the host CPU in compatibility mode exactly
   const forms = differentialForms(32);
   const covered = forms.filter((f) => (result.byCode.get(f.name) ?? 0) > 0).length;
   t.true(covered / forms.length > 0.9, `only ${covered}/${forms.length} 32-bit forms covered`);
+});
+
+test('1,000 random 32-bit cases match the host with the emulator in compatibility mode too', (t) => {
+  const result = runDifferential({ seed: SEED_32 + 1, cases: 1_000, bits: 32, mode32: 'compat', maxMismatches: 3 });
+  t.is(result.cases, 1_000);
+  t.deepEqual(
+    result.mismatches.map((m) => m.report),
+    [],
+    `replay: npm run fuzz:cpu -- --cases 1000 --seed ${SEED_32 + 1} --bits 32 --emulator-mode compat`,
+  );
 });
 
 test('every native mnemonic of the opcode table has forms in the generator', (t) => {

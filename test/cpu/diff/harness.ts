@@ -46,6 +46,8 @@ export interface DifferentialOptions {
   cases: number;
   /** 64-bit cases (default) or 32-bit cases. */
   bits?: Bits;
+  /** Where the emulator runs 32-bit cases: 32-bit PAE protected mode (default) or compatibility mode. */
+  mode32?: 'protected-pae' | 'compat';
   /** Cases per native batch. */
   batch?: number;
   /** Stop after this many mismatches (default 1). */
@@ -60,7 +62,7 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
   const prng = new Prng(options.seed);
   const bits = options.bits ?? 64;
   const pick = formPicker(differentialForms(bits));
-  const machine = new SnippetMachine({ ramBytes: 0x800000, ring: 3, mode: bits === 64 ? 'long' : 'protected-pae' });
+  const machine = new SnippetMachine({ ramBytes: 0x800000, ring: 3, mode: bits === 64 ? 'long' : (options.mode32 ?? 'protected-pae') });
   const batchSize = options.batch ?? 2000;
   const maxMismatches = options.maxMismatches ?? 1;
   const mismatches: Mismatch[] = [];

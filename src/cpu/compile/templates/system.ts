@@ -45,7 +45,7 @@ export function iret(e: Emitter): void {
   if (e.insn.bytes[0] === 0x66) throw new UnsupportedForm('IRET with a 16-bit operand');
   // IRETD in 64-bit code pops a 32-bit five-slot frame: not modelled (IRETQ is).
   if (e.insn.mnemonic === iced.Mnemonic.Iretd && !e.mode32) throw new UnsupportedForm('IRETD in 64-bit mode');
-  e.line('H.interruptReturn(c);');
+  e.line(`H.interruptReturn(c, ${e.insn.code}, ${e.insn.ip});`);
   returnAtHelperRip(e);
 }
 
