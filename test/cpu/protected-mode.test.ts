@@ -219,3 +219,28 @@ test('what the 32-bit subset lacks is a clean #UD (reason: unsupported), never 6
   t.is(tm.run(), RunStop.exit);
   t.is(tm.state().exit().info0, Vector.UD, 'SYSCALL');
 });
+
+test('an external interrupt wakes HLT through a 32-bit gate; a #PF whose gate is not present becomes #DF with error code 0', (t) => {
+  const tm = new PaeMachine();
+  tm.setGate(0x40, HANDLER);
+  tm.write(HANDLER, code32([0x40], I32.vmcall));
+  // sti ; hlt ; vmcall
+  tm.write(CODE32, code32([0xfb], I32.hlt, I32.vmcall));
+  t.is(tm.run(), RunStop.halted);
+  tm.state().set32('pendingInterrupt', 0x40);
+  expectVmcall(t, tm, tm.run(), HANDLER + 1);
+  const esp = Number(reg(tm, 'rsp'));
+  t.is(tm.read32(esp), CODE32 + 2, 'EIP after HLT');
+  t.is(tm.read32(esp + 8) & 0x200, 0x200, 'IF was set');
+
+  const df = new PaeMachine();
+  df.setGate(Vector.DF, HANDLER);
+  df.setGate(Vector.PF, HANDLER + 0x100, { dpl: 0 });
+  df.write64(0x1000 + Vector.PF * 8, df.read64(0x1000 + Vector.PF * 8) & ~(1n << 47n)); // not present
+  df.write(HANDLER, code32([0x59], I32.vmcall)); // pop ecx (the #DF error code) ; vmcall
+  df.write(CODE32, code32(I32.movEbxImm(0x900000), I32.loadEaxEbx, I32.vmcall));
+  expectVmcall(t, df, df.run(), HANDLER + 1);
+  t.is(reg(df, 'rcx'), 0n, '#DF pushes 0');
+  t.is(df.read32(Number(reg(df, 'rsp'))), CODE32 + 5, 'the EIP of the instruction whose #PF could not be delivered');
+  t.is(df.state().get64('cr2'), 0x900000n, 'CR2 loaded by the #PF');
+});

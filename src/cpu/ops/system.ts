@@ -50,6 +50,8 @@ export function configurePaging(cpu: Cpu, force = true): void {
   mmu.writeProtect = (cr0 & CR0.WP) !== 0;
   mmu.smep = (cr4 & CR4.SMEP) !== 0;
   mmu.nxEnabled = (efer & EFER.NXE) !== 0;
+  // 32-bit (non-PAE) paging is not modelled: MOV CR0/CR4 refuse to turn it on (#GP), and a
+  // protected-mode state with paging on is walked as PAE.
   mmu.pae = mmu.pagingOn && (efer & EFER.LMA) === 0;
   const hi = w[Vcpu.cr3 + 1] & ((1 << (MAX_PHYS_BITS - 32)) - 1);
   mmu.cr3Page = hi * 4294967296 + ((w[Vcpu.cr3] & ~0xfff) >>> 0);
