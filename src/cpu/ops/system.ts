@@ -374,7 +374,10 @@ export function interruptReturn(cpu: Cpu, code: number, ip: number): void {
 /** PUSHFQ, or PUSHFD in 32-bit code (`width` 4): RFLAGS with VM and RF cleared. */
 export function pushFlags(cpu: Cpu, width = 8): void {
   const r = cpu.r;
-  const [lo, hi] = stackStep(cpu, r[8], r[9], -width);
+  // Inline stack arithmetic (no tuple): PUSHF/POPF run often enough to keep allocation out.
+  const t = (r[8] >>> 0) - width;
+  const lo = t | 0;
+  const hi = cpu.mode32 ? 0 : (r[9] - (t < 0 ? 1 : 0)) | 0;
   const pa = cpu.mmu.translate(lo, hi, Need.write | Need.stack, width);
   const flags = settleFlags(cpu) & ~(VM | RF);
   if (width === 4) cpu.mmu.write32(pa, flags);
@@ -394,7 +397,9 @@ export function popFlags(cpu: Cpu, width = 8): void {
   if (cpu.cpl > iopl(cpu)) mask &= ~IF;
   cpu.fl = (old & ~mask) | (value & mask) | RFLAGS_FIXED1;
   cpu.fl &= ~(RF | VM);
-  [r[8], r[9]] = stackStep(cpu, r[8], r[9], width);
+  const t = (r[8] >>> 0) + width;
+  r[8] = t | 0;
+  r[9] = cpu.mode32 ? 0 : (r[9] + (t > 4294967295 ? 1 : 0)) | 0;
 }
 
 /**
