@@ -91,8 +91,9 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
     const bitness = mode32 ? 32 : 64;
     let result = decoder.decodeAt(bytes, position, canonical(ip), bitness);
     if (result.status === 'truncated' && page2 < 0) {
+      linear2 = rip - offset + PAGE_BYTES;
       // 32-bit code fetches wrap at 4 GiB.
-      linear2 = (rip - offset + PAGE_BYTES) % (mode32 ? 4294967296 : Number.MAX_SAFE_INTEGER);
+      if (mode32) linear2 %= 4294967296;
       const [lo2, hi2] = halves(linear2);
       try {
         // The page after the last lower-half page (0x7ffffffff000) starts the non-canonical hole:

@@ -146,7 +146,8 @@ export function readCr(cpu: Cpu, n: number, destination: number): void {
     default: return cpu.fault(Vector.UD);
   }
   cpu.r[2 * destination] = lo;
-  cpu.r[2 * destination + 1] = hi;
+  // 32-bit code reads the low half, zero-extended like any 32-bit result.
+  cpu.r[2 * destination + 1] = cpu.mode32 ? 0 : hi;
 }
 
 export function rdmsr(cpu: Cpu): void {
