@@ -10,6 +10,7 @@ import { RunStop } from '../../src/cpu/cpu.ts';
 import { ExitReason, UdReason } from '../../src/cpu/state-block.ts';
 import { Vector } from '../../src/cpu/stop.ts';
 import { Selector } from '../../src/machine/long-mode.ts';
+import { Pte } from '../../src/machine/page-tables.ts';
 import { CODE, TestMachine, stackTop } from '../support/test-machine.ts';
 
 const HANDLER = 0x180000n;
@@ -58,4 +59,16 @@ test('IRETD in compatibility mode is #UD (unsupported), not a protected-mode IRE
   t.is(exit.info0, Vector.UD);
   t.is(exit.rip, CODE);
   t.is(tm.state().lastUd().reason, UdReason.unsupported);
+});
+
+test('32-bit addresses wrap at 4 GiB also under 4-level paging: BT with a negative bit offset below address 0x10', (t) => {
+  const tm = compatMachine();
+  tm.tables.map(0xfffff000n, 0x502000, Pte.writable);
+  tm.machine.memory.write(0x502ffc, Uint8Array.from([0, 0, 0, 0x80]));
+  // mov ebx, 0x10 ; mov edx, -0x81 ; bt [ebx], edx ; setc al ; vmcall — bit −0x81 of [0x10] is
+  // bit 31 of the dword at 0x10 + floor(−0x81 / 32) × 4 = 0xfffffffc (not 0xffff_ffff_ffff_fffc).
+  tm.machine.memory.write(Number(CODE), Uint8Array.from([0xbb, 0x10, 0, 0, 0, 0xba, 0x7f, 0xff, 0xff, 0xff, 0x0f, 0xa3, 0x13, 0x0f, 0x92, 0xc0, 0x0f, 0x01, 0xc1]));
+  t.is(tm.run(), RunStop.exit);
+  t.is(tm.state().exit().reason, ExitReason.vmcall, `stopped with reason ${tm.state().exit().reason} vector ${tm.state().exit().info0}`);
+  t.is(tm.state().gpr('rax') & 0xffn, 1n);
 });
