@@ -25,6 +25,8 @@ export interface DisasmLine {
 export interface DisasmOptions {
   /** Stop after this many lines (default: decode everything). */
   readonly maxInstructions?: number;
+  /** Decode as 64-bit code (default) or as 32-bit code. */
+  readonly bitness?: 32 | 64;
 }
 
 /** Width of the byte column in listings: fits 10 bytes, longer runs just push the text right. */
@@ -71,7 +73,7 @@ export function disassemble(bytes: Uint8Array, ip: bigint, opts: DisasmOptions =
   let instr: Instruction | null = null;
   try {
     if (bytes.length === 0 || !(max > 0)) return lines;
-    decoder = new iced.Decoder(64, bytes, iced.DecoderOptions.None);
+    decoder = new iced.Decoder(opts.bitness ?? 64, bytes, iced.DecoderOptions.None);
     formatter = createFormatter();
     instr = new iced.Instruction();
     while (pos < bytes.length && lines.length < max) {

@@ -34,7 +34,19 @@ const HISTORY_BLOCKS = 16;
 const ATTENTION_POLL_BLOCKS = 8;
 
 /**
- * One emulated x86-64 vCPU in 64-bit long mode over a shared `Machine`.
+ * One emulated x86-64 vCPU over a shared `Machine`: in 64-bit long mode, in compatibility mode
+ * (EFER.LMA=1 with a 32-bit code segment, `Vcpu.csCompat`), or in 32-bit protected mode
+ * (CR0.PE=1, EFER.LMA=0; paging off or PAE paging).
+ *
+ * 32-bit protected mode is the subset a small flat 32-bit kernel needs: segments are flat (base 0,
+ * limit 4 GiB, CS.D=SS.B=1) and are not loaded from descriptors — segment registers hold
+ * selectors only, MOV/PUSH/POP of segment registers and far transfers are #UD (unsupported),
+ * and FS/GS overrides add the low half of the FS/GS base fields. Ring 0 only: interrupts go
+ * through 32-bit gates to ring-0 handlers on the same stack. A 32-bit result written to a GPR
+ * zero-extends into its 64-bit register word, as it does in compatibility mode on the host
+ * (checked by the differential harness; the SDM leaves the high halves undefined outside
+ * 64-bit mode). Compatibility mode runs 32-bit code the same way under 4-level paging; events
+ * from it go through 64-bit gates (to 64-bit code) and IRETQ returns to it; IRETD there is #UD.
  *
  * GPRs live in the vCPU's shared state block and are used in place. RIP, RFLAGS (lazily) and a
  * few hot values live in fields while the CPU runs and are written back whenever `run` returns,
@@ -67,6 +79,8 @@ export class Cpu implements LazyFlags, MmuFaults {
   fsHi = 0;
   gsLo = 0;
   gsHi = 0;
+  /** 32-bit code (protected mode): decoding, addresses, the stack and EIP are 32-bit. */
+  mode32 = false;
   /** STI shadow: 2 right after STI, 1 while the next instruction runs, 0 otherwise. */
   shadow = 0;
   /** Pending external interrupt vector, or -1. */
@@ -123,6 +137,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     this.ept = port.ept;
     this.r = this.words.subarray(Vcpu.gpr, Vcpu.gpr + 32);
     this.mmu = new Mmu(port.memory, this);
+    this.mmu.pdptes = this.words.subarray(Vcpu.pdpte, Vcpu.pdpte + 8);
     this.enter();
   }
 
@@ -138,6 +153,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     this.fl = (w[Vcpu.rflags] & ~0x8) | RFLAGS_FIXED1;
     this.fop = 0;
     loadControlState(this);
+    if (this.mode32) this.rip = w[Vcpu.rip] >>> 0;
     this.irq = w[Vcpu.pendingInterrupt];
     this.shadow = (w[Vcpu.interruptibility] & 1) !== 0 ? 1 : 0;
     this.halted = w[Vcpu.activity] === ActivityState.halted;
@@ -169,6 +185,21 @@ export class Cpu implements LazyFlags, MmuFaults {
       this.codeEpochSeen = epoch;
       this.codeStamp++;
     }
+  }
+
+  /**
+   * Switches between 64-bit and 32-bit code. The same bytes decode differently in the two, so
+   * every decoded block is dropped; this happens only when the mode really changes — a VM entry
+   * after the hypervisor changed EFER or CS, or an event or IRETQ between 64-bit code and
+   * compatibility mode (costly if a guest does that often; 64-bit and 32-bit kernels never do).
+   */
+  setMode32(mode32: boolean): void {
+    this.mmu.wrap32 = mode32;
+    if (mode32 === this.mode32) return;
+    this.mode32 = mode32;
+    this.flushDecodedCode();
+    this.jumpCache.fill(undefined);
+    this.codeStamp++;
   }
 
   /** Steps retired so far, including the current block's instructions before `cur` (virtual TSC). */

@@ -19,6 +19,8 @@ export const OperandKind = {
   stringSource: 4,
   /** Implicit string destination es:[rdi]. */
   stringDestination: 5,
+  /** A far pointer (JMP/CALL ptr16:16/32): flat-segment vcpusim does not do far transfers. */
+  farPointer: 6,
 } as const;
 export type OperandKindCode = (typeof OperandKind)[keyof typeof OperandKind];
 
@@ -53,8 +55,9 @@ export interface MemoryOperand {
   readonly segment: number;
   /** SS-relative (base RSP/RBP): a non-canonical address raises #SS instead of #GP. */
   readonly stack: boolean;
-  /** 0x67 prefix: the effective address is truncated to 32 bits. */
-  readonly addr32: boolean;
+  /** Address size in bytes: 8 in 64-bit mode, 4 with 0x67 there or by default in 32-bit mode, 2
+   *  with 0x67 in 32-bit mode. The effective address is truncated to it. */
+  readonly addressSize: number;
 }
 
 /** A decoded instruction: everything the block compiler needs, as plain data. */
@@ -144,7 +147,8 @@ export function canonical(linear: number): bigint {
 
 const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
 
-function hasAddressSizePrefix(bytes: Uint8Array): boolean {
+/** True when the legacy prefixes before the opcode include 0x67 (address-size override). */
+export function hasAddressSizePrefix(bytes: Uint8Array): boolean {
   for (const b of bytes) {
     if (b === 0x67) return true;
     if (!LEGACY_PREFIXES.has(b)) return false;
@@ -163,14 +167,17 @@ function splitHalves(value: bigint): [number, number] {
  */
 export class InstructionDecoder {
   private readonly scratch = new iced.Instruction();
+  private bitness = 64;
 
   /**
-   * Decodes the instruction at `bytes[offset]`, whose linear address is `ip` (canonical 64-bit).
+   * Decodes the instruction at `bytes[offset]`, whose linear address is `ip` (canonical 64-bit),
+   * as 64-bit code or (`bitness` 32: legacy protected mode, compatibility mode) 32-bit code.
    * 'truncated' means the window ended inside the instruction: fetch the next page and retry.
    */
-  decodeAt(bytes: Uint8Array, offset: number, ip: bigint): DecodeResult {
+  decodeAt(bytes: Uint8Array, offset: number, ip: bigint, bitness: 32 | 64 = 64): DecodeResult {
     const window = bytes.subarray(offset, Math.min(bytes.length, offset + 15));
-    const decoder = new iced.Decoder(64, window, iced.DecoderOptions.None);
+    this.bitness = bitness;
+    const decoder = new iced.Decoder(bitness, window, iced.DecoderOptions.None);
     try {
       decoder.ip = ip;
       const ins = this.scratch;
@@ -178,7 +185,7 @@ export class InstructionDecoder {
       if (ins.isInvalid) {
         if (decoder.lastError === iced.DecoderError.NoMoreBytes && window.length < 15) return { status: 'truncated' };
         const length = Math.max(1, ins.length);
-        const illegalLock = lockMisuse(window, ip);
+        const illegalLock = lockMisuse(window, ip, bitness);
         return { status: 'invalid', length, bytes: window.slice(0, length), ...(illegalLock !== undefined ? { illegalLock } : {}) };
       }
       return { status: 'ok', insn: this.copy(ins, window.slice(0, ins.length)) };
@@ -227,7 +234,7 @@ export class InstructionDecoder {
             dispHi,
             segment: segmentOf(ins.memorySegment),
             stack: ins.memorySegment === R.SS,
-            addr32: hasAddressSizePrefix(bytes) && !isRipRelative,
+            addressSize: this.addressSize(bytes, isRipRelative),
           };
           operands.push({
             kind: OperandKind.memory,
@@ -238,6 +245,10 @@ export class InstructionDecoder {
           });
           break;
         }
+        case iced.OpKind.FarBranch16:
+        case iced.OpKind.FarBranch32:
+          operands.push({ kind: OperandKind.farPointer, size: 0, reg: -1, regClass: RegisterClass.other, high8: false });
+          break;
         case iced.OpKind.NearBranch16:
         case iced.OpKind.NearBranch32:
         case iced.OpKind.NearBranch64:
@@ -310,6 +321,12 @@ export class InstructionDecoder {
       bytes,
     };
   }
+
+  private addressSize(bytes: Uint8Array, isRipRelative: boolean): number {
+    const override = hasAddressSizePrefix(bytes) && !isRipRelative;
+    if (this.bitness === 64) return override ? 4 : 8;
+    return override ? 2 : 4;
+  }
 }
 
 /**
@@ -318,9 +335,9 @@ export class InstructionDecoder {
  * again without iced's validity checks tells the two apart: returns the instruction's Code when
  * that decode succeeds and carries a LOCK prefix.
  */
-function lockMisuse(window: Uint8Array, ip: bigint): number | undefined {
+function lockMisuse(window: Uint8Array, ip: bigint, bitness: 32 | 64): number | undefined {
   if (!window.includes(0xf0)) return undefined;
-  const decoder = new iced.Decoder(64, window, iced.DecoderOptions.NoInvalidCheck);
+  const decoder = new iced.Decoder(bitness, window, iced.DecoderOptions.NoInvalidCheck);
   try {
     decoder.ip = ip;
     const ins = decoder.decode();

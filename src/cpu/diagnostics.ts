@@ -1,6 +1,6 @@
 import iced from 'iced-x86';
 import type { Cpu } from './cpu.ts';
-import { walkPageTables } from './page-walk.ts';
+import { walkPaePageTables, walkPageTables } from './page-walk.ts';
 
 /**
  * Human-readable descriptions of a vCPU for error reports: where it is, what it ran last and the
@@ -16,7 +16,9 @@ function peek(cpu: Cpu, linear: number, length: number): Uint8Array | null {
     const address = linear + k;
     const lo = address % 4294967296 | 0;
     const hi = ((Math.floor(address / 4294967296) & 0xffff) << 16) >> 16;
-    const where = walkPageTables(cpu.memory, cpu.mmu.cr3Page, lo, hi);
+    const where = cpu.mmu.pae
+      ? walkPaePageTables(cpu.memory, cpu.mmu.cr3Page, lo, cpu.mmu.pdptes)
+      : walkPageTables(cpu.memory, cpu.mmu.cr3Page, lo, hi);
     if (where === null) return k === 0 ? null : out.subarray(0, k);
     out[k] = cpu.memory.u8[where.gpa];
   }
@@ -27,7 +29,7 @@ function peek(cpu: Cpu, linear: number, length: number): Uint8Array | null {
 export function disassembleAt(cpu: Cpu, linear: number, count = 4): string[] {
   const bytes = peek(cpu, linear, 15 * count);
   if (bytes === null) return [`${hex(linear)}: <not mapped>`];
-  const decoder = new iced.Decoder(64, bytes, iced.DecoderOptions.None);
+  const decoder = new iced.Decoder(cpu.mode32 ? 32 : 64, bytes, iced.DecoderOptions.None);
   const formatter = new iced.Formatter(iced.FormatterSyntax.Intel);
   const instruction = new iced.Instruction();
   const lines: string[] = [];

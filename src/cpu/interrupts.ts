@@ -3,6 +3,7 @@ import type { Cpu } from './cpu.ts';
 import { IF, IOPL, NT, POPF_WRITABLE, RF, RFLAGS_FIXED1, TF, VM, settleFlags } from './flags.ts';
 import { Need } from './mmu.ts';
 import { STOP, StopKind, Vector, exceptionClass } from './stop.ts';
+import { iretd, pushFrame32 } from './interrupts-legacy.ts';
 
 /**
  * Event delivery through the 64-bit IDT, IRETQ, and the descriptor reads they need
@@ -15,6 +16,7 @@ import { STOP, StopKind, Vector, exceptionClass } from './stop.ts';
  */
 
 const EXT_BIT = 1;
+const EFER_LMA = 0x400;
 
 /** Reads a qword at a linear address as an implicit supervisor access. Returns lo; hi in mmu.hi. */
 export function readSystemQword(cpu: Cpu, lo: number, hi: number): number {
@@ -64,10 +66,13 @@ export function readDescriptor(cpu: Cpu, selector: number, ext = 0): Descriptor 
   };
 }
 
-function checkCodeSegment(cpu: Cpu, selector: number, ext: number): Descriptor {
+/** A 64-bit code segment — or, with `compatible`, a 32-bit one (IRETQ to compatibility mode). */
+function checkCodeSegment(cpu: Cpu, selector: number, ext: number, compatible = false): Descriptor {
   if ((selector & ~3) === 0) cpu.fault(Vector.GP, ext);
   const d = readDescriptor(cpu, selector, ext);
-  if (!d.code || !d.long || d.defaultSize) cpu.fault(Vector.GP, (selector & ~3) | ext);
+  const bits64 = d.long && !d.defaultSize;
+  const bits32 = compatible && !d.long && d.defaultSize;
+  if (!d.code || !(bits64 || bits32)) cpu.fault(Vector.GP, (selector & ~3) | ext);
   if (!d.present) cpu.fault(Vector.NP, (selector & ~3) | ext);
   return d;
 }
@@ -190,6 +195,8 @@ function exceptionExit(cpu: Cpu, vector: number, error: number): never {
 }
 
 function pushFrame(cpu: Cpu, vector: number, type: number, error: number, returnRip: number, injected: boolean): void {
+  // 32-bit gates in protected mode; in IA-32e mode (64-bit and compatibility mode) 64-bit gates.
+  if ((cpu.words[Vcpu.efer] & EFER_LMA) === 0) return pushFrame32(cpu, vector, type, error, returnRip, injected, isFaultClass(vector));
   const w = cpu.words;
   const ext = type === EventInfo.external || type === EventInfo.hardwareException ? EXT_BIT : 0;
   const software = type === EventInfo.softwareInterrupt || type === EventInfo.softwareException;
@@ -246,10 +253,21 @@ function pushFrame(cpu: Cpu, vector: number, type: number, error: number, return
   cpu.rip = (targetHi & 0xffff) * 4294967296 + (targetLo >>> 0);
   cpu.shadow = 0;
   cpu.halted = false;
+  // A 64-bit gate leads to 64-bit code, also from compatibility mode.
+  if (cpu.mode32) {
+    w[Vcpu.csCompat] = 0;
+    cpu.setMode32(false);
+  }
 }
 
 function canonicalHalves(linear: number): [number, number] {
   return [linear % 4294967296 | 0, ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16];
+}
+
+/** IRET: IRETD in 32-bit protected mode, else IRETQ. */
+export function interruptReturn(cpu: Cpu): void {
+  if ((cpu.words[Vcpu.efer] & EFER_LMA) === 0) iretd(cpu);
+  else iretq(cpu);
 }
 
 /** IRETQ (64-bit operand size): pops RIP, CS, RFLAGS, RSP, SS. */
@@ -268,9 +286,10 @@ export function iretq(cpu: Cpu): void {
   const selector = cs & 0xffff;
   const rpl = selector & 3;
   if (rpl < cpu.cpl) cpu.fault(Vector.GP, selector & ~3);
-  const code = checkCodeSegment(cpu, selector, 0);
+  const code = checkCodeSegment(cpu, selector, 0, true);
   if (code.dpl !== rpl) cpu.fault(Vector.GP, selector & ~3);
-  if (((ripHi >> 15) + 1) >>> 1 !== 0) cpu.fault(Vector.GP, 0);
+  const compat = !code.long;
+  if (!compat && ((ripHi >> 15) + 1) >>> 1 !== 0) cpu.fault(Vector.GP, 0);
   const stackSelector = ss & 0xffff;
   if (rpl !== 0 || (stackSelector & ~3) !== 0) {
     if ((stackSelector & ~3) === 0) cpu.fault(Vector.GP, 0);
@@ -289,6 +308,9 @@ export function iretq(cpu: Cpu): void {
   w[Vcpu.ss] = stackSelector;
   w[Vcpu.cs] = selector;
   setCpl(cpu, rpl);
-  cpu.rip = (ripHi & 0xffff) * 4294967296 + (ripLo >>> 0);
+  // To compatibility mode the return address is EIP: its high half is not part of it.
+  w[Vcpu.csCompat] = compat ? 1 : 0;
+  cpu.setMode32(compat);
+  cpu.rip = compat ? ripLo >>> 0 : (ripHi & 0xffff) * 4294967296 + (ripLo >>> 0);
   cpu.serialize();
 }

@@ -5,7 +5,9 @@ import { PfError } from './stop.ts';
 /**
  * Linear → guest-physical translation for one vCPU: a software TLB, the 4-level page walk (4 KiB,
  * 2 MiB and 1 GiB pages; NX, U/S, R/W with CR0.WP, SMEP; A/D bits set atomically in guest memory),
- * and this vCPU's *view* of the EPT rights (the rights it entered with; see `loadEptView`).
+ * the 3-level PAE walk of 32-bit protected mode (from the four cached PDPTE registers, then PD and
+ * PT; 4 KiB and 2 MiB pages, same checks), and this vCPU's *view* of the EPT rights (the rights it
+ * entered with; see `loadEptView`).
  *
  * Accesses name what they need with `Need` bits. A TLB entry caches, for its page, which kinds of
  * access may go ahead without a walk — for supervisor and user code, after paging *and* EPT — so
@@ -52,6 +54,10 @@ function tlbSlot(lo: number, hi: number): number {
 export const MAX_PHYS_BITS = 40;
 /** Reserved bits of the high word of a paging entry (address bits MAXPHY..51), excluding NX (bit 63). */
 const RSVD_HI = (((1 << (52 - 32)) - 1) & ~((1 << (MAX_PHYS_BITS - 32)) - 1)) | 0;
+/** Reserved bits of a present PAE PDPTE (SDM Vol. 3A Table 4-8): bits 2:1 and 8:5 in the low word;
+ *  bits 63:MAXPHYADDR in the high word (a PDPTE has no XD bit). */
+const PDPTE_RSVD_LO = 0x1e6;
+const PDPTE_RSVD_HI = ~((1 << (MAX_PHYS_BITS - 32)) - 1);
 
 /** How an MMU reports faults; the CPU implements it (each call throws). */
 export interface MmuFaults {
@@ -90,6 +96,13 @@ export class Mmu {
   writeProtect = true;
   nxEnabled = false;
   smep = false;
+  /** PAE paging of 32-bit protected mode (CR0.PG, CR4.PAE, EFER.LMA=0): walks start at `pdptes`. */
+  pae = false;
+  /** 32-bit code: an access that runs past 4 GiB wraps to address 0 instead of going on. */
+  wrap32 = false;
+  /** The four PDPTE registers (lo, hi each): the CPU points this at its state block. */
+  pdptes: Int32Array = new Int32Array(8);
+  private readonly pdptScratch = new Int32Array(8);
 
   /** The control-register values the TLB was filled under (see `pagingStateIs`). */
   private pagingState = new Int32Array(5).fill(-1);
@@ -210,7 +223,7 @@ export class Mmu {
     const offset = lo & 0xfff;
     if (offset + size <= 4096) return this.translatePage(lo, hi, need) + offset;
     const nextLo = ((lo & ~0xfff) + 0x1000) | 0;
-    const nextHi = nextLo === 0 ? (hi + 1) | 0 : hi;
+    const nextHi = nextLo === 0 && !this.wrap32 ? (hi + 1) | 0 : hi;
     // The canonical check covers every byte of the access and precedes paging: an access whose
     // tail is non-canonical is #GP/#SS even when its first page is unmapped (was: #PF first).
     if (((nextHi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
@@ -259,6 +272,15 @@ export class Mmu {
         (lo >>> 12) & 511,
       ];
       let level = 4;
+      if (this.pae) {
+        // The PDPTE comes from its register, loaded at MOV CR3 (SDM §4.4.1): no memory read, no
+        // EPT check, no A bit, and its reserved bits were checked when it was loaded.
+        const k = lo >>> 30;
+        const plo = this.pdptes[2 * k];
+        if ((plo & 1) === 0) this.pageFault(lo, hi, 0, write, user, fetch);
+        table = physicalBase(plo, this.pdptes[2 * k + 1], 12);
+        level = 2;
+      }
       let leafLo = 0;
       let leafHi = 0;
       for (;;) {
@@ -332,6 +354,24 @@ export class Mmu {
     this.tlbPerm[slot] = perm;
     if (large) this.largeEntries = true;
     return page;
+  }
+
+  /**
+   * Reads the four PDPTEs of the PDPT at guest-physical `pdpt` (MOV CR3, or MOV CR0/CR4 turning
+   * PAE paging on), each read EPT-checked as a paging-structure read. Returns them (lo, hi × 4,
+   * in a buffer reused by the next call), or null when a present entry has reserved bits set —
+   * the instruction then raises #GP(0) and nothing is loaded.
+   */
+  readPdpt(pdpt: number): Int32Array | null {
+    const out = this.pdptScratch;
+    for (let k = 0; k < 4; k++) {
+      const gpa = pdpt + 8 * k;
+      this.checkStructure(gpa, 0, 0, 1);
+      out[2 * k] = this.i32[gpa >>> 2];
+      out[2 * k + 1] = this.i32[(gpa >>> 2) + 1];
+      if ((out[2 * k] & 1) !== 0 && ((out[2 * k] & PDPTE_RSVD_LO) !== 0 || (out[2 * k + 1] & PDPTE_RSVD_HI) !== 0)) return null;
+    }
+    return out;
   }
 
   /** Raises #PF with the error code built from the access (SDM §4.7). */

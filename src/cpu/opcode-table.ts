@@ -122,8 +122,11 @@ add([M.Tzcnt], { family: 'bits', emit: ops.scan(ScanKind.tzcnt), native: true })
 // Stack.
 add([M.Push], { family: 'stack', emit: stack.push, native: true });
 add([M.Pop], { family: 'stack', emit: stack.pop, native: true });
-add([M.Pushfq], { family: 'stack', emit: sys.pushfq, native: true });
-add([M.Popfq], { family: 'stack', emit: sys.popfq, native: true, ends: true });
+add([M.Pushfq, M.Pushfd], { family: 'stack', emit: sys.pushf, native: true });
+add([M.Popfq, M.Popfd], { family: 'stack', emit: sys.popf, native: true, ends: true });
+// 32-bit code only (iced decodes 60/61 as nothing else there and as invalid in 64-bit code).
+add([M.Pushad], { family: 'stack', emit: stack.pushad, native: true });
+add([M.Popad], { family: 'stack', emit: stack.popad, native: true });
 add([M.Enter], { family: 'stack', emit: stack.enter, native: true });
 add([M.Leave], { family: 'stack', emit: stack.leave, native: true });
 
@@ -169,7 +172,7 @@ add([M.Sti], { family: 'system', emit: sys.call('sti'), ends: true });
 add([M.Hlt], { family: 'system', emit: sys.hlt, ends: true });
 add([M.Int3], { family: 'system', emit: sys.int3, ends: true });
 add([M.Int], { family: 'system', emit: sys.intN, ends: true });
-add([M.Iretq], { family: 'system', emit: sys.iretq, ends: true });
+add([M.Iretq, M.Iretd], { family: 'system', emit: sys.iret, ends: true });
 add([M.Cpuid], { family: 'system', emit: sys.call('cpuid'), ends: true });
 add([M.Rdtsc], { family: 'system', emit: sys.call('rdtsc') });
 add([M.Rdmsr], { family: 'system', emit: sys.call('rdmsr'), ends: true });

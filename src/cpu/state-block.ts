@@ -54,6 +54,12 @@ export const Vcpu = {
   fs: 84, //              stopped
   gs: 85, //              stopped
   tr: 86, //              stopped: task register selector
+  /**
+   * 1 when CS is a 32-bit code segment (L=0, D=1) while EFER.LMA=1: compatibility mode. The one
+   * bit of the VMCS guest CS access rights that vcpusim models (with LMA=0, code is 32-bit and
+   * this is ignored; with LMA=1 and 0 here, CS is a 64-bit code segment).
+   */
+  csCompat: 87, //        stopped
   gdtrBase: 88, //        stopped: lo, hi
   gdtrLimit: 90, //       stopped
   idtrBase: 92, //        stopped: lo, hi
@@ -91,6 +97,14 @@ export const Vcpu = {
   udCode: 129, //         vcpu
   udRip: 130, //          vcpu: lo, hi
   udCount: 132, //        vcpu
+  /**
+   * The four PAE PDPTE registers (lo, hi each). The CPU loads them from the PDPT at CR3[31:5] on
+   * MOV CR3, and on MOV CR0/CR4 that turns PAE paging on or changes its mode (SDM Vol. 3A §4.4.1);
+   * page walks read them here, never the PDPT in memory. VM entry takes them as they are here, as
+   * VMX with EPT takes the VMCS guest-PDPTE fields (SDM Vol. 3C §26.3.2.4): a hypervisor that
+   * changes CR3 of a PAE guest writes them too.
+   */
+  pdpte: 134, //          stopped: 4 × (lo, hi)
   /**
    * A non-zero hint the CPU polls every few blocks so the host can stop it at an instruction
    * boundary (pause in free-running mode). Set by the hypervisor side, cleared by it on resume.
@@ -181,9 +195,9 @@ function assertVcpuFields(): void {
   const pairs = new Set<string>([
     'gpr', 'rip', 'cr0', 'cr2', 'cr3', 'cr4', 'efer', 'xcr0', 'star', 'lstar', 'cstar', 'fmask', 'fsBase', 'gsBase',
     'kernelGsBase', 'sysenterCs', 'sysenterEsp', 'sysenterEip', 'pat', 'tscAux', 'apicBase', 'tscOffset', 'gdtrBase',
-    'idtrBase', 'trBase', 'exitGpa', 'exitGla', 'exitRip', 'retired', 'udRip',
+    'idtrBase', 'trBase', 'exitGpa', 'exitGla', 'exitRip', 'retired', 'udRip', 'pdpte',
   ]);
-  const widths: Record<string, number> = { gpr: 32, rflags: 2, cr8: 2, runtime: 16 };
+  const widths: Record<string, number> = { gpr: 32, rflags: 2, cr8: 2, runtime: 16, pdpte: 8 };
   const owner = new Map<number, string>();
   for (const [name, index] of Object.entries(Vcpu)) {
     if (name === 'words') continue;

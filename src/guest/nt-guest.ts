@@ -249,7 +249,7 @@ export class NtGuest {
     for (const extend of options.extensions ?? []) extend(builder);
     this.machine = Machine.create({ ramBytes: RAM_BYTES, vcpus });
     const memory = this.machine.memory;
-    this.tables = new PageTableBuilder(memory, PAGE_TABLES_GPA, RAM_BYTES, true);
+    this.tables = new PageTableBuilder(memory, PAGE_TABLES_GPA, RAM_BYTES, '4-level', true);
     this.kernel = writeKernelImage(memory, KERNEL_GPA, image);
     if (KERNEL_GPA + this.kernel.sizeOfImage > TABLES_GPA) throw new RangeError(`the kernel image (${this.kernel.sizeOfImage} bytes) runs into the descriptor tables`);
     this.mapKernel();

@@ -1,4 +1,5 @@
-import { walkPageTables } from '../cpu/page-walk.ts';
+import { walkPaePageTables, walkPageTables } from '../cpu/page-walk.ts';
+import type { PagingFormat } from './page-tables.ts';
 import type { GuestMemory } from './memory.ts';
 
 /**
@@ -10,11 +11,15 @@ import type { GuestMemory } from './memory.ts';
 const PAGE = 0x1000;
 const U64 = (1n << 64n) - 1n;
 
-/** GPA of `gva` under the tables at `cr3`, or null when it is not mapped. */
-export function translateGva(memory: GuestMemory, cr3: number, gva: bigint): number | null {
+/**
+ * GPA of `gva` under the tables at `cr3`, or null when it is not mapped. With `format` 'pae' (a
+ * 32-bit PAE guest) the PDPTE is read from the PDPT in memory (see `walkPaePageTables`).
+ */
+export function translateGva(memory: GuestMemory, cr3: number, gva: bigint, format: PagingFormat = '4-level'): number | null {
   const address = gva & U64;
   const lo = Number(address & 0xffffffffn) | 0;
   const hi = Number(address >> 32n) | 0;
+  if (format === 'pae') return hi === 0 ? (walkPaePageTables(memory, cr3, lo)?.gpa ?? null) : null;
   const result = walkPageTables(memory, cr3 - (cr3 % PAGE), lo, hi);
   return result === null ? null : result.gpa;
 }

@@ -9,8 +9,12 @@ import type { VcpuState } from './vcpu-state.ts';
 
 /** Selectors of the GDT written by `writeGdt` (Linux-like numbering). */
 export const Selector = {
+  /** 32-bit ring-0 code (L=0, D=1): compatibility mode at CPL 0. */
+  kernelCode32: 0x08,
   kernelCode: 0x10,
   kernelData: 0x18,
+  /** 32-bit ring-3 code (L=0, D=1): compatibility mode, as x86-64 Linux's __USER32_CS. */
+  userCode32: 0x23,
   userData: 0x2b,
   userCode: 0x33,
   tss: 0x40,
@@ -22,6 +26,8 @@ export const GDT_BYTES = 0x50;
 export const TSS_BYTES = 0x68;
 
 const DESCRIPTORS: ReadonlyArray<[number, bigint]> = [
+  [Selector.kernelCode32, 0x00cf9a000000ffffn], // P, DPL0, code execute/read, D=1, flat
+  [Selector.userCode32 & ~3, 0x00cffa000000ffffn], // P, DPL3, code execute/read, D=1, flat
   [Selector.kernelCode, 0x00209a0000000000n], // P, DPL0, code execute/read, L=1
   [Selector.kernelData, 0x0000920000000000n], // P, DPL0, data read/write
   [Selector.userData & ~3, 0x0000f20000000000n], // P, DPL3, data read/write
@@ -63,6 +69,8 @@ export interface LongModeOptions {
   exitControls?: number;
   /** Exception bitmap: vectors that exit instead of being delivered. */
   exceptionBitmap?: number;
+  /** Start in compatibility mode: CS is the ring's 32-bit code segment (default false). */
+  compat?: boolean;
 }
 
 /** Sets control registers, segments and descriptor tables of a vCPU for flat 64-bit mode. */
@@ -71,7 +79,10 @@ export function enterLongMode(state: VcpuState, options: LongModeOptions): void 
   state.set64('cr4', 0x20n); // PAE
   state.set64('cr3', BigInt(options.cr3));
   state.set64('efer', 0xd01n); // NXE, LMA, LME, SCE
-  state.set32('cs', options.ring === 3 ? Selector.userCode : Selector.kernelCode);
+  const compat = options.compat === true;
+  const code = options.ring === 3 ? (compat ? Selector.userCode32 : Selector.userCode) : compat ? Selector.kernelCode32 : Selector.kernelCode;
+  state.set32('cs', code);
+  state.set32('csCompat', compat ? 1 : 0);
   const data = options.ring === 3 ? Selector.userData : Selector.kernelData;
   for (const segment of ['ss', 'ds', 'es', 'fs', 'gs'] as const) state.set32(segment, data);
   state.set64('gdtrBase', options.gdtBase);
@@ -83,6 +94,14 @@ export function enterLongMode(state: VcpuState, options: LongModeOptions): void 
     state.set64('trBase', options.tss.linear);
     state.set32('trLimit', options.tss.limit ?? 0x67);
   }
+  resetRunState(state, options);
+}
+
+/**
+ * The state every freshly set-up vCPU starts with, whatever its mode: RFLAGS and PAT at their
+ * reset values, no pending event, active, and the hypervisor's exit controls.
+ */
+export function resetRunState(state: VcpuState, options: { exitControls?: number; exceptionBitmap?: number }): void {
   state.rflags = 0x2n;
   state.set64('pat', 0x0007040600070406n);
   state.set32('exitControls', options.exitControls ?? 0);

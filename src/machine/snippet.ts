@@ -3,11 +3,12 @@ import { ExitControl, ExitReason, PAGE_BYTES, type ExitReasonCode } from './layo
 import { enterLongMode, writeGdt } from './long-mode.ts';
 import { Machine } from './machine.ts';
 import { PageTableBuilder, Pte } from './page-tables.ts';
+import { enterProtectedModePae, loadPdptes, writeGdt32 } from './protected-mode.ts';
 import { GPR_NAMES, type ExitRecord, type GprName, type VcpuState } from './vcpu-state.ts';
 
 /**
- * Run a piece of x86-64 code on a fresh single-vCPU machine: the quickest way to see what the
- * emulated CPU does with some bytes. The code and the memory regions are identity-mapped
+ * Run a piece of x86-64 code — or 32-bit code in protected mode with PAE paging — on a fresh
+ * single-vCPU machine: the quickest way to see what the emulated CPU does with some bytes. The code and the memory regions are identity-mapped
  * (linear = guest-physical), every exception stops the run instead of being delivered (there is
  * no IDT), and the run ends when execution reaches the first byte after the code.
  */
@@ -17,6 +18,12 @@ export const SNIPPET_CODE_ADDRESS = 0x200000n;
 /** Stack given to snippets that do not set RSP: 64 KiB ending here. */
 export const SNIPPET_STACK_TOP = 0x1f0000n;
 const SNIPPET_STACK_BYTES = 0x10000;
+
+/**
+ * How a SnippetMachine runs its code: 64-bit long mode, 32-bit code in compatibility mode (long
+ * mode, 4-level paging), or 32-bit protected mode with PAE paging.
+ */
+export type SnippetMode = 'long' | 'compat' | 'protected-pae';
 
 /** One memory region to place before running. */
 export interface SnippetMemory {
@@ -77,26 +84,24 @@ export class SnippetMachine {
   private readonly mapped = new Set<bigint>();
   private readonly dirty: Array<[number, number]> = [];
   private ring: 0 | 3;
+  readonly mode: SnippetMode;
 
-  constructor(options: { ramBytes?: number; ring?: 0 | 3 } = {}) {
+  constructor(options: { ramBytes?: number; ring?: 0 | 3; mode?: SnippetMode } = {}) {
     const ramBytes = options.ramBytes ?? 0x4000000;
     this.machine = Machine.create({ ramBytes, vcpus: 1 });
     this.ring = options.ring ?? 0;
+    this.mode = options.mode ?? 'long';
     const memory = this.machine.memory;
     // Reserved at the top of RAM: GDT page, then page tables.
     const gdt = ramBytes - 0x100000;
-    this.tables = new PageTableBuilder(memory, gdt + PAGE_BYTES, ramBytes);
-    const gdtLimit = writeGdt(memory, gdt);
+    const pae = this.mode === 'protected-pae';
+    this.tables = new PageTableBuilder(memory, gdt + PAGE_BYTES, ramBytes, pae ? 'pae' : '4-level');
+    const gdtLimit = pae ? writeGdt32(memory, gdt) : writeGdt(memory, gdt);
     this.map(BigInt(gdt), false);
     this.state = this.machine.vcpu(0);
-    enterLongMode(this.state, {
-      cr3: this.tables.root,
-      ring: this.ring,
-      gdtBase: BigInt(gdt),
-      gdtLimit,
-      exitControls: ExitControl.hlt,
-      exceptionBitmap: -1,
-    });
+    const common = { ring: this.ring, gdtLimit, exitControls: ExitControl.hlt, exceptionBitmap: -1 };
+    if (pae) enterProtectedModePae(this.state, memory, { ...common, cr3: this.tables.root, gdtBase: gdt });
+    else enterLongMode(this.state, { ...common, cr3: this.tables.root, gdtBase: BigInt(gdt), compat: this.mode === 'compat' });
     this.cpu = this.machine.createCpu(0);
   }
 
@@ -146,6 +151,9 @@ export class SnippetMachine {
       this.mapRegion(SNIPPET_STACK_TOP - BigInt(SNIPPET_STACK_BYTES), SNIPPET_STACK_BYTES);
       this.dirty.push([Number(SNIPPET_STACK_TOP) - SNIPPET_STACK_BYTES, SNIPPET_STACK_BYTES]);
     }
+    // New mappings may have added a PDPTE: reload the registers, as a hypervisor that edited a
+    // PAE guest's PDPT updates the VMCS guest-PDPTE fields.
+    if (this.mode === 'protected-pae') loadPdptes(this.state, memory, this.tables.root);
     for (const name of GPR_NAMES) this.state.setGpr(name, regs[name] ?? (name === 'rsp' ? SNIPPET_STACK_TOP : 0n));
     this.state.rip = codeAddress;
     this.state.rflags = (options.rflags ?? 0x2n) | 0x2n;

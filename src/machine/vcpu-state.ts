@@ -24,7 +24,7 @@ export type Field64 =
 
 /** 32-bit (or narrower) fields of the state block that are exposed by name. */
 export type Field32 =
-  | 'rflags' | 'cr8' | 'cs' | 'ss' | 'ds' | 'es' | 'fs' | 'gs' | 'tr' | 'gdtrLimit' | 'idtrLimit' | 'trLimit'
+  | 'rflags' | 'cr8' | 'cs' | 'csCompat' | 'ss' | 'ds' | 'es' | 'fs' | 'gs' | 'tr' | 'gdtrLimit' | 'idtrLimit' | 'trLimit'
   | 'activity' | 'interruptibility' | 'pendingInterrupt' | 'pendingEvent' | 'pendingEventError' | 'exitControls'
   | 'exceptionBitmap';
 
@@ -53,6 +53,11 @@ export interface UdRecord {
   code: number;
   rip: bigint;
   count: number;
+}
+
+function pdpteIndex(index: number): number {
+  if (!Number.isInteger(index) || index < 0 || index > 3) throw new RangeError(`PDPTE index ${index} is out of range 0..3`);
+  return index;
 }
 
 const toU64 = (lo: number, hi: number): bigint => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
@@ -131,6 +136,16 @@ export class VcpuState {
 
   set rflags(value: bigint) {
     this.words[Vcpu.rflags] = Number(BigInt.asUintN(32, value)) | 0;
+  }
+
+  /** PAE PDPTE register `index` (0..3) as the CPU cached it (see `Vcpu.pdpte`). */
+  pdpte(index: number): bigint {
+    return this.read64(Vcpu.pdpte + 2 * pdpteIndex(index));
+  }
+
+  /** Sets PAE PDPTE register `index`, as a hypervisor sets the VMCS guest-PDPTE fields. */
+  setPdpte(index: number, value: bigint): void {
+    this.write64(Vcpu.pdpte + 2 * pdpteIndex(index), value);
   }
 
   /** Current privilege level (CS.RPL in 64-bit mode). */

@@ -3,7 +3,7 @@
  * registers, flags, memory, step counts and each kind of stop it can report.
  */
 import test from 'ava';
-import { runSnippet, SNIPPET_CODE_ADDRESS } from '../../src/index.ts';
+import { runSnippet, SnippetMachine, SNIPPET_CODE_ADDRESS } from '../../src/index.ts';
 import { Assembler, qword, rax, rbx, rcx, rdx } from '../../src/asm/index.ts';
 
 function assemble(build: (a: Assembler) => void, base = SNIPPET_CODE_ADDRESS): Uint8Array {
@@ -81,4 +81,15 @@ test('runSnippet: an undefined opcode is #UD and a bad address is a clear error'
   t.throws(() => runSnippet({ code: new Uint8Array([0x90]), memory: [{ address: 0x7fff_0000_0000n, bytes: new Uint8Array(4) }] }), {
     message: /outside the identity-mappable range/,
   });
+});
+
+test('SnippetMachine runs 32-bit code in PAE protected mode and in compatibility mode', (t) => {
+  // 48 90: DEC EAX; NOP in 32-bit code, a REX.W NOP in 64-bit code.
+  const code = new Uint8Array([0x48, 0x90]);
+  const regs = { rax: 0x1_0000_0005n };
+  for (const mode of ['protected-pae', 'compat', 'long'] as const) {
+    const result = new SnippetMachine({ ramBytes: 0x800000, mode }).run({ code, regs });
+    t.is(result.stop.kind, 'end', mode);
+    t.is(result.regs.rax, mode === 'long' ? 0x1_0000_0005n : 4n, `${mode}: RAX`);
+  }
 });

@@ -70,8 +70,10 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
   const page = cpu.mmu.translatePage(lo, hi, Need.execute);
   const generation = memory.markCode(page >>> 12);
   const offset = rip % PAGE_BYTES;
-  const key = single ? -1 - rip : rip;
-  const known = compiledCode.get(String(key));
+  const mode32 = cpu.mode32;
+  // 32-bit and 64-bit code at one address decode differently: they are cached apart.
+  const key = `${single ? -1 - rip : rip}${mode32 ? '/32' : ''}`;
+  const known = compiledCode.get(key);
   if (known !== undefined && sameBytes(memory.u8, page + offset, known.bytes)) {
     if (memory.generation(page >>> 12) !== generation) return null;
     return makeBlock(cpu, rip, known, { page, generation, page2: -1, generation2: 0, linear2: -1 });
@@ -86,15 +88,18 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
   let position = 0;
   while (slots.length < max && position < firstPageBytes) {
     const ip = rip + position;
-    let result = decoder.decodeAt(bytes, position, canonical(ip));
+    const bitness = mode32 ? 32 : 64;
+    let result = decoder.decodeAt(bytes, position, canonical(ip), bitness);
     if (result.status === 'truncated' && page2 < 0) {
       linear2 = rip - offset + PAGE_BYTES;
+      // 32-bit code fetches wrap at 4 GiB.
+      if (mode32) linear2 %= 4294967296;
       const [lo2, hi2] = halves(linear2);
       try {
         // The page after the last lower-half page (0x7ffffffff000) starts the non-canonical hole:
         // fetching the rest of the instruction there is #GP(0). As a 48-bit number it would
         // otherwise wrap silently to the upper half (0xffff800000000000).
-        if (linear2 === LOWER_HALF_END) cpu.nonCanonical(false);
+        if (linear2 === LOWER_HALF_END && !mode32) cpu.nonCanonical(false);
         page2 = cpu.mmu.translatePage(lo2, hi2, Need.execute);
       } catch (error) {
         // The instruction straddles into a page we cannot fetch: end the block before it, so the
@@ -107,7 +112,7 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
       joined.set(bytes);
       joined.set(memory.u8.subarray(page2, page2 + 15), bytes.length);
       bytes = joined;
-      result = decoder.decodeAt(bytes, position, canonical(ip));
+      result = decoder.decodeAt(bytes, position, canonical(ip), bitness);
     }
     if (result.status === 'ok') {
       const insn = result.insn;
@@ -134,14 +139,14 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
     linear2 = -1;
   }
   const pages = { page, generation, page2, generation2, linear2 };
-  const code = assemble(rip, slots);
+  const code = assemble(rip, slots, mode32);
   // Blocks that cross a page are rare, and their second page can fault: they are not kept.
   if (page2 < 0) {
     if (compiledCode.size >= COMPILED_CODE_MAX) compiledCode.clear();
     // The span includes an undefined instruction that ends the block (its bytes decide the #UD).
     const last = slots[slots.length - 1];
     const span = last !== undefined && last.kind === 'ud' ? last.ip - rip + last.length : position;
-    compiledCode.set(String(key), { ...code, bytes: bytes.slice(0, span) });
+    compiledCode.set(key, { ...code, bytes: bytes.slice(0, span) });
   }
   return makeBlock(cpu, rip, code, pages);
 }
@@ -181,7 +186,7 @@ interface Pages {
   linear2: number;
 }
 
-function assemble(rip: number, slots: Slot[]): Omit<CompiledCode, 'bytes'> {
+function assemble(rip: number, slots: Slot[], mode32: boolean): Omit<CompiledCode, 'bytes'> {
   const parts: string[] = [];
   const ips: number[] = [];
   const lengths: number[] = [];
@@ -200,7 +205,7 @@ function assemble(rip: number, slots: Slot[]): Omit<CompiledCode, 'bytes'> {
       break;
     }
     insns.push(slot.insn);
-    const emitted = emitInstruction(k, slot.insn, previous);
+    const emitted = emitInstruction(k, slot.insn, previous, mode32);
     if (emitted.kind === 'ud') {
       parts.push(`{ ${cur}H.undefinedOpcode(c, ${emitted.reason}, ${slot.insn.code}, ${ip}); }`);
       ended = true;
@@ -242,11 +247,11 @@ function assemble(rip: number, slots: Slot[]): Omit<CompiledCode, 'bytes'> {
 
 type Emitted = { kind: 'code'; emitter: Emitter } | { kind: 'ud'; reason: number };
 
-function emitInstruction(index: number, insn: Insn, previous: { kind: number; size: number }): Emitted {
+function emitInstruction(index: number, insn: Insn, previous: { kind: number; size: number }, mode32: boolean): Emitted {
   const entry = OPCODES.get(insn.mnemonic);
   if (entry === undefined) return { kind: 'ud', reason: UdReason.unsupported };
   if (insn.lock && (entry.lockable !== true || insn.memory === null)) return { kind: 'ud', reason: UdReason.illegalUse };
-  const emitter = new Emitter(index, insn, previous);
+  const emitter = new Emitter(index, insn, previous, mode32);
   try {
     entry.emit(emitter);
   } catch (error) {

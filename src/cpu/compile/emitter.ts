@@ -51,6 +51,11 @@ export class Emitter {
     readonly insn: Insn,
     /** Lazy-flag state left by the previous instruction of the block, for fused conditions. */
     readonly previousFlags: { kind: number; size: number },
+    /**
+     * 32-bit code (legacy protected mode or compatibility mode): linear addresses, ESP and EIP
+     * are 32 bits and wrap at 4 GiB, so every `eah` is 0. Segments are flat (see cpu.ts).
+     */
+    readonly mode32 = false,
   ) {}
 
   get source(): string {
@@ -84,12 +89,12 @@ export class Emitter {
   /** Emits the effective (linear) address of the memory operand into ea/eah. */
   effectiveAddress(mem: MemoryOperand = this.memory()): void {
     const { base, index, scale, dispLo, dispHi } = mem;
-    if (mem.addr32) {
+    if (mem.addressSize !== 8) {
       const parts: string[] = [];
       if (base >= 0) parts.push(`r[${2 * base}]`);
       if (index >= 0) parts.push(scale === 1 ? `r[${2 * index}]` : `r[${2 * index}] * ${scale}`);
       if (dispLo !== 0 || parts.length === 0) parts.push(String(dispLo));
-      this.line(`ea = (${parts.join(' + ')}) | 0; eah = 0;`);
+      this.line(`ea = (${parts.join(' + ')}) ${mem.addressSize === 2 ? '& 0xffff' : '| 0'}; eah = 0;`);
     } else if (base < 0 && index < 0) {
       this.line(`ea = ${dispLo}; eah = ${dispHi};`);
     } else if (index < 0 && dispLo === 0 && dispHi === 0) {
@@ -111,7 +116,9 @@ export class Emitter {
     }
     if (mem.segment !== Segment.none) {
       const s = mem.segment === Segment.fs ? 'fs' : 'gs';
-      this.line(`t = (ea >>> 0) + (c.${s}Lo >>> 0); ea = t | 0; eah = (eah + c.${s}Hi + (t > 4294967295 ? 1 : 0)) | 0;`);
+      // 32-bit code: the base's low half, and the sum wraps at 4 GiB like the address itself.
+      if (this.mode32) this.line(`ea = (ea + c.${s}Lo) | 0;`);
+      else this.line(`t = (ea >>> 0) + (c.${s}Lo >>> 0); ea = t | 0; eah = (eah + c.${s}Hi + (t > 4294967295 ? 1 : 0)) | 0;`);
     }
   }
 
@@ -217,13 +224,38 @@ export class Emitter {
     this.line('if (c.cpl !== 0) H.fault(c, 13, 0);');
   }
 
-  /** Pushes lo/hi (size 8) or lo (size 2) on the stack; precise: translate, write, then move RSP. */
+  /** Pushes lo/hi (size 8) or lo (size 2/4) on the stack; precise: translate, write, then move RSP. */
   push(lo: string, hi: string, size: number): void {
-    this.line(`t = (r[8] >>> 0) - ${size}; ea = t | 0; eah = (r[9] - (t < 0 ? 1 : 0)) | 0;`);
+    this.line(this.stackBelow(size));
     this.translateAddress('ea', 'eah', Need.write | Need.stack, size, 'pa');
     this.line(memoryWrite('pa', lo, hi, size));
     this.line('r[8] = ea; r[9] = eah;');
     this.writesMemory = true;
+  }
+
+  /** Source setting ea/eah to RSP − `bytes` (ESP − `bytes`, wrapping at 4 GiB, in 32-bit code). */
+  stackBelow(bytes: number): string {
+    if (this.mode32) return `ea = (r[8] - ${bytes}) | 0; eah = 0;`;
+    return `t = (r[8] >>> 0) - ${bytes}; ea = t | 0; eah = (r[9] - (t < 0 ? 1 : 0)) | 0;`;
+  }
+
+  /**
+   * Source adding `bytes` to the stack pointer `from` (a register number: RSP, or RBP for LEAVE)
+   * and storing it in RSP. A 32-bit stack pointer is written zero-extended, as a 32-bit result is.
+   */
+  stackAbove(bytes: number, from = 4): string {
+    if (this.mode32) return `r[8] = (r[${2 * from}] + ${bytes}) | 0; r[9] = 0;`;
+    return `t = (r[${2 * from}] >>> 0) + ${bytes}; r[8] = t | 0; r[9] = (r[${2 * from + 1}] + (t > 4294967295 ? 1 : 0)) | 0;`;
+  }
+
+  /** Source loading the stack pointer into ea/eah (its high half is 0 in 32-bit code). */
+  stackTop(from = 4): string {
+    return this.mode32 ? `ea = r[${2 * from}]; eah = 0;` : `ea = r[${2 * from}]; eah = r[${2 * from + 1}];`;
+  }
+
+  /** Bytes a near return address or pushed frame slot takes: 4 in 32-bit code, 8 in 64-bit code. */
+  get stackWidth(): number {
+    return this.mode32 ? 4 : 8;
   }
 
   /** The fall-through address of this instruction. */

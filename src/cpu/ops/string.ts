@@ -28,6 +28,8 @@ export type StringEmulationCode = (typeof StringEmulation)[keyof typeof StringEm
 export interface StringCpu extends LazyFlags {
   /** A StringEmulation value; normal outside a hypervisor-performed step. */
   stringEmulation: number;
+  /** 32-bit code: a segment base added to ESI wraps at 4 GiB with the address. */
+  mode32: boolean;
   readonly r: Int32Array;
   readonly mmu: Mmu;
   fsLo: number;
@@ -100,7 +102,7 @@ export function stringOp(cpu: StringCpu, kind: number, size: number, rep: number
       const lo = addr32 ? r[2 * RSI] : r[2 * RSI];
       const hi = addr32 ? 0 : r[2 * RSI + 1];
       const t = (lo >>> 0) + (baseLo >>> 0);
-      source = mmu.translate(t | 0, (hi + baseHi + (t > 4294967295 ? 1 : 0)) | 0, Need.read, size);
+      source = mmu.translate(t | 0, cpu.mode32 ? 0 : (hi + baseHi + (t > 4294967295 ? 1 : 0)) | 0, Need.read, size);
     }
     if (uses.dest) {
       const need = kind === StringKind.cmps || kind === StringKind.scas ? Need.read : Need.write;

@@ -1,7 +1,7 @@
-import { DtrKind, EventInfo, ExitControl, ExitReason, Vcpu } from '../state-block.ts';
+import { DtrKind, EventInfo, ExitControl, ExitReason, UdReason, Vcpu } from '../state-block.ts';
 import type { Cpu } from '../cpu.ts';
 import { DF, IF, IOPL, POPF_WRITABLE, RF, RFLAGS_FIXED1, VM, settleFlags } from '../flags.ts';
-import { deliverEvent, iretq, readDescriptor, setCpl } from '../interrupts.ts';
+import { deliverEvent, interruptReturn as iret, readDescriptor, setCpl } from '../interrupts.ts';
 import { MAX_PHYS_BITS, Need } from '../mmu.ts';
 import { Vector } from '../stop.ts';
 import { cpuidLeaf } from './cpuid.ts';
@@ -31,6 +31,7 @@ export function loadControlState(cpu: Cpu): void {
   cpu.gsLo = w[Vcpu.gsBase];
   cpu.gsHi = w[Vcpu.gsBase + 1];
   configurePaging(cpu, false);
+  cpu.setMode32((w[Vcpu.efer] & EFER.LMA) === 0 || w[Vcpu.csCompat] !== 0);
 }
 
 /**
@@ -49,9 +50,28 @@ export function configurePaging(cpu: Cpu, force = true): void {
   mmu.writeProtect = (cr0 & CR0.WP) !== 0;
   mmu.smep = (cr4 & CR4.SMEP) !== 0;
   mmu.nxEnabled = (efer & EFER.NXE) !== 0;
+  // 32-bit (non-PAE) paging is not modelled: MOV CR0/CR4 refuse to turn it on (#GP), and a
+  // protected-mode state with paging on is walked as PAE.
+  mmu.pae = mmu.pagingOn && (efer & EFER.LMA) === 0;
   const hi = w[Vcpu.cr3 + 1] & ((1 << (MAX_PHYS_BITS - 32)) - 1);
   mmu.cr3Page = hi * 4294967296 + ((w[Vcpu.cr3] & ~0xfff) >>> 0);
   mmu.flush();
+}
+
+/** True when CR0/CR4/EFER values select PAE paging in 32-bit protected mode. */
+function paePaging(cr0: number, cr4: number, efer: number): boolean {
+  return (cr0 & CR0.PG) !== 0 && (cr4 & CR4.PAE) !== 0 && (efer & EFER.LMA) === 0;
+}
+
+/**
+ * Loads the PDPTE registers from the PDPT at CR3[31:5] (SDM Vol. 3A §4.4.1), for a MOV to CR0,
+ * CR3 or CR4 that leaves PAE paging on. #GP(0) — with no register changed — when a present
+ * PDPTE has reserved bits set; callers commit the control register only after this returned.
+ */
+function loadPdptes(cpu: Cpu, cr3: number): void {
+  const entries = cpu.mmu.readPdpt((cr3 & ~0x1f) >>> 0);
+  if (entries === null) cpu.fault(Vector.GP, 0);
+  cpu.words.set(entries, Vcpu.pdpte);
 }
 
 function exitsOn(cpu: Cpu, control: number): boolean {
@@ -66,11 +86,19 @@ export function writeCr(cpu: Cpu, n: number, lo: number, hi: number, sourceRegis
   if (n === 1 || (n > 4 && n !== 8)) cpu.fault(Vector.UD);
   const control = CR_EXIT[n] ?? 0;
   if (control !== 0 && exitsOn(cpu, control)) cpu.exit(ExitReason.crWrite, sourceRegister << 8, n, lo, hi);
+  const efer = w[Vcpu.efer];
+  const longMode = (efer & EFER.LMA) !== 0;
   switch (n) {
     case 0: {
       if (hi !== 0 || (lo & ~CR0_SUPPORTED) !== 0) cpu.fault(Vector.GP, 0);
-      if ((lo & CR0.PG) === 0 || (lo & CR0.PE) === 0) cpu.fault(Vector.GP, 0); // cannot leave long mode here
+      // Long mode cannot be left here, nor real mode entered. In protected mode paging may go on
+      // and off, but only as PAE paging: vcpusim has no 32-bit (non-PAE) paging, and turning
+      // paging on with EFER.LME set (entering long mode) is not modelled either — both #GP.
+      if ((lo & CR0.PE) === 0 || (longMode && (lo & CR0.PG) === 0)) cpu.fault(Vector.GP, 0);
       if ((lo & CR0.NW) !== 0 && (lo & CR0.CD) === 0) cpu.fault(Vector.GP, 0);
+      if (!longMode && (lo & CR0.PG) !== 0 && ((w[Vcpu.cr4] & CR4.PAE) === 0 || (efer & EFER.LME) !== 0)) cpu.fault(Vector.GP, 0);
+      const pagingBits = CR0.PG | CR0.CD | CR0.NW;
+      if (paePaging(lo, w[Vcpu.cr4], efer) && ((lo ^ w[Vcpu.cr0]) & pagingBits) !== 0) loadPdptes(cpu, w[Vcpu.cr3]);
       w[Vcpu.cr0] = lo | CR0.ET;
       w[Vcpu.cr0 + 1] = 0;
       configurePaging(cpu);
@@ -82,16 +110,21 @@ export function writeCr(cpu: Cpu, n: number, lo: number, hi: number, sourceRegis
       break;
     case 3:
       if ((hi & ~((1 << (MAX_PHYS_BITS - 32)) - 1)) !== 0) cpu.fault(Vector.GP, 0);
+      if (paePaging(w[Vcpu.cr0], w[Vcpu.cr4], efer)) loadPdptes(cpu, lo);
       w[Vcpu.cr3] = lo;
       w[Vcpu.cr3 + 1] = hi;
       configurePaging(cpu);
       break;
-    case 4:
-      if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0 || (lo & CR4.PAE) === 0) cpu.fault(Vector.GP, 0);
+    case 4: {
+      // PAE stays on while paging is: clearing it would mean long mode off or 32-bit paging.
+      if (hi !== 0 || (lo & ~CR4_SUPPORTED) !== 0 || ((lo & CR4.PAE) === 0 && (w[Vcpu.cr0] & CR0.PG) !== 0)) cpu.fault(Vector.GP, 0);
+      const pagingBits = CR4.PAE | CR4.PGE | CR4.PSE | CR4.SMEP;
+      if (paePaging(w[Vcpu.cr0], lo, efer) && ((lo ^ w[Vcpu.cr4]) & pagingBits) !== 0) loadPdptes(cpu, w[Vcpu.cr3]);
       w[Vcpu.cr4] = lo;
       w[Vcpu.cr4 + 1] = 0;
       configurePaging(cpu);
       break;
+    }
     default:
       if (hi !== 0 || (lo & ~0xf) !== 0) cpu.fault(Vector.GP, 0);
       w[Vcpu.cr8] = lo;
@@ -113,7 +146,8 @@ export function readCr(cpu: Cpu, n: number, destination: number): void {
     default: return cpu.fault(Vector.UD);
   }
   cpu.r[2 * destination] = lo;
-  cpu.r[2 * destination + 1] = hi;
+  // 32-bit code reads the low half, zero-extended like any 32-bit result.
+  cpu.r[2 * destination + 1] = cpu.mode32 ? 0 : hi;
 }
 
 export function rdmsr(cpu: Cpu): void {
@@ -193,21 +227,24 @@ export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number,
     cpu.exit(ExitReason.dtr, 0, kind);
   }
   const mmu = cpu.mmu;
+  // 32-bit code: m16&32, the base is 4 bytes (a 16-bit operand's 24-bit base is not modelled).
+  const baseBytes = cpu.mode32 ? 4 : 8;
   const limitPa = mmu.translate(ea, eah, (store ? Need.write : Need.read) | (stack ? Need.stack : 0), 2);
   const t = (ea >>> 0) + 2;
   const baseLo = t | 0;
-  const baseHi = (eah + (t > 4294967295 ? 1 : 0)) | 0;
-  const basePa = mmu.translate(baseLo, baseHi, (store ? Need.write : Need.read) | (stack ? Need.stack : 0), 8);
+  const baseHi = cpu.mode32 ? 0 : (eah + (t > 4294967295 ? 1 : 0)) | 0;
+  const basePa = mmu.translate(baseLo, baseHi, (store ? Need.write : Need.read) | (stack ? Need.stack : 0), baseBytes);
   const limitField = kind === DtrKind.lgdt || kind === DtrKind.sgdt ? Vcpu.gdtrLimit : Vcpu.idtrLimit;
   const baseField = kind === DtrKind.lgdt || kind === DtrKind.sgdt ? Vcpu.gdtrBase : Vcpu.idtrBase;
   if (store) {
     mmu.write16(limitPa, w[limitField] & 0xffff);
-    mmu.write64(basePa, w[baseField], w[baseField + 1]);
+    if (cpu.mode32) mmu.write32(basePa, w[baseField]);
+    else mmu.write64(basePa, w[baseField], w[baseField + 1]);
     return;
   }
   const limit = mmu.read16(limitPa);
-  const lo = mmu.read64(basePa);
-  const hi = mmu.hi;
+  const lo = cpu.mode32 ? mmu.read32(basePa) : mmu.read64(basePa);
+  const hi = cpu.mode32 ? 0 : mmu.hi;
   if (((hi >> 15) + 1) >>> 1 !== 0) cpu.fault(Vector.GP, 0);
   w[limitField] = limit;
   w[baseField] = lo;
@@ -263,7 +300,8 @@ export function swapgs(cpu: Cpu): void {
 /** SYSCALL (SDM Vol. 2B): ring 3 → ring 0 through STAR/LSTAR/FMASK. */
 export function syscall(cpu: Cpu, nextIp: number): void {
   const w = cpu.words;
-  if ((w[Vcpu.efer] & EFER.SCE) === 0) cpu.fault(Vector.UD);
+  // Outside 64-bit mode SYSCALL is #UD on Intel CPUs, whose behaviour vcpusim follows.
+  if ((w[Vcpu.efer] & EFER.SCE) === 0 || cpu.mode32) cpu.fault(Vector.UD);
   const r = cpu.r;
   const [lo, hi] = canonicalHalves(nextIp);
   r[2] = lo;
@@ -327,68 +365,78 @@ export function softwareInterrupt(cpu: Cpu, vector: number, nextIp: number): voi
   deliverEvent(cpu, vector, EventInfo.softwareInterrupt, -1, nextIp);
 }
 
-export function interruptReturn(cpu: Cpu): void {
-  iretq(cpu);
+/** IRET at `ip` (iced `code`): IRETD in 32-bit protected mode, IRETQ in 64-bit mode. */
+export function interruptReturn(cpu: Cpu, code: number, ip: number): void {
+  // In compatibility mode it is IRETD with IA-32e semantics (it pops SS:ESP too): not modelled.
+  if (cpu.mode32 && (cpu.words[Vcpu.efer] & EFER.LMA) !== 0) cpu.undefinedOpcode(UdReason.unsupported, code, ip);
+  iret(cpu);
 }
 
-/** PUSHFQ: RFLAGS with VM and RF cleared. */
-export function pushFlags(cpu: Cpu): void {
+/** PUSHFQ, or PUSHFD in 32-bit code (`width` 4): RFLAGS with VM and RF cleared. */
+export function pushFlags(cpu: Cpu, width = 8): void {
   const r = cpu.r;
-  const t = (r[8] >>> 0) - 8;
+  // Inline stack arithmetic (no tuple): PUSHF/POPF run often enough to keep allocation out.
+  const t = (r[8] >>> 0) - width;
   const lo = t | 0;
-  const hi = (r[9] - (t < 0 ? 1 : 0)) | 0;
-  const pa = cpu.mmu.translate(lo, hi, Need.write | Need.stack, 8);
-  cpu.mmu.write64(pa, settleFlags(cpu) & ~(VM | RF), 0);
+  const hi = cpu.mode32 ? 0 : (r[9] - (t < 0 ? 1 : 0)) | 0;
+  const pa = cpu.mmu.translate(lo, hi, Need.write | Need.stack, width);
+  const flags = settleFlags(cpu) & ~(VM | RF);
+  if (width === 4) cpu.mmu.write32(pa, flags);
+  else cpu.mmu.write64(pa, flags, 0);
   r[8] = lo;
   r[9] = hi;
 }
 
-/** POPFQ: IOPL only at CPL 0, IF only when CPL ≤ IOPL; RF, VM, VIF, VIP are cleared. */
-export function popFlags(cpu: Cpu): void {
+/** POPFQ, or POPFD in 32-bit code: IOPL only at CPL 0, IF only when CPL ≤ IOPL; RF, VM, VIF, VIP are cleared. */
+export function popFlags(cpu: Cpu, width = 8): void {
   const r = cpu.r;
-  const pa = cpu.mmu.translate(r[8], r[9], Need.read | Need.stack, 8);
-  const value = cpu.mmu.read64(pa);
+  const pa = cpu.mmu.translate(r[8], cpu.mode32 ? 0 : r[9], Need.read | Need.stack, width);
+  const value = width === 4 ? cpu.mmu.read32(pa) : cpu.mmu.read64(pa);
   const old = settleFlags(cpu);
   let mask = POPF_WRITABLE;
   if (cpu.cpl > 0) mask &= ~IOPL;
   if (cpu.cpl > iopl(cpu)) mask &= ~IF;
   cpu.fl = (old & ~mask) | (value & mask) | RFLAGS_FIXED1;
   cpu.fl &= ~(RF | VM);
-  const t = (r[8] >>> 0) + 8;
+  const t = (r[8] >>> 0) + width;
   r[8] = t | 0;
-  r[9] = (r[9] + (t > 4294967295 ? 1 : 0)) | 0;
+  r[9] = cpu.mode32 ? 0 : (r[9] + (t > 4294967295 ? 1 : 0)) | 0;
 }
 
-/** ENTER size, level (64-bit operand size). */
-export function enter(cpu: Cpu, size: number, level: number): void {
+/**
+ * A stack address `delta` bytes from lo/hi: 64-bit arithmetic, or in 32-bit code ESP arithmetic
+ * wrapping at 4 GiB with a zero high half (the stack pointer is written zero-extended).
+ */
+function stackStep(cpu: Cpu, lo: number, hi: number, delta: number): [number, number] {
+  if (cpu.mode32) return [(lo + delta) | 0, 0];
+  const t = (lo >>> 0) + delta;
+  return [t | 0, (hi + (t > 4294967295 ? 1 : t < 0 ? -1 : 0)) | 0];
+}
+
+/** ENTER size, level with the mode's operand size (`width` 8, or 4 in 32-bit code). */
+export function enter(cpu: Cpu, size: number, level: number, width = 8): void {
   const r = cpu.r;
   const mmu = cpu.mmu;
-  const pushes: Array<[number, number]> = [[r[10], r[11]]];
-  let [bpLo, bpHi] = [r[10], r[11]];
+  const bp: [number, number] = [r[10], cpu.mode32 ? 0 : r[11]];
+  const pushes: Array<[number, number]> = [bp];
+  let [bpLo, bpHi] = bp;
   for (let i = 1; i < level; i++) {
-    const t = (bpLo >>> 0) - 8;
-    bpLo = t | 0;
-    bpHi = (bpHi - (t < 0 ? 1 : 0)) | 0;
-    const pa = mmu.translate(bpLo, bpHi, Need.read | Need.stack, 8);
-    pushes.push([mmu.read64(pa), mmu.hi]);
+    [bpLo, bpHi] = stackStep(cpu, bpLo, bpHi, -width);
+    const pa = mmu.translate(bpLo, bpHi, Need.read | Need.stack, width);
+    pushes.push(width === 4 ? [mmu.read32(pa), 0] : [mmu.read64(pa), mmu.hi]);
   }
-  const frameT = (r[8] >>> 0) - 8;
-  const frame: [number, number] = [frameT | 0, (r[9] - (frameT < 0 ? 1 : 0)) | 0];
+  const frame = stackStep(cpu, r[8], r[9], -width);
   if (level > 0) pushes.push(frame);
-  let [spLo, spHi] = [r[8], r[9]];
+  let [spLo, spHi] = [r[8], cpu.mode32 ? 0 : r[9]];
   const targets: number[] = [];
   for (let k = 0; k < pushes.length; k++) {
-    const t = (spLo >>> 0) - 8;
-    spLo = t | 0;
-    spHi = (spHi - (t < 0 ? 1 : 0)) | 0;
-    targets.push(mmu.translate(spLo, spHi, Need.write | Need.stack, 8));
+    [spLo, spHi] = stackStep(cpu, spLo, spHi, -width);
+    targets.push(mmu.translate(spLo, spHi, Need.write | Need.stack, width));
   }
-  const t = (spLo >>> 0) - size;
-  const finalLo = t | 0;
-  const finalHi = (spHi - (t < 0 ? 1 : 0)) | 0;
+  const [finalLo, finalHi] = stackStep(cpu, spLo, spHi, -size);
   // A frame that would leave RSP non-canonical faults before anything is written.
   if (((finalHi >> 15) + 1) >>> 1 !== 0) cpu.fault(Vector.SS, 0);
-  pushes.forEach(([lo, hi], k) => mmu.write64(targets[k], lo, hi));
+  pushes.forEach(([lo, hi], k) => (width === 4 ? mmu.write32(targets[k], lo) : mmu.write64(targets[k], lo, hi)));
   r[10] = frame[0];
   r[11] = frame[1];
   r[8] = finalLo;

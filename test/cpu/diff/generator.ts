@@ -2,7 +2,7 @@ import iced from 'iced-x86';
 import type { Prng } from '../../../src/explore/prng.ts';
 import { GPR_NAMES, type GprName } from '../../../src/machine/vcpu-state.ts';
 import type { Family } from '../../../src/cpu/opcode-table.ts';
-import { differentialForms, type Form } from './forms.ts';
+import type { Bits, Form } from './forms.ts';
 
 /**
  * Random instruction cases for the differential harness.
@@ -25,6 +25,8 @@ const MARKER = new Uint8Array([0xb0, 0x42]);
 
 export interface DiffCase {
   readonly index: number;
+  /** 64-bit or 32-bit code. */
+  readonly bits: Bits;
   readonly form: Form;
   readonly code: Uint8Array;
   readonly regs: Record<GprName, bigint>;
@@ -52,13 +54,22 @@ const RBX = 3;
 
 const MASK64 = (1n << 64n) - 1n;
 
-function gprRegister(n: number, size: number): number {
+/**
+ * The iced register for GPR `n` at `size` bytes. For byte registers 4..7 that is SPL..DIL in 64-bit
+ * code but AH..BH in 32-bit code (which has no REX): `byteOwner` says which GPR those live in.
+ */
+function gprRegister(n: number, size: number, bits: Bits = 64): number {
   switch (size) {
-    case 1: return n < 4 ? R.AL + n : R.SPL + (n - 4);
+    case 1: return n < 4 || bits === 32 ? R.AL + n : R.SPL + (n - 4);
     case 2: return R.AX + n;
     case 4: return R.EAX + n;
     default: return R.RAX + n;
   }
+}
+
+/** The GPR a register operand lives in: AH..BH (32-bit code's byte registers 4..7) are in 0..3. */
+function byteOwner(n: number, size: number, bits: Bits): number {
+  return size === 1 && bits === 32 ? n & 3 : n;
 }
 
 /** A 64-bit value biased toward the edges where carries, signs and overflows live. */
@@ -91,7 +102,10 @@ class Builder {
   destination: number | 'memory' | null = null;
   memoryAddress = -1n;
 
-  constructor(readonly prng: Prng) {
+  constructor(
+    readonly prng: Prng,
+    readonly bits: Bits,
+  ) {
     this.regs = GPR_NAMES.map(() => interestingValue(prng));
     this.scratch = new Uint8Array(SCRATCH_BYTES);
     for (let i = 0; i < SCRATCH_BYTES; i++) this.scratch[i] = prng.below(256);
@@ -107,7 +121,7 @@ class Builder {
 
   /** A register number not yet fixed by another role. */
   freeRegister(excluding: readonly number[] = []): number {
-    const choices = [...Array(16).keys()].filter((n) => !this.fixed.has(n) && !excluding.includes(n));
+    const choices = [...Array(this.bits === 64 ? 16 : 8).keys()].filter((n) => !this.fixed.has(n) && !excluding.includes(n));
     return this.prng.pick(choices);
   }
 
@@ -135,6 +149,10 @@ function aimMemory(b: Builder, ins: iced.Instruction, operand: number, address: 
   ins.setOpKind(operand, iced.OpKind.Memory);
   const prng = b.prng;
   const style = prng.below(10);
+  if (b.bits === 32 && style <= 1) {
+    aimMemory32(b, ins, style === 0 ? address : -1n);
+    return;
+  }
   if (style === 0) {
     // RIP-relative: iced wants the absolute target in the displacement.
     ins.memoryBase = R.RIP;
@@ -155,16 +173,49 @@ function aimMemory(b: Builder, ins: iced.Instruction, operand: number, address: 
   if (index >= 0) {
     b.fixed.add(index);
     const indexValue = BigInt(prng.between(-16, 16));
-    b.regs[index] = indexValue & (addr32 ? 0xffffffffn : MASK64);
-    if (addr32) b.regs[index] |= b.prng.nextU64() & 0xffffffff00000000n; // upper bits ignored with 0x67
+    b.regs[index] = indexValue & (addr32 || b.bits === 32 ? 0xffffffffn : MASK64);
+    if (addr32 && b.bits === 64) b.regs[index] |= b.prng.nextU64() & 0xffffffff00000000n; // upper bits ignored with 0x67
     rest -= indexValue * BigInt(scale);
   }
-  b.regs[base] = addr32 ? (rest & 0xffffffffn) | (prng.nextU64() & 0xffffffff00000000n) : rest & MASK64;
-  ins.memoryBase = addr32 ? R.EAX + base : R.RAX + base;
-  ins.memoryIndex = index < 0 ? R.None : addr32 ? R.EAX + index : R.RAX + index;
+  // 32-bit code addresses with 32-bit registers, whose high halves it ignores.
+  const wide = !addr32 && b.bits === 64;
+  if (!wide && index >= 0) b.regs[index] |= b.prng.nextU64() & 0xffffffff00000000n;
+  b.regs[base] = wide ? rest & MASK64 : (rest & 0xffffffffn) | (prng.nextU64() & 0xffffffff00000000n);
+  ins.memoryBase = wide ? R.RAX + base : R.EAX + base;
+  ins.memoryIndex = index < 0 ? R.None : wide ? R.RAX + index : R.EAX + index;
   ins.memoryIndexScale = scale;
   ins.memoryDisplacement = disp & MASK64;
   ins.memoryDisplSize = disp === 0n ? 0 : 1;
+}
+
+/**
+ * 32-bit code's other two addressing styles: a bare disp32 (ModRM 00/101 — absolute there, not
+ * RIP-relative) at `address`, or (`address` < 0) 16-bit addressing with 0x67 — BX/BP plus SI/DI
+ * plus disp16 — which lands below 64 KiB, where nothing is mapped on either side: those cases
+ * check the 16-bit address arithmetic through the #PF address (and LEA through its result).
+ */
+function aimMemory32(b: Builder, ins: iced.Instruction, address: bigint): void {
+  ins.memoryIndexScale = 1;
+  if (address >= 0n) {
+    ins.memoryBase = R.None;
+    ins.memoryIndex = R.None;
+    ins.memoryDisplacement = address;
+    ins.memoryDisplSize = 4;
+    return;
+  }
+  const prng = b.prng;
+  const base = prng.pick([R.BX, R.BP, R.None]);
+  const index = prng.pick([R.SI, R.DI, R.None]);
+  for (const reg of [base, index]) {
+    if (reg === R.None) continue;
+    const n = reg - R.AX;
+    if (!b.fixed.has(n)) b.regs[n] = interestingValue(prng);
+    b.fixed.add(n);
+  }
+  ins.memoryBase = base;
+  ins.memoryIndex = index;
+  ins.memoryDisplacement = BigInt(prng.below(0x10000));
+  ins.memoryDisplSize = 2;
 }
 
 /** Size in bytes of the memory access of a form, from its register-or-memory operand kind. */
@@ -176,9 +227,9 @@ function memorySize(form: Form): number {
   return 8;
 }
 
-/** Builds one random case for `form`, or null if the random operands cannot be encoded. */
-export function buildCase(prng: Prng, form: Form, index: number): DiffCase | null {
-  const b = new Builder(prng);
+/** Builds one random `bits`-bit case for `form`, or null if the random operands cannot be encoded. */
+export function buildCase(prng: Prng, form: Form, index: number, bits: Bits = 64): DiffCase | null {
+  const b = new Builder(prng, bits);
   const ins = iced.Instruction.create(form.code);
   try {
     return fill(b, ins, form, index);
@@ -194,14 +245,14 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
   let count = 0;
   let flags = BigInt(prng.nextU32() & 0x8d5) | 0x202n;
   if (!prng.chance(0.3)) flags &= ~0x400n; // DF mostly clear
-  const isBranch = form.kinds.some((k) => k === K.br64_1 || k === K.br64_4);
+  const isBranch = form.kinds.some(isBranchKind);
   const isString = form.kinds.some((k) => k === K.es_rDI || k === K.seg_rSI);
   const memSize = memorySize(form);
   const wantsMemory = prng.chance(0.5);
 
   // Roles that pin registers before operands are chosen.
   if (isString) prepareString(b, ins, form);
-  if (m === M.Loop || m === M.Loope || m === M.Loopne || m === M.Jrcxz) b.fix(RCX, BigInt(prng.pick([0, 1, 2, 3, 0x100000000])));
+  if (m === M.Loop || m === M.Loope || m === M.Loopne || m === M.Jrcxz || m === M.Jecxz) b.fix(RCX, BigInt(prng.pick([0, 1, 2, 3, 0x100000000])));
   if (m === M.Leave || m === M.Enter) b.fix(RBP, b.target(8, 8) + 0x40n);
   if (m === M.Div || m === M.Idiv) prepareDivide(b, form);
   if (m === M.Cmpxchg8b || m === M.Cmpxchg16b) prepareWideExchange(b);
@@ -231,9 +282,9 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
         }
         const n = i === 1 && bitOffset >= 0 ? bitOffset : chooseRegister(b, form, i, size);
         ins.setOpKind(i, iced.OpKind.Register);
-        ins.setOpRegister(i, gprRegister(n, size));
-        if (i === 0) b.destination = n;
-        if (i === 1) sourceRegister = n;
+        ins.setOpRegister(i, gprRegister(n, size, b.bits));
+        if (i === 0) b.destination = byteOwner(n, size, b.bits);
+        if (i === 1) sourceRegister = byteOwner(n, size, b.bits);
         break;
       }
       case K.al: case K.ax: case K.eax: case K.rax:
@@ -291,6 +342,11 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
         ins.setOpKind(i, iced.OpKind.NearBranch64);
         ins.nearBranch64 = CODE_ADDRESS + 0x40n;
         break;
+      case K.br32_1:
+      case K.br32_4:
+        ins.setOpKind(i, iced.OpKind.NearBranch32);
+        ins.nearBranch32 = Number(CODE_ADDRESS) + 0x40;
+        break;
       case K.mem: {
         if (m === M.Lea) {
           // LEA computes an address without touching memory: any address will do.
@@ -311,17 +367,17 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
         ins.memoryBase = R.None;
         ins.memoryIndex = R.None;
         ins.memoryDisplacement = address;
-        ins.memoryDisplSize = 8;
+        ins.memoryDisplSize = b.bits === 64 ? 8 : 4;
         if (i === 0) b.destination = 'memory';
         usedMemory = true;
         break;
       }
       case K.es_rDI:
-        ins.setOpKind(i, iced.OpKind.MemoryESRDI);
+        ins.setOpKind(i, b.bits === 64 ? iced.OpKind.MemoryESRDI : iced.OpKind.MemoryESEDI);
         if (i === 0) b.destination = 'memory';
         break;
       case K.seg_rSI:
-        ins.setOpKind(i, iced.OpKind.MemorySegRSI);
+        ins.setOpKind(i, b.bits === 64 ? iced.OpKind.MemorySegRSI : iced.OpKind.MemorySegESI);
         break;
       default:
         return null;
@@ -336,10 +392,12 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
 
   let bytes: Uint8Array;
   try {
-    bytes = encode(ins);
+    bytes = encode(ins, b.bits);
     if (isBranch) {
-      ins.nearBranch64 = CODE_ADDRESS + BigInt(bytes.length + MARKER.length);
-      bytes = encode(ins);
+      const target = CODE_ADDRESS + BigInt(bytes.length + MARKER.length);
+      if (b.bits === 64) ins.nearBranch64 = target;
+      else ins.nearBranch32 = Number(target);
+      bytes = encode(ins, b.bits);
     }
   } catch {
     return null;
@@ -349,7 +407,7 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
   if (isBranch || isIndirect(form)) code = concat(bytes, MARKER);
   if (isIndirect(form)) aimIndirect(b, ins, end);
   if (m === M.Ret) b.writeScratch64(b.regs[RSP], end);
-  if (m === M.Popfq) {
+  if (m === M.Popfq || m === M.Popfd) {
     // Single-step (TF) is not emulated, and AC would turn later misaligned accesses into #AC.
     const offset = Number(b.regs[RSP] - SCRATCH_ADDRESS);
     b.scratch[offset + 1] &= ~0x01;
@@ -357,6 +415,7 @@ function fill(b: Builder, ins: iced.Instruction, form: Form, index: number): Dif
   }
   return {
     index,
+    bits: b.bits,
     form,
     code,
     regs: Object.fromEntries(GPR_NAMES.map((name, n) => [name, b.regs[n]])) as Record<GprName, bigint>,
@@ -376,24 +435,30 @@ function isLockable(m: number): boolean {
   return [M.Add, M.Adc, M.Sub, M.Sbb, M.And, M.Or, M.Xor, M.Inc, M.Dec, M.Neg, M.Not, M.Bts, M.Btr, M.Btc, M.Xadd, M.Cmpxchg, M.Xchg, M.Cmpxchg8b, M.Cmpxchg16b].includes(m);
 }
 
+function isBranchKind(kind: number): boolean {
+  return kind === K.br64_1 || kind === K.br64_4 || kind === K.br32_1 || kind === K.br32_4;
+}
+
 /** JMP/CALL through a register or memory. */
 function isIndirect(form: Form): boolean {
-  return (form.mnemonic === M.Jmp || form.mnemonic === M.Call) && !form.kinds.some((k) => k === K.br64_1 || k === K.br64_4);
+  return (form.mnemonic === M.Jmp || form.mnemonic === M.Call) && !form.kinds.some(isBranchKind);
 }
 
 /** Points an indirect JMP/CALL at the code end (past the marker). */
 function aimIndirect(b: Builder, ins: iced.Instruction, end: bigint): void {
-  if (ins.op0Kind === iced.OpKind.Register) b.regs[ins.op0Register - R.RAX] = end;
+  if (ins.op0Kind === iced.OpKind.Register) b.regs[ins.op0Register - (b.bits === 64 ? R.RAX : R.EAX)] = end;
   else b.writeScratch64(b.memoryAddress, end);
 }
 
 function chooseRegister(b: Builder, form: Form, operand: number, size: number): number {
   // Writing RSP would send the stack (and the host's exit) anywhere; only read it as a source.
   const readsOnly = operand > 0 && form.mnemonic !== M.Xchg && form.mnemonic !== M.Xadd && form.mnemonic !== M.Cmpxchg;
-  const candidates = [...Array(16).keys()].filter((n) => {
-    if (n === RSP) return readsOnly && size === 8 && b.prng.chance(0.1);
-    // AH/CH/DH/BH cannot be encoded with REX; the generator uses the REX forms (SPL..DIL) for 4..7.
-    return !b.fixed.has(n) || (operand > 0 && b.prng.chance(0.3));
+  const candidates = [...Array(b.bits === 64 ? 16 : 8).keys()].filter((n) => {
+    const owner = byteOwner(n, size, b.bits);
+    if (owner === RSP) return readsOnly && size === b.bits / 8 && b.prng.chance(0.1);
+    // AH/CH/DH/BH cannot be encoded with REX; 64-bit cases use the REX forms (SPL..DIL) for 4..7,
+    // 32-bit cases (no REX) AH..BH.
+    return !b.fixed.has(owner) || (operand > 0 && b.prng.chance(0.3));
   });
   return b.prng.pick(candidates.length > 0 ? candidates : [RAX]);
 }
@@ -465,8 +530,8 @@ function zeroSource(b: Builder, sourceInMemory: boolean, sourceRegister: number)
   }
 }
 
-function encode(ins: iced.Instruction): Uint8Array {
-  const encoder = new iced.Encoder(64);
+function encode(ins: iced.Instruction, bits: Bits): Uint8Array {
+  const encoder = new iced.Encoder(bits);
   try {
     encoder.encode(ins, CODE_ADDRESS);
     return encoder.takeBuffer();
@@ -483,7 +548,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 }
 
 /** Draws a form, spreading cases evenly over families, then over forms within a family. */
-export function formPicker(forms: readonly Form[] = differentialForms()): (prng: Prng) => Form {
+export function formPicker(forms: readonly Form[]): (prng: Prng) => Form {
   const byFamily = new Map<Family, Form[]>();
   for (const form of forms) {
     const list = byFamily.get(form.family) ?? [];

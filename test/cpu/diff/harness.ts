@@ -6,7 +6,7 @@ import { Prng, type Seed } from '../../../src/explore/prng.ts';
 import { SnippetMachine, type SnippetResult } from '../../../src/machine/snippet.ts';
 import { GPR_NAMES } from '../../../src/machine/vcpu-state.ts';
 import { runNativeBatch, type NativeResult, type NativeThreadResult } from './native/native-runner.ts';
-import { differentialForms } from './forms.ts';
+import { differentialForms, type Bits } from './forms.ts';
 import { buildCase, CODE_ADDRESS, formPicker, SCRATCH_ADDRESS, SCRATCH_BYTES, type DiffCase } from './generator.ts';
 
 /**
@@ -14,6 +14,11 @@ import { buildCase, CODE_ADDRESS, formPicker, SCRATCH_ADDRESS, SCRATCH_BYTES, ty
  * (through the native runner, at ring 3) and in the emulator (SnippetMachine at ring 3), then a
  * comparison of registers, flags (minus the architecturally undefined ones), memory, and how
  * the run stopped (end, or which exception with which error code and address).
+ *
+ * 32-bit cases run in compatibility mode on the host and in 32-bit protected mode with PAE
+ * paging in the emulator: with flat segments and identity-mapped pages the two execute 32-bit
+ * code alike. All 64 bits of every register are compared, so what 32-bit code leaves in the
+ * high halves (zero-extended results, untouched R8–R15) is checked against the host as well.
  */
 
 export interface Mismatch {
@@ -39,6 +44,10 @@ export interface DifferentialResult {
 export interface DifferentialOptions {
   seed: Seed;
   cases: number;
+  /** 64-bit cases (default) or 32-bit cases. */
+  bits?: Bits;
+  /** Where the emulator runs 32-bit cases: 32-bit PAE protected mode (default) or compatibility mode. */
+  mode32?: 'protected-pae' | 'compat';
   /** Cases per native batch. */
   batch?: number;
   /** Stop after this many mismatches (default 1). */
@@ -51,8 +60,9 @@ const COMPARED_FLAGS = ARITH | DF;
 export function runDifferential(options: DifferentialOptions): DifferentialResult {
   const started = performance.now();
   const prng = new Prng(options.seed);
-  const pick = formPicker(differentialForms());
-  const machine = new SnippetMachine({ ramBytes: 0x800000, ring: 3 });
+  const bits = options.bits ?? 64;
+  const pick = formPicker(differentialForms(bits));
+  const machine = new SnippetMachine({ ramBytes: 0x800000, ring: 3, mode: bits === 64 ? 'long' : (options.mode32 ?? 'protected-pae') });
   const batchSize = options.batch ?? 2000;
   const maxMismatches = options.maxMismatches ?? 1;
   const mismatches: Mismatch[] = [];
@@ -65,7 +75,7 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
     const batch: DiffCase[] = [];
     while (batch.length < Math.min(batchSize, options.cases - done)) {
       const form = pick(prng);
-      const built = buildCase(prng, form, done + batch.length);
+      const built = buildCase(prng, form, done + batch.length, bits);
       if (built !== null) batch.push(built);
     }
     const native = runNativeBatch(
@@ -75,6 +85,7 @@ export function runDifferential(options: DifferentialOptions): DifferentialResul
         scratchAddress: SCRATCH_ADDRESS,
         scratch: c.scratch,
         timeoutMs: 1000,
+        compat32: bits === 32,
       })),
     );
     for (let i = 0; i < batch.length && mismatches.length < maxMismatches; i++) {
@@ -160,7 +171,7 @@ function bigintJson(_key: string, value: unknown): unknown {
 }
 
 function describe(c: DiffCase, host: NativeThreadResult, emulated: SnippetResult, differences: string[]): string {
-  const lines = disassemble(c.code, CODE_ADDRESS).map((l) => `  ${l.ip.toString(16)}  ${l.bytesHex.padEnd(30)} ${l.text}`);
+  const lines = disassemble(c.code, CODE_ADDRESS, { bitness: c.bits }).map((l) => `  ${l.ip.toString(16)}  ${l.bytesHex.padEnd(30)} ${l.text}`);
   const inputs = GPR_NAMES.map((name) => `${name}=${hex(c.regs[name])}`).join(' ');
   const hostRegs = GPR_NAMES.map((name) => `${name}=${hex(host.regs[name])}`).join(' ');
   const emuRegs = GPR_NAMES.map((name) => `${name}=${hex(emulated.regs[name])}`).join(' ');

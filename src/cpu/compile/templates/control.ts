@@ -1,4 +1,4 @@
-import { OperandKind } from '../../decode.ts';
+import { OperandKind, hasAddressSizePrefix } from '../../decode.ts';
 import { Need } from '../../mmu.ts';
 import { conditionSource } from '../conditions.ts';
 import { Emitter, memoryRead, UnsupportedForm } from '../emitter.ts';
@@ -16,12 +16,25 @@ export function canonicalHalves(linear: number): [number, number] {
 const TARGET_FROM_A = 'if ((((ah >> 15) + 1) >>> 1) !== 0) H.fault(c, 13, 0);';
 const RIP_FROM_A = '(ah & 0xffff) * 4294967296 + (a >>> 0)';
 
-function hasAddressSizePrefix(e: Emitter): boolean {
-  for (const byte of e.insn.bytes) {
-    if (byte === 0x67) return true;
-    if (![0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0xf0, 0xf2, 0xf3].includes(byte)) return false;
-  }
-  return false;
+/** 32-bit code's EIP from a target in `a`: no canonical check (EIP cannot be non-canonical). */
+const EIP_FROM_A = '(a >>> 0)';
+
+/** Width of rCX that LOOP and JrCXZ use: the address size (0x67 switches 64↔32 and 32↔16). */
+function counterWidth(e: Emitter): number {
+  const override = hasAddressSizePrefix(e.insn.bytes);
+  if (e.mode32) return override ? 2 : 4;
+  return override ? 4 : 8;
+}
+
+/** Reads an indirect branch target (register or memory, of the mode's width) into `a`/`ah`. */
+function indirectTarget(e: Emitter, what: string): string {
+  const [target] = e.operands(1);
+  if (target.size !== e.stackWidth) throw new UnsupportedForm(`far or 16-bit indirect ${what}`);
+  e.prepare(target, Need.read);
+  e.read(target, 'a', target.size);
+  if (e.mode32) return EIP_FROM_A;
+  e.line(TARGET_FROM_A);
+  return RIP_FROM_A;
 }
 
 export function jmp(e: Emitter): void {
@@ -30,11 +43,7 @@ export function jmp(e: Emitter): void {
     e.end(String(e.insn.target));
     return;
   }
-  if (target.size !== 8) throw new UnsupportedForm('far or 16/32-bit indirect JMP');
-  e.prepare(target, Need.read);
-  e.read(target, 'a', 8);
-  e.line(TARGET_FROM_A);
-  e.end(RIP_FROM_A);
+  e.end(indirectTarget(e, 'JMP'));
 }
 
 export function jcc(e: Emitter): void {
@@ -45,34 +54,39 @@ export function jcc(e: Emitter): void {
 export function call(e: Emitter): void {
   const [target] = e.operands(1);
   const [retLo, retHi] = canonicalHalves(e.next);
+  const width = e.stackWidth;
   if (target.kind === OperandKind.branch) {
-    e.push(String(retLo), String(retHi), 8);
+    if (e.insn.stackIncrement !== -width) throw new UnsupportedForm('CALL with a 16-bit operand');
+    e.push(String(retLo), String(retHi), width);
     e.end(String(e.insn.target));
     return;
   }
-  if (target.size !== 8) throw new UnsupportedForm('far or 16/32-bit indirect CALL');
-  e.prepare(target, Need.read);
-  e.read(target, 'a', 8);
-  e.line(TARGET_FROM_A);
-  e.push(String(retLo), String(retHi), 8);
-  e.end(RIP_FROM_A);
+  const rip = indirectTarget(e, 'CALL');
+  e.push(String(retLo), String(retHi), width);
+  e.end(rip);
 }
 
 export function ret(e: Emitter): void {
   const release = e.insn.operands.length === 1 ? e.insn.immLo & 0xffff : 0;
-  e.line('ea = r[8]; eah = r[9];');
-  e.translateAddress('ea', 'eah', Need.read | Need.stack, 8, 'pa');
-  e.line(memoryRead('pa', 'a', 8));
-  e.line(TARGET_FROM_A);
-  e.line(`t = (r[8] >>> 0) + ${8 + release}; r[8] = t | 0; r[9] = (r[9] + (t > 4294967295 ? 1 : 0)) | 0;`);
-  e.end(RIP_FROM_A);
+  const width = e.stackWidth;
+  if (e.insn.stackIncrement !== width + release) throw new UnsupportedForm('RET with a 16-bit operand');
+  e.line(e.stackTop());
+  e.translateAddress('ea', 'eah', Need.read | Need.stack, width, 'pa');
+  e.line(memoryRead('pa', 'a', width));
+  if (!e.mode32) e.line(TARGET_FROM_A);
+  e.line(e.stackAbove(width + release));
+  e.end(e.mode32 ? EIP_FROM_A : RIP_FROM_A);
 }
 
 /** LOOP/LOOPE/LOOPNE: decrement rCX without touching flags, branch while non-zero (and ZF test). */
 export function loop(kind: 'loop' | 'loope' | 'loopne') {
   return (e: Emitter): void => {
     let nonZero: string;
-    if (hasAddressSizePrefix(e)) {
+    const width = counterWidth(e);
+    if (width === 2) {
+      e.line('r[2] = (r[2] & -65536) | ((r[2] - 1) & 0xffff);');
+      nonZero = '(r[2] & 0xffff) !== 0';
+    } else if (width === 4) {
       e.line('r[2] = (r[2] - 1) | 0; r[3] = 0;');
       nonZero = 'r[2] !== 0';
     } else {
@@ -86,6 +100,7 @@ export function loop(kind: 'loop' | 'loope' | 'loopne') {
 }
 
 export function jrcxz(e: Emitter): void {
-  e.endIf(hasAddressSizePrefix(e) ? 'r[2] === 0' : '(r[2] | r[3]) === 0', String(e.insn.target));
+  const width = counterWidth(e);
+  e.endIf(width === 2 ? '(r[2] & 0xffff) === 0' : width === 4 ? 'r[2] === 0' : '(r[2] | r[3]) === 0', String(e.insn.target));
   e.end(String(e.next));
 }

@@ -92,7 +92,9 @@ export function bitTest(kind: number) {
         if (size === 8) e.line('t = ((b >>> 3) | (bh << 29)) & -8; a = bh >> 3;');
         else if (size === 4) e.line('t = (b >> 5) * 4; a = t < 0 ? -1 : 0;');
         else e.line('t = (((b << 16) >> 16) >> 4) * 2; a = t < 0 ? -1 : 0;');
-        e.line('t = (ea >>> 0) + (t >>> 0); ea = t | 0; eah = (eah + a + ((t / 4294967296) | 0)) | 0;');
+        // 32-bit code: the bit's byte address wraps at 4 GiB like any address there.
+        if (e.mode32) e.line('ea = (ea + t) | 0; eah = 0;');
+        else e.line('t = (ea >>> 0) + (t >>> 0); ea = t | 0; eah = (eah + a + ((t / 4294967296) | 0)) | 0;');
       }
       e.translateAddress('ea', 'eah', need | (e.memory().stack ? Need.stack : 0), size, 'pa');
       if (need !== Need.read) e.writesMemory = true;

@@ -27,7 +27,8 @@ function movControl(e: Emitter): void {
   e.endBlockAfter = true;
   e.requireCpl0();
   if (dst.regClass === RegisterClass.control) {
-    e.line(`H.writeCr(c, ${dst.reg}, r[${2 * src.reg}], r[${2 * src.reg + 1}], ${src.reg});`);
+    // 32-bit code moves 32-bit registers: the high half of the source is not part of it.
+    e.line(`H.writeCr(c, ${dst.reg}, r[${2 * src.reg}], ${e.mode32 ? 0 : `r[${2 * src.reg + 1}]`}, ${src.reg});`);
   } else {
     e.line(`H.readCr(c, ${src.reg}, ${dst.reg});`);
   }

@@ -1,3 +1,4 @@
+import iced from 'iced-x86';
 import { OperandKind, Segment } from '../../decode.ts';
 import { DtrKind, UdReason } from '../../state-block.ts';
 import { Need } from '../../mmu.ts';
@@ -39,8 +40,12 @@ export function intN(e: Emitter): void {
   returnAtHelperRip(e);
 }
 
-export function iretq(e: Emitter): void {
-  e.line('H.interruptReturn(c);');
+/** IRETQ, or IRETD in 32-bit code (the helper picks the frame by mode). */
+export function iret(e: Emitter): void {
+  if (e.insn.bytes[0] === 0x66) throw new UnsupportedForm('IRET with a 16-bit operand');
+  // IRETD in 64-bit code pops a 32-bit five-slot frame: not modelled (IRETQ is).
+  if (e.insn.mnemonic === iced.Mnemonic.Iretd && !e.mode32) throw new UnsupportedForm('IRETD in 64-bit mode');
+  e.line(`H.interruptReturn(c, ${e.insn.code}, ${e.insn.ip});`);
   returnAtHelperRip(e);
 }
 
@@ -75,15 +80,17 @@ export function invlpg(e: Emitter): void {
   e.line('H.invlpg(c, ea, eah);');
 }
 
-export function pushfq(e: Emitter): void {
+/** PUSHFQ, or PUSHFD in 32-bit code. */
+export function pushf(e: Emitter): void {
   if (e.insn.bytes[0] === 0x66) throw new UnsupportedForm('PUSHF with a 16-bit operand');
-  e.line('H.pushFlags(c);');
+  e.line(`H.pushFlags(c, ${e.stackWidth});`);
   e.writesMemory = true;
 }
 
-export function popfq(e: Emitter): void {
+/** POPFQ, or POPFD in 32-bit code. */
+export function popf(e: Emitter): void {
   if (e.insn.bytes[0] === 0x66) throw new UnsupportedForm('POPF with a 16-bit operand');
-  e.line('H.popFlags(c);');
+  e.line(`H.popFlags(c, ${e.stackWidth});`);
 }
 
 /** CLC/STC/CMC/CLD/STD. */

@@ -479,7 +479,68 @@ test('the empty case calibrates the entry/exit overhead', (t) => {
   t.log(`empty case elapsed: median ${ns[500]} ns, min ${ns[0]} ns`);
 });
 
+test('32-bit cases run in compatibility mode: 32-bit results zero-extend, 0x48 is DEC EAX, R8–R15 keep their values', (t) => {
+  const rsp = WINDOW + 0x20n;
+  // inc eax ; dec ecx (48 + 49 would be REX prefixes in 64-bit code) ; mov dx, 7 ; mov [ebx], eax ; push esi ; pop edi
+  const code = [0x40, 0x49, 0x66, 0xba, 0x07, 0x00, 0x89, 0x03, 0x56, 0x5f];
+  const input = { rax: 0xaaaa_aaaa_0000_0001n, rcx: 0xbbbb_bbbb_0000_0001n, rdx: 0xcccc_cccc_dddd_ddddn, rbx: WINDOW, rsi: 0xffff_ffff_1234_5678n, rsp };
+  const [res, after] = runNativeBatch([
+    oneThread(code, input, 0n, { compat32: true }),
+    oneThread([0x48, 0xff, 0xc0], { rax: 0xaaaa_aaaa_0000_0001n }), // inc rax: a 64-bit case again
+  ]);
+  const th = res.threads[0];
+  t.is(th.status, 'end');
+  t.is(th.rip, CODE_BASE + BigInt(code.length));
+  t.is(th.regs.rax, 2n, 'INC EAX zero-extends into RAX');
+  t.is(th.regs.rcx, 0n, 'DEC ECX likewise');
+  t.is(th.regs.rdx, 0xcccc_cccc_dddd_0007n, 'a 16-bit write keeps the rest');
+  t.is(th.regs.rdi, 0x1234_5678n, 'POP EDI zero-extends');
+  t.is(th.regs.rsp, rsp);
+  t.is(th.regs.r8, regs().r8, 'R8 untouched by 32-bit code');
+  t.is(new DataView(res.scratch.buffer, res.scratch.byteOffset).getUint32(0, true), 2, 'a store through DS');
+  t.is(after.threads[0].regs.rax, 0xaaaa_aaaa_0000_0002n);
+});
+
+test('32-bit cases: faults and timeouts are reported and the runner comes back to 64-bit mode', (t) => {
+  const [ud, pf, loop, next] = runNativeBatch([
+    oneThread([0x90, 0x0f, 0x0b], {}, 0n, { compat32: true }),
+    oneThread([0x8b, 0x03], { rbx: 0x1234_5678n }, 0n, { compat32: true }), // mov eax, [ebx]
+    oneThread([0x40, 0xeb, 0xfd], { rax: 0n }, 0n, { compat32: true, timeoutMs: 50 }), // inc eax ; jmp $-3
+    oneThread([0x48, 0x01, 0xd8], { rax: 40n, rbx: 2n }),
+  ]).map((r) => r.threads[0]);
+  t.is(ud.vector, 6);
+  t.is(ud.rip, CODE_BASE + 1n);
+  t.is(pf.vector, 14);
+  t.is(pf.faultAddress, 0x1234_5678n);
+  t.is(pf.errorCode, 0x4n);
+  t.is(loop.status, 'timeout');
+  t.true(loop.regs.rax > 1000n, 'it was really running');
+  t.is(next.status, 'end');
+  t.is(next.regs.rax, 42n);
+});
+
+test('random 32-bit machine code never takes the runner down', (t) => {
+  let seed = 0x9e3779b9;
+  const rnd = (): number => {
+    seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
+    return seed;
+  };
+  const cases: NativeCase[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const code = Array.from({ length: 1 + (rnd() % 24) }, () => rnd() & 0xff);
+    const r: Partial<Record<GprName, bigint>> = {};
+    for (const name of GPR_NAMES) r[name] = rnd() % 2 === 0 ? SCRATCH_BASE + 0x800n + BigInt(rnd() % 0x100) : BigInt(rnd());
+    r.rsp = SCRATCH_BASE + 0x800n;
+    cases.push(oneThread(code, r, BigInt(rnd() & 0x8d5), { compat32: true, timeoutMs: 20, fullClear: true, scratchAddress: SCRATCH_BASE, scratch: new Uint8Array(0x1000) }));
+  }
+  const results = runNativeBatch(cases);
+  t.is(results.length, cases.length);
+  const last = only(oneThread([0x48, 0x01, 0xd8], { rax: 1n, rbx: 2n }));
+  t.is(last.regs.rax, 3n);
+});
+
 test('invalid cases are rejected before running', (t) => {
+  t.throws(() => runNativeBatch([{ ...oneThread([0x90], {}, 0n, { compat32: true }), threads: [{ regs: regs(), rflags: 0n }, { regs: regs(), rflags: 0n }] }]), { message: /one thread/ });
   t.throws(() => runNativeBatch([{ ...oneThread([0x90]), threads: [] }]), { message: /1 or 2/ });
   t.throws(() => runNativeBatch([{ ...oneThread([0x90]), scratchAddress: SCRATCH_BASE + 0xfff8n, scratch: new Uint8Array(16) }]), { message: /outside/ });
   t.throws(() => runNativeBatch([oneThread([0x90], { rax: -1n })]), { message: /rax/ });

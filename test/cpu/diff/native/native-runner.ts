@@ -89,6 +89,10 @@ export interface NativeCase {
   /** Zero the whole code and scratch regions before this case (~1 us), for
    *  cases whose predecessors may have stored outside their own window. */
   fullClear?: boolean;
+  /** Run the code as 32-bit code in compatibility mode (CS 0x23; one thread only). Registers go
+   *  in and come out as 64-bit values: the case sees their low halves, and what the CPU leaves
+   *  in the high halves is reported as it is. */
+  compat32?: boolean;
 }
 
 export interface NativeThreadResult {
@@ -131,6 +135,7 @@ export interface NativeResult {
 const IN_MAGIC = 0x31435356; // "VSC1"
 const OUT_MAGIC = 0x31525356; // "VSR1"
 const CTRL_FULL_CLEAR = 0x100;
+const CTRL_COMPAT32 = 0x200;
 const IN_HEADER_BYTES = 24; // magic, control, codeLen, scratchAddr, scratchLen, timeoutMs
 const THREAD_IN_BYTES = 17 * 8; // 16 GPRs + rflags
 const OUT_HEADER_BYTES = 8; // magic, thread count
@@ -233,6 +238,7 @@ function validateCase(c: NativeCase, index: number): void {
   if (!(c.code instanceof Uint8Array) || c.code.length > MAX_CODE_BYTES) {
     throw new RangeError(`${where}: code must be a Uint8Array of at most ${MAX_CODE_BYTES} bytes`);
   }
+  if (c.compat32 === true && c.threads.length !== 1) throw new RangeError(`${where}: a 32-bit case runs on one thread`);
   if (c.threads.length !== 1 && c.threads.length !== 2) {
     throw new RangeError(`${where}: threads must have 1 or 2 entries, got ${c.threads.length}`);
   }
@@ -277,7 +283,7 @@ function encodeBatch(cases: readonly NativeCase[]): Buffer {
   let o = 0;
   for (const c of cases) {
     buf.writeUInt32LE(IN_MAGIC, o);
-    buf.writeUInt32LE(c.threads.length | (c.fullClear ? CTRL_FULL_CLEAR : 0), o + 4);
+    buf.writeUInt32LE(c.threads.length | (c.fullClear ? CTRL_FULL_CLEAR : 0) | (c.compat32 === true ? CTRL_COMPAT32 : 0), o + 4);
     buf.writeUInt32LE(c.code.length, o + 8);
     buf.writeUInt32LE(Number(c.scratchAddress), o + 12);
     buf.writeUInt32LE(c.scratch.length, o + 16);

@@ -19,12 +19,14 @@
  *                             exit stub.  A case ends when execution reaches
  *                             the end address.
  *   SCRATCH_BASE  0x300000    64 KiB RW, shared by the case's threads.
- *   EXIT_PAGE     0x7ffff000  4 KiB, READ-ONLY: holds the address of the
- *                             runner's exit tail, for the exit stub's
- *                             `jmp [disp32]`.  Below 2 GiB so that a
- *                             sign-extended disp32 reaches it.  The one
- *                             native mapping the emulator does not have;
- *                             being read-only, case code cannot corrupt it.
+ *   EXIT_PAGE     0x7ffff000  4 KiB, READ + EXECUTE: holds the address of
+ *                             the runner's exit tail, for the exit stub's
+ *                             `jmp [disp32]`, and the far pointers and
+ *                             jumps of 32-bit cases (see "32-bit cases").
+ *                             Below 2 GiB so that a sign-extended disp32
+ *                             reaches it.  The one native mapping the
+ *                             emulator does not have; not being writable,
+ *                             case code cannot corrupt it.
  *
  * Nothing else of the runner lives below 4 GiB (the binary is PIE; libc,
  * stacks, heap are mapped high), so any other low address faults exactly as
@@ -96,6 +98,25 @@
  *    the case's fault.  `runner --print-config` prints both choices.
  *
  * ===========================================================================
+ * 32-bit cases (control bit CTRL_COMPAT32)
+ *
+ * The case's code runs as 32-bit code in compatibility mode, through
+ * x86-64 Linux's flat 32-bit user code segment (selector 0x23).  Code and
+ * scratch are below 4 GiB already.  The trampoline is the same up to its
+ * final jump, which for these cases goes to a 64-bit `jmp far [m16:32]` in
+ * the exit page (ENTER32_CODE) that loads CS 0x23 with EIP = CODE_BASE; no
+ * register or flag changes on the way.  The exit stub at the end address is
+ * the 32-bit `jmp far [EXIT_TO64_PTR]` (6 bytes and a nop), to a 64-bit
+ * `jmp [EXIT_PAGE_BASE]` under CS 0x33 (EXIT_TO64_CODE), and so into the
+ * ordinary exit tail.  DS and ES hold the user data selector in every case
+ * (a null DS faults on the first 32-bit data access; 64-bit code ignores
+ * them).  FS and GS are as for 64-bit cases, so fs:/gs: accesses in 32-bit
+ * code may fault through a null selector: the harness does not generate
+ * them.  A signal taken in compatibility mode resumes the runner with CS
+ * set back to 0x33.  Registers go in and come out 64 bits wide: what the
+ * CPU leaves in the high halves is reported as it is.  One thread only.
+ *
+ * ===========================================================================
  * Threads (benchmark mode): thread = worker *process*
  *
  * threads = 2 runs the same code at the same CODE_BASE in two execution
@@ -161,6 +182,7 @@
  *   off  0  u32 magic        0x31435356 ("VSC1")
  *   off  4  u32 control      bits 0-7: thread count (1 or 2)
  *                            bit 8:    CTRL_FULL_CLEAR (zero both regions first)
+ *                            bit 9:    CTRL_COMPAT32 (32-bit code; 1 thread)
  *                            others:   must be 0
  *   off  8  u32 codeLen      <= 65529 (region size minus the 7-byte stub)
  *   off 12  u32 scratchAddr  absolute; the window [scratchAddr, scratchAddr +
@@ -230,6 +252,16 @@
 #define OUT_MAGIC 0x31525356u /* "VSR1" */
 #define CTRL_THREADS_MASK 0xffu
 #define CTRL_FULL_CLEAR 0x100u
+#define CTRL_COMPAT32 0x200u
+
+/* x86-64 Linux's flat user code selectors: 32-bit (compatibility mode) and 64-bit. */
+#define USER32_CS 0x23
+#define USER64_CS 0x33
+/* Exit page layout (see "32-bit cases"). */
+#define EXIT_TO64_PTR (EXIT_PAGE_BASE + 0x08)
+#define EXIT_TO64_CODE (EXIT_PAGE_BASE + 0x10)
+#define ENTER32_PTR (EXIT_PAGE_BASE + 0x18)
+#define ENTER32_CODE (EXIT_PAGE_BASE + 0x20)
 
 #define IN_HEADER_LEN 24
 #define THREAD_IN_LEN (17 * 8)
@@ -378,7 +410,12 @@ __asm__(
 	"5:	movl %ss, %eax\n"
 	"	movl %eax, %fs\n"
 	"	movl %eax, %gs\n"
-	"3:	pushq " C(OFF_IN_RFLAGS) "\n"
+	/* DS and ES get the user data selector too: 64-bit mode ignores them,
+	 * but a 32-bit case's data accesses fault through a null DS/ES. */
+	"3:	movl %ss, %eax\n"
+	"	movl %eax, %ds\n"
+	"	movl %eax, %es\n"
+	"	pushq " C(OFF_IN_RFLAGS) "\n"
 	"	popfq\n"
 	/* From here on: mov only, nothing may change a flag. */
 	"	movq " CIN(0) ", %rax\n"
@@ -600,6 +637,9 @@ static NO_STACK_PROTECTOR void on_signal(int sig, siginfo_t *si, void *ucv)
 	g[REG_RIP] = (greg_t)(uintptr_t)vcpu_recover;
 	g[REG_RSP] = (greg_t)CTL->host_rsp;
 	g[REG_EFL] = 0x202;
+	/* A 32-bit case was interrupted in compatibility mode: sigreturn must
+	 * bring vcpu_recover back in 64-bit mode (CS is the low 16 bits). */
+	g[REG_CSGSFS] = (g[REG_CSGSFS] & ~(greg_t)0xffff) | USER64_CS;
 }
 
 /* ---- setup ----------------------------------------------------------------- */
@@ -734,6 +774,7 @@ static void *watchdog_main(void *arg)
 }
 
 static void write_stub(unsigned char *stub);
+static void write_stub32(unsigned char *stub);
 
 /* ---- running a case in this context --------------------------------------- */
 
@@ -909,6 +950,32 @@ static uint32_t get_u32(const unsigned char *p)
 static void put_u32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
 
+/* 32-bit cases end with `jmp far [EXIT_TO64_PTR]` (6 bytes, then a nop). */
+static void write_stub32(unsigned char *stub)
+{
+	stub[0] = 0xff; /* jmp m16:32 (FF /5) */
+	stub[1] = 0x2d; /* ModRM: mod=00 reg=101 (/5) rm=101 (disp32 in 32-bit mode) */
+	put_u32(stub + 2, (uint32_t)EXIT_TO64_PTR);
+	stub[6] = 0x90;
+}
+
+/* The exit page: the exit tail's address, and the far pointers and 64-bit
+ * jumps that take 32-bit cases into and out of compatibility mode. */
+static void fill_exit_page(unsigned char *page)
+{
+	put_u64(page, (uint64_t)(uintptr_t)vcpu_exit_tail);
+	put_u32(page + (EXIT_TO64_PTR - EXIT_PAGE_BASE), (uint32_t)EXIT_TO64_CODE);
+	page[EXIT_TO64_PTR - EXIT_PAGE_BASE + 4] = USER64_CS;
+	write_stub(page + (EXIT_TO64_CODE - EXIT_PAGE_BASE));
+	put_u32(page + (ENTER32_PTR - EXIT_PAGE_BASE), (uint32_t)CODE_BASE);
+	page[ENTER32_PTR - EXIT_PAGE_BASE + 4] = USER32_CS;
+	unsigned char *enter = page + (ENTER32_CODE - EXIT_PAGE_BASE);
+	enter[0] = 0xff; /* jmp m16:32 (FF /5), valid in 64-bit mode */
+	enter[1] = 0x2c; /* ModRM: mod=00 reg=101 rm=100 (SIB) */
+	enter[2] = 0x25; /* SIB: no index, disp32 base */
+	put_u32(enter + 3, (uint32_t)ENTER32_PTR);
+}
+
 /* jmp qword ptr [EXIT_PAGE_BASE] */
 static void write_stub(unsigned char *stub)
 {
@@ -943,9 +1010,9 @@ int main(int argc, char **argv)
 	map_fixed(CODE_BASE, CODE_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED, "code");
 	map_fixed(SCRATCH_BASE, SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, "scratch");
 	map_fixed(EXIT_PAGE_BASE, EXIT_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, "exit vector");
-	*(uint64_t *)EXIT_PAGE_BASE = (uint64_t)(uintptr_t)vcpu_exit_tail;
-	/* Read-only: case code must not be able to redirect the exit. */
-	if (mprotect((void *)EXIT_PAGE_BASE, EXIT_PAGE_SIZE, PROT_READ) != 0)
+	fill_exit_page((unsigned char *)EXIT_PAGE_BASE);
+	/* Not writable: case code must not be able to redirect the exit. */
+	if (mprotect((void *)EXIT_PAGE_BASE, EXIT_PAGE_SIZE, PROT_READ | PROT_EXEC) != 0)
 		die(EXIT_INTERNAL, "mprotect: %s", strerror(errno));
 	shm = mmap(NULL, sizeof *shm, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (shm == MAP_FAILED)
@@ -989,7 +1056,7 @@ int main(int argc, char **argv)
 		unsigned long long ci = (unsigned long long)case_index;
 		if (magic != IN_MAGIC)
 			die(EXIT_BAD_INPUT, "case #%llu: bad magic %#x (expected %#x); stream out of sync?", ci, magic, IN_MAGIC);
-		if (control & ~(CTRL_THREADS_MASK | CTRL_FULL_CLEAR))
+		if (control & ~(CTRL_THREADS_MASK | CTRL_FULL_CLEAR | CTRL_COMPAT32))
 			die(EXIT_BAD_INPUT, "case #%llu: unknown control bits %#x", ci, control);
 		if (nthreads < 1 || nthreads > MAX_THREADS)
 			die(EXIT_BAD_INPUT, "case #%llu: thread count %u (must be 1 or 2)", ci, nthreads);
@@ -1012,7 +1079,15 @@ int main(int argc, char **argv)
 			memset(code + extent, 0, prev_code_extent - extent);
 		prev_code_extent = extent;
 		read_exact(code, code_len, 0, "code");
-		write_stub(code + code_len);
+		int compat32 = (control & CTRL_COMPAT32) != 0;
+		if (compat32)
+			write_stub32(code + code_len);
+		else
+			write_stub(code + code_len);
+		/* The worker process's vcpu_ctx is its own: 32-bit cases are single-threaded. */
+		if (compat32 && nthreads != 1)
+			die(EXIT_BAD_INPUT, "case #%llu: 32-bit cases run on one thread", ci);
+		CTL->entry = compat32 ? ENTER32_CODE : CODE_BASE;
 
 		for (unsigned i = 0; i < nthreads; i++) {
 			unsigned char regs[THREAD_IN_LEN];
