@@ -128,10 +128,14 @@ for (const definition of SCENARIOS) {
     await link.click();
     t.true(await showsExit(page, linked), `the detail of exit #${linked.ticket}`);
 
-    // Another exit's box on a vCPU lane, clicked where it is on top (the latest exits first).
-    const others = data.exits.map((exit) => exit.ticket).filter((other) => other !== linked.ticket).reverse();
+    // An exit's box on a vCPU lane, clicked where it is on top: another exit (the latest first), or
+    // the linked one itself when the run ended at its first handler (a continuous oracle).
+    const others = [...data.exits.map((exit) => exit.ticket).filter((other) => other !== linked.ticket).reverse(), linked.ticket];
     const target = await clickableExit(page, others);
-    if (target === null) return t.fail('no exit box can be clicked');
+    if (target === null) {
+      writeFileSync(join(OUTPUT, `html-timeline-${definition.name}.png`), await page.screenshot({ fullPage: true }));
+      return t.fail(`no exit box can be clicked (exits ${data.exits.map((exit) => `#${exit.ticket}`).join(', ')}; screenshot test-output/html-timeline-${definition.name}.png)`);
+    }
     const { ticket } = target;
     await page.mouse.click(target.x, target.y);
     const clicked = data.exits.find((exit) => exit.ticket === ticket)!;
