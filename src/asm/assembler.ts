@@ -11,7 +11,7 @@
  */
 import iced from 'iced-x86';
 import type { Encoder, Instruction } from 'iced-x86';
-import { canonicalMnemonic } from './code-table.ts';
+import { canonicalMnemonic, type Bitness } from './code-table.ts';
 import { disassemble, formatListingLine, hexBytes } from './disasm.ts';
 import {
   branchOperand, buildInstruction, describeInsn, encodeAt, selectEncoding,
@@ -114,8 +114,15 @@ export class Assembler {
   private cursor: bigint;
   private mods: { lock: boolean; rep: RepKind | null; short: boolean } = { lock: false, rep: null, short: false };
 
-  constructor(base: bigint = 0n) {
-    if (typeof base !== 'bigint' || base < 0n || base >= U64_LIMIT) throw new Error(`assembler base must be a bigint in 0..2^64-1, got ${String(base)}`);
+  /** 64-bit code (the default) or 32-bit protected-mode code. */
+  readonly bitness: Bitness;
+
+  constructor(base: bigint = 0n, options: { readonly bitness?: Bitness } = {}) {
+    const bitness = options.bitness ?? 64;
+    if (bitness !== 32 && bitness !== 64) throw new Error(`assembler bitness must be 32 or 64, got ${String(bitness)}`);
+    const limit = bitness === 64 ? U64_LIMIT : 1n << 32n;
+    if (typeof base !== 'bigint' || base < 0n || base >= limit) throw new Error(`assembler base must be a bigint in 0..2^${bitness}-1, got ${String(base)}`);
+    this.bitness = bitness;
     this.base = base;
     this.cursor = base;
   }
@@ -266,11 +273,11 @@ export class Assembler {
     }
 
     let ops = [...operands];
-    let sel = selectEncoding(m, ops, mods, this.cursor);
+    let sel = selectEncoding(m, ops, mods, this.cursor, this.bitness);
     if (m === 'xchg' && ops.length === 2 && ops.every(isRegOperand)) {
       // xchg is symmetric; the short 90+r form needs the accumulator second.
       const swapped = [ops[1], ops[0]];
-      const alt = selectEncoding(m, swapped, mods, this.cursor);
+      const alt = selectEncoding(m, swapped, mods, this.cursor, this.bitness);
       if (alt.size < sel.size) {
         sel = alt;
         ops = swapped;
@@ -306,7 +313,7 @@ export class Assembler {
       if (item.kind === 'bind') addrs.set(item.label.id, addr);
       addr += BigInt(this.sizeAt(item, addr));
     }
-    if (addr > U64_LIMIT) throw new Error(`image at ${fmtHex(this.base)} runs past the end of the 64-bit address space`);
+    if (addr > (this.bitness === 64 ? U64_LIMIT : 1n << 32n)) throw new Error(`image at ${fmtHex(this.base)} runs past the end of the ${this.bitness}-bit address space`);
     const total = Number(addr - this.base);
 
     const labelAddr = (l: Label, user: string): bigint => {
@@ -319,7 +326,7 @@ export class Assembler {
     // Pass 2: bytes.
     const out = new Uint8Array(total);
     const placed: Placed[] = [];
-    const encoder: Encoder = new iced.Encoder(64);
+    const encoder: Encoder = new iced.Encoder(this.bitness);
     try {
       this.items.forEach((item, idx) => {
         const ip = itemAddr[idx];
@@ -423,8 +430,8 @@ export class Assembler {
   /** `setcc(cond, dst)`; `setne(...)` etc. are shorthands. */
   setcc(cond: Condition, dst: Gpr8 | Mem): this { return this.emit(`set${cond}`, dst); }
 
-  push(src: Gpr64 | Gpr16 | Mem | Imm | SegReg): this { return this.emit('push', src); }
-  pop(dst: Gpr64 | Gpr16 | Mem | SegReg): this { return this.emit('pop', dst); }
+  push(src: Gpr64 | Gpr32 | Gpr16 | Mem | Imm | SegReg): this { return this.emit('push', src); }
+  pop(dst: Gpr64 | Gpr32 | Gpr16 | Mem | SegReg): this { return this.emit('pop', dst); }
   pushfq(): this { return this.emit('pushfq'); }
   popfq(): this { return this.emit('popfq'); }
   enter(frameSize: number, nesting = 0): this { return this.emit('enter', frameSize, nesting); }
@@ -556,7 +563,7 @@ export class Assembler {
 
   private pushInsn(what: string, build: () => Instruction, branch: InsnItem['branch']): this {
     // Size by encoding once now; string instructions have no targets, so this is final.
-    const encoder = new iced.Encoder(64);
+    const encoder = new iced.Encoder(this.bitness);
     let instr: Instruction | null = null;
     let size: number;
     try {

@@ -1,6 +1,6 @@
 /**
- * Index of every iced `Code` usable in 64-bit mode with legacy encoding,
- * grouped by mnemonic. Built lazily on first use: walking all OpCodeInfos
+ * Index of every iced `Code` usable in 64-bit (or 32-bit) mode with legacy
+ * encoding, grouped by mnemonic. Built lazily on first use: walking all OpCodeInfos
  * takes a few tens of milliseconds and most importers never assemble.
  */
 import iced from 'iced-x86';
@@ -51,16 +51,19 @@ export function canonicalMnemonic(m: string): string {
   return ALIASES.get(l) ?? l;
 }
 
-let table: Map<string, CodeInfo[]> | null = null;
+/** Code width the assembler emits: 64-bit code, or 32-bit protected-mode code. */
+export type Bitness = 32 | 64;
 
-function build(): Map<string, CodeInfo[]> {
+const tables = new Map<Bitness, Map<string, CodeInfo[]>>();
+
+function build(bitness: Bitness): Map<string, CodeInfo[]> {
   const out = new Map<string, CodeInfo[]>();
   for (const [name, value] of Object.entries(iced.Code)) {
     if (typeof value !== 'number') continue; // reverse-mapping entries
     const op = iced.CodeExt.opCode(value);
     try {
       // decoderOption != 0: forms the default decoder doesn't produce (Cyrix, UMOV, MPX...).
-      if (!op.isInstruction || op.encoding !== iced.EncodingKind.Legacy || !op.mode64 || op.decoderOption !== 0 || op.isReservedNop) continue;
+      if (!op.isInstruction || op.encoding !== iced.EncodingKind.Legacy || !(bitness === 64 ? op.mode64 : op.mode32) || op.decoderOption !== 0 || op.isReservedNop) continue;
       const kinds: OpCodeOperandKind[] = [];
       for (let i = 0; i < op.opCount; i++) kinds.push(op.opKind(i));
       const mnemonic = (iced.Mnemonic[op.mnemonic] as string).toLowerCase();
@@ -86,18 +89,22 @@ function build(): Map<string, CodeInfo[]> {
   return out;
 }
 
-function getTable(): Map<string, CodeInfo[]> {
-  table ??= build();
+function getTable(bitness: Bitness): Map<string, CodeInfo[]> {
+  let table = tables.get(bitness);
+  if (table === undefined) {
+    table = build(bitness);
+    tables.set(bitness, table);
+  }
   return table;
 }
 
-/** All 64-bit legacy forms of a mnemonic (case-insensitive, aliases resolved); empty if unknown. */
-export function formsOf(mnemonic: string): readonly CodeInfo[] {
-  return getTable().get(canonicalMnemonic(mnemonic)) ?? [];
+/** All legacy forms of a mnemonic in `bitness`-bit code (case-insensitive, aliases resolved); empty if unknown. */
+export function formsOf(mnemonic: string, bitness: Bitness = 64): readonly CodeInfo[] {
+  return getTable(bitness).get(canonicalMnemonic(mnemonic)) ?? [];
 }
 
 /** Every mnemonic in the index (lower-case). */
-export function knownMnemonics(): ReadonlySet<string> {
-  return new Set(getTable().keys());
+export function knownMnemonics(bitness: Bitness = 64): ReadonlySet<string> {
+  return new Set(getTable(bitness).keys());
 }
 

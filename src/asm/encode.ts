@@ -9,7 +9,7 @@
  */
 import iced from 'iced-x86';
 import type { Encoder, Instruction, MemoryOperand, OpCodeOperandKind, Register } from 'iced-x86';
-import { formsOf, type CodeInfo } from './code-table.ts';
+import { formsOf, type Bitness, type CodeInfo } from './code-table.ts';
 import { Label } from './label.ts';
 import {
   fitsI32, fmtHex, formatOperand, isLabelAddress, isMemOperand, isRegOperand, operandKindName, toBig, toU64,
@@ -60,9 +60,9 @@ const MEM_KINDS: ReadonlySet<OpCodeOperandKind> = new Set<OpCodeOperandKind>([
 
 const XMM_KINDS: ReadonlySet<OpCodeOperandKind> = new Set<OpCodeOperandKind>([K.xmm_reg, K.xmm_rm, K.xmm_or_mem]);
 
-/** Branch operand kinds usable in 64-bit code, with their displacement width. */
+/** Branch operand kinds (of 64-bit code, and of 32-bit code), with their displacement width. */
 const BRANCH_WIDTH: ReadonlyMap<OpCodeOperandKind, 1 | 4> = new Map<OpCodeOperandKind, 1 | 4>([
-  [K.br64_1, 1], [K.br64_4, 4], [K.xbegin_4, 4],
+  [K.br64_1, 1], [K.br64_4, 4], [K.xbegin_4, 4], [K.br32_1, 1], [K.br32_4, 4],
 ]);
 
 const U64_MAX = 2n ** 64n - 1n;
@@ -195,10 +195,10 @@ function noMatchError(mnemonic: string, ops: readonly Operand[], forms: readonly
  * form matches, the choice is ambiguous (unsized memory), or a prefix is not
  * allowed. `ip` only matters for iced's validation; targets use placeholders.
  */
-export function selectEncoding(mnemonic: string, ops: readonly Operand[], mods: Modifiers, ip: bigint): Selection {
-  const forms = formsOf(mnemonic);
+export function selectEncoding(mnemonic: string, ops: readonly Operand[], mods: Modifiers, ip: bigint, bitness: Bitness = 64): Selection {
+  const forms = formsOf(mnemonic, bitness);
   const what = describeInsn(mnemonic, ops, mods);
-  if (forms.length === 0) throw new Error(`unknown mnemonic '${mnemonic}' (no 64-bit legacy-encoded form in iced-x86)`);
+  if (forms.length === 0) throw new Error(`unknown mnemonic '${mnemonic}' (no ${bitness}-bit legacy-encoded form in iced-x86)`);
   let cands = forms.filter((f) => matches(f, ops));
   if (cands.length === 0) throw noMatchError(mnemonic, ops, forms);
 
@@ -238,7 +238,7 @@ export function selectEncoding(mnemonic: string, ops: readonly Operand[], mods: 
   const placeholder: TargetResolver = () => ip;
   let best: Selection | null = null;
   const failures: string[] = [];
-  const encoder = new iced.Encoder(64);
+  const encoder = new iced.Encoder(bitness);
   try {
     for (const f of cands) {
       let instr: Instruction | null = null;

@@ -9,7 +9,7 @@
 export * from './registers.ts';
 export {
   absolute, byte, dword, fmtHex, formatMem, formatOperand, labelAddr, mem, qword, ripRel, tword, withSeg, word, xmmword,
-  type Address, type BranchTarget, type Disp, type Imm, type LabelAddress, type Mem, type MemBuilder, type MemSize,
+  type Address, type AddressReg, type BranchTarget, type Disp, type Imm, type LabelAddress, type Mem, type MemBuilder, type MemSize,
   type MemSpec, type Operand, type Scale,
 } from './operands.ts';
 export { Label } from './label.ts';
@@ -17,7 +17,7 @@ export {
   Assembler,
   type AssembledCode, type BranchOptions, type Condition, type DataValue, type MnemonicName, type RM, type RMI,
 } from './assembler.ts';
-export { formsOf, knownMnemonics, canonicalMnemonic, type CodeInfo } from './code-table.ts';
+export { formsOf, knownMnemonics, canonicalMnemonic, type Bitness, type CodeInfo } from './code-table.ts';
 export type { RepKind } from './string-ops.ts';
 export { MAX_NOP_LENGTH, nopBytes } from './nops.ts';
 export {

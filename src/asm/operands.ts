@@ -3,7 +3,7 @@
  * memory references, immediates, branch targets and label addresses.
  */
 import { Label } from './label.ts';
-import type { AnyReg, Gpr64, SegReg } from './registers.ts';
+import type { AnyReg, Gpr32, Gpr64, SegReg } from './registers.ts';
 
 /** Immediate value. Numbers must be safe integers; bigints may use the full 64-bit range (signed or unsigned). */
 export type Imm = number | bigint;
@@ -21,9 +21,12 @@ export type Scale = 1 | 2 | 4 | 8;
 export type Disp = number | bigint;
 
 /** How a memory operand forms its address. */
+/** An address register: 64-bit (the default in 64-bit code) or 32-bit (32-bit code, or 0x67 in 64-bit code). */
+export type AddressReg = Gpr64 | Gpr32;
+
 export type Address =
   /** `[base + index*scale + disp]` (at least one of base/index present). */
-  | { readonly mode: 'base'; readonly base: Gpr64 | null; readonly index: Gpr64 | null; readonly scale: Scale; readonly disp: bigint }
+  | { readonly mode: 'base'; readonly base: AddressReg | null; readonly index: AddressReg | null; readonly scale: Scale; readonly disp: bigint }
   /** `[rip + disp]` where the displacement is computed so the operand addresses `target + extra`. */
   | { readonly mode: 'rip'; readonly target: Label | bigint; readonly extra: bigint }
   /** `[address]` with no registers; 64-bit addresses only encode in the `mov al/ax/eax/rax, moffs` forms. */
@@ -58,10 +61,10 @@ export interface MemSpec {
 
 /** Builds a memory operand of a fixed width. */
 export interface MemBuilder<S extends MemSize> {
-  /** `[base + disp]`, e.g. `qword(rsp, 8)`. */
-  (base: Gpr64 | null, disp?: Disp): Mem<S>;
-  /** `[base + index*scale + disp]`, e.g. `dword(rdx, rax, 4, 0x4ea91c)`. */
-  (base: Gpr64 | null, index: Gpr64 | null, scale?: Scale, disp?: Disp): Mem<S>;
+  /** `[base + disp]`, e.g. `qword(rsp, 8)` (or `dword(esp, 8)` in 32-bit code). */
+  (base: AddressReg | null, disp?: Disp): Mem<S>;
+  /** `[base + index*scale + disp]`, e.g. `dword(rdx, rax, 4, 0x4ea91c)`; base and index of one width. */
+  (base: AddressReg | null, index: AddressReg | null, scale?: Scale, disp?: Disp): Mem<S>;
   /** Re-size an existing address (e.g. `qword(ripRel(table))`) or build one from a spec object. */
   (address: Mem | MemSpec): Mem<S>;
 }
@@ -110,12 +113,12 @@ function isMemObj(x: unknown): x is Mem {
   return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'mem';
 }
 
-function checkAddrReg(r: unknown, role: string): Gpr64 | null {
+function checkAddrReg(r: unknown, role: string): AddressReg | null {
   if (r === null || r === undefined) return null;
-  if (!isReg(r) || r.cls !== 'gpr' || r.size !== 8) {
-    throw new Error(`memory ${role} must be a 64-bit general-purpose register, got ${isReg(r) ? r.name : String(r)}`);
+  if (!isReg(r) || r.cls !== 'gpr' || (r.size !== 8 && r.size !== 4)) {
+    throw new Error(`memory ${role} must be a 64-bit (or, for 32-bit addressing, 32-bit) general-purpose register, got ${isReg(r) ? r.name : String(r)}`);
   }
-  return r as Gpr64;
+  return r as AddressReg;
 }
 
 function checkScale(s: unknown): Scale {
@@ -132,6 +135,7 @@ function checkSeg(s: unknown): SegReg | null {
 function fromParts(base: unknown, index: unknown, scale: unknown, disp: Disp | undefined, seg: unknown): { addr: Address; seg: SegReg | null } {
   const b = checkAddrReg(base, 'base');
   const i = checkAddrReg(index, 'index');
+  if (b !== null && i !== null && b.size !== i.size) throw new Error(`memory base ${b.name} and index ${i.name} must be the same width`);
   const s = checkScale(scale ?? 1);
   const d = checkDisp(disp ?? 0);
   const sg = checkSeg(seg);

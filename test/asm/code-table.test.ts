@@ -13,6 +13,13 @@ test('index holds only 64-bit legacy forms', (t) => {
   t.deepEqual(formsOf('ADD').map((f) => f.code), formsOf('add').map((f) => f.code));
 });
 
+test('the 32-bit index holds the forms of 32-bit mode: one-byte INC, no 64-bit operands', (t) => {
+  t.true(formsOf('inc', 32).some((f) => f.name === 'Inc_r32'));
+  t.false(formsOf('add', 32).some((f) => f.name === 'Add_rm64_imm8'));
+  t.true(formsOf('pushad', 32).length > 0);
+  t.false(knownMnemonics(64).has('pushad'));
+});
+
 test('aliases resolve to canonical mnemonics', (t) => {
   t.is(canonicalMnemonic('JZ'), 'je');
   t.is(canonicalMnemonic('cmovnae'), 'cmovb');

@@ -1,6 +1,6 @@
 import test from 'ava';
 import {
-  Assembler, absolute, ah, al, byte, dword, eax, mem, qword, r9, rax, rbx, rcx, rsp, sil, ripRel, word, cr3, xmm0, rdi,
+  Assembler, absolute, ah, al, ax, byte, dword, eax, mem, qword, r9, rax, rbx, rcx, rsp, sil, ripRel, word, cr3, xmm0, rdi,
 } from '../../src/asm/index.ts';
 
 test('unbound label is reported by name at assemble()', (t) => {
@@ -150,7 +150,9 @@ test('memory operand construction checks displacement, scale and registers', (t)
   t.notThrows(() => qword(rax, -0x80000000));
   t.notThrows(() => qword(rax, 0x7fffffffn));
   t.throws(() => qword(rax, rbx, 3 as 1), { message: /scale must be 1, 2, 4 or 8/ });
-  t.throws(() => qword(eax as unknown as typeof rax), { message: /base must be a 64-bit general-purpose register, got eax/ });
+  t.notThrows(() => qword(eax), '32-bit addressing (32-bit code, or 0x67)');
+  t.throws(() => qword(ax as unknown as typeof rax), { message: /base must be a 64-bit \(or, for 32-bit addressing, 32-bit\) general-purpose register, got ax/ });
+  t.throws(() => qword(rax, eax, 1), { message: /base rax and index eax must be the same width/ });
   t.throws(() => qword(rax, 1.5), { message: /safe integer/ });
   t.throws(() => word({ base: rax, seg: rax as never }), { message: /segment override/ });
 });
