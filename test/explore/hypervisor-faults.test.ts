@@ -5,6 +5,7 @@
  * reaches the engine twice; a late flush leaves a running vCPU on its old EPT view.
  */
 import test from 'ava';
+import { instructionSwapped } from '../../scenarios/instruction-swapped.ts';
 import { pteHalfWritten } from '../../scenarios/pte-half-written.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
@@ -69,5 +70,27 @@ test('a 64-bit guest writing entries in halves, with duplicated exits: every fix
   if (found === null) return t.fail('no failure in 10 seeds');
   t.is(found.violations[0].oracle, 'no-false-exec-alert');
   t.deepEqual(found.fixesOff, []);
+  t.log(`seed ${found.seed}: ${found.violations[0].detail}`);
+});
+
+/**
+ * A finding, kept: HVMI's TOCTOU rule (analyse only an instruction already cached, so its page is
+ * write-protected) holds when the integrator's flush puts that write hook in force on every vCPU
+ * as the handler answers. With late flushes, a running vCPU rewrites the cached instruction without
+ * an exit and the engine judges the old form — with every fix on.
+ */
+test('instruction-swapped with late EPT flushes: every fix on, the store judged on its log form runs as the critical one', (t) => {
+  const rig = ScenarioRig.open({ ...instructionSwapped, hypervisor: { emulation: 'at-reply', faults: ['late-flush'] } }, 'inline');
+  t.teardown(() => rig.close());
+  let found = null;
+  for (let seed = 1; seed <= 10 && found === null; seed++) {
+    const report = rig.run({ seed, strategy: 'random', depth: 2, fixes: rig.fixes.defaults() });
+    if (failed(report)) found = report;
+  }
+  if (found === null) return t.fail('no failure in 10 seeds');
+  t.is(found.violations[0].oracle, 'critical-area-untouched');
+  t.deepEqual(found.fixesOff, []);
+  const recorded = parseTraceJson(JSON.stringify(traceJsonOf(found)));
+  t.true(recorded.choices.some((c) => c.kind === 'handle' && c.fault === 'late-flush'));
   t.log(`seed ${found.seed}: ${found.violations[0].detail}`);
 });
