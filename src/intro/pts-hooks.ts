@@ -3,7 +3,9 @@ import type { NoteDetail } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
 import { PTS_MONITORED_BITS, type PageTableWrites } from './page-table-writes.ts';
 import { newWriteState, type PteWriteState } from './pte-write-state.ts';
+import { isTableEntry, pagingLayout, rootOf, type PagingLayout } from './paging-layout.ts';
 import { IntroAction, IntStatus } from './status.ts';
+import type { PagingFormat } from '../machine/page-tables.ts';
 
 /**
  * Swap hooks on translations (hook_pts.c): a callback whenever the translation of one page of
@@ -54,20 +56,15 @@ export interface PtsHook {
 interface LivePtsHook extends PtsHook {
   leaf: bigint;
   removed: boolean;
+  readonly layout: PagingLayout;
   readonly levels: Level[];
   readonly callback: SwapCallback;
 }
 
 const ADDRESS = 0x000f_ffff_ffff_f000n;
-const PAGE_SIZES = [0, 0x40000000, 0x200000, 0x1000];
 
-/** The table index of `gva` at `depth` (0 = PML4). */
-const indexAt = (gva: bigint, depth: number): number => Number((gva >> BigInt(39 - 9 * depth)) & 511n);
-
-/** Whether an entry at `depth` points to a further table (present, not a large page, not a PTE). */
-export function isTableEntry(entry: bigint, depth: number): boolean {
-  return (entry & 1n) !== 0n && depth < 3 && !((depth === 1 || depth === 2) && (entry & 0x80n) !== 0n);
-}
+/** The table index of `gva` at `depth` (0 = the root). */
+const indexAt = (layout: PagingLayout, gva: bigint, depth: number): number => Number((gva >> layout.shifts[depth]) & (depth === 0 ? BigInt(layout.rootEntries - 1) : 511n));
 
 export interface PtsHookDeps {
   readonly memory: GuestMemory;
@@ -84,9 +81,11 @@ export class PtsHooks {
 
   constructor(private readonly deps: PtsHookDeps) {}
 
-  /** IntHookPtsSetHook: watches the translation of `gva` under the tables at `root`. */
-  set(gva: bigint, root: number, owner: string, callback: SwapCallback): PtsHook {
-    const hook: LivePtsHook = { id: this.nextId++, gva: gva & ~0xfffn, root, owner, leaf: 0n, removed: false, levels: [], callback };
+  /** IntHookPtsSetHook: watches the translation of `gva` under the tables at `cr3` (4-level or PAE). */
+  set(gva: bigint, cr3: number, owner: string, callback: SwapCallback, format: PagingFormat = '4-level'): PtsHook {
+    const layout = pagingLayout(format);
+    const root = rootOf(layout, cr3);
+    const hook: LivePtsHook = { id: this.nextId++, gva: gva & ~0xfffn, root, owner, leaf: 0n, removed: false, layout, levels: [], callback };
     this.live.add(hook);
     hook.leaf = this.walkFrom(hook, 0, root);
     return hook;
@@ -111,10 +110,10 @@ export class PtsHooks {
    * leaf (0 when a level is not present).
    */
   private walkFrom(hook: LivePtsHook, depth: number, table: number): bigint {
-    for (let level = depth; level < 4; level++) {
-      const entryGpa = table + indexAt(hook.gva, level) * 8;
+    for (let level = depth; level < hook.layout.levels; level++) {
+      const entryGpa = table + indexAt(hook.layout, hook.gva, level) * 8;
       const entry = this.placeLevel(hook, level, entryGpa);
-      if (!isTableEntry(entry, level)) return (entry & 1n) !== 0n ? entry : 0n;
+      if (!isTableEntry(hook.layout, entry, level)) return (entry & 1n) !== 0n ? entry : 0n;
       table = Number(entry & ADDRESS);
     }
     return 0n;
@@ -159,8 +158,8 @@ export class PtsHooks {
     const before = hook.leaf;
     const pageBefore = this.pageSize(hook);
     let after: bigint;
-    if (isTableEntry(written.new, depth)) {
-      const moved = !isTableEntry(written.old, depth) || (written.old & ADDRESS) !== (written.new & ADDRESS);
+    if (isTableEntry(hook.layout, written.new, depth)) {
+      const moved = !isTableEntry(hook.layout, written.old, depth) || (written.old & ADDRESS) !== (written.new & ADDRESS);
       if (moved) {
         this.dropLevels(hook, depth + 1);
         after = this.walkFrom(hook, depth + 1, Number(written.new & ADDRESS));
@@ -179,7 +178,7 @@ export class PtsHooks {
   }
 
   private pageSize(hook: LivePtsHook): number {
-    return PAGE_SIZES[Math.max(1, hook.levels.length - 1)] ?? 0x1000;
+    return hook.layout.leafBytes[hook.levels.length - 1] || 0x1000;
   }
 }
 

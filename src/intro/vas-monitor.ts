@@ -2,7 +2,8 @@ import type { GuestMemory } from '../machine/memory.ts';
 import type { NoteDetail } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
 import { PTS_MONITORED_BITS, type PageTableWrites } from './page-table-writes.ts';
-import { isTableEntry } from './pts-hooks.ts';
+import { isTableEntry, pagingLayout, rootOf, type PagingLayout } from './paging-layout.ts';
+import type { PagingFormat } from '../machine/page-tables.ts';
 import { newWriteState, type PteWriteState } from './pte-write-state.ts';
 import { IntroAction, IntStatus } from './status.ts';
 
@@ -48,8 +49,9 @@ interface Table {
   readonly depth: number;
   /** The linear address the table's first entry maps. */
   readonly base: bigint;
-  /** Entries watched (the root's user half; 512 elsewhere). */
+  /** Entries hooked (the root's user half, PAE's whole PDPT; 512 elsewhere), and how many of them are followed. */
   readonly entries: number;
+  readonly walked: number;
   readonly states: PteWriteState[];
   readonly children: Map<number, Table>;
   hook: GpaHook | null;
@@ -67,18 +69,13 @@ export interface VasMonitorHandle {
 interface LiveSpace extends VasMonitorHandle {
   tables: number;
   stopped: boolean;
+  readonly layout: PagingLayout;
   readonly rootTable: Table;
   readonly callback: VasCallback;
   readonly monitoredBits: bigint;
 }
 
 const ADDRESS = 0x000f_ffff_ffff_f000n;
-const SHIFTS = [39n, 30n, 21n, 12n];
-const PAGE_SIZES = [0, 0x40000000, 0x200000, 0x1000];
-/** The user half: PML4 entries 0..255. */
-const USER_HALF_ENTRIES = 256;
-
-const canonical = (gla: bigint): bigint => ((gla >> 47n) & 1n) !== 0n ? gla | 0xffff_0000_0000_0000n : gla;
 
 export interface VasMonitorDeps {
   readonly memory: GuestMemory;
@@ -97,10 +94,15 @@ export class VasMonitor {
 
   constructor(private readonly deps: VasMonitorDeps) {}
 
-  /** IntVasStartMonitorVaSpace: hooks every table of the user half under `root`. */
-  start(root: number, owner: string, callback: VasCallback, monitoredBits = PTS_MONITORED_BITS): VasMonitorHandle {
-    const rootTable = newTable(root, 0, 0n, USER_HALF_ENTRIES);
-    const space: LiveSpace = { root, owner, tables: 0, stopped: false, rootTable, callback, monitoredBits };
+  /**
+   * IntVasStartMonitorVaSpace: hooks every table of the user half under `cr3` — PML4 entries
+   * 0..255, or under PAE the whole 0x20-byte PDPT with only its first two entries walked.
+   */
+  start(cr3: number, owner: string, callback: VasCallback, monitoredBits = PTS_MONITORED_BITS, format: PagingFormat = '4-level'): VasMonitorHandle {
+    const layout = pagingLayout(format);
+    const root = rootOf(layout, cr3);
+    const rootTable = newTable(root, 0, 0n, layout.format === 'pae' ? layout.rootEntries : layout.userRootEntries, layout.userRootEntries);
+    const space: LiveSpace = { root, owner, tables: 0, stopped: false, layout, rootTable, callback, monitoredBits };
     this.spaces.add(space);
     this.hookTables(space, rootTable);
     this.deps.note('vas-start', { owner, root, tables: space.tables });
@@ -158,10 +160,10 @@ export class VasMonitor {
     // The scan below (and the callbacks of the write that got us here) take time the other
     // vCPUs run in.
     this.deps.preemptionPoint('vas-table-read');
-    for (let index = 0; index < table.entries; index++) {
+    for (let index = 0; index < table.walked; index++) {
       const entry = table.states[index].curEntry;
-      if (!isTableEntry(entry, table.depth)) continue;
-      const child = newTable(Number(entry & ADDRESS), table.depth + 1, canonical(table.base | (BigInt(index) << SHIFTS[table.depth])), 512);
+      if (!isTableEntry(space.layout, entry, table.depth)) continue;
+      const child = newTable(Number(entry & ADDRESS), table.depth + 1, space.layout.address(table.base, table.depth, index), 512);
       table.children.set(index, child);
       this.hookTables(space, child);
     }
@@ -190,9 +192,8 @@ export class VasMonitor {
         continue;
       }
       const entry = table.states[index].curEntry;
-      if (!synthesise || (entry & 1n) === 0n) continue;
-      const gla = canonical(table.base | (BigInt(index) << SHIFTS[table.depth]));
-      this.leafChanged(space, gla, entry, 0n, PAGE_SIZES[table.depth], -1);
+      if (!synthesise || (entry & 1n) === 0n || index >= table.walked) continue;
+      this.leafChanged(space, space.layout.address(table.base, table.depth, index), entry, 0n, space.layout.leafBytes[table.depth], -1);
     }
     table.children.clear();
   }
@@ -207,9 +208,12 @@ export class VasMonitor {
     if (written.status !== IntStatus.success || written.old === undefined) return DONE;
     const { old, new: now } = written;
     const depth = table.depth;
-    const gla = canonical(table.base | (BigInt(index) << SHIFTS[depth]));
-    const wasTable = isTableEntry(old, depth);
-    const isTable = isTableEntry(now, depth);
+    // A write to a root entry outside the user half (PAE's PDPTEs 2 and 3) is not followed.
+    if (index >= table.walked) return DONE;
+    const layout = space.layout;
+    const gla = layout.address(table.base, depth, index);
+    const wasTable = isTableEntry(layout, old, depth);
+    const isTable = isTableEntry(layout, now, depth);
     if (wasTable && (!isTable || (old & ADDRESS) !== (now & ADDRESS))) {
       const child = table.children.get(index);
       if (child !== undefined) {
@@ -225,7 +229,7 @@ export class VasMonitor {
       this.hookTables(space, child);
     }
     if (!wasTable && !isTable && ((old ^ now) & space.monitoredBits) !== 0n && ((old | now) & 1n) !== 0n) {
-      this.leafChanged(space, gla, old, now, PAGE_SIZES[depth], access.vcpuId);
+      this.leafChanged(space, gla, old, now, layout.leafBytes[depth], access.vcpuId);
     }
     return DONE;
   }
@@ -236,8 +240,8 @@ export class VasMonitor {
   }
 }
 
-function newTable(gpa: number, depth: number, base: bigint, entries: number): Table {
-  return { gpa, depth, base, entries, states: Array.from({ length: entries }, () => newWriteState(0n)), children: new Map(), hook: null };
+function newTable(gpa: number, depth: number, base: bigint, entries: number, walked = entries): Table {
+  return { gpa, depth, base, entries, walked, states: Array.from({ length: entries }, () => newWriteState(0n)), children: new Map(), hook: null };
 }
 
 const DONE: CallbackResult = Object.freeze({ status: IntStatus.success, action: IntroAction.allowed });
