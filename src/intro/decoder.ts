@@ -149,9 +149,12 @@ export class EngineDecoder {
   private readonly formatter = createFormatter();
   private readonly instruction: Instruction = new iced.Instruction();
 
+  /** `bitness`: the guest kernel's code, 64-bit or 32-bit (HVMI decodes by gGuest.Guest64). */
+  constructor(readonly bitness: 32 | 64 = 64) {}
+
   /** Decodes the instruction at the start of `bytes` (fetched at `ip`), or null if it is invalid. */
   decode(bytes: Uint8Array, ip: bigint): DecodedInstruction | null {
-    const decoder: Decoder = new iced.Decoder(64, bytes, iced.DecoderOptions.None);
+    const decoder: Decoder = new iced.Decoder(this.bitness, bytes, iced.DecoderOptions.None);
     try {
       decoder.ip = ip;
       decoder.decodeOut(this.instruction);

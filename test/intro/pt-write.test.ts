@@ -1,12 +1,12 @@
 import test from 'ava';
-import { Assembler, dword, esi, qword, rdi, rsi } from '../../src/asm/index.ts';
+import { Assembler, dword, ecx, edi, edx, esi, qword, rdi, rsi } from '../../src/asm/index.ts';
 import * as Flag from '../../src/cpu/flags.ts';
 import { EngineDecoder } from '../../src/intro/decoder.ts';
 import type { VcpuAccess } from '../../src/intro/glue.ts';
 import { emulatePtWrite, predictPtWrite } from '../../src/intro/pt-write.ts';
 import { Prng } from '../../src/explore/prng.ts';
 import { Machine } from '../../src/machine/machine.ts';
-import { runSnippet } from '../../src/machine/snippet.ts';
+import { runSnippet, SnippetMachine } from '../../src/machine/snippet.ts';
 import type { GprName } from '../../src/machine/vcpu-state.ts';
 
 /**
@@ -181,4 +181,43 @@ test('forms the engine does not emulate are refused with the instruction named',
   const engine = registers({ rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 1n, rdi: BigInt(ENTRY) } as Record<GprName, bigint>, 2n);
   t.throws(() => emulatePtWrite(memory, ins, engine, ENTRY), { message: /add \[rdi\],rsi: not a page-table store/ });
 
+});
+
+/** A 32-bit PAE kernel's stores: the two halves of an entry, and CMPXCHG on one, decoded as 32-bit code. */
+const FORMS32: readonly Form[] = [
+  { name: 'mov dword [edi], ecx (32-bit code)', emit: (a) => a.mov(dword(edi), ecx), flags: 0n },
+  { name: 'mov dword [edi+4], edx (32-bit code)', emit: (a) => a.mov(dword(edi, 4), edx), flags: 0n, offset: 4 },
+  { name: 'lock cmpxchg dword [edi], ecx (32-bit code)', emit: (a) => a.lock().cmpxchg(dword(edi), ecx), flags: ALL, compare: 'rax' },
+  { name: 'xchg dword [edi+4], edx (32-bit code)', emit: (a) => a.xchg(dword(edi, 4), edx), flags: 0n, offset: 4 },
+];
+
+test('32-bit code (a PAE kernel writing an entry in halves): the engine decodes it as 32-bit and emulates it as the CPU in PAE protected mode runs it', (t) => {
+  const decoder32 = new EngineDecoder(32);
+  t.teardown(() => decoder32.free());
+  const snippets = new SnippetMachine({ mode: 'protected-pae' });
+  const prng = new Prng('pt-write 32-bit');
+  for (const form of FORMS32) {
+    const a = new Assembler(CODE, { bitness: 32 });
+    form.emit(a);
+    const bytes = a.assemble().bytes;
+    const ins = decoder32.decode(bytes, CODE);
+    if (ins === null) throw new Error(`${form.name} does not decode in 32-bit mode`);
+    for (let round = 0; round < 32; round++) {
+      const entry = u64(prng);
+      const regs = Object.fromEntries(REGS.map((r) => [r, u64(prng) & 0xffffffffn])) as Record<GprName, bigint>;
+      regs.rdi = BigInt(ENTRY);
+      if (form.compare === 'rax' && prng.below(2) === 0) regs.rax = entry & 0xffffffffn;
+      const entryBytes = new Uint8Array(8);
+      new DataView(entryBytes.buffer).setBigUint64(0, entry, true);
+      const cpu = snippets.run({ code: bytes, regs: { ...regs }, rflags: 2n, memory: [{ address: BigInt(ENTRY), bytes: entryBytes }] });
+      t.is(cpu.stop.kind, 'end', `${form.name}: the CPU ran it`);
+      memory.write64(ENTRY, entry);
+      const engine = registers(regs, 2n);
+      emulatePtWrite(memory, ins, engine, ENTRY + (form.offset ?? 0));
+      const context = `${form.name}, round ${round}: entry 0x${entry.toString(16)}`;
+      t.is(memory.read64(ENTRY), new DataView(cpu.readMemory(BigInt(ENTRY), 8).buffer).getBigUint64(0, true), `memory — ${context}`);
+      for (const r of REGS) t.is(engine.gpr(r), cpu.regs[r], `${r} — ${context}`);
+      t.is(engine.flags & form.flags, cpu.rflags & form.flags, `flags — ${context}`);
+    }
+  }
 });
