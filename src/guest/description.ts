@@ -1,3 +1,5 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
+
 /**
  * What the introspection engine is told about a guest when it starts — the facts HVMI reads from
  * its guest-specific tables (CAMI) and the kernel itself. The guest describes itself in these
@@ -19,8 +21,11 @@ export interface GuestThreads {
 /** What OS detection found about the guest (HVMI reads these from the kernel and CAMI). */
 export interface GuestDescription {
   readonly kernelBase: bigint;
-  /** GPA of the kernel's page-table root (gGuest.Mm.SystemCr3). */
+  /** GPA of the kernel's page-table root (gGuest.Mm.SystemCr3; under PAE, the PDPT's). */
   readonly systemCr3: number;
+  /** The guest's paging (gGuest.PaeEnabled) and code width (gGuest.Guest64): default 4-level, 64-bit. */
+  readonly paging?: PagingFormat;
+  readonly bits?: 32 | 64;
   readonly ssdt: bigint;
   readonly ssdtEntries: number;
   /** Kernel functions to hook with detours (their pages become read-protected). */

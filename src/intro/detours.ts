@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import type { EngineDecoder } from './decoder.ts';
 import type { Glue, NoteDetail, VcpuAccess } from './glue.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
@@ -64,6 +65,7 @@ export interface DetoursContext {
   readonly slack: SlackAllocator;
   readonly cloak: MemoryCloak;
   readonly systemCr3: number;
+  readonly paging: PagingFormat;
   readonly note: (what: string, detail: NoteDetail) => void;
 }
 
@@ -84,7 +86,7 @@ export class Detours {
    */
   install(name: string, api: bigint, template: HandlerTemplate = API_HANDLER, tag = 'api'): Detour {
     const { decoder, slack, cloak, glue, systemCr3 } = this.ctx;
-    const bytes = tryReadGuestVirtual(glue.memory, systemCr3, api, 32);
+    const bytes = tryReadGuestVirtual(glue.memory, systemCr3, api, 32, this.ctx.paging);
     if (bytes === null) throw new IntroError(IntStatus.pageNotPresent, `detour ${name}: 0x${api.toString(16)} is not mapped`);
     let length = 0;
     while (length < JMP_LENGTH) {

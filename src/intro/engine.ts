@@ -7,8 +7,9 @@ import { GpaHookTable, HOOK_TYPES, type GpaHook } from './gpa-hooks.ts';
 import { InstructionCache, type IcacheSwapHooks } from './icache.ts';
 import { PageTableWrites } from './page-table-writes.ts';
 import { PtsHooks, type PtsHook } from './pts-hooks.ts';
+import { pagingLayout, rootOf, type PagingLayout } from './paging-layout.ts';
 import { VasMonitor, type VasMonitorHandle } from './vas-monitor.ts';
-import { cr3Root, tryReadGuestVirtual } from './kernvm.ts';
+import { tryReadGuestVirtual } from './kernvm.ts';
 import { MemoryCloak } from './memcloak.ts';
 import { MemTables, type KernelLayout } from './memtables.ts';
 import { parseImage, type ParsedImage } from './pe.ts';
@@ -62,7 +63,7 @@ export interface EngineStats {
 export class Introcore {
   readonly glue: Glue;
   readonly fixes: Fixes;
-  readonly decoder = new EngineDecoder();
+  readonly decoder: EngineDecoder;
   readonly hooks: GpaHookTable;
   readonly icache: InstructionCache;
   readonly cloak: MemoryCloak;
@@ -72,6 +73,8 @@ export class Introcore {
   /** What the engine was told about the guest (OS detection, CAMI offsets). */
   readonly guest: GuestDescription;
   readonly memtables: MemTables;
+  /** The guest's page-table layout (4-level or PAE). */
+  readonly layout: PagingLayout;
   /** Guest page-table writes: emulation, per-vCPU buffers, whole entries out of partial writes. */
   readonly pageTableWrites: PageTableWrites;
   /** Swap hooks on translations (hook_pts). */
@@ -111,6 +114,9 @@ export class Introcore {
   constructor(glue: Glue, guest: GuestDescription, options: IntrocoreOptions = {}) {
     this.glue = glue;
     this.guest = guest;
+    this.decoder = new EngineDecoder(guest.bits ?? 64);
+    const paging = guest.paging ?? '4-level';
+    this.layout = pagingLayout(paging);
     this.fixes = options.fixes ?? DEFAULT_FIXES;
     this.requestUnload = options.requestUnload ?? (() => undefined);
     this.requestDisableOnReturn = options.requestDisableOnReturn ?? (() => undefined);
@@ -124,6 +130,8 @@ export class Introcore {
       () => ({ cas: fixes.casPageTableEmulation, assemble: fixes.partialWriteAssembly, dropDuplicates: fixes.duplicateWriteDrop }),
       preemptionPoint,
       note,
+      8,
+      guest.bits === 32,
     );
     const hookThenRead = (): boolean => fixes.hookThenRead;
     this.pts = new PtsHooks({ memory: glue.memory, hooks: this.hooks, writes: this.pageTableWrites, hookThenRead, preemptionPoint, note });
@@ -133,25 +141,32 @@ export class Introcore {
     });
     const systemRoot = guest.systemCr3;
     const swapHooks: IcacheSwapHooks = {
-      watch: (gvaPage, changed) => this.pts.set(gvaPage, systemRoot, 'icache', (change) => changed(change.old, change.new)),
+      watch: (gvaPage, changed) => this.pts.set(gvaPage, systemRoot, 'icache', (change) => changed(change.old, change.new), paging),
       unwatch: (handle) => this.pts.remove(handle as PtsHook),
     };
     this.icache = new InstructionCache(this.hooks, glue.random, note, undefined, undefined, () => (fixes.icacheSwapHook ? swapHooks : null));
-    this.cloak = new MemoryCloak(glue, this.hooks, note);
-    this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase);
-    this.slack = new SlackAllocator(this.image, glue.memory, guest.systemCr3);
-    this.kernel = { base: guest.kernelBase, size: this.image.sizeOfImage, ssdt: guest.ssdt, ssdtEntries: guest.ssdtEntries, wordSize: 8, systemCr3: guest.systemCr3 };
+    this.cloak = new MemoryCloak(glue, this.hooks, note, paging);
+    this.image = parseImage(glue.memory, guest.systemCr3, guest.kernelBase, paging);
+    this.slack = new SlackAllocator(this.image, glue.memory, guest.systemCr3, paging);
+    this.kernel = {
+      base: guest.kernelBase, size: this.image.sizeOfImage, ssdt: guest.ssdt, ssdtEntries: guest.ssdtEntries, wordSize: (guest.bits ?? 64) / 8, systemCr3: guest.systemCr3, paging,
+    };
     this.memtables = new MemTables({ glue, fixes: this.fixes, icache: this.icache, cloak: this.cloak, slack: this.slack, kernel: this.kernel, note });
-    this.detours = new Detours({ glue, decoder: this.decoder, slack: this.slack, cloak: this.cloak, systemCr3: guest.systemCr3, note });
+    this.detours = new Detours({ glue, decoder: this.decoder, slack: this.slack, cloak: this.cloak, systemCr3: guest.systemCr3, paging, note });
     for (const api of guest.hookedApis) this.detours.install(api.name, api.gva);
     this.unwindCache = new UnwindCache({ glue, detours: this.detours, cloak: this.cloak, kernel: this.kernel, liveRipCheck: () => fixes.rtlpvuLiveRipCheck, note });
     this.unwindCache.install(guest.unwindSites ?? []);
-    this.integrity = new IntegrityRegions({ glue, systemCr3: guest.systemCr3, note });
-    this.tokens = guest.systemToken === undefined ? null : new TokenPrivileges({ glue, systemCr3: guest.systemCr3, token: guest.systemToken, fixes, note });
+    this.integrity = new IntegrityRegions({ glue, systemCr3: guest.systemCr3, paging, note });
+    this.tokens = guest.systemToken === undefined ? null : new TokenPrivileges({ glue, systemCr3: guest.systemCr3, paging, token: guest.systemToken, fixes, note });
   }
 
   note(what: string, detail: NoteDetail = {}): void {
     this.glue.note(what, detail);
+  }
+
+  /** The page-table root a CR3 value names, in the guest's paging (PAE: the 32-byte-aligned PDPT). */
+  rootOf(cr3: bigint): number {
+    return rootOf(this.layout, Number(cr3 & 0x000f_ffff_ffff_ffe0n));
   }
 
   /**
@@ -190,7 +205,7 @@ export class Introcore {
       for (const callback of detour.callbacks) callback({ vcpuId: event.vcpuId, exitTicket: event.exitTicket, self: event.self, detour });
       return { action: IntroAction.allowedVirtual, reinject: false };
     }
-    const bytes = tryReadGuestVirtual(this.glue.memory, cr3Root(event.self.get64('cr3')), rip, 2);
+    const bytes = tryReadGuestVirtual(this.glue.memory, this.rootOf(event.self.get64('cr3')), rip, 2, this.kernel.paging);
     const int3 = bytes !== null && (bytes[0] === 0xcc || (bytes[0] === 0xcd && bytes[1] === 0x03));
     this.note(int3 ? 'breakpoint-reinject' : 'breakpoint-gone', { vcpu: event.vcpuId, rip });
     return int3 ? { action: IntroAction.allowedVirtual, reinject: true } : { action: IntroAction.retry, reinject: false };
@@ -208,7 +223,7 @@ export class Introcore {
     this.tokens?.checkIntegrity();
     for (const region of this.cloak.liveRegions()) {
       if (!region.applyPatch) continue;
-      const now = tryReadGuestVirtual(this.glue.memory, region.cr3, region.gva, region.size);
+      const now = tryReadGuestVirtual(this.glue.memory, region.cr3, region.gva, region.size, this.kernel.paging);
       if (now !== null && !now.every((b, k) => b === region.patched[k])) {
         this.stats.integrityViolations++;
         this.note('integrity-violation', { owner: region.owner, gva: region.gva });

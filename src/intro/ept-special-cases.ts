@@ -3,7 +3,7 @@ import type { DecodedInstruction } from './decoder.ts';
 import type { Introcore } from './engine.ts';
 import type { ExitEvent } from './glue.ts';
 import { HOOK_TYPES, HookFlag } from './gpa-hooks.ts';
-import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
+import { translateGva, tryReadGuestVirtual } from './kernvm.ts';
 
 /**
  * The EPT pipeline's special cases (callbacks.c around IntHandleEptViolation): the REP probe
@@ -53,10 +53,10 @@ const PFEC_US = 0x4;
  * CPU would raise fetching it, so the guest pages it in.
  */
 export function fetchRetryOnPageBoundary(engine: Introcore, event: ExitEvent, rip: bigint, cr3: bigint): void {
-  const root = cr3Root(cr3);
+  const root = engine.rootOf(cr3);
   const memory = engine.glue.memory;
   const inPage = PAGE - Number(rip & 0xfffn);
-  const head = tryReadGuestVirtual(memory, root, rip, inPage);
+  const head = tryReadGuestVirtual(memory, root, rip, inPage, engine.kernel.paging);
   if (head === null || engine.decoder.decode(head, rip) !== null) return;
   const padded = new Uint8Array(MAX_INSTRUCTION);
   padded.set(head);
@@ -64,7 +64,7 @@ export function fetchRetryOnPageBoundary(engine: Introcore, event: ExitEvent, ri
   // Undecodable even with more bytes: not a spill — the CPU raises #UD itself.
   if (whole === null || whole.length <= inPage) return;
   const next = (rip + BigInt(PAGE)) & ~0xfffn;
-  if (translateGva(memory, root, next) !== null) return;
+  if (translateGva(memory, root, next, engine.kernel.paging) !== null) return;
   const ring = event.self.get32('cs') & 3;
   engine.injectException(event.vcpuId, { vector: 14, errorCode: PFEC_ID | (ring === 3 ? PFEC_US : 0), cr2: next });
 }
@@ -77,11 +77,11 @@ export function probeFindsHook(engine: Introcore, event: ExitEvent, ins: Decoded
   const exit = event.exit;
   const counter = event.self.gpr('rcx');
   const count = ins.accesses.some((a) => a.addr32) ? counter & 0xffffffffn : counter;
-  const root = cr3Root(event.self.get64('cr3'));
+  const root = engine.rootOf(event.self.get64('cr3'));
   for (const used of accesses) {
     const inPage = PAGE - Number(used.gla & 0xfffn);
     const size = Number(BigInt(used.size) * count < BigInt(inPage) ? BigInt(used.size) * count : BigInt(inPage));
-    const gpa = (used.gla & ~0xfffn) === (exit.gla & ~0xfffn) ? pageOf(Number(exit.gpa)) + Number(used.gla & 0xfffn) : translateGva(engine.glue.memory, root, used.gla);
+    const gpa = (used.gla & ~0xfffn) === (exit.gla & ~0xfffn) ? pageOf(Number(exit.gpa)) + Number(used.gla & 0xfffn) : translateGva(engine.glue.memory, root, used.gla, engine.kernel.paging);
     if (gpa === null) continue;
     const offset = gpa % PAGE;
     for (const type of HOOK_TYPES) {

@@ -3,7 +3,7 @@ import { accessReads, accessWrites, linearAddress, type DecodedInstruction } fro
 import type { ExitEvent } from './glue.ts';
 import { HOOK_TYPES, HookFlag, HookType, hookTypeName, type HookTypeCode } from './gpa-hooks.ts';
 import { IC_ANY_VAS } from './icache.ts';
-import { cr3Root, translateGva, tryReadGuestVirtual } from './kernvm.ts';
+import { translateGva, tryReadGuestVirtual } from './kernvm.ts';
 import { fetchRetryOnPageBoundary, MAX_INSTRUCTION, PAGE, pageOf, probeFindsHook, validatePageRights, type Access } from './ept-special-cases.ts';
 import type { Introcore } from './engine.ts';
 import { PageTableWrites } from './page-table-writes.ts';
@@ -28,9 +28,6 @@ import { IntStatus, IntroAction, IntroError, actionName, combineActions, type In
  * optimisation is on.
  */
 
-/** The start of the canonical upper half: kernel addresses, cached for every address space. */
-const KERNEL_SPACE = 0xffff800000000000n;
-
 /** The decoded instruction at RIP, and whether it came from the cache or was just added to it. */
 export interface DecodeResult {
   readonly instruction: DecodedInstruction | null;
@@ -46,26 +43,27 @@ const FETCH_FAILED: DecodeResult = { instruction: null, cached: false, added: fa
 /** IntDecDecodeInstructionAtRipWithCache. */
 export function decodeAtRip(engine: Introcore, rip: bigint, cr3: bigint, useCache: boolean): DecodeResult {
   // User-mode code is cached only for known processes; this engine tracks none.
-  const cache = useCache && rip >= KERNEL_SPACE;
+  const cache = useCache && rip >= engine.layout.kernelSpace;
   if (cache) {
     const hit = engine.icache.lookup(rip, IC_ANY_VAS);
     if (hit !== null) return { instruction: hit, cached: true, added: false, fetchFailed: false };
   }
-  const root = cr3Root(cr3);
+  const root = engine.rootOf(cr3);
+  const paging = engine.kernel.paging;
   const memory = engine.glue.memory;
-  const firstGpa = translateGva(memory, root, rip);
+  const firstGpa = translateGva(memory, root, rip, paging);
   if (firstGpa === null) return FETCH_FAILED;
   const inFirst = Math.min(MAX_INSTRUCTION, PAGE - (firstGpa % PAGE));
   const first = memory.read(firstGpa, inFirst);
   let bytes = first;
   let spillGpa: number | null = null;
   if (inFirst < MAX_INSTRUCTION) {
-    const second = tryReadGuestVirtual(memory, root, rip + BigInt(inFirst), MAX_INSTRUCTION - inFirst);
+    const second = tryReadGuestVirtual(memory, root, rip + BigInt(inFirst), MAX_INSTRUCTION - inFirst, paging);
     if (second !== null) {
       bytes = new Uint8Array(MAX_INSTRUCTION);
       bytes.set(first);
       bytes.set(second, inFirst);
-      spillGpa = translateGva(memory, root, rip + BigInt(inFirst));
+      spillGpa = translateGva(memory, root, rip + BigInt(inFirst), paging);
     }
   }
   const instruction = engine.decoder.decode(bytes, rip);
@@ -205,7 +203,7 @@ export interface PendingEmulation {
  */
 function analyseAccesses(engine: Introcore, event: ExitEvent, ins: DecodedInstruction, accesses: readonly Access[], emulation: PendingEmulation): IntroActionCode {
   const exit = event.exit;
-  const root = cr3Root(event.self.get64('cr3'));
+  const root = engine.rootOf(event.self.get64('cr3'));
   const exitPage = exit.gla & ~0xfffn;
   const exitGpaPage = pageOf(Number(exit.gpa));
   let action: IntroActionCode = IntroAction.allowed;
@@ -213,7 +211,7 @@ function analyseAccesses(engine: Introcore, event: ExitEvent, ins: DecodedInstru
     let gla = used.gla;
     let left = used.size;
     while (left > 0) {
-      const translated = (gla & ~0xfffn) === exitPage ? exitGpaPage + Number(gla & 0xfffn) : translateGva(engine.glue.memory, root, gla);
+      const translated = (gla & ~0xfffn) === exitPage ? exitGpaPage + Number(gla & 0xfffn) : translateGva(engine.glue.memory, root, gla, engine.kernel.paging);
       if (translated === null) return action;
       const bytes = Math.min(left, PAGE - (translated % PAGE));
       action = combineActions(action, handleMemAccess(engine, event, ins, translated, gla, bytes, used.types, emulation));

@@ -171,19 +171,19 @@ export class ScenarioEngine<F extends string = string> {
 
   /** The GPA of a kernel address under the system page tables, or null. */
   translate(gva: bigint): number | null {
-    return translateGva(this.glue.memory, this.engine.kernel.systemCr3, gva);
+    return translateGva(this.glue.memory, this.engine.kernel.systemCr3, gva, this.engine.kernel.paging);
   }
 
   /** Reads kernel memory through the engine's host mapping (no EPT). */
   read(gva: bigint, length: number): Uint8Array {
-    const bytes = tryReadGuestVirtual(this.glue.memory, this.engine.kernel.systemCr3, gva, length);
+    const bytes = tryReadGuestVirtual(this.glue.memory, this.engine.kernel.systemCr3, gva, length, this.engine.kernel.paging);
     if (bytes === null) throw new RangeError(`scenario engine: 0x${gva.toString(16)} + ${length} is not mapped`);
     return bytes;
   }
 
   /** Writes kernel memory through the host mapping, byte by byte; with vCPUs running, each byte after the first is a preemption point. */
   write(gva: bigint, bytes: Uint8Array, label: string): void {
-    writeGuestVirtual(this.glue, this.engine.kernel.systemCr3, gva, bytes, label);
+    writeGuestVirtual(this.glue, this.engine.kernel.systemCr3, gva, bytes, label, this.engine.kernel.paging);
   }
 
   /**
@@ -233,7 +233,7 @@ export class ScenarioEngine<F extends string = string> {
    * Removed when the engine unloads.
    */
   swapHook(spec: SwapHookSpec): PtsHook {
-    const hook = this.engine.pts.set(spec.gva, spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback);
+    const hook = this.engine.pts.set(spec.gva, spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback, this.engine.kernel.paging);
     this.engine.scenarioSwapHooks.add(hook);
     return hook;
   }
@@ -250,7 +250,7 @@ export class ScenarioEngine<F extends string = string> {
    * engine unloads.
    */
   monitorAddressSpace(spec: AddressSpaceMonitorSpec): VasMonitorHandle {
-    const handle = this.engine.vas.start(spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback, spec.monitoredBits);
+    const handle = this.engine.vas.start(spec.root ?? this.engine.kernel.systemCr3, spec.owner, spec.callback, spec.monitoredBits, this.engine.kernel.paging);
     this.engine.scenarioSpaces.add(handle);
     return handle;
   }

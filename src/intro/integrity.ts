@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import type { Glue, NoteDetail } from './glue.ts';
 import { tryReadGuestVirtual, writeGuestVirtual } from './kernvm.ts';
 import { IntStatus, IntroError } from './status.ts';
@@ -27,6 +28,7 @@ export interface IntegrityRegion {
 export interface IntegrityContext {
   readonly glue: Glue;
   readonly systemCr3: number;
+  readonly paging: PagingFormat;
   readonly note: (what: string, detail: NoteDetail) => void;
 }
 
@@ -42,7 +44,7 @@ export class IntegrityRegions {
 
   /** Protects `length` bytes at `gva` as they are now. Throws when they are not mapped. */
   add(gva: bigint, length: number, owner: string, response: IntegrityResponse): IntegrityRegion {
-    const original = tryReadGuestVirtual(this.ctx.glue.memory, this.ctx.systemCr3, gva, length);
+    const original = tryReadGuestVirtual(this.ctx.glue.memory, this.ctx.systemCr3, gva, length, this.ctx.paging);
     if (original === null) throw new IntroError(IntStatus.pageNotPresent, `integrity region "${owner}": 0x${gva.toString(16)} + ${length} is not mapped`);
     const region: IntegrityRegion = { id: this.nextId++, owner, gva, original, response, violations: 0 };
     this.list.push(region);
@@ -58,7 +60,7 @@ export class IntegrityRegions {
   checkAll(): void {
     const { glue, systemCr3 } = this.ctx;
     for (const region of this.list) {
-      const now = tryReadGuestVirtual(glue.memory, systemCr3, region.gva, region.original.length);
+      const now = tryReadGuestVirtual(glue.memory, systemCr3, region.gva, region.original.length, this.ctx.paging);
       if (now === null) continue; // paged out: nothing to compare this tick
       const at = now.findIndex((b, k) => b !== region.original[k]);
       if (at < 0) continue;
@@ -72,7 +74,7 @@ export class IntegrityRegions {
     const { glue, systemCr3 } = this.ctx;
     glue.pauseVcpus();
     try {
-      writeGuestVirtual(glue, systemCr3, region.gva, region.original, `restore ${region.owner}`);
+      writeGuestVirtual(glue, systemCr3, region.gva, region.original, `restore ${region.owner}`, this.ctx.paging);
       this.ctx.note('integrity-restored', { owner: region.owner, gva: region.gva, pauseDepth: glue.pauseDepth });
     } finally {
       glue.resumeVcpus();

@@ -1,4 +1,5 @@
 import { translateRange } from '../machine/guest-virtual.ts';
+import type { PagingFormat } from '../machine/page-tables.ts';
 import type { Glue } from './glue.ts';
 import { IntStatus, IntroError } from './status.ts';
 
@@ -16,8 +17,8 @@ export { cr3Root, translateGva, translateRange, tryReadGuestVirtual } from '../m
  * (and fetch the half-written code) between any two stores. With every vCPU paused the points
  * are no-ops, which is the whole reason HVMI patches under IntPauseVcpus.
  */
-export function writeGuestVirtual(glue: Glue, cr3: number, gva: bigint, bytes: Uint8Array, label: string): void {
-  const pieces = translateRange(glue.memory, cr3, gva, bytes.length);
+export function writeGuestVirtual(glue: Glue, cr3: number, gva: bigint, bytes: Uint8Array, label: string, paging: PagingFormat = '4-level'): void {
+  const pieces = translateRange(glue.memory, cr3, gva, bytes.length, paging);
   if (pieces === null) throw new IntroError(IntStatus.pageNotPresent, `writing ${bytes.length} bytes at 0x${gva.toString(16)}`);
   let offset = 0;
   for (const piece of pieces) {

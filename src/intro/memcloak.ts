@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import { linearAddress, type DecodedInstruction, type GprOperand, type MemoryAccess } from './decoder.ts';
 import type { Glue, NoteDetail } from './glue.ts';
 import { HookType, type CallbackResult, type GpaHook, type GpaHookTable, type HookedAccess } from './gpa-hooks.ts';
@@ -41,6 +42,8 @@ export class MemoryCloak {
     private readonly glue: Glue,
     private readonly hooks: GpaHookTable,
     private readonly note: (what: string, detail: NoteDetail) => void,
+    /** The guest's page-table layout (every cloaked region's CR3 uses it). */
+    private readonly paging: PagingFormat = '4-level',
   ) {}
 
   /**
@@ -51,7 +54,7 @@ export class MemoryCloak {
   cloak(gva: bigint, cr3: number, original: Uint8Array, patched: Uint8Array, owner: string, applyPatch = true): CloakRegion {
     const size = original.length;
     if (patched.length !== size || size === 0) throw new IntroError(IntStatus.notSupported, `cloak ${owner}: original and patched data must be the same non-zero size`);
-    const pieces = translateRange(this.glue.memory, cr3, gva, size);
+    const pieces = translateRange(this.glue.memory, cr3, gva, size, this.paging);
     if (pieces === null) throw new IntroError(IntStatus.pageNotPresent, `cloak ${owner} at 0x${gva.toString(16)}`);
     if (pieces.length > 2) throw new IntroError(IntStatus.notSupported, `cloak ${owner}: ${size} bytes span more than two pages`);
     const region: CloakRegion = { id: this.nextId++, gva, size, cr3, original: original.slice(), patched: patched.slice(), owner, applyPatch, hooks: [], live: true };
@@ -63,7 +66,7 @@ export class MemoryCloak {
     if (applyPatch) {
       this.glue.pauseVcpus();
       try {
-        writeGuestVirtual(this.glue, cr3, gva, region.patched, `cloak ${owner}`);
+        writeGuestVirtual(this.glue, cr3, gva, region.patched, `cloak ${owner}`, this.paging);
         // Noted while still paused: the vCPUs may run the patch as soon as they resume.
         this.note('cloak', { owner, gva, size });
       } finally {
@@ -83,7 +86,7 @@ export class MemoryCloak {
     if (region.applyPatch) {
       this.glue.pauseVcpus();
       try {
-        writeGuestVirtual(this.glue, region.cr3, region.gva, region.original, `uncloak ${region.owner}`);
+        writeGuestVirtual(this.glue, region.cr3, region.gva, region.original, `uncloak ${region.owner}`, this.paging);
       } finally {
         this.glue.resumeVcpus();
       }
@@ -113,7 +116,7 @@ export class MemoryCloak {
     this.glue.pauseVcpus();
     try {
       region.patched.set(bytes, offset);
-      writeGuestVirtual(this.glue, region.cr3, region.gva + BigInt(offset), bytes, `modify ${region.owner}`);
+      writeGuestVirtual(this.glue, region.cr3, region.gva + BigInt(offset), bytes, `modify ${region.owner}`, this.paging);
     } finally {
       this.glue.resumeVcpus();
     }
@@ -126,7 +129,7 @@ export class MemoryCloak {
 
   /** The bytes the guest should see at [gva, gva+length): memory with every cloaked byte replaced by its original. */
   guestView(gva: bigint, length: number, cr3: number): Uint8Array | null {
-    const bytes = tryReadGuestVirtual(this.glue.memory, cr3, gva, length);
+    const bytes = tryReadGuestVirtual(this.glue.memory, cr3, gva, length, this.paging);
     if (bytes === null) return null;
     for (const region of this.regions) {
       for (let k = 0; k < length; k++) {

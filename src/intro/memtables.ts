@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import { GPR_NAMES } from '../machine/vcpu-state.ts';
 import type { DecodedInstruction } from './decoder.ts';
 import type { Fixes } from './fixes.ts';
@@ -51,6 +52,8 @@ export interface KernelLayout {
   /** Pointer size in bytes (the SSDT bound is entries × word size, as HVMI computes it). */
   readonly wordSize: number;
   readonly systemCr3: number;
+  /** How the guest's page tables are laid out (4-level, or PAE for a 32-bit guest). */
+  readonly paging: PagingFormat;
 }
 
 export interface MemTablesContext {
@@ -129,7 +132,7 @@ export class MemTables {
   private patchInstruction(entry: MemTableEntry, ins: DecodedInstruction, access: TableAccess): IntStatusCode {
     const { glue, kernel, fixes, slack, cloak, icache } = this.ctx;
     const rip = access.self.rip();
-    const raw = tryReadGuestVirtual(glue.memory, kernel.systemCr3, entry.tableGva, (MAX_MEM_TABLE_SIZE + 1) * 4);
+    const raw = tryReadGuestVirtual(glue.memory, kernel.systemCr3, entry.tableGva, (MAX_MEM_TABLE_SIZE + 1) * 4, kernel.paging);
     if (raw === null) return IntStatus.pageNotPresent;
     const words = new DataView(raw.buffer);
     const values: number[] = [];

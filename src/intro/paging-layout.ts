@@ -17,6 +17,8 @@ export interface PagingLayout {
   readonly userRootEntries: number;
   /** Size of the mapping an entry at each depth makes when it is a leaf (0: never a leaf). */
   readonly leafBytes: readonly number[];
+  /** Where the kernel's half of the address space starts (kernel code is cached for every CR3). */
+  readonly kernelSpace: bigint;
   /** The linear address of the first byte an entry maps, from the one its table starts at. */
   address(tableBase: bigint, depth: number, index: number): bigint;
 }
@@ -30,6 +32,7 @@ const FOUR_LEVEL: PagingLayout = {
   rootEntries: 512,
   userRootEntries: 256,
   leafBytes: [0, 0x40000000, 0x200000, 0x1000],
+  kernelSpace: 0xffff_8000_0000_0000n,
   address: (base, depth, index) => canonical48(base | (BigInt(index) << FOUR_LEVEL.shifts[depth])),
 };
 
@@ -40,6 +43,7 @@ const PAE: PagingLayout = {
   rootEntries: 4,
   userRootEntries: 2,
   leafBytes: [0, 0x200000, 0x1000],
+  kernelSpace: 0x8000_0000n,
   address: (base, depth, index) => base | (BigInt(index) << PAE.shifts[depth]),
 };
 

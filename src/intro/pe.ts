@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import { NtOffset, OptionalOffset, PE, SectionOffset, type SectionHeader } from '../guest/pe-format.ts';
 import type { GuestMemory } from '../machine/memory.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
@@ -17,12 +18,12 @@ export interface ParsedImage {
 
 const MAX_SECTIONS = 96;
 
-export function parseImage(memory: GuestMemory, cr3: number, base: bigint): ParsedImage {
+export function parseImage(memory: GuestMemory, cr3: number, base: bigint, paging: PagingFormat = '4-level'): ParsedImage {
   const fail = (what: string): never => {
     throw new IntroError(IntStatus.invalidInternalState, `image at 0x${base.toString(16)}: ${what}`);
   };
   const read = (offset: number, length: number): DataView => {
-    const bytes = tryReadGuestVirtual(memory, cr3, base + BigInt(offset), length);
+    const bytes = tryReadGuestVirtual(memory, cr3, base + BigInt(offset), length, paging);
     if (bytes === null) return fail(`bytes ${offset}..${offset + length} are not mapped`);
     return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };

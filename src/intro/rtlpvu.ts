@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import type { Detour, Detours, HandlerTemplate } from './detours.ts';
 import type { ExitEvent, Glue, NoteDetail } from './glue.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
@@ -84,7 +85,7 @@ export interface UnwindCacheContext {
   readonly glue: Glue;
   readonly detours: Detours;
   readonly cloak: MemoryCloak;
-  readonly kernel: { readonly base: bigint; readonly size: number; readonly systemCr3: number };
+  readonly kernel: { readonly base: bigint; readonly size: number; readonly systemCr3: number; readonly paging: PagingFormat };
   /** The rtlpvuLiveRipCheck fix: skip the update while another vCPU is inside the handler. */
   readonly liveRipCheck: () => boolean;
   readonly note: (what: string, detail: NoteDetail) => void;
@@ -105,7 +106,7 @@ export class UnwindCache {
     for (const site of sites) {
       const kind = UNWIND_SITE_KINDS.find((k) => k.tag === site.tag);
       if (kind === undefined) throw new IntroError(IntStatus.notSupported, `unwind site at 0x${site.gva.toString(16)}: no handler for tag ${site.tag} (1..8)`);
-      const bytes = tryReadGuestVirtual(this.ctx.glue.memory, this.ctx.kernel.systemCr3, site.gva, kind.bytes.length);
+      const bytes = tryReadGuestVirtual(this.ctx.glue.memory, this.ctx.kernel.systemCr3, site.gva, kind.bytes.length, this.ctx.kernel.paging);
       if (bytes === null || !kind.bytes.every((b, k) => bytes[k] === b)) {
         throw new IntroError(IntStatus.notSupported, `unwind site ${site.tag} at 0x${site.gva.toString(16)} is not '${kind.instruction}'`);
       }
@@ -144,7 +145,7 @@ export class UnwindCache {
           }
         }
       }
-      const read = tryReadGuestVirtual(glue.memory, kernel.systemCr3, BigInt.asUintN(64, address + BigInt(kind.displacement)), 1);
+      const read = tryReadGuestVirtual(glue.memory, kernel.systemCr3, BigInt.asUintN(64, address + BigInt(kind.displacement)), 1, kernel.paging);
       if (read === null) return IntStatus.pageNotPresent;
       const low = new Uint8Array(4);
       new DataView(low.buffer).setUint32(0, Number(address & 0xffffffffn), true);

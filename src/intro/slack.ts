@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import { Scn, type SectionHeader } from '../guest/pe-format.ts';
 import type { GuestMemory } from '../machine/memory.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
@@ -49,6 +50,7 @@ export class SlackAllocator {
     image: ParsedImage,
     private readonly memory: GuestMemory,
     private readonly cr3: number,
+    private readonly paging: PagingFormat = '4-level',
   ) {
     this.regions = image.sections.filter(isSlackEligible).map((section) => {
       const used = section.virtualAddress + section.virtualSize;
@@ -63,7 +65,7 @@ export class SlackAllocator {
     for (const region of this.regions) {
       const next = this.live.filter((a) => a.section === region.section).reduce((top, a) => (a.gva + BigInt(a.size) > top ? a.gva + BigInt(a.size) : top), region.start);
       if (next + BigInt(size) > region.end) continue;
-      const bytes = tryReadGuestVirtual(this.memory, this.cr3, next, size);
+      const bytes = tryReadGuestVirtual(this.memory, this.cr3, next, size, this.paging);
       if (bytes === null) return { status: IntStatus.pageNotPresent, gva: null, detail: `slack of ${region.section} at 0x${next.toString(16)} is not mapped` };
       const dirty = bytes.findIndex((b) => b !== 0);
       if (dirty >= 0) {

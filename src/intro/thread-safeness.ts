@@ -84,7 +84,7 @@ export function checkThreads(engine: Introcore, options: number, threads: GuestT
   const regions = introRegions(engine, options);
   const cr3 = engine.kernel.systemCr3;
   const read64 = (gva: bigint): bigint | null => {
-    const bytes = tryReadGuestVirtual(glue.memory, cr3, gva, 8);
+    const bytes = tryReadGuestVirtual(glue.memory, cr3, gva, 8, engine.kernel.paging);
     return bytes === null ? null : new DataView(bytes.buffer).getBigUint64(0, true);
   };
   const read32 = (gva: bigint): number | null => {

@@ -1,3 +1,4 @@
+import type { PagingFormat } from '../machine/page-tables.ts';
 import type { Glue, NoteDetail } from './glue.ts';
 import { tryReadGuestVirtual } from './kernvm.ts';
 import type { GuestDescription } from '../guest/description.ts';
@@ -19,6 +20,7 @@ import type { GuestDescription } from '../guest/description.ts';
 export interface TokenCheckContext {
   readonly glue: Glue;
   readonly systemCr3: number;
+  readonly paging: PagingFormat;
   readonly token: NonNullable<GuestDescription['systemToken']>;
   readonly fixes: { readonly timerFriendly: boolean; readonly privilegeTransientTolerance: boolean };
   readonly note: (what: string, detail: NoteDetail) => void;
@@ -62,7 +64,7 @@ export class TokenPrivileges {
     let inUse = token.gva;
     for (let vcpu = 0; vcpu < glue.vcpuCount; vcpu++) {
       const block = glue.vcpu(vcpu).get64('gsBase');
-      const bytes = tryReadGuestVirtual(glue.memory, this.ctx.systemCr3, block + BigInt(token.perCpuOffset), 8);
+      const bytes = tryReadGuestVirtual(glue.memory, this.ctx.systemCr3, block + BigInt(token.perCpuOffset), 8, this.ctx.paging);
       if (bytes !== null) inUse = new DataView(bytes.buffer).getBigUint64(0, true);
     }
     return inUse;
@@ -70,8 +72,8 @@ export class TokenPrivileges {
 
   private read(gva: bigint): [bigint, bigint] | null {
     const { glue, systemCr3, token } = this.ctx;
-    const present = tryReadGuestVirtual(glue.memory, systemCr3, gva + BigInt(token.presentOffset), 8);
-    const enabled = tryReadGuestVirtual(glue.memory, systemCr3, gva + BigInt(token.enabledOffset), 8);
+    const present = tryReadGuestVirtual(glue.memory, systemCr3, gva + BigInt(token.presentOffset), 8, this.ctx.paging);
+    const enabled = tryReadGuestVirtual(glue.memory, systemCr3, gva + BigInt(token.enabledOffset), 8, this.ctx.paging);
     if (present === null || enabled === null) return null;
     return [new DataView(present.buffer).getBigUint64(0, true), new DataView(enabled.buffer).getBigUint64(0, true)];
   }

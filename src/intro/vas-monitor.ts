@@ -140,6 +140,20 @@ export class VasMonitor {
     return out;
   }
 
+  /** Entries of hooked tables with a partial write in progress (bytes written, waiting for the rest). */
+  partialEntries(): { readonly table: number; readonly index: number; readonly writtenMask: number }[] {
+    const out: { table: number; index: number; writtenMask: number }[] = [];
+    const visit = (table: Table): void => {
+      if (table.hook === null) return;
+      table.states.forEach((state, index) => {
+        if (state.writtenMask !== 0) out.push({ table: table.gpa, index, writtenMask: state.writtenMask });
+      });
+      for (const child of table.children.values()) visit(child);
+    };
+    for (const space of this.spaces) visit(space.rootTable);
+    return out;
+  }
+
   /** IntVasHookTables: hook the table (paused), then read it, then its present non-leaf children. */
   private hookTables(space: LiveSpace, table: Table): void {
     const { memory } = this.deps;

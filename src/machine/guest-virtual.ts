@@ -30,12 +30,12 @@ export function cr3Root(cr3: bigint): number {
 }
 
 /** The GPA of every page [gva, gva+length) touches, in order; null if any is not mapped. */
-export function translateRange(memory: GuestMemory, cr3: number, gva: bigint, length: number): { gva: bigint; gpa: number; bytes: number }[] | null {
+export function translateRange(memory: GuestMemory, cr3: number, gva: bigint, length: number, format: PagingFormat = '4-level'): { gva: bigint; gpa: number; bytes: number }[] | null {
   const pieces: { gva: bigint; gpa: number; bytes: number }[] = [];
   let done = 0;
   while (done < length) {
     const at = (gva + BigInt(done)) & U64;
-    const gpa = translateGva(memory, cr3, at);
+    const gpa = translateGva(memory, cr3, at, format);
     if (gpa === null) return null;
     const bytes = Math.min(length - done, PAGE - (gpa & (PAGE - 1)));
     pieces.push({ gva: at, gpa, bytes });
@@ -45,8 +45,8 @@ export function translateRange(memory: GuestMemory, cr3: number, gva: bigint, le
 }
 
 /** Reads `length` bytes at `gva`, or returns null when a page is not mapped. */
-export function tryReadGuestVirtual(memory: GuestMemory, cr3: number, gva: bigint, length: number): Uint8Array | null {
-  const pieces = translateRange(memory, cr3, gva, length);
+export function tryReadGuestVirtual(memory: GuestMemory, cr3: number, gva: bigint, length: number, format: PagingFormat = '4-level'): Uint8Array | null {
+  const pieces = translateRange(memory, cr3, gva, length, format);
   if (pieces === null) return null;
   const out = new Uint8Array(length);
   let offset = 0;

@@ -5,7 +5,7 @@ import type { Introcore } from '../engine.ts';
 import { decodeAtRip, handleMemAccess, type PendingEmulation } from '../ept-violation.ts';
 import type { ExitEvent } from '../glue.ts';
 import { HookType } from '../gpa-hooks.ts';
-import { cr3Root, translateGva, tryReadGuestVirtual } from '../kernvm.ts';
+import { translateGva, tryReadGuestVirtual } from '../kernvm.ts';
 import { IntStatus, IntroAction, actionName, combineActions, type IntroActionCode } from '../status.ts';
 import type { RegisterExitResult } from './hook-list.ts';
 import { DescriptorAccess, type DescriptorTable } from './register-hooks.ts';
@@ -76,7 +76,7 @@ function decide(engine: Introcore, event: ExitEvent): { readonly action: IntroAc
 
   const load = LOADS.get(ins.mnemonic);
   if (load === undefined) return { action: IntroAction.allowed, decision: 'not-a-load' };
-  const bytes = tryReadGuestVirtual(engine.glue.memory, cr3Root(cr3), gla, TABLE_OPERAND_BYTES);
+  const bytes = tryReadGuestVirtual(engine.glue.memory, engine.rootOf(cr3), gla, TABLE_OPERAND_BYTES, engine.kernel.paging);
   if (bytes === null) return { action: IntroAction.allowed, decision: 'unmapped' };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const newValue: DescriptorTable = { limit: view.getUint16(0, true), base: view.getBigUint64(2, true) };
@@ -96,13 +96,13 @@ function decide(engine: Introcore, event: ExitEvent): { readonly action: IntroAc
  * faulted; null when a page is not mapped (HVMI then stops and lets the CPU raise the #PF).
  */
 function checkOperand(engine: Introcore, event: ExitEvent, ins: DecodedInstruction, gla: bigint, size: number, type: number): IntroActionCode | null {
-  const root = cr3Root(event.self.get64('cr3'));
+  const root = engine.rootOf(event.self.get64('cr3'));
   const emulation: PendingEmulation = { apply: null, request: (apply) => void (emulation.apply ??= apply) };
   let action: IntroActionCode = IntroAction.allowed;
   let at = gla;
   let left = Math.max(1, size);
   while (left > 0) {
-    const gpa = translateGva(engine.glue.memory, root, at);
+    const gpa = translateGva(engine.glue.memory, root, at, engine.kernel.paging);
     if (gpa === null) return null;
     const bytes = Math.min(left, PAGE - (gpa % PAGE));
     action = combineActions(action, handleMemAccess(engine, event, ins, gpa, at, bytes, type, emulation));
