@@ -50,6 +50,7 @@ export { HOOKED_APIS, PROCESSOR_BLOCK, serviceValue, SYSTEM_TOKEN, type KernelIm
 export { REX_W, UNWIND_SITES, UnwindFunction } from './guest/unwind.ts';
 export { emitCountdown } from './guest/countdown.ts';
 export type { ManagedRange, ManagedRangeOptions } from './guest/managed-range.ts';
+export { Pae32Guest, PAE32_KERNEL_BASE, PAE32_THREAD_DONE, type Pae32Builder, type Pae32GuestOptions, type Pae32Range } from './guest/pae32-guest.ts';
 export { Pte } from './machine/page-tables.ts';
 export { SWITCHES, caseValue, defaultValue, type SwitchSpec } from './guest/switch-functions.ts';
 export type { CodePartOptions, SymbolResolver } from './guest/image-builder.ts';

@@ -1,6 +1,6 @@
 import type { InspectionEvent } from 'xstate';
 import type { RuntimeEvent } from '../../actors/events.ts';
-import { cr3Root, tryReadGuestVirtual } from '../machine/guest-virtual.ts';
+import { tryReadGuestVirtual, vcpuView } from '../machine/guest-virtual.ts';
 import type { Machine } from '../machine/machine.ts';
 import type { OraclePhase, TimedEvent } from './scenario.ts';
 import type { Choice } from './schedule.ts';
@@ -42,6 +42,8 @@ export interface ExitCapture {
   readonly registers: Readonly<Record<string, bigint>>;
   /** The bytes at RIP as this vCPU saw them (fewer when the next page is unmapped; empty when RIP is). */
   readonly code: Uint8Array;
+  /** The code's width (32 for a 32-bit guest or compatibility mode). */
+  readonly bitness: 32 | 64;
 }
 
 /** Everything the reports of one run are built from. */
@@ -132,17 +134,17 @@ export class RunRecorder {
     const registers: Record<string, bigint> = { ...state.gprs(), rip: event.rip, rflags: state.rflags };
     for (const name of ['cr0', 'cr2', 'cr3', 'cr4', 'fsBase', 'gsBase'] as const) registers[name] = state.get64(name);
     Object.assign(registers, { exitQualification: BigInt(exit.qualification), exitGpa: exit.gpa, exitGla: exit.gla, exitInstructionLength: BigInt(exit.instructionLength) });
-    this.exits.push({ event: index, vcpu: event.vcpu, registers, code: this.codeAt(event.vcpu, event.rip) });
+    this.exits.push({ event: index, vcpu: event.vcpu, registers, code: this.codeAt(event.vcpu, event.rip), bitness: vcpuView(state).bitness });
   }
 
   /** The code at `rip` as vCPU `vcpu` maps it, stopping at an unmapped page. */
   private codeAt(vcpu: number, rip: bigint): Uint8Array {
-    const cr3 = cr3Root(this.machine.vcpu(vcpu).get64('cr3'));
+    const view = vcpuView(this.machine.vcpu(vcpu));
     const memory = this.machine.memory;
-    const full = tryReadGuestVirtual(memory, cr3, rip, CODE_BYTES);
+    const full = tryReadGuestVirtual(memory, view.root, rip, CODE_BYTES, view.format);
     if (full !== null) return full;
     const toPageEnd = PAGE - Number(rip & BigInt(PAGE - 1));
-    return (toPageEnd < CODE_BYTES ? tryReadGuestVirtual(memory, cr3, rip, toPageEnd) : null) ?? new Uint8Array(0);
+    return (toPageEnd < CODE_BYTES ? tryReadGuestVirtual(memory, view.root, rip, toPageEnd, view.format) : null) ?? new Uint8Array(0);
   }
 
   private position(): RunPosition {

@@ -1,6 +1,6 @@
 import iced from 'iced-x86';
 import { disassemble } from '../asm/index.ts';
-import { cr3Root, tryReadGuestVirtual } from '../intro/kernvm.ts';
+import { tryReadGuestVirtual, vcpuView } from '../machine/guest-virtual.ts';
 import { UdReason } from '../machine/layout.ts';
 import type { Machine } from '../machine/machine.ts';
 
@@ -13,16 +13,18 @@ const hex = (value: bigint | number): string => `0x${value.toString(16)}`;
 
 /** The instructions at `rip` as vCPU `vcpu` sees memory, one line each (address, bytes, text), or a note that RIP is unmapped. */
 export function codeAt(machine: Machine, vcpu: number, rip: bigint, instructions = 3): string[] {
-  const bytes = tryReadGuestVirtual(machine.memory, cr3Root(machine.vcpu(vcpu).get64('cr3')), rip, 16 * instructions);
+  const view = vcpuView(machine.vcpu(vcpu));
+  const bytes = tryReadGuestVirtual(machine.memory, view.root, rip, 16 * instructions, view.format);
   if (bytes === null) return ['(RIP is not mapped)'];
-  return disassemble(bytes, rip, { maxInstructions: instructions }).map((line) => `${line.ip.toString(16)}  ${line.bytesHex.padEnd(24)} ${line.text}`);
+  return disassemble(bytes, rip, { maxInstructions: instructions, bitness: view.bitness }).map((line) => `${line.ip.toString(16)}  ${line.bytesHex.padEnd(24)} ${line.text}`);
 }
 
 /** The one instruction at `rip` as text ("jmp 0x…"), or "unmapped". */
 export function instructionAt(machine: Machine, vcpu: number, rip: bigint): string {
-  const bytes = tryReadGuestVirtual(machine.memory, cr3Root(machine.vcpu(vcpu).get64('cr3')), rip, 16);
+  const view = vcpuView(machine.vcpu(vcpu));
+  const bytes = tryReadGuestVirtual(machine.memory, view.root, rip, 16, view.format);
   if (bytes === null) return 'unmapped';
-  return disassemble(bytes, rip, { maxInstructions: 1 })[0]?.text ?? 'undecodable';
+  return disassemble(bytes, rip, { maxInstructions: 1, bitness: view.bitness })[0]?.text ?? 'undecodable';
 }
 
 const UD_WHY: Readonly<Record<number, string>> = {

@@ -24,6 +24,23 @@ export function translateGva(memory: GuestMemory, cr3: number, gva: bigint, form
   return result === null ? null : result.gpa;
 }
 
+/** How a vCPU sees memory and code now: its page-table root and format, and its code width. */
+export interface VcpuView {
+  readonly root: number;
+  readonly format: PagingFormat;
+  readonly bitness: 32 | 64;
+}
+
+/**
+ * The view of a vCPU in its current mode: long mode (4-level paging; 32-bit code in compatibility
+ * mode) or 32-bit protected mode with PAE paging (legacy 32-bit paging is not modelled).
+ */
+export function vcpuView(state: { get64(field: 'efer' | 'cr3'): bigint; get32(field: 'csCompat'): number }): VcpuView {
+  const cr3 = state.get64('cr3');
+  if ((state.get64('efer') & 0x400n) === 0n) return { root: Number(cr3 & 0xffff_ffe0n), format: 'pae', bitness: 32 };
+  return { root: cr3Root(cr3), format: '4-level', bitness: state.get32('csCompat') !== 0 ? 32 : 64 };
+}
+
 /** `cr3` as the page-table root GPA (CR3 value with its low flag bits dropped). */
 export function cr3Root(cr3: bigint): number {
   return Number(cr3 & 0x000f_ffff_ffff_f000n);

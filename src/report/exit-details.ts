@@ -30,7 +30,7 @@ export function registerList(capture: ExitCapture | undefined): (readonly [strin
 
 export function codeLines(capture: ExitCapture | undefined, rip: bigint): CodeLine[] {
   if (capture === undefined || capture.code.length === 0) return [{ address: formatAddress(rip), bytes: '', text: '(RIP is not mapped)' }];
-  return disassemble(capture.code, rip, { maxInstructions: CODE_LINES }).map((line) => ({ address: formatAddress(line.ip), bytes: line.bytesHex, text: line.text }));
+  return disassemble(capture.code, rip, { maxInstructions: CODE_LINES, bitness: capture.bitness }).map((line) => ({ address: formatAddress(line.ip), bytes: line.bytesHex, text: line.text }));
 }
 
 const ACCESS = ['read', 'write', 'execute'] as const;

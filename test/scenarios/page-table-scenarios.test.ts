@@ -5,6 +5,7 @@
 import test from 'ava';
 import { icacheRemap } from '../../scenarios/icache-remap.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
+import { paeDuplicateEvent } from '../../scenarios/pae-duplicate-event.ts';
 import { pteHalfWritten } from '../../scenarios/pte-half-written.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { explore } from '../../src/ava.ts';
@@ -27,3 +28,9 @@ test('vas-hook-late: with pauseAroundVasHook off, random finds the write a runni
 
 /** An entry written in two halves (§13.8, on a 64-bit guest): every move of the page is the bug, so every strategy finds it at once. */
 scenarioSuite({ definition: pteHalfWritten, budgets: [['random', 2, 1], ['pct', 2, 1]], window: 'moves-seen' });
+
+/**
+ * A duplicated event on a 32-bit PAE guest (§13.9): only the random strategy injects the
+ * hypervisor's duplicate delivery, and finds the bug at once with duplicateWriteDrop off.
+ */
+scenarioSuite({ definition: paeDuplicateEvent, budgets: [['random', 2, 2]], window: 'duplicate-emulated' });
