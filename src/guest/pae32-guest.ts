@@ -1,6 +1,6 @@
 import { Assembler, eax } from '../asm/index.ts';
 import type { GprName } from '../machine/vcpu-state.ts';
-import { translateGva } from '../machine/guest-virtual.ts';
+import { tryReadGuestVirtual } from '../machine/guest-virtual.ts';
 import { Machine } from '../machine/machine.ts';
 import { PageTableBuilder, Pte } from '../machine/page-tables.ts';
 import { enterProtectedModePae, writeGdt32 } from '../machine/protected-mode.ts';
@@ -160,13 +160,9 @@ export class Pae32Guest {
 
   /** Reads kernel memory through the guest's PAE tables. */
   read(gva: bigint, length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    for (let k = 0; k < length; k++) {
-      const gpa = translateGva(this.machine.memory, this.root, gva + BigInt(k), 'pae');
-      if (gpa === null) throw new RangeError(`Pae32Guest: 0x${(gva + BigInt(k)).toString(16)} is not mapped`);
-      out[k] = this.machine.memory.read8(gpa);
-    }
-    return out;
+    const bytes = tryReadGuestVirtual(this.machine.memory, this.root, gva, length, 'pae');
+    if (bytes === null) throw new RangeError(`Pae32Guest: 0x${gva.toString(16)} + ${length} is not mapped`);
+    return bytes;
   }
 
   /** VMCALL with EAX = PAE32_THREAD_DONE: this vCPU is done. */

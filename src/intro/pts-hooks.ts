@@ -76,7 +76,6 @@ export interface PtsHookDeps {
 }
 
 export class PtsHooks {
-  private readonly live = new Set<LivePtsHook>();
   private nextId = 1;
 
   constructor(private readonly deps: PtsHookDeps) {}
@@ -86,7 +85,6 @@ export class PtsHooks {
     const layout = pagingLayout(format);
     const root = rootOf(layout, cr3);
     const hook: LivePtsHook = { id: this.nextId++, gva: gva & ~0xfffn, root, owner, leaf: 0n, removed: false, layout, levels: [], callback };
-    this.live.add(hook);
     hook.leaf = this.walkFrom(hook, 0, root);
     return hook;
   }
@@ -96,13 +94,7 @@ export class PtsHooks {
     const live = hook as LivePtsHook;
     if (live.removed) return;
     live.removed = true;
-    this.live.delete(live);
     this.dropLevels(live, 0);
-  }
-
-  /** Live swap hooks (for reports and oracles). */
-  hooks(): readonly PtsHook[] {
-    return [...this.live];
   }
 
   /**

@@ -156,7 +156,6 @@ export class VasMonitor {
 
   /** IntVasHookTables: hook the table (paused), then read it, then its present non-leaf children. */
   private hookTables(space: LiveSpace, table: Table): void {
-    const { memory } = this.deps;
     if (!this.deps.hookThenRead()) {
       this.readEntries(table);
       this.deps.preemptionPoint('vas-read-before-hook');
@@ -181,7 +180,6 @@ export class VasMonitor {
       table.children.set(index, child);
       this.hookTables(space, child);
     }
-    void memory;
   }
 
   private readEntries(table: Table): void {

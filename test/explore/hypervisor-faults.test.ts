@@ -8,7 +8,8 @@ import test from 'ava';
 import { instructionSwapped } from '../../scenarios/instruction-swapped.ts';
 import { pteHalfWritten } from '../../scenarios/pte-half-written.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
-import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
+import { exploreScenario } from '../../src/ava.ts';
+import { ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { parseTraceJson } from '../../src/explore/trace-json.ts';
 import { validateScenario } from '../../src/explore/scenario.ts';
 
@@ -59,18 +60,9 @@ test('hypervisor.faults is checked: an unknown fault is one clear error', (t) =>
  * later entry is assembled from one update's low half and the previous one's high half — here, a
  * false "made executable in place" alert with every fix on.
  */
-test('a 64-bit guest writing entries in halves, with duplicated exits: every fix on, the engine assembles mismatched halves', (t) => {
-  const rig = ScenarioRig.open(withFaults, 'inline');
-  t.teardown(() => rig.close());
-  let found = null;
-  for (let seed = 1; seed <= 10 && found === null; seed++) {
-    const report = rig.run({ seed, strategy: 'random', depth: 2, fixes: rig.fixes.defaults() });
-    if (failed(report)) found = report;
-  }
-  if (found === null) return t.fail('no failure in 10 seeds');
-  t.is(found.violations[0].oracle, 'no-false-exec-alert');
-  t.deepEqual(found.fixesOff, []);
-  t.log(`seed ${found.seed}: ${found.violations[0].detail}`);
+test('a 64-bit guest writing entries in halves, with duplicated exits: every fix on, the engine assembles mismatched halves', async (t) => {
+  const { found } = await exploreScenario(t, withFaults, { seeds: 10, strategy: 'random', fixesOff: [], expect: 'finds-bug' });
+  t.deepEqual(found?.fixesOff, []);
 });
 
 /**
@@ -79,18 +71,10 @@ test('a 64-bit guest writing entries in halves, with duplicated exits: every fix
  * as the handler answers. With late flushes, a running vCPU rewrites the cached instruction without
  * an exit and the engine judges the old form — with every fix on.
  */
-test('instruction-swapped with late EPT flushes: every fix on, the store judged on its log form runs as the critical one', (t) => {
-  const rig = ScenarioRig.open({ ...instructionSwapped, hypervisor: { emulation: 'at-reply', faults: ['late-flush'] } }, 'inline');
-  t.teardown(() => rig.close());
-  let found = null;
-  for (let seed = 1; seed <= 10 && found === null; seed++) {
-    const report = rig.run({ seed, strategy: 'random', depth: 2, fixes: rig.fixes.defaults() });
-    if (failed(report)) found = report;
-  }
-  if (found === null) return t.fail('no failure in 10 seeds');
-  t.is(found.violations[0].oracle, 'critical-area-untouched');
-  t.deepEqual(found.fixesOff, []);
+test('instruction-swapped with late EPT flushes: every fix on, the store judged on its log form runs as the critical one', async (t) => {
+  const lateFlushes = { ...instructionSwapped, hypervisor: { emulation: 'at-reply', faults: ['late-flush'] } } as const;
+  const { found } = await exploreScenario(t, lateFlushes, { seeds: 10, strategy: 'random', fixesOff: [], expect: 'finds-bug' });
+  if (found === null) return;
   const recorded = parseTraceJson(JSON.stringify(traceJsonOf(found)));
-  t.true(recorded.choices.some((c) => c.kind === 'handle' && c.fault === 'late-flush'));
-  t.log(`seed ${found.seed}: ${found.violations[0].detail}`);
+  t.true(recorded.choices.some((c) => c.kind === 'handle' && c.fault === 'late-flush'), 'the failing schedule has a late flush');
 });

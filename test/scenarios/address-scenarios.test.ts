@@ -5,7 +5,7 @@
  * seed 1.
  */
 import test from 'ava';
-import { failed, ScenarioRig } from '../../src/explore/scenario-rig.ts';
+import { exploreScenario } from '../../src/ava.ts';
 import { instructionSwapped } from '../../scenarios/instruction-swapped.ts';
 import { pushTwoAddresses } from '../../scenarios/push-two-addresses.ts';
 import { scenarioSuite } from './scenario-suite.ts';
@@ -22,15 +22,6 @@ scenarioSuite({ definition: pushTwoAddresses, budgets: [['random', 2, 1], ['pct'
 scenarioSuite({ definition: instructionSwapped, budgets: [['random', 2, 5]], window: 'rewrite-trapped' });
 
 test('instruction-swapped under an asynchronous integrator: every fix on, random still finds the swapped store', async (t) => {
-  const rig = ScenarioRig.open({ ...instructionSwapped, hypervisor: { emulation: 'at-next-entry' } }, 'inline');
-  t.teardown(() => rig.close());
-  let found = null;
-  for (let seed = 1; seed <= 10 && found === null; seed++) {
-    const report = rig.run({ seed, strategy: 'random', depth: 2, fixes: rig.fixes.defaults() });
-    if (failed(report)) found = report;
-  }
-  if (found === null) return t.fail('no failure in 10 seeds');
-  t.is(found.violations[0].oracle, 'critical-area-untouched');
-  t.deepEqual(found.fixesOff, []);
-  t.log(`seed ${found.seed}: ${found.violations[0].detail}`);
+  const { found } = await exploreScenario(t, { ...instructionSwapped, hypervisor: { emulation: 'at-next-entry' } }, { seeds: 10, strategy: 'random', fixesOff: [], expect: 'finds-bug' });
+  t.deepEqual(found?.fixesOff, []);
 });
