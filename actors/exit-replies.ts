@@ -52,6 +52,11 @@ export function replyProblem(reply: unknown, length: number): string | null {
     return `returned ${JSON.stringify(reply)}; expected { action: ${Object.keys(REPLY_EFFECTS).join(' | ')} }`;
   }
   if (REPLY_EFFECTS[action as ExitAction].skips && length === 0) return 'asked to skip an instruction, but this exit has no instruction length';
+  const emulated = (reply as { emulatedLength?: unknown }).emulatedLength;
+  if (emulated !== undefined) {
+    if (action !== 'allowedVirtual') return `gave emulatedLength with ${action}; only allowedVirtual carries instructions out`;
+    if (typeof emulated !== 'number' || !Number.isInteger(emulated) || emulated < length) return `gave emulatedLength ${String(emulated)}, less than the exiting instruction's ${length} bytes`;
+  }
   return null;
 }
 
@@ -72,7 +77,8 @@ export function applyReply(state: VcpuState, reply: ExitReply, exit: RepliedExit
     state.set32('pendingEvent', info);
     state.set32('pendingEventError', errorCode ?? 0);
   }
-  // The handler may have moved RIP itself; skipping is relative to the exiting instruction.
-  if (effect.skips) state.rip = rip + BigInt(length);
+  // The handler may have moved RIP itself; skipping is relative to the exiting instruction (and
+  // covers whatever the engine carried out after it).
+  if (effect.skips) state.rip = rip + BigInt(reply.emulatedLength ?? length);
   return CommandFlag.entry | (effect.emulateFirst ? EMULATION_FLAGS[exit.reason] : 0);
 }

@@ -29,6 +29,13 @@ export interface ExitReply {
   readonly action: ExitAction;
   /** An exception to inject at VM entry (IntInjectExceptionInGuest). */
   readonly inject?: { readonly vector: number; readonly errorCode?: number };
+  /**
+   * allowedVirtual only: bytes from the exit's RIP the handler carried out — more than the exiting
+   * instruction when the engine emulated the ones after it in the same exit (HVMI's PAE
+   * second-store lookahead, whose emulation leaves RIP past both stores). Default: the exiting
+   * instruction's length.
+   */
+  readonly emulatedLength?: number;
 }
 
 /** The hypervisor as handlers see it: the engine's glue interface (src/intro/glue.ts). */

@@ -218,8 +218,7 @@ export class Introspection {
 
   /** The engine's entry point for each exit reason it handles (HVMI's IntHandle*), and how its answer becomes a reply. */
   private readonly exitHandlers: Readonly<Partial<Record<ExitReasonCode, (context: ExitContext) => ExitReply>>> = {
-    [ExitReason.eptViolation]: (context) =>
-      isAccessedDirtyUpdate(context) ? this.assistAccessedDirty(context) : this.withInjection(context, REPLIES[this.engine.handleEptViolation(context)]),
+    [ExitReason.eptViolation]: (context) => (isAccessedDirtyUpdate(context) ? this.assistAccessedDirty(context) : this.withInjection(context, this.eptReply(context))),
     [ExitReason.int3]: (context) => {
       const { action, reinject } = this.engine.handleBreakpoint(context);
       // A guest INT3 goes back to the guest as #BP, past the INT3 like the trap it is.
@@ -231,6 +230,13 @@ export class Introspection {
     [ExitReason.xcrWrite]: (context) => REPLIES[handleXcrWrite(this.engine, context).action],
     [ExitReason.dtr]: (context) => REPLIES[handleDtr(this.engine, context).action],
   };
+
+  /** IntHandleEptViolation's action as a reply; one that carried out more than the exiting instruction says how much. */
+  private eptReply(context: ExitContext): ExitReply {
+    const action = this.engine.handleEptViolation(context);
+    const emulatedLength = this.engine.takeEmulatedLength(context.vcpuId);
+    return emulatedLength === null ? REPLIES[action] : { ...REPLIES[action], emulatedLength };
+  }
 
   /**
    * An exception the engine asked for during the exit rides on its reply (the integrator injects

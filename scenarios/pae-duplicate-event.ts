@@ -9,7 +9,10 @@ import {
  * as two 4-byte halves, the way a PAE kernel does — between an executable frame and a
  * non-executable one, so both halves change; a thread on vCPU 1 keeps touching those pages. The
  * engine watches the range with the VAS monitor (NX included). The hypervisor sometimes delivers
- * an EPT violation twice, as Xen did (an explored fault: `handle vN duplicate-exit`).
+ * an EPT violation twice, as Xen did (an explored fault: `handle vN duplicate-exit`). The mapper
+ * loads each half's register right before its store, so every half is an exit of its own (HVMI's
+ * PAE lookahead only joins stores that are back to back — and then a duplicated delivery carries
+ * both halves out again, which does no harm).
  *
  * HVMI drops a second 4-byte write from the same RIP as the entry's last one on 32-bit guests
  * (duplicateWriteDrop). Without that, a duplicated second half starts a new partial write: every
@@ -38,9 +41,11 @@ function buildGuest(guest: Pae32Builder): void {
   for (const executable of [true, false]) {
     for (let page = 0; page < PAGES; page++) {
       const entry = entryOf(range.framesGpa, executable ? page : PAGES + page, executable);
+      // Each half's register loaded just before its store: the stores are not back to back, so
+      // HVMI's PAE lookahead does not take the second into the first one's exit — two exits.
       a.mov(ecx, Number(entry & 0xffffffffn));
-      a.mov(edx, Number(entry >> 32n));
       a.mov(dword(edi, page * 8), ecx);
+      a.mov(edx, Number(entry >> 32n));
       a.mov(dword(edi, page * 8 + 4), edx);
     }
     // Every page is mapped now (and stays mapped: each half leaves a present entry): the toucher may go.

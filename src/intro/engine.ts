@@ -109,6 +109,8 @@ export class Introcore {
   readonly rep = { disabledCount: 0, disabledOn: new Set<number>() };
   /** Exceptions to inject at the vCPU's next entry (IntInjectExceptionInGuest), by vCPU. */
   private readonly injections = new Map<number, ExceptionInjection>();
+  /** Bytes from the exit's RIP the engine carried out in this exit, when more than its instruction, by vCPU. */
+  private readonly emulatedLengths = new Map<number, number>();
 
   /** IntGuestInit for a detected guest: reads the kernel image and places the API hooks. */
   constructor(glue: Glue, guest: GuestDescription, options: IntrocoreOptions = {}) {
@@ -184,6 +186,22 @@ export class Introcore {
     const injection = this.injections.get(vcpu) ?? null;
     this.injections.delete(vcpu);
     return injection;
+  }
+
+  /**
+   * The engine carried out the instructions after the exiting one too (the PAE second-store
+   * lookahead): `bytes` from the exit's RIP. HVMI's emulation leaves RIP there itself (IntSetGprs);
+   * here the integrator's allowedVirtual reply moves it.
+   */
+  emulatedThrough(vcpu: number, bytes: number): void {
+    this.emulatedLengths.set(vcpu, bytes);
+  }
+
+  /** Bytes from the exit's RIP the engine carried out in `vcpu`'s exit (null: the exiting instruction alone), handed over once. */
+  takeEmulatedLength(vcpu: number): number | null {
+    const bytes = this.emulatedLengths.get(vcpu) ?? null;
+    this.emulatedLengths.delete(vcpu);
+    return bytes;
   }
 
   /** IntHandleEptViolation. */

@@ -34,7 +34,7 @@ export function validatePageRights(engine: Introcore, event: ExitEvent, gpa: num
   const exit = event.exit;
   const exitAccess = exit.qualification & (ExitAccess.read | ExitAccess.write | ExitAccess.execute);
   if (gpa !== Number(exit.gpa) || gla !== exit.gla || types !== exitAccess) return;
-  if ((event.self.rip() & ~0xfffn) === (gla & ~0xfffn)) return;
+  if ((exit.rip & ~0xfffn) === (gla & ~0xfffn)) return;
   const ept = engine.glue.ept;
   const rights = ept.rightsAt(gpa) | types;
   engine.note('page-rights-revalidated', { vcpu: event.vcpuId, gpa: pageOf(gpa), rights });

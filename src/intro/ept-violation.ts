@@ -2,10 +2,11 @@ import { ExitAccess } from '../machine/layout.ts';
 import { accessReads, accessWrites, linearAddress, type DecodedInstruction } from './decoder.ts';
 import type { ExitEvent } from './glue.ts';
 import { HOOK_TYPES, HookFlag, HookType, hookTypeName, type HookTypeCode } from './gpa-hooks.ts';
-import { IC_ANY_VAS } from './icache.ts';
-import { translateGva, tryReadGuestVirtual } from './kernvm.ts';
+import { translateGva } from './kernvm.ts';
+import { decodeAtRip } from './decode-at-rip.ts';
 import { fetchRetryOnPageBoundary, MAX_INSTRUCTION, PAGE, pageOf, probeFindsHook, validatePageRights, type Access } from './ept-special-cases.ts';
 import type { Introcore } from './engine.ts';
+import { nextPaeStore } from './pae-lookahead.ts';
 import { PageTableWrites } from './page-table-writes.ts';
 import { IntStatus, IntroAction, IntroError, actionName, combineActions, type IntroActionCode } from './status.ts';
 
@@ -25,55 +26,9 @@ import { IntStatus, IntroAction, IntroError, actionName, combineActions, type In
  * hypervisor carries an allowed instruction out with EPT ignored for all of it, so that exit
  * cannot happen; HVMI itself only uses the flag in its CHECK_PAGE_RIGHTS build. The REP probe
  * (step 8) widens a string instruction's accesses to RCX elements while the hypervisor's REP
- * optimisation is on.
+ * optimisation is on. After an emulated half of a PAE entry, the store of the other half may be
+ * carried out in the same exit (the PAE second-store lookahead, pae-lookahead.ts).
  */
-
-/** The decoded instruction at RIP, and whether it came from the cache or was just added to it. */
-export interface DecodeResult {
-  readonly instruction: DecodedInstruction | null;
-  readonly cached: boolean;
-  /** Decoded now and put in the cache (the TOCTOU rule retries these). */
-  readonly added: boolean;
-  /** A page the instruction's bytes need is not mapped (HVMI's fetchfail: retry). */
-  readonly fetchFailed: boolean;
-}
-
-const FETCH_FAILED: DecodeResult = { instruction: null, cached: false, added: false, fetchFailed: true };
-
-/** IntDecDecodeInstructionAtRipWithCache. */
-export function decodeAtRip(engine: Introcore, rip: bigint, cr3: bigint, useCache: boolean): DecodeResult {
-  // User-mode code is cached only for known processes; this engine tracks none.
-  const cache = useCache && rip >= engine.layout.kernelSpace;
-  if (cache) {
-    const hit = engine.icache.lookup(rip, IC_ANY_VAS);
-    if (hit !== null) return { instruction: hit, cached: true, added: false, fetchFailed: false };
-  }
-  const root = engine.rootOf(cr3);
-  const paging = engine.kernel.paging;
-  const memory = engine.glue.memory;
-  const firstGpa = translateGva(memory, root, rip, paging);
-  if (firstGpa === null) return FETCH_FAILED;
-  const inFirst = Math.min(MAX_INSTRUCTION, PAGE - (firstGpa % PAGE));
-  const first = memory.read(firstGpa, inFirst);
-  let bytes = first;
-  let spillGpa: number | null = null;
-  if (inFirst < MAX_INSTRUCTION) {
-    const second = tryReadGuestVirtual(memory, root, rip + BigInt(inFirst), MAX_INSTRUCTION - inFirst, paging);
-    if (second !== null) {
-      bytes = new Uint8Array(MAX_INSTRUCTION);
-      bytes.set(first);
-      bytes.set(second, inFirst);
-      spillGpa = translateGva(memory, root, rip + BigInt(inFirst), paging);
-    }
-  }
-  const instruction = engine.decoder.decode(bytes, rip);
-  // An instruction cut short by an unmapped next page cannot be analysed: retry (the vCPU will #PF).
-  if (instruction === null) return spillGpa === null && inFirst < MAX_INSTRUCTION ? FETCH_FAILED : { instruction: null, cached: false, added: false, fetchFailed: false };
-  if (!cache) return { instruction, cached: false, added: false, fetchFailed: false };
-  const spills = instruction.length > inFirst && spillGpa !== null;
-  engine.icache.add(rip, IC_ANY_VAS, true, instruction, { gpaPage: pageOf(firstGpa), spillGpaPage: spills && spillGpa !== null ? pageOf(spillGpa) : null });
-  return { instruction, cached: false, added: true, fetchFailed: false };
-}
 
 export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroActionCode {
   const { exit, self } = event;
@@ -138,6 +93,32 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
   if (ins.isRepeated) probe = engine.fixes.repProbe && rep.disabledCount === 0;
   else if (rep.disabledOn.delete(event.vcpuId) && --rep.disabledCount === 0) engine.glue.toggleRepOptimization(true);
 
+  const action = analyseInstruction(engine, event, ins, access, probe);
+  const writes = engine.pageTableWrites;
+  if (!writes.buffer(event.vcpuId).emulated) return action;
+  // A page-table write the engine carried out is done, whatever the callbacks said. 12. After
+  // half of a PAE entry, the store of the other half may follow in this exit (lookahead passes,
+  // `_process_again` with the buffers reset); the reply then skips every instruction carried out.
+  let done = ins;
+  for (let next = nextPaeStore(engine, event, done); next !== null; next = nextPaeStore(engine, next.event, done)) {
+    writes.beginPass(event.vcpuId);
+    analyseInstruction(engine, next.event, next.instruction, access, false);
+    // Its store was not carried out (no live page-table hook took it): it runs in the guest, and
+    // exits on its own if it must.
+    if (!writes.buffer(event.vcpuId).emulated) break;
+    done = next.instruction;
+  }
+  if (done !== ins) engine.emulatedThrough(event.vcpuId, Number(done.nextIp - rip));
+  return IntroAction.allowedVirtual;
+}
+
+/**
+ * Steps 7–11 for one instruction (one pass): its accesses analysed — the exit's GLA, or every
+ * address it touches — and the callbacks' emulation request carried out if the pass allows it
+ * virtually. Returns the pass's action; the REP probe's hit is a retry.
+ */
+function analyseInstruction(engine: Introcore, event: ExitEvent, ins: DecodedInstruction, access: number, probe: boolean): IntroActionCode {
+  const { exit, self } = event;
   const gpa = Number(exit.gpa);
   const emulation: PendingEmulation = { apply: null, request: (apply) => void (emulation.apply ??= apply) };
   let action: IntroActionCode;
@@ -157,16 +138,15 @@ export function handleEptViolation(engine: Introcore, event: ExitEvent): IntroAc
             types: (accessReads(used.access) ? HookType.read : 0) | (accessWrites(used.access) ? HookType.write : 0),
           }));
     if (probe && probeFindsHook(engine, event, ins, accesses)) {
+      const rep = engine.rep;
       rep.disabledOn.add(event.vcpuId);
       if (rep.disabledCount++ === 0) engine.glue.toggleRepOptimization(false);
-      engine.note('rep-probe-hit', { vcpu: event.vcpuId, rip, rcx: self.gpr('rcx') });
+      engine.note('rep-probe-hit', { vcpu: event.vcpuId, rip: exit.rip, rcx: self.gpr('rcx') });
       return IntroAction.retry;
     }
     action = analyseAccesses(engine, event, ins, accesses, emulation);
   }
   if (action === IntroAction.allowedVirtual && emulation.apply !== null) emulation.apply();
-  // A page-table write the engine carried out is done, whatever the callbacks said.
-  if (engine.pageTableWrites.buffer(event.vcpuId).emulated) return IntroAction.allowedVirtual;
   return action;
 }
 

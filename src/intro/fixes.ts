@@ -30,6 +30,7 @@ export const BUILTIN_FIXES = [
   { name: 'deferDisableToReturn', description: 'a disable asked for inside a callback runs when the handler returns (off: at once, inside the callback)' },
   { name: 'casPageTableEmulation', description: 'carry a page-table store out with a compare-exchange and judge it on the real outcome (off: judge it at decode, the hypervisor writes later — a CMPXCHG beaten by an A-bit update is taken as done)' },
   { name: 'partialWriteAssembly', description: 'wait until every byte of a page-table entry is written before calling its callbacks (off: each partial write is taken as a whole new entry)' },
+  { name: 'paeStoreLookahead', description: 'on a 32-bit PAE guest, after carrying out a 4-byte page-table store, carry out the next instruction in the same exit when it stores 4 bytes into the same entry (off: each half is an exit of its own, and the entry is left half-written in memory and in the engine\'s write state between the two)' },
   { name: 'duplicateWriteDrop', description: 'on a 32-bit guest, drop a second 4-byte page-table write from the same RIP as a duplicate event (off: process it again)' },
   { name: 'hookThenRead', description: 'hook a page table first, then read its entries (off: read, then hook — a write in between is never seen)' },
   { name: 'pauseAroundVasHook', description: 'pause every vCPU around placing a page-table hook so it is in force before anyone writes the table (off: running vCPUs write through until their next exit)' },

@@ -40,7 +40,7 @@ export class PageTableWrites {
   ) {}
 
   buffer(vcpu: number): PtEmuBuffer {
-    return (this.buffers[vcpu] ??= { valid: false, emulated: false, partial: false, old: 0n, new: 0n, size: 0, gpa: 0 });
+    return (this.buffers[vcpu] ??= { valid: false, emulated: false, partial: false, old: 0n, new: 0n, size: 0, gpa: 0, rip: 0n });
   }
 
   private cache(vcpu: number): PtWriteCache {
@@ -82,16 +82,21 @@ export class PageTableWrites {
     buffer.new = outcome.value;
     buffer.size = outcome.size;
     buffer.gpa = gpa;
+    buffer.rip = ins.ip;
     this.note('pt-write', { vcpu: event.vcpuId, gpa, ins: ins.mnemonic, old, new: outcome.value, size: outcome.size, emulated: cas, retries: outcome.retries });
     // The naive engine's judgement is final now; the hypervisor writes after the callbacks, later.
     if (!cas) this.preemptionPoint('pt-write-judged');
     return buffer;
   }
 
-  /** IntHookPtwProcessWrite for this exit's write into `state` (the hooked entry's write state). */
-  process(state: PteWriteState, vcpu: number, rip: bigint): WriteResult {
+  /**
+   * IntHookPtwProcessWrite for this pass's write into `state` (the hooked entry's write state). The
+   * writer's RIP is the store's own — in a PAE lookahead pass, the second store's, as HVMI's
+   * registers hold it once the first is emulated.
+   */
+  process(state: PteWriteState, vcpu: number): WriteResult {
     const rules = this.rules();
-    return processPtWrite(state, this.buffer(vcpu), this.cache(vcpu), this.entrySize, rip, { assemble: rules.assemble, dropDuplicates: rules.dropDuplicates, guest32: this.guest32 });
+    return processPtWrite(state, this.buffer(vcpu), this.cache(vcpu), this.entrySize, { assemble: rules.assemble, dropDuplicates: rules.dropDuplicates, guest32: this.guest32 });
   }
 
   /** Whether a complete write changed nothing a callback watches (or both sides are not present). */

@@ -47,6 +47,8 @@ export interface PtEmuBuffer {
   size: number;
   /** GPA of the first written byte. */
   gpa: number;
+  /** RIP of the instruction whose store this is (the duplicate-write rule compares it). */
+  rip: bigint;
 }
 
 /** The per-vCPU cache of the last whole entry written this exit (PtWriteCache). */
@@ -72,16 +74,15 @@ export type WriteResult =
 const maskOf = (bytes: number): bigint => (1n << BigInt(bytes * 8)) - 1n;
 
 /**
- * IntHookPtwProcessWrite: merges this exit's write into the entry's state. PARTIAL_WRITE until
- * all `entrySize` bytes are written; then the old and new whole entries, the state reset, and the
- * vCPU's write cache filled.
+ * IntHookPtwProcessWrite: merges this pass's write (`buffer`, with the writer's RIP) into the
+ * entry's state. PARTIAL_WRITE until all `entrySize` bytes are written; then the old and new whole
+ * entries, the state reset, and the vCPU's write cache filled.
  */
 export function processPtWrite(
   state: PteWriteState,
   buffer: PtEmuBuffer,
   cache: PtWriteCache,
   entrySize: number,
-  rip: bigint,
   rules: WriteRules,
 ): WriteResult {
   const pteAddress = buffer.gpa - (buffer.gpa % entrySize);
@@ -89,7 +90,7 @@ export function processPtWrite(
   if (!buffer.valid) return { status: IntStatus.notInitialized };
   const size = buffer.size;
   if (rules.guest32 && rules.dropDuplicates) {
-    const masked = rip & LAST_WRITE_RIP_MASK;
+    const masked = buffer.rip & LAST_WRITE_RIP_MASK;
     if (masked === state.lastWriteRip && !state.lastWriteWhole) return { status: IntStatus.notNeededHint };
     state.lastWriteRip = masked;
     state.lastWriteWhole = size === 8;

@@ -145,7 +145,7 @@ export class PtsHooks {
   private onWrite(hook: LivePtsHook, depth: number, access: HookedAccess): CallbackResult {
     const level = hook.levels[depth];
     if (hook.removed || level === undefined) return DONE;
-    const written = this.deps.writes.process(level.state, access.vcpuId, access.self.rip());
+    const written = this.deps.writes.process(level.state, access.vcpuId);
     if (written.status !== IntStatus.success || written.old === undefined) return DONE;
     const before = hook.leaf;
     const pageBefore = this.pageSize(hook);

@@ -216,7 +216,7 @@ export class VasMonitor {
     const index = Math.floor((access.gpa - table.gpa) / 8);
     if (index < 0 || index >= table.entries) return DONE;
     const state = table.states[index];
-    const written = this.deps.writes.process(state, access.vcpuId, access.self.rip());
+    const written = this.deps.writes.process(state, access.vcpuId);
     if (written.status !== IntStatus.success || written.old === undefined) return DONE;
     const { old, new: now } = written;
     const depth = table.depth;

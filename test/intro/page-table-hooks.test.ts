@@ -184,18 +184,18 @@ test('the duplicate-write rule on a 32-bit guest: a second 4-byte write from the
   const state = newWriteState(0x1000n | 1n);
   const cache = { valid: false, pteAddress: 0, value: 0n };
   const rules = { assemble: true, dropDuplicates: true, guest32: true };
-  const write = (gpa: number, value: bigint, old: bigint): PtEmuBuffer => ({ valid: true, emulated: true, partial: true, old, new: value, size: 4, gpa });
   const rip = 0x80401234n;
-  t.is(processPtWrite(state, write(0x8000, 0x2001n, 0x1001n), cache, 8, rip, rules).status, IntStatus.partialWrite, 'the low half');
-  t.is(processPtWrite(state, write(0x8000, 0x2001n, 0x2001n), cache, 8, rip, rules).status, IntStatus.notNeededHint, 'the same event again: dropped');
-  const done = processPtWrite(state, write(0x8004, 0n, 0x2001n), cache, 8, rip + 3n, rules);
+  const write = (gpa: number, value: bigint, old: bigint, from = rip): PtEmuBuffer => ({ valid: true, emulated: true, partial: true, old, new: value, size: 4, gpa, rip: from });
+  t.is(processPtWrite(state, write(0x8000, 0x2001n, 0x1001n), cache, 8, rules).status, IntStatus.partialWrite, 'the low half');
+  t.is(processPtWrite(state, write(0x8000, 0x2001n, 0x2001n), cache, 8, rules).status, IntStatus.notNeededHint, 'the same event again: dropped');
+  const done = processPtWrite(state, write(0x8004, 0n, 0x2001n, rip + 3n), cache, 8, rules);
   t.is(done.status, IntStatus.success);
   t.is(done.new, 0x2001n);
   // vCPU 1 runs the same store (same RIP) right after with another value: taken for a duplicate.
-  t.is(processPtWrite(state, write(0x8004, 0x5n, 0n), cache, 8, rip + 3n, rules).status, IntStatus.notNeededHint, 'a real write dropped: the engine\'s view now differs from memory');
+  t.is(processPtWrite(state, write(0x8004, 0x5n, 0n, rip + 3n), cache, 8, rules).status, IntStatus.notNeededHint, 'a real write dropped: the engine\'s view now differs from memory');
   // With the rule off, the duplicate is merged again.
   const naive = newWriteState(0x1001n);
   const off = { ...rules, dropDuplicates: false };
-  processPtWrite(naive, write(0x8000, 0x2001n, 0x1001n), cache, 8, rip, off);
-  t.is(processPtWrite(naive, write(0x8000, 0x2001n, 0x2001n), cache, 8, rip, off).status, IntStatus.partialWrite);
+  processPtWrite(naive, write(0x8000, 0x2001n, 0x1001n), cache, 8, off);
+  t.is(processPtWrite(naive, write(0x8000, 0x2001n, 0x2001n), cache, 8, off).status, IntStatus.partialWrite);
 });
