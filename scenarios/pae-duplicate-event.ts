@@ -1,7 +1,5 @@
-import {
-  byte, defineScenario, dword, eax, ebx, ecx, edi, edx, emitCountdown, esi, notesOf, Pae32Guest, PAE32_THREAD_DONE, Pte,
-  type Pae32Builder, type ScenarioEngine, type TimedEvent,
-} from '../src/index.ts';
+import { defineScenario, notesOf, Pae32Guest, type TimedEvent } from '../src/index.ts';
+import { describeDivergence, PAE_BOUNDS, paeMapperAndToucher, threadsFinished, watchPaeRange } from './pae-common.ts';
 
 /**
  * A duplicated page-table write event on a 32-bit PAE guest (hvmi-notes §13.9). The guest's
@@ -23,78 +21,10 @@ import {
 const PAGES = 4;
 const ROUNDS = 10;
 const TOUCHES = 40;
-const NX = 1n << 63n;
 
-const entryOf = (framesGpa: number, frame: number, executable: boolean): bigint =>
-  BigInt(framesGpa + frame * 0x1000) | Pte.present | Pte.writable | Pte.user | (executable ? 0n : NX);
-
-function buildGuest(guest: Pae32Builder): void {
-  const { a, range } = guest;
-  const ready = guest.data('PaeReady', 4);
-  // vCPU 0: ROUNDS × remap each page, low dword then high dword.
-  const mapper = a.newLabel('PaeMapper');
-  const round = a.newLabel('PaeMapper.round');
-  a.bind(mapper);
-  a.xor(esi, esi);
-  a.bind(round);
-  a.mov(edi, Number(range.tablesGva));
-  for (const executable of [true, false]) {
-    for (let page = 0; page < PAGES; page++) {
-      const entry = entryOf(range.framesGpa, executable ? page : PAGES + page, executable);
-      // Each half's register loaded just before its store: the stores are not back to back, so
-      // HVMI's PAE lookahead does not take the second into the first one's exit — two exits.
-      a.mov(ecx, Number(entry & 0xffffffffn));
-      a.mov(dword(edi, page * 8), ecx);
-      a.mov(edx, Number(entry >> 32n));
-      a.mov(dword(edi, page * 8 + 4), edx);
-    }
-    // Every page is mapped now (and stays mapped: each half leaves a present entry): the toucher may go.
-    a.mov(ebx, Number(ready));
-    a.mov(dword(ebx), 1);
-    emitCountdown(a, `PaeMapper.wait${executable ? 'x' : 'nx'}`, 8);
-  }
-  a.add(esi, 1);
-  a.cmp(esi, ROUNDS);
-  a.jb(round);
-  a.mov(eax, PAE32_THREAD_DONE);
-  a.vmcall();
-  guest.thread(0, 'PaeMapper');
-  // vCPU 1: touch the pages (a fresh walk each time) while they move.
-  const toucher = a.newLabel('PaeToucher');
-  const touch = a.newLabel('PaeToucher.touch');
-  const wait = a.newLabel('PaeToucher.wait');
-  a.bind(toucher);
-  a.mov(edi, Number(ready));
-  a.bind(wait);
-  a.pause();
-  a.cmp(dword(edi), 0);
-  a.je(wait);
-  a.xor(esi, esi);
-  a.bind(touch);
-  a.mov(ebx, esi);
-  a.and(ebx, PAGES - 1);
-  a.shl(ebx, 12);
-  a.add(ebx, Number(range.gva));
-  a.invlpg(byte(ebx));
-  a.mov(eax, dword(ebx));
-  emitCountdown(a, 'PaeToucher.work', 6);
-  a.add(esi, 1);
-  a.cmp(esi, TOUCHES);
-  a.jb(touch);
-  a.mov(eax, PAE32_THREAD_DONE);
-  a.vmcall();
-  guest.thread(1, 'PaeToucher');
-}
-
-/** The engine watches the user half, NX included. */
-function watchRange(engine: ScenarioEngine, guest: Pae32Guest): void {
-  engine.monitorAddressSpace({
-    owner: 'pae range',
-    monitoredBits: 0x000f_ffff_ffff_f000n | Pte.present | Pte.writable | Pte.user | Pte.large | NX,
-    callback: (change) => engine.note('leaf-change', { gla: change.gla, old: change.old, new: change.new, vcpu: change.vcpuId }),
-  });
-  void guest;
-}
+// Each half's register loaded right before its store: the stores are not back to back, so HVMI's
+// PAE lookahead does not take the second into the first one's exit — two exits.
+const buildGuest = paeMapperAndToucher({ pages: PAGES, rounds: ROUNDS, backToBack: false }, TOUCHES);
 
 /** A duplicated delivery whose both deliveries emulated a page-table store. */
 function duplicatedStore(events: readonly TimedEvent[]): boolean {
@@ -121,10 +51,10 @@ export const paeDuplicateEvent = defineScenario({
   bugs: [{ name: 'duplicated half processed again', fixesOff: ['duplicateWriteDrop'], caughtBy: 'pae-view-whole' }],
   // The toucher waits for the first mapping: fairness keeps PCT from starving the mapper. Only
   // random injects the fault (PCT and rr schedule without faults).
-  bounds: { stepsMax: 200_000, choicesMax: 40_000, slice: 200, pctEvents: 300, timerSteps: 4000, timerMs: 5, clockEverySteps: 1500, freeWallMs: 20_000, fairnessSteps: 600 },
+  bounds: PAE_BOUNDS,
   hypervisor: { faults: ['duplicate-exit'] },
   setup: () => new Pae32Guest({ vcpus: 2, frames: PAGES * 2, build: buildGuest }),
-  engine: { start: watchRange },
+  engine: { start: watchPaeRange },
   oracles: [
     {
       name: 'pae-view-whole',
@@ -137,15 +67,10 @@ export const paeDuplicateEvent = defineScenario({
         const first = partial[0];
         return partial.length > 0
           ? `${partial.length} entr${partial.length === 1 ? 'y is' : 'ies are'} left half-written in the monitor's state: table 0x${first.table.toString(16)}[${first.index}] has bytes ${first.writtenMask.toString(2).padStart(8, '0')} written and waits for the rest, which memory already holds`
-          : `${stale.length} watched entr${stale.length === 1 ? 'y differs' : 'ies differ'} from memory: table 0x${stale[0].table.toString(16)}[${stale[0].index}] is 0x${stale[0].memory.toString(16)}, the monitor knows 0x${stale[0].known.toString(16)}`;
+          : describeDivergence(stale);
       },
     },
-    {
-      name: 'threads-finished',
-      phase: 'end',
-      description: 'the mapper and the toucher finished',
-      check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
-    },
+    threadsFinished([0, 1], 'the mapper and the toucher'),
   ],
   windows: [
     {

@@ -6,6 +6,7 @@ import test from 'ava';
 import { icacheRemap } from '../../scenarios/icache-remap.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
 import { paeDuplicateEvent } from '../../scenarios/pae-duplicate-event.ts';
+import { paeHalfWritten } from '../../scenarios/pae-half-written.ts';
 import { pteHalfWritten } from '../../scenarios/pte-half-written.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { explore } from '../../src/ava.ts';
@@ -34,3 +35,9 @@ scenarioSuite({ definition: pteHalfWritten, budgets: [['random', 2, 1], ['pct', 
  * hypervisor's duplicate delivery, and finds the bug at once with duplicateWriteDrop off.
  */
 scenarioSuite({ definition: paeDuplicateEvent, budgets: [['random', 2, 2]], window: 'duplicate-emulated' });
+
+/**
+ * A PAE entry written in two halves (§13.8, on the 32-bit PAE guest; the lookahead joins the two
+ * stores in one exit): every remap taken half by half is the bug, so every strategy finds it at once.
+ */
+scenarioSuite({ definition: paeHalfWritten, budgets: [['random', 2, 1], ['pct', 2, 1]], window: 'both-halves-one-exit' });
