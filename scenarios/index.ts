@@ -7,6 +7,7 @@ import { instructionSwapped } from './instruction-swapped.ts';
 import { memtableStaleIcache } from './memtable-stale-icache.ts';
 import { pteCmpxchgAccessed } from './pte-cmpxchg-accessed.ts';
 import { paeDuplicateEvent } from './pae-duplicate-event.ts';
+import { paeFalseDuplicate } from './pae-false-duplicate.ts';
 import { paeHalfWritten } from './pae-half-written.ts';
 import { pteHalfWritten } from './pte-half-written.ts';
 import { pushTwoAddresses } from './push-two-addresses.ts';
@@ -22,4 +23,4 @@ import { vasHookLate } from './vas-hook-late.ts';
  * The built-in scenarios. A new race adds its module here; the CLIs (run.ts, campaign.ts) load
  * this list, and the tests take it from here.
  */
-export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed, icacheRemap, vasHookLate, pteHalfWritten, paeDuplicateEvent, paeHalfWritten]);
+export const SCENARIOS: readonly ScenarioDefinition<ScenarioGuest>[] = Object.freeze([memtableStaleIcache, staleViolation, auditRecordTorn, unloadInDetour, unloadDeadSlot, unloadNestedPause, hookRemovedInCallback, disableFromCallback, unwindCacheTorn, pushTwoAddresses, timerTokenTransient, instructionSwapped, pteCmpxchgAccessed, icacheRemap, vasHookLate, pteHalfWritten, paeDuplicateEvent, paeHalfWritten, paeFalseDuplicate]);
