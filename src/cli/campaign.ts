@@ -7,7 +7,8 @@ import { STRATEGIES, type StrategyPlan } from '../explore/schedulers/index.ts';
 import { campaignJunit } from '../report/junit.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
-import { writeRunReports } from '../report/run-reports.ts';
+import { writeRunReports, type ReportTargets } from '../report/run-reports.ts';
+import { formatShrink, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
 import type { CliContext } from './run.ts';
 import { printTable, rowName } from './campaign-table.ts';
@@ -32,6 +33,8 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --scenario NAME          only this scenario (repeatable)
   --load FILE              also the scenarios a module of your own exports (repeatable)
   --trace-dir DIR          where the first failing trace of each row goes (default traces)
+  --shrink-runs N          shrink each row's first failure with at most N runs (default 200; 0: do not
+                           shrink); the shrunk trace and its story go with the failure's report
   --determinism-sample N   first seeds of each row run again here to check they reproduce (default 2;
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
@@ -74,6 +77,24 @@ function reportFirstFailure(row: RowSummary, dir: string, mode: RunMode, quiet: 
   return path;
 }
 
+/** Writes the row's shrunk failure (trace, Perfetto trace with its story) and prints how it happens. */
+function reportShrunk(row: RowSummary, dir: string, quiet: boolean): ShrinkOutcome | null {
+  if (row.shrinkError !== undefined) process.stderr.write(`warning: ${rowName(row)}: ${row.shrinkError}\n`);
+  const shrunk = row.shrunk;
+  if (shrunk === undefined) return null;
+  let tracePath: string | null = null;
+  let reports: ReportTargets | null = null;
+  try {
+    tracePath = writeRunTrace(dir, shrunk.report, '-campaign');
+    if (shrunk.recording !== null) reports = writeRunReports(dir, shrunk.report, shrunk.recording, { suffix: '-campaign', tracePath, story: shrunk.story });
+  } catch (error) {
+    process.stderr.write(`warning: ${rowName(row)}: the shrunk trace of seed ${shrunk.report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  const outcome: ShrinkOutcome = { shrunk, tracePath, reports };
+  if (!quiet) process.stdout.write(`SHRUNK ${rowName(row)}\n${formatShrink(outcome)}\n\n`);
+  return outcome;
+}
+
 /** `--shard I/N`: one of N slices, I from 1. */
 function parseShard(value: string | undefined): CampaignShard | undefined {
   if (value === undefined) return undefined;
@@ -93,7 +114,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   try {
     ({ values } = parseCommandLine(argv, {
       runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
-      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, shard: { type: 'string' },
+      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, 'shrink-runs': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, shard: { type: 'string' },
       help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true },
     }));
   } catch (error) {
@@ -110,6 +131,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const firstSeed = integerOption(text('seed'), '--seed', 1, 0, Number.MAX_SAFE_INTEGER - runs + 1);
   const threads = integerOption(text('threads'), '--threads', availableParallelism(), 1, 256);
   const determinismSample = integerOption(text('determinism-sample'), '--determinism-sample', 2, 0, 1000);
+  const shrinkRuns = integerOption(text('shrink-runs'), '--shrink-runs', 200, 0, 1_000_000);
   const mode = (text('mode') ?? 'inline') as RunMode;
   const shard = parseShard(text('shard'));
   if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (free-running has no seeds to spread), got "${mode}"`);
@@ -141,7 +163,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   let summary: RowSummary[];
   try {
     summary = await runCampaign({
-      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules, shard,
+      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules, shard, shrinkRuns,
       taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url),
       scenario: findScenario,
       shouldStop: () => stop.requested !== null,
@@ -159,12 +181,18 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const problems = summary.filter((row) => !deferred(row)).map(rowProblem).filter((p): p is string => p !== null);
   const ok = stopped === null && problems.length === 0 && summary.every((row) => rowPassed(row) || deferred(row));
   const traces = new Map<RowSummary, string | null>();
-  for (const row of summary) traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
+  const shrinks = new Map<RowSummary, ShrinkOutcome>();
+  for (const row of summary) {
+    traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
+    const shrink = reportShrunk(row, traceDir, quiet);
+    if (shrink !== null) shrinks.set(row, shrink);
+  }
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
   if (quiet) {
     const rowsJson = summary.map((row) => {
-      const { report: _report, recording: _recording, ...plain } = row;
-      return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null };
+      const { report: _report, recording: _recording, shrunk: _shrunk, ...plain } = row;
+      const shrink = shrinks.get(row);
+      return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null, ...(shrink !== undefined ? { shrunk: shrinkJson(shrink) } : {}) };
     });
     const campaign = { runs, firstSeed, strategies: plans.map(formatPlan), mode, shard: shard ?? { index: 1, count: 1 } };
     process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);

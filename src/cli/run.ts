@@ -5,12 +5,14 @@ import { RunTally } from '../explore/tally.ts';
 import type { TraceJson } from '../explore/trace-json.ts';
 import { firstDivergence } from '../explore/trace.ts';
 import { BUILTIN_FIXES } from '../intro/fixes.ts';
-import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
+import { commandsOf, formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
+import { SHRUNK_STRATEGY } from '../explore/schedulers/lenient.ts';
 import { readTraceFile, writeRunTrace } from '../report/trace-file.ts';
 import { writeReports, type ReportTargets } from '../report/run-reports.ts';
 import type { RunRecording } from '../explore/recorder.ts';
 import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
+import { formatShrink, shrinkFirstFailure, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
 import { existsSync, statSync } from 'node:fs';
 
 /** Where a CLI finds its scenarios: the modules of the built-in ones (absolute paths). */
@@ -38,6 +40,10 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
   --bug                 turn off the fixes whose absence brings the scenario's own race back
   --replay FILE         follow a recorded trace (written by a failing run): its seed, schedule, mode and
                         fixes (--fix changes fixes on top of the recorded ones, --mode the host)
+  --shrink              shrink the first failing run (or the replayed one): the fewest preemptions, then
+                        the fewest decisive choices, that still break the same invariant; writes the
+                        shrunk trace, prints how the race happens, and --perfetto/--html show that run
+  --shrink-runs N       the shrinker's budget in runs (default 2000)
   --check-determinism   run every seed a second time on a separately built guest; a different trace
                         hash fails, naming the first entry that differs
   --trace-dir DIR       where the first failing run's trace goes (default traces)
@@ -64,6 +70,8 @@ interface Options {
   readonly bug: boolean;
   readonly replay: string | null;
   readonly checkDeterminism: boolean;
+  /** Shrink the first failure, with this many runs at most (null: do not shrink). */
+  readonly shrinkRuns: number | null;
   readonly traceDir: string;
   readonly json: boolean;
   readonly hashes: boolean;
@@ -93,6 +101,7 @@ function parse(argv: readonly string[]): Parsed {
     fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
+    shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -110,6 +119,8 @@ function parse(argv: readonly string[]): Parsed {
   if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
   if (mode === 'free' && values['check-determinism'] === true) throw new UsageError('--check-determinism needs a deterministic mode (inline or workers); free-running is the OS\'s schedule');
   if (values.hashes === true && values.json !== true) throw new UsageError('--hashes goes with --json');
+  if (values['shrink-runs'] !== undefined && values.shrink !== true) throw new UsageError('--shrink-runs goes with --shrink');
+  if (values.shrink === true && mode === 'free') throw new UsageError('--shrink needs a deterministic mode (inline or workers): a free-running run has no schedule to shrink');
   const runs = integerOption(text('runs'), '--runs', 1, 1, 1_000_000_000);
   return {
     kind: 'run',
@@ -126,6 +137,7 @@ function parse(argv: readonly string[]): Parsed {
       bug: values.bug === true,
       replay: text('replay') ?? null,
       checkDeterminism: values['check-determinism'] === true,
+      shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
       traceDir: text('trace-dir') ?? 'traces',
       json: values.json === true,
       hashes: values.hashes === true,
@@ -229,8 +241,9 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const rig = ScenarioRig.open(definition, mode);
   let twin: ScenarioRig<ScenarioGuest> | null = null;
   const stop = watchStopRequests();
-  const progress = new Progress(!options.json && options.runs > 1);
+  const progress = new Progress(!options.json && (options.runs > 1 || options.shrinkRuns !== null));
   const started = performance.now();
+  let shrink: ShrinkOutcome | null = null;
   try {
     if (recorded !== null) {
       const report = rig.replay(recorded, fixes, { record });
@@ -261,6 +274,11 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
         await yieldToEventLoop();
       }
     }
+    const failing = tally.firstFailure;
+    if (options.shrinkRuns !== null && failing !== null && stop.requested === null) {
+      shrink = shrinkFirstFailure(rig, failing, fixes, { maxRuns: options.shrinkRuns, traceDir: options.traceDir, reports: options.reports, progress });
+      if (shrink.reports !== null && record) reports = shrink.reports;
+    }
   } finally {
     stop.dispose();
     await Promise.all([rig.close(), twin?.close()]);
@@ -268,7 +286,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const seconds = (performance.now() - started) / 1000;
   const unwritten = lastRun as { readonly report: RunReport; readonly recording: RunRecording } | null;
   if (reports === null && unwritten !== null) writeRunReports(unwritten.report, unwritten.recording);
-  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports);
+  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports, shrink);
 }
 
 /** Where the reports went, as lines of the summary. */
@@ -283,7 +301,7 @@ function reportLines(reports: ReportTargets | null, failed: boolean): string {
 
 function summarize(
   options: Options, scenario: string, mode: RunMode, recorded: TraceJson | null, tally: RunTally, nondeterminism: Nondeterminism,
-  tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null, reports: ReportTargets | null,
+  tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null, reports: ReportTargets | null, shrink: ShrinkOutcome | null,
 ): number {
   const first = tally.firstFailure;
   const status = stopped !== null ? stopped.exitCode : tally.failures > 0 || nondeterminism.count > 0 ? 1 : 0;
@@ -299,6 +317,7 @@ function summarize(
       ...(tally.hashes !== null ? { traceHashes: tally.hashes } : {}),
       ...(stopped !== null ? { stopped: stopped.why } : {}),
       ...(reports !== null ? { reports: { perfetto: reports.perfetto, html: reports.html } } : {}),
+      ...(shrink !== null ? { shrunk: shrinkJson(shrink) } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return status;
@@ -330,8 +349,10 @@ function summarize(
   const spec = { scenario, seed: first.seed, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: first.fixesOff };
   const byOracle = Object.entries(tally.byOracle).map(([oracle, n]) => `${oracle} ${n}`).join(', ');
   process.stdout.write(`${tally.failures} of ${tally.runs} run(s) failed (${byOracle}); the first:\n`);
-  process.stdout.write(`${formatFailure(first, { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) }, tracePath)}\n`);
-  process.stdout.write(reportLines(reports, true));
+  const commands = first.strategy === SHRUNK_STRATEGY ? commandsOf(first, tracePath) : { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) };
+  process.stdout.write(`${formatFailure(first, commands, tracePath)}\n`);
+  if (shrink !== null) process.stdout.write(`SHRUNK\n${formatShrink(shrink)}\n`);
+  process.stdout.write(reportLines(reports, true).replaceAll('the first failing run', shrink !== null && shrink.reports !== null ? 'the shrunk run' : 'the first failing run'));
   return status;
 }
 

@@ -17,6 +17,7 @@ const USAGE = `usage: npx vcpusim <command> [options]   (each command: --help)
   campaign …              the main job: every scenario, fixes on and each bug's fixes off (as scenarios/campaign.ts)
   campaign merge F.json…  the shards of a campaign (--shard I/N --json) as one run
   replay <trace.json> …   follow a recorded trace: its scenario, seed, schedule and fixes
+  shrink <trace.json> …   shrink a failing trace to its fewest preemptions, and tell how the race happens
   report <trace.json> --perfetto F --html F
                           replay a trace and write its Perfetto trace and/or HTML timeline`;
 
@@ -29,11 +30,18 @@ const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
   are those of \`run\` that a replay takes (--mode, --fix, --trace-dir, --json, --load, --perfetto FILE,
   --html FILE: the replayed run as a Perfetto trace and an HTML timeline)`;
 
+const SHRINK_USAGE = `usage: npx vcpusim shrink <trace.json> [--shrink-runs N] [--trace-dir DIR] [--perfetto FILE] [--html FILE] [--mode inline|workers] [--json]
+  replays the failing trace, then searches for the schedule with the fewest preemptions (then the
+  fewest decisive choices) that breaks the same invariant; writes the shrunk trace into --trace-dir
+  (default traces), prints "shrunk from N choices / P preemptions to …" and the story of the
+  interleaving; --perfetto/--html show the shrunk run with the events that matter marked`;
+
 /** The commands by name: each takes the arguments after its name and returns the exit status. */
 const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<number>>> = {
   run: (argv) => runCommand(argv, context),
   campaign: (argv) => campaignCommand(argv, context),
   replay: (argv) => replay(argv, REPLAY_USAGE),
+  shrink: (argv) => replay(argv.length > 0 && argv[0] !== '--help' && argv[0] !== '-h' ? [...argv, '--shrink'] : argv, SHRINK_USAGE),
   report: (argv) => {
     if (argv[0] !== undefined && !argv[0].startsWith('-') && !argv.includes('--perfetto') && !argv.includes('--html')) {
       process.stderr.write('error: report writes --perfetto FILE and/or --html FILE; give at least one (npx vcpusim report --help)\n');

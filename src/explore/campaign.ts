@@ -5,6 +5,7 @@ import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/i
 import type { TraceJson } from './trace-json.ts';
 import type { RunRecording } from './recorder.ts';
 import { firstDivergence } from './trace.ts';
+import { shrinkFailingRun, type ShrunkFailure } from './shrink-run.ts';
 
 /**
  * A campaign: many seeds of many scenarios, one deterministic run per piscina task, rows of
@@ -112,6 +113,10 @@ export interface RowSummary extends CampaignRow {
   readonly report?: RunReport;
   /** That run's recording, for its Perfetto trace: not sent as JSON either. */
   readonly recording?: RunRecording;
+  /** That run shrunk (when the campaign shrinks failures): not sent as JSON as it is. */
+  readonly shrunk?: ShrunkFailure;
+  /** Why that run could not be shrunk, when it could not. */
+  readonly shrinkError?: string;
 }
 
 /** A row passes when its bug was found (or, for the all-fixes-on row, nothing broke), no task failed, every seed reproduced. */
@@ -149,6 +154,8 @@ export interface CampaignOptions {
   readonly onProgress?: (done: number, total: number, failing: number) => void;
   /** Polled before each task: true ends the campaign after the runs in flight. */
   readonly shouldStop?: () => boolean;
+  /** Runs the shrinker may make on each row's first failure (0 or absent: failures are not shrunk). */
+  readonly shrinkRuns?: number;
   /** Run only this shard of every row: the seeds whose position in the row is ≡ index − 1 (mod count). */
   readonly shard?: CampaignShard;
 }
@@ -284,6 +291,9 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       await Promise.all(inFlight);
       const seconds = (performance.now() - started) / 1000;
       const check = await checkRow(row, acc, mode, local, pool, (seed) => task(seed - firstSeed));
+      const shrunk = check.report !== undefined && (options.shrinkRuns ?? 0) > 0 && !stopping()
+        ? shrinkRowFailure(local.get(row.scenario, mode), check.report, row, options.shrinkRuns!)
+        : {};
       summaries.push({
         ...row,
         runs: acc.runs,
@@ -300,12 +310,26 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         determinism: check.determinism,
         ...(check.report !== undefined ? { report: check.report } : {}),
         ...(check.recording !== undefined ? { recording: check.recording } : {}),
+        ...shrunk,
       });
     }
   } finally {
     await Promise.all([pool.destroy(), local.close()]);
   }
   return summaries;
+}
+
+/**
+ * The row's first failure (as run again here) shrunk on this thread's rig. A shrink that cannot
+ * be made (the scenario is not deterministic, the rig threw) leaves the failure unshrunk: the
+ * row's result stands, and the summary says why.
+ */
+function shrinkRowFailure(rig: ScenarioRig<ScenarioGuest>, report: RunReport, row: CampaignRow, maxRuns: number): { shrunk: ShrunkFailure } | { shrinkError: string } {
+  try {
+    return { shrunk: shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, rig.fixes.without(row.fixesOff), { maxRuns }) };
+  } catch (error) {
+    return { shrinkError: `seed ${report.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+  }
 }
 
 /**

@@ -12,6 +12,9 @@ import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
 import { createScheduler, type StrategyName } from './schedulers/index.ts';
+import { LenientScheduler, SHRUNK_STRATEGY, type ChoiceWatcher, type ListedChoice } from './schedulers/lenient.ts';
+import { ScheduleShape } from './schedule-shape.ts';
+import type { Scheduler } from './schedule.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
 import { Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
@@ -95,6 +98,13 @@ export function traceJsonOf(report: RunReport): TraceJson {
 /** The run failed: an oracle broke, the run did not complete, or the engine threw. */
 export function failed(report: RunReport): boolean {
   return report.violations.length > 0;
+}
+
+/** A run that followed a list of choices: its report, its shape, and its choices with slices anchored. */
+export interface FollowedRun {
+  readonly report: RunReport;
+  readonly shape: ScheduleShape;
+  readonly followed: readonly ListedChoice[];
 }
 
 /** What a run body gets: the session, a fresh trace, the run's generator, the window log, engine start. */
@@ -199,21 +209,51 @@ export class ScenarioRig<G extends ScenarioGuest> {
   /** One run from the initial snapshot. */
   run(request: RunRequest, options: RunOptions = {}): RunReport {
     const strategy = this.mode === 'free' ? 'free' : request.strategy === 'pct' ? `pct(d=${request.depth})` : request.strategy;
-    return this.execute(request.seed, strategy, request.fixes, options, ({ session, trace, prng, observe, startEngine, done }) => {
+    return this.execute(request.seed, strategy, request.fixes, options, (context) => {
+      const { session, trace, prng, done } = context;
       const { bounds, vcpus } = this.definition;
-      session.eventSink = (event, clock) => {
-        trace.recordEvent(event, clock);
-        observe(event, clock);
-      };
-      startEngine();
+      this.startRecording(context);
       if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs, interrupts: this.interrupts() }), trace };
-      const scheduler = createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents });
-      return { result: runDeterministic({
-        session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
-        ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
-        ...(this.definition.hypervisor?.faults !== undefined ? { faults: this.definition.hypervisor.faults } : {}),
-      }), trace };
+      return this.deterministic(context, createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents }));
     });
+  }
+
+  /**
+   * One run that follows `choices` leniently (a choice that is not possible when its turn comes is
+   * skipped; when the list runs out, the default continuation goes on): what a shrinker tries. The
+   * run is a schedule of its own, labelled "shrunk"; its trace replays strictly like any other.
+   * `shape` tells its preemptions and how many of its choices the default would not have made.
+   */
+  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher } = {}): FollowedRun {
+    if (this.mode === 'free') throw new Error('a schedule is followed in a deterministic mode (inline or workers), not free-running');
+    const shape = new ScheduleShape(this.definition.bounds.slice);
+    let followed: readonly ListedChoice[] = [];
+    const report = this.execute(seed, SHRUNK_STRATEGY, fixes, options, (context) => {
+      this.startRecording(context);
+      const scheduler = new LenientScheduler(choices, shape, (vcpu) => context.session.retiredBy(vcpu), options.watch);
+      followed = scheduler.followed;
+      return this.deterministic(context, scheduler);
+    });
+    return { report, shape, followed };
+  }
+
+  /** The trace records every event from here on (and the rig's log sees it); the engine starts. */
+  private startRecording({ session, trace, observe, startEngine }: RunContext): void {
+    session.eventSink = (event, clock) => {
+      trace.recordEvent(event, clock);
+      observe(event, clock);
+    };
+    startEngine();
+  }
+
+  /** The run loop of the deterministic modes, with the scenario's bounds, clock and faults. */
+  private deterministic({ session, trace, done }: RunContext, scheduler: Scheduler): { result: RunResult; trace: Trace } {
+    const { bounds } = this.definition;
+    return { result: runDeterministic({
+      session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
+      ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
+      ...(this.definition.hypervisor?.faults !== undefined ? { faults: this.definition.hypervisor.faults } : {}),
+    }), trace };
   }
 
   /**

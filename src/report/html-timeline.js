@@ -3,7 +3,7 @@
 (() => {
   'use strict';
   const data = JSON.parse(document.getElementById('run-data').textContent);
-  const { meta, lanes, slices, marks, exits, violations, points, end } = data;
+  const { meta, lanes, slices, marks, exits, violations, story, points, end } = data;
   const app = document.getElementById('app');
   const exitByTicket = new Map(exits.map((exit) => [exit.ticket, exit]));
   /** The widest a track may get: browsers stop laying out elements beyond some 16 million px. */
@@ -84,6 +84,21 @@
     box.append(line);
   }
   header.append(box);
+  if (story.length > 0) {
+    const told = el('section', 'story-box');
+    told.id = 'story';
+    told.append(el('h2', '', 'How it happens (the shrunk schedule: its preemptions and the events around them)'));
+    const lines = el('ol');
+    story.forEach((line, k) => {
+      const item = el('li');
+      const show = el('button', 'show-story', `step ${line.clock}`);
+      show.dataset.story = String(k);
+      item.append(show, el('span', 'mono', ` ${line.text}`));
+      lines.append(item);
+    });
+    told.append(lines);
+    header.append(told);
+  }
   app.append(header);
 
   function lastExitBefore(at) {
@@ -111,8 +126,15 @@
   actorsBox.type = 'checkbox';
   actorsBox.checked = true;
   actorsLabel.append(actorsBox, document.createTextNode(' actor lanes'));
+  const matterLabel = el('label');
+  const matterBox = el('input');
+  matterBox.type = 'checkbox';
+  matterBox.id = 'only-matter';
+  matterBox.checked = story.length > 0;
+  matterLabel.append(matterBox, document.createTextNode(' only the events that matter'));
+  if (story.length === 0) matterLabel.classList.add('hidden');
   const hover = el('span', 'hover mono', 'hover over an interval; click an exit (orange) for its instruction and registers');
-  toolbar.append(zoomOut, zoomIn, fit, axis, actorsLabel, hover);
+  toolbar.append(zoomOut, zoomIn, fit, axis, actorsLabel, matterLabel, hover);
   app.append(toolbar);
 
   // ---- the lanes -------------------------------------------------------------------------------
@@ -242,6 +264,23 @@
   });
   window.addEventListener('resize', () => resize(0));
 
+  /** Around each story line, a few items either side: what "the events that matter" keeps. */
+  const STORY_REACH = 4;
+  const storyWindows = story.map((line) => {
+    const k = rank(line.at);
+    return [points[Math.max(0, k - STORY_REACH)] ?? line.at, points[Math.min(points.length - 1, k + STORY_REACH)] ?? line.at];
+  });
+  const matters = (start, stop) => storyWindows.some(([from, to]) => start <= to && stop >= from);
+  function filterToStory() {
+    const only = matterBox.checked && story.length > 0;
+    sliceNodes.forEach((node, i) => node.classList.toggle('hidden', only && !matters(slices[i][1], slices[i][2])));
+    for (const node of markNodes) {
+      const at = marks[Number(node.dataset.m)][1];
+      node.classList.toggle('hidden', only && !matters(at, at));
+    }
+  }
+  matterBox.addEventListener('change', filterToStory);
+
   rows.addEventListener('mouseover', (event) => {
     const target = event.target;
     if (!(target instanceof HTMLElement)) return;
@@ -333,9 +372,11 @@
   }
 
   app.addEventListener('click', (event) => {
-    const target = event.target instanceof HTMLElement ? event.target.closest('[data-exit], [data-violation]') : null;
+    const target = event.target instanceof HTMLElement ? event.target.closest('[data-exit], [data-violation], [data-story]') : null;
     if (!(target instanceof HTMLElement)) return;
-    if (target.dataset.exit !== undefined) {
+    if (target.dataset.story !== undefined) {
+      reveal(story[Number(target.dataset.story)].at);
+    } else if (target.dataset.exit !== undefined) {
       const ticket = Number(target.dataset.exit);
       select(ticket);
       if (!target.closest('.rows')) reveal(exitByTicket.get(ticket).at);
@@ -349,4 +390,5 @@
 
   resize(0);
   place();
+  filterToStory();
 })();

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { RunRecording } from '../explore/recorder.ts';
 import type { RunReport } from '../explore/scenario-rig.ts';
 import { buildTimeline } from './timeline.ts';
-import type { Args, ExitDetail, Lane, PlacedViolation, Timeline, TimelineMeta } from './timeline-model.ts';
+import type { Args, ExitDetail, Lane, PlacedViolation, StoryPoint, Timeline, TimelineMeta } from './timeline-model.ts';
 
 /**
  * A run as one self-contained HTML file: the page's script and style inline, the run embedded as
@@ -24,6 +24,8 @@ export interface HtmlTimelineData {
   readonly marks: readonly (readonly [number, number, string, string, Args])[];
   readonly exits: readonly ExitDetail[];
   readonly violations: readonly PlacedViolation[];
+  /** A shrunk run's story: the events that matter. */
+  readonly story: readonly StoryPoint[];
   readonly points: readonly number[];
   readonly end: number;
 }
@@ -48,6 +50,7 @@ export function htmlTimelineData(timeline: Timeline): HtmlTimelineData {
     marks: timeline.marks.map((m) => [m.lane === null ? -1 : laneIndex(m.lane), m.at, m.category, m.name, m.args] as const),
     exits: timeline.exits,
     violations: timeline.violations,
+    story: timeline.story,
     points: timeline.points,
     end: timeline.end,
   };

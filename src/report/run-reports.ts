@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { RunRecording } from '../explore/recorder.ts';
 import type { RunReport } from '../explore/scenario-rig.ts';
+import type { StoryLine } from '../explore/story.ts';
 import { htmlPage } from './html.ts';
 import { chromeTrace } from './perfetto.ts';
 import { buildTimeline } from './timeline.ts';
@@ -19,10 +20,14 @@ export interface ReportTargets {
   readonly html: string | null;
 }
 
-/** Writes the reports `targets` names; both come from one layout of the run. Returns the paths written. */
-export function writeReports(targets: ReportTargets, report: RunReport, recording: RunRecording, tracePath: string | null = null): ReportTargets {
+/**
+ * Writes the reports `targets` names; both come from one layout of the run. For a shrunk run,
+ * `story` (its events that matter) is marked, and the HTML timeline shows only those by default.
+ * Returns the paths written.
+ */
+export function writeReports(targets: ReportTargets, report: RunReport, recording: RunRecording, tracePath: string | null = null, story: readonly StoryLine[] = []): ReportTargets {
   if (targets.perfetto === null && targets.html === null) return targets;
-  const timeline = buildTimeline(report, recording, tracePath);
+  const timeline = buildTimeline(report, recording, tracePath, story);
   const write = (path: string | null, text: () => string): string | null => {
     if (path === null) return null;
     mkdirSync(dirname(path), { recursive: true });
@@ -43,6 +48,8 @@ export interface RunReportsOptions {
   readonly suffix?: string;
   /** The trace file itself, for the replay command the reports print. */
   readonly tracePath?: string | null;
+  /** A shrunk run's story: its events that matter. */
+  readonly story?: readonly StoryLine[];
 }
 
 /**
@@ -53,6 +60,6 @@ export function writeRunReports(dir: string, report: RunReport, recording: RunRe
   const base = join(dir, traceFileName(report, options.suffix ?? '').replace(/\.json$/, ''));
   return writeReports(
     { perfetto: options.perfetto === false ? null : `${base}.perfetto.json`, html: options.html === true ? `${base}.html` : null },
-    report, recording, options.tracePath ?? null,
+    report, recording, options.tracePath ?? null, options.story ?? [],
   );
 }

@@ -36,7 +36,7 @@ export interface Slice {
 export interface Mark {
   readonly lane: string | null;
   readonly name: string;
-  readonly category: 'engine' | 'ept' | 'pause' | 'preemption' | 'irq' | 'vcpu' | 'violation' | 'window' | 'failure';
+  readonly category: 'engine' | 'ept' | 'pause' | 'preemption' | 'irq' | 'vcpu' | 'violation' | 'window' | 'failure' | 'story';
   readonly at: number;
   readonly args: Args;
 }
@@ -110,6 +110,13 @@ export interface TimelineMeta {
   readonly stepUnits: number;
 }
 
+/** A line of a shrunk run's story (explore/story.ts) placed on the axis: the events that matter. */
+export interface StoryPoint {
+  readonly at: number;
+  readonly clock: number;
+  readonly text: string;
+}
+
 export interface Timeline {
   readonly meta: TimelineMeta;
   readonly lanes: readonly Lane[];
@@ -118,6 +125,8 @@ export interface Timeline {
   readonly flows: readonly Flow[];
   readonly exits: readonly ExitDetail[];
   readonly violations: readonly PlacedViolation[];
+  /** For a shrunk run: its story, the events that matter (empty otherwise). */
+  readonly story: readonly StoryPoint[];
   /** Where every item of the run lies on the axis, ascending (an event-order axis maps through it). */
   readonly points: readonly number[];
   /** The end of the axis (after the last item). */

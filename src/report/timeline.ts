@@ -3,7 +3,8 @@ import type { RunReport } from '../explore/scenario-rig.ts';
 import { nest } from './nesting.ts';
 import { commandsOf } from './text.ts';
 import { STEP_UNITS, timelineItems } from './timeline-items.ts';
-import type { Flow, Mark, PlacedViolation, Timeline } from './timeline-model.ts';
+import type { StoryLine } from '../explore/story.ts';
+import type { Flow, Mark, PlacedViolation, StoryPoint, Timeline } from './timeline-model.ts';
 import { inside, walkTimeline, type Walked } from './timeline-walk.ts';
 
 /**
@@ -32,9 +33,15 @@ const PHASE_PLACES: Readonly<Record<string, (walked: Walked) => number>> = {
 
 const CLOCK_NOTE = `time is the deterministic step clock (instructions retired by all vCPUs), not wall time: ts = step × ${STEP_UNITS} + the rank of the entry within that step, in µs — so 1 ms on the ruler is 1 step, and the µs inside a step order what happened in it`;
 
-/** The reports' view of `report`, recorded as `recording`; `tracePath` is where its trace was written, if it was. */
-export function buildTimeline(report: RunReport, recording: RunRecording, tracePath: string | null = null): Timeline {
+/**
+ * The reports' view of `report`, recorded as `recording`; `tracePath` is where its trace was
+ * written, if it was; `story`: for a shrunk run, the lines that tell it (placed as marks too).
+ */
+export function buildTimeline(report: RunReport, recording: RunRecording, tracePath: string | null = null, story: readonly StoryLine[] = []): Timeline {
   const items = timelineItems(recording);
+  // The k-th traced choice or event is trace entry k: where the story's lines go on the axis.
+  const entryAt = items.filter((item) => item.kind !== 'actor' && item.traced).map((item) => item.ts);
+  const storyPoints: StoryPoint[] = story.map((line) => ({ at: entryAt[line.entry] ?? entryAt[entryAt.length - 1] ?? 0, clock: line.clock, text: line.text }));
   const walked = walkTimeline(items, recording);
   const nested = nest(walked.lanes, walked.drafts);
   const laneOf = (draft: Parameters<typeof nested.placed.get>[0]): string => {
@@ -56,6 +63,7 @@ export function buildTimeline(report: RunReport, recording: RunRecording, traceP
     ...walked.marks,
     ...violations.map((v): Mark => ({ lane: null, name: `violation: ${v.oracle}`, category: 'violation', at: v.at, args: { detail: v.detail, phase: v.phase } })),
     ...report.windows.map((name): Mark => ({ lane: null, name: `window reached: ${name}`, category: 'window', at: walked.lastItem, args: {} })),
+    ...storyPoints.map((point): Mark => ({ lane: null, name: point.text, category: 'story', at: point.at, args: { step: point.clock } })),
   ];
   const commands = commandsOf(report, tracePath);
   return {
@@ -70,6 +78,7 @@ export function buildTimeline(report: RunReport, recording: RunRecording, traceP
     flows,
     exits: walked.exits,
     violations,
+    story: storyPoints,
     points: items.map((item) => item.ts),
     end: walked.end,
   };

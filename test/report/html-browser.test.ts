@@ -17,6 +17,9 @@ import { writeReports } from '../../src/report/run-reports.ts';
 import { buildTimeline } from '../../src/report/timeline.ts';
 import type { ExitDetail } from '../../src/report/timeline-model.ts';
 import { firstFailingRun, SCENARIOS, SEED_BUDGET } from './failing-runs.ts';
+import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
+import { failed, ScenarioRig } from '../../src/explore/scenario-rig.ts';
+import { describeShrink, shrinkFailingRun } from '../../src/explore/shrink-run.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const OUTPUT = new URL('../../test-output/', import.meta.url).pathname;
@@ -153,5 +156,45 @@ for (const definition of SCENARIOS) {
     writeFileSync(join(OUTPUT, `html-timeline-${definition.name}.png`), await page.screenshot({ fullPage: true }));
     t.deepEqual(errors, [], 'no console errors, page errors or requests');
     t.log(`seed ${run.report.seed} ${run.report.strategy}; clicked exits #${linked.ticket} and #${ticket}; screenshot test-output/html-timeline-${definition.name}.png`);
+  });
+}
+
+const shrunkTitle = 'a shrunk run\'s HTML timeline tells its story and shows only the events that matter until asked for all';
+if (unavailable !== null) {
+  test.skip(`${shrunkTitle} — skipped: ${unavailable}`, () => undefined);
+} else {
+  test.serial(shrunkTitle, async (t) => {
+    const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+    t.teardown(() => rig.close());
+    const fixes = rig.fixes.without(memtableStaleIcache.bugs[0].fixesOff);
+    const failing = [1, 2, 3, 4, 5, 6, 7, 8].map((seed) => rig.run({ seed, strategy: 'random', depth: 2, fixes })).find(failed);
+    if (failing === undefined) return t.fail('no random seed up to 8 failed');
+    const shrunk = shrinkFailingRun(rig, { seed: failing.seed, choices: failing.trace.choices }, fixes, { maxRuns: 300 });
+    if (shrunk.recording === null) return t.fail('the shrunk run was not recorded');
+    const path = join(OUTPUT, 'html-timeline-shrunk.html');
+    writeReports({ perfetto: null, html: path }, shrunk.report, shrunk.recording, null, shrunk.story);
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 1000 } });
+    t.teardown(() => page.close());
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(`page error: ${error.message}`));
+    page.on('console', (message) => {
+      if (message.type() === 'error' || message.type() === 'warning') errors.push(`console ${message.type()}: ${message.text()}`);
+    });
+    await page.goto(pathToFileURL(path).href);
+    await page.waitForSelector('.rows .s:not(.hidden)');
+    t.true(await page.locator('#story').isVisible(), 'the story box');
+    t.is(await page.locator('#story li').count(), shrunk.story.length);
+    t.true(((await page.locator('#story').textContent()) ?? '').includes('preemption 1:'));
+    t.true(await page.locator('#only-matter').isChecked(), 'only the events that matter, by default');
+    const visible = (): Promise<number> => page.locator('.rows .s:visible').count();
+    const mattering = await visible();
+    await page.locator('#only-matter').uncheck();
+    const all = await visible();
+    t.true(mattering > 0 && mattering < all, `${mattering} of ${all} intervals matter`);
+    await page.locator('#only-matter').check();
+    await page.locator('.show-story').first().click();
+    writeFileSync(join(OUTPUT, 'html-timeline-shrunk.png'), await page.screenshot({ fullPage: true }));
+    t.deepEqual(errors, []);
+    t.log(`${describeShrink(shrunk)}; ${mattering} of ${all} intervals shown; screenshot test-output/html-timeline-shrunk.png`);
   });
 }

@@ -169,9 +169,10 @@ test('npx vcpusim: the commands behind one entry, each with --help; replay takes
   t.regex(bin(['run', '--help']).stdout, /--replay FILE/);
   t.regex(bin(['campaign', '--help']).stdout, /--shard I\/N/);
   t.regex(bin(['replay', '--help']).stdout, /follows the trace a failing run wrote/);
+  t.regex(bin(['shrink', '--help']).stdout, /fewest preemptions/);
   const unknown = bin(['frob']);
   t.is(unknown.status, 2);
-  t.regex(unknown.stderr, /unknown command "frob"; the commands: run, campaign, replay, report/);
+  t.regex(unknown.stderr, /unknown command "frob"; the commands: run, campaign, replay, shrink, report/);
   const found = bin(['run', 'push-two-addresses', '--bug', '--strategy', 'random', '--trace-dir', dir, '--json']);
   t.is(found.status, 1, found.stderr);
   const trace = (JSON.parse(found.stdout) as { firstFailure: { trace: string } }).firstFailure.trace;

@@ -1,0 +1,62 @@
+import type { Fixes } from '../intro/fixes.ts';
+import type { RunReport, ScenarioRig } from '../explore/scenario-rig.ts';
+import type { ScenarioGuest } from '../explore/scenario.ts';
+import { describeShrink, shrinkFailingRun, type ShrunkFailure } from '../explore/shrink-run.ts';
+import { formatStory } from '../explore/story.ts';
+import { writeReports, type ReportTargets } from '../report/run-reports.ts';
+import { replayCommand } from '../report/text.ts';
+import { writeRunTrace } from '../report/trace-file.ts';
+import type { Progress } from './common.ts';
+
+/**
+ * `--shrink`: the first failing run shrunk on the command's rig, its trace written, its reports
+ * (when asked for) showing the shrunk run with the events that matter — and the text that tells it.
+ */
+
+export interface ShrinkOutcome {
+  readonly shrunk: ShrunkFailure;
+  /** Where the shrunk trace went (null: it could not be written; a warning said why). */
+  readonly tracePath: string | null;
+  readonly reports: ReportTargets | null;
+}
+
+export function shrinkFirstFailure(
+  rig: ScenarioRig<ScenarioGuest>, failing: RunReport, fixes: Fixes<string>,
+  options: { readonly maxRuns: number; readonly traceDir: string; readonly reports: ReportTargets; readonly progress: Progress },
+): ShrinkOutcome {
+  const shrunk = shrinkFailingRun(rig, { seed: failing.seed, choices: failing.trace.choices }, fixes, {
+    maxRuns: options.maxRuns,
+    onRun: (runs, best) => options.progress.update(`  shrinking: ${runs} runs, best so far ${best.preemptions} preemption(s) / ${best.decisive} decisive choice(s)`),
+  });
+  options.progress.update(`  shrinking: done in ${shrunk.runs} runs`, true);
+  let tracePath: string | null = null;
+  let reports: ReportTargets | null = null;
+  try {
+    tracePath = writeRunTrace(options.traceDir, shrunk.report);
+    if (shrunk.recording !== null) reports = writeReports(options.reports, shrunk.report, shrunk.recording, tracePath, shrunk.story);
+  } catch (error) {
+    process.stderr.write(`warning: the shrunk run of seed ${failing.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  return { shrunk, tracePath, reports };
+}
+
+/** The shrink's lines of a report: what it did, where the trace is, how to replay it, and the story. */
+export function formatShrink(outcome: ShrinkOutcome): string {
+  const { shrunk, tracePath } = outcome;
+  const report = shrunk.report;
+  return [
+    `  ${describeShrink(shrunk)}`,
+    ...(tracePath !== null ? [`  shrunk trace written to ${tracePath}`, `  replay it: ${replayCommand(report.scenario, tracePath, [])}`] : []),
+    `  how it happens (step clock, preemptions and the events around them):`,
+    formatStory(shrunk.story, report.violations[0] ?? null),
+  ].join('\n');
+}
+
+/** The shrink as JSON fields. */
+export function shrinkJson(outcome: ShrinkOutcome): Record<string, unknown> {
+  const { shrunk } = outcome;
+  return {
+    oracle: shrunk.oracle, from: shrunk.from, preemptions: shrunk.preemptions, decisive: shrunk.decisive, runs: shrunk.runs, minimal: shrunk.minimal,
+    hash: shrunk.report.hash, trace: outcome.tracePath, story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
+  };
+}

@@ -1,0 +1,67 @@
+import type { ChoiceShape, ScheduleShape } from '../schedule-shape.ts';
+import { isEnabled, type Choice, type Enabled, type Scheduler } from '../schedule.ts';
+
+/** The strategy label of a run that followed a list of choices leniently (a shrinker's). */
+export const SHRUNK_STRATEGY = 'shrunk';
+
+/**
+ * A choice in a list to follow. A slice may be anchored to its vCPU's own progress — run until
+ * the vCPU has retired `until` steps — so that cutting other vCPUs' choices out of the list does
+ * not move where this vCPU is stopped: what a preemption point means is where its vCPU was.
+ */
+export type ListedChoice = Choice | (Extract<Choice, { kind: 'run' }> & { readonly until: number });
+
+/**
+ * Follows a list of choices leniently — the replay a shrinker needs, where a choice list has been
+ * cut and its choices no longer all apply. A choice that is not possible now is skipped (an
+ * anchored slice whose vCPU is already past its anchor, too); inside a handler, a choice that only
+ * the main loop can make waits for the handler to finish; when the list runs out, the default
+ * continuation (ScheduleShape) goes on to the end of the run. `followed` is what was chosen, each
+ * slice anchored.
+ */
+export class LenientScheduler implements Scheduler {
+  readonly name = SHRUNK_STRATEGY;
+  private next = 0;
+  /** Listed choices that were not possible when their turn came. */
+  skipped = 0;
+  /** Every choice made, slices anchored to their vCPU's progress. */
+  readonly followed: ListedChoice[] = [];
+
+  constructor(
+    private readonly choices: readonly ListedChoice[],
+    private readonly shape: ScheduleShape,
+    /** Steps vCPU `vcpu` has retired so far (anchors slices). */
+    private readonly retired: (vcpu: number) => number,
+    private readonly watch?: ChoiceWatcher,
+  ) {}
+
+  choose(enabled: Enabled): Choice {
+    let choice: Choice | null = null;
+    while (this.next < this.choices.length) {
+      const listed = this.resolve(this.choices[this.next]);
+      if (listed !== null && enabled.preemption !== null && listed.kind !== 'run' && listed.kind !== 'proceed') break;
+      this.next++;
+      if (listed !== null && isEnabled(listed, enabled)) {
+        choice = listed;
+        break;
+      }
+      this.skipped++;
+    }
+    choice ??= this.shape.defaultChoice(enabled);
+    this.followed.push(choice.kind === 'run' ? { kind: 'run', vcpu: choice.vcpu, steps: choice.steps, until: this.retired(choice.vcpu) + choice.steps } : choice);
+    const index = this.shape.choices;
+    const shape = this.shape.observe(enabled, choice);
+    this.watch?.(index, choice, shape, enabled);
+    return choice;
+  }
+
+  /** The choice a listed one stands for now; null: an anchored slice its vCPU is already past. */
+  private resolve(listed: ListedChoice): Choice | null {
+    if (listed.kind !== 'run' || !('until' in listed)) return listed;
+    const steps = listed.until - this.retired(listed.vcpu);
+    return steps > 0 ? { kind: 'run', vcpu: listed.vcpu, steps } : null;
+  }
+}
+
+/** Sees each choice as it is made, before it is carried out (what a story of the run is built from). */
+export type ChoiceWatcher = (index: number, choice: Choice, shape: ChoiceShape, enabled: Enabled) => void;
