@@ -11,7 +11,7 @@ export function printTable(summary: readonly RowSummary[]): void {
   const header = ['scenario', 'fixes off (bug)', 'runs', 'failures', 'found (oracle)', 'first failing seed', 'windows reached', 'runs/s'];
   const table = summary.map((row) => [
     row.scenario,
-    row.bug === null ? 'none' : `${row.fixesOff.join(', ')} (${row.bug})`,
+    row.bug === null ? 'none' : row.fixesOff.length === 0 ? `none, a known limitation (${row.bug})` : `${row.fixesOff.join(', ')} (${row.bug})`,
     `${row.runs}${row.complete ? '' : ' (stopped)'}`,
     String(row.failures + row.errors),
     row.caughtBy === null ? '—' : `${row.found} (${row.caughtBy})`,

@@ -13,6 +13,8 @@ import type { RunRecording } from '../explore/recorder.ts';
 import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { formatShrink, shrinkFirstFailure, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
+import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
 
 /** Where a CLI finds its scenarios: the modules of the built-in ones (absolute paths). */
@@ -44,6 +46,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         the fewest decisive choices, that still break the same invariant; writes the
                         shrunk trace, prints how the race happens, and --perfetto/--html show that run
   --shrink-runs N       the shrinker's budget in runs (default 2000)
+  --with-fix NAME       with --replay: follow the recorded schedule again with fix NAME on (repeatable)
+                        and say where the runs part and whether the invariant now holds: proof the
+                        fix removes the failure on this interleaving (exit 0 when nothing breaks)
   --check-determinism   run every seed a second time on a separately built guest; a different trace
                         hash fails, naming the first entry that differs
   --trace-dir DIR       where the first failing run's trace goes (default traces)
@@ -70,6 +75,8 @@ interface Options {
   readonly bug: boolean;
   readonly replay: string | null;
   readonly checkDeterminism: boolean;
+  /** With a replay: fixes to switch on for the fix-differential replay. */
+  readonly withFix: readonly string[];
   /** Shrink the first failure, with this many runs at most (null: do not shrink). */
   readonly shrinkRuns: number | null;
   readonly traceDir: string;
@@ -87,7 +94,9 @@ function listScenarios(): string {
     `${s.name} — ${s.title} (${s.vcpus} vCPUs)`,
     `  ${s.description}`,
     ...fixCatalogOf(s).own.map((fix) => `  fix ${fix.name}: ${fix.description}`),
-    ...s.bugs.map((bug) => `  bug: ${bug.name}: --fix ${bug.fixesOff.map((f) => `${f}=off`).join(' --fix ')} (caught by ${bug.caughtBy})`),
+    ...s.bugs.map((bug) => (bug.fixesOff.length === 0
+      ? `  known limitation (every fix on): ${bug.name} (caught by ${bug.caughtBy})`
+      : `  bug: ${bug.name}: --fix ${bug.fixesOff.map((f) => `${f}=off`).join(' --fix ')} (caught by ${bug.caughtBy})`)),
     ...s.oracles.map((o) => `  oracle ${o.name} [${o.phase}]: ${o.description}`),
     ...s.windows.map((w) => `  window ${w.name}: ${w.description}`),
   ].join('\n'));
@@ -101,7 +110,7 @@ function parse(argv: readonly string[]): Parsed {
     fix: { type: 'string', multiple: true }, bug: { type: 'boolean' }, replay: { type: 'string' }, 'trace-dir': { type: 'string' },
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
-    shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' },
+    shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -120,6 +129,8 @@ function parse(argv: readonly string[]): Parsed {
   if (mode === 'free' && values['check-determinism'] === true) throw new UsageError('--check-determinism needs a deterministic mode (inline or workers); free-running is the OS\'s schedule');
   if (values.hashes === true && values.json !== true) throw new UsageError('--hashes goes with --json');
   if (values['shrink-runs'] !== undefined && values.shrink !== true) throw new UsageError('--shrink-runs goes with --shrink');
+  if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
+  if (values['with-fix'] !== undefined && values.shrink === true) throw new UsageError('--with-fix and --shrink are two commands: shrink first, then replay the shrunk trace --with-fix');
   if (values.shrink === true && mode === 'free') throw new UsageError('--shrink needs a deterministic mode (inline or workers): a free-running run has no schedule to shrink');
   const runs = integerOption(text('runs'), '--runs', 1, 1, 1_000_000_000);
   return {
@@ -137,6 +148,7 @@ function parse(argv: readonly string[]): Parsed {
       bug: values.bug === true,
       replay: text('replay') ?? null,
       checkDeterminism: values['check-determinism'] === true,
+      withFix: (values['with-fix'] as string[] | undefined) ?? [],
       shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
       traceDir: text('trace-dir') ?? 'traces',
       json: values.json === true,
@@ -203,6 +215,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     if (mode === 'free') throw new Error('a recorded trace replays in a deterministic mode: use --mode inline or --mode workers');
   }
   const fixes = catalog.apply(base, options.fixSettings);
+  if (recorded !== null && options.withFix.length > 0) return fixDifferential(definition, mode, recorded, fixes, options);
   if (mode !== 'free') ensureWritableDir(options.traceDir);
   for (const [path, flag] of [[options.reports.perfetto, '--perfetto'], [options.reports.html, '--html']] as const) {
     if (path !== null) ensureWritableFileDir(path, flag);
@@ -287,6 +300,31 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const unwritten = lastRun as { readonly report: RunReport; readonly recording: RunRecording } | null;
   if (reports === null && unwritten !== null) writeRunReports(unwritten.report, unwritten.recording);
   return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports, shrink);
+}
+
+/** `--replay F --with-fix NAME`: the recorded schedule again with the fixes on; 0 when nothing breaks then. */
+async function fixDifferential(definition: ScenarioDefinition<ScenarioGuest>, mode: RunMode, recorded: TraceJson, fixes: Fixes<string>, options: Options): Promise<number> {
+  const catalog = fixCatalogOf(definition);
+  const values = fixes as Readonly<Record<string, boolean>>;
+  for (const name of options.withFix) {
+    if (!catalog.has(name)) throw new UsageError(`--with-fix ${name}: ${definition.name} has no such fix (its fixes: ${catalog.names.join(', ')})`);
+    if (values[name] === true) throw new UsageError(`--with-fix ${name}: that fix is already on in this replay (the trace's fixes off: ${(recorded.fixesOff ?? []).join(', ') || 'none'})`);
+  }
+  const rig = ScenarioRig.open(definition, mode === 'free' ? 'inline' : mode);
+  try {
+    const diff = replayWithFix(rig, recorded, fixes, catalog.apply(fixes, options.withFix.map((name) => `${name}=on`)));
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify({
+        scenario: definition.name, withFix: options.withFix, oracle: diff.oracle, holds: diff.holds, oracleHolds: diff.oracleHolds, choices: diff.choices, skipped: diff.skipped,
+        divergence: diff.divergence, recordedHash: diff.recorded.hash, fixedHash: diff.fixed.hash, fixedViolations: diff.fixed.violations.map((v) => v.oracle),
+      })}\n`);
+    } else {
+      process.stdout.write(`${definition.name}: replay of ${options.replay} (seed ${recorded.seed})\n${formatFixDifferential(diff, options.withFix)}\n`);
+    }
+    return diff.holds ? 0 : 1;
+  } finally {
+    await rig.close();
+  }
 }
 
 /** Where the reports went, as lines of the summary. */

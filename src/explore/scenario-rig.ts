@@ -105,6 +105,8 @@ export interface FollowedRun {
   readonly report: RunReport;
   readonly shape: ScheduleShape;
   readonly followed: readonly ListedChoice[];
+  /** Listed choices that were not possible when their turn came (skipped). */
+  readonly skipped: number;
 }
 
 /** What a run body gets: the session, a fresh trace, the run's generator, the window log, engine start. */
@@ -227,14 +229,14 @@ export class ScenarioRig<G extends ScenarioGuest> {
   runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher } = {}): FollowedRun {
     if (this.mode === 'free') throw new Error('a schedule is followed in a deterministic mode (inline or workers), not free-running');
     const shape = new ScheduleShape(this.definition.bounds.slice);
-    let followed: readonly ListedChoice[] = [];
+    let scheduler: LenientScheduler | null = null;
     const report = this.execute(seed, SHRUNK_STRATEGY, fixes, options, (context) => {
       this.startRecording(context);
-      const scheduler = new LenientScheduler(choices, shape, (vcpu) => context.session.retiredBy(vcpu), options.watch);
-      followed = scheduler.followed;
+      scheduler = new LenientScheduler(choices, shape, (vcpu) => context.session.retiredBy(vcpu), options.watch);
       return this.deterministic(context, scheduler);
     });
-    return { report, shape, followed };
+    const followed = scheduler as LenientScheduler | null;
+    return { report, shape, followed: followed?.followed ?? [], skipped: followed?.skipped ?? 0 };
   }
 
   /** The trace records every event from here on (and the rig's log sees it); the engine starts. */
