@@ -5,9 +5,13 @@
  *    for each of the scenario's bugs (its fixes off);
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
- *  - free-running hit rate with the fixes off (and the false-alarm rate with them on).
+ *  - free-running hit rate with the fixes off (and the false-alarm rate with them on);
+ *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
+ *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
+ *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
- * (repeatable; default all).
+ * (repeatable; default all), --exhaustive-runs N (budget per exploration, default 3000),
+ * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
 import { Session } from '../actors/session.ts';
@@ -20,8 +24,14 @@ import { Trace } from '../src/explore/trace.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.ts';
 import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
+import { describeBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
+import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
 
-const { values } = parseArgs({ options: { seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true } } });
+const { values } = parseArgs({ options: {
+  seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
+} });
+const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 3000);
+const shrinkRuns = Number(values['shrink-runs'] ?? 500);
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const wanted = values.scenario ?? SCENARIOS.map((s) => s.name);
@@ -67,6 +77,39 @@ async function throughput(definition: ScenarioDefinition<ScenarioGuest>, mode: R
   }
 }
 
+/** Bounded-exhaustive, k ≤ 1: where the first failing schedule came, and whether the levels were explored whole. */
+async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+  const rig = ScenarioRig.open(definition, 'inline');
+  const started = performance.now();
+  try {
+    const result = exploreScenarioBounded(rig, 1, rig.fixes.without(fixesOff), { bound: 1, maxRuns: exhaustiveRuns });
+    const seconds = (performance.now() - started) / 1000;
+    const levels = describeBounded(result).join('; ');
+    const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th, with ${result.firstFailure.preemptions} preemption(s)`;
+    return `  exhaustive k ≤ 1: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+  } finally {
+    await rig.close();
+  }
+}
+
+/** Random's first failure shrunk: preemptions and decisive choices before → after. */
+async function shrink(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+  const rig = ScenarioRig.open(definition, 'inline');
+  const fixes = rig.fixes.without(fixesOff);
+  try {
+    for (let seed = 1; seed <= seeds; seed++) {
+      const report = rig.run({ seed, strategy: 'random', depth: 2, fixes });
+      if (!failed(report)) continue;
+      const started = performance.now();
+      const shrunk = shrinkFailingRun(rig, { seed, choices: report.trace.choices }, fixes, { maxRuns: shrinkRuns });
+      return `  shrink (random seed ${seed}): ${describeShrink(shrunk)}, ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    }
+    return `  shrink: random found no failure in ${seeds} seeds`;
+  } finally {
+    await rig.close();
+  }
+}
+
 /** The same guest and runner with no engine: the floor a run cannot go below. */
 async function bareFloor(definition: ScenarioDefinition<ScenarioGuest>): Promise<number> {
   const guest = definition.setup();
@@ -101,7 +144,10 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   for (const bug of definition.bugs) {
     console.log(`${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
     for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
+    console.log(await exhaustive(definition, bug.fixesOff));
+    console.log(await shrink(definition, bug.fixesOff));
   }
+  console.log(`every fix on:\n${await exhaustive(definition, [])}`);
 
   console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
   const floor = await bareFloor(definition);

@@ -6,7 +6,7 @@ import type { TraceJson } from '../explore/trace-json.ts';
 import { firstDivergence } from '../explore/trace.ts';
 import { BUILTIN_FIXES } from '../intro/fixes.ts';
 import { commandsOf, formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
-import { SHRUNK_STRATEGY } from '../explore/schedulers/lenient.ts';
+import { isScheduleLabel } from '../explore/schedulers/lenient.ts';
 import { readTraceFile, writeRunTrace } from '../report/trace-file.ts';
 import { writeReports, type ReportTargets } from '../report/run-reports.ts';
 import type { RunRecording } from '../explore/recorder.ts';
@@ -14,6 +14,7 @@ import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLi
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { formatShrink, shrinkFirstFailure, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
+import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
 
@@ -46,6 +47,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         the fewest decisive choices, that still break the same invariant; writes the
                         shrunk trace, prints how the race happens, and --perfetto/--html show that run
   --shrink-runs N       the shrinker's budget in runs (default 2000)
+  --exhaustive K        instead of seeds: every schedule with at most K preemptions, level by level (a
+                        bounded guarantee when it finishes); --seed feeds only the engine's randomness
+  --exhaustive-runs N   its budget in runs (default 20000)
   --with-fix NAME       with --replay: follow the recorded schedule again with fix NAME on (repeatable)
                         and say where the runs part and whether the invariant now holds: proof the
                         fix removes the failure on this interleaving (exit 0 when nothing breaks)
@@ -75,6 +79,9 @@ interface Options {
   readonly bug: boolean;
   readonly replay: string | null;
   readonly checkDeterminism: boolean;
+  /** Bounded-exhaustive exploration up to this many preemptions (null: seeds and a strategy). */
+  readonly exhaustive: number | null;
+  readonly exhaustiveRuns: number;
   /** With a replay: fixes to switch on for the fix-differential replay. */
   readonly withFix: readonly string[];
   /** Shrink the first failure, with this many runs at most (null: do not shrink). */
@@ -111,6 +118,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -130,6 +138,11 @@ function parse(argv: readonly string[]): Parsed {
   if (values.hashes === true && values.json !== true) throw new UsageError('--hashes goes with --json');
   if (values['shrink-runs'] !== undefined && values.shrink !== true) throw new UsageError('--shrink-runs goes with --shrink');
   if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
+  if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
+  if (values.exhaustive !== undefined) {
+    const clash = ['runs', 'strategy', 'depth', 'replay', 'shrink', 'check-determinism', 'perfetto', 'html', 'with-fix'].filter((name) => values[name] !== undefined);
+    if (clash.length > 0) throw new UsageError(`--exhaustive makes its own schedules: drop ${clash.map((name) => `--${name}`).join(', ')}`);
+  }
   if (values['with-fix'] !== undefined && values.shrink === true) throw new UsageError('--with-fix and --shrink are two commands: shrink first, then replay the shrunk trace --with-fix');
   if (values.shrink === true && mode === 'free') throw new UsageError('--shrink needs a deterministic mode (inline or workers): a free-running run has no schedule to shrink');
   const runs = integerOption(text('runs'), '--runs', 1, 1, 1_000_000_000);
@@ -149,6 +162,8 @@ function parse(argv: readonly string[]): Parsed {
       replay: text('replay') ?? null,
       checkDeterminism: values['check-determinism'] === true,
       withFix: (values['with-fix'] as string[] | undefined) ?? [],
+      exhaustive: values.exhaustive === undefined ? null : integerOption(text('exhaustive'), '--exhaustive', 1, 0, 10),
+      exhaustiveRuns: integerOption(text('exhaustive-runs'), '--exhaustive-runs', 20_000, 1, 100_000_000),
       shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
       traceDir: text('trace-dir') ?? 'traces',
       json: values.json === true,
@@ -216,6 +231,13 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   }
   const fixes = catalog.apply(base, options.fixSettings);
   if (recorded !== null && options.withFix.length > 0) return fixDifferential(definition, mode, recorded, fixes, options);
+  if (options.exhaustive !== null) {
+    if (mode === 'free') throw new UsageError('--exhaustive runs deterministic schedules: use --mode inline or workers');
+    ensureWritableDir(options.traceDir);
+    return exhaustiveCommand(definition, mode, fixes, {
+      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+    });
+  }
   if (mode !== 'free') ensureWritableDir(options.traceDir);
   for (const [path, flag] of [[options.reports.perfetto, '--perfetto'], [options.reports.html, '--html']] as const) {
     if (path !== null) ensureWritableFileDir(path, flag);
@@ -387,7 +409,7 @@ function summarize(
   const spec = { scenario, seed: first.seed, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: first.fixesOff };
   const byOracle = Object.entries(tally.byOracle).map(([oracle, n]) => `${oracle} ${n}`).join(', ');
   process.stdout.write(`${tally.failures} of ${tally.runs} run(s) failed (${byOracle}); the first:\n`);
-  const commands = first.strategy === SHRUNK_STRATEGY ? commandsOf(first, tracePath) : { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) };
+  const commands = isScheduleLabel(first.strategy) ? commandsOf(first, tracePath) : { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) };
   process.stdout.write(`${formatFailure(first, commands, tracePath)}\n`);
   if (shrink !== null) process.stdout.write(`SHRUNK\n${formatShrink(shrink)}\n`);
   process.stdout.write(reportLines(reports, true).replaceAll('the first failing run', shrink !== null && shrink.reports !== null ? 'the shrunk run' : 'the first failing run'));

@@ -15,6 +15,9 @@ export interface ReplayOptions {
   readonly session: Session;
   readonly recorded: TraceJson;
   readonly stepsMax: number;
+  /** The recorded run's bounds that decide when it ends and when a preemption ends: the same as it had. */
+  readonly choicesMax?: number;
+  readonly fairnessSteps?: number;
   readonly done?: (session: Session) => boolean;
   readonly interrupts?: readonly InterruptSource[];
   /** Hypervisor faults the scenario allows (recorded choices may carry them). */
@@ -84,6 +87,8 @@ export function replayTrace(options: ReplayOptions): ReplayResult {
       scheduler,
       trace,
       stepsMax: options.stepsMax,
+      ...(options.choicesMax !== undefined ? { choicesMax: options.choicesMax } : {}),
+      ...(options.fairnessSteps !== undefined ? { fairnessSteps: options.fairnessSteps } : {}),
       ...(options.done ? { done: options.done } : {}),
       ...(options.interrupts ? { interrupts: options.interrupts } : {}),
       ...(options.faults ? { faults: options.faults } : {}),

@@ -12,7 +12,7 @@ import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
 import { createScheduler, type StrategyName } from './schedulers/index.ts';
-import { LenientScheduler, SHRUNK_STRATEGY, type ChoiceWatcher, type ListedChoice } from './schedulers/lenient.ts';
+import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice, type ScheduleLabel } from './schedulers/lenient.ts';
 import { ScheduleShape } from './schedule-shape.ts';
 import type { Scheduler } from './schedule.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
@@ -107,6 +107,8 @@ export interface FollowedRun {
   readonly followed: readonly ListedChoice[];
   /** Listed choices that were not possible when their turn came (skipped). */
   readonly skipped: number;
+  /** With `alternatives`: what else could have acted at each choice. */
+  readonly points: readonly ChoicePoint[];
 }
 
 /** What a run body gets: the session, a fresh trace, the run's generator, the window log, engine start. */
@@ -226,17 +228,17 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * run is a schedule of its own, labelled "shrunk"; its trace replays strictly like any other.
    * `shape` tells its preemptions and how many of its choices the default would not have made.
    */
-  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher } = {}): FollowedRun {
+  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher; readonly alternatives?: boolean; readonly label?: ScheduleLabel } = {}): FollowedRun {
     if (this.mode === 'free') throw new Error('a schedule is followed in a deterministic mode (inline or workers), not free-running');
     const shape = new ScheduleShape(this.definition.bounds.slice);
     let scheduler: LenientScheduler | null = null;
-    const report = this.execute(seed, SHRUNK_STRATEGY, fixes, options, (context) => {
+    const report = this.execute(seed, options.label ?? SHRUNK_STRATEGY, fixes, options, (context) => {
       this.startRecording(context);
-      scheduler = new LenientScheduler(choices, shape, (vcpu) => context.session.retiredBy(vcpu), options.watch);
+      scheduler = new LenientScheduler(choices, shape, (vcpu) => context.session.retiredBy(vcpu), options.watch, options.alternatives === true);
       return this.deterministic(context, scheduler);
     });
     const followed = scheduler as LenientScheduler | null;
-    return { report, shape, followed: followed?.followed ?? [], skipped: followed?.skipped ?? 0 };
+    return { report, shape, followed: followed?.followed ?? [], skipped: followed?.skipped ?? 0, points: followed?.points ?? [] };
   }
 
   /** The trace records every event from here on (and the rig's log sees it); the engine starts. */
@@ -266,7 +268,12 @@ export class ScenarioRig<G extends ScenarioGuest> {
     if (this.mode === 'free') throw new Error('a recorded trace replays in a deterministic mode (inline or workers), not free-running');
     return this.execute(recorded.seed, recorded.strategy, fixes, options, ({ session, trace, observe, startEngine, done }) => {
       const faults = this.definition.hypervisor?.faults;
-      const result = replayTrace({ session, recorded, trace, done, stepsMax: this.definition.bounds.stepsMax, interrupts: this.interrupts(), before: startEngine, observe, ...(faults !== undefined ? { faults } : {}) });
+      const { bounds } = this.definition;
+      const result = replayTrace({
+        session, recorded, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(), before: startEngine, observe,
+        ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
+        ...(faults !== undefined ? { faults } : {}),
+      });
       return { result, trace: result.trace };
     });
   }

@@ -46,6 +46,17 @@ export function sameChoice(a: Choice, b: Choice): boolean {
   }
 }
 
+/** A choice a bounded search may take instead of the default, and whether taking it preempts. */
+export interface Alternative {
+  readonly choice: Choice;
+  readonly preempts: boolean;
+}
+
+/** The actor a choice makes act: a vCPU, the handler (proceed), or nobody (the environment). */
+function actorKey(choice: Choice): number {
+  return choice.kind === 'proceed' ? HANDLER : choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : NOBODY;
+}
+
 /** The vCPU a choice makes act, or -1 (timer, daemon, interrupt, proceed). */
 export function actorOf(choice: Choice): number {
   return choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : -1;
@@ -103,7 +114,7 @@ export class ScheduleShape {
     const deviates = !sameChoice(choice, this.defaultChoice(enabled));
     if (deviates) this.lastDeviation = index;
     // Timer ticks, daemon tasks and interrupts switch no actor: they are the environment's timing.
-    const actor = choice.kind === 'proceed' ? HANDLER : choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : NOBODY;
+    const actor = actorKey(choice);
     const goingOn = this.continuation(enabled);
     const preempts = goingOn !== NOBODY && actor !== NOBODY && actor !== goingOn;
     if (preempts) {
@@ -112,6 +123,23 @@ export class ScheduleShape {
     }
     this.follow(enabled, choice);
     return { deviates, preempts, preempted: preempts ? goingOn : NOBODY };
+  }
+
+  /**
+   * What else could act now instead of the default: each other actor (a vCPU's slice or its exit's
+   * handling, or the handler going on), with whether that is a preemption. None while the
+   * environment is due: timer ticks, daemon tasks and interrupts come when they are due.
+   */
+  alternatives(enabled: Enabled): Alternative[] {
+    const expected = this.defaultChoice(enabled);
+    if (actorKey(expected) === NOBODY) return [];
+    const options: Choice[] = enabled.preemption !== null ? [PROCEED] : [];
+    for (const vcpu of enabled.pendingExits) options.push({ kind: 'handle', vcpu });
+    for (const vcpu of enabled.runnable) options.push({ kind: 'run', vcpu, steps: this.slice });
+    const goingOn = this.continuation(enabled);
+    return options
+      .filter((choice) => actorKey(choice) !== actorKey(expected))
+      .map((choice) => ({ choice, preempts: goingOn !== NOBODY && actorKey(choice) !== goingOn }));
   }
 
   /** The actor that would go on if nothing switched: the handler, a vCPU, or NOBODY. */

@@ -1,6 +1,6 @@
 import { formatChoice, HYPERVISOR_FAULTS, type Choice, type HypervisorFault } from './schedule.ts';
 import { parseStrategyLabel } from './schedulers/index.ts';
-import { SHRUNK_STRATEGY } from './schedulers/lenient.ts';
+import { isScheduleLabel } from './schedulers/lenient.ts';
 import { Trace, type TraceEntry } from './trace.ts';
 
 /**
@@ -18,7 +18,7 @@ export interface TraceMeta {
   readonly scenario?: string;
   /** The run's seed as a decimal string (< 2^64). */
   readonly seed: string;
-  /** "rr", "random", "pct(d=2)", or "shrunk" (a shrinker's schedule: it can only be replayed). */
+  /** "rr", "random", "pct(d=2)", or "shrunk" / "exhaustive" (a made-up schedule: it can only be replayed). */
   readonly strategy: string;
   /** The deterministic mode that ran: "inline" or "workers". */
   readonly mode: 'inline' | 'workers';
@@ -96,8 +96,8 @@ export function parseTraceJson(text: string, source = 'trace'): TraceJson {
   if (typeof t.seed !== 'string' || !/^(0|[1-9]\d{0,19})$/.test(t.seed) || BigInt(t.seed) > SEED_MAX) {
     fail(`"seed" must be a decimal string below 2^64, got ${JSON.stringify(t.seed)}`);
   }
-  if (typeof t.strategy !== 'string' || (parseStrategyLabel(t.strategy) === null && t.strategy !== SHRUNK_STRATEGY)) {
-    fail(`"strategy" must be rr, random, pct(d=N) or shrunk, got ${JSON.stringify(t.strategy)}`);
+  if (typeof t.strategy !== 'string' || (parseStrategyLabel(t.strategy) === null && !isScheduleLabel(t.strategy))) {
+    fail(`"strategy" must be rr, random, pct(d=N), shrunk or exhaustive, got ${JSON.stringify(t.strategy)}`);
   }
   if (t.mode !== 'inline' && t.mode !== 'workers') {
     fail(`"mode" must be "inline" or "workers" (free-running runs have no schedule), got ${JSON.stringify(t.mode)}`);

@@ -1,7 +1,7 @@
 import type { FixName } from '../intro/fixes.ts';
 import type { RunMode, RunReport } from '../explore/scenario-rig.ts';
 import { parseStrategyLabel } from '../explore/schedulers/index.ts';
-import { SHRUNK_STRATEGY } from '../explore/schedulers/lenient.ts';
+import { isScheduleLabel } from '../explore/schedulers/lenient.ts';
 
 /**
  * Plain-text reports for the CLI and the campaign: a failed run as the engineer needs it (seed,
@@ -43,7 +43,7 @@ export function replayCommand(scenario: string, tracePath: string, fixesOff: rea
 export function commandsOf(report: RunReport, tracePath: string | null): { readonly rerun: string; readonly replay: string | null } {
   const replay = tracePath === null ? null : replayCommand(report.scenario, tracePath, report.fixesOff);
   // A shrunk schedule comes from no strategy and seed alone: its trace is the way to run it again.
-  if (report.strategy === SHRUNK_STRATEGY) return { rerun: replay ?? '(a shrunk schedule: replay its trace file)', replay };
+  if (isScheduleLabel(report.strategy)) return { rerun: replay ?? `(a ${report.strategy} schedule: replay its trace file)`, replay };
   // A strategy label that names no strategy ("free", "replay") reruns with the CLI's default.
   const plan = parseStrategyLabel(report.strategy) ?? { strategy: 'pct', depth: 2 };
   const rerun = rerunCommand({ scenario: report.scenario, seed: report.seed, strategy: plan.strategy, depth: plan.depth, mode: report.mode, fixesOff: report.fixesOff });

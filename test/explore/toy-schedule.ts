@@ -3,6 +3,7 @@ import { LenientScheduler } from '../../src/explore/schedulers/lenient.ts';
 import type { Choice, Enabled, Scheduler } from '../../src/explore/schedule.ts';
 import type { ShrinkAttempt } from '../../src/explore/shrink.ts';
 import type { ListedChoice } from '../../src/explore/schedulers/lenient.ts';
+import type { ExhaustiveAttempt } from '../../src/explore/exhaustive.ts';
 
 /**
  * A toy program for testing schedule tools without the emulator: thread 0 runs 6 steps, thread 1
@@ -47,4 +48,14 @@ export function toyAttempt(choices: readonly ListedChoice[]): ShrinkAttempt<ToyR
   const scheduler = new LenientScheduler(choices, shape, (thread) => pc[thread]);
   const run = runToy(scheduler, pc);
   return { oracle: run.oracle, preemptions: shape.preemptions, preemptionAt: shape.preemptionAt, preempted: shape.preempted, decisive: shape.decisive, executed: scheduler.followed, run };
+}
+
+/** A bounded-exhaustive attempt on the toy, one step per choice point. */
+export function toyBoundedAttempt(choices: readonly Choice[]): ExhaustiveAttempt<ToyRun> {
+  const shape = new ScheduleShape(1);
+  const pc = [0, 0];
+  const scheduler = new LenientScheduler(choices, shape, (thread) => pc[thread], undefined, true);
+  const run = runToy(scheduler, pc);
+  const hash = run.choices.map((c) => (c.kind === 'run' ? `${c.vcpu}x${c.steps}` : c.kind)).join(',');
+  return { oracle: run.oracle, hash, executed: run.choices, points: scheduler.points, preemptions: shape.preemptions, run };
 }

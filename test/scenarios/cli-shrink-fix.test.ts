@@ -52,3 +52,21 @@ test('run.ts --shrink, vcpusim shrink and --replay --with-fix: a failure shrunk,
   t.is(noReplay.status, 2);
   t.regex(noReplay.stderr, /--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE/);
 });
+
+test('run.ts --exhaustive 1: every schedule with at most one preemption, levels in JSON, the failing one written; clashing options refused', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-exhaustive-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const found = cli(['vas-hook-late', '--fix', 'pauseAroundVasHook=off', '--exhaustive', '1', '--json', '--trace-dir', dir]);
+  t.is(found.status, 1, found.stderr);
+  const result = JSON.parse(found.stdout) as { exhaustive: { complete: boolean; levels: { preemptions: number; schedules: number; failures: number; complete: boolean }[] }; firstFailure: { invariant: string; preemptions: number; trace: string } };
+  t.true(result.exhaustive.complete);
+  t.deepEqual(result.exhaustive.levels.map((l) => l.preemptions), [0, 1]);
+  t.is(result.exhaustive.levels[0].failures, 0);
+  t.is(result.firstFailure.invariant, 'vas-view-matches-memory');
+  t.is(result.firstFailure.preemptions, 1);
+  const replayed = cli(['vas-hook-late', '--replay', result.firstFailure.trace, '--trace-dir', dir]);
+  t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+  const clash = cli(['vas-hook-late', '--exhaustive', '1', '--runs', '5']);
+  t.is(clash.status, 2);
+  t.regex(clash.stderr, /--exhaustive makes its own schedules: drop --runs/);
+});

@@ -1,8 +1,13 @@
-import type { ChoiceShape, ScheduleShape } from '../schedule-shape.ts';
+import type { Alternative, ChoiceShape, ScheduleShape } from '../schedule-shape.ts';
 import { isEnabled, type Choice, type Enabled, type Scheduler } from '../schedule.ts';
 
-/** The strategy label of a run that followed a list of choices leniently (a shrinker's). */
-export const SHRUNK_STRATEGY = 'shrunk';
+/** The strategy label of a run that followed a list of choices leniently, by who made the list. */
+export type ScheduleLabel = 'shrunk' | 'exhaustive';
+export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive'];
+export const SHRUNK_STRATEGY: ScheduleLabel = 'shrunk';
+
+/** A run that followed a made-up schedule: it comes from no seed and strategy, only its trace runs it again. */
+export const isScheduleLabel = (label: string): label is ScheduleLabel => (SCHEDULE_LABELS as readonly string[]).includes(label);
 
 /**
  * A choice in a list to follow. A slice may be anchored to its vCPU's own progress — run until
@@ -20,12 +25,14 @@ export type ListedChoice = Choice | (Extract<Choice, { kind: 'run' }> & { readon
  * slice anchored.
  */
 export class LenientScheduler implements Scheduler {
-  readonly name = SHRUNK_STRATEGY;
+  readonly name: string = SHRUNK_STRATEGY;
   private next = 0;
   /** Listed choices that were not possible when their turn came. */
   skipped = 0;
   /** Every choice made, slices anchored to their vCPU's progress. */
   readonly followed: ListedChoice[] = [];
+  /** With `alternatives` on: at every choice, what else could have acted, and the preemptions before it. */
+  readonly points: ChoicePoint[] = [];
 
   constructor(
     private readonly choices: readonly ListedChoice[],
@@ -33,6 +40,7 @@ export class LenientScheduler implements Scheduler {
     /** Steps vCPU `vcpu` has retired so far (anchors slices). */
     private readonly retired: (vcpu: number) => number,
     private readonly watch?: ChoiceWatcher,
+    private readonly alternatives = false,
   ) {}
 
   choose(enabled: Enabled): Choice {
@@ -50,6 +58,7 @@ export class LenientScheduler implements Scheduler {
     choice ??= this.shape.defaultChoice(enabled);
     this.followed.push(choice.kind === 'run' ? { kind: 'run', vcpu: choice.vcpu, steps: choice.steps, until: this.retired(choice.vcpu) + choice.steps } : choice);
     const index = this.shape.choices;
+    if (this.alternatives) this.points.push({ alternatives: this.shape.alternatives(enabled), preemptionsBefore: this.shape.preemptions });
     const shape = this.shape.observe(enabled, choice);
     this.watch?.(index, choice, shape, enabled);
     return choice;
@@ -61,6 +70,13 @@ export class LenientScheduler implements Scheduler {
     const steps = listed.until - this.retired(listed.vcpu);
     return steps > 0 ? { kind: 'run', vcpu: listed.vcpu, steps } : null;
   }
+}
+
+/** A choice point as a bounded search sees it. */
+export interface ChoicePoint {
+  readonly alternatives: readonly Alternative[];
+  /** Preemptions among the choices before this one. */
+  readonly preemptionsBefore: number;
 }
 
 /** Sees each choice as it is made, before it is carried out (what a story of the run is built from). */
