@@ -57,7 +57,8 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
   const choicesMax = options.choicesMax ?? 10_000_000;
   const interrupts = options.interrupts ?? [];
   const nextDue = interrupts.map((source) => source.everySteps);
-  const counter = { choices: 0 };
+  /** Choices made, and preemption points reached (PCT counts those among its events too). */
+  const counter = { choices: 0, points: 0 };
   /** Virtual time each vCPU last acted (ran a slice, or had its exit handled). */
   const lastActed = new Array<number>(session.vcpuCount).fill(0);
   const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
@@ -68,7 +69,7 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
       if (session.verdict !== null) return finish('verdict');
       if (done(session)) return finish('done');
       if (bounded()) return finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
-      const enabled = starved(enabledNow(session, trace, interrupts, nextDue, options.faults), session.clock, lastActed, options.fairnessSteps);
+      const enabled = starved(enabledNow(session, trace, interrupts, nextDue, options.faults, counter.points), session.clock, lastActed, options.fairnessSteps);
       if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && !enabled.daemonDue && enabled.interrupts.length === 0) {
         return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
       }
@@ -98,9 +99,12 @@ function starved(enabled: Enabled, clock: number, lastActed: readonly number[], 
  * before it lets the handler proceed. Bounds end the preemption; the main loop then reports them.
  * With fairness on, the handler proceeds once the others ran `fairnessSteps` in this preemption.
  */
-function preempt(options: DeterministicOptions, counter: { choices: number }, bounded: () => boolean, point: PreemptionPoint): void {
+function preempt(options: DeterministicOptions, counter: { choices: number; points: number }, bounded: () => boolean, point: PreemptionPoint): void {
   const { session, scheduler, trace } = options;
   const since = session.clock;
+  // A point inside a handler is an event for PCT: its change points can fall on one, which is
+  // where a race inside a handler needs the handler's vCPU to drop below another.
+  counter.points++;
   for (;;) {
     if (session.verdict !== null || bounded()) return;
     // Bounded fairness holds for the handler too: a priority scheduler must not keep it preempted for good.
@@ -108,7 +112,7 @@ function preempt(options: DeterministicOptions, counter: { choices: number }, bo
     const runnable: number[] = [];
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
     if (runnable.length === 0) return;
-    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events, vcpus: session.vcpuCount, preemption: point });
+    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events + counter.points, vcpus: session.vcpuCount, preemption: point });
     trace.recordChoice(choice, session.clock);
     counter.choices++;
     if (choice.kind === 'proceed') return;
@@ -123,7 +127,7 @@ export function runResult(session: Session, trace: Trace, outcome: RunResult['ou
 }
 
 /** What could happen next. */
-export function enabledNow(session: Session, trace: Trace, interrupts: readonly InterruptSource[], nextDue: readonly number[], faults: readonly HypervisorFault[] = []): Enabled {
+export function enabledNow(session: Session, trace: Trace, interrupts: readonly InterruptSource[], nextDue: readonly number[], faults: readonly HypervisorFault[] = [], points = 0): Enabled {
   const runnable: number[] = [];
   for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
   const live = interrupts
@@ -145,7 +149,7 @@ export function enabledNow(session: Session, trace: Trace, interrupts: readonly 
     timerDue,
     daemonDue: session.daemonDue(idle),
     interrupts: due.map(({ source }) => ({ vcpu: source.vcpu, vector: source.vector })),
-    events: trace.events,
+    events: trace.events + points,
     vcpus: session.vcpuCount,
     preemption: null,
     ...(faults.length > 0 ? { faults, eptExits: pendingExits.filter((vcpu) => session.pendingExitReason(vcpu) === ExitReason.eptViolation) } : {}),

@@ -45,7 +45,7 @@ export interface Enabled {
   readonly daemonDue: boolean;
   /** Interrupts that are due. */
   readonly interrupts: readonly { readonly vcpu: number; readonly vector: number }[];
-  /** Semantic events so far (exits, engine notes, pauses): PCT's clock. */
+  /** Semantic events so far (exits, engine notes, pauses, preemption points inside handlers): PCT's clock. */
   readonly events: number;
   /** The vCPU count, for strategies that rotate. */
   readonly vcpus: number;

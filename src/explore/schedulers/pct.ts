@@ -3,9 +3,9 @@ import type { Choice, Enabled, Scheduler } from '../schedule.ts';
 
 /**
  * PCT — Probabilistic Concurrency Testing (Burckhardt et al., ASPLOS 2010), with its change
- * points counted over semantic events (exits, engine notes, pauses) instead of instructions, so
- * k is the number of interesting events and a depth-d bug is found with probability
- * ≥ 1/(n·k^(d−1)) per run.
+ * points counted over semantic events (exits, engine notes, pauses, the handler's preemption
+ * points) instead of instructions, so k is the number of interesting events and a depth-d bug is
+ * found with probability ≥ 1/(n·k^(d−1)) per run.
  *
  * Each vCPU gets a distinct random priority ≥ d. The highest-priority vCPU that can do anything
  * does it (handle its pending exit, else run a slice). When the event count reaches change point
