@@ -27,16 +27,14 @@ const NOBODY = -2;
 
 /** What one choice was, against the default continuation. */
 export interface ChoiceShape {
-  /** The default continuation would have chosen something else. */
-  readonly deviates: boolean;
-  /** …and that switched away from an actor that could go on. */
+  /** It switched away from an actor that could go on. */
   readonly preempts: boolean;
   /** The actor switched away from (a vCPU, or -1 for the handler); -2 when it `preempts` nothing. */
   readonly preempted: number;
 }
 
 /** Structural equality of choices. */
-export function sameChoice(a: Choice, b: Choice): boolean {
+function sameChoice(a: Choice, b: Choice): boolean {
   if (a.kind !== b.kind) return false;
   switch (a.kind) {
     case 'run': return b.kind === 'run' && a.vcpu === b.vcpu && a.steps === b.steps;
@@ -52,14 +50,9 @@ export interface Alternative {
   readonly preempts: boolean;
 }
 
-/** The actor a choice makes act: a vCPU, the handler (proceed), or nobody (the environment). */
-function actorKey(choice: Choice): number {
-  return choice.kind === 'proceed' ? HANDLER : choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : NOBODY;
-}
-
-/** The vCPU a choice makes act, or -1 (timer, daemon, interrupt, proceed). */
+/** The actor a choice makes act: a vCPU, the handler (-1: proceed), or nobody (-2: the environment). */
 export function actorOf(choice: Choice): number {
-  return choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : -1;
+  return choice.kind === 'proceed' ? HANDLER : choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : NOBODY;
 }
 
 /** Follows a schedule choice by choice; knows the default continuation at every point. */
@@ -114,7 +107,7 @@ export class ScheduleShape {
     const deviates = !sameChoice(choice, this.defaultChoice(enabled));
     if (deviates) this.lastDeviation = index;
     // Timer ticks, daemon tasks and interrupts switch no actor: they are the environment's timing.
-    const actor = actorKey(choice);
+    const actor = actorOf(choice);
     const goingOn = this.continuation(enabled);
     const preempts = goingOn !== NOBODY && actor !== NOBODY && actor !== goingOn;
     if (preempts) {
@@ -122,7 +115,7 @@ export class ScheduleShape {
       this.preempted.push(goingOn);
     }
     this.follow(enabled, choice);
-    return { deviates, preempts, preempted: preempts ? goingOn : NOBODY };
+    return { preempts, preempted: preempts ? goingOn : NOBODY };
   }
 
   /**
@@ -132,14 +125,14 @@ export class ScheduleShape {
    */
   alternatives(enabled: Enabled): Alternative[] {
     const expected = this.defaultChoice(enabled);
-    if (actorKey(expected) === NOBODY) return [];
+    if (actorOf(expected) === NOBODY) return [];
     const options: Choice[] = enabled.preemption !== null ? [PROCEED] : [];
     for (const vcpu of enabled.pendingExits) options.push({ kind: 'handle', vcpu });
     for (const vcpu of enabled.runnable) options.push({ kind: 'run', vcpu, steps: this.slice });
     const goingOn = this.continuation(enabled);
     return options
-      .filter((choice) => actorKey(choice) !== actorKey(expected))
-      .map((choice) => ({ choice, preempts: goingOn !== NOBODY && actorKey(choice) !== goingOn }));
+      .filter((choice) => actorOf(choice) !== actorOf(expected))
+      .map((choice) => ({ choice, preempts: goingOn !== NOBODY && actorOf(choice) !== goingOn }));
   }
 
   /** The actor that would go on if nothing switched: the handler, a vCPU, or NOBODY. */

@@ -1,4 +1,5 @@
 import { formatChoice } from './schedule.ts';
+import { actorOf } from './schedule-shape.ts';
 import type { ListedChoice } from './schedulers/lenient.ts';
 
 /**
@@ -94,7 +95,7 @@ function cutsOf(list: readonly ListedChoice[], preemptionAt: readonly number[], 
   }
   const preemptions = preemptionAt.flatMap((at, k) => {
     let back = at + 1;
-    while (back < n && !actsAgain(list[back], preempted[k])) back++;
+    while (back < n && actorOf(list[back]) !== preempted[k]) back++;
     return back > at + 1 ? [without(at, at + 1), without(at, back)] : [without(at, at + 1)];
   });
   const singles = Array.from({ length: n }, (_, k) => without(n - 1 - k, n - k));
@@ -108,11 +109,6 @@ function cutsOf(list: readonly ListedChoice[], preemptionAt: readonly number[], 
   }
   const faults = list.flatMap((choice, at) => (choice.kind === 'handle' && choice.fault !== undefined ? [[...list.slice(0, at), { kind: 'handle', vcpu: choice.vcpu } as ListedChoice, ...list.slice(at + 1)]] : []));
   return [ends, starts, chunks, preemptions, singles, merges, faults];
-}
-
-/** The preempted actor (a vCPU, or -1: the handler) acts again with this choice. */
-function actsAgain(choice: ListedChoice, actor: number): boolean {
-  return actor < 0 ? choice.kind === 'proceed' : (choice.kind === 'run' || choice.kind === 'handle') && choice.vcpu === actor;
 }
 
 /**
