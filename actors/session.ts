@@ -342,6 +342,10 @@ export class Session implements Hypervisor {
   }
 
   /** Where runtime events go (a trace); replaceable between runs. */
+  get eventSink(): EventSink | undefined {
+    return this.options.events;
+  }
+
   set eventSink(sink: EventSink | undefined) {
     this.options = { ...this.options, events: sink };
   }

@@ -1,7 +1,8 @@
 /**
  * npm run bench:scenario — for every built-in scenario, what it takes to find its races and what
  * a run costs:
- *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3),
+ *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3, POS,
+ *    SURW),
  *    for each of the scenario's bugs (its fixes off);
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
@@ -143,7 +144,7 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   console.log(`\n== ${definition.name} ==`);
   for (const bug of definition.bugs) {
     console.log(`${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
-    for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
+    for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3], ['pos', 0], ['surw', 0]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
     console.log(await exhaustive(definition, bug.fixesOff));
     console.log(await shrink(definition, bug.fixesOff));
   }

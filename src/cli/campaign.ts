@@ -27,7 +27,7 @@ import { allScenarios, findScenario, loadScenarioModules } from '../explore/regi
 const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --runs N                 runs per row (default 500)
   --seed N                 first seed (default 1)
-  --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:1,pct:2,pct:3)
+  --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:2,pct:3,pos,surw)
   --mode M                 inline | workers (default inline: the vCPUs of a run share its pool thread)
   --threads N              pool threads (default: available cores)
   --scenario NAME          only this scenario (repeatable)
@@ -135,7 +135,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const mode = (text('mode') ?? 'inline') as RunMode;
   const shard = parseShard(text('shard'));
   if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (free-running has no seeds to spread), got "${mode}"`);
-  const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:1,pct:2,pct:3');
+  const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:2,pct:3,pos,surw');
   const modules = [...context.builtIn, ...((values.load as string[] | undefined) ?? [])].map((path) => resolve(path));
   await loadScenarioModules(modules);
   const known = allScenarios();

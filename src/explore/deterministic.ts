@@ -64,6 +64,14 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
   const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
   const bounded = (): boolean => session.clock >= options.stepsMax || counter.choices >= choicesMax;
   session.preemptor = (label, handlerVcpu) => preempt(options, counter, bounded, { label, handlerVcpu });
+  const sink = session.eventSink;
+  const observe = scheduler.observe?.bind(scheduler);
+  if (observe !== undefined) {
+    session.eventSink = (event, clock) => {
+      sink?.(event, clock);
+      observe(event);
+    };
+  }
   try {
     for (;;) {
       if (session.verdict !== null) return finish('verdict');
@@ -81,6 +89,7 @@ export function runDeterministic(options: DeterministicOptions): RunResult {
     }
   } finally {
     session.preemptor = null;
+    if (observe !== undefined) session.eventSink = sink;
   }
 }
 

@@ -11,8 +11,9 @@ import { Prng, seedValue, type Seed } from './prng.ts';
 import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
-import { createScheduler, type StrategyName } from './schedulers/index.ts';
-import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice, type ScheduleLabel } from './schedulers/lenient.ts';
+import { CountingScheduler, createScheduler, RoundRobinScheduler, type StrategyName } from './schedulers/index.ts';
+import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice } from './schedulers/lenient.ts';
+import type { MadeUpLabel } from './schedule-labels.ts';
 import { ScheduleShape } from './schedule-shape.ts';
 import type { Scheduler } from './schedule.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
@@ -154,6 +155,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private snapshot: MachineSnapshot;
   /** The last run threw outside the engine: its session may be in any state, the next run gets a new one. */
   private sessionSuspect = false;
+  /** SURW's event estimates, by the fixes that were off. */
+  private readonly estimates = new Map<string, readonly number[]>();
   /** Sessions that failed, still shutting down (their workers exit asynchronously). */
   private readonly retiring: Promise<void>[] = [];
 
@@ -213,22 +216,46 @@ export class ScenarioRig<G extends ScenarioGuest> {
   /** One run from the initial snapshot. */
   run(request: RunRequest, options: RunOptions = {}): RunReport {
     const strategy = this.mode === 'free' ? 'free' : request.strategy === 'pct' ? `pct(d=${request.depth})` : request.strategy;
+    const eventEstimate = this.mode !== 'free' && request.strategy === 'surw' ? this.eventEstimate(request.fixes) : undefined;
     return this.execute(request.seed, strategy, request.fixes, options, (context) => {
       const { session, trace, prng, done } = context;
       const { bounds, vcpus } = this.definition;
       this.startRecording(context);
       if (this.mode === 'free') return { result: runFree({ session, trace, done, wallMs: bounds.freeWallMs, timerEveryMs: bounds.timerMs, interrupts: this.interrupts() }), trace };
-      return this.deterministic(context, createScheduler(request.strategy, prng.fork('scheduler'), { vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents }));
+      return this.deterministic(context, createScheduler(request.strategy, prng.fork('scheduler'), {
+        vcpus, slice: bounds.slice, depth: request.depth, events: bounds.pctEvents, ...(eventEstimate === undefined ? {} : { eventEstimate }),
+      }));
     });
+  }
+
+  /**
+   * SURW's estimate of the interesting events each vCPU and the timer will have: counted on one
+   * round-robin run with the same fixes (seed 0), once per set of fixes. It depends on nothing but
+   * the scenario and the fixes, so a SURW run is still decided by its seed alone.
+   */
+  eventEstimate(fixes: Fixes<string>): readonly number[] {
+    const key = this.fixes.off(fixes).join(',');
+    const known = this.estimates.get(key);
+    if (known !== undefined) return known;
+    let counter: CountingScheduler | null = null;
+    this.execute(0, 'rr', fixes, {}, (context) => {
+      this.startRecording(context);
+      counter = new CountingScheduler(new RoundRobinScheduler(this.definition.bounds.slice), this.definition.vcpus);
+      return this.deterministic(context, counter);
+    });
+    const counts = [...(counter as CountingScheduler | null)?.seen.counts ?? []];
+    this.estimates.set(key, counts);
+    return counts;
   }
 
   /**
    * One run that follows `choices` leniently (a choice that is not possible when its turn comes is
    * skipped; when the list runs out, the default continuation goes on): what a shrinker tries. The
-   * run is a schedule of its own, labelled "shrunk"; its trace replays strictly like any other.
+   * run is a schedule of its own, labelled "shrunk" (or by `label`: who made the list); its trace
+   * replays strictly like any other.
    * `shape` tells its preemptions and how many of its choices the default would not have made.
    */
-  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher; readonly alternatives?: boolean; readonly label?: ScheduleLabel } = {}): FollowedRun {
+  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher; readonly alternatives?: boolean; readonly label?: MadeUpLabel } = {}): FollowedRun {
     if (this.mode === 'free') throw new Error('a schedule is followed in a deterministic mode (inline or workers), not free-running');
     const shape = new ScheduleShape(this.definition.bounds.slice);
     let scheduler: LenientScheduler | null = null;

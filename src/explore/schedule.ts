@@ -1,3 +1,4 @@
+import type { RuntimeEvent } from '../../actors/events.ts';
 import type { HypervisorFault } from '../../actors/hypervisor.ts';
 
 /**
@@ -68,6 +69,12 @@ export interface Scheduler {
   readonly name: string;
   /** Picks the next choice; only called when at least one choice is enabled. */
   choose(enabled: Enabled): Choice;
+  /**
+   * Sees every runtime event as it happens (exits with their GPA, engine writes, pauses): what a
+   * strategy that reasons about which pending events race (POS) or how many each vCPU has left
+   * (SURW) learns from. Strategies that only look at what is enabled leave it out.
+   */
+  observe?(event: RuntimeEvent): void;
 }
 
 /** Short text of a choice, for traces and messages. */

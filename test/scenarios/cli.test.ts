@@ -60,7 +60,7 @@ test('run.ts: fixes on, no failure (exit 0); bad input, one clear error (exit 2)
   t.regex(badName.stderr, /unknown scenario "no-such-race"; known scenarios: memtable-stale-icache.* \(a scenario of your own: --load its module\)/);
   const badStrategy = cli('scenarios/run.ts', ['memtable-stale-icache', '--strategy', 'dfs']);
   t.is(badStrategy.status, 2);
-  t.regex(badStrategy.stderr, /--strategy must be one of rr, random, pct, got "dfs"/);
+  t.regex(badStrategy.stderr, /--strategy must be one of rr, random, pct, pos, surw, got "dfs"/);
 });
 
 test('campaign.ts over a piscina pool: every bug row finds its race, the fixes-on row is clean', (t) => {

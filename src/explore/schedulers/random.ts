@@ -1,5 +1,6 @@
 import type { Prng } from '../prng.ts';
 import { faultApplies, type Choice, type Enabled, type Scheduler } from '../schedule.ts';
+import { checkSliceMax, logUniformSlice } from './slice.ts';
 
 /**
  * Random: every enabled choice (a slice for any runnable vCPU, any pending exit — also with each
@@ -14,7 +15,7 @@ export class RandomScheduler implements Scheduler {
     private readonly prng: Prng,
     private readonly sliceMax: number,
   ) {
-    if (!Number.isInteger(sliceMax) || sliceMax < 1) throw new RangeError(`random slice maximum must be a positive integer, got ${sliceMax}`);
+    checkSliceMax('random', sliceMax);
   }
 
   choose(enabled: Enabled): Choice {
@@ -29,11 +30,6 @@ export class RandomScheduler implements Scheduler {
     if (enabled.daemonDue) options.push({ kind: 'daemon' });
     for (const irq of enabled.interrupts) options.push({ kind: 'irq', ...irq });
     const choice = this.prng.pick(options);
-    return choice.kind === 'run' ? { ...choice, steps: this.slice() } : choice;
-  }
-
-  private slice(): number {
-    const bits = Math.log2(this.sliceMax);
-    return Math.min(this.sliceMax, Math.max(1, Math.floor(2 ** (this.prng.nextFloat() * bits))));
+    return choice.kind === 'run' ? { ...choice, steps: logUniformSlice(this.prng, this.sliceMax) } : choice;
   }
 }
