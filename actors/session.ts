@@ -362,6 +362,21 @@ export class Session implements Hypervisor {
     return this.collect(vcpu, this.waitHost(vcpu));
   }
 
+  /**
+   * Deterministic mode: code was written (by another vCPU or the engine) since `vcpu` last looked,
+   * so it may still execute the old bytes — until it serialises, or `seeCode` says it sees them.
+   */
+  codeStale(vcpu: number): boolean {
+    return this.isRunnable(vcpu) && this.fleet.codeStale(vcpu);
+  }
+
+  /** `vcpu` sees every code write made so far from its next instruction on (an explored choice: SDM 8.1.3). */
+  seeCode(vcpu: number): void {
+    this.assertLive();
+    if (!this.codeStale(vcpu)) throw new SessionError(`vCPU ${vcpu} has no stale code to see: it is ${this.stateOf(vcpu)}, and no code was written since it last looked`, vcpu);
+    this.fleet.seeCode(vcpu);
+  }
+
   /** Starts a run command without waiting (free-running mode, and the first half of runSlice). */
   launch(vcpu: number, budget: number): void {
     this.assertLive();

@@ -116,6 +116,20 @@ export class VcpuFleet {
     }
   }
 
+  /**
+   * Code was written since `vcpu` last checked its decoded code, and nothing already makes it look
+   * again before it next runs (a VM entry serialises; so does a `seeCode` already asked for).
+   */
+  codeStale(vcpu: number): boolean {
+    const slot = this.slot(vcpu);
+    return !slot.inFlight && (slot.nextFlags & (CommandFlag.entry | CommandFlag.seeCode)) === 0 && slot.host.codeSeen() !== this.machine.memory.codeEpoch();
+  }
+
+  /** `vcpu` sees every code write made so far before it runs its next instruction. */
+  seeCode(vcpu: number): void {
+    this.slot(vcpu).nextFlags |= CommandFlag.seeCode;
+  }
+
   /** Applies a collected stop to the vCPU's actor and its next entry. */
   settle(vcpu: number, stop: Exclude<StopName, 'budget'>, shutdownReason: string): void {
     const slot = this.slot(vcpu);

@@ -1,8 +1,9 @@
 /**
  * npm run bench:scenario — for every built-in scenario, what it takes to find its races and what
  * a run costs:
- *  - seeds to the first failure and failure rate for each strategy (rr, random, PCT d=1,2,3, POS,
- *    SURW),
+ *  - seeds to the first failure, failure rate and ordering coverage for each strategy (rr, random,
+ *    PCT d=1,2,3, POS, SURW), and the coverage-guided search over random and over PCT (runs to the
+ *    first failure, coverage after as many runs);
  *    for each of the scenario's bugs (its fixes off);
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
@@ -27,6 +28,8 @@ import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 import { describeBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
 import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
+import { searchCoverage } from '../src/explore/coverage-guided.ts';
+import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
 const { values } = parseArgs({ options: {
   seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
@@ -45,14 +48,38 @@ async function findRace(definition: ScenarioDefinition<ScenarioGuest>, strategy:
   try {
     let first = 0;
     let failures = 0;
+    const coverage = OrderingCoverage.of(definition.orderings ?? []);
     for (let seed = 1; seed <= seeds; seed++) {
-      if (failed(rig.run({ seed, strategy, depth, fixes }))) {
+      const report = rig.run({ seed, strategy, depth, fixes });
+      coverage.add(report.orderings);
+      if (failed(report)) {
         failures++;
         if (first === 0) first = seed;
       }
     }
     const name = strategy === 'pct' ? `pct(d=${depth})` : strategy;
-    return `  ${name.padEnd(9)} first failing seed ${first === 0 ? `none in ${seeds}` : String(first).padStart(3)}   failures ${String(failures).padStart(3)}/${seeds} (${((100 * failures) / seeds).toFixed(1)}%)`;
+    return `  ${name.padEnd(9)} first failing seed ${first === 0 ? `none in ${seeds}` : String(first).padStart(3)}   failures ${String(failures).padStart(3)}/${seeds} (${((100 * failures) / seeds).toFixed(1)}%)${orderingsText(coverage)}`;
+  } finally {
+    await rig.close();
+  }
+}
+
+/** "   orderings 7/8 (window 'patch-vs-running-peer A during B' in 12 runs)" — empty for a scenario without pairs. */
+function orderingsText(coverage: OrderingCoverage): string {
+  if (coverage.pairs.length === 0) return '';
+  const { seen, of } = coverage.covered;
+  const rare = coverage.rarest((t) => coverage.runsWith(t.pair)[t.ordering] > 0)[0];
+  return `   orderings ${seen}/${of}${rare === undefined ? '' : ` (rarest seen: ${rare.pair} ${ORDERING_TEXT[rare.ordering]} in ${coverage.runsWith(rare.pair)[rare.ordering]})`}`;
+}
+
+/** The coverage-guided search over `base`, as many runs as the strategies get seeds. */
+async function guided(definition: ScenarioDefinition<ScenarioGuest>, base: StrategyName, fixesOff: readonly string[]): Promise<string> {
+  if ((definition.orderings ?? []).length === 0) return `  guided    (no ordering pairs declared)`;
+  const rig = ScenarioRig.open(definition, 'inline');
+  try {
+    const result = searchCoverage(rig, rig.fixes.without(fixesOff), { runs: seeds, seed: 1, base });
+    const first = result.firstFailureAfter;
+    return `  guided(${base}) first failing run ${first === 0 ? `none in ${seeds}` : String(first).padStart(3)}   ${result.aimed} changed runs, ${result.hit} hit their order${orderingsText(result.coverage)}`;
   } finally {
     await rig.close();
   }
@@ -145,6 +172,7 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   for (const bug of definition.bugs) {
     console.log(`${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
     for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3], ['pos', 0], ['surw', 0]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
+    for (const base of ['random', 'pct'] as const) console.log(await guided(definition, base, bug.fixesOff));
     console.log(await exhaustive(definition, bug.fixesOff));
     console.log(await shrink(definition, bug.fixesOff));
   }

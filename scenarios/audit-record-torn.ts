@@ -1,6 +1,6 @@
 import {
   CLOCK_VECTOR, defineScenario, guestAlive, dword, eventsBetween, handledOf, eax, edx, HOOKED_APIS, Hypercall, notesOf, NtGuest, PerCpu, PROCESSOR_BLOCK, qword, r8d, r9d, rax, rbx, rcx, rdx,
-  type NtGuestBuilder, type ScenarioEngine,
+  type NtGuestBuilder, type OrderingSide, type ScenarioEngine,
 } from '../src/index.ts';
 
 /**
@@ -93,6 +93,12 @@ function auditCalls(engine: ScenarioEngine<'auditUnderPause'>, guest: NtGuest): 
   });
 }
 
+/** A record being published, from its first byte to its last, by the vCPU whose call it audits. */
+const publishing: OrderingSide = {
+  begins: (event) => (event.kind === 'note' && event.what === 'audit-begin' ? { key: 'record', vcpu: Number(event.detail.vcpu) } : null),
+  ends: (event, publish) => event.kind === 'note' && event.what === 'audit' && Number(event.detail.vcpu) === publish.vcpu,
+};
+
 export const auditRecordTorn = defineScenario({
   name: 'audit-record-torn',
   title: 'Audit record published under the readers’ feet',
@@ -144,6 +150,14 @@ export const auditRecordTorn = defineScenario({
       },
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'publish-vs-reader',
+      description: 'A: a record being published, first byte to last; B: the reader (vCPU 2) executing guest code. A during B is the window: the reader ran while the record was half written — what auditUnderPause prevents',
+      a: publishing,
+      b: { begins: (event) => (event.kind === 'stop' && event.vcpu === WORKERS && event.retired > 0 ? { key: 'record', vcpu: event.vcpu } : null) },
+    },
   ],
   windows: [
     {

@@ -1,6 +1,6 @@
 import {
   CLOCK_VECTOR, dword, eax, ecx, gs, Hypercall, NtGuest, PerCpu, qword, r12, r12d, rax, rbx, withSeg,
-  type NtGuestBuilder, type Oracle,
+  type NtGuestBuilder, type Oracle, type OrderingSide, type RunMemory, type RuntimeEvent,
 } from '../src/index.ts';
 
 /**
@@ -68,3 +68,31 @@ export function writesLanded<F extends string>(writes: number): Oracle<NtGuest, 
     },
   };
 }
+
+/** What the configuration pairs tie together: every exit on the page meets the same hooks. */
+export const CONFIG = 'config';
+
+const pageOf = (gpa: number | bigint): number => Number(BigInt(gpa) & ~0xfffn);
+
+/**
+ * A pair's `learn` for the configuration scenarios: the page (the engine's write hooks on it, owners
+ * "config …") and whose EPT exit the engine is handling (its `decode` note opens every EPT handler,
+ * and handlers run one at a time).
+ */
+export function learnConfig(event: RuntimeEvent, memory: RunMemory): void {
+  if (event.kind !== 'note') return;
+  if (event.what === 'hook' && String(event.detail.owner).startsWith('config')) memory.set('config page', pageOf(event.detail.gpa as number));
+  if (event.what === 'decode') memory.set('handling', Number(event.detail.vcpu));
+}
+
+/** The vCPU whose EPT exit is being handled (−1 before the first). */
+export const handlingVcpu = (memory: RunMemory): number => (memory.get('handling') as number | undefined) ?? -1;
+
+/** A writer's EPT write exit on the configuration page, from the exit until its handler returned (`learnConfig`). */
+export const configWriteExit: OrderingSide = {
+  begins: (event, memory) =>
+    event.kind === 'stop' && event.exit !== null && event.reason === 'eptViolation' && (event.exit.access & 2) !== 0 && pageOf(event.exit.gpa) === memory.get('config page')
+      ? { key: CONFIG, vcpu: event.vcpu }
+      : null,
+  ends: (event, exit) => event.kind === 'handle' && event.vcpu === exit.vcpu,
+};

@@ -2,7 +2,7 @@ import {
   defineScenario, guestAlive, hooksRemoved, imageRestored, notesOf, NtGuest, unloadSucceeds,
   type ScenarioEngine,
 } from '../src/index.ts';
-import { configGpa, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
+import { CONFIG, configGpa, configWriteExit, learnConfig, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
 
 /**
  * A disable asked for from inside a callback (hvmi-notes §13.19). The engine's write hook on the
@@ -42,6 +42,18 @@ export const disableFromCallback = defineScenario({
   bugs: [{ name: 'unload inside the callback', fixesOff: ['deferDisableToReturn'], caughtBy: 'engine-runs' }],
   engine: { start: watchConfig },
   oracles: [writesLanded(WRITES), guestAlive(), unloadSucceeds(), imageRestored(), hooksRemoved()],
+  orderings: [
+    {
+      name: 'disable-vs-peer-write',
+      description: "A: the disable, from the callback asking for it until GuestUninit; B: another vCPU's write exit on the page, from the exit until its handler returned. A during B: a peer's exit waited across the unload and is answered by an engine whose hooks are gone",
+      learn: learnConfig,
+      a: {
+        begins: (event) => (event.kind === 'note' && event.what === 'unexpected-value' ? { key: CONFIG, vcpu: Number(event.detail.vcpu) } : null),
+        ends: (event) => event.kind === 'note' && event.what === 'uninit',
+      },
+      b: configWriteExit,
+    },
+  ],
   windows: [
     {
       name: 'unloaded-mid-run',

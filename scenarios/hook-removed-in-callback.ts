@@ -2,7 +2,7 @@ import {
   defineScenario, guestAlive, hooksRemoved, IntroAction, IntStatus, notesOf, NtGuest,
   type ScenarioEngine,
 } from '../src/index.ts';
-import { configGpa, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
+import { CONFIG, configGpa, configWriteExit, handlingVcpu, learnConfig, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
 
 /**
  * A hook removed inside its own callback (hvmi-notes §13.5). The engine watches the writers'
@@ -51,6 +51,18 @@ export const hookRemovedInCallback = defineScenario({
   bugs: [{ name: 'hook deleted during the walk', fixesOff: ['deferredHookRemoval'], caughtBy: 'engine-runs' }],
   engine: { start: watchConfig },
   oracles: [writesLanded(WRITES), guestAlive(), hooksRemoved()],
+  orderings: [
+    {
+      name: 'one-shot-vs-peer-write',
+      description: "A: a one-shot hook, from being armed (in a handler's walk) until it fired and removed itself; B: another vCPU's write exit on the page, from the exit until its handler returned. A during B: a peer's exit was in flight while the one-shot lived — its walk can be the one the hook removes itself from",
+      learn: learnConfig,
+      a: {
+        begins: (event, memory) => (event.kind === 'note' && event.what === 'hook' && event.detail.owner === 'config one-shot' ? { key: CONFIG, vcpu: handlingVcpu(memory) } : null),
+        ends: (event) => event.kind === 'note' && event.what === 'one-shot',
+      },
+      b: configWriteExit,
+    },
+  ],
   windows: [
     {
       name: 'one-shot-fired',

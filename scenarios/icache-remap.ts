@@ -1,6 +1,6 @@
 import {
   defineScenario, dword, eax, ecx, emitCountdown, guestAlive, Hypercall, notesOf, NtGuest, qword, r12d, rax, rbx, rcx, rdx,
-  type Assembler, type ManagedRange, type NtGuestBuilder, type ScenarioEngine, type SymbolResolver,
+  type Assembler, type ManagedRange, type NtGuestBuilder, type OrderingSide, type ScenarioEngine, type SymbolResolver,
 } from '../src/index.ts';
 
 /**
@@ -148,6 +148,15 @@ function cloakSecret(engine: ScenarioEngine, guest: NtGuest): void {
   });
 }
 
+const inCodePage = (gva: string | number | bigint | boolean): boolean => typeof gva === 'bigint' && (gva & ~0xfffn) === CODE_GVA;
+const ICACHE_FLUSHES = new Set(['icache-swap-flush', 'icache-write-flush', 'icache-remap-flush']);
+
+/** The function's instruction in the icache: from the decode that filled it until its page is flushed or the entry evicted. */
+const cachedCode: OrderingSide = {
+  begins: (event) => (event.kind === 'note' && event.what === 'decode' && event.detail.cached === false && inCodePage(event.detail.rip) ? { key: 'code', vcpu: Number(event.detail.vcpu) } : null),
+  ends: (event) => event.kind === 'note' && ((ICACHE_FLUSHES.has(event.what) && inCodePage(event.detail.page)) || (event.what === 'icache-evict' && inCodePage(event.detail.gva))),
+};
+
 export const icacheRemap = defineScenario({
   name: 'icache-remap',
   title: 'A code page remapped under the instruction cache',
@@ -181,6 +190,15 @@ export const icacheRemap = defineScenario({
       check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      // Unhooked, the remap itself leaves no event: the remapper running is what can be seen of it.
+      name: 'cached-code-vs-remapper',
+      description: "A: the function's load in the icache, from the decode that filled it until its page is flushed; B: another vCPU (the remapper) executing guest code. A during B is the window: the page can be remapped while its old instruction is cached — harmless only if the swap hook flushes it",
+      a: cachedCode,
+      b: { begins: (event) => (event.kind === 'stop' && event.retired > 0 ? { key: 'code', vcpu: event.vcpu } : null) },
+    },
   ],
   windows: [
     {

@@ -1,6 +1,6 @@
 import {
   defineScenario, emitCountdown, dword, eax, ecx, guestAlive, Hypercall, notesOf, NtGuest, r12d, rax, rbx, rcx, rdi, rsi,
-  type NtGuestBuilder, type ScenarioEngine,
+  type NtGuestBuilder, type OrderingSide, type ScenarioEngine,
 } from '../src/index.ts';
 
 /**
@@ -111,6 +111,23 @@ function protectPolicy(engine: ScenarioEngine, guest: NtGuest): void {
   });
 }
 
+const pageOf = (gva: bigint): string => String(gva & ~0xfffn);
+
+/**
+ * A rewrite of cached code carried out (the icache's write flush, in the patcher's handler: the
+ * hypervisor writes at the reply), keyed by the code page; its vCPU is the one whose EPT exit is
+ * handled (the pair's `learn` remembers it from the `decode` note that opens every EPT handler).
+ */
+const rewrite: OrderingSide = {
+  begins: (event, memory) => (event.kind === 'note' && event.what === 'icache-write-flush' ? { key: pageOf(BigInt(event.detail.page as bigint)), vcpu: (memory.get('handling') as number | undefined) ?? -1 } : null),
+};
+
+/** A write exit raised by an instruction, keyed by its code page, from the exit until its handler returned. */
+const storeExit: OrderingSide = {
+  begins: (event) => (event.kind === 'stop' && event.exit !== null && event.reason === 'eptViolation' && (event.exit.access & 2) !== 0 ? { key: pageOf(event.rip), vcpu: event.vcpu } : null),
+  ends: (event, exit) => event.kind === 'handle' && event.vcpu === exit.vcpu,
+};
+
 export const instructionSwapped = defineScenario({
   name: 'instruction-swapped',
   title: 'Instruction swapped between its analysis and its emulation (TOCTOU)',
@@ -150,6 +167,17 @@ export const instructionSwapped = defineScenario({
       check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'rewrite-vs-pending-store',
+      description: "A: the patcher's rewrite of the store's code carried out; B: a store's EPT exit, from the exit until its handler returned. A during B is the TOCTOU window: the instruction changed while its exit waited to be analysed and carried out",
+      learn: (event, memory) => {
+        if (event.kind === 'note' && event.what === 'decode') memory.set('handling', Number(event.detail.vcpu));
+      },
+      a: rewrite,
+      b: storeExit,
+    },
   ],
   windows: [
     {

@@ -1,6 +1,6 @@
 import {
   CLOCK_VECTOR, defineScenario, disassemble, guestAlive, handledOf, hooksRemoved, imageRestored, jumpPatch, notesOf, NtGuest, pendingExitsAt, tryReadGuestVirtual,
-  type TimedEvent, type World,
+  type Occurrence, type OrderingSide, type RuntimeEvent, type TimedEvent, type World,
 } from '../src/index.ts';
 
 /**
@@ -30,6 +30,13 @@ function exitsAfterFirstPatch(events: readonly TimedEvent[], rip: bigint, vcpus:
   for (const handled of handledOf(events, { reason: 'eptViolation', rip })) if (handled.index > patched.index) counts[handled.event.vcpu]++;
   return counts;
 }
+
+/** A relocation of the load at a RIP, by the vCPU whose exit did it (an instant: the mtbl-patch note). */
+const relocated: OrderingSide = {
+  begins: (event) => (event.kind === 'note' && event.what === 'mtbl-patch' ? { key: String(event.detail.rip), vcpu: Number(event.detail.vcpu) } : null),
+};
+
+const ripOf = (event: RuntimeEvent): Occurrence | null => (event.kind === 'stop' && event.exit !== null && event.reason === 'eptViolation' ? { key: String(event.rip), vcpu: event.vcpu } : null);
 
 export const memtableStaleIcache = defineScenario({
   name: 'memtable-stale-icache',
@@ -161,6 +168,29 @@ export const memtableStaleIcache = defineScenario({
     },
     imageRestored(),
     hooksRemoved(),
+  ],
+  orderings: [
+    {
+      name: 'patch-vs-waiting-peer',
+      description: 'A: a table load relocated; B: another vCPU stopped at that load, from its exit until its handler ran. A during B is the stale-icache window',
+      a: relocated,
+      b: { begins: ripOf, ends: (event, waiting) => event.kind === 'handle' && event.vcpu === waiting.vcpu },
+    },
+    {
+      name: 'patch-vs-peer-decode',
+      description: "A: a table load relocated; B: another vCPU's handler decoding the instruction at that RIP. A before B decodes the JMP — or, with the flush off, the stale MOV from the icache",
+      a: relocated,
+      b: { begins: (event) => (event.kind === 'note' && event.what === 'decode' ? { key: String(event.detail.rip), vcpu: Number(event.detail.vcpu) } : null) },
+    },
+    {
+      name: 'patch-vs-running-peer',
+      description: 'A: the JMP and its handler being written (from the first cloak to the end of the patch); B: any vCPU stopping after a slice. A during B: a vCPU ran while the patch was half written — what pausing prevents',
+      a: {
+        begins: (event) => (event.kind === 'note' && event.what === 'cloak' && String(event.detail.owner).startsWith('memtable ins') ? { key: 'patch', vcpu: -1 } : null),
+        ends: (event) => event.kind === 'note' && (event.what === 'mtbl-patch' || event.what === 'mtbl-patch-failed'),
+      },
+      b: { begins: (event) => (event.kind === 'stop' ? { key: 'patch', vcpu: event.vcpu } : null) },
+    },
   ],
   windows: [
     {

@@ -144,3 +144,4 @@ export function describeDivergence(stale: readonly VasDivergence[]): string {
   const first = stale[0];
   return `${stale.length} watched entr${stale.length === 1 ? 'y differs' : 'ies differ'} from memory: table 0x${first.table.toString(16)}[${first.index}] is 0x${first.memory.toString(16)}, the monitor knows 0x${first.known.toString(16)}`;
 }
+

@@ -1,4 +1,5 @@
-import { defineScenario, notesOf, Pae32Guest, type TimedEvent } from '../src/index.ts';
+import { defineScenario, notesOf, Pae32Guest, type OrderingSide, type TimedEvent } from '../src/index.ts';
+import { entryOf, halfWrittenEntry } from './half-entry-pairs.ts';
 import { describeDivergence, PAE_BOUNDS, paeMapperAndToucher, threadsFinished, watchPaeRange } from './pae-common.ts';
 
 /**
@@ -40,6 +41,15 @@ function duplicatedStore(events: readonly TimedEvent[]): boolean {
   });
 }
 
+/** An exit delivered twice (the hypervisor-fault note at its delivery), keyed by the entry it writes (learned from its stop). */
+const duplicatedDelivery: OrderingSide = {
+  begins: (event, memory) => {
+    if (event.kind !== 'note' || event.what !== 'hypervisor-fault' || event.detail.fault !== 'duplicate-exit') return null;
+    const entry = memory.get(`exit ${Number(event.detail.ticket)}`);
+    return typeof entry === 'string' ? { key: entry, vcpu: Number(event.detail.vcpu) } : null;
+  },
+};
+
 export const paeDuplicateEvent = defineScenario({
   name: 'pae-duplicate-event',
   title: 'A page-table write event delivered twice on a 32-bit PAE guest',
@@ -71,6 +81,17 @@ export const paeDuplicateEvent = defineScenario({
       },
     },
     threadsFinished([0, 1], 'the mapper and the toucher'),
+  ],
+  orderings: [
+    {
+      name: 'duplicate-in-half-entry',
+      description: "A: an entry half written (engine-wide), from the store of its low half to that of its high half; B: an exit writing that entry delivered twice. A during B: the high half's exit is duplicated — processed again after the entry is whole, it starts a new partial write (what duplicateWriteDrop drops)",
+      learn: (event, memory) => {
+        if (event.kind === 'stop' && event.exit !== null) memory.set(`exit ${event.exit.ticket}`, entryOf(event.exit.gpa));
+      },
+      a: halfWrittenEntry(true),
+      b: duplicatedDelivery,
+    },
   ],
   windows: [
     {

@@ -2,6 +2,7 @@ import {
   defineScenario, dword, eax, ecx, edi, edx, emitCountdown, esi, Pae32Guest, PAE32_THREAD_DONE,
   type Pae32Builder, type TimedEvent,
 } from '../src/index.ts';
+import { halfWrittenEntry, storeIntoEntry } from './half-entry-pairs.ts';
 import { describeDivergence, PAE_BOUNDS, paeEntry, threadsFinished, watchPaeRange } from './pae-common.ts';
 
 /**
@@ -90,6 +91,14 @@ export const paeFalseDuplicate = defineScenario({
       },
     },
     threadsFinished([0, 1], 'both setters'),
+  ],
+  orderings: [
+    {
+      name: 'update-vs-peer-store',
+      description: "A: one vCPU's update of the entry, from its low-half store to its high-half store; B: the other vCPU's store into that entry. A during B is the window: the two vCPUs' stores from the shared routine land back to back, and the second is dropped as a duplicate",
+      a: halfWrittenEntry(),
+      b: storeIntoEntry,
+    },
   ],
   windows: [
     {

@@ -1,4 +1,5 @@
 import { defineScenario, notesOf, Pae32Guest, type Pae32Range, type TimedEvent } from '../src/index.ts';
+import { callbackInHalfEntry, exitOnEntry, halfWrittenEntry } from './half-entry-pairs.ts';
 import { PAE_BOUNDS, PAE_MONITORED_BITS, paeEntry, paeMapperAndToucher, threadsFinished, watchPaeRange } from './pae-common.ts';
 
 /**
@@ -75,6 +76,17 @@ export const paeHalfWritten = defineScenario({
       check: (world) => firstMixedChange(world.events, world.guest.range),
     },
     threadsFinished([0, 1], 'the mapper and the toucher'),
+  ],
+  // The bug needs no second vCPU (each half alone is a wrong callback): the first pair is its window;
+  // the second records whether the toucher's walk ever met an entry half written.
+  orderings: [
+    callbackInHalfEntry,
+    {
+      name: 'half-entry-vs-toucher-walk',
+      description: "A: an entry half written, from the mapper's low-half store to its high-half store; B: another vCPU's write exit on that entry (the toucher's walk setting A/D), until handled. A during B: the walk met the entry half written",
+      a: halfWrittenEntry(),
+      b: exitOnEntry,
+    },
   ],
   windows: [
     {

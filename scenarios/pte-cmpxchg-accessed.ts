@@ -1,6 +1,6 @@
 import {
   defineScenario, dword, eax, emitCountdown, guestAlive, Hypercall, notesOf, NtGuest, qword, r12d, rax, rbx, rcx,
-  type GpaHook, type ManagedRange, type NtGuestBuilder, type ScenarioEngine,
+  type GpaHook, type ManagedRange, type NtGuestBuilder, type OrderingSide, type ScenarioEngine,
 } from '../src/index.ts';
 
 /**
@@ -132,6 +132,24 @@ function protectPageZero(engine: ScenarioEngine, guest: NtGuest): void {
   void guest;
 }
 
+/** The page-table entry a GPA falls in. */
+const entryOf = (gpa: number | bigint): string => String(BigInt(gpa) & ~7n);
+
+/**
+ * The trimmer's CMPXCHG, from the engine's judgement of it (its pt-write note) until its vCPU next
+ * stops: judged at decode, the hypervisor carries it out only at that vCPU's next entry.
+ */
+const steal: OrderingSide = {
+  begins: (event) => (event.kind === 'note' && event.what === 'pt-write' && event.detail.ins === 'cmpxchg' ? { key: entryOf(event.detail.gpa as number), vcpu: Number(event.detail.vcpu) } : null),
+  ends: (event, judged) => event.kind === 'stop' && event.vcpu === judged.vcpu,
+};
+
+/** An EPT write exit on a page-table entry — the writer's walk setting A, or a store — until its vCPU next stops (carried out). */
+const writeToEntry: OrderingSide = {
+  begins: (event) => (event.kind === 'stop' && event.exit !== null && event.reason === 'eptViolation' && (event.exit.access & 2) !== 0 ? { key: entryOf(event.exit.gpa), vcpu: event.vcpu } : null),
+  ends: (event, exit) => event.kind === 'stop' && event.vcpu === exit.vcpu,
+};
+
 export const pteCmpxchgAccessed = defineScenario({
   name: 'pte-cmpxchg-accessed',
   title: 'A page-table CMPXCHG judged at decode, beaten by the A-bit update',
@@ -169,6 +187,14 @@ export const pteCmpxchgAccessed = defineScenario({
       check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'steal-vs-walk',
+      description: "A: the trimmer's CMPXCHG on page 0's entry, from its judgement until it is carried out; B: another vCPU's write exit on that entry (the writer's walk setting A), until carried out. A during B is the window: A set between the judgement and the exchange, which then fails",
+      a: steal,
+      b: writeToEntry,
+    },
   ],
   windows: [
     {

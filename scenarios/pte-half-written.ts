@@ -2,6 +2,7 @@ import {
   defineScenario, dword, eax, ecx, edx, emitCountdown, guestAlive, Hypercall, notesOf, NtGuest, Pte, qword, r12d, rax, rbx,
   type ManagedRange, type NtGuestBuilder, type ScenarioEngine,
 } from '../src/index.ts';
+import { callbackInHalfEntry, exitOnEntry, halfWrittenEntry } from './half-entry-pairs.ts';
 
 /**
  * A page-table entry written in two halves (hvmi-notes §13.8, here on a 64-bit guest: the entry
@@ -127,6 +128,17 @@ export const pteHalfWritten = defineScenario({
       check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
     },
     guestAlive(),
+  ],
+  // The bug needs no second vCPU (each half alone is a wrong callback): the first pair is its window;
+  // the second records whether the user's walk ever met the entry half written.
+  orderings: [
+    callbackInHalfEntry,
+    {
+      name: 'half-entry-vs-user-walk',
+      description: "A: the entry half written, from the mover's low-half store to its high-half store; B: another vCPU's write exit on that entry (the user's walk setting A/D), until handled. A during B: the walk met the entry half written",
+      a: halfWrittenEntry(false),
+      b: exitOnEntry,
+    },
   ],
   windows: [
     {

@@ -116,6 +116,19 @@ export const pushTwoAddresses = defineScenario({
     },
     guestAlive(),
   ],
+  // The bug needs no second vCPU (one PUSH alone lands in the table): the pair records what the
+  // other vCPU did while a judged push waited to be carried out at its vCPU's next entry.
+  orderings: [
+    {
+      name: 'judged-push-vs-peer',
+      description: "A: a PUSH judged on its read (the source page's hook), until its vCPU's next stop — the hypervisor carries it out at the next entry; B: the other vCPU executing guest code. A during B: the peer ran while a push whose stack write nobody judged (analyseEveryAddress off) was pending",
+      a: {
+        begins: (event) => (event.kind === 'note' && event.what === 'source-read' ? { key: 'push', vcpu: Number(event.detail.vcpu) } : null),
+        ends: (event, push) => event.kind === 'stop' && event.vcpu === push.vcpu,
+      },
+      b: { begins: (event) => (event.kind === 'stop' && event.retired > 0 ? { key: 'push', vcpu: event.vcpu } : null) },
+    },
+  ],
   windows: [
     {
       name: 'write-blocked',

@@ -2,7 +2,7 @@ import {
   defineScenario, eventsBetween, exitByTicket, guestAlive, IntroAction, IntStatus, notesOf, NtGuest, pendingExitsAt,
   type GpaHook, type ScenarioEngine,
 } from '../src/index.ts';
-import { configGpa, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
+import { CONFIG, configGpa, configWriteExit, handlingVcpu, learnConfig, SLOT_BYTES, writersOnly, writesLanded } from './config-writers.ts';
 
 /**
  * A stale EPT violation after a hook is replaced. Writer threads on every vCPU store into their
@@ -84,6 +84,15 @@ export const staleViolation = defineScenario({
     },
     writesLanded(WRITES),
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'renewal-vs-pending-write',
+      description: "A: the engine renews its hook (in one vCPU's handler); B: another vCPU's write exit on the page, from the exit until its handler returned. A during B is the window: an exit raised under the old hook is handled under the new one",
+      learn: learnConfig,
+      a: { begins: (event, memory) => (event.kind === 'note' && event.what === 'config-renew' ? { key: CONFIG, vcpu: handlingVcpu(memory) } : null) },
+      b: configWriteExit,
+    },
   ],
   windows: [
     {

@@ -1,6 +1,6 @@
 import {
   defineScenario, emitCountdown, guestAlive, Hypercall, notesOf, NtGuest, qword, r8, r12d, rax, rbx, SYSTEM_PRIVILEGES, SYSTEM_TOKEN, Token,
-  type NtGuestBuilder,
+  type NtGuestBuilder, type OrderingSide, type RunMemory, type RuntimeEvent,
 } from '../src/index.ts';
 
 /**
@@ -21,6 +21,8 @@ const ROUNDS = 12;
 const TRANSIENT_SPINS = 50;
 const ROUND_SPINS = 700;
 const TIMER_STEPS = 600;
+/** The privilege adjuster's vCPU. */
+const ADJUSTER = 0;
 
 const privilegeBits = (): bigint[] => {
   const bits: bigint[] = [];
@@ -72,8 +74,53 @@ function addPrivilegeAdjuster(guest: NtGuestBuilder): void {
     a.mov(rax, Hypercall.threadDone);
     a.vmcall();
   });
-  guest.thread(0, 'PrivilegeAdjuster');
+  guest.thread(ADJUSTER, 'PrivilegeAdjuster');
 }
+
+/**
+ * Where the adjuster's two stores are, in instructions it has retired: its code is straight-line
+ * but for the countdowns, and nothing else runs on its vCPU (no clock interrupt, no exit before its
+ * last), so the instructions it retired say exactly where it is. Keep in step with
+ * addPrivilegeAdjuster: 6 before the first round; per round 5 up to and including the Present
+ * store, the transient countdown (MOV + 2 per spin), the Enabled store, 3 to disable the toggled
+ * privilege, the rest countdown and 4 to loop.
+ */
+const PROLOGUE = 6;
+const PRESENT_STORED = 5;
+const ENABLED_STORED = PRESENT_STORED + 1 + 2 * TRANSIENT_SPINS + 1;
+const ROUND_LENGTH = ENABLED_STORED + 3 + 1 + 2 * ROUND_SPINS + 4;
+
+/** Whether the adjuster, having retired `retired` instructions, is between the two halves of a removal. */
+function inTransient(retired: number): boolean {
+  const at = retired - PROLOGUE;
+  if (at < 0 || at >= ROUNDS * ROUND_LENGTH) return false;
+  const offset = at % ROUND_LENGTH;
+  return offset >= PRESENT_STORED && offset < ENABLED_STORED;
+}
+
+const retiredOf = (memory: RunMemory): number => (memory.get('retired') as number | undefined) ?? 0;
+
+/** Counts the adjuster's retired instructions and stops (the pairs' `learn`). */
+function learnAdjuster(event: RuntimeEvent, memory: RunMemory): void {
+  if (event.kind !== 'stop' || event.vcpu !== ADJUSTER) return;
+  memory.set('retired', retiredOf(memory) + event.retired);
+  memory.set('stops', ((memory.get('stops') as number | undefined) ?? 0) + 1);
+}
+
+/** A timer tick: the token check runs then, without pausing anyone. */
+const tick: OrderingSide = { begins: (event) => (event.kind === 'timer' ? { key: 'token', vcpu: -1 } : null) };
+
+/** The adjuster between a Present store and its Enabled store, from the stop that left it there until its next stop. */
+const removalHalfDone: OrderingSide = {
+  begins: (event, memory) => (event.kind === 'stop' && event.vcpu === ADJUSTER && inTransient(retiredOf(memory)) ? { key: 'token', vcpu: ADJUSTER } : null),
+  ends: (event) => event.kind === 'stop' && event.vcpu === ADJUSTER,
+};
+
+/** The adjuster's thread running: from its vCPU's first stop until its threadDone VMCALL. */
+const adjusterRunning: OrderingSide = {
+  begins: (event, memory) => (event.kind === 'stop' && event.vcpu === ADJUSTER && memory.get('stops') === 1 ? { key: 'token', vcpu: ADJUSTER } : null),
+  ends: (event) => event.kind === 'stop' && event.vcpu === ADJUSTER && event.reason === 'vmcall',
+};
 
 export const timerTokenTransient = defineScenario({
   name: 'timer-token-transient',
@@ -119,6 +166,22 @@ export const timerTokenTransient = defineScenario({
       },
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'tick-vs-removal-half-done',
+      description: 'A: a timer tick; B: the adjuster between the Present and the Enabled store of a removal (known from the instructions it retired). A during B is the window: the tick sees Enabled ⊄ Present',
+      learn: learnAdjuster,
+      a: tick,
+      b: removalHalfDone,
+    },
+    {
+      name: 'tick-vs-running-adjuster',
+      description: "A: a timer tick; B: the adjuster's thread running on its vCPU. A during B: the tick meets a running vCPU — whose registers a timer that is not TIMER_FRIENDLY reads",
+      learn: learnAdjuster,
+      a: tick,
+      b: adjusterRunning,
+    },
   ],
   windows: [
     {

@@ -1,5 +1,5 @@
 import { CLOCK_VECTOR, defineScenario, ecx, notesOf, NtGuest, rbp, rsp, type NtGuestBuilder } from '../src/index.ts';
-import { THREADED_BOUNDS, UNLOAD_WINDOWS, unloadOnCall, unloadOracles } from './unload-common.ts';
+import { scanVsThreadInHandler, THREADED_BOUNDS, UNLOAD_WINDOWS, unloadOnCall, unloadOracles } from './unload-common.ts';
 
 /**
  * A dead stack slot that blocks the unload (hvmi-notes §13.12). The mem-table handler pushes the
@@ -45,6 +45,8 @@ export const unloadDeadSlot = defineScenario({
   setup: () => new NtGuest({ vcpus: 3, iterations: 64, threads: 6, workerCallout: 'KiStallExecution', extensions: [addStall] }),
   engine: { start: unloadOnCall(60) },
   oracles: unloadOracles(),
+  // B before A is where the dead slot matters: the thread left the handler, its [rsp-8] still points in.
+  orderings: [scanVsThreadInHandler('scan-vs-thread-in-memtable-handler', 'memtable handler', 'a mem-table handler')],
   windows: [
     ...UNLOAD_WINDOWS,
     {

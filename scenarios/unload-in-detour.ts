@@ -1,5 +1,5 @@
 import { defineScenario, notesOf } from '../src/index.ts';
-import { THREADED_GUEST, UNLOAD_WINDOWS, unloadOnCall, unloadOracles } from './unload-common.ts';
+import { learnHandlers, scanVsThreadInHandler, teardown, THREADED_GUEST, threadInHandler, UNLOAD_WINDOWS, unloadOnCall, unloadOracles } from './unload-common.ts';
 
 /**
  * Unload while a thread is inside a detour handler (hvmi-notes §13.11). Six threads on three
@@ -20,6 +20,16 @@ export const unloadInDetour = defineScenario({
   bugs: [{ name: 'unloaded under a thread in a handler', fixesOff: ['threadSafenessCheck'], caughtBy: 'guest-alive' }],
   engine: { start: unloadOnCall(12) },
   oracles: unloadOracles(),
+  orderings: [
+    {
+      name: 'teardown-vs-thread-in-detour',
+      description: 'A: the teardown (GuestUninit zeroes the handlers\' slack); B: a vCPU inside a detour handler, from the stop that found it there until its next stop outside. A during B is the bug: slack zeroed under a running thread',
+      learn: learnHandlers('detour handler'),
+      a: teardown,
+      b: threadInHandler,
+    },
+    scanVsThreadInHandler('scan-vs-thread-in-detour', 'detour handler', 'a detour handler'),
+  ],
   windows: [
     ...UNLOAD_WINDOWS,
     {

@@ -1,5 +1,5 @@
 import { defineScenario, notesOf } from '../src/index.ts';
-import { THREADED_GUEST, UNLOAD_WINDOWS, unloadOnCall, unloadOracles } from './unload-common.ts';
+import { THREADED_GUEST, UNLOAD_WINDOWS, unloadAttempt, unloadOnCall, unloadOracles, vcpuRan, vcpusReleased } from './unload-common.ts';
 
 /**
  * Nested pause and resume (hvmi-notes §13.13). IntDisableIntro pauses, IntGuestDisableIntro pauses
@@ -20,6 +20,20 @@ export const unloadNestedPause = defineScenario({
   bugs: [{ name: 'boolean pause released mid-unload', fixesOff: ['countedPause'], caughtBy: 'engine-runs' }],
   engine: { start: unloadOnCall(12) },
   oracles: unloadOracles(),
+  orderings: [
+    {
+      name: 'unload-vs-release',
+      description: 'A: an unload attempt, from the daemon\'s task until its thread-safeness scan (or teardown); B: a resume that brings the pause count to zero. A during B is the bug: an inner resume released the vCPUs mid-unload',
+      a: unloadAttempt,
+      b: vcpusReleased,
+    },
+    {
+      name: 'unload-vs-running-vcpu',
+      description: 'A: an unload attempt, from the daemon\'s task until its thread-safeness scan (or teardown); B: a vCPU executing guest code. A during B: released, a vCPU actually ran mid-unload',
+      a: unloadAttempt,
+      b: vcpuRan,
+    },
+  ],
   windows: [
     ...UNLOAD_WINDOWS,
     {

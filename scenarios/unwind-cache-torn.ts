@@ -1,7 +1,7 @@
 import {
   defineScenario, dword, eax, ebx, edx, guestAlive, gs, hooksRemoved, imageRestored, Hypercall, notesOf, NtGuest, PerCpu, r8, r12d, r13d, r14, rax, rbx, rcx, REX_W,
   UnwindFunction, withSeg,
-  type NtGuest as Guest, type NtGuestBuilder,
+  type NtGuest as Guest, type NtGuestBuilder, type RunMemory,
 } from '../src/index.ts';
 
 /**
@@ -85,6 +85,14 @@ function codeBytes(guest: Guest, gva: bigint, length: number): Uint8Array {
 
 const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 
+/** The cache handlers' code, as the engine announced it (cloak notes of the RtlpVirtualUnwind detour handlers). */
+const CACHE_HANDLERS = 'cache handlers';
+
+function insideCacheHandler(rip: bigint, memory: RunMemory): boolean {
+  const regions = (memory.get(CACHE_HANDLERS) as { start: bigint; end: bigint }[] | undefined) ?? [];
+  return regions.some((region) => rip >= region.start && rip < region.end);
+}
+
 export const unwindCacheTorn = defineScenario({
   name: 'unwind-cache-torn',
   title: 'RtlpVirtualUnwind cache updated under a vCPU between an entry’s MOV and CMP',
@@ -143,6 +151,23 @@ export const unwindCacheTorn = defineScenario({
     guestAlive(),
     imageRestored(),
     hooksRemoved(),
+  ],
+  orderings: [
+    {
+      name: 'update-vs-peer-in-handler',
+      description: "A: the engine fills a cache entry (rtlpvu-update); B: another vCPU stopped inside the cache handlers' code, until it next stops. A during B is the window where an entry can tear under it",
+      learn(event, memory) {
+        if (event.kind !== 'note' || event.what !== 'cloak' || !String(event.detail.owner).startsWith('detour handler RtlpVirtualUnwind')) return;
+        const start = BigInt(event.detail.gva as bigint);
+        const regions = (memory.get(CACHE_HANDLERS) as { start: bigint; end: bigint }[] | undefined) ?? [];
+        memory.set(CACHE_HANDLERS, [...regions, { start, end: start + BigInt(event.detail.size as number) }]);
+      },
+      a: { begins: (event) => (event.kind === 'note' && event.what === 'rtlpvu-update' ? { key: 'cache', vcpu: Number(event.detail.vcpu) } : null) },
+      b: {
+        begins: (event, memory) => (event.kind === 'stop' && event.stop !== 'exit' && insideCacheHandler(event.rip, memory) ? { key: 'cache', vcpu: event.vcpu } : null),
+        ends: (event, inside) => event.kind === 'stop' && event.vcpu === inside.vcpu,
+      },
+    },
   ],
   windows: [
     {

@@ -1,6 +1,6 @@
 import {
   defineScenario, dword, emitCountdown, guestAlive, Hypercall, notesOf, NtGuest, qword, r12d, rax, rbx, rcx, rdx,
-  type Assembler, type ManagedRange, type NtGuestBuilder, type ScenarioEngine, type SymbolResolver,
+  type Assembler, type ManagedRange, type NtGuestBuilder, type OrderingSide, type RunMemory, type RuntimeEvent, type ScenarioEngine, type SymbolResolver,
 } from '../src/index.ts';
 
 /**
@@ -109,6 +109,27 @@ function watchAddressSpace(engine: ScenarioEngine, guest: NtGuest): void {
   void guest;
 }
 
+/**
+ * The pair's `learn`: the table the monitor is adding (its vas-table-added note) and whether the
+ * write protection of that table has been asked for (an `ept` change taking write away from it).
+ */
+function learnAddedTable(event: RuntimeEvent, memory: RunMemory): void {
+  if (event.kind === 'note' && event.what === 'vas-table-added') {
+    memory.set('adding', Number(event.detail.table));
+    memory.set('hooked', false);
+  }
+  if (event.kind === 'ept' && event.gpa === memory.get('adding') && (event.rights & 2) === 0) memory.set('hooked', true);
+}
+
+/**
+ * A freshly linked table not yet watched on every vCPU: from the monitor's note that it was added
+ * until the EPT change write-protecting it is committed (then every vCPU enters with it).
+ */
+const unwatchedTable: OrderingSide = {
+  begins: (event) => (event.kind === 'note' && event.what === 'vas-table-added' ? { key: 'table', vcpu: Number(event.detail.vcpu) } : null),
+  ends: (event, _added, memory) => event.kind === 'ept-commit' && memory.get('hooked') === true,
+};
+
 export const vasHookLate = defineScenario({
   name: 'vas-hook-late',
   title: 'A page-table hook placed late: a write to a freshly linked table goes unseen',
@@ -146,6 +167,15 @@ export const vasHookLate = defineScenario({
       check: (world) => (world.guest.finished.has(0) && world.guest.finished.has(1) ? null : 'a thread did not finish'),
     },
     guestAlive(),
+  ],
+  orderings: [
+    {
+      name: 'unwatched-table-vs-filler',
+      description: "A: a linked table, from the monitor's noting it until its write hook is committed; B: another vCPU (the filler) executing guest code. A during B is the window of both bugs: a write between reading and hooking, or through an EPT view the hook has not reached",
+      learn: learnAddedTable,
+      a: unwatchedTable,
+      b: { begins: (event) => (event.kind === 'stop' && event.retired > 0 ? { key: 'table', vcpu: event.vcpu } : null) },
+    },
   ],
   windows: [
     {

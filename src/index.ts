@@ -39,6 +39,10 @@ export {
   eventsBetween, exitByTicket, exitsOf, handledOf, happenedBefore, notesOf, pendingExitsAt,
   type ExitEvent, type ExitFilter, type HandleEvent, type Located, type NoteEvent, type StopEvent,
 } from './explore/event-queries.ts';
+export {
+  OrderingCoverage, orderingsOf, ORDERINGS, ORDERING_TEXT, orderOf, possibleByPair, possibleOrderings, spansOf,
+  type Occurrence, type Ordering, type OrderingPair, type OrderingSide, type OrderingWitness, type RunMemory, type Span,
+} from './explore/orderings.ts';
 
 // ---- the guest ----------------------------------------------------------------------------------
 export {

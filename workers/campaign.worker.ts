@@ -2,6 +2,7 @@ import { findScenario, loadScenarioModules } from '../src/explore/registry.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../src/explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
 import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
+import { observeFreeRun, type FreeObservation } from '../src/explore/free-observation.ts';
 
 /**
  * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
@@ -14,6 +15,7 @@ const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
 export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
   const key = `${task.scenario}/${task.mode}`;
   let report;
+  let observation: FreeObservation | undefined;
   try {
     await loadScenarioModules(task.modules);
     let rig = rigs.get(key);
@@ -22,6 +24,11 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
       rigs.set(key, rig);
     }
     report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(task.fixesOff) });
+    // A free-running failure cannot be run again: what the hypervisor side saw of it goes back with it.
+    if (task.mode === 'free' && failed(report)) {
+      const target = report.violations.some((v) => v.oracle === task.caughtBy) ? task.caughtBy ?? undefined : undefined;
+      observation = observeFreeRun(report, rig.lastEvents, target);
+    }
   } catch (error) {
     // One broken task is one error result with its seed, not the end of the campaign; this
     // thread's rig may be in any state, so the next task starts a new one.
@@ -38,9 +45,11 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     oracles: report.violations.map((v) => v.oracle),
     detail: report.violations[0]?.detail.split('\n')[0] ?? null,
     windows: report.windows,
+    orderings: report.orderings.map(({ pair, ordering }) => ({ pair, ordering })),
     hash: report.hash,
     steps: report.steps,
     durationMs: report.durationMs,
     ...(task.withTrace === true ? { trace: traceJsonOf(report) } : {}),
+    ...(observation !== undefined ? { observation } : {}),
   };
 }

@@ -2,18 +2,21 @@ import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type CampaignShard, type RowSummary } from '../explore/campaign.ts';
-import type { RunMode } from '../explore/scenario-rig.ts';
+import { RUN_MODES, type RunMode } from '../explore/scenario-rig.ts';
 import { STRATEGIES, type StrategyPlan } from '../explore/schedulers/index.ts';
 import { campaignJunit } from '../report/junit.ts';
 import { formatFailure, replayCommand, rerunCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
-import { writeRunReports, type ReportTargets } from '../report/run-reports.ts';
-import { formatShrink, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { writeRunReports } from '../report/run-reports.ts';
+import { formatShrink, shrinkJson, writeShrunk, type ShrinkOutcome } from './shrink-step.ts';
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
 import type { CliContext } from './run.ts';
 import { printTable, rowName } from './campaign-table.ts';
 import { mergeCommand } from './campaign-merge.ts';
+import { freeSummary, notReplayable, reportReplayable } from './campaign-free.ts';
+import { replayableJson, type ReplayableOutcome } from './replayable-step.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
+import { possibleByPair } from '../explore/orderings.ts';
 
 /**
  * The main job: every registered scenario, with all fixes on and with each of its bugs' fixes off, over
@@ -28,8 +31,13 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --runs N                 runs per row (default 500)
   --seed N                 first seed (default 1)
   --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:2,pct:3,pos,surw)
-  --mode M                 inline | workers (default inline: the vCPUs of a run share its pool thread)
-  --threads N              pool threads (default: available cores)
+  --mode M                 inline | workers | free (default inline: the vCPUs of a run share its pool
+                           thread). free: a stress campaign — every run's vCPU workers really in parallel,
+                           the OS interleaving them (strategies and determinism checks do not apply);
+                           each row's first failure is then turned into a replayable deterministic run
+                           by a search guided by what the free run showed, shrunk, its trace written
+  --threads N              pool threads (default: available cores; free: 1, so a run's vCPUs have the cores)
+  --explain-runs N         free: the search's budget per row in deterministic runs (default 100)
   --scenario NAME          only this scenario (repeatable)
   --load FILE              also the scenarios a module of your own exports (repeatable)
   --trace-dir DIR          where the first failing trace of each row goes (default traces)
@@ -80,17 +88,8 @@ function reportFirstFailure(row: RowSummary, dir: string, mode: RunMode, quiet: 
 /** Writes the row's shrunk failure (trace, Perfetto trace with its story) and prints how it happens. */
 function reportShrunk(row: RowSummary, dir: string, quiet: boolean): ShrinkOutcome | null {
   if (row.shrinkError !== undefined) process.stderr.write(`warning: ${rowName(row)}: ${row.shrinkError}\n`);
-  const shrunk = row.shrunk;
-  if (shrunk === undefined) return null;
-  let tracePath: string | null = null;
-  let reports: ReportTargets | null = null;
-  try {
-    tracePath = writeRunTrace(dir, shrunk.report, '-campaign');
-    if (shrunk.recording !== null) reports = writeRunReports(dir, shrunk.report, shrunk.recording, { suffix: '-campaign', tracePath, story: shrunk.story });
-  } catch (error) {
-    process.stderr.write(`warning: ${rowName(row)}: the shrunk trace of seed ${shrunk.report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
-  }
-  const outcome: ShrinkOutcome = { shrunk, tracePath, reports };
+  if (row.shrunk === undefined) return null;
+  const outcome = writeShrunk(row.shrunk, dir, '-campaign', rowName(row));
   if (!quiet) process.stdout.write(`SHRUNK ${rowName(row)}\n${formatShrink(outcome)}\n\n`);
   return outcome;
 }
@@ -115,7 +114,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
     ({ values } = parseCommandLine(argv, {
       runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
       scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, 'shrink-runs': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, shard: { type: 'string' },
-      help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true },
+      help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true }, 'explain-runs': { type: 'string' },
     }));
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
@@ -129,12 +128,16 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   }
   const runs = integerOption(text('runs'), '--runs', 500, 1, 100_000_000);
   const firstSeed = integerOption(text('seed'), '--seed', 1, 0, Number.MAX_SAFE_INTEGER - runs + 1);
-  const threads = integerOption(text('threads'), '--threads', availableParallelism(), 1, 256);
+  const mode = (text('mode') ?? 'inline') as RunMode;
+  const free = mode === 'free';
+  const threads = integerOption(text('threads'), '--threads', free ? 1 : availableParallelism(), 1, 256);
   const determinismSample = integerOption(text('determinism-sample'), '--determinism-sample', 2, 0, 1000);
   const shrinkRuns = integerOption(text('shrink-runs'), '--shrink-runs', 200, 0, 1_000_000);
-  const mode = (text('mode') ?? 'inline') as RunMode;
+  const explainRuns = integerOption(text('explain-runs'), '--explain-runs', 100, 1, 1_000_000);
   const shard = parseShard(text('shard'));
-  if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (free-running has no seeds to spread), got "${mode}"`);
+  if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
+  if (free && shard !== undefined) throw new UsageError('--shard splits seeds that replay; a free-running campaign is not sharded (run it whole on each machine)');
+  if (!free && text('explain-runs') !== undefined) throw new UsageError('--explain-runs goes with --mode free (it turns free-running failures into replayable runs)');
   const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:2,pct:3,pos,surw');
   const modules = [...context.builtIn, ...((values.load as string[] | undefined) ?? [])].map((path) => resolve(path));
   await loadScenarioModules(modules);
@@ -152,9 +155,10 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
 
   const rows: CampaignRow[] = scenarios.flatMap((definition) => {
     const windowGoals = definition.windows.map((w) => w.name);
+    const orderingPairs = possibleByPair(definition.orderings ?? []);
     return [
-      { scenario: definition.name, bug: null, caughtBy: null, fixesOff: [], windowGoals },
-      ...definition.bugs.map((bug) => ({ scenario: definition.name, bug: bug.name, caughtBy: bug.caughtBy, fixesOff: bug.fixesOff, windowGoals })),
+      { scenario: definition.name, bug: null, caughtBy: null, fixesOff: [], windowGoals, orderingPairs },
+      ...definition.bugs.map((bug) => ({ scenario: definition.name, bug: bug.name, caughtBy: bug.caughtBy, fixesOff: bug.fixesOff, windowGoals, orderingPairs })),
     ];
   });
   const stop = watchStopRequests();
@@ -163,7 +167,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   let summary: RowSummary[];
   try {
     summary = await runCampaign({
-      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules, shard, shrinkRuns,
+      rows, runs, firstSeed, plans, mode, threads, determinismSample, modules, shard, shrinkRuns, explainRuns,
       taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url),
       scenario: findScenario,
       shouldStop: () => stop.requested !== null,
@@ -182,20 +186,29 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const ok = stopped === null && problems.length === 0 && summary.every((row) => rowPassed(row) || deferred(row));
   const traces = new Map<RowSummary, string | null>();
   const shrinks = new Map<RowSummary, ShrinkOutcome>();
+  const replayables = new Map<RowSummary, ReplayableOutcome>();
   for (const row of summary) {
-    traces.set(row, reportFirstFailure(row, traceDir, mode, quiet));
+    // A free-running failure has no trace of its own: the replayable run found for it stands in.
+    const replayable = free ? reportReplayable(row, traceDir, quiet) : null;
+    if (replayable !== null) replayables.set(row, replayable);
+    traces.set(row, free ? replayable?.tracePath ?? null : reportFirstFailure(row, traceDir, mode, quiet));
     const shrink = reportShrunk(row, traceDir, quiet);
     if (shrink !== null) shrinks.set(row, shrink);
   }
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
   if (quiet) {
     const rowsJson = summary.map((row) => {
-      const { report: _report, recording: _recording, shrunk: _shrunk, ...plain } = row;
+      const { report: _report, recording: _recording, shrunk: _shrunk, replayable: _replayable, ...plain } = row;
       const shrink = shrinks.get(row);
-      return { ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null, ...(shrink !== undefined ? { shrunk: shrinkJson(shrink) } : {}) };
+      const replayable = replayables.get(row);
+      return {
+        ...plain, passed: rowPassed(row), trace: traces.get(row) ?? null, ...(shrink !== undefined ? { shrunk: shrinkJson(shrink) } : {}),
+        ...(replayable !== undefined ? { replayable: replayableJson(replayable) } : {}),
+      };
     });
     const campaign = { runs, firstSeed, strategies: plans.map(formatPlan), mode, shard: shard ?? { index: 1, count: 1 } };
-    process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
+    const freeJson = free ? { free: { summary: freeSummary(summary), notReplayable: notReplayable(summary) } } : {};
+    process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...freeJson, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
     return stopped?.exitCode ?? (ok ? 0 : 1);
   }
   printTable(summary);
@@ -205,7 +218,12 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
     process.stdout.write(`campaign: STOPPED (${stopped.why}) — ${summary.length} of ${rows.length} row(s) started; the figures above are partial\n`);
     return stopped.exitCode;
   }
-  if (ok && sharded) process.stdout.write(`campaign: shard ${shard.index}/${shard.count} OK so far — no all-fixes-on row failed, every re-run seed reproduced; whether each bug was found is for \`campaign merge\`\n`);
+  if (free) {
+    const unexplained = notReplayable(summary);
+    const verdict = ok ? 'OK — no failure with every fix on that a deterministic run reproduces' : `UNEXPECTED\n${problems.map((p) => `  ${p}`).join('\n')}`;
+    const freeOnly = unexplained.length === 0 ? '' : `  free-running only (no deterministic run of the search reproduced it):\n${unexplained.map((line) => `    ${line}\n`).join('')}`;
+    process.stdout.write(`campaign (free-running): ${verdict}\n  ${freeSummary(summary)}\n${freeOnly}`);
+  } else if (ok && sharded) process.stdout.write(`campaign: shard ${shard.index}/${shard.count} OK so far — no all-fixes-on row failed, every re-run seed reproduced; whether each bug was found is for \`campaign merge\`\n`);
   else if (ok) process.stdout.write('campaign: OK — every bug row broke its oracle, no all-fixes-on row failed, every re-run seed reproduced\n');
   else process.stdout.write(`campaign: UNEXPECTED\n${problems.map((p) => `  ${p}`).join('\n')}\n`);
   return ok ? 0 : 1;

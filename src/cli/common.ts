@@ -215,6 +215,15 @@ export function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** Where a search command (bounded-exhaustive, coverage-guided) writes and how it reports. */
+export interface SearchOutput {
+  /** Feeds the search's own randomness, and the engine's. */
+  readonly seed: number;
+  readonly traceDir: string;
+  readonly json: boolean;
+  readonly progress: Progress;
+}
+
 /** A progress line printer: on a terminal it redraws one line, elsewhere it prints every few seconds. */
 export class Progress {
   private last = 0;

@@ -4,20 +4,16 @@ import type { ScenarioDefinition, ScenarioGuest } from '../explore/scenario.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { commandsOf, formatFailure } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
-import type { Progress } from './common.ts';
+import type { SearchOutput } from './common.ts';
 
 /**
  * `run.ts <scenario> --exhaustive K`: every schedule with at most K preemptions, level by level,
  * as a bounded guarantee ("k = 1: N schedules, all explored, 0 failures"); the first failing
  * schedule (fewest preemptions first) is reported and its trace written. Exit 1 when one failed.
  */
-export interface ExhaustiveRequest {
+export interface ExhaustiveRequest extends SearchOutput {
   readonly bound: number;
   readonly maxRuns: number;
-  readonly seed: number;
-  readonly traceDir: string;
-  readonly json: boolean;
-  readonly progress: Progress;
 }
 
 export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioGuest>, mode: RunMode, fixes: Fixes<string>, request: ExhaustiveRequest): Promise<number> {

@@ -13,7 +13,10 @@ import type { RunRecording } from '../explore/recorder.ts';
 import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { formatShrink, shrinkFirstFailure, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { explainFreeFailure, formatReplayable, replayableJson, type ReplayableOutcome } from './replayable-step.ts';
+import { observeFreeRun, type FreeObservation } from '../explore/free-observation.ts';
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
+import { coverCommand } from './cover-step.ts';
 import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
@@ -47,9 +50,17 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         the fewest decisive choices, that still break the same invariant; writes the
                         shrunk trace, prints how the race happens, and --perfetto/--html show that run
   --shrink-runs N       the shrinker's budget in runs (default 2000)
+  --explain             with --mode free: turn the first free-running failure into a replayable one — a
+                        deterministic search guided by the free run's observed order (then variations of
+                        it, random and PCT seeds) for a run that breaks the same invariant first; writes
+                        its trace (proven by a strict replay), shrinks it and prints how the race happens
+  --explain-runs N      the search's budget in deterministic runs (default 200)
   --exhaustive K        instead of seeds: every schedule with at most K preemptions, level by level (a
                         bounded guarantee when it finishes); --seed feeds only the engine's randomness
   --exhaustive-runs N   its budget in runs (default 20000)
+  --cover N             instead of seeds: a coverage-guided search of N runs over the scenario's ordering
+                        pairs — fresh --strategy seeds, and runs that produced a new order changed toward
+                        the orders never seen (then the rarest); prints the coverage per pair
   --with-fix NAME       with --replay: follow the recorded schedule again with fix NAME on (repeatable)
                         and say where the runs part and whether the invariant now holds: proof the
                         fix removes the failure on this interleaving (exit 0 when nothing breaks)
@@ -82,10 +93,14 @@ interface Options {
   /** Bounded-exhaustive exploration up to this many preemptions (null: seeds and a strategy). */
   readonly exhaustive: number | null;
   readonly exhaustiveRuns: number;
+  /** A coverage-guided search of this many runs (null: seeds and a strategy). */
+  readonly cover: number | null;
   /** With a replay: fixes to switch on for the fix-differential replay. */
   readonly withFix: readonly string[];
   /** Shrink the first failure, with this many runs at most (null: do not shrink). */
   readonly shrinkRuns: number | null;
+  /** Free-running: turn the first failure replayable — the search's and the shrinker's budgets (null: do not). */
+  readonly explain: { readonly runs: number; readonly shrinkRuns: number } | null;
   readonly traceDir: string;
   readonly json: boolean;
   readonly hashes: boolean;
@@ -106,6 +121,7 @@ function listScenarios(): string {
       : `  bug: ${bug.name}: --fix ${bug.fixesOff.map((f) => `${f}=off`).join(' --fix ')} (caught by ${bug.caughtBy})`)),
     ...s.oracles.map((o) => `  oracle ${o.name} [${o.phase}]: ${o.description}`),
     ...s.windows.map((w) => `  window ${w.name}: ${w.description}`),
+    ...(s.orderings ?? []).map((pair) => `  ordering pair ${pair.name}: ${pair.description}`),
   ].join('\n'));
   const rig = ['checked on every run of every scenario:', ...Object.entries(RIG_ORACLES).map(([name, what]) => `  oracle ${name}: ${what}`)].join('\n');
   return [...scenarios, rig].join('\n\n');
@@ -118,7 +134,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
-    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -136,12 +152,18 @@ function parse(argv: readonly string[]): Parsed {
   if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
   if (mode === 'free' && values['check-determinism'] === true) throw new UsageError('--check-determinism needs a deterministic mode (inline or workers); free-running is the OS\'s schedule');
   if (values.hashes === true && values.json !== true) throw new UsageError('--hashes goes with --json');
-  if (values['shrink-runs'] !== undefined && values.shrink !== true) throw new UsageError('--shrink-runs goes with --shrink');
+  if (values['shrink-runs'] !== undefined && values.shrink !== true && values.explain !== true) throw new UsageError('--shrink-runs goes with --shrink or --explain');
+  if (values['explain-runs'] !== undefined && values.explain !== true) throw new UsageError('--explain-runs goes with --explain');
+  if (values.explain === true && mode !== 'free') throw new UsageError('--explain turns a free-running failure into a replayable one: use it with --mode free (a deterministic failure has its trace already)');
   if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
   if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
   if (values.exhaustive !== undefined) {
     const clash = ['runs', 'strategy', 'depth', 'replay', 'shrink', 'check-determinism', 'perfetto', 'html', 'with-fix'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--exhaustive makes its own schedules: drop ${clash.map((name) => `--${name}`).join(', ')}`);
+  }
+  if (values.cover !== undefined) {
+    const clash = ['runs', 'depth', 'replay', 'shrink', 'exhaustive', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
+    if (clash.length > 0) throw new UsageError(`--cover makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
   }
   if (values['with-fix'] !== undefined && values.shrink === true) throw new UsageError('--with-fix and --shrink are two commands: shrink first, then replay the shrunk trace --with-fix');
   if (values.shrink === true && mode === 'free') throw new UsageError('--shrink needs a deterministic mode (inline or workers): a free-running run has no schedule to shrink');
@@ -164,7 +186,11 @@ function parse(argv: readonly string[]): Parsed {
       withFix: (values['with-fix'] as string[] | undefined) ?? [],
       exhaustive: values.exhaustive === undefined ? null : integerOption(text('exhaustive'), '--exhaustive', 1, 0, 10),
       exhaustiveRuns: integerOption(text('exhaustive-runs'), '--exhaustive-runs', 20_000, 1, 100_000_000),
+      cover: values.cover === undefined ? null : integerOption(text('cover'), '--cover', 200, 1, 100_000_000),
       shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
+      explain: values.explain === true
+        ? { runs: integerOption(text('explain-runs'), '--explain-runs', 200, 1, 1_000_000), shrinkRuns: integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) }
+        : null,
       traceDir: text('trace-dir') ?? 'traces',
       json: values.json === true,
       hashes: values.hashes === true,
@@ -231,6 +257,13 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   }
   const fixes = catalog.apply(base, options.fixSettings);
   if (recorded !== null && options.withFix.length > 0) return fixDifferential(definition, mode, recorded, fixes, options);
+  if (options.cover !== null) {
+    if (mode === 'free') throw new UsageError('--cover runs deterministic schedules: use --mode inline or workers');
+    if ((definition.orderings ?? []).length === 0) throw new UsageError(`scenario "${definition.name}" declares no ordering pairs: --cover has nothing to cover (see "Ordering coverage" in the README)`);
+    return coverCommand(definition, mode, fixes, {
+      runs: options.cover, seed: options.seed, base: options.strategy, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+    });
+  }
   if (options.exhaustive !== null) {
     if (mode === 'free') throw new UsageError('--exhaustive runs deterministic schedules: use --mode inline or workers');
     ensureWritableDir(options.traceDir);
@@ -238,13 +271,13 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
       bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });
   }
-  if (mode !== 'free') ensureWritableDir(options.traceDir);
+  if (mode !== 'free' || options.explain !== null) ensureWritableDir(options.traceDir);
   for (const [path, flag] of [[options.reports.perfetto, '--perfetto'], [options.reports.html, '--html']] as const) {
     if (path !== null) ensureWritableFileDir(path, flag);
   }
   const record = options.reports.perfetto !== null || options.reports.html !== null;
 
-  const tally = new RunTally(definition.windows.map((w) => w.name), options.hashes);
+  const tally = new RunTally(definition.windows.map((w) => w.name), options.hashes, definition.orderings ?? []);
   const nondeterminism: Nondeterminism = { count: 0, first: null };
   let tracePath: string | null = null;
   const keepFirstTrace = (report: RunReport): void => {
@@ -276,9 +309,12 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const rig = ScenarioRig.open(definition, mode);
   let twin: ScenarioRig<ScenarioGuest> | null = null;
   const stop = watchStopRequests();
-  const progress = new Progress(!options.json && (options.runs > 1 || options.shrinkRuns !== null));
+  const progress = new Progress(!options.json && (options.runs > 1 || options.shrinkRuns !== null || options.explain !== null));
   const started = performance.now();
   let shrink: ShrinkOutcome | null = null;
+  // The first free-running failure as the hypervisor side saw it: read before the next run replaces it.
+  let observed: FreeObservation | null = null;
+  let replayable: ReplayableOutcome | null = null;
   try {
     if (recorded !== null) {
       const report = rig.replay(recorded, fixes, { record });
@@ -290,6 +326,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
         const request: RunRequest = { seed: options.seed + k, strategy: options.strategy, depth: options.depth, fixes };
         const report = rig.run(request, { record });
         tally.add(report);
+        if (options.explain !== null && report === tally.firstFailure) observed = observeFreeRun(report, rig.lastEvents);
         keepFirstTrace(report);
         keepReports(report, rig.lastRecording);
         if (options.checkDeterminism) {
@@ -314,6 +351,9 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
       shrink = shrinkFirstFailure(rig, failing, fixes, { maxRuns: options.shrinkRuns, traceDir: options.traceDir, reports: options.reports, progress });
       if (shrink.reports !== null && record) reports = shrink.reports;
     }
+    if (options.explain !== null && observed !== null && stop.requested === null) {
+      replayable = await explainFreeFailure(definition, observed, { explainRuns: options.explain.runs, shrinkRuns: options.explain.shrinkRuns, traceDir: options.traceDir, progress, shouldStop: () => stop.requested !== null });
+    }
   } finally {
     stop.dispose();
     await Promise.all([rig.close(), twin?.close()]);
@@ -321,7 +361,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const seconds = (performance.now() - started) / 1000;
   const unwritten = lastRun as { readonly report: RunReport; readonly recording: RunRecording } | null;
   if (reports === null && unwritten !== null) writeRunReports(unwritten.report, unwritten.recording);
-  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports, shrink);
+  return summarize(options, definition.name, mode, recorded, tally, nondeterminism, tracePath, seconds, stop.requested, reports, shrink, replayable);
 }
 
 /** `--replay F --with-fix NAME`: the recorded schedule again with the fixes on; 0 when nothing breaks then. */
@@ -362,6 +402,7 @@ function reportLines(reports: ReportTargets | null, failed: boolean): string {
 function summarize(
   options: Options, scenario: string, mode: RunMode, recorded: TraceJson | null, tally: RunTally, nondeterminism: Nondeterminism,
   tracePath: string | null, seconds: number, stopped: { why: string; exitCode: number } | null, reports: ReportTargets | null, shrink: ShrinkOutcome | null,
+  replayable: ReplayableOutcome | null,
 ): number {
   const first = tally.firstFailure;
   const status = stopped !== null ? stopped.exitCode : tally.failures > 0 || nondeterminism.count > 0 ? 1 : 0;
@@ -373,11 +414,13 @@ function summarize(
       ...(first !== null ? { firstFailure: { seed: first.seed, invariant: first.violations[0].oracle, trace: tracePath } } : {}),
       failuresByOracle: tally.byOracle,
       windowsReached: tally.windows,
+      orderings: tally.orderings.toJSON(),
       ...(options.checkDeterminism ? { nondeterministic: nondeterminism } : {}),
       ...(tally.hashes !== null ? { traceHashes: tally.hashes } : {}),
       ...(stopped !== null ? { stopped: stopped.why } : {}),
       ...(reports !== null ? { reports: { perfetto: reports.perfetto, html: reports.html } } : {}),
       ...(shrink !== null ? { shrunk: shrinkJson(shrink) } : {}),
+      ...(replayable !== null ? { replayable: replayableJson(replayable) } : {}),
     };
     process.stdout.write(`${JSON.stringify(out)}\n`);
     return status;
@@ -391,6 +434,10 @@ function summarize(
     process.stdout.write(`  replay followed all ${recorded.choices.length} recorded choices; trace hash ${tally.lastHash} (recorded ${recorded.hash})\n`);
   }
   process.stdout.write(`  windows reached: ${Object.entries(tally.windows).map(([name, n]) => `${name} ${n}/${tally.runs}`).join(', ')}\n`);
+  if (tally.orderings.pairs.length > 0) {
+    const { seen, of } = tally.orderings.covered;
+    process.stdout.write(`  orderings covered ${seen}/${of} (runs that produced each):\n${tally.orderings.describe().map((line) => `    ${line}\n`).join('')}`);
+  }
   if (nondeterminism.first !== null) {
     const n = nondeterminism.first;
     process.stdout.write(`NONDETERMINISTIC: ${nondeterminism.count} of ${tally.runs} seed(s) gave another trace when run again on a separately built guest; `
@@ -412,6 +459,7 @@ function summarize(
   const commands = isScheduleLabel(first.strategy) ? commandsOf(first, tracePath) : { rerun: rerunCommand(spec), replay: tracePath === null ? null : replayCommand(scenario, tracePath, first.fixesOff) };
   process.stdout.write(`${formatFailure(first, commands, tracePath)}\n`);
   if (shrink !== null) process.stdout.write(`SHRUNK\n${formatShrink(shrink)}\n`);
+  if (replayable !== null) process.stdout.write(`${formatReplayable(replayable, scenario)}\n`);
   process.stdout.write(reportLines(reports, true).replaceAll('the first failing run', shrink !== null && shrink.reports !== null ? 'the shrunk run' : 'the first failing run'));
   return status;
 }

@@ -3,7 +3,7 @@ import type { RunReport, ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
 import { describeShrink, shrinkFailingRun, type ShrunkFailure } from '../explore/shrink-run.ts';
 import { formatStory } from '../explore/story.ts';
-import { writeReports, type ReportTargets } from '../report/run-reports.ts';
+import { writeReports, writeRunReports, type ReportTargets } from '../report/run-reports.ts';
 import { replayCommand } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
 import type { Progress } from './common.ts';
@@ -36,6 +36,22 @@ export function shrinkFirstFailure(
     if (shrunk.recording !== null) reports = writeReports(options.reports, shrunk.report, shrunk.recording, tracePath, shrunk.story);
   } catch (error) {
     process.stderr.write(`warning: the shrunk run of seed ${failing.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+  }
+  return { shrunk, tracePath, reports };
+}
+
+/**
+ * Writes a shrunk run next to the other traces of `dir` — its trace and its Perfetto trace with its
+ * story — as the campaign does for each row; a file that cannot be written is a warning naming `what`.
+ */
+export function writeShrunk(shrunk: ShrunkFailure, dir: string, suffix: string, what: string): ShrinkOutcome {
+  let tracePath: string | null = null;
+  let reports: ReportTargets | null = null;
+  try {
+    tracePath = writeRunTrace(dir, shrunk.report, suffix);
+    if (shrunk.recording !== null) reports = writeRunReports(dir, shrunk.report, shrunk.recording, { suffix, tracePath, story: shrunk.story });
+  } catch (error) {
+    process.stderr.write(`warning: ${what}: the shrunk trace of seed ${shrunk.report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
   }
   return { shrunk, tracePath, reports };
 }

@@ -178,6 +178,11 @@ export class Cpu implements LazyFlags, MmuFaults {
     w[Vcpu.retired + 1] = Math.floor(this.retired / 4294967296) | 0;
   }
 
+  /** The code epoch this vCPU's decoded code was last checked against: code written after it may still run stale. */
+  get codeEpochChecked(): number {
+    return this.codeEpochSeen;
+  }
+
   /** A serialising point: any code written since the last one becomes visible. */
   serialize(): void {
     const epoch = this.memory.codeEpoch();

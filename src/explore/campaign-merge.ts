@@ -1,4 +1,5 @@
 import type { CampaignShard, RowRun, RowSummary } from './campaign.ts';
+import { OrderingCoverage, type Ordering } from './orderings.ts';
 
 /**
  * Merging the shards of a campaign (`campaign --shard i/n`, one per CI machine) into the result of
@@ -41,6 +42,8 @@ const lowerSeed = <T extends { readonly seed: number }>(a: T | null, b: T | null
 function checkShards(shards: readonly ShardResult[]): void {
   if (shards.length === 0) throw new ShardMergeError('no shard to merge');
   const [first, ...others] = shards;
+  // Its runs replay from no seed, and what made its failures replayable is no count to add up.
+  if (first.campaign.mode === 'free') throw new ShardMergeError(`${first.source} is a free-running campaign: it is not sharded, so there is nothing to merge`);
   const { count } = first.campaign.shard;
   if (shards.length !== count) throw new ShardMergeError(`${first.source} is shard ${first.campaign.shard.index}/${count}, but ${shards.length} shard file(s) were given: merge needs all ${count}`);
   const seen = new Set<number>();
@@ -58,6 +61,13 @@ function checkShards(shards: readonly ShardResult[]): void {
     const keys = shard.rows.map(rowKey).join('\n');
     if (keys !== first.rows.map(rowKey).join('\n')) throw new ShardMergeError(`${shard.source} has other rows than ${first.source} (scenarios, bugs or their order differ)`);
   }
+}
+
+/** The shards' ordering counts added up. */
+function mergedOrderings(possible: Readonly<Record<string, readonly Ordering[]>>, parts: readonly RowSummary[]): Record<string, Record<Ordering, number>> {
+  const coverage = new OrderingCoverage(possible);
+  for (const part of parts) coverage.addCounts(part.orderings ?? {});
+  return coverage.toJSON();
 }
 
 /** Merges one row over its shards. */
@@ -88,6 +98,7 @@ function mergeRow(parts: readonly (RowSummary & { readonly trace: string | null 
     caughtBy: head.caughtBy,
     fixesOff: head.fixesOff,
     windowGoals: head.windowGoals,
+    ...(head.orderingPairs !== undefined ? { orderingPairs: head.orderingPairs, orderings: mergedOrderings(head.orderingPairs, parts) } : {}),
     runs,
     failures: parts.reduce((sum, p) => sum + p.failures, 0),
     found: parts.reduce((sum, p) => sum + p.found, 0),

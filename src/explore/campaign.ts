@@ -6,6 +6,9 @@ import type { TraceJson } from './trace-json.ts';
 import type { RunRecording } from './recorder.ts';
 import { firstDivergence } from './trace.ts';
 import { shrinkFailingRun, type ShrunkFailure } from './shrink-run.ts';
+import type { FreeObservation } from './free-observation.ts';
+import { makeReplayable, type ReplayableFailure } from './replayable-failure.ts';
+import { OrderingCoverage, type Ordering } from './orderings.ts';
 
 /**
  * A campaign: many seeds of many scenarios, one deterministic run per piscina task, rows of
@@ -14,7 +17,9 @@ import { shrinkFailingRun, type ShrunkFailure } from './shrink-run.ts';
  * flight, so a stop request ends the campaign after the runs already started. After each row, a
  * sample of its seeds — always including its first failure — is run again here, on a guest built
  * in this thread: the same seed must give the same trace hash, or the row is reported
- * nondeterministic with the first entry where the two runs part.
+ * nondeterministic with the first entry where the two runs part. A free-running campaign (mode
+ * free) has no seeds to run again: each row's first failure comes back with what the hypervisor
+ * side observed of it, and a guided deterministic search here turns it into a replayable run.
  */
 
 /** One task: one run. */
@@ -29,6 +34,8 @@ export interface CampaignTask {
   readonly modules: readonly string[];
   /** Send the run's trace back (for a determinism check that failed). */
   readonly withTrace?: boolean;
+  /** Free-running: the invariant a failure's observation targets when the run broke it (the row's bug's). */
+  readonly caughtBy?: string | null;
 }
 
 /** What a run sends back: small and structured-clone friendly. */
@@ -41,12 +48,16 @@ export interface CampaignResult {
   /** First line of the first violation. */
   readonly detail: string | null;
   readonly windows: readonly string[];
+  /** The orders of the scenario's ordering pairs the run produced. */
+  readonly orderings?: readonly { readonly pair: string; readonly ordering: Ordering }[];
   readonly hash: string;
   readonly steps: number;
   readonly durationMs: number;
   /** The task itself failed (the scenario could not be built, the rig threw): no run result. */
   readonly error?: string;
   readonly trace?: TraceJson;
+  /** A free-running failure as the hypervisor side saw it, for the search that makes it replayable. */
+  readonly observation?: FreeObservation;
 }
 
 /** "random,pct:2" → plans; one clear error for a bad item. */
@@ -68,6 +79,8 @@ export interface CampaignRow {
   readonly caughtBy: string | null;
   readonly fixesOff: readonly string[];
   readonly windowGoals: readonly string[];
+  /** The scenario's ordering pairs and the orders each can have (none: no coverage to report). */
+  readonly orderingPairs?: Readonly<Record<string, readonly Ordering[]>>;
 }
 
 /** A failing (or finding) run of a row, enough to report it and run it again. */
@@ -103,6 +116,8 @@ export interface RowSummary extends CampaignRow {
   readonly firstError: { readonly seed: number; readonly message: string } | null;
   /** Runs that reached each window goal. */
   readonly windows: Readonly<Record<string, number>>;
+  /** Runs that produced each order of each ordering pair (absent: the scenario declares none). */
+  readonly orderings?: Readonly<Record<string, Readonly<Record<Ordering, number>>>>;
   readonly byStrategy: Readonly<Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }>>;
   readonly runsPerSecond: number;
   /** False when the campaign was stopped during this row. */
@@ -117,11 +132,22 @@ export interface RowSummary extends CampaignRow {
   readonly shrunk?: ShrunkFailure;
   /** Why that run could not be shrunk, when it could not. */
   readonly shrinkError?: string;
+  /** The row ran free-running: no seed reproduces a run, a bug not hit is no failure of the row. */
+  readonly freeRunning?: boolean;
+  /** Free-running: the row's first failure turned replayable (or why not): not sent as JSON as it is. */
+  readonly replayable?: ReplayableFailure;
 }
 
-/** A row passes when its bug was found (or, for the all-fixes-on row, nothing broke), no task failed, every seed reproduced. */
+/**
+ * A row passes when its bug was found (or, for the all-fixes-on row, nothing broke), no task failed,
+ * every seed reproduced. Free-running, the OS picks the interleavings and may never pick a bug's;
+ * what fails a row is a failure with every fix on that the search made replayable — one it could
+ * not reproduce in any deterministic schedule is reported as free-running only (the free mode's
+ * hypervisor is not the deterministic model: wall-clock timer, asynchronous replies).
+ */
 export function rowPassed(row: RowSummary): boolean {
-  const expected = row.bug === null ? row.failures === 0 : row.found > 0;
+  const freeOnly = row.freeRunning === true && row.replayable?.search?.found == null;
+  const expected = row.bug === null ? row.failures === 0 || freeOnly : row.found > 0 || row.freeRunning === true;
   return expected && row.errors === 0 && row.determinism.nondeterministic.length === 0;
 }
 
@@ -158,6 +184,8 @@ export interface CampaignOptions {
   readonly shrinkRuns?: number;
   /** Run only this shard of every row: the seeds whose position in the row is ≡ index − 1 (mod count). */
   readonly shard?: CampaignShard;
+  /** Free-running: deterministic runs the search may make to turn a row's first failure replayable (default 100). */
+  readonly explainRuns?: number;
 }
 
 /** One of `count` slices of a campaign (index 1..count); merged, the slices make the whole run. */
@@ -182,12 +210,17 @@ class RowAccumulator {
   firstFound: RowRun | null = null;
   firstError: { seed: number; message: string } | null = null;
   readonly windows: Record<string, number> = {};
+  readonly orderings: OrderingCoverage;
   readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
   /** Hashes of the sample seeds (the first ones of the row). */
   readonly sampleHashes = new Map<number, string>();
+  /** Free-running: what was observed of the first failure and of the first run that broke `caughtBy`. */
+  firstFailureSeen: FreeObservation | null = null;
+  firstFoundSeen: FreeObservation | null = null;
 
   constructor(private readonly row: CampaignRow, private readonly sampleSeeds: ReadonlySet<number>) {
     for (const goal of row.windowGoals) this.windows[goal] = 0;
+    this.orderings = new OrderingCoverage(row.orderingPairs ?? {});
   }
 
   add(result: CampaignResult, plan: StrategyPlan): void {
@@ -199,6 +232,7 @@ class RowAccumulator {
     this.runs++;
     if (this.sampleSeeds.has(result.seed)) this.sampleHashes.set(result.seed, result.hash);
     for (const goal of result.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
+    this.orderings.add(result.orderings ?? []);
     const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
     entry.runs++;
     if (!result.failed) return;
@@ -206,11 +240,17 @@ class RowAccumulator {
     this.failures++;
     entry.failures++;
     if (entry.firstFailingSeed === null || result.seed < entry.firstFailingSeed) entry.firstFailingSeed = result.seed;
-    if (this.firstFailure === null || result.seed < this.firstFailure.seed) this.firstFailure = run;
+    if (this.firstFailure === null || result.seed < this.firstFailure.seed) {
+      this.firstFailure = run;
+      this.firstFailureSeen = result.observation ?? null;
+    }
     if (this.row.caughtBy !== null && result.oracles.includes(this.row.caughtBy)) {
       this.found++;
       entry.found++;
-      if (this.firstFound === null || result.seed < this.firstFound.seed) this.firstFound = { ...run, oracle: this.row.caughtBy };
+      if (this.firstFound === null || result.seed < this.firstFound.seed) {
+        this.firstFound = { ...run, oracle: this.row.caughtBy };
+        this.firstFoundSeen = result.observation ?? null;
+      }
     }
   }
 }
@@ -271,7 +311,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       const acc = new RowAccumulator(row, sampleSeeds);
       const task = (k: number): CampaignTask => {
         const plan = plans[k % plans.length];
-        return { scenario: row.scenario, seed: firstSeed + k, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff, modules };
+        return { scenario: row.scenario, seed: firstSeed + k, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff, modules, caughtBy: row.caughtBy };
       };
       const inFlight = new Set<Promise<void>>();
       let submitted = 0;
@@ -290,10 +330,14 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       }
       await Promise.all(inFlight);
       const seconds = (performance.now() - started) / 1000;
-      const check = await checkRow(row, acc, mode, local, pool, (seed) => task(seed - firstSeed));
+      const free = mode === 'free';
+      const check = free ? { determinism: { checked: [], nondeterministic: [] } } : await checkRow(row, acc, mode, local, pool, (seed) => task(seed - firstSeed));
       const shrunk = check.report !== undefined && (options.shrinkRuns ?? 0) > 0 && !stopping()
         ? shrinkRowFailure(local.get(row.scenario, mode), check.report, row, options.shrinkRuns!)
         : {};
+      // Free-running, the failure shown is made replayable on a deterministic rig here, then shrunk.
+      const seen = acc.firstFoundSeen ?? acc.firstFailureSeen;
+      const replayable = free && seen !== null && !stopping() ? { replayable: replayRowFailure(local, seen, row, options) } : {};
       summaries.push({
         ...row,
         runs: acc.runs,
@@ -304,6 +348,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         errors: acc.errors,
         firstError: acc.firstError,
         windows: acc.windows,
+        orderings: acc.orderings.toJSON(),
         byStrategy: acc.byStrategy,
         runsPerSecond: acc.runs / seconds,
         complete: submitted === positions.length,
@@ -311,6 +356,8 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         ...(check.report !== undefined ? { report: check.report } : {}),
         ...(check.recording !== undefined ? { recording: check.recording } : {}),
         ...shrunk,
+        ...(free ? { freeRunning: true } : {}),
+        ...replayable,
       });
     }
   } finally {
@@ -330,6 +377,23 @@ function shrinkRowFailure(rig: ScenarioRig<ScenarioGuest>, report: RunReport, ro
   } catch (error) {
     return { shrinkError: `seed ${report.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
   }
+}
+
+/**
+ * The row's first free-running failure made replayable on a deterministic rig here (inline), and
+ * the run found shrunk. A scenario that cannot be built here is said, not thrown.
+ */
+function replayRowFailure(local: LocalRigs, seen: FreeObservation, row: CampaignRow, options: CampaignOptions): ReplayableFailure {
+  let rig: ScenarioRig<ScenarioGuest>;
+  try {
+    rig = local.get(row.scenario, 'inline');
+  } catch (error) {
+    const { steps: _steps, ...observation } = seen;
+    return { observation, search: null, shrunk: null, error: `the scenario could not be built here: ${error instanceof Error ? error.message : String(error)}` };
+  }
+  return makeReplayable(rig, seen, rig.fixes.without(row.fixesOff), {
+    maxRuns: options.explainRuns ?? 100, shrinkRuns: options.shrinkRuns ?? 0, ...(options.shouldStop !== undefined ? { shouldStop: options.shouldStop } : {}),
+  });
 }
 
 /**

@@ -100,7 +100,8 @@ function starved(enabled: Enabled, clock: number, lastActed: readonly number[], 
   const runnable = enabled.runnable.filter(late);
   const pendingExits = enabled.pendingExits.filter(late);
   if (runnable.length + pendingExits.length === 0) return enabled;
-  return { ...enabled, runnable, pendingExits, timerDue: false, daemonDue: false, interrupts: [] };
+  const { staleCode: _notNow, ...rest } = enabled;
+  return { ...rest, runnable, pendingExits, timerDue: false, daemonDue: false, interrupts: [] };
 }
 
 /**
@@ -121,11 +122,19 @@ function preempt(options: DeterministicOptions, counter: { choices: number; poin
     const runnable: number[] = [];
     for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
     if (runnable.length === 0) return;
-    const choice = scheduler.choose({ runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events + counter.points, vcpus: session.vcpuCount, preemption: point });
+    const staleCode = runnable.filter((vcpu) => session.codeStale(vcpu));
+    const choice = scheduler.choose({
+      runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events + counter.points, vcpus: session.vcpuCount, preemption: point,
+      ...(staleCode.length > 0 ? { staleCode } : {}),
+    });
     trace.recordChoice(choice, session.clock);
     counter.choices++;
     if (choice.kind === 'proceed') return;
-    if (choice.kind !== 'run') throw new Error(`scheduler ${scheduler.name} chose "${formatChoice(choice)}" at a preemption point (only run or proceed are possible there)`);
+    if (choice.kind === 'see-code') {
+      session.seeCode(choice.vcpu);
+      continue;
+    }
+    if (choice.kind !== 'run') throw new Error(`scheduler ${scheduler.name} chose "${formatChoice(choice)}" at a preemption point (only run, see-code or proceed are possible there)`);
     session.runSlice(choice.vcpu, choice.steps);
   }
 }
@@ -152,6 +161,7 @@ export function enabledNow(session: Session, trace: Trace, interrupts: readonly 
     const next = Math.min(...live.map(({ index }) => nextDue[index]));
     due = live.filter(({ index }) => nextDue[index] === next);
   }
+  const staleCode = runnable.filter((vcpu) => session.codeStale(vcpu));
   return {
     runnable,
     pendingExits,
@@ -162,6 +172,7 @@ export function enabledNow(session: Session, trace: Trace, interrupts: readonly 
     vcpus: session.vcpuCount,
     preemption: null,
     ...(faults.length > 0 ? { faults, eptExits: pendingExits.filter((vcpu) => session.pendingExitReason(vcpu) === ExitReason.eptViolation) } : {}),
+    ...(staleCode.length > 0 ? { staleCode } : {}),
   };
 }
 
@@ -181,6 +192,9 @@ function perform(session: Session, choice: Choice, interrupts: readonly Interrup
       return;
     case 'proceed':
       throw new Error('"proceed" is only a choice at a preemption point inside a handler');
+    case 'see-code':
+      session.seeCode(choice.vcpu);
+      return;
     case 'irq': {
       const index = interrupts.findIndex((s) => s.vcpu === choice.vcpu && s.vector === choice.vector);
       if (index < 0) throw new Error(`choice "${formatChoice(choice)}" names no interrupt source`);

@@ -12,13 +12,13 @@ import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
 import { CountingScheduler, createScheduler, RoundRobinScheduler, type StrategyName } from './schedulers/index.ts';
-import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice } from './schedulers/lenient.ts';
-import type { MadeUpLabel } from './schedule-labels.ts';
+import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice, type ScheduleLabel } from './schedulers/lenient.ts';
 import { ScheduleShape } from './schedule-shape.ts';
 import type { Scheduler } from './schedule.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
 import { Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
+import { orderingsOf, type OrderingWitness } from './orderings.ts';
 import { describeFailedUnload } from './unload-report.ts';
 import { ReplayDivergence } from './schedulers/replay.ts';
 import { describeLastUd, describeVcpusWithCode, hitUnsupportedInstruction } from './vcpu-report.ts';
@@ -75,6 +75,8 @@ export interface RunReport {
   readonly violations: readonly Violation[];
   /** Names of the window goals reached. */
   readonly windows: readonly string[];
+  /** The orders of the scenario's ordering pairs this run produced, each with its first witness. */
+  readonly orderings: readonly OrderingWitness[];
   /** Every vCPU's RIP with its code (filled for failed runs). */
   readonly vcpus: string;
   readonly trace: Trace;
@@ -255,7 +257,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * replays strictly like any other.
    * `shape` tells its preemptions and how many of its choices the default would not have made.
    */
-  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher; readonly alternatives?: boolean; readonly label?: MadeUpLabel } = {}): FollowedRun {
+  runChoices(seed: Seed, choices: readonly ListedChoice[], fixes: Fixes<string>, options: RunOptions & { readonly watch?: ChoiceWatcher; readonly alternatives?: boolean; readonly label?: ScheduleLabel } = {}): FollowedRun {
     if (this.mode === 'free') throw new Error('a schedule is followed in a deterministic mode (inline or workers), not free-running');
     const shape = new ScheduleShape(this.definition.bounds.slice);
     let scheduler: LenientScheduler | null = null;
@@ -313,6 +315,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
     this.guestInstance.resetObservations();
     const events: TimedEvent[] = [];
     this.events = events;
+    /** Choices made before each event: where an ordering witness sits in the schedule. */
+    const choicesBefore: number[] = [];
     this.recording = null;
     const runTrace = new Trace();
     const recorder = options.record === true ? new RunRecorder(this.guestInstance.machine, () => session.clock, () => runTrace.entries.length) : null;
@@ -368,9 +372,10 @@ export class ScenarioRig<G extends ScenarioGuest> {
       session,
       trace: runTrace,
       prng,
-      observe: recorder === null ? (event, clock) => events.push({ event, clock }) : (event, clock) => {
+      observe: (event, clock) => {
         events.push({ event, clock });
-        recorder.observe(event);
+        choicesBefore.push(runTrace.choices.length);
+        recorder?.observe(event);
       },
       startEngine: () => void introspection.start(extension?.start === undefined ? undefined : (engine) => extension.start!(scenarioEngine(engine), this.guestInstance)),
       done: (s) => early !== null || s.finished,
@@ -390,10 +395,12 @@ export class ScenarioRig<G extends ScenarioGuest> {
       const message = error instanceof Error ? (engine ? error.message : `${error.message}\n${error.stack?.split('\n')[1]?.trim() ?? ''}`) : String(error);
       const violations: Violation[] = [...this.unsupportedInstructions()];
       violations.push({ oracle: engine ? 'engine-runs' : 'simulation-runs', detail: message.split('\n').slice(0, 8).join('\n') });
+      // The orders produced up to the error count: an engine that threw in a race window was in it.
+      const orderings = this.orderingsProduced(events, choicesBefore, violations);
       finishRecording();
       return {
         ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
-        durationMs: performance.now() - started, violations, windows: [], vcpus: describeVcpusWithCode(this.guestInstance.machine), trace: context.trace,
+        durationMs: performance.now() - started, violations, windows: [], orderings, vcpus: describeVcpusWithCode(this.guestInstance.machine), trace: context.trace,
       };
     }
     const { result, trace } = outcome;
@@ -420,9 +427,10 @@ export class ScenarioRig<G extends ScenarioGuest> {
       violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
     }
     const windows = this.windowsReached(world, violations);
+    const orderings = this.orderingsProduced(events, choicesBefore, violations);
     introspection.stop();
     finishRecording();
-    return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, vcpus, trace };
+    return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace };
   }
 
   /** When each of the scenario's oracles is checked. */
@@ -451,6 +459,18 @@ export class ScenarioRig<G extends ScenarioGuest> {
       }
     }
     return reached;
+  }
+
+  /** The orders of the scenario's ordering pairs in the run's events; a pair whose check throws is a violation (its check is wrong). */
+  private orderingsProduced(events: readonly TimedEvent[], choicesBefore: readonly number[], violations: Violation[]): OrderingWitness[] {
+    const pairs = this.definition.orderings ?? [];
+    if (pairs.length === 0) return [];
+    try {
+      return orderingsOf(pairs, events.map((e) => e.event), (index) => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0);
+    } catch (error) {
+      violations.push({ oracle: 'window-goals', detail: `an ordering pair threw: ${error instanceof Error ? error.message : String(error)}` });
+      return [];
+    }
   }
 
   /** Checks the oracles of one phase; an oracle that throws is a broken invariant too (its check is wrong or the state is). */

@@ -1,3 +1,4 @@
+import type { OrderingPair } from './orderings.ts';
 import { HYPERVISOR_FAULTS, type HypervisorFault } from './schedule.ts';
 import type { Session } from '../../actors/session.ts';
 import type { RuntimeEvent } from '../../actors/events.ts';
@@ -111,7 +112,7 @@ export const RIG_ORACLES: Readonly<Record<string, string>> = {
   'run-completes': 'the run ended with every vCPU finished: no triple fault, no step or choice bound, no machine stuck',
   'engine-runs': 'no exit handler threw and no vCPU host died or hung',
   'simulation-runs': 'the rig, the runtime and the scheduler raised no error',
-  'window-goals': 'every window goal could be evaluated',
+  'window-goals': 'every window goal and ordering pair could be evaluated',
   'engine-unloads': 'the engine unloaded without an error',
 };
 
@@ -162,6 +163,11 @@ export interface ScenarioDefinition<G extends ScenarioGuest = ScenarioGuest, F e
   readonly clockVector?: number;
   readonly oracles: readonly Oracle<G, F>[];
   readonly windows: readonly WindowGoal<G, F>[];
+  /**
+   * Pairs of events whose cross-CPU order matters for the race: every run records which orders it
+   * produced (A before B, B before A, A during B), and campaigns and `run.ts` report the coverage.
+   */
+  readonly orderings?: readonly OrderingPair[];
   /** The scenario's own engine logic, if any. */
   readonly engine?: EngineExtension<G, F>;
   /** How the hypervisor the engine runs in behaves where integrators differ (default: asynchronous). */
@@ -223,8 +229,16 @@ export function validateScenario(definition: ScenarioDefinition<ScenarioGuest>):
   const unknownFault = Array.isArray(faults) ? faults.find((f) => !HYPERVISOR_FAULTS.includes(f)) : 'not a list';
   if (unknownFault !== undefined) fail(`hypervisor.faults must list ${HYPERVISOR_FAULTS.join(' or ')}, got ${JSON.stringify(unknownFault)}`);
   const oracleNames = definition.oracles.map((o) => o.name);
-  const repeated = [...oracleNames, ...definition.windows.map((w) => w.name)].find((n, i, all) => all.indexOf(n) !== i);
-  if (repeated !== undefined) fail(`the oracle or window name "${repeated}" is used twice`);
+  const orderings = definition.orderings ?? [];
+  if (!Array.isArray(orderings)) fail('orderings must be a list of pairs');
+  for (const pair of orderings) {
+    const sides = [pair.a, pair.b];
+    if (sides.some((side) => typeof side?.begins !== 'function' || (side.ends !== undefined && typeof side.ends !== 'function'))) {
+      fail(`ordering pair "${String(pair.name)}" needs a and b, each with a begins(event) function (and ends(event, occurrence) for an interval)`);
+    }
+  }
+  const repeated = [...oracleNames, ...definition.windows.map((w) => w.name), ...orderings.map((p) => p.name)].find((n, i, all) => all.indexOf(n) !== i);
+  if (repeated !== undefined) fail(`the oracle, window or ordering pair name "${repeated}" is used twice`);
   const clash = oracleNames.find((n) => n in RIG_ORACLES);
   if (clash !== undefined) fail(`oracle "${clash}" has the name of one the rig checks itself`);
   if (!Array.isArray(definition.bugs) || definition.bugs.length === 0) fail('bugs must list at least one bug');

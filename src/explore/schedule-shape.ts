@@ -40,6 +40,7 @@ function sameChoice(a: Choice, b: Choice): boolean {
     case 'run': return b.kind === 'run' && a.vcpu === b.vcpu && a.steps === b.steps;
     case 'handle': return b.kind === 'handle' && a.vcpu === b.vcpu && a.fault === b.fault;
     case 'irq': return b.kind === 'irq' && a.vcpu === b.vcpu && a.vector === b.vector;
+    case 'see-code': return b.kind === 'see-code' && a.vcpu === b.vcpu;
     default: return true;
   }
 }
@@ -50,7 +51,10 @@ export interface Alternative {
   readonly preempts: boolean;
 }
 
-/** The actor a choice makes act: a vCPU, the handler (-1: proceed), or nobody (-2: the environment). */
+/**
+ * The actor a choice makes act: a vCPU, the handler (-1: proceed), or nobody (-2: the environment,
+ * and a vCPU seeing code written by others — its view changes, it does not act).
+ */
 export function actorOf(choice: Choice): number {
   return choice.kind === 'proceed' ? HANDLER : choice.kind === 'run' || choice.kind === 'handle' ? choice.vcpu : NOBODY;
 }
@@ -143,6 +147,7 @@ export class ScheduleShape {
   }
 
   private follow(enabled: Enabled, choice: Choice): void {
+    if (choice.kind === 'see-code') return;
     if (enabled.preemption !== null) {
       if (choice.kind === 'run') {
         this.pointRunner = choice.vcpu;

@@ -19,7 +19,9 @@ export type Choice =
   /** Inject external interrupt `vector` into vCPU `vcpu`. */
   | { readonly kind: 'irq'; readonly vcpu: number; readonly vector: number }
   /** At a preemption point inside a handler: let the handler go on (no vCPU runs now). */
-  | { readonly kind: 'proceed' };
+  | { readonly kind: 'proceed' }
+  /** vCPU `vcpu` sees the code written since it last looked, from its next instruction on (else it may run the old bytes until it serialises). */
+  | { readonly kind: 'see-code'; readonly vcpu: number };
 
 export type { HypervisorFault };
 export const HYPERVISOR_FAULTS: readonly HypervisorFault[] = ['duplicate-exit', 'late-flush'];
@@ -27,7 +29,8 @@ export const HYPERVISOR_FAULTS: readonly HypervisorFault[] = ['duplicate-exit', 
 /**
  * A point inside a handler where vCPUs that are not paused may run before the handler goes on
  * (the engine wrote guest memory, or resumed the vCPUs). Only `run` and `proceed` are possible
- * there: the handler lock is held, so no other exit is handled and the timer cannot fire.
+ * there (and `see-code`: a vCPU's view of memory is not the engine's lock): the handler lock is
+ * held, so no other exit is handled and the timer cannot fire.
  */
 export interface PreemptionPoint {
   readonly label: string;
@@ -56,6 +59,12 @@ export interface Enabled {
   readonly faults?: readonly HypervisorFault[];
   /** The pending exits that are EPT violations (a duplicate delivery applies to those). */
   readonly eptExits?: readonly number[];
+  /**
+   * Runnable vCPUs that may still execute stale code: code was written since they last looked
+   * and they have not serialised since. Making one see it now is a choice (`see-code`); left
+   * alone, it sees the new bytes at its next serialising event, as the SDM allows (8.1.3).
+   */
+  readonly staleCode?: readonly number[];
 }
 
 /** Whether `fault` may ride on handling `vcpu`'s pending exit. */
@@ -86,6 +95,7 @@ export function formatChoice(choice: Choice): string {
     case 'daemon': return 'daemon';
     case 'irq': return `irq v${choice.vcpu} ${choice.vector}`;
     case 'proceed': return 'proceed';
+    case 'see-code': return `see-code v${choice.vcpu}`;
   }
 }
 
@@ -98,5 +108,6 @@ export function isEnabled(choice: Choice, enabled: Enabled): boolean {
     case 'daemon': return enabled.daemonDue;
     case 'irq': return enabled.interrupts.some((i) => i.vcpu === choice.vcpu && i.vector === choice.vector);
     case 'proceed': return enabled.preemption !== null;
+    case 'see-code': return (enabled.staleCode ?? []).includes(choice.vcpu);
   }
 }

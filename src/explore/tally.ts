@@ -1,3 +1,4 @@
+import { OrderingCoverage, type OrderingPair } from './orderings.ts';
 import { failed, type RunReport } from './scenario-rig.ts';
 
 /**
@@ -14,6 +15,8 @@ export class RunTally {
   readonly windows: Record<string, number> = {};
   /** Failing runs per first broken oracle. */
   readonly byOracle: Record<string, number> = {};
+  /** Which orders of the scenario's ordering pairs the runs produced. */
+  readonly orderings: OrderingCoverage;
   /** Each run's hash, in order (null unless asked for). */
   readonly hashes: string[] | null;
   /** The last run's trace hash. */
@@ -22,8 +25,9 @@ export class RunTally {
   strategy: string | null = null;
   fixesOff: readonly string[] = [];
 
-  constructor(windowGoals: readonly string[], keepHashes: boolean) {
+  constructor(windowGoals: readonly string[], keepHashes: boolean, orderingPairs: readonly OrderingPair[] = []) {
     for (const goal of windowGoals) this.windows[goal] = 0;
+    this.orderings = OrderingCoverage.of(orderingPairs);
     this.hashes = keepHashes ? [] : null;
   }
 
@@ -34,6 +38,7 @@ export class RunTally {
     }
     this.runs++;
     for (const goal of report.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
+    this.orderings.add(report.orderings);
     this.hashes?.push(report.hash);
     this.lastHash = report.hash;
     if (!failed(report)) return;

@@ -1,6 +1,6 @@
 import { formatChoice, HYPERVISOR_FAULTS, type Choice, type HypervisorFault } from './schedule.ts';
 import { parseStrategyLabel } from './schedulers/index.ts';
-import { isScheduleLabel } from './schedulers/lenient.ts';
+import { isScheduleLabel, SCHEDULE_LABELS } from './schedulers/lenient.ts';
 import { Trace, type TraceEntry } from './trace.ts';
 
 /**
@@ -18,7 +18,7 @@ export interface TraceMeta {
   readonly scenario?: string;
   /** The run's seed as a decimal string (< 2^64). */
   readonly seed: string;
-  /** "rr", "random", "pct(d=2)", or "shrunk" / "exhaustive" (a made-up schedule: it can only be replayed). */
+  /** "rr", "random", "pct(d=2)", or "shrunk" / "exhaustive" / "guided" (a made-up schedule: it can only be replayed). */
   readonly strategy: string;
   /** The deterministic mode that ran: "inline" or "workers". */
   readonly mode: 'inline' | 'workers';
@@ -63,6 +63,7 @@ function isChoice(value: unknown): value is Choice {
     case 'run': return isCount(c.vcpu) && isCount(c.steps) && c.steps > 0;
     case 'handle': return isCount(c.vcpu) && (c.fault === undefined || HYPERVISOR_FAULTS.includes(c.fault as HypervisorFault));
     case 'irq': return isCount(c.vcpu) && isCount(c.vector) && c.vector < 256;
+    case 'see-code': return isCount(c.vcpu);
     case 'timer':
     case 'daemon':
     case 'proceed': return true;
@@ -97,7 +98,7 @@ export function parseTraceJson(text: string, source = 'trace'): TraceJson {
     fail(`"seed" must be a decimal string below 2^64, got ${JSON.stringify(t.seed)}`);
   }
   if (typeof t.strategy !== 'string' || (parseStrategyLabel(t.strategy) === null && !isScheduleLabel(t.strategy))) {
-    fail(`"strategy" must be rr, random, pct(d=N), shrunk or exhaustive, got ${JSON.stringify(t.strategy)}`);
+    fail(`"strategy" must be rr, random, pct(d=N), pos, surw, or a made-up schedule (${SCHEDULE_LABELS.join(', ')}), got ${JSON.stringify(t.strategy)}`);
   }
   if (t.mode !== 'inline' && t.mode !== 'workers') {
     fail(`"mode" must be "inline" or "workers" (free-running runs have no schedule), got ${JSON.stringify(t.mode)}`);

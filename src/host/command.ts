@@ -18,6 +18,7 @@ export function executeCommand(cpu: Cpu, words: Int32Array, header: Int32Array):
       const flags = words[Control.commandFlags];
       const before = cpu.retired;
       if ((flags & CommandFlag.entry) !== 0) cpu.enter();
+      else if ((flags & CommandFlag.seeCode) !== 0) cpu.serialize();
       let stop: number = RunStop.budget;
       if ((flags & CommandFlag.emulateFirst) !== 0) {
         const exits = (flags & CommandFlag.firstWithoutExits) !== 0 ? 'suppressed' : 'taken';
@@ -28,10 +29,12 @@ export function executeCommand(cpu: Cpu, words: Int32Array, header: Int32Array):
       words[Control.outcome] = stop;
       words[Control.retired] = cpu.retired - before;
       words[Control.ticket] = stop === RunStop.budget ? 0 : Atomics.add(header, Header.exitTickets, 1) + 1;
+      words[Control.codeSeen] = cpu.codeEpochChecked;
       return;
     }
     case CommandKind.reset:
       cpu.reset();
+      words[Control.codeSeen] = cpu.codeEpochChecked;
       words[Control.outcome] = RunStop.budget;
       words[Control.retired] = 0;
       return;

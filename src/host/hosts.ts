@@ -58,6 +58,8 @@ export interface VcpuHost {
   wait(timeoutMs: number, spin?: number): HostOutcome;
   /** Text for error reports: the host's failure, or where the vCPU is. */
   describe(): string;
+  /** The code epoch the vCPU's decoded code was last checked against (as of its last command). */
+  codeSeen(): number;
   /** Ends the host; always safe to call, more than once. */
   close(): Promise<void>;
 }
@@ -99,6 +101,11 @@ abstract class ControlWordHost implements VcpuHost {
 
   abstract wait(timeoutMs: number, spin?: number): HostOutcome;
   abstract describe(): string;
+
+  codeSeen(): number {
+    return Atomics.load(this.words, Control.codeSeen);
+  }
+
   abstract close(): Promise<void>;
 }
 

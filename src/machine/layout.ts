@@ -83,6 +83,7 @@ export const Control = {
   ticket: Vcpu.runtime + 7, //      host: exit ticket of this stop (free-running order)
   hostState: Vcpu.runtime + 8, //   host: VcpuHostState
   errorLength: Vcpu.runtime + 9, // host: bytes of the error text in the host buffer
+  codeSeen: Vcpu.runtime + 10, //   host: the code epoch (Header.codeEpoch) its decoded code was last checked against
 } as const;
 
 /** Commands a vCPU host understands. */
@@ -104,8 +105,11 @@ export const CommandKind = {
  * `firstWithoutExits` (with it): that instruction takes no instruction exit either — the
  * hypervisor performs the instruction it exited on; `firstOneIteration` (with it): a REP string
  * instruction does one iteration (the hypervisor's REP optimisation is off), else a page's worth.
+ * `seeCode`: before running, the vCPU sees every code write made so far — what a serialising
+ * event would do, but chosen by the scheduler at any moment (SDM 8.1.3 lets a CPU execute stale
+ * cross-modified code until it serialises, and see the new bytes at any time before).
  */
-export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4, firstOneIteration: 8 } as const;
+export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4, firstOneIteration: 8, seeCode: 16 } as const;
 
 /** Outcome codes beyond the CPU's RunStop values. */
 export const Outcome = { error: 100 } as const;

@@ -42,7 +42,7 @@ export function replayCommand(scenario: string, tracePath: string, fixesOff: rea
 /** The commands that rerun a reported run and, when its trace was written to `tracePath`, replay it. */
 export function commandsOf(report: RunReport, tracePath: string | null): { readonly rerun: string; readonly replay: string | null } {
   const replay = tracePath === null ? null : replayCommand(report.scenario, tracePath, report.fixesOff);
-  // A shrunk schedule comes from no strategy and seed alone: its trace is the way to run it again.
+  // A shrunk, exhaustive or guided schedule comes from no strategy and seed alone: its trace is the way to run it again.
   if (isScheduleLabel(report.strategy)) return { rerun: replay ?? `(a ${report.strategy} schedule: replay its trace file)`, replay };
   // A strategy label that names no strategy ("free", "replay") reruns with the CLI's default.
   const plan = parseStrategyLabel(report.strategy) ?? { strategy: 'pct', depth: 2 };
@@ -65,7 +65,7 @@ export function formatFailure(report: RunReport, commands: { readonly rerun: str
   if (tail.length > 0) lines.push(`  last ${tail.length} trace entries (clock, entry):`, ...tail.map((e) => `    ${String(e.clock).padStart(7)}  ${e.text}`));
   if (report.windows.length > 0) lines.push(`  windows reached: ${report.windows.join(', ')}`);
   if (tracePath !== null) lines.push(`  trace written to ${tracePath}`);
-  lines.push(`  replay:  ${commands.replay ?? '(free-running runs have no schedule to replay; rerun the seed in a deterministic mode)'}`);
+  lines.push(`  replay:  ${commands.replay ?? '(free-running runs have no schedule to replay: --explain searches a deterministic run that breaks the same invariant)'}`);
   lines.push(`  rerun:   ${commands.rerun}`);
   return lines.join('\n');
 }

@@ -1,9 +1,12 @@
 import type { Alternative, ChoiceShape, ScheduleShape } from '../schedule-shape.ts';
 import { isEnabled, type Choice, type Enabled, type Scheduler } from '../schedule.ts';
 
-/** The strategy label of a run that followed a list of choices leniently, by who made the list. */
-export type ScheduleLabel = 'shrunk' | 'exhaustive';
-export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive'];
+/**
+ * The strategy label of a run that followed a list of choices leniently, by who made the list: the
+ * shrinker, the bounded search, the coverage-guided search, or the retrace of a free-running run.
+ */
+export type ScheduleLabel = 'shrunk' | 'exhaustive' | 'covering' | 'guided';
+export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive', 'covering', 'guided'];
 export const SHRUNK_STRATEGY: ScheduleLabel = 'shrunk';
 
 /** A run that followed a made-up schedule: it comes from no seed and strategy, only its trace runs it again. */

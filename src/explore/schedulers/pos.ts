@@ -1,7 +1,7 @@
 import type { RuntimeEvent } from '../../../actors/events.ts';
 import type { Prng } from '../prng.ts';
 import type { Choice, Enabled, PreemptionPoint, Scheduler } from '../schedule.ts';
-import { checkSliceMax, logUniformSlice } from './slice.ts';
+import { checkSliceMax, handleWithFaults, logUniformSlice } from './choice-draws.ts';
 
 /**
  * POS — Partial Order Sampling (Yuan, Yang, Gu; CAV 2018), over the events a vCPU simulator
@@ -77,7 +77,7 @@ export class PosScheduler implements Scheduler {
     }
     if (best < 0) throw new Error('POS: nothing is enabled');
     if (best === this.vcpus) return this.acted(best, true, { kind: 'timer' });
-    if (enabled.pendingExits.includes(best)) return this.acted(best, true, { kind: 'handle', vcpu: best });
+    if (enabled.pendingExits.includes(best)) return this.acted(best, true, handleWithFaults(this.prng, best, enabled));
     return this.acted(best, false, { kind: 'run', vcpu: best, steps: logUniformSlice(this.prng, this.sliceMax) });
   }
 

@@ -2,7 +2,7 @@ import type { RuntimeEvent } from '../../../actors/events.ts';
 import type { Prng } from '../prng.ts';
 import type { Choice, Enabled, Scheduler } from '../schedule.ts';
 import { InterestingEvents } from './interesting-events.ts';
-import { checkSliceMax, logUniformSlice } from './slice.ts';
+import { checkSliceMax, handleWithFaults, logUniformSlice } from './choice-draws.ts';
 
 /**
  * SURW — Selectively Uniform Random Walk (Zhao, Wolff, Mathur, Roychoudhury; ASPLOS 2025). A plain
@@ -58,7 +58,7 @@ export class SurwScheduler implements Scheduler {
     if (able.length === 0) throw new Error('SURW: nothing is enabled');
     const actor = this.pick(able);
     if (actor === this.vcpus) return { kind: 'timer' };
-    return enabled.pendingExits.includes(actor) ? { kind: 'handle', vcpu: actor } : this.slice(actor);
+    return enabled.pendingExits.includes(actor) ? handleWithFaults(this.prng, actor, enabled) : this.slice(actor);
   }
 
   /** An actor drawn with probability proportional to its remaining interesting events (at least 1). */
