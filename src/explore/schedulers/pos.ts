@@ -20,7 +20,8 @@ import { checkSliceMax, handleWithFaults, logUniformSlice } from './choice-draws
  * Actors that do not race keep their priorities, so a vCPU keeps going past steps that touch
  * nothing shared: partial orders are sampled far more evenly than by a random walk, which keeps
  * re-deciding order between independent steps. Slices are log-uniform (1 to `sliceMax` steps),
- * so a vCPU can stop anywhere inside a window. Due interrupts and daemon tasks go at once.
+ * so a vCPU can stop anywhere inside a window. Due timer ticks, interrupts and daemon tasks go at
+ * once: delaying a periodic check by whole periods is no interleaving a real timer gives.
  */
 export class PosScheduler implements Scheduler {
   readonly name = 'pos';
@@ -68,15 +69,17 @@ export class PosScheduler implements Scheduler {
   choose(enabled: Enabled): Choice {
     this.settle(enabled);
     if (enabled.preemption !== null) return this.atPreemption(enabled, enabled.preemption);
+    // The environment's timing is not an actor to starve: a due tick fires at once (as rr, PCT
+    // and the bounded search have it); its callback's races re-draw priorities like a handler's.
+    if (enabled.timerDue) return this.acted(this.vcpus, true, { kind: 'timer' });
     if (enabled.daemonDue) return { kind: 'daemon' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
-    let best = enabled.timerDue ? this.vcpus : -1;
+    let best = -1;
     for (let vcpu = 0; vcpu < this.vcpus; vcpu++) {
       const able = enabled.pendingExits.includes(vcpu) || enabled.runnable.includes(vcpu);
       if (able && (best < 0 || this.priority[vcpu] > this.priority[best])) best = vcpu;
     }
     if (best < 0) throw new Error('POS: nothing is enabled');
-    if (best === this.vcpus) return this.acted(best, true, { kind: 'timer' });
     if (enabled.pendingExits.includes(best)) return this.acted(best, true, handleWithFaults(this.prng, best, enabled));
     return this.acted(best, false, { kind: 'run', vcpu: best, steps: logUniformSlice(this.prng, this.sliceMax) });
   }

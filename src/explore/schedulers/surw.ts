@@ -14,9 +14,9 @@ import { checkSliceMax, handleWithFaults, logUniformSlice } from './choice-draws
  *
  * Every choice picks an actor with probability proportional to its remaining events (at least 1,
  * so an actor the estimate got wrong still runs and every interleaving stays possible): a vCPU
- * has its pending exit handled or runs a log-uniform slice; the timer fires. Inside a handler the
- * handler's continuation competes with the runnable vCPUs the same way. Due interrupts and daemon
- * tasks go at once.
+ * has its pending exit handled or runs a log-uniform slice. Inside a handler the
+ * handler's continuation competes with the runnable vCPUs the same way. Due timer ticks,
+ * interrupts and daemon tasks go at once.
  */
 export class SurwScheduler implements Scheduler {
   readonly name = 'surw';
@@ -50,14 +50,14 @@ export class SurwScheduler implements Scheduler {
       const actor = this.pick([handler, ...enabled.runnable]);
       return actor === handler ? { kind: 'proceed' } : this.slice(actor);
     }
+    // The environment's timing is not an actor to weigh: a due tick fires at once.
+    if (enabled.timerDue) return { kind: 'timer' };
     if (enabled.daemonDue) return { kind: 'daemon' };
     if (enabled.interrupts.length > 0) return { kind: 'irq', ...enabled.interrupts[0] };
     const able: number[] = [];
     for (let vcpu = 0; vcpu < this.vcpus; vcpu++) if (enabled.pendingExits.includes(vcpu) || enabled.runnable.includes(vcpu)) able.push(vcpu);
-    if (enabled.timerDue) able.push(this.vcpus);
     if (able.length === 0) throw new Error('SURW: nothing is enabled');
     const actor = this.pick(able);
-    if (actor === this.vcpus) return { kind: 'timer' };
     return enabled.pendingExits.includes(actor) ? handleWithFaults(this.prng, actor, enabled) : this.slice(actor);
   }
 
