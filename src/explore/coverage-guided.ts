@@ -101,7 +101,7 @@ export function searchCoverage<G extends ScenarioGuest>(rig: ScenarioRig<G>, fix
       const parent = prng.pick(parents);
       const witness = prng.pick(parent.witnesses.filter((w) => w.pair === target?.pair));
       seed = parent.seed;
-      const followed = rig.runChoices(seed, aim(parent.choices, witness, target.ordering, prng, slice), fixes, { label: 'covering' });
+      const followed = rig.runChoices(seed, aim(parent.choices, witness, target.ordering, prng, slice, rig.definition.vcpus), fixes, { label: 'covering' });
       report = followed.report;
       choices = followed.followed;
       how = `changed run ${parent.run} toward ${target.ordering}`;
@@ -135,7 +135,7 @@ export function searchCoverage<G extends ScenarioGuest>(rig: ScenarioRig<G>, fix
  * vCPU of one side runs inside the other's interval (a choice made there lands at a preemption
  * point of a handler, or between a vCPU's exit and its handling).
  */
-function aim(choices: readonly ListedChoice[], witness: OrderingWitness, want: Ordering, prng: Prng, slice: number): ListedChoice[] {
+function aim(choices: readonly ListedChoice[], witness: OrderingWitness, want: Ordering, prng: Prng, slice: number, vcpus: number): ListedChoice[] {
   const { a, b } = witness;
   // The vCPU acts there: it runs a slice and the exit it stops at is handled at once; a vCPU that
   // is already stopped at an exit cannot run (the follower skips the slice) and has that exit handled.
@@ -162,7 +162,7 @@ function aim(choices: readonly ListedChoice[], witness: OrderingWitness, want: O
       if (outer.vcpu >= 0 && prng.chance(0.5)) return insertRun(outer.vcpu, Math.max(0, inner.choiceFrom - 1 - prng.below(8)), inner.choiceFrom);
       // The inner side's own vCPU may be stopped there, or be the one whose handler the outer side
       // is: every vCPU gets a slice there, the inner side's first, the others in a random order.
-      const others = Array.from({ length: maxVcpu(choices) + 1 }, (_, v) => v).filter((v) => v !== inner.vcpu);
+      const others = Array.from({ length: vcpus }, (_, v) => v).filter((v) => v !== inner.vcpu);
       for (let i = others.length - 1; i > 0; i--) {
         const j = prng.below(i + 1);
         [others[i], others[j]] = [others[j], others[i]];
@@ -176,12 +176,6 @@ function aim(choices: readonly ListedChoice[], witness: OrderingWitness, want: O
 /** The schedule without `vcpu`'s slices in [from, to): that vCPU falls behind there. */
 function dropRunsOf(choices: readonly ListedChoice[], vcpu: number, from: number, to: number): ListedChoice[] {
   return choices.filter((choice, index) => index < from || index >= to || choice.kind !== 'run' || choice.vcpu !== vcpu);
-}
-
-function maxVcpu(choices: readonly ListedChoice[]): number {
-  let max = 0;
-  for (const choice of choices) if ((choice.kind === 'run' || choice.kind === 'handle') && choice.vcpu > max) max = choice.vcpu;
-  return max;
 }
 
 /** "patch-vs-waiting-peer: B before A at run 1 (fresh seed 2); A during B at run 9 (changed run 1 toward a-during-b)". */
