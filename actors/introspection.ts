@@ -259,6 +259,7 @@ export class Introspection {
     const index = Math.floor(Number(context.exit.gpa) / 8);
     const entry = Atomics.load(memory.i64, index);
     Atomics.or(memory.i64, index, (entry & ACCESSED) === 0n ? ACCESSED : DIRTY);
+    memory.noteWrite(index * 8, 8);
     return REPLIES[IntroAction.retry];
   }
 
@@ -300,11 +301,19 @@ export class Introspection {
 
   /** Stops the actors and frees the engine's decoder. */
   stop(): void {
+    this.stopActors();
+    this.engineInstance?.free();
+    this.engineInstance = null;
+  }
+
+  /**
+   * Stops the actors and keeps the engine's WASM objects: a run branched from a snapshot ends many
+   * times, and every restore brings back an engine that still decodes with them.
+   */
+  stopActors(): void {
     this.commitActor.stop();
     this.safenessActor.stop();
     this.uninitActor.stop();
-    this.engineInstance?.free();
-    this.engineInstance = null;
   }
 }
 

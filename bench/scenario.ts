@@ -8,11 +8,15 @@
  *  - runs/s with every fix on: inline, workers, free-running — next to the floor measured in
  *    the same run: the same guest and runner without the engine (no hooks, so no EPT exits);
  *  - free-running hit rate with the fixes off (and the false-alarm rate with them on);
+ *  - per bug: schedules/s with and without branching — random runs from the start against random
+ *    suffixes branched from a snapshot taken where the race window opens (the first ordering pair's
+ *    side A; half-way through the prefix for a scenario without pairs), each with its failures;
  *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
  *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
  *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
- * (repeatable; default all), --exhaustive-runs N (budget per exploration, default 3000),
+ * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
+ * exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 3000),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -32,13 +36,17 @@ import { searchCoverage } from '../src/explore/coverage-guided.ts';
 import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
 const { values } = parseArgs({ options: {
-  seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
+  seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, only: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
 } });
 const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 3000);
 const shrinkRuns = Number(values['shrink-runs'] ?? 500);
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const wanted = values.scenario ?? SCENARIOS.map((s) => s.name);
+const PARTS = ['strategies', 'guided', 'branching', 'exhaustive', 'shrink', 'throughput', 'free'] as const;
+const parts = new Set(values.only ?? PARTS);
+const strange = [...parts].filter((part) => !(PARTS as readonly string[]).includes(part));
+if (strange.length > 0) throw new Error(`unknown --only ${strange.join(', ')}; parts: ${PARTS.join(', ')}`);
 const unknown = wanted.filter((name) => !SCENARIOS.some((s) => s.name === name));
 if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')}; built in: ${SCENARIOS.map((s) => s.name).join(', ')}`);
 
@@ -100,6 +108,41 @@ async function throughput(definition: ScenarioDefinition<ScenarioGuest>, mode: R
       if (window !== undefined && report.windows.includes(window)) windows++;
     }
     return { perSecond: runs / ((performance.now() - started) / 1000), failures, windows };
+  } finally {
+    await rig.close();
+  }
+}
+
+/**
+ * Schedules/s from the start against schedules/s branched from a snapshot at the race window:
+ * both random, `runs` each, on one rig (warmed up by the branch point's profile run and one run).
+ * The branched figure counts everything after the prefix's profile run: the prefix to the point,
+ * the snapshot, every restore and every suffix.
+ */
+async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+  const rig = ScenarioRig.open(definition, 'inline');
+  const fixes = rig.fixes.without(fixesOff);
+  try {
+    const prefix = rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+    const pair = definition.orderings?.[0];
+    let started = performance.now();
+    let fromStart = 0;
+    for (let seed = 1; seed <= runs; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes }))) fromStart++;
+    const startRate = runs / ((performance.now() - started) / 1000);
+    started = performance.now();
+    const result = rig.branch({
+      prefix: { seed: 1, strategy: 'random', depth: 2, fixes },
+      at: pair !== undefined ? { pair: pair.name, side: 'a' } : { choice: Math.floor(prefix.choices / 2) },
+      suffixes: Array.from({ length: runs }, (_, index) => ({ seed: index + 1, strategy: 'random' as const })),
+      check: false,
+    });
+    const branchRate = runs / ((performance.now() - started) / 1000);
+    const branched = result.runs.filter(failed).length;
+    const restores = Math.max(1, result.dirtyPages.length);
+    return `  schedules/s: from the start ${startRate.toFixed(1)} (${fromStart}/${runs} failed); branched at choice ${result.at} of ${prefix.choices} (${result.asked}) ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}×; `
+      + `snapshot ${result.objects} objects in ${result.snapshotMs.toFixed(1)} ms, a restore ${(result.restoreMs / restores).toFixed(2)} ms copying ${(result.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${result.ramPages} pages`;
+  } catch (error) {
+    return `  schedules/s with branching: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
   } finally {
     await rig.close();
   }
@@ -171,23 +214,28 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   console.log(`\n== ${definition.name} ==`);
   for (const bug of definition.bugs) {
     console.log(`${bug.name} (off: ${bug.fixesOff.join(', ')}), seeds 1..${seeds}:`);
-    for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3], ['pos', 0], ['surw', 0]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
-    for (const base of ['random', 'pct'] as const) console.log(await guided(definition, base, bug.fixesOff));
-    console.log(await exhaustive(definition, bug.fixesOff));
-    console.log(await shrink(definition, bug.fixesOff));
+    if (parts.has('strategies')) for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3], ['pos', 0], ['surw', 0]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
+    if (parts.has('guided')) for (const base of ['random', 'pct'] as const) console.log(await guided(definition, base, bug.fixesOff));
+    if (parts.has('branching')) console.log(await branching(definition, bug.fixesOff));
+    if (parts.has('exhaustive')) console.log(await exhaustive(definition, bug.fixesOff));
+    if (parts.has('shrink')) console.log(await shrink(definition, bug.fixesOff));
   }
-  console.log(`every fix on:\n${await exhaustive(definition, [])}`);
+  if (parts.has('exhaustive')) console.log(`every fix on:\n${await exhaustive(definition, [])}`);
 
-  console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
-  const floor = await bareFloor(definition);
-  console.log(`  floor: same guest and runner, no engine (no EPT exits)   ${floor.toFixed(1)} runs/s`);
-  for (const mode of ['inline', 'workers', 'free'] as const) {
-    const { perSecond, failures, windows } = await throughput(definition, mode);
-    console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, ${window} window in ${windows}`);
+  if (parts.has('throughput')) {
+    console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);
+    const floor = await bareFloor(definition);
+    console.log(`  floor: same guest and runner, no engine (no EPT exits)   ${floor.toFixed(1)} runs/s`);
+    for (const mode of ['inline', 'workers', 'free'] as const) {
+      const { perSecond, failures, windows } = await throughput(definition, mode);
+      console.log(`  ${mode.padEnd(8)} ${perSecond.toFixed(1).padStart(6)} runs/s  (${(floor / perSecond).toFixed(1)}× the floor's time per run)  failures ${failures}/${runs}, ${window} window in ${windows}`);
+    }
   }
 
-  for (const bug of definition.bugs) {
-    const free = await throughput(definition, 'free', bug.fixesOff);
-    console.log(`free-running, ${bug.name} (off: ${bug.fixesOff.join(', ')}), ${runs} runs: found in ${free.failures}/${runs} (${((100 * free.failures) / runs).toFixed(0)} per 100); ${window} window in ${free.windows}`);
+  if (parts.has('free')) {
+    for (const bug of definition.bugs) {
+      const free = await throughput(definition, 'free', bug.fixesOff);
+      console.log(`free-running, ${bug.name} (off: ${bug.fixesOff.join(', ')}), ${runs} runs: found in ${free.failures}/${runs} (${((100 * free.failures) / runs).toFixed(0)} per 100); ${window} window in ${free.windows}`);
+    }
   }
 }

@@ -74,9 +74,9 @@ function addAuditReader(guest: NtGuestBuilder): void {
 /** The engine's part: a callback on every call of the audited API that publishes the next record. */
 function auditCalls(engine: ScenarioEngine<'auditUnderPause'>, guest: NtGuest): void {
   const record = guest.symbol('AuditRecord');
-  let sequence = 0;
+  const audit = engine.state({ sequence: 0 });
   engine.detour(guest.symbol(AUDITED_API), AUDITED_API, (call) => {
-    sequence++;
+    const sequence = ++audit.sequence;
     const bytes = new Uint8Array(8);
     const view = new DataView(bytes.buffer);
     view.setUint32(0, check(sequence), true);

@@ -18,12 +18,12 @@ const TRIGGER = 17n;
 
 function watchConfig(engine: ScenarioEngine, guest: NtGuest): void {
   const gpa = configGpa(guest);
-  let asked = false;
+  const watch = engine.state({ asked: false });
   engine.hook({
     gpa, length: guest.vcpus * SLOT_BYTES, type: 'write', owner: 'config watch',
     callback: (access) => {
-      if (!asked && access.self.gpr('rax') === TRIGGER) {
-        asked = true;
+      if (!watch.asked && access.self.gpr('rax') === TRIGGER) {
+        watch.asked = true;
         engine.note('unexpected-value', { vcpu: access.vcpuId });
         engine.disableOnReturn();
       }

@@ -20,17 +20,16 @@ const ARM_EVERY = 4;
 function watchConfig(engine: ScenarioEngine, guest: NtGuest): void {
   const gpa = configGpa(guest);
   const length = guest.vcpus * SLOT_BYTES;
-  let writes = 0;
-  let armed = false;
+  const audit = engine.state({ writes: 0, armed: false });
   engine.hook({
     gpa, length, type: 'write', owner: 'config audit',
     callback: () => {
-      if (++writes % ARM_EVERY === 0 && !armed) {
-        armed = true;
+      if (++audit.writes % ARM_EVERY === 0 && !audit.armed) {
+        audit.armed = true;
         engine.hook({
           gpa, length, type: 'write', owner: 'config one-shot',
           callback: (access) => {
-            armed = false;
+            audit.armed = false;
             engine.note('one-shot', { vcpu: access.vcpuId, exit: access.exitTicket });
             return { status: IntStatus.removeHookOnRet, action: IntroAction.allowed };
           },

@@ -93,17 +93,16 @@ function addTrimmerAndWriter(guest: NtGuestBuilder): void {
  * otherwise be allowed on a page with no hook and carried out against the new mapping.
  */
 function protectPageZero(engine: ScenarioEngine, guest: NtGuest): void {
-  let hook: GpaHook | null = null;
-  let current: number | null = null;
-  const former = new Set<number>();
+  /** The hook on the page's frame, the frame, and the frames it has left. */
+  const guard = engine.state({ hook: null as GpaHook | null, current: null as number | null, former: new Set<number>() });
   const protect = (frameGpa: number | null): void => {
-    if (current !== null) former.add(current);
-    current = frameGpa;
-    if (frameGpa !== null) former.delete(frameGpa);
-    if (hook !== null) engine.removeHook(hook);
-    hook = null;
+    if (guard.current !== null) guard.former.add(guard.current);
+    guard.current = frameGpa;
+    if (frameGpa !== null) guard.former.delete(frameGpa);
+    if (guard.hook !== null) engine.removeHook(guard.hook);
+    guard.hook = null;
     if (frameGpa === null) return;
-    hook = engine.hook({
+    guard.hook = engine.hook({
       gpa: frameGpa,
       length: 0x1000,
       type: 'write',
@@ -128,7 +127,7 @@ function protectPageZero(engine: ScenarioEngine, guest: NtGuest): void {
       }
     },
   });
-  engine.eptStage('left-frame-retry', (exit) => (former.has(exit.gpa - (exit.gpa % 0x1000)) ? 'retry' : null));
+  engine.eptStage('left-frame-retry', (exit) => (guard.former.has(exit.gpa - (exit.gpa % 0x1000)) ? 'retry' : null));
   void guest;
 }
 

@@ -28,17 +28,16 @@ const RENEW_EVERY = 5;
 function protectConfig(engine: ScenarioEngine<'staleExitRetry'>, guest: NtGuest): void {
   const gpa = configGpa(guest);
   const length = guest.vcpus * SLOT_BYTES;
-  let generation = 0;
-  let seen = 0;
+  const policy = engine.state({ generation: 0, seen: 0 });
   const place = (): GpaHook =>
     engine.hook({
       gpa,
       length,
       type: 'write',
-      owner: `config policy v${++generation}`,
+      owner: `config policy v${++policy.generation}`,
       callback: (access, hook) => {
         engine.note('config-write', { vcpu: access.vcpuId, exit: access.exitTicket, hook: hook.id, placed: hook.placedTicket });
-        if (++seen % RENEW_EVERY !== 0) return 'allowed';
+        if (++policy.seen % RENEW_EVERY !== 0) return 'allowed';
         engine.removeHook(hook);
         const renewed = place();
         engine.note('config-renew', { old: hook.id, hook: renewed.id, placed: renewed.placedTicket });

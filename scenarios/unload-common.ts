@@ -26,10 +26,10 @@ export const THREADED_GUEST = {
 /** The engine asks for its own unload on the `calls`-th call of NtQueryTimerA. */
 export function unloadOnCall<F extends string>(calls: number): (engine: ScenarioEngine<F>, guest: NtGuest) => void {
   return (engine, guest) => {
-    let seen = 0;
+    const detoured = engine.state({ seen: 0 });
     engine.detour(guest.symbol(HOOKED_APIS[0]), HOOKED_APIS[0], () => {
-      if (++seen === calls) {
-        engine.note('unload-requested', { calls: seen });
+      if (++detoured.seen === calls) {
+        engine.note('unload-requested', { calls: detoured.seen });
         engine.requestUnload();
       }
     });

@@ -26,9 +26,11 @@ export type { UnloadReport } from '../actors/introspection.ts';
 export type { ThreadScan, UnsafeThread, IntroRegion } from './intro/thread-safeness.ts';
 export { Kthread, ThreadState, WaitReason, Eprocess } from './guest/layout.ts';
 export {
-  failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
-  type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation,
+  BranchStateLeak, failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
+  type BranchRequest, type BranchResult, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation,
 } from './explore/scenario-rig.ts';
+export { describeBranchPoint, parseBranchPoint, type BranchPoint, type BranchSuffix } from './explore/branch.ts';
+export { UnsnapshottableState } from './explore/object-graph.ts';
 export { allScenarios, findScenario, loadScenarioModules, registerScenario } from './explore/registry.ts';
 export { STRATEGIES, type StrategyName, type StrategyPlan } from './explore/schedulers/index.ts';
 export { RunTally } from './explore/tally.ts';

@@ -17,6 +17,8 @@ import { explainFreeFailure, formatReplayable, replayableJson, type ReplayableOu
 import { observeFreeRun, type FreeObservation } from '../explore/free-observation.ts';
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
 import { coverCommand } from './cover-step.ts';
+import { branchCommand } from './branch-step.ts';
+import { parseBranchPoint, type BranchPoint } from '../explore/branch.ts';
 import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
@@ -61,6 +63,12 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
   --cover N             instead of seeds: a coverage-guided search of N runs over the scenario's ordering
                         pairs — fresh --strategy seeds, and runs that produced a new order changed toward
                         the orders never seen (then the rarest); prints the coverage per pair
+  --branch-at POINT     run the --seed/--strategy schedule once to POINT, snapshot the whole simulation there
+                        and explore --branches suffixes from it (suffix seeds 1..N, --strategy) without
+                        running the prefix again (inline); POINT: choice:N (the last top-level choice
+                        point at or before N choices) or pair:NAME[:a|b] (just before the first
+                        occurrence of that side of an ordering pair: the race window opening)
+  --branches N          suffixes to explore from the branch point (default 100)
   --with-fix NAME       with --replay: follow the recorded schedule again with fix NAME on (repeatable)
                         and say where the runs part and whether the invariant now holds: proof the
                         fix removes the failure on this interleaving (exit 0 when nothing breaks)
@@ -95,6 +103,9 @@ interface Options {
   readonly exhaustiveRuns: number;
   /** A coverage-guided search of this many runs (null: seeds and a strategy). */
   readonly cover: number | null;
+  /** Branch from a snapshot at this point (null: runs from the start). */
+  readonly branchAt: BranchPoint | null;
+  readonly branches: number;
   /** With a replay: fixes to switch on for the fix-differential replay. */
   readonly withFix: readonly string[];
   /** Shrink the first failure, with this many runs at most (null: do not shrink). */
@@ -134,7 +145,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
-    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -165,6 +176,15 @@ function parse(argv: readonly string[]): Parsed {
     const clash = ['runs', 'depth', 'replay', 'shrink', 'exhaustive', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--cover makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
   }
+  if (values.branches !== undefined && values['branch-at'] === undefined) throw new UsageError('--branches goes with --branch-at POINT');
+  if (values['branch-at'] !== undefined) {
+    const clash = ['runs', 'replay', 'shrink', 'exhaustive', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
+    if (clash.length > 0) throw new UsageError(`--branch-at makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
+    if (mode !== 'inline') throw new UsageError('--branch-at snapshots the run in this thread: use --mode inline (the default)');
+  }
+  const branchText = text('branch-at');
+  const branchAt = branchText === undefined ? null : parseBranchPoint(branchText);
+  if (branchText !== undefined && branchAt === null) throw new UsageError(`--branch-at must be choice:N or pair:NAME[:a|b], got "${branchText}"`);
   if (values['with-fix'] !== undefined && values.shrink === true) throw new UsageError('--with-fix and --shrink are two commands: shrink first, then replay the shrunk trace --with-fix');
   if (values.shrink === true && mode === 'free') throw new UsageError('--shrink needs a deterministic mode (inline or workers): a free-running run has no schedule to shrink');
   const runs = integerOption(text('runs'), '--runs', 1, 1, 1_000_000_000);
@@ -187,6 +207,8 @@ function parse(argv: readonly string[]): Parsed {
       exhaustive: values.exhaustive === undefined ? null : integerOption(text('exhaustive'), '--exhaustive', 1, 0, 10),
       exhaustiveRuns: integerOption(text('exhaustive-runs'), '--exhaustive-runs', 20_000, 1, 100_000_000),
       cover: values.cover === undefined ? null : integerOption(text('cover'), '--cover', 200, 1, 100_000_000),
+      branchAt,
+      branches: integerOption(text('branches'), '--branches', 100, 1, 100_000_000),
       shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
       explain: values.explain === true
         ? { runs: integerOption(text('explain-runs'), '--explain-runs', 200, 1, 1_000_000), shrinkRuns: integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) }
@@ -262,6 +284,13 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     if ((definition.orderings ?? []).length === 0) throw new UsageError(`scenario "${definition.name}" declares no ordering pairs: --cover has nothing to cover (see "Ordering coverage" in the README)`);
     return coverCommand(definition, mode, fixes, {
       runs: options.cover, seed: options.seed, base: options.strategy, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+    });
+  }
+  if (options.branchAt !== null) {
+    ensureWritableDir(options.traceDir);
+    return branchCommand(definition, fixes, {
+      at: options.branchAt, branches: options.branches, strategy: options.strategy, depth: options.depth, seed: options.seed,
+      traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });
   }
   if (options.exhaustive !== null) {

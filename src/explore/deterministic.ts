@@ -52,44 +52,118 @@ export interface RunResult {
 }
 
 export function runDeterministic(options: DeterministicOptions): RunResult {
-  const { session, scheduler, trace } = options;
-  const done = options.done ?? ((s: Session) => s.finished);
-  const choicesMax = options.choicesMax ?? 10_000_000;
-  const interrupts = options.interrupts ?? [];
-  const nextDue = interrupts.map((source) => source.everySteps);
+  const run = new DeterministicRun(options);
+  try {
+    return run.continue() as RunResult;
+  } finally {
+    run.release();
+  }
+}
+
+/**
+ * A deterministic run that can stop at a top-level choice point and go on later, possibly with
+ * another scheduler: what branching from a snapshot needs. Everything the loop carries between
+ * choices is a field (the snapshot of a run restores fields, not a suspended call stack).
+ */
+export class DeterministicRun {
+  /** Who makes the choices from here on (a branch gives each suffix its own). */
+  scheduler: Scheduler;
   /** Choices made, and preemption points reached (PCT counts those among its events too). */
-  const counter = { choices: 0, points: 0 };
+  readonly counter = { choices: 0, points: 0 };
   /** Virtual time each vCPU last acted (ran a slice, or had its exit handled). */
-  const lastActed = new Array<number>(session.vcpuCount).fill(0);
-  const finish = (outcome: RunResult['outcome'], detail = ''): RunResult => runResult(session, trace, outcome, counter.choices, detail);
-  const bounded = (): boolean => session.clock >= options.stepsMax || counter.choices >= choicesMax;
-  session.preemptor = (label, handlerVcpu) => preempt(options, counter, bounded, { label, handlerVcpu });
-  const sink = session.eventSink;
-  const observe = scheduler.observe?.bind(scheduler);
-  if (observe !== undefined) {
+  private readonly lastActed: number[];
+  /** When each interrupt source is next due. */
+  private readonly nextDue: number[];
+  private readonly sink: Session['eventSink'];
+
+  constructor(private readonly options: DeterministicOptions) {
+    const { session } = options;
+    this.scheduler = options.scheduler;
+    this.lastActed = new Array<number>(session.vcpuCount).fill(0);
+    this.nextDue = (options.interrupts ?? []).map((source) => source.everySteps);
+    this.sink = session.eventSink;
+    session.preemptor = (label, handlerVcpu) => this.preempt({ label, handlerVcpu });
     session.eventSink = (event, clock) => {
-      sink?.(event, clock);
-      observe(event);
+      this.sink?.(event, clock);
+      this.scheduler.observe?.(event);
     };
   }
-  try {
+
+  /**
+   * Makes choices until the run ends (its result), or until `pauseBefore` says to stop at a
+   * top-level choice point with this many choices made (null: paused, nothing chosen there yet).
+   */
+  continue(pauseBefore?: (choices: number) => boolean): RunResult | null {
+    const options = this.options;
+    const { session, trace } = options;
+    const done = options.done ?? ((s: Session) => s.finished);
+    const interrupts = options.interrupts ?? [];
+    const counter = this.counter;
     for (;;) {
-      if (session.verdict !== null) return finish('verdict');
-      if (done(session)) return finish('done');
-      if (bounded()) return finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
-      const enabled = starved(enabledNow(session, trace, interrupts, nextDue, options.faults, counter.points), session.clock, lastActed, options.fairnessSteps);
+      if (session.verdict !== null) return this.finish('verdict');
+      if (done(session)) return this.finish('done');
+      if (this.bounded()) return this.finish('bound', `after ${session.clock} steps and ${counter.choices} choices:\n${session.describeVcpus()}`);
+      if (pauseBefore?.(counter.choices) === true) return null;
+      const enabled = starved(enabledNow(session, trace, interrupts, this.nextDue, options.faults, counter.points), session.clock, this.lastActed, options.fairnessSteps);
       if (enabled.runnable.length === 0 && enabled.pendingExits.length === 0 && !enabled.timerDue && !enabled.daemonDue && enabled.interrupts.length === 0) {
-        return finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
+        return this.finish('idle', `no vCPU can run and nothing is pending:\n${session.describeVcpus()}`);
       }
-      const choice = scheduler.choose(enabled);
+      const choice = this.scheduler.choose(enabled);
       trace.recordChoice(choice, session.clock);
       counter.choices++;
-      if (choice.kind === 'run' || choice.kind === 'handle') lastActed[choice.vcpu] = session.clock;
-      perform(session, choice, interrupts, nextDue);
+      if (choice.kind === 'run' || choice.kind === 'handle') this.lastActed[choice.vcpu] = session.clock;
+      perform(session, choice, interrupts, this.nextDue);
     }
-  } finally {
-    session.preemptor = null;
-    if (observe !== undefined) session.eventSink = sink;
+  }
+
+  /** The session no longer calls into this run (its preemptor and event hook are taken back). */
+  release(): void {
+    this.options.session.preemptor = null;
+    this.options.session.eventSink = this.sink;
+  }
+
+  private finish(outcome: RunResult['outcome'], detail = ''): RunResult {
+    return runResult(this.options.session, this.options.trace, outcome, this.counter.choices, detail);
+  }
+
+  private bounded(): boolean {
+    return this.options.session.clock >= this.options.stepsMax || this.counter.choices >= (this.options.choicesMax ?? 10_000_000);
+  }
+
+  /**
+   * A preemption point inside a handler: the scheduler may run other vCPUs (any number of slices)
+   * before it lets the handler proceed. Bounds end the preemption; the main loop then reports them.
+   * With fairness on, the handler proceeds once the others ran `fairnessSteps` in this preemption.
+   */
+  private preempt(point: PreemptionPoint): void {
+    const { session, trace, fairnessSteps } = this.options;
+    const counter = this.counter;
+    const since = session.clock;
+    // A point inside a handler is an event for PCT: its change points can fall on one, which is
+    // where a race inside a handler needs the handler's vCPU to drop below another.
+    counter.points++;
+    for (;;) {
+      if (session.verdict !== null || this.bounded()) return;
+      // Bounded fairness holds for the handler too: a priority scheduler must not keep it preempted for good.
+      if (fairnessSteps !== undefined && session.clock - since > fairnessSteps) return;
+      const runnable: number[] = [];
+      for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
+      if (runnable.length === 0) return;
+      const staleCode = runnable.filter((vcpu) => session.codeStale(vcpu));
+      const choice = this.scheduler.choose({
+        runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events + counter.points, vcpus: session.vcpuCount, preemption: point,
+        ...(staleCode.length > 0 ? { staleCode } : {}),
+      });
+      trace.recordChoice(choice, session.clock);
+      counter.choices++;
+      if (choice.kind === 'proceed') return;
+      if (choice.kind === 'see-code') {
+        session.seeCode(choice.vcpu);
+        continue;
+      }
+      if (choice.kind !== 'run') throw new Error(`scheduler ${this.scheduler.name} chose "${formatChoice(choice)}" at a preemption point (only run, see-code or proceed are possible there)`);
+      session.runSlice(choice.vcpu, choice.steps);
+    }
   }
 }
 
@@ -102,41 +176,6 @@ function starved(enabled: Enabled, clock: number, lastActed: readonly number[], 
   if (runnable.length + pendingExits.length === 0) return enabled;
   const { staleCode: _notNow, ...rest } = enabled;
   return { ...rest, runnable, pendingExits, timerDue: false, daemonDue: false, interrupts: [] };
-}
-
-/**
- * A preemption point inside a handler: the scheduler may run other vCPUs (any number of slices)
- * before it lets the handler proceed. Bounds end the preemption; the main loop then reports them.
- * With fairness on, the handler proceeds once the others ran `fairnessSteps` in this preemption.
- */
-function preempt(options: DeterministicOptions, counter: { choices: number; points: number }, bounded: () => boolean, point: PreemptionPoint): void {
-  const { session, scheduler, trace } = options;
-  const since = session.clock;
-  // A point inside a handler is an event for PCT: its change points can fall on one, which is
-  // where a race inside a handler needs the handler's vCPU to drop below another.
-  counter.points++;
-  for (;;) {
-    if (session.verdict !== null || bounded()) return;
-    // Bounded fairness holds for the handler too: a priority scheduler must not keep it preempted for good.
-    if (options.fairnessSteps !== undefined && session.clock - since > options.fairnessSteps) return;
-    const runnable: number[] = [];
-    for (let vcpu = 0; vcpu < session.vcpuCount; vcpu++) if (session.isRunnable(vcpu)) runnable.push(vcpu);
-    if (runnable.length === 0) return;
-    const staleCode = runnable.filter((vcpu) => session.codeStale(vcpu));
-    const choice = scheduler.choose({
-      runnable, pendingExits: [], timerDue: false, daemonDue: false, interrupts: [], events: trace.events + counter.points, vcpus: session.vcpuCount, preemption: point,
-      ...(staleCode.length > 0 ? { staleCode } : {}),
-    });
-    trace.recordChoice(choice, session.clock);
-    counter.choices++;
-    if (choice.kind === 'proceed') return;
-    if (choice.kind === 'see-code') {
-      session.seeCode(choice.vcpu);
-      continue;
-    }
-    if (choice.kind !== 'run') throw new Error(`scheduler ${scheduler.name} chose "${formatChoice(choice)}" at a preemption point (only run, see-code or proceed are possible there)`);
-    session.runSlice(choice.vcpu, choice.steps);
-  }
 }
 
 /** The result of a run that ended with `outcome`. */

@@ -5,7 +5,9 @@ import type { Introcore } from '../intro/engine.ts';
 import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
 import { MachineSnapshot } from '../machine/snapshot.ts';
-import { runDeterministic, type InterruptSource, type RunResult } from './deterministic.ts';
+import { DeterministicRun, type InterruptSource, type RunResult } from './deterministic.ts';
+import { describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchSuffix } from './branch.ts';
+import { RunSnapshot } from './run-snapshot.ts';
 import { runFree } from './free-running.ts';
 import { Prng, seedValue, type Seed } from './prng.ts';
 import { RunRecorder, type RunRecording } from './recorder.ts';
@@ -16,7 +18,7 @@ import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher
 import { ScheduleShape } from './schedule-shape.ts';
 import type { Scheduler } from './schedule.ts';
 import { traceToJson, type TraceJson } from './trace-json.ts';
-import { Trace } from './trace.ts';
+import { firstDivergence, Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
 import { orderingsOf, type OrderingWitness } from './orderings.ts';
 import { describeFailedUnload } from './unload-report.ts';
@@ -123,6 +125,64 @@ interface RunContext {
   readonly startEngine: () => void;
   /** The run is over: every vCPU stopped, or a continuous oracle broke. */
   readonly done: (session: Session) => boolean;
+}
+
+/** A prefix, a point, and the suffixes to explore from it (`ScenarioRig.branch`). */
+export interface BranchRequest {
+  /** The prefix schedule: its seed also seeds the engine's generator for every suffix. */
+  readonly prefix: RunRequest;
+  readonly at: BranchPoint;
+  readonly suffixes: readonly BranchSuffix[];
+  /** Called after each suffix run (progress, early stop: return false to stop). */
+  readonly onRun?: (report: RunReport, index: number) => boolean | void;
+  /** Run the first suffix once more after a restore and compare (default true): proof the snapshot holds the whole run. */
+  readonly check?: boolean;
+}
+
+/** A suffix run again from the snapshot came out different: the run keeps state no snapshot holds. */
+export class BranchStateLeak extends Error {
+  constructor(scenario: string, where: string) {
+    super(`scenario "${scenario}": the same suffix from the same snapshot gave a different run, so some of the run's state is outside the snapshot `
+      + `(a variable a callback closes over, module-level state, a WeakMap). Keep engine-logic state in engine.state({...}) and oracle state in the world.\n${where}`);
+    this.name = 'BranchStateLeak';
+  }
+}
+
+/** What branching did: the point, the snapshot's size and costs, and one report per suffix run. */
+export interface BranchResult {
+  /** Choices of the prefix: every suffix goes on after them. */
+  readonly at: number;
+  /** The point as asked for ("pair \"x\" side A begins"). */
+  readonly asked: string;
+  /** Objects the snapshot holds, and the machine's RAM pages. */
+  readonly objects: number;
+  readonly ramPages: number;
+  /** RAM pages copied back, per restore: before every suffix but the first, and before the check (the first suffix again). */
+  readonly dirtyPages: readonly number[];
+  /** The prefix up to the point, taking the snapshot, and all restores. */
+  readonly prefixMs: number;
+  readonly snapshotMs: number;
+  readonly restoreMs: number;
+  /** One report per suffix run, in order; each is labelled "branched" and replays from its trace. */
+  readonly runs: readonly RunReport[];
+}
+
+/** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
+interface LiveRun<G extends ScenarioGuest> {
+  readonly context: RunContext;
+  readonly world: World<G> & { result: RunResult | null };
+  readonly introspection: Introspection;
+  readonly events: TimedEvent[];
+  readonly choicesBefore: number[];
+  readonly recorder: RunRecorder | null;
+  /** The first continuous oracle that broke (the run ends there). */
+  readonly stop: { early: EarlyStop | null };
+  readonly restart: Parameters<Session['restart']>[0];
+  readonly base: Pick<RunReport, 'scenario' | 'seed' | 'strategy' | 'mode' | 'fixesOff'>;
+  /** When this run (or this suffix) started, for its duration. */
+  started: number;
+  /** A branched run: each end stops the actors but keeps the engine's WASM objects for the next suffix. */
+  branched: boolean;
 }
 
 /** The first continuous oracle that broke, and where every vCPU was at that moment. */
@@ -270,6 +330,121 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return { report, shape, followed: followed?.followed ?? [], skipped: followed?.skipped ?? 0, points: followed?.points ?? [] };
   }
 
+  /**
+   * Branches from a snapshot (inline mode): finds the point on one full run of the prefix, runs
+   * the prefix again to it, snapshots the whole simulation, and runs every suffix from the
+   * snapshot, restoring it (dirty RAM pages only) before each but the first. Every suffix run is a
+   * full run with its oracles, unload and report; its trace holds the prefix's choices and its own,
+   * and replays strictly from the start. Throws when the point is never reached.
+   */
+  branch(request: BranchRequest): BranchResult {
+    if (this.mode !== 'inline') throw new Error(`branching from a snapshot needs the inline mode (the snapshot holds each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
+    const { prefix } = request;
+    const at = this.branchChoice(prefix, request.at);
+    const estimates = new Map<string, readonly number[]>();
+    for (const suffix of request.suffixes) if (suffix.strategy === 'surw') estimates.set('surw', this.eventEstimate(prefix.fixes));
+    const started = performance.now();
+    const live = this.begin(prefix.seed, 'branched', prefix.fixes, {});
+    const { session } = live.context;
+    live.branched = true;
+    session.restart(live.restart);
+    this.startRecording(live.context);
+    const loop = this.loop(live.context, createScheduler(prefix.strategy, live.context.prng.fork('scheduler'), this.schedulerOptions(prefix.depth, undefined)));
+    let snapshot: RunSnapshot | null = null;
+    try {
+      if (loop.continue((choices) => choices >= at) !== null || loop.counter.choices !== at) {
+        throw new Error(`the prefix did not stop at choice ${at} the second time (it ended, or reached ${loop.counter.choices}): the run is not deterministic`);
+      }
+      const snapshotAt = performance.now();
+      snapshot = RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, [live.events, live.choicesBefore, ...live.context.trace.logs]);
+      const snapshotMs = performance.now() - snapshotAt;
+      const runs: RunReport[] = [];
+      const dirtyPages: number[] = [];
+      let restoreMs = 0;
+      for (const [index, suffix] of request.suffixes.entries()) {
+        if (index > 0) {
+          const restoreAt = performance.now();
+          dirtyPages.push(snapshot.restore().dirtyPages);
+          restoreMs += performance.now() - restoreAt;
+        }
+        live.started = performance.now();
+        const estimate = estimates.get(suffix.strategy);
+        loop.scheduler = createScheduler(suffix.strategy, new Prng(suffix.seed).fork('scheduler'), this.schedulerOptions(suffix.depth ?? 2, estimate));
+        const report = this.settle(live, () => ({ result: loop.continue() as RunResult, trace: live.context.trace }));
+        // The run's trace object is rewound by the next restore: the report keeps a copy.
+        const kept = { ...report, trace: report.trace.copy() };
+        runs.push(kept);
+        if (request.onRun?.(kept, index) === false) break;
+      }
+      if (request.check !== false && runs.length > 0) {
+        // The first suffix again, from a restore this time: state a snapshot cannot see (a closure's
+        // variables, a module's) shows as a different run.
+        dirtyPages.push(snapshot.restore().dirtyPages);
+        loop.scheduler = createScheduler(request.suffixes[0].strategy, new Prng(request.suffixes[0].seed).fork('scheduler'), this.schedulerOptions(request.suffixes[0].depth ?? 2, estimates.get(request.suffixes[0].strategy)));
+        const again = this.settle(live, () => ({ result: loop.continue() as RunResult, trace: live.context.trace }));
+        if (again.hash !== runs[0].hash) {
+          const where = firstDivergence(runs[0].trace.entries, again.trace.entries, ['the first suffix', 'the same suffix after a restore']) ?? 'their hashes differ';
+          throw new BranchStateLeak(this.definition.name, where);
+        }
+      }
+      return {
+        at, asked: describeBranchPoint(request.at), objects: snapshot.objects, ramPages: this.guestInstance.machine.memory.pages, dirtyPages,
+        prefixMs: snapshotAt - started, snapshotMs, restoreMs, runs,
+      };
+    } finally {
+      loop.release();
+      snapshot?.release();
+      // The session ends at some suffix's end; the next run starts it afresh.
+      live.introspection.stop();
+    }
+  }
+
+  /** The choice count of the branch point: found on one full run of the prefix. */
+  private branchChoice(prefix: RunRequest, point: BranchPoint): number {
+    const points: number[] = [];
+    const live = this.begin(prefix.seed, 'branched', prefix.fixes, {});
+    const report = this.settle(live, () => {
+      live.context.session.restart(live.restart);
+      this.startRecording(live.context);
+      const loop = this.loop(live.context, createScheduler(prefix.strategy, live.context.prng.fork('scheduler'), this.schedulerOptions(prefix.depth, prefix.strategy === 'surw' ? this.eventEstimate(prefix.fixes) : undefined)));
+      try {
+        return { result: loop.continue((choices) => {
+          points.push(choices);
+          return false;
+        }) as RunResult, trace: live.context.trace };
+      } finally {
+        loop.release();
+      }
+    });
+    let target: number;
+    if ('choice' in point) target = point.choice;
+    else {
+      const pair = (this.definition.orderings ?? []).find((p) => p.name === point.pair);
+      if (pair === undefined) throw new Error(`scenario "${this.definition.name}" has no ordering pair "${point.pair}"; its pairs: ${(this.definition.orderings ?? []).map((p) => p.name).join(', ') || 'none'}`);
+      const opens = windowOpensAt(pair, point.side, live.events.map((e) => e.event), live.choicesBefore);
+      if (opens === null) throw new Error(`${describeBranchPoint(point)}: never happened in the prefix run (seed ${report.seed}, ${report.strategy}); try another prefix seed`);
+      target = opens;
+    }
+    const found = lastPointAtOrBefore(points, target);
+    if (found === null) throw new Error(`${describeBranchPoint(point)}: no top-level choice point at or before choice ${target} (the prefix run has ${report.choices} choices): nothing to branch from`);
+    return found;
+  }
+
+  private schedulerOptions(depth: number, eventEstimate: readonly number[] | undefined): Parameters<typeof createScheduler>[2] {
+    const { bounds, vcpus } = this.definition;
+    return { vcpus, slice: bounds.slice, depth, events: bounds.pctEvents, ...(eventEstimate === undefined ? {} : { eventEstimate }) };
+  }
+
+  /** A resumable run loop with the scenario's bounds, clock and faults. */
+  private loop({ session, trace, done }: RunContext, scheduler: Scheduler): DeterministicRun {
+    const { bounds } = this.definition;
+    return new DeterministicRun({
+      session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
+      ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
+      ...(this.definition.hypervisor?.faults !== undefined ? { faults: this.definition.hypervisor.faults } : {}),
+    });
+  }
+
   /** The trace records every event from here on (and the rig's log sees it); the engine starts. */
   private startRecording({ session, trace, observe, startEngine }: RunContext): void {
     session.eventSink = (event, clock) => {
@@ -280,13 +455,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   /** The run loop of the deterministic modes, with the scenario's bounds, clock and faults. */
-  private deterministic({ session, trace, done }: RunContext, scheduler: Scheduler): { result: RunResult; trace: Trace } {
-    const { bounds } = this.definition;
-    return { result: runDeterministic({
-      session, scheduler, trace, done, stepsMax: bounds.stepsMax, choicesMax: bounds.choicesMax, interrupts: this.interrupts(),
-      ...(bounds.fairnessSteps !== undefined ? { fairnessSteps: bounds.fairnessSteps } : {}),
-      ...(this.definition.hypervisor?.faults !== undefined ? { faults: this.definition.hypervisor.faults } : {}),
-    }), trace };
+  private deterministic(context: RunContext, scheduler: Scheduler): { result: RunResult; trace: Trace } {
+    const loop = this.loop(context, scheduler);
+    try {
+      return { result: loop.continue() as RunResult, trace: context.trace };
+    } finally {
+      loop.release();
+    }
   }
 
   /**
@@ -308,7 +483,15 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   private execute(seed: Seed, strategy: string, fixes: Fixes<string>, options: RunOptions, body: (run: RunContext) => { result: RunResult; trace: Trace }): RunReport {
-    const started = performance.now();
+    const live = this.begin(seed, strategy, fixes, options);
+    return this.settle(live, () => {
+      live.context.session.restart(live.restart);
+      return body(live.context);
+    });
+  }
+
+  /** Everything one run needs, made fresh from the initial snapshot (the run itself has not started). */
+  private begin(seed: Seed, strategy: string, fixes: Fixes<string>, options: RunOptions): LiveRun<G> {
     const definition = this.definition;
     const session = this.liveSession();
     this.snapshot.restore(this.guestInstance.machine);
@@ -320,9 +503,6 @@ export class ScenarioRig<G extends ScenarioGuest> {
     this.recording = null;
     const runTrace = new Trace();
     const recorder = options.record === true ? new RunRecorder(this.guestInstance.machine, () => session.clock, () => runTrace.entries.length) : null;
-    const finishRecording = (): void => {
-      if (recorder !== null) this.recording = recorder.finish({ entries: runTrace.entries, choices: runTrace.choices, events, oraclePhases: this.oraclePhases() });
-    };
     const inspect = recorder === null ? {} : { inspect: recorder.inspect };
     const prng = new Prng(seed);
     const extension = definition.engine;
@@ -347,18 +527,19 @@ export class ScenarioRig<G extends ScenarioGuest> {
       result: null as RunResult | null,
       events,
     };
-    let early: EarlyStop | null = null;
-    const runOptions: Parameters<Session['restart']>[0] = {
+    // A field, not a closure variable: a branch's snapshot must bring it back.
+    const stop: { early: EarlyStop | null } = { early: null };
+    const restart: Parameters<Session['restart']>[0] = {
       handler: introspection.handler,
       afterHandler: (hypervisor) => {
         introspection.afterHandler(hypervisor);
-        if (early !== null) return;
+        if (stop.early !== null) return;
         const broken: Violation[] = [];
         this.check(world, 'continuous', broken);
         if (broken.length === 0) return;
         // Free-running vCPUs are still executing: stop them so their registers are current.
         if (session.freeRunning) session.pauseVcpus();
-        early = { violations: broken, vcpus: describeVcpusWithCode(this.guestInstance.machine) };
+        stop.early = { violations: broken, vcpus: describeVcpusWithCode(this.guestInstance.machine) };
         if (session.freeRunning) session.resumeVcpus();
       },
       timer: { periodSteps: definition.bounds.timerSteps, callback: introspection.timer },
@@ -378,14 +559,23 @@ export class ScenarioRig<G extends ScenarioGuest> {
         recorder?.observe(event);
       },
       startEngine: () => void introspection.start(extension?.start === undefined ? undefined : (engine) => extension.start!(scenarioEngine(engine), this.guestInstance)),
-      done: (s) => early !== null || s.finished,
+      done: (s) => stop.early !== null || s.finished,
+    };
+    return { context, world, introspection, events, choicesBefore, recorder, stop, restart, base, started: performance.now(), branched: false };
+  }
+
+  /** Runs `body` (the run, or what is left of it) and turns its outcome, or its error, into the run's report. */
+  private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }): RunReport {
+    const { context, world, introspection, events, choicesBefore, recorder, stop, base, started } = live;
+    const session = context.session;
+    const finishRecording = (): void => {
+      if (recorder !== null) this.recording = recorder.finish({ entries: context.trace.entries, choices: context.trace.choices, events, oraclePhases: this.oraclePhases() });
     };
     let outcome: { result: RunResult; trace: Trace };
     try {
-      session.restart(runOptions);
-      outcome = body(context);
+      outcome = body();
     } catch (error) {
-      introspection.stop();
+      this.endEngine(live);
       // A replay that left the recorded schedule is the replay's answer, not a finding of the run.
       if (error instanceof ReplayDivergence) throw error;
       // A handler that threw or a vCPU host that died fails this run, not the campaign; so does an
@@ -407,7 +597,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     world.result = result;
     // The trace ends with the run; what the engine does while unloading is only observed.
     session.eventSink = context.observe;
-    const stopped = early as EarlyStop | null;
+    const stopped = stop.early;
     // An instruction vcpusim lacks is the cause of whatever broke after it: it comes first.
     const violations: Violation[] = [...this.unsupportedInstructions()];
     if (stopped !== null) violations.push(...stopped.violations);
@@ -428,9 +618,14 @@ export class ScenarioRig<G extends ScenarioGuest> {
     }
     const windows = this.windowsReached(world, violations);
     const orderings = this.orderingsProduced(events, choicesBefore, violations);
-    introspection.stop();
+    this.endEngine(live);
     finishRecording();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace };
+  }
+
+  private endEngine(live: LiveRun<G>): void {
+    if (live.branched) live.introspection.stopActors();
+    else live.introspection.stop();
   }
 
   /** When each of the scenario's oracles is checked. */

@@ -93,6 +93,23 @@ export class Trace {
     this.onEntry?.(this.entries.length - 1, entry);
   }
 
+  /** The arrays this trace only ever appends to (a run's snapshot saves their lengths). */
+  get logs(): readonly unknown[][] {
+    return [this.choices, this.entries, this.running];
+  }
+
+  /** A trace with the same entries, choices and hash, that this one's later entries do not change. */
+  copy(): Trace {
+    const copy = new Trace();
+    for (const choice of this.choices) copy.choices.push(choice);
+    for (const entry of this.entries) copy.entries.push(entry);
+    for (const half of this.running) copy.running.push(half);
+    copy.lo = this.lo;
+    copy.hi = this.hi;
+    copy.events = this.events;
+    return copy;
+  }
+
   /** The trace hash: 16 hex digits. */
   get hash(): string {
     return (this.hi >>> 0).toString(16).padStart(8, '0') + (this.lo >>> 0).toString(16).padStart(8, '0');

@@ -92,6 +92,8 @@ export class Introcore {
   readonly hypercalls = new Map<bigint, EngineHypercall>();
   /** EPT-violation stages a scenario added, in order. */
   readonly eptStages: EptStage[] = [];
+  /** State objects of a scenario's engine logic (`ScenarioEngine.state`): held here so a run's snapshot holds them. */
+  readonly scenarioState: object[] = [];
   /** Hooks a scenario placed: removed when the engine unloads. */
   readonly scenarioHooks = new Set<GpaHook>();
   /** Swap hooks and monitored address spaces a scenario placed: removed when the engine unloads. */

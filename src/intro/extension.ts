@@ -132,6 +132,18 @@ export class ScenarioEngine<F extends string = string> {
     return this.engine.glue;
   }
 
+  /**
+   * The run's state of the scenario's engine logic — counters, flags, the hook it moves — as one
+   * object its callbacks share: `const state = engine.state({ calls: 0 })`, then `state.calls++`.
+   * Keep such state here, not in variables the callbacks close over: a run branched from a
+   * snapshot gets back every object of the run, but no snapshot can see a closure's variables
+   * (`ScenarioRig.branch` checks, and names the first entry where a suffix came out different).
+   */
+  state<S extends object>(initial: S): S {
+    this.engine.scenarioState.push(initial);
+    return initial;
+  }
+
   get vcpuCount(): number {
     return this.glue.vcpuCount;
   }

@@ -59,6 +59,12 @@ function viewsOf(memory: GuestMemory): { u16: Uint16Array; u32: Uint32Array } {
 /** IntDecAtomicStore: writes `value` at `gpa` if it holds `expected`; returns what it held. */
 function atomicCompareStore(memory: GuestMemory, gpa: number, size: number, value: bigint, expected: bigint): bigint {
   if (gpa % size !== 0) throw new PtWriteUnsupported(`a ${size}-byte store at GPA 0x${gpa.toString(16)} is not aligned`);
+  const held = compareExchange(memory, gpa, size, value, expected);
+  if (held === expected) memory.noteWrite(gpa, size);
+  return held;
+}
+
+function compareExchange(memory: GuestMemory, gpa: number, size: number, value: bigint, expected: bigint): bigint {
   switch (size) {
     case 8: return BigInt.asUintN(64, Atomics.compareExchange(memory.i64, gpa / 8, BigInt.asIntN(64, expected), BigInt.asIntN(64, value)));
     case 4: return BigInt(Atomics.compareExchange(viewsOf(memory).u32, gpa / 4, Number(expected), Number(value)));

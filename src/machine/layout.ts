@@ -111,6 +111,14 @@ export const CommandKind = {
  */
 export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4, firstOneIteration: 8, seeCode: 16 } as const;
 
+/**
+ * Bits of a page's mark byte. Every writer checks the byte for zero before noting a write, so one
+ * check serves both: `code` (a vCPU decoded instructions from the page: a write bumps its
+ * generation) and `writeWatch` (a checkpoint waits for the page's first write, to restore only the
+ * pages written since; the first write clears it).
+ */
+export const PageMark = { code: 1, writeWatch: 2 } as const;
+
 /** Outcome codes beyond the CPU's RunStop values. */
 export const Outcome = { error: 100 } as const;
 
@@ -119,7 +127,7 @@ export interface ControlLayout {
   readonly ramPages: number;
   readonly vcpuCount: number;
   readonly pageGenBytes: number; // Int32 per page: write generation
-  readonly codeMarkBytes: number; // Uint8 per page: 1 once any vCPU decoded code from it
+  readonly codeMarkBytes: number; // Uint8 per page: PageMark bits (code decoded from it, write watched)
   readonly eptRightsBytes: number; // Uint8 per page: committed EPT rights
   readonly vcpuBlocksBytes: number; // vcpuCount × Vcpu.words int32
   readonly totalBytes: number;

@@ -1,5 +1,5 @@
 import type { PhysicalMemory } from '../cpu/ports.ts';
-import { Header, PAGE_BYTES, PAGE_SHIFT, type ControlLayout } from './layout.ts';
+import { Header, PAGE_BYTES, PAGE_SHIFT, PageMark, type ControlLayout } from './layout.ts';
 
 /**
  * Guest physical memory plus the code-write tracking that keeps every vCPU's decoded-instruction
@@ -27,7 +27,7 @@ export class GuestMemory implements PhysicalMemory {
   readonly view: DataView;
   /** Per-page write generation (control buffer). */
   readonly pageGen: Int32Array;
-  /** Per-page code mark (control buffer). */
+  /** Per-page mark (control buffer): PageMark bits, nonzero when a write must be noted. */
   readonly codeMark: Uint8Array;
   /** Header words of the control buffer (code epoch, split-lock word). */
   readonly header: Int32Array;
@@ -74,7 +74,9 @@ export class GuestMemory implements PhysicalMemory {
     const last = (gpa + length - 1) >>> PAGE_SHIFT;
     let code = false;
     for (let page = first; page <= last; page++) {
-      if (this.codeMark[page] !== 0) {
+      const mark = this.codeMark[page];
+      if ((mark & PageMark.writeWatch) !== 0) Atomics.and(this.codeMark, page, ~PageMark.writeWatch);
+      if ((mark & PageMark.code) !== 0) {
         Atomics.add(this.pageGen, page, 1);
         code = true;
       }
@@ -85,7 +87,7 @@ export class GuestMemory implements PhysicalMemory {
 
   /** Marks a page as holding decoded code and returns its generation, read after the mark. */
   markCode(page: number): number {
-    if (this.codeMark[page] === 0) Atomics.store(this.codeMark, page, 1);
+    if ((this.codeMark[page] & PageMark.code) === 0) Atomics.or(this.codeMark, page, PageMark.code);
     return Atomics.load(this.pageGen, page);
   }
 

@@ -3,10 +3,11 @@ import { isEnabled, type Choice, type Enabled, type Scheduler } from '../schedul
 
 /**
  * The strategy label of a run that followed a list of choices leniently, by who made the list: the
- * shrinker, the bounded search, the coverage-guided search, or the retrace of a free-running run.
+ * shrinker, the bounded search, the coverage-guided search, or the retrace of a free-running run;
+ * or of a run branched from a snapshot (its prefix from one seed, its suffix from another).
  */
-export type ScheduleLabel = 'shrunk' | 'exhaustive' | 'covering' | 'guided';
-export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive', 'covering', 'guided'];
+export type ScheduleLabel = 'shrunk' | 'exhaustive' | 'covering' | 'guided' | 'branched';
+export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive', 'covering', 'guided', 'branched'];
 export const SHRUNK_STRATEGY: ScheduleLabel = 'shrunk';
 
 /** A run that followed a made-up schedule: it comes from no seed and strategy, only its trace runs it again. */

@@ -1,0 +1,214 @@
+/**
+ * A snapshot of the JavaScript objects a run's state lives in — the session, its actors and hosts,
+ * the engine, the scheduler, the trace — restored *in place*: every object reachable from the
+ * roots when the snapshot was taken gets back the fields, elements or entries it had, so every
+ * reference anyone holds (closures of actors, handlers registered with the session) still points
+ * at the same, now rewound, object. Objects made after the snapshot simply drop out of the graph.
+ *
+ * What it cannot see, by the nature of JavaScript: variables captured by closures, private
+ * `#fields`, and the contents of WeakMaps. Run state must therefore live in object fields (a rule
+ * the branch tests check on every built-in scenario: a branch and the same schedule run from the
+ * start must give one hash). A WeakMap, WeakSet, WeakRef or Promise met on the way is refused with
+ * the path that reached it, since what it holds would silently not come back.
+ *
+ * Functions, shared memory (SharedArrayBuffer views: the machine's own checkpoint restores it)
+ * and whatever `boundary` names (immutable logic, the machine) are kept by identity, not walked.
+ */
+
+/** True for an object to keep by identity without walking into it. */
+export type GraphBoundary = (value: object) => boolean;
+
+const enum Kind {
+  fields,
+  elements,
+  entries,
+  members,
+  bytes,
+  log,
+}
+
+/** Raised when the graph holds something whose contents cannot be saved. */
+export class UnsnapshottableState extends Error {
+  constructor(what: string, path: string) {
+    super(`cannot snapshot the run's state: a ${what} at ${path} holds contents no snapshot can read; keep run state in plain fields, arrays, Maps or Sets`);
+    this.name = 'UnsnapshottableState';
+  }
+}
+
+const REFUSED: readonly [new (...args: never[]) => object, string][] = [
+  [WeakMap, 'WeakMap'],
+  [WeakSet, 'WeakSet'],
+  [WeakRef, 'WeakRef'],
+  [Promise, 'Promise'],
+];
+
+export class ObjectGraphSnapshot {
+  /** Per saved object: the object, its kind, what it held (keys and values interleaved, elements, entries, members, bytes). */
+  private readonly targets: object[] = [];
+  private readonly kinds: Kind[] = [];
+  private readonly saved: unknown[] = [];
+
+  private constructor() {}
+
+  /** Objects whose contents the snapshot holds. */
+  get objects(): number {
+    return this.targets.length;
+  }
+
+  /**
+   * Saves every object reachable from `roots` (`names` label them in errors). `appendOnly` arrays
+   * are logs whose elements never change once pushed (a run's events, a trace's entries): only
+   * their length is saved, and their elements are neither walked nor saved.
+   */
+  static capture(roots: readonly object[], names: readonly string[], boundary: GraphBoundary, appendOnly: ReadonlySet<unknown[]> = new Set()): ObjectGraphSnapshot {
+    const snapshot = new ObjectGraphSnapshot();
+    const seen = new Set<object>();
+    const stack: object[] = [];
+    /** Who reached each object, and through which key: the path in an error. */
+    const parent = new Map<object, { from: object | null; key: string }>();
+    const visit = (value: unknown, from: object | null, key: string): void => {
+      if (typeof value !== 'object' || value === null || seen.has(value)) return;
+      seen.add(value);
+      parent.set(value, { from, key });
+      stack.push(value);
+    };
+    roots.forEach((root, index) => visit(root, null, names[index] ?? `root ${index}`));
+    const pathOf = (value: object): string => {
+      const keys: string[] = [];
+      for (let at: object | null = value; at !== null; at = parent.get(at)?.from ?? null) keys.push(parent.get(at)?.key ?? '?');
+      return keys.reverse().join('.');
+    };
+    for (let value = stack.pop(); value !== undefined; value = stack.pop()) {
+      if (boundary(value)) continue;
+      if (appendOnly.has(value as unknown[])) {
+        snapshot.record(value, Kind.log, (value as unknown[]).length);
+        continue;
+      }
+      for (const [type, what] of REFUSED) if (value instanceof type) throw new UnsnapshottableState(what, pathOf(value));
+      snapshot.save(value, (child, key) => visit(child, value, key));
+    }
+    return snapshot;
+  }
+
+  private save(value: object, visit: (child: unknown, key: string) => void): void {
+    if (ArrayBuffer.isView(value)) {
+      if (value.buffer instanceof SharedArrayBuffer) return;
+      this.record(value, Kind.bytes, new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice());
+      return;
+    }
+    if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return;
+    if (Array.isArray(value)) {
+      if (!Object.isFrozen(value)) this.record(value, Kind.elements, value.slice());
+      value.forEach((element, index) => visit(element, `[${index}]`));
+      return;
+    }
+    if (value instanceof Map) {
+      const entries: unknown[] = [];
+      for (const [key, entry] of value) {
+        entries.push(key, entry);
+        visit(key, '<key>');
+        visit(entry, `get(${typeof key === 'object' ? '…' : String(key)})`);
+      }
+      this.record(value, Kind.entries, entries);
+      return;
+    }
+    if (value instanceof Set) {
+      const members = [...value];
+      members.forEach((member) => visit(member, '<member>'));
+      this.record(value, Kind.members, members);
+      return;
+    }
+    const frozen = Object.isFrozen(value);
+    const fields: unknown[] = [];
+    const keys = Object.keys(value);
+    for (const key of keys) {
+      const descriptor = Object.getOwnPropertyDescriptor(value, key);
+      // An accessor is code (e.g. a getter over other state), not state of its own.
+      if (descriptor === undefined || !('value' in descriptor)) continue;
+      visit(descriptor.value, key);
+      if (!frozen && descriptor.writable === true) fields.push(key, descriptor.value);
+    }
+    if (frozen) return;
+    // Only a plain object is used as a dictionary (keys come and go); a class instance has its fields from its constructor.
+    const prototype: unknown = Object.getPrototypeOf(value);
+    const dictionary = prototype === Object.prototype || prototype === null;
+    this.record(value, Kind.fields, { fields, keys: dictionary ? keys : null } satisfies SavedFields);
+  }
+
+  private record(target: object, kind: Kind, saved: unknown): void {
+    this.targets.push(target);
+    this.kinds.push(kind);
+    this.saved.push(saved);
+  }
+
+  /** Saved objects by kind (fields, elements, entries, members, bytes, logs) and bytes saved: what a restore walks. */
+  get profile(): { readonly kinds: readonly number[]; readonly bytes: number } {
+    const kinds = [0, 0, 0, 0, 0, 0];
+    let bytes = 0;
+    this.kinds.forEach((kind, index) => {
+      kinds[kind]++;
+      if (kind === Kind.bytes) bytes += (this.saved[index] as Uint8Array).byteLength;
+    });
+    return { kinds, bytes };
+  }
+
+  /** Puts every saved object back as it was at the capture. */
+  restore(): void {
+    const { targets, kinds, saved } = this;
+    for (let index = 0; index < targets.length; index++) {
+      const target = targets[index];
+      const held = saved[index];
+      switch (kinds[index]) {
+        case Kind.fields:
+          restoreFields(target as Record<string, unknown>, held as SavedFields);
+          break;
+        case Kind.elements: {
+          const array = target as unknown[];
+          const elements = held as unknown[];
+          array.length = elements.length;
+          for (let k = 0; k < elements.length; k++) if (array[k] !== elements[k]) array[k] = elements[k];
+          break;
+        }
+        case Kind.entries: {
+          const map = target as Map<unknown, unknown>;
+          const entries = held as unknown[];
+          map.clear();
+          for (let k = 0; k < entries.length; k += 2) map.set(entries[k], entries[k + 1]);
+          break;
+        }
+        case Kind.members: {
+          const set = target as Set<unknown>;
+          set.clear();
+          for (const member of held as unknown[]) set.add(member);
+          break;
+        }
+        case Kind.bytes: {
+          const view = target as ArrayBufferView;
+          new Uint8Array(view.buffer, view.byteOffset, view.byteLength).set(held as Uint8Array);
+          break;
+        }
+        case Kind.log:
+          (target as unknown[]).length = held as number;
+      }
+    }
+  }
+}
+
+/** An object's writable fields (keys and values interleaved) and, for a dictionary, every key it had. */
+interface SavedFields {
+  readonly fields: unknown[];
+  readonly keys: string[] | null;
+}
+
+function restoreFields(target: Record<string, unknown>, { fields, keys }: SavedFields): void {
+  for (let k = 0; k < fields.length; k += 2) {
+    const key = fields[k] as string;
+    if (target[key] !== fields[k + 1]) target[key] = fields[k + 1];
+  }
+  if (keys === null) return;
+  // Keys a dictionary gained since go again.
+  const now = Object.keys(target);
+  if (now.length === keys.length) return;
+  const kept = new Set(keys);
+  for (const key of now) if (!kept.has(key)) delete target[key];
+}
