@@ -10,7 +10,8 @@
  *  - free-running hit rate with the fixes off (and the false-alarm rate with them on);
  *  - per bug: schedules/s with and without branching — random runs from the start against random
  *    suffixes branched from a snapshot taken where the race window opens (the first ordering pair's
- *    side A; half-way through the prefix for a scenario without pairs), each with its failures;
+ *    side A; half-way through the prefix for a scenario without pairs), whole and cut 100 choices
+ *    past the point (continuous oracles only), each with its failures;
  *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
  *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
  *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
@@ -113,6 +114,9 @@ async function throughput(definition: ScenarioDefinition<ScenarioGuest>, mode: R
   }
 }
 
+/** How far a window-bounded suffix goes past the branch point. */
+const BRANCH_HORIZON = 100;
+
 /**
  * Schedules/s from the start against schedules/s branched from a snapshot at the race window:
  * both random, `runs` each, on one rig (warmed up by the branch point's profile run and one run).
@@ -129,18 +133,24 @@ async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff
     let fromStart = 0;
     for (let seed = 1; seed <= runs; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes }))) fromStart++;
     const startRate = runs / ((performance.now() - started) / 1000);
-    started = performance.now();
-    const result = rig.branch({
-      prefix: { seed: 1, strategy: 'random', depth: 2, fixes },
-      at: pair !== undefined ? { pair: pair.name, side: 'a' } : { choice: Math.floor(prefix.choices / 2) },
-      suffixes: Array.from({ length: runs }, (_, index) => ({ seed: index + 1, strategy: 'random' as const })),
-      check: false,
-    });
-    const branchRate = runs / ((performance.now() - started) / 1000);
-    const branched = result.runs.filter(failed).length;
-    const restores = Math.max(1, result.dirtyPages.length);
-    return `  schedules/s: from the start ${startRate.toFixed(1)} (${fromStart}/${runs} failed); branched at choice ${result.at} of ${prefix.choices} (${result.asked}) ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}×; `
-      + `snapshot ${result.objects} objects in ${result.snapshotMs.toFixed(1)} ms, a restore ${(result.restoreMs / restores).toFixed(2)} ms copying ${(result.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${result.ramPages} pages`;
+    const lines = [`  schedules/s from the start: ${startRate.toFixed(1)} (${fromStart}/${runs} failed)`];
+    for (const horizon of [undefined, BRANCH_HORIZON]) {
+      started = performance.now();
+      const result = rig.branch({
+        prefix: { seed: 1, strategy: 'random', depth: 2, fixes },
+        at: pair !== undefined ? { pair: pair.name, side: 'a' } : { choice: Math.floor(prefix.choices / 2) },
+        suffixes: Array.from({ length: runs }, (_, index) => ({ seed: index + 1, strategy: 'random' as const })),
+        check: false,
+        ...(horizon === undefined ? {} : { horizon }),
+      });
+      const branchRate = runs / ((performance.now() - started) / 1000);
+      const branched = result.runs.filter(failed).length;
+      const restores = Math.max(1, result.dirtyPages.length);
+      const what = horizon === undefined ? 'whole suffixes' : `suffixes cut ${horizon} choices past the point`;
+      lines.push(`  schedules/s branched at choice ${result.at} of ${prefix.choices} (${result.asked}), ${what}: ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}×; `
+        + `snapshot ${result.objects} objects in ${result.snapshotMs.toFixed(1)} ms, a restore ${(result.restoreMs / restores).toFixed(2)} ms copying ${(result.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${result.ramPages} pages`);
+    }
+    return lines.join('\n');
   } catch (error) {
     return `  schedules/s with branching: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
   } finally {

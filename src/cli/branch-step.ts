@@ -19,6 +19,8 @@ import type { SearchOutput } from './common.ts';
 export interface BranchCommandRequest extends SearchOutput {
   readonly at: BranchPoint;
   readonly branches: number;
+  /** Cut every suffix this many choices past the point (null: whole suffixes). */
+  readonly horizon: number | null;
   readonly strategy: StrategyName;
   readonly depth: number;
 }
@@ -33,6 +35,7 @@ export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest
       prefix: { seed: request.seed, strategy: request.strategy, depth: request.depth, fixes },
       at: request.at,
       suffixes: Array.from({ length: request.branches }, (_, index) => ({ seed: index + 1, strategy: request.strategy, depth: request.depth })),
+      ...(request.horizon === null ? {} : { horizon: request.horizon }),
       onRun: (report, index) => {
         tally.add(report);
         if (first === null && failed(report)) first = { report, suffixSeed: index + 1 };
@@ -47,7 +50,7 @@ export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest
     const fixesOff = rig.fixes.off(fixes);
     if (request.json) {
       process.stdout.write(`${JSON.stringify({
-        scenario: definition.name, branch: { ...summary(result), strategy: request.strategy, prefixSeed: request.seed, suffixes: result.runs.length, failures: tally.failures, coverage: tally.orderings.toJSON(), seconds },
+        scenario: definition.name, branch: { ...summary(result), horizon: request.horizon, strategy: request.strategy, prefixSeed: request.seed, suffixes: result.runs.length, failures: tally.failures, coverage: tally.orderings.toJSON(), seconds },
         fixesOff, ...(failure !== null ? { firstFailure: { suffixSeed: found?.suffixSeed, invariant: failure.violations[0].oracle, hash: failure.hash, trace: tracePath } } : {}),
       })}\n`);
       return failure !== null ? 1 : 0;
@@ -55,7 +58,8 @@ export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest
     const { seen, of } = tally.orderings.covered;
     const out = [
       `${definition.name}: ${result.runs.length} suffixes branched from ${request.strategy} seed ${request.seed} at choice ${result.at} (${result.asked}), `
-        + `${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'} — ${seconds.toFixed(1)} s`,
+        + `${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'} — ${seconds.toFixed(1)} s (${(result.runs.length / seconds).toFixed(1)} suffixes/s)`,
+      ...(request.horizon === null ? [] : [`  every suffix cut ${request.horizon} choices past the point: judged by the continuous oracles only (a failure's trace replays the whole run)`]),
       ...describeBranch(result).map((line) => `  ${line}`),
       `  ${tally.failures} of ${result.runs.length} suffixes failed${tally.failures > 0 ? ` (${Object.entries(tally.byOracle).map(([oracle, count]) => `${oracle} ${count}`).join(', ')})` : ''}`,
       ...(of > 0 ? [`  orderings covered ${seen}/${of}:`, ...tally.orderings.describe().map((line) => `    ${line}`)] : []),

@@ -69,6 +69,8 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         point at or before N choices) or pair:NAME[:a|b] (just before the first
                         occurrence of that side of an ordering pair: the race window opening)
   --branches N          suffixes to explore from the branch point (default 100)
+  --horizon N           with --branch-at: cut every suffix N choices past the point — the window only,
+                        judged by the continuous oracles (a failure still replays whole from its trace)
   --with-fix NAME       with --replay: follow the recorded schedule again with fix NAME on (repeatable)
                         and say where the runs part and whether the invariant now holds: proof the
                         fix removes the failure on this interleaving (exit 0 when nothing breaks)
@@ -106,6 +108,8 @@ interface Options {
   /** Branch from a snapshot at this point (null: runs from the start). */
   readonly branchAt: BranchPoint | null;
   readonly branches: number;
+  /** Suffixes cut this many choices past the branch point (null: whole). */
+  readonly horizon: number | null;
   /** With a replay: fixes to switch on for the fix-differential replay. */
   readonly withFix: readonly string[];
   /** Shrink the first failure, with this many runs at most (null: do not shrink). */
@@ -145,7 +149,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
-    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, horizon: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -176,7 +180,7 @@ function parse(argv: readonly string[]): Parsed {
     const clash = ['runs', 'depth', 'replay', 'shrink', 'exhaustive', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--cover makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
   }
-  if (values.branches !== undefined && values['branch-at'] === undefined) throw new UsageError('--branches goes with --branch-at POINT');
+  for (const name of ['branches', 'horizon']) if (values[name] !== undefined && values['branch-at'] === undefined) throw new UsageError(`--${name} goes with --branch-at POINT`);
   if (values['branch-at'] !== undefined) {
     const clash = ['runs', 'replay', 'shrink', 'exhaustive', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--branch-at makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
@@ -209,6 +213,7 @@ function parse(argv: readonly string[]): Parsed {
       cover: values.cover === undefined ? null : integerOption(text('cover'), '--cover', 200, 1, 100_000_000),
       branchAt,
       branches: integerOption(text('branches'), '--branches', 100, 1, 100_000_000),
+      horizon: values.horizon === undefined ? null : integerOption(text('horizon'), '--horizon', 100, 1, 100_000_000),
       shrinkRuns: values.shrink === true ? integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) : null,
       explain: values.explain === true
         ? { runs: integerOption(text('explain-runs'), '--explain-runs', 200, 1, 1_000_000), shrinkRuns: integerOption(text('shrink-runs'), '--shrink-runs', 2000, 1, 1_000_000) }
@@ -289,7 +294,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   if (options.branchAt !== null) {
     ensureWritableDir(options.traceDir);
     return branchCommand(definition, fixes, {
-      at: options.branchAt, branches: options.branches, strategy: options.strategy, depth: options.depth, seed: options.seed,
+      at: options.branchAt, branches: options.branches, horizon: options.horizon, strategy: options.strategy, depth: options.depth, seed: options.seed,
       traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });
   }

@@ -41,8 +41,12 @@ export interface DeterministicOptions {
 }
 
 export interface RunResult {
-  /** done: the end condition held; verdict: a guest outcome (triple fault) ended it; bound: a limit was hit; idle: nothing could happen. */
-  readonly outcome: 'done' | 'verdict' | 'bound' | 'idle';
+  /**
+   * done: the end condition held; verdict: a guest outcome (triple fault) ended it; bound: a limit
+   * was hit; idle: nothing could happen; horizon: a suffix branched from a snapshot made the
+   * choices it was given and stopped there (only continuous oracles judge it).
+   */
+  readonly outcome: 'done' | 'verdict' | 'bound' | 'idle' | 'horizon';
   readonly verdict: Verdict | null;
   readonly steps: number;
   readonly choices: number;

