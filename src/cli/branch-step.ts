@@ -1,38 +1,40 @@
 import { failed, ScenarioRig, type BranchResult, type RunReport } from '../explore/scenario-rig.ts';
-import type { BranchPoint } from '../explore/branch.ts';
+import { describePrefix, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../explore/scenario.ts';
 import type { StrategyName } from '../explore/schedulers/index.ts';
 import { RunTally } from '../explore/tally.ts';
-import type { Fixes } from '../intro/fixes.ts';
 import { commandsOf, formatFailure } from '../report/text.ts';
 import { writeRunTrace } from '../report/trace-file.ts';
 import type { SearchOutput } from './common.ts';
 
 /**
- * `run.ts <scenario> --branch-at POINT --branches N`: runs the --seed/--strategy schedule to the
- * point once, snapshots the whole simulation there, and explores N suffixes from it (the same
+ * `run.ts <scenario> --branch-at POINT --branches N`: runs the --seed/--strategy schedule (or the
+ * --replay trace) to the point once, snapshots the whole simulation there, and explores N suffixes from it (the same
  * strategy, suffix seeds 1..N) without running the prefix again; prints the point, what the
  * snapshot holds and costs, the suffixes' failures and ordering coverage, and the first failing
  * suffix with its trace (labelled "branched": it replays strictly from the start).
  * Exit 1 when a suffix failed.
  */
 export interface BranchCommandRequest extends SearchOutput {
+  /** A seed and a strategy, or a recorded trace. */
+  readonly prefix: BranchPrefix;
   readonly at: BranchPoint;
   readonly branches: number;
   /** Cut every suffix this many choices past the point (null: whole suffixes). */
   readonly horizon: number | null;
+  /** The suffixes' strategy. */
   readonly strategy: StrategyName;
   readonly depth: number;
 }
 
-export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest>, fixes: Fixes<string>, request: BranchCommandRequest): Promise<number> {
+export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest>, request: BranchCommandRequest): Promise<number> {
   const rig = ScenarioRig.open(definition, 'inline');
   const started = performance.now();
   try {
     const tally = new RunTally(definition.windows.map((goal) => goal.name), false, definition.orderings ?? []);
     let first: { report: RunReport; suffixSeed: number } | null = null;
     const result = rig.branch({
-      prefix: { seed: request.seed, strategy: request.strategy, depth: request.depth, fixes },
+      prefix: request.prefix,
       at: request.at,
       suffixes: Array.from({ length: request.branches }, (_, index) => ({ seed: index + 1, strategy: request.strategy, depth: request.depth })),
       ...(request.horizon === null ? {} : { horizon: request.horizon }),
@@ -47,17 +49,17 @@ export async function branchCommand(definition: ScenarioDefinition<ScenarioGuest
     const found = first as { report: RunReport; suffixSeed: number } | null;
     const failure = found?.report ?? null;
     const tracePath = failure === null ? null : writeRunTrace(request.traceDir, failure);
-    const fixesOff = rig.fixes.off(fixes);
+    const fixesOff = rig.fixes.off(request.prefix.fixes);
     if (request.json) {
       process.stdout.write(`${JSON.stringify({
-        scenario: definition.name, branch: { ...summary(result), horizon: request.horizon, strategy: request.strategy, prefixSeed: request.seed, suffixes: result.runs.length, failures: tally.failures, coverage: tally.orderings.toJSON(), seconds },
+        scenario: definition.name, branch: { ...summary(result), horizon: request.horizon, strategy: request.strategy, prefix: describePrefix(request.prefix), suffixes: result.runs.length, failures: tally.failures, coverage: tally.orderings.toJSON(), seconds },
         fixesOff, ...(failure !== null ? { firstFailure: { suffixSeed: found?.suffixSeed, invariant: failure.violations[0].oracle, hash: failure.hash, trace: tracePath } } : {}),
       })}\n`);
       return failure !== null ? 1 : 0;
     }
     const { seen, of } = tally.orderings.covered;
     const out = [
-      `${definition.name}: ${result.runs.length} suffixes branched from ${request.strategy} seed ${request.seed} at choice ${result.at} (${result.asked}), `
+      `${definition.name}: ${result.runs.length} ${request.strategy} suffixes branched from ${describePrefix(request.prefix)} at choice ${result.at} (${result.asked}), `
         + `${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'} — ${seconds.toFixed(1)} s (${(result.runs.length / seconds).toFixed(1)} suffixes/s)`,
       ...(request.horizon === null ? [] : [`  every suffix cut ${request.horizon} choices past the point: judged by the continuous oracles only (a failure's trace replays the whole run)`]),
       ...describeBranch(result).map((line) => `  ${line}`),

@@ -63,11 +63,11 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
   --cover N             instead of seeds: a coverage-guided search of N runs over the scenario's ordering
                         pairs — fresh --strategy seeds, and runs that produced a new order changed toward
                         the orders never seen (then the rarest); prints the coverage per pair
-  --branch-at POINT     run the --seed/--strategy schedule once to POINT, snapshot the whole simulation there
-                        and explore --branches suffixes from it (suffix seeds 1..N, --strategy) without
-                        running the prefix again (inline); POINT: choice:N (the last top-level choice
-                        point at or before N choices) or pair:NAME[:a|b] (just before the first
-                        occurrence of that side of an ordering pair: the race window opening)
+  --branch-at POINT     run the --seed/--strategy schedule (or the --replay trace) once to POINT, snapshot
+                        the whole simulation there and explore --branches suffixes from it (suffix seeds
+                        1..N, --strategy) without running the prefix again (inline); POINT: choice:N (the
+                        last top-level choice point at or before N choices) or pair:NAME[:a|b] (just
+                        before that side of an ordering pair first begins: the race window opening)
   --branches N          suffixes to explore from the branch point (default 100)
   --horizon N           with --branch-at: cut every suffix N choices past the point — the window only,
                         judged by the continuous oracles (a failure still replays whole from its trace)
@@ -158,7 +158,9 @@ function parse(argv: readonly string[]): Parsed {
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name a scenario' : `one scenario at a time, got ${positionals.join(' ')}`);
   if (values.replay !== undefined) {
     // A replay follows the recorded seed and schedule: options that would choose them are refused.
-    const chosen = ['seed', 'runs', 'strategy', 'depth', 'bug', 'check-determinism'].filter((name) => values[name] !== undefined);
+    // With --branch-at, --strategy and --depth choose the suffixes, after the recorded prefix.
+    const suffixes = values['branch-at'] !== undefined ? ['strategy', 'depth'] : [];
+    const chosen = ['seed', 'runs', 'strategy', 'depth', 'bug', 'check-determinism'].filter((name) => values[name] !== undefined && !suffixes.includes(name));
     if (chosen.length > 0) throw new UsageError(`--replay follows the recorded seed and schedule; drop ${chosen.map((name) => `--${name}`).join(', ')}`);
   }
   const strategy = text('strategy') ?? 'pct';
@@ -182,9 +184,9 @@ function parse(argv: readonly string[]): Parsed {
   }
   for (const name of ['branches', 'horizon']) if (values[name] !== undefined && values['branch-at'] === undefined) throw new UsageError(`--${name} goes with --branch-at POINT`);
   if (values['branch-at'] !== undefined) {
-    const clash = ['runs', 'replay', 'shrink', 'exhaustive', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
+    const clash = ['runs', 'shrink', 'exhaustive', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--branch-at makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
-    if (mode !== 'inline') throw new UsageError('--branch-at snapshots the run in this thread: use --mode inline (the default)');
+    if (values.mode !== undefined && mode !== 'inline') throw new UsageError('--branch-at snapshots the run in this thread: use --mode inline (the default)');
   }
   const branchText = text('branch-at');
   const branchAt = branchText === undefined ? null : parseBranchPoint(branchText);
@@ -293,7 +295,8 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   }
   if (options.branchAt !== null) {
     ensureWritableDir(options.traceDir);
-    return branchCommand(definition, fixes, {
+    return branchCommand(definition, {
+      prefix: recorded !== null ? { trace: recorded, fixes } : { seed: options.seed, strategy: options.strategy, depth: options.depth, fixes },
       at: options.branchAt, branches: options.branches, horizon: options.horizon, strategy: options.strategy, depth: options.depth, seed: options.seed,
       traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });

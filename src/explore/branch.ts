@@ -1,4 +1,7 @@
 import type { RuntimeEvent } from '../../actors/events.ts';
+import type { Fixes } from '../intro/fixes.ts';
+import type { RunReport, RunRequest } from './scenario-rig.ts';
+import type { TraceJson } from './trace-json.ts';
 import type { OrderingPair, RunMemory } from './orderings.ts';
 import type { Seed } from './prng.ts';
 import type { StrategyName } from './schedulers/index.ts';
@@ -62,3 +65,63 @@ export function lastPointAtOrBefore(points: readonly number[], choice: number): 
   }
   return found;
 }
+
+/**
+ * What leads to the branch point: a seed and a strategy, or a recorded trace (a failing run's,
+ * say), followed strictly — its seed feeds the engine's generator as it did when it was recorded.
+ */
+export type BranchPrefix = RunRequest | { readonly trace: TraceJson; readonly fixes: Fixes<string> };
+
+/** The prefix's seed and a short description ("random seed 4", "trace of pct(d=2) seed 9"). */
+export function describePrefix(prefix: BranchPrefix): string {
+  if ('trace' in prefix) return `the trace of ${prefix.trace.strategy} seed ${prefix.trace.seed}`;
+  return `${prefix.strategy === 'pct' ? `pct(d=${prefix.depth})` : prefix.strategy} seed ${String(prefix.seed)}`;
+}
+
+/** A prefix, a point, and the suffixes to explore from it (`ScenarioRig.branch`). */
+export interface BranchRequest {
+  /** The prefix schedule: its seed also seeds the engine's generator for every suffix. */
+  readonly prefix: BranchPrefix;
+  readonly at: BranchPoint;
+  readonly suffixes: readonly BranchSuffix[];
+  /** Called after each suffix run (progress, early stop: return false to stop). */
+  readonly onRun?: (report: RunReport, index: number) => boolean | void;
+  /** Run the first suffix once more after a restore and compare (default true): proof the snapshot holds the whole run. */
+  readonly check?: boolean;
+  /**
+   * Cut every suffix after this many choices past the branch point (default: run to the end). A
+   * cut suffix explores the window only: its continuous oracles judge it, the end and
+   * after-uninit ones do not run (outcome "horizon"); a failure still replays from the start,
+   * where every oracle runs.
+   */
+  readonly horizon?: number;
+}
+
+/** A suffix run again from the snapshot came out different: the run keeps state no snapshot holds. */
+export class BranchStateLeak extends Error {
+  constructor(scenario: string, where: string) {
+    super(`scenario "${scenario}": the same suffix from the same snapshot gave a different run, so some of the run's state is outside the snapshot `
+      + `(a variable a callback closes over, module-level state, a WeakMap). Keep engine-logic state in engine.state({...}) and oracle state in the world.\n${where}`);
+    this.name = 'BranchStateLeak';
+  }
+}
+
+/** What branching did: the point, the snapshot's size and costs, and one report per suffix run. */
+export interface BranchResult {
+  /** Choices of the prefix: every suffix goes on after them. */
+  readonly at: number;
+  /** The point as asked for ("pair \"x\" side A begins"). */
+  readonly asked: string;
+  /** Objects the snapshot holds, and the machine's RAM pages. */
+  readonly objects: number;
+  readonly ramPages: number;
+  /** RAM pages copied back, per restore: before every suffix but the first, and before the check (the first suffix again). */
+  readonly dirtyPages: readonly number[];
+  /** The prefix up to the point, taking the snapshot, and all restores. */
+  readonly prefixMs: number;
+  readonly snapshotMs: number;
+  readonly restoreMs: number;
+  /** One report per suffix run, in order; each is labelled "branched" and replays from its trace. */
+  readonly runs: readonly RunReport[];
+}
+

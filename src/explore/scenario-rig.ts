@@ -6,8 +6,10 @@ import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
 import { MachineSnapshot } from '../machine/snapshot.ts';
 import { DeterministicRun, runResult, type InterruptSource, type RunResult } from './deterministic.ts';
-import { describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchSuffix } from './branch.ts';
+import { BranchStateLeak, describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchPrefix, type BranchRequest, type BranchResult, type BranchSuffix } from './branch.ts';
+import { ReplayScheduler } from './schedulers/replay.ts';
 import { RunSnapshot } from './run-snapshot.ts';
+export { BranchStateLeak, type BranchRequest, type BranchResult } from './branch.ts';
 import { runFree } from './free-running.ts';
 import { Prng, seedValue, type Seed } from './prng.ts';
 import { RunRecorder, type RunRecording } from './recorder.ts';
@@ -105,6 +107,11 @@ export function failed(report: RunReport): boolean {
   return report.violations.length > 0;
 }
 
+/** The seed a branch's runs start from: the prefix's own, or its trace's. */
+function prefixSeed(prefix: BranchPrefix): Seed {
+  return 'trace' in prefix ? prefix.trace.seed : prefix.seed;
+}
+
 /** A run that followed a list of choices: its report, its shape, and its choices with slices anchored. */
 export interface FollowedRun {
   readonly report: RunReport;
@@ -125,53 +132,6 @@ interface RunContext {
   readonly startEngine: () => void;
   /** The run is over: every vCPU stopped, or a continuous oracle broke. */
   readonly done: (session: Session) => boolean;
-}
-
-/** A prefix, a point, and the suffixes to explore from it (`ScenarioRig.branch`). */
-export interface BranchRequest {
-  /** The prefix schedule: its seed also seeds the engine's generator for every suffix. */
-  readonly prefix: RunRequest;
-  readonly at: BranchPoint;
-  readonly suffixes: readonly BranchSuffix[];
-  /** Called after each suffix run (progress, early stop: return false to stop). */
-  readonly onRun?: (report: RunReport, index: number) => boolean | void;
-  /** Run the first suffix once more after a restore and compare (default true): proof the snapshot holds the whole run. */
-  readonly check?: boolean;
-  /**
-   * Cut every suffix after this many choices past the branch point (default: run to the end). A
-   * cut suffix explores the window only: its continuous oracles judge it, the end and
-   * after-uninit ones do not run (outcome "horizon"); a failure still replays from the start,
-   * where every oracle runs.
-   */
-  readonly horizon?: number;
-}
-
-/** A suffix run again from the snapshot came out different: the run keeps state no snapshot holds. */
-export class BranchStateLeak extends Error {
-  constructor(scenario: string, where: string) {
-    super(`scenario "${scenario}": the same suffix from the same snapshot gave a different run, so some of the run's state is outside the snapshot `
-      + `(a variable a callback closes over, module-level state, a WeakMap). Keep engine-logic state in engine.state({...}) and oracle state in the world.\n${where}`);
-    this.name = 'BranchStateLeak';
-  }
-}
-
-/** What branching did: the point, the snapshot's size and costs, and one report per suffix run. */
-export interface BranchResult {
-  /** Choices of the prefix: every suffix goes on after them. */
-  readonly at: number;
-  /** The point as asked for ("pair \"x\" side A begins"). */
-  readonly asked: string;
-  /** Objects the snapshot holds, and the machine's RAM pages. */
-  readonly objects: number;
-  readonly ramPages: number;
-  /** RAM pages copied back, per restore: before every suffix but the first, and before the check (the first suffix again). */
-  readonly dirtyPages: readonly number[];
-  /** The prefix up to the point, taking the snapshot, and all restores. */
-  readonly prefixMs: number;
-  readonly snapshotMs: number;
-  readonly restoreMs: number;
-  /** One report per suffix run, in order; each is labelled "branched" and replays from its trace. */
-  readonly runs: readonly RunReport[];
 }
 
 /** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
@@ -347,16 +307,17 @@ export class ScenarioRig<G extends ScenarioGuest> {
   branch(request: BranchRequest): BranchResult {
     if (this.mode !== 'inline') throw new Error(`branching from a snapshot needs the inline mode (the snapshot holds each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
     const { prefix } = request;
-    const at = this.branchChoice(prefix, request.at);
-    const estimates = new Map<string, readonly number[]>();
-    for (const suffix of request.suffixes) if (suffix.strategy === 'surw') estimates.set('surw', this.eventEstimate(prefix.fixes));
+    // SURW's estimate comes from a run of its own: made before the branch's runs, once.
+    const strategies = [...('trace' in prefix ? [] : [prefix.strategy]), ...request.suffixes.map((suffix) => suffix.strategy)];
+    const estimate = strategies.includes('surw') ? this.eventEstimate(prefix.fixes) : undefined;
+    const at = this.branchChoice(prefix, request.at, estimate);
     const started = performance.now();
-    const live = this.begin(prefix.seed, 'branched', prefix.fixes, {});
+    const live = this.begin(prefixSeed(prefix), 'branched', prefix.fixes, {});
     const { session } = live.context;
     live.branched = true;
     session.restart(live.restart);
     this.startRecording(live.context);
-    const loop = this.loop(live.context, createScheduler(prefix.strategy, live.context.prng.fork('scheduler'), this.schedulerOptions(prefix.depth, undefined)));
+    const loop = this.loop(live.context, this.prefixScheduler(prefix, live.context.prng, estimate));
     let snapshot: RunSnapshot | null = null;
     try {
       if (loop.continue((choices) => choices >= at) !== null || loop.counter.choices !== at) {
@@ -375,8 +336,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
           restoreMs += performance.now() - restoreAt;
         }
         live.started = performance.now();
-        const estimate = estimates.get(suffix.strategy);
-        loop.scheduler = createScheduler(suffix.strategy, new Prng(suffix.seed).fork('scheduler'), this.schedulerOptions(suffix.depth ?? 2, estimate));
+        loop.scheduler = this.suffixScheduler(suffix, estimate);
         const report = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
         // The run's trace object is rewound by the next restore: the report keeps a copy.
         const kept = { ...report, trace: report.trace.copy() };
@@ -387,7 +347,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         // The first suffix again, from a restore this time: state a snapshot cannot see (a closure's
         // variables, a module's) shows as a different run.
         dirtyPages.push(snapshot.restore().dirtyPages);
-        loop.scheduler = createScheduler(request.suffixes[0].strategy, new Prng(request.suffixes[0].seed).fork('scheduler'), this.schedulerOptions(request.suffixes[0].depth ?? 2, estimates.get(request.suffixes[0].strategy)));
+        loop.scheduler = this.suffixScheduler(request.suffixes[0], estimate);
         const again = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
         if (again.hash !== runs[0].hash) {
           const where = firstDivergence(runs[0].trace.entries, again.trace.entries, ['the first suffix', 'the same suffix after a restore']) ?? 'their hashes differ';
@@ -406,6 +366,17 @@ export class ScenarioRig<G extends ScenarioGuest> {
     }
   }
 
+  /** The prefix's scheduler: its strategy from the run's generator (as a plain run makes it), or its trace followed strictly. */
+  private prefixScheduler(prefix: BranchPrefix, prng: Prng, estimate: readonly number[] | undefined): Scheduler {
+    if ('trace' in prefix) return new ReplayScheduler(prefix.trace.choices, () => `(the branch's prefix: ${prefix.trace.scenario} seed ${prefix.trace.seed})`);
+    return createScheduler(prefix.strategy, prng.fork('scheduler'), this.schedulerOptions(prefix.depth, estimate));
+  }
+
+  /** A suffix's scheduler: its strategy, seeded by its own seed (the engine keeps the prefix's generator). */
+  private suffixScheduler(suffix: BranchSuffix, estimate: readonly number[] | undefined): Scheduler {
+    return createScheduler(suffix.strategy, new Prng(suffix.seed).fork('scheduler'), this.schedulerOptions(suffix.depth ?? 2, estimate));
+  }
+
   /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */
   private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
     const trace = live.context.trace;
@@ -414,13 +385,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   /** The choice count of the branch point: found on one full run of the prefix. */
-  private branchChoice(prefix: RunRequest, point: BranchPoint): number {
+  private branchChoice(prefix: BranchPrefix, point: BranchPoint, estimate: readonly number[] | undefined): number {
     const points: number[] = [];
-    const live = this.begin(prefix.seed, 'branched', prefix.fixes, {});
+    const live = this.begin(prefixSeed(prefix), 'branched', prefix.fixes, {});
     const report = this.settle(live, () => {
       live.context.session.restart(live.restart);
       this.startRecording(live.context);
-      const loop = this.loop(live.context, createScheduler(prefix.strategy, live.context.prng.fork('scheduler'), this.schedulerOptions(prefix.depth, prefix.strategy === 'surw' ? this.eventEstimate(prefix.fixes) : undefined)));
+      const loop = this.loop(live.context, this.prefixScheduler(prefix, live.context.prng, estimate));
       try {
         return { result: loop.continue((choices) => {
           points.push(choices);

@@ -61,6 +61,18 @@ test.serial('memtable: branched at the patch window, the suffixes find the race 
   t.false(failed(withFix.runs[0]), 'with every fix on, no suffix fails');
 });
 
+test.serial('a recorded trace as the prefix: the same point and the same suffixes as its seed and strategy', (t) => {
+  const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(memtableStaleIcache.bugs[0].fixesOff);
+  const recorded = traceJsonOf(rig.run({ seed: 3, strategy: 'pos', depth: 2, fixes }));
+  const suffixes = [5, 6].map((seed) => ({ seed, strategy: 'random' as const }));
+  const fromSeed = rig.branch({ prefix: { seed: 3, strategy: 'pos', depth: 2, fixes }, at: { choice: 300 }, suffixes });
+  const fromTrace = rig.branch({ prefix: { trace: recorded, fixes }, at: { choice: 300 }, suffixes });
+  t.is(fromTrace.at, fromSeed.at);
+  t.deepEqual(fromTrace.runs.map((run) => run.hash), fromSeed.runs.map((run) => run.hash));
+});
+
 test.serial('suffixes cut at a horizon stop there, judged by the continuous oracles alone, and find the race as whole suffixes do', (t) => {
   const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
   t.teardown(() => rig.close());

@@ -87,9 +87,12 @@ test('run.ts --branch-at: suffixes explored from a snapshot at the patch window,
     const replayed = cli(['memtable-stale-icache', '--replay', result.firstFailure.trace, '--trace-dir', dir]);
     t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
     t.regex(replayed.stdout, /relocated-at-most-once/);
+    // The failing trace as a prefix: branch just before its end and explore around the failure.
+    const around = cli(['memtable-stale-icache', '--replay', result.firstFailure.trace, '--branch-at', `choice:${result.branch.at}`, '--branches', '4', '--strategy', 'random', '--trace-dir', dir]);
+    t.regex(around.stdout, /4 random suffixes branched from the trace of branched seed 1 at choice \d+/, around.stderr);
   }
   const text = cli(['memtable-stale-icache', '--bug', '--strategy', 'random', '--branch-at', 'choice:300', '--branches', '3', '--trace-dir', dir]);
-  t.regex(text.stdout, /3 suffixes branched from random seed 1 at choice \d+ \(choice 300\)/);
+  t.regex(text.stdout, /3 random suffixes branched from random seed 1 at choice \d+ \(choice 300\)/);
   t.regex(text.stdout, /a restore: [\d.]+ of 2,048 RAM pages copied back/);
   const bad = cli(['memtable-stale-icache', '--branch-at', 'window:x']);
   t.is(bad.status, 2);
