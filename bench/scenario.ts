@@ -12,12 +12,14 @@
  *    suffixes branched from a snapshot taken where the race window opens (the first ordering pair's
  *    side A; half-way through the prefix for a scenario without pairs), whole and cut 100 choices
  *    past the point (continuous oracles only), each with its failures;
+ *  - per bug and with every fix on: bounded-exhaustive k ≤ 1 of the schedules after the window
+ *    opens, each a suffix from a snapshot there (complete or not within --exhaustive-runs);
  *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
  *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
  *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
- * exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 3000),
+ * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 3000),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -31,7 +33,7 @@ import { Trace } from '../src/explore/trace.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.ts';
 import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
-import { describeBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
+import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
 import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
 import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
@@ -44,7 +46,7 @@ const shrinkRuns = Number(values['shrink-runs'] ?? 500);
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const wanted = values.scenario ?? SCENARIOS.map((s) => s.name);
-const PARTS = ['strategies', 'guided', 'branching', 'exhaustive', 'shrink', 'throughput', 'free'] as const;
+const PARTS = ['strategies', 'guided', 'branching', 'exhaustive', 'window-exhaustive', 'shrink', 'throughput', 'free'] as const;
 const parts = new Set(values.only ?? PARTS);
 const strange = [...parts].filter((part) => !(PARTS as readonly string[]).includes(part));
 if (strange.length > 0) throw new Error(`unknown --only ${strange.join(', ')}; parts: ${PARTS.join(', ')}`);
@@ -158,6 +160,29 @@ async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff
   }
 }
 
+/** Bounded-exhaustive, k ≤ 1, of the schedules after the window opens (branched from random seed 1's run there). */
+async function windowExhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+  const pair = definition.orderings?.[0];
+  if (pair === undefined) return '  exhaustive k ≤ 1 from the window: (no ordering pair declared)';
+  const rig = ScenarioRig.open(definition, 'inline');
+  const started = performance.now();
+  try {
+    const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes: rig.fixes.without(fixesOff) }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
+    try {
+      const result = exploreBranchBounded(open, { bound: 1, maxRuns: exhaustiveRuns });
+      const seconds = (performance.now() - started) / 1000;
+      const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th`;
+      return `  exhaustive k ≤ 1 from the window (choice ${open.at}): ${describeBounded(result).join('; ')} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+    } finally {
+      open.close();
+    }
+  } catch (error) {
+    return `  exhaustive k ≤ 1 from the window: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+  } finally {
+    await rig.close();
+  }
+}
+
 /** Bounded-exhaustive, k ≤ 1: where the first failing schedule came, and whether the levels were explored whole. */
 async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
@@ -228,9 +253,11 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
     if (parts.has('guided')) for (const base of ['random', 'pct'] as const) console.log(await guided(definition, base, bug.fixesOff));
     if (parts.has('branching')) console.log(await branching(definition, bug.fixesOff));
     if (parts.has('exhaustive')) console.log(await exhaustive(definition, bug.fixesOff));
+    if (parts.has('window-exhaustive')) console.log(await windowExhaustive(definition, bug.fixesOff));
     if (parts.has('shrink')) console.log(await shrink(definition, bug.fixesOff));
   }
   if (parts.has('exhaustive')) console.log(`every fix on:\n${await exhaustive(definition, [])}`);
+  if (parts.has('window-exhaustive')) console.log(`every fix on:\n${await windowExhaustive(definition, [])}`);
 
   if (parts.has('throughput')) {
     console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);

@@ -18,7 +18,7 @@ import { observeFreeRun, type FreeObservation } from '../explore/free-observatio
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
 import { coverCommand } from './cover-step.ts';
 import { branchCommand } from './branch-step.ts';
-import { parseBranchPoint, type BranchPoint } from '../explore/branch.ts';
+import { parseBranchPoint, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
 import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
@@ -58,7 +58,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         its trace (proven by a strict replay), shrinks it and prints how the race happens
   --explain-runs N      the search's budget in deterministic runs (default 200)
   --exhaustive K        instead of seeds: every schedule with at most K preemptions, level by level (a
-                        bounded guarantee when it finishes); --seed feeds only the engine's randomness
+                        bounded guarantee when it finishes); --seed feeds only the engine's randomness;
+                        with --branch-at, the schedules after the point of the --seed/--strategy run
+                        (or the --replay trace), each run from a snapshot there
   --exhaustive-runs N   its budget in runs (default 20000)
   --cover N             instead of seeds: a coverage-guided search of N runs over the scenario's ordering
                         pairs — fresh --strategy seeds, and runs that produced a new order changed toward
@@ -175,7 +177,8 @@ function parse(argv: readonly string[]): Parsed {
   if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
   if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
   if (values.exhaustive !== undefined) {
-    const clash = ['runs', 'strategy', 'depth', 'replay', 'shrink', 'check-determinism', 'perfetto', 'html', 'with-fix'].filter((name) => values[name] !== undefined);
+    // From a branch point, --strategy, --depth and --replay choose the prefix.
+    const clash = ['runs', ...(values['branch-at'] === undefined ? ['strategy', 'depth', 'replay'] : []), 'shrink', 'check-determinism', 'perfetto', 'html', 'with-fix'].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--exhaustive makes its own schedules: drop ${clash.map((name) => `--${name}`).join(', ')}`);
   }
   if (values.cover !== undefined) {
@@ -184,7 +187,7 @@ function parse(argv: readonly string[]): Parsed {
   }
   for (const name of ['branches', 'horizon']) if (values[name] !== undefined && values['branch-at'] === undefined) throw new UsageError(`--${name} goes with --branch-at POINT`);
   if (values['branch-at'] !== undefined) {
-    const clash = ['runs', 'shrink', 'exhaustive', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain'].filter((name) => values[name] !== undefined);
+    const clash = ['runs', 'shrink', 'cover', 'check-determinism', 'perfetto', 'html', 'with-fix', 'explain', ...(values.exhaustive !== undefined ? ['branches'] : [])].filter((name) => values[name] !== undefined);
     if (clash.length > 0) throw new UsageError(`--branch-at makes its own runs: drop ${clash.map((name) => `--${name}`).join(', ')}`);
     if (values.mode !== undefined && mode !== 'inline') throw new UsageError('--branch-at snapshots the run in this thread: use --mode inline (the default)');
   }
@@ -293,10 +296,18 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
       runs: options.cover, seed: options.seed, base: options.strategy, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });
   }
+  const prefix: BranchPrefix = recorded !== null ? { trace: recorded, fixes } : { seed: options.seed, strategy: options.strategy, depth: options.depth, fixes };
+  if (options.branchAt !== null && options.exhaustive !== null) {
+    ensureWritableDir(options.traceDir);
+    return exhaustiveCommand(definition, 'inline', fixes, {
+      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+      branch: { prefix, at: options.branchAt, horizon: options.horizon },
+    });
+  }
   if (options.branchAt !== null) {
     ensureWritableDir(options.traceDir);
     return branchCommand(definition, {
-      prefix: recorded !== null ? { trace: recorded, fixes } : { seed: options.seed, strategy: options.strategy, depth: options.depth, fixes },
+      prefix,
       at: options.branchAt, branches: options.branches, horizon: options.horizon, strategy: options.strategy, depth: options.depth, seed: options.seed,
       traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
     });
@@ -305,7 +316,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     if (mode === 'free') throw new UsageError('--exhaustive runs deterministic schedules: use --mode inline or workers');
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, mode, fixes, {
-      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json), branch: null,
     });
   }
   if (mode !== 'free' || options.explain !== null) ensureWritableDir(options.traceDir);

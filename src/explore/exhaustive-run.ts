@@ -1,7 +1,7 @@
 import type { Fixes } from '../intro/fixes.ts';
 import { exploreBounded, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
 import type { Seed } from './prng.ts';
-import type { RunReport, ScenarioRig } from './scenario-rig.ts';
+import type { OpenBranch, RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 
 /**
@@ -13,6 +13,20 @@ export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig
   return exploreBounded((choices) => {
     const { report, shape, points } = rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' });
     return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, run: report };
+  }, options);
+}
+
+/**
+ * The same search from a branch point: every schedule *after the point* with at most `bound`
+ * preemptions, each a suffix run from the snapshot (the prefix is not run again, and is the same
+ * for all). A bounded guarantee for the window that opens there, given that prefix; its schedules
+ * count from the point (the default continuation starts afresh there), and each failing one's
+ * trace, prefix included, replays from the start.
+ */
+export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOptions & { readonly horizon?: number }): ExhaustiveResult<RunReport> {
+  return exploreBounded((choices) => {
+    const { report, shape, points } = branch.runChoices(choices, { alternatives: true, ...(options.horizon === undefined ? {} : { horizon: options.horizon }) });
+    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, run: report };
   }, options);
 }
 

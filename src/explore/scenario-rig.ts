@@ -134,6 +134,31 @@ interface RunContext {
   readonly done: (session: Session) => boolean;
 }
 
+/** A branch point, open: suffixes run from its snapshot one at a time (`ScenarioRig.openBranch`). */
+export interface OpenBranch {
+  /** Choices of the prefix: every suffix goes on after them. */
+  readonly at: number;
+  /** The point as asked for. */
+  readonly asked: string;
+  readonly objects: number;
+  readonly ramPages: number;
+  readonly prefixMs: number;
+  readonly snapshotMs: number;
+  /** RAM pages copied back by each restore so far, and the time all restores took. */
+  readonly dirtyPages: readonly number[];
+  readonly restoreMs: number;
+  /** One suffix of `suffix.strategy` seeded by `suffix.seed`, to the end of the run or `horizon` choices past the point. */
+  run(suffix: BranchSuffix, horizon?: number): RunReport;
+  /**
+   * One suffix that follows `choices` leniently from the point, then the default continuation —
+   * `ScenarioRig.runChoices` from the snapshot instead of the start (the shape and the points
+   * count from the point).
+   */
+  runChoices(choices: readonly ListedChoice[], options?: { readonly alternatives?: boolean; readonly horizon?: number }): FollowedRun;
+  /** Releases the snapshot; the rig's next run starts afresh. */
+  close(): void;
+}
+
 /** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
 interface LiveRun<G extends ScenarioGuest> {
   readonly context: RunContext;
@@ -305,6 +330,38 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * and replays strictly from the start. Throws when the point is never reached.
    */
   branch(request: BranchRequest): BranchResult {
+    const open = this.openBranch(request);
+    try {
+      const runs: RunReport[] = [];
+      for (const [index, suffix] of request.suffixes.entries()) {
+        const report = open.run(suffix, request.horizon);
+        runs.push(report);
+        if (request.onRun?.(report, index) === false) break;
+      }
+      if (request.check !== false && runs.length > 0) {
+        // The first suffix again, from a restore this time: state a snapshot cannot see (a closure's
+        // variables, a module's) shows as a different run.
+        const again = open.run(request.suffixes[0], request.horizon);
+        if (again.hash !== runs[0].hash) {
+          const where = firstDivergence(runs[0].trace.entries, again.trace.entries, ['the first suffix', 'the same suffix after a restore']) ?? 'their hashes differ';
+          throw new BranchStateLeak(this.definition.name, where);
+        }
+      }
+      const { at, asked, objects, ramPages, dirtyPages, prefixMs, snapshotMs, restoreMs } = open;
+      return { at, asked, objects, ramPages, dirtyPages: [...dirtyPages], prefixMs, snapshotMs, restoreMs, runs };
+    } finally {
+      open.close();
+    }
+  }
+
+  /**
+   * Opens a branch point (inline mode): finds the point on one full run of the prefix, runs the
+   * prefix again to it and snapshots the whole simulation there. Suffixes then run from it one at
+   * a time, each after a restore (dirty RAM pages only) but the first — a search that decides its
+   * next suffix from the last (the bounded-exhaustive one) drives it run by run. Close it when done:
+   * the rig's next run starts afresh. Throws when the point is never reached.
+   */
+  openBranch(request: Pick<BranchRequest, 'prefix' | 'at' | 'suffixes'>): OpenBranch {
     if (this.mode !== 'inline') throw new Error(`branching from a snapshot needs the inline mode (the snapshot holds each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
     const { prefix } = request;
     // SURW's estimate comes from a run of its own: made before the branch's runs, once.
@@ -318,52 +375,66 @@ export class ScenarioRig<G extends ScenarioGuest> {
     session.restart(live.restart);
     this.startRecording(live.context);
     const loop = this.loop(live.context, this.prefixScheduler(prefix, live.context.prng, estimate));
-    let snapshot: RunSnapshot | null = null;
+    const close = (): void => {
+      loop.release();
+      // The session ends at some suffix's end; the next run starts it afresh.
+      live.introspection.stop();
+    };
+    let snapshot: RunSnapshot;
     try {
       if (loop.continue((choices) => choices >= at) !== null || loop.counter.choices !== at) {
         throw new Error(`the prefix did not stop at choice ${at} the second time (it ended, or reached ${loop.counter.choices}): the run is not deterministic`);
       }
       const snapshotAt = performance.now();
       snapshot = RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, [live.events, live.choicesBefore, ...live.context.trace.logs]);
-      const snapshotMs = performance.now() - snapshotAt;
-      const runs: RunReport[] = [];
+      const figures = { prefixMs: snapshotAt - started, snapshotMs: performance.now() - snapshotAt };
+      const taken = snapshot;
       const dirtyPages: number[] = [];
       let restoreMs = 0;
-      for (const [index, suffix] of request.suffixes.entries()) {
-        if (index > 0) {
+      let used = false;
+      /** Back to the point (unless nothing ran since the snapshot), then `scheduler` makes the suffix's choices. */
+      const suffixRun = (scheduler: Scheduler, horizon: number | undefined): RunReport => {
+        if (used) {
           const restoreAt = performance.now();
-          dirtyPages.push(snapshot.restore().dirtyPages);
+          dirtyPages.push(taken.restore().dirtyPages);
           restoreMs += performance.now() - restoreAt;
         }
+        used = true;
         live.started = performance.now();
-        loop.scheduler = this.suffixScheduler(suffix, estimate);
-        const report = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
+        loop.scheduler = scheduler;
+        const report = this.settle(live, () => this.suffix(live, loop, at, horizon));
         // The run's trace object is rewound by the next restore: the report keeps a copy.
-        const kept = { ...report, trace: report.trace.copy() };
-        runs.push(kept);
-        if (request.onRun?.(kept, index) === false) break;
-      }
-      if (request.check !== false && runs.length > 0) {
-        // The first suffix again, from a restore this time: state a snapshot cannot see (a closure's
-        // variables, a module's) shows as a different run.
-        dirtyPages.push(snapshot.restore().dirtyPages);
-        loop.scheduler = this.suffixScheduler(request.suffixes[0], estimate);
-        const again = this.settle(live, () => this.suffix(live, loop, at, request.horizon));
-        if (again.hash !== runs[0].hash) {
-          const where = firstDivergence(runs[0].trace.entries, again.trace.entries, ['the first suffix', 'the same suffix after a restore']) ?? 'their hashes differ';
-          throw new BranchStateLeak(this.definition.name, where);
-        }
-      }
-      return {
-        at, asked: describeBranchPoint(request.at), objects: snapshot.objects, ramPages: this.guestInstance.machine.memory.pages, dirtyPages,
-        prefixMs: snapshotAt - started, snapshotMs, restoreMs, runs,
+        return { ...report, trace: report.trace.copy() };
       };
-    } finally {
-      loop.release();
-      snapshot?.release();
-      // The session ends at some suffix's end; the next run starts it afresh.
-      live.introspection.stop();
+      return {
+        at, asked: describeBranchPoint(request.at), objects: taken.objects, ramPages: this.guestInstance.machine.memory.pages, ...figures,
+        dirtyPages,
+        get restoreMs() {
+          return restoreMs;
+        },
+        run: (suffix, horizon) => suffixRun(this.suffixScheduler(suffix, estimate), horizon),
+        runChoices: (choices, options = {}) => {
+          const shape = new ScheduleShape(this.definition.bounds.slice);
+          const scheduler = new LenientScheduler(choices, shape, (vcpu) => session.retiredBy(vcpu), undefined, options.alternatives === true);
+          const report = suffixRun(scheduler, options.horizon);
+          return { report, shape, followed: scheduler.followed, skipped: scheduler.skipped, points: scheduler.points };
+        },
+        close: () => {
+          taken.release();
+          close();
+        },
+      };
+    } catch (error) {
+      close();
+      throw error;
     }
+  }
+
+  /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */
+  private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
+    const trace = live.context.trace;
+    const result = loop.continue(horizon === undefined ? undefined : (choices) => choices >= at + horizon);
+    return { result: result ?? runResult(live.context.session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
   }
 
   /** The prefix's scheduler: its strategy from the run's generator (as a plain run makes it), or its trace followed strictly. */
@@ -377,12 +448,6 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return createScheduler(suffix.strategy, new Prng(suffix.seed).fork('scheduler'), this.schedulerOptions(suffix.depth ?? 2, estimate));
   }
 
-  /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */
-  private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
-    const trace = live.context.trace;
-    const result = loop.continue(horizon === undefined ? undefined : (choices) => choices >= at + horizon);
-    return { result: result ?? runResult(live.context.session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
-  }
 
   /** The choice count of the branch point: found on one full run of the prefix. */
   private branchChoice(prefix: BranchPrefix, point: BranchPoint, estimate: readonly number[] | undefined): number {

@@ -13,6 +13,8 @@ import { disableFromCallback } from '../../scenarios/disable-from-callback.ts';
 import { configGpa, SLOT_BYTES } from '../../scenarios/config-writers.ts';
 import { BranchStateLeak, failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { lastPointAtOrBefore, parseBranchPoint } from '../../src/explore/branch.ts';
+import { exploreBranchBounded } from '../../src/explore/exhaustive-run.ts';
+import { staleViolation } from '../../scenarios/stale-violation.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
 import type { NtGuest } from '../../src/guest/nt-guest.ts';
 
@@ -116,6 +118,31 @@ test.serial('a callback that keeps its count in a closure variable is caught by 
   const error = t.throws(() => rig.branch({ prefix: { seed: 3, strategy: 'random', depth: 2, fixes }, at: { choice: 20 }, suffixes: [{ seed: 1, strategy: 'random' }] }), { instanceOf: BranchStateLeak });
   t.regex(error.message, /engine\.state/);
   t.regex(error.message, /note counted writes=/);
+});
+
+test.serial('bounded-exhaustive from a branch point: every schedule after the window opens with at most one preemption, the failures replaying from the start', (t) => {
+  const rig = ScenarioRig.open(staleViolation, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(staleViolation.bugs[0].fixesOff);
+  const at = { pair: staleViolation.orderings![0].name, side: 'a' as const };
+  const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at, suffixes: [] });
+  const result = exploreBranchBounded(open, { bound: 1 });
+  open.close();
+  t.true(result.complete);
+  t.deepEqual(result.levels.map((level) => level.preemptions), [0, 1]);
+  t.is(result.distinct, result.runs, 'every schedule a different run');
+  t.true(result.levels[1].failures > 0);
+  const failure = result.firstFailure!;
+  t.true(failure.run.trace.choices.length > open.at, 'the trace holds the prefix and the suffix');
+  const replayed = rig.replay(traceJsonOf(failure.run), fixes);
+  t.is(replayed.hash, failure.run.hash);
+  t.is(replayed.violations[0].oracle, failure.oracle!);
+  // With every fix on, no schedule without a preemption after the point fails.
+  const fixed = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes: rig.fixes.without([]) }, at, suffixes: [] });
+  const clean = exploreBranchBounded(fixed, { bound: 0 });
+  fixed.close();
+  t.true(clean.complete);
+  t.is(clean.levels[0].failures, 0);
 });
 
 test('branch points: parsing, and the last top-level point at or before a choice', (t) => {

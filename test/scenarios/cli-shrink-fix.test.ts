@@ -69,6 +69,14 @@ test('run.ts --exhaustive 1: every schedule with at most one preemption, levels 
   const clash = cli(['vas-hook-late', '--exhaustive', '1', '--runs', '5']);
   t.is(clash.status, 2);
   t.regex(clash.stderr, /--exhaustive makes its own schedules: drop --runs/);
+  // From a branch point: the schedules after the window opens.
+  const branched = cli(['stale-violation', '--bug', '--strategy', 'random', '--branch-at', 'pair:renewal-vs-pending-write', '--exhaustive', '1', '--json', '--trace-dir', dir]);
+  t.is(branched.status, 1, branched.stderr);
+  const window = JSON.parse(branched.stdout) as { exhaustive: { complete: boolean; branchedAt: number }; firstFailure: { invariant: string; trace: string } };
+  t.true(window.exhaustive.complete);
+  t.true(window.exhaustive.branchedAt > 0);
+  t.is(window.firstFailure.invariant, 'callbacks-see-fresh-exits');
+  t.regex(cli(['stale-violation', '--replay', window.firstFailure.trace, '--trace-dir', dir]).stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
 });
 
 test('run.ts --branch-at: suffixes explored from a snapshot at the patch window, whole and cut at a horizon; the failing suffix replays from the start', (t) => {
