@@ -2,7 +2,7 @@ import type { RuntimeEvent } from '../../actors/events.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import type { RunReport, RunRequest } from './scenario-rig.ts';
 import type { TraceJson } from './trace-json.ts';
-import type { OrderingPair, RunMemory } from './orderings.ts';
+import { spansOf, type OrderingPair } from './orderings.ts';
 import type { Seed } from './prng.ts';
 import type { StrategyName } from './schedulers/index.ts';
 
@@ -47,13 +47,8 @@ export function describeBranchPoint(point: BranchPoint): string {
  * choices recorded when event i happened, the one being carried out included), or null.
  */
 export function windowOpensAt(pair: OrderingPair, side: 'a' | 'b', events: readonly RuntimeEvent[], choicesBefore: readonly number[]): number | null {
-  const memory: RunMemory = new Map();
-  const begins = pair[side].begins;
-  for (let index = 0; index < events.length; index++) {
-    pair.learn?.(events[index], memory);
-    if (begins(events[index], memory) !== null) return (choicesBefore[index] ?? 0) - 1;
-  }
-  return null;
+  const first = spansOf(pair[side], events, (index) => choicesBefore[index] ?? 0, pair.learn)[0];
+  return first === undefined ? null : first.choiceFrom - 1;
 }
 
 /** The last top-level choice point at or before `choice` (points: choices made at each, ascending), or null. */

@@ -147,17 +147,6 @@ export class ObjectGraphSnapshot {
     this.saved.push(saved);
   }
 
-  /** Saved objects by kind (fields, elements, entries, members, bytes, logs) and bytes saved: what a restore walks. */
-  get profile(): { readonly kinds: readonly number[]; readonly bytes: number } {
-    const kinds = [0, 0, 0, 0, 0, 0];
-    let bytes = 0;
-    this.kinds.forEach((kind, index) => {
-      kinds[kind]++;
-      if (kind === Kind.bytes) bytes += (this.saved[index] as Uint8Array).byteLength;
-    });
-    return { kinds, bytes };
-  }
-
   /** Puts every saved object back as it was at the capture. */
   restore(): void {
     const { targets, kinds, saved } = this;

@@ -46,11 +46,6 @@ export class RunSnapshot {
     return this.graph.objects;
   }
 
-  /** What a restore walks: saved objects by kind, and bytes of private typed arrays. */
-  get profile(): ObjectGraphSnapshot['profile'] {
-    return this.graph.profile;
-  }
-
   /** Puts the run back where the snapshot was taken. */
   restore(): CheckpointRestore {
     const machine = this.machine.restore();
