@@ -1,4 +1,4 @@
-import { assign, createActor, type Actor, type InspectionEvent } from 'xstate';
+import { assign, type EventFromLogic, type InspectionEvent } from 'xstate';
 import { handleCrWrite } from '../src/intro/callbacks/cr-write.ts';
 import { handleDtr } from '../src/intro/callbacks/dtr.ts';
 import { handleIntroCall } from '../src/intro/callbacks/intro-call.ts';
@@ -14,6 +14,7 @@ import { checkThreads, UNLOAD_CHECK, type ThreadScan } from '../src/intro/thread
 import { ExitAccess, ExitEptFlags, ExitReason, type ExitReasonCode } from '../src/machine/layout.ts';
 import { EffectErrors } from './effects.ts';
 import { hookCommitMachine } from './hook-commit.machine.ts';
+import { startProtocolActor, type ProtocolActor } from './table-actor.ts';
 import { threadSafenessMachine } from './thread-safeness.machine.ts';
 import { uninitMachine } from './uninit.machine.ts';
 import type { ExitContext, ExitReply, Hypervisor } from './hypervisor.ts';
@@ -71,9 +72,9 @@ export interface UnloadReport {
 
 export class Introspection {
   private engineInstance: Introcore | null = null;
-  private readonly commitActor: Actor<typeof hookCommitMachine>;
-  private readonly safenessActor: Actor<typeof threadSafenessMachine>;
-  private readonly uninitActor: Actor<typeof uninitMachine>;
+  private readonly commitActor: ProtocolActor<typeof hookCommitMachine>;
+  private readonly safenessActor: ProtocolActor<typeof threadSafenessMachine>;
+  private readonly uninitActor: ProtocolActor<typeof uninitMachine>;
   private readonly effects = new EffectErrors();
 
   constructor(
@@ -82,13 +83,13 @@ export class Introspection {
   ) {
     const engine = (): Introcore => this.engine;
     const inspect = options.inspect ? { inspect: options.inspect } : {};
-    this.safenessActor = createActor(
+    this.safenessActor = startProtocolActor(
       threadSafenessMachine.provide({
         actions: { scan: assign(() => ({ result: this.effects.attempt(() => checkThreads(engine(), UNLOAD_CHECK, options.guest.threads), null) })) },
       }),
       { id: 'threadSafeness', ...inspect },
-    ).start();
-    this.uninitActor = createActor(
+    );
+    this.uninitActor = startProtocolActor(
       uninitMachine.provide({
         actions: {
           pause: this.effects.guard(() => session.pauseVcpus()),
@@ -104,8 +105,8 @@ export class Introspection {
         input: { maxTries: options.unloadTries ?? DEFAULT_TRIES, checkSafeness: options.fixes.threadSafenessCheck, deferToReturn: options.fixes.deferDisableToReturn },
         ...inspect,
       },
-    ).start();
-    this.commitActor = createActor(
+    );
+    this.commitActor = startProtocolActor(
       hookCommitMachine.provide({
         actions: {
           deleteReadHooks: this.effects.guard(() => void engine().deleteRemovedHooks(HookType.read)),
@@ -117,10 +118,10 @@ export class Introspection {
         },
       }),
       { id: 'hookCommit', ...inspect },
-    ).start();
+    );
   }
 
-  private send(event: Parameters<Actor<typeof uninitMachine>['send']>[0]): void {
+  private send(event: EventFromLogic<typeof uninitMachine>): void {
     this.uninitActor.send(event);
     this.effects.rethrow();
   }

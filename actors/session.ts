@@ -1,4 +1,5 @@
-import { createActor, type Actor, type InspectionEvent, type Subscription } from 'xstate';
+import type { InspectionEvent, Subscription } from 'xstate';
+import { startProtocolActor, type ProtocolActor } from './table-actor.ts';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { CommandFlag, CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
@@ -107,12 +108,12 @@ export class Session implements Hypervisor {
   private options: SessionOptions;
   private readonly timeouts: SessionTimeouts;
   private readonly fleet: VcpuFleet;
-  private readonly sessionActor: Actor<typeof sessionMachine>;
-  private pauseActor: Actor<typeof pauseMachine>;
+  private readonly sessionActor: ProtocolActor<typeof sessionMachine>;
+  private pauseActor: ProtocolActor<typeof pauseMachine>;
   private readonly exitQueue: number[] = [];
   private readonly hostBuffer: SharedArrayBuffer;
   /** The handler lock (HVMI's gLock). */
-  private readonly dispatchActor: Actor<typeof dispatchMachine>;
+  private readonly dispatchActor: ProtocolActor<typeof dispatchMachine>;
   private readonly daemon = new Daemon();
   /** Errors thrown by actor effects, rethrown after the send that ran them. */
   private readonly effects = new EffectErrors();
@@ -154,14 +155,14 @@ export class Session implements Hypervisor {
     const inspect = options.inspect;
     this.openedInspect = inspect;
     this.fleet = new VcpuFleet(options.machine, inspect);
-    this.sessionActor = createActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) }).start();
-    this.dispatchActor = createActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) }).start();
+    this.sessionActor = startProtocolActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) });
+    this.dispatchActor = startProtocolActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) });
     this.pauseActor = this.startPauseActor();
   }
 
-  private startPauseActor(): Actor<typeof pauseMachine> {
+  private startPauseActor(): ProtocolActor<typeof pauseMachine> {
     const inspect = this.options.inspect;
-    return createActor(
+    return startProtocolActor(
       pauseMachine.provide({
         actions: {
           requestPause: this.effects.guard(() => this.stopEveryVcpu()),
@@ -169,7 +170,7 @@ export class Session implements Hypervisor {
         },
       }),
       { id: 'pause', input: { counted: this.options.countedPause !== false }, ...(inspect ? { inspect } : {}) },
-    ).start();
+    );
   }
 
   /**

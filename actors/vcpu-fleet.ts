@@ -1,9 +1,10 @@
-import { createActor, type Actor, type InspectionEvent } from 'xstate';
+import type { InspectionEvent } from 'xstate';
 import { CommandFlag, CommandKind } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import type { VcpuHost } from '../src/host/hosts.ts';
 import type { StopName } from './events.ts';
 import type { ExitContext } from './hypervisor.ts';
+import { startProtocolActor, type ProtocolActor } from './table-actor.ts';
 import { GuardedVcpu } from './vcpu-access.ts';
 import { ACCESSIBLE_STATES, vcpuMachine, type VcpuStateName } from './vcpu.machine.ts';
 
@@ -19,7 +20,7 @@ export type MutableExitContext = Omit<ExitContext, 'exit' | 'exitTicket'> & { ex
 export interface VcpuSlot {
   readonly host: VcpuHost;
   readonly context: MutableExitContext;
-  actor: Actor<typeof vcpuMachine>;
+  actor: ProtocolActor<typeof vcpuMachine>;
   readonly access: GuardedVcpu;
   /** A run command was started and not yet collected. */
   inFlight: boolean;
@@ -62,8 +63,8 @@ export class VcpuFleet {
     });
   }
 
-  private startActor(id: number): Actor<typeof vcpuMachine> {
-    return createActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, ...(this.inspect ? { inspect: this.inspect } : {}) }).start();
+  private startActor(id: number): ProtocolActor<typeof vcpuMachine> {
+    return startProtocolActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, ...(this.inspect ? { inspect: this.inspect } : {}) });
   }
 
   slot(vcpu: number): VcpuSlot {

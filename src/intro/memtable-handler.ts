@@ -32,7 +32,24 @@ export interface MemtableHandlerSpec {
 
 const rex = (w: boolean, r: number, b: number): number => 0x40 | (w ? 8 : 0) | (r >= 8 ? 4 : 0) | (b >= 8 ? 1 : 0);
 
+/**
+ * Handlers built, by everything that decides their bytes: every run from a snapshot patches the
+ * same instructions again, and assembling a handler was ~8 % of a branched mem-table run.
+ */
+const built = new Map<string, Uint8Array>();
+const BUILT_MAX = 1024;
+
 export function buildMemtableHandler(spec: MemtableHandlerSpec): Uint8Array {
+  const key = `${spec.address}:${spec.dst}:${spec.index}:${spec.returnTo}:${spec.zeroStackSlot !== false}:${spec.values.join(',')}`;
+  const known = built.get(key);
+  if (known !== undefined) return known.slice();
+  const bytes = assembleMemtableHandler(spec);
+  if (built.size >= BUILT_MAX) built.clear();
+  built.set(key, bytes.slice());
+  return bytes;
+}
+
+function assembleMemtableHandler(spec: MemtableHandlerSpec): Uint8Array {
   const { dst, index } = spec;
   if (!(dst >= 0 && dst < 16 && index >= 0 && index < 16)) throw new RangeError(`memtable handler: registers ${dst}/${index} must be 0..15`);
   const idx = GPR64_BY_NUMBER[index];

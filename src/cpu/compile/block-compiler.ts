@@ -39,8 +39,10 @@ interface CompiledCode {
   readonly lengths: readonly number[];
   readonly insns: readonly Insn[];
 }
-const compiledCode = new Map<string, CompiledCode>();
+/** Per address, the last few byte versions: patched code alternates with the original across runs from one snapshot. */
+const compiledCode = new Map<string, CompiledCode[]>();
 const COMPILED_CODE_MAX = 20_000;
+const VERSIONS_MAX = 4;
 
 /** First non-canonical address above the lower half (2^47), as a 48-bit linear number. */
 const LOWER_HALF_END = 0x800000000000;
@@ -73,8 +75,9 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
   const mode32 = cpu.mode32;
   // 32-bit and 64-bit code at one address decode differently: they are cached apart.
   const key = `${single ? -1 - rip : rip}${mode32 ? '/32' : ''}`;
-  const known = compiledCode.get(key);
-  if (known !== undefined && sameBytes(memory.u8, page + offset, known.bytes)) {
+  const versions = compiledCode.get(key);
+  const known = versions?.find((version) => sameBytes(memory.u8, page + offset, version.bytes));
+  if (known !== undefined) {
     if (memory.generation(page >>> 12) !== generation) return null;
     return makeBlock(cpu, rip, known, { page, generation, page2: -1, generation2: 0, linear2: -1 });
   }
@@ -146,7 +149,9 @@ function tryCompile(cpu: Cpu, rip: number, single: boolean): Block | null {
     // The span includes an undefined instruction that ends the block (its bytes decide the #UD).
     const last = slots[slots.length - 1];
     const span = last !== undefined && last.kind === 'ud' ? last.ip - rip + last.length : position;
-    compiledCode.set(key, { ...code, bytes: bytes.slice(0, span) });
+    const version = { ...code, bytes: bytes.slice(0, span) };
+    if (versions === undefined) compiledCode.set(key, [version]);
+    else if (versions.unshift(version) > VERSIONS_MAX) versions.pop();
   }
   return makeBlock(cpu, rip, code, pages);
 }
