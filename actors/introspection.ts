@@ -82,7 +82,7 @@ export class Introspection {
     private readonly options: IntrospectionOptions,
   ) {
     const engine = (): Introcore => this.engine;
-    const inspect = options.inspect ? { inspect: options.inspect } : {};
+    const inspect = { interpreter: session.interpreter, ...(options.inspect ? { inspect: options.inspect } : {}) };
     this.safenessActor = startProtocolActor(
       threadSafenessMachine.provide({
         actions: { scan: assign(() => ({ result: this.effects.attempt(() => checkThreads(engine(), UNLOAD_CHECK, options.guest.threads), null) })) },

@@ -1,5 +1,6 @@
+import os from 'node:os';
 import type { InspectionEvent, Subscription } from 'xstate';
-import { startProtocolActor, type ProtocolActor } from './table-actor.ts';
+import { startProtocolActor, type ProtocolActor, type ProtocolInterpreter } from './table-actor.ts';
 import { RunStop } from '../src/cpu/cpu.ts';
 import { CommandFlag, CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
@@ -55,10 +56,17 @@ export interface SessionOptions {
   readonly events?: EventSink;
   readonly random?: RandomSource;
   readonly timeouts?: Partial<SessionTimeouts>;
-  /** Spin iterations before a worker hand-off sleeps (0 when threads outnumber cores). */
+  /** Spin iterations before a worker waiting for its next command sleeps (0 when threads outnumber cores). */
   readonly spin?: number;
+  /**
+   * Spin iterations before the hypervisor thread waiting for a worker's answer sleeps (default
+   * 100,000 with a second core, else 0: it would only hold up the worker it waits for).
+   */
+  readonly waitSpin?: number;
   /** Nested pauses are counted (default); false: the naive boolean pause (the countedPause fix off). */
   readonly countedPause?: boolean;
+  /** Who runs the protocol machines (default: tables; 'xstate': xstate's interpreter, as before tables). */
+  readonly interpreter?: ProtocolInterpreter;
   /**
    * Deterministic mode: an instruction a handler allowed runs as part of handling the exit, before
    * the scheduler's next choice (an in-hypervisor integrator), instead of at the vCPU's next slice.
@@ -154,9 +162,10 @@ export class Session implements Hypervisor {
     );
     const inspect = options.inspect;
     this.openedInspect = inspect;
-    this.fleet = new VcpuFleet(options.machine, inspect);
-    this.sessionActor = startProtocolActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, ...(inspect ? { inspect } : {}) });
-    this.dispatchActor = startProtocolActor(dispatchMachine, { id: 'dispatch', ...(inspect ? { inspect } : {}) });
+    const interpreter = this.interpreter;
+    this.fleet = new VcpuFleet(options.machine, inspect, interpreter);
+    this.sessionActor = startProtocolActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, interpreter, ...(inspect ? { inspect } : {}) });
+    this.dispatchActor = startProtocolActor(dispatchMachine, { id: 'dispatch', interpreter, ...(inspect ? { inspect } : {}) });
     this.pauseActor = this.startPauseActor();
   }
 
@@ -169,8 +178,13 @@ export class Session implements Hypervisor {
           resumeAll: this.effects.guard(() => this.resumeEveryVcpu()),
         },
       }),
-      { id: 'pause', input: { counted: this.options.countedPause !== false }, ...(inspect ? { inspect } : {}) },
+      { id: 'pause', input: { counted: this.options.countedPause !== false }, interpreter: this.interpreter, ...(inspect ? { inspect } : {}) },
     );
+  }
+
+  /** Who runs the protocol machines of this session (and of the engine's actors over it). */
+  get interpreter(): ProtocolInterpreter {
+    return this.options.interpreter ?? 'table';
   }
 
   /**
@@ -185,7 +199,7 @@ export class Session implements Hypervisor {
       for (let id = 0; id < session.vcpuCount; id++) {
         const host =
           options.hosts === 'workers'
-            ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, idlePollMs: 250 }, session.timeouts.bootMs)
+            ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, waitSpin: options.waitSpin ?? (os.availableParallelism() > 1 ? 100_000 : 0), idlePollMs: 250 }, session.timeouts.bootMs)
             : new InlineHost(id, machine);
         session.fleet.add(host, (vcpu, access) => session.exitContext(vcpu, access));
       }

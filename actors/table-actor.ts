@@ -47,7 +47,12 @@ export interface ProtocolActorOptions<TMachine extends AnyStateMachine> {
   readonly input?: InputFrom<TMachine>;
   /** Given at creation, the actor is xstate's own, so every inspection event of its protocol is seen. */
   readonly inspect?: (event: InspectionEvent) => void;
+  /** Who runs the machine: a table where its shape allows (default), or always xstate's interpreter. */
+  readonly interpreter?: ProtocolInterpreter;
 }
+
+/** Who runs the protocol machines: tables (fast, the default) or xstate's own interpreter (for comparison, debugging). */
+export type ProtocolInterpreter = 'table' | 'xstate';
 
 type Context = Record<string, unknown>;
 type ActionArgs = { context: Context; event: AnyEventObject; self: unknown };
@@ -315,7 +320,8 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
  * shape is outside what a table covers.
  */
 export function startProtocolActor<TMachine extends AnyStateMachine>(machine: TMachine, options: ProtocolActorOptions<TMachine>): ProtocolActor<TMachine> {
-  const table = options.inspect === undefined ? machineTable(machine) : null;
+  const table = options.inspect === undefined && options.interpreter !== 'xstate' ? machineTable(machine) : null;
   if (table !== null && table.unsupported === null) return new TableActor<TMachine>(table, options.id, options.input);
-  return createActor(machine, options as Parameters<typeof createActor<TMachine>>[1]).start() as unknown as ProtocolActor<TMachine>;
+  const { interpreter: _xstate, ...actorOptions } = options;
+  return createActor(machine, actorOptions as Parameters<typeof createActor<TMachine>>[1]).start() as unknown as ProtocolActor<TMachine>;
 }

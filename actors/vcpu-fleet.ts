@@ -4,7 +4,7 @@ import type { Machine } from '../src/machine/machine.ts';
 import type { VcpuHost } from '../src/host/hosts.ts';
 import type { StopName } from './events.ts';
 import type { ExitContext } from './hypervisor.ts';
-import { startProtocolActor, type ProtocolActor } from './table-actor.ts';
+import { startProtocolActor, type ProtocolActor, type ProtocolInterpreter } from './table-actor.ts';
 import { GuardedVcpu } from './vcpu-access.ts';
 import { ACCESSIBLE_STATES, vcpuMachine, type VcpuStateName } from './vcpu.machine.ts';
 
@@ -48,6 +48,7 @@ export class VcpuFleet {
     private readonly machine: Machine,
     /** Observes the vcpu actors started from now on (a run that is recorded sets it before restarting its slots). */
     public inspect: ((event: InspectionEvent) => void) | undefined,
+    private readonly interpreter: ProtocolInterpreter,
   ) {}
 
   /** Adds vCPU `slots.length`, hosted by `host`; `contextFor` builds its exit context. */
@@ -64,7 +65,7 @@ export class VcpuFleet {
   }
 
   private startActor(id: number): ProtocolActor<typeof vcpuMachine> {
-    return startProtocolActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, ...(this.inspect ? { inspect: this.inspect } : {}) });
+    return startProtocolActor(vcpuMachine, { id: `vcpu${id}`, input: { id }, interpreter: this.interpreter, ...(this.inspect ? { inspect: this.inspect } : {}) });
   }
 
   slot(vcpu: number): VcpuSlot {

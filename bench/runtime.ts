@@ -89,7 +89,7 @@ function exitRoundTrip(hosts: 'inline' | 'workers', exits: number, spin?: number
   const machine = exitLoop(1);
   let handled = 0;
   const handler: ExitHandler = () => (++handled >= exits ? { action: 'shutdown' } : { action: 'allowedVirtual' });
-  const session = Session.open({ machine: machine.machine, hosts, handler, ...(spin === undefined ? {} : { spin }) });
+  const session = Session.open({ machine: machine.machine, hosts, handler, ...(spin === undefined ? {} : { spin, waitSpin: spin }) });
   try {
     const began = performance.now();
     runDeterministic({ session, scheduler: new RoundRobinScheduler(1000), trace: new Trace(), stepsMax: exits * 10 });

@@ -11,7 +11,8 @@
  *  - per bug: schedules/s with and without branching — random runs from the start against random
  *    suffixes branched from a snapshot taken where the race window opens (the first ordering pair's
  *    side A; half-way through the prefix for a scenario without pairs), whole and cut 100 choices
- *    past the point (continuous oracles only), each with its failures;
+ *    past the point (continuous oracles only), each with its failures; and runs from the start with
+ *    the protocol machines on xstate's interpreter, the method the 10× goal was set against;
  *  - per bug and with every fix on: bounded-exhaustive k ≤ 1 of the schedules after the window
  *    opens, each a suffix from a snapshot there (complete or not within --exhaustive-runs);
  *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
@@ -135,7 +136,11 @@ async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff
     let fromStart = 0;
     for (let seed = 1; seed <= runs; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes }))) fromStart++;
     const startRate = runs / ((performance.now() - started) / 1000);
-    const lines = [`  schedules/s from the start: ${startRate.toFixed(1)} (${fromStart}/${runs} failed)`];
+    const filedRate = await fromStartOnXstate(definition, fixes);
+    const lines = [
+      `  schedules/s from the start: ${startRate.toFixed(1)} (${fromStart}/${runs} failed)`,
+      `  schedules/s from the start on xstate's interpreter (the method when issue 13 was filed): ${filedRate.toFixed(1)}`,
+    ];
     for (const horizon of [undefined, BRANCH_HORIZON]) {
       started = performance.now();
       const result = rig.branch({
@@ -149,12 +154,25 @@ async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff
       const branched = result.runs.filter(failed).length;
       const restores = Math.max(1, result.dirtyPages.length);
       const what = horizon === undefined ? 'whole suffixes' : `suffixes cut ${horizon} choices past the point`;
-      lines.push(`  schedules/s branched at choice ${result.at} of ${prefix.choices} (${result.asked}), ${what}: ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}×; `
+      lines.push(`  schedules/s branched at choice ${result.at} of ${prefix.choices} (${result.asked}), ${what}: ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}× (${(branchRate / filedRate).toFixed(1)}× the filed method); `
         + `snapshot ${result.objects} objects in ${result.snapshotMs.toFixed(1)} ms, a restore ${(result.restoreMs / restores).toFixed(2)} ms copying ${(result.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${result.ramPages} pages`);
     }
     return lines.join('\n');
   } catch (error) {
     return `  schedules/s with branching: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+  } finally {
+    await rig.close();
+  }
+}
+
+/** Schedules/s from the start with the protocol machines on xstate's interpreter, as every run was before table actors. */
+async function fromStartOnXstate(definition: ScenarioDefinition<ScenarioGuest>, fixes: Fixes<string>): Promise<number> {
+  const rig = ScenarioRig.open(definition, 'inline', { interpreter: 'xstate' });
+  try {
+    rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+    const started = performance.now();
+    for (let seed = 1; seed <= runs; seed++) rig.run({ seed, strategy: 'random', depth: 2, fixes });
+    return runs / ((performance.now() - started) / 1000);
   } finally {
     await rig.close();
   }

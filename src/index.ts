@@ -27,7 +27,7 @@ export type { ThreadScan, UnsafeThread, IntroRegion } from './intro/thread-safen
 export { Kthread, ThreadState, WaitReason, Eprocess } from './guest/layout.ts';
 export {
   BranchStateLeak, failed, RUN_MODES, ScenarioRig, ScenarioSetupError, traceJsonOf,
-  type BranchRequest, type BranchResult, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation,
+  type BranchRequest, type BranchResult, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation,
 } from './explore/scenario-rig.ts';
 export { describeBranchPoint, parseBranchPoint, type BranchPoint, type BranchSuffix } from './explore/branch.ts';
 export { UnsnapshottableState } from './explore/object-graph.ts';
@@ -93,6 +93,7 @@ export {
 } from './intro/fixes.ts';
 export type { Session } from '../actors/session.ts';
 export type { Introspection } from '../actors/introspection.ts';
+export type { ProtocolInterpreter } from '../actors/table-actor.ts';
 
 // ---- memory, machine, CPU ----------------------------------------------------------------------
 export { cr3Root, translateGva, tryReadGuestVirtual } from './machine/guest-virtual.ts';

@@ -220,9 +220,10 @@ function fieldRestorer(names: readonly string[]): FieldRestorer {
 function restoreFields(target: Record<string, unknown>, { restore, values, keys }: SavedFields): void {
   restore(target, values);
   if (keys === null) return;
-  // Keys a dictionary gained since go again (counted first: for-in allocates nothing).
+  // Keys a dictionary gained since go again (counted first: for-in allocates nothing, and a
+  // dictionary's prototype, Object.prototype or none, has no enumerable keys to skip).
   let count = 0;
-  for (const key in target) if (Object.hasOwn(target, key)) count++;
+  for (const _ in target) count++;
   if (count === keys.length) return;
   const kept = new Set(keys);
   for (const key of Object.keys(target)) if (!kept.has(key)) delete target[key];

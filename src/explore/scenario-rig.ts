@@ -1,6 +1,7 @@
 import type { EventSink } from '../../actors/events.ts';
 import { Introspection } from '../../actors/introspection.ts';
 import { Session, SessionError } from '../../actors/session.ts';
+import type { ProtocolInterpreter } from '../../actors/table-actor.ts';
 import type { Introcore } from '../intro/engine.ts';
 import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
@@ -135,6 +136,12 @@ interface RunContext {
 }
 
 /** A branch point, open: suffixes run from its snapshot one at a time (`ScenarioRig.openBranch`). */
+/** How a rig runs its sessions. */
+export interface RigOptions {
+  /** Who runs the protocol machines (default: tables; 'xstate' for xstate's interpreter, e.g. to compare). */
+  readonly interpreter?: ProtocolInterpreter;
+}
+
 export interface OpenBranch {
   /** Choices of the prefix: every suffix goes on after them. */
   readonly at: number;
@@ -217,6 +224,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private constructor(
     readonly definition: ScenarioDefinition<G>,
     readonly mode: RunMode,
+    private readonly options: RigOptions,
   ) {
     this.fixes = fixCatalogOf(definition);
     this.guestInstance = buildGuest(definition);
@@ -238,8 +246,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return this.recording;
   }
 
-  static open<G extends ScenarioGuest>(definition: ScenarioDefinition<G>, mode: RunMode): ScenarioRig<G> {
-    return new ScenarioRig(definition, mode);
+  static open<G extends ScenarioGuest>(definition: ScenarioDefinition<G>, mode: RunMode, options: RigOptions = {}): ScenarioRig<G> {
+    return new ScenarioRig(definition, mode, options);
   }
 
   private liveSession(): Session {
@@ -256,6 +264,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       machine: this.guestInstance.machine,
       hosts: this.mode === 'inline' ? 'inline' : 'workers',
       freeRunning: this.mode === 'free',
+      ...(this.options.interpreter === undefined ? {} : { interpreter: this.options.interpreter }),
       handler: () => {
         throw new Error('no run is in progress');
       },

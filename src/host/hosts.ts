@@ -149,8 +149,13 @@ export class InlineHost extends ControlWordHost {
 
 /** Options of worker hosts. */
 export interface WorkerHostOptions {
-  /** Loads of the done word before sleeping on it (worth it when a core is free). */
+  /** Loads of the command word the worker makes before sleeping on it (worth it when a core is free). */
   readonly spin: number;
+  /**
+   * Loads of the done word the hypervisor thread makes before sleeping on it. A deterministic run
+   * has nothing else to do while a slice runs, and waking the thread costs more than most slices.
+   */
+  readonly waitSpin: number;
   /** Idle sleep of the worker between checks that the session is still open. */
   readonly idlePollMs: number;
 }
@@ -209,7 +214,7 @@ export class WorkerHost extends ControlWordHost {
     Atomics.notify(this.words, Control.commandSeq);
   }
 
-  wait(timeoutMs: number, spin = this.options.spin): HostOutcome {
+  wait(timeoutMs: number, spin = this.options.waitSpin): HostOutcome {
     const w = this.words;
     for (let k = 0; k < spin && !this.done(); k++);
     const deadline = performance.now() + timeoutMs;

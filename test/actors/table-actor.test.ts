@@ -4,7 +4,7 @@
  * context and the same (not yet updated) snapshot, events sent from inside an action queued the
  * same way — and a machine outside what a table covers falls back to xstate's actor.
  * Method: each machine, with effects and guards provided as the session provides them, is driven
- * by 400 seeded random events through both actors side by side.
+ * by 400 seeded random events through both actors side by side; and a scenario's runs, whole, on both.
  */
 import test from 'ava';
 import { assign, createActor, setup, type AnyStateMachine, type EventFromLogic, type InspectionEvent } from 'xstate';
@@ -17,6 +17,8 @@ import { threadSafenessMachine } from '../../actors/thread-safeness.machine.ts';
 import { uninitMachine } from '../../actors/uninit.machine.ts';
 import { vcpuMachine } from '../../actors/vcpu.machine.ts';
 import { Prng } from '../../src/explore/prng.ts';
+import { ScenarioRig, type RunReport } from '../../src/index.ts';
+import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 
 /** What both runs share: the effect log and the outside world guards and scans read. */
 interface World {
@@ -227,4 +229,21 @@ test('an action that throws makes send throw and leaves the actor in error', (t)
   t.is(actor.getSnapshot().status, 'error');
   actor.send({ type: 'RESUME' });
   t.is(actor.getSnapshot().context.depth, 0, 'the failed step changes nothing (as in xstate), and later events are ignored');
+});
+
+test('a scenario run gives the same trace hash and violations whether tables or xstate run the protocols', async (t) => {
+  const reports = await Promise.all(
+    (['table', 'xstate'] as const).map(async (interpreter) => {
+      const rig = ScenarioRig.open(memtableStaleIcache, 'inline', { interpreter });
+      try {
+        return [1, 2, 3, 4, 5, 6, 7, 8].map((seed) => rig.run({ seed, strategy: 'random', depth: 2, fixes: rig.fixes.without(['icacheFlushOnPatch', 'patchedGuard']) }));
+      } finally {
+        await rig.close();
+      }
+    }),
+  );
+  const [table, xstate] = reports as [RunReport[], RunReport[]];
+  t.deepEqual(table.map((r) => r.hash), xstate.map((r) => r.hash));
+  t.deepEqual(table.map((r) => r.violations.map((v) => v.oracle)), xstate.map((r) => r.violations.map((v) => v.oracle)));
+  t.true(table.some((r) => r.violations.length > 0), 'one of the runs finds the race (the comparison covers a failing run)');
 });

@@ -247,7 +247,7 @@ function assemble(rip: number, slots: Slot[], mode32: boolean): Omit<CompiledCod
     factory = new Function('H', source) as Factory;
     factories.set(source, factory);
   }
-  return { factory, ips, lengths, insns };
+  return { factory, ips: Object.freeze(ips), lengths: Object.freeze(lengths), insns: Object.freeze(insns) };
 }
 
 type Emitted = { kind: 'code'; emitter: Emitter } | { kind: 'ud'; reason: number };
