@@ -120,61 +120,68 @@ async function throughput(definition: ScenarioDefinition<ScenarioGuest>, mode: R
 /** How far a window-bounded suffix goes past the branch point. */
 const BRANCH_HORIZON = 100;
 
+/** Rounds the branching part interleaves its four methods in (a noisy machine drifts between them otherwise). */
+const BRANCH_ROUNDS = 5;
+
 /**
- * Schedules/s from the start against schedules/s branched from a snapshot at the race window:
- * both random, `runs` each, on one rig (warmed up by the branch point's profile run and one run).
- * The branched figure counts everything after the prefix's profile run: the prefix to the point,
- * the snapshot, every restore and every suffix.
+ * Schedules/s from the start against schedules/s branched from a snapshot at the race window, all
+ * random, `runs` each: from the start; from the start with the protocol machines on xstate's
+ * interpreter (every run before table actors: the method the 10× goal was set against); whole
+ * suffixes; suffixes cut BRANCH_HORIZON choices past the point. The four take turns, `runs` /
+ * BRANCH_ROUNDS schedules each per round, each on its own rig warmed up by one run. The branched
+ * figures count everything after the prefix's profile run: the prefix to the point and the
+ * snapshot (once, shared by both), every restore and every suffix.
  */
 async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
-  const rig = ScenarioRig.open(definition, 'inline');
-  const fixes = rig.fixes.without(fixesOff);
+  const rigs = { start: ScenarioRig.open(definition, 'inline'), xstate: ScenarioRig.open(definition, 'inline', { interpreter: 'xstate' }), branch: ScenarioRig.open(definition, 'inline') };
+  const fixes = rigs.start.fixes.without(fixesOff);
   try {
-    const prefix = rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+    const prefix = rigs.start.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+    rigs.xstate.run({ seed: 1, strategy: 'random', depth: 2, fixes });
     const pair = definition.orderings?.[0];
-    let started = performance.now();
-    let fromStart = 0;
-    for (let seed = 1; seed <= runs; seed++) if (failed(rig.run({ seed, strategy: 'random', depth: 2, fixes }))) fromStart++;
-    const startRate = runs / ((performance.now() - started) / 1000);
-    const filedRate = await fromStartOnXstate(definition, fixes);
-    const lines = [
-      `  schedules/s from the start: ${startRate.toFixed(1)} (${fromStart}/${runs} failed)`,
-      `  schedules/s from the start on xstate's interpreter (the method when issue 13 was filed): ${filedRate.toFixed(1)}`,
-    ];
-    for (const horizon of [undefined, BRANCH_HORIZON]) {
-      started = performance.now();
-      const result = rig.branch({
-        prefix: { seed: 1, strategy: 'random', depth: 2, fixes },
-        at: pair !== undefined ? { pair: pair.name, side: 'a' } : { choice: Math.floor(prefix.choices / 2) },
-        suffixes: Array.from({ length: runs }, (_, index) => ({ seed: index + 1, strategy: 'random' as const })),
-        check: false,
-        ...(horizon === undefined ? {} : { horizon }),
-      });
-      const branchRate = runs / ((performance.now() - started) / 1000);
-      const branched = result.runs.filter(failed).length;
-      const restores = Math.max(1, result.dirtyPages.length);
-      const what = horizon === undefined ? 'whole suffixes' : `suffixes cut ${horizon} choices past the point`;
-      lines.push(`  schedules/s branched at choice ${result.at} of ${prefix.choices} (${result.asked}), ${what}: ${branchRate.toFixed(1)} (${branched}/${runs} failed) — ${(branchRate / startRate).toFixed(1)}× (${(branchRate / filedRate).toFixed(1)}× the filed method); `
-        + `snapshot ${result.objects} objects in ${result.snapshotMs.toFixed(1)} ms, a restore ${(result.restoreMs / restores).toFixed(2)} ms copying ${(result.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${result.ramPages} pages`);
+    const opened = performance.now();
+    const open = rigs.branch.openBranch({
+      prefix: { seed: 1, strategy: 'random', depth: 2, fixes },
+      at: pair !== undefined ? { pair: pair.name, side: 'a' } : { choice: Math.floor(prefix.choices / 2) },
+      suffixes: [{ seed: 1, strategy: 'random' }],
+    });
+    const openMs = performance.now() - opened;
+    try {
+      const pointMs = open.prefixMs + open.snapshotMs;
+      const methods = {
+        start: { ms: 0, failures: 0, run: (seed: number) => rigs.start.run({ seed, strategy: 'random', depth: 2, fixes }) },
+        xstate: { ms: 0, failures: 0, run: (seed: number) => rigs.xstate.run({ seed, strategy: 'random', depth: 2, fixes }) },
+        whole: { ms: pointMs, failures: 0, run: (seed: number) => open.run({ seed, strategy: 'random' }) },
+        cut: { ms: pointMs, failures: 0, run: (seed: number) => open.run({ seed, strategy: 'random' }, BRANCH_HORIZON) },
+      };
+      const perRound = Math.ceil(runs / BRANCH_ROUNDS);
+      for (let first = 1; first <= runs; first += perRound) {
+        for (const method of Object.values(methods)) {
+          const began = performance.now();
+          for (let seed = first; seed < Math.min(runs + 1, first + perRound); seed++) if (failed(method.run(seed))) method.failures++;
+          method.ms += performance.now() - began;
+        }
+      }
+      const rate = (method: { ms: number }): number => runs / (method.ms / 1000);
+      const [start, xstate] = [rate(methods.start), rate(methods.xstate)];
+      const restores = Math.max(1, open.dirtyPages.length);
+      const branched = (what: string, method: { ms: number; failures: number }): string =>
+        `  schedules/s branched at choice ${open.at} of ${prefix.choices} (${open.asked}), ${what}: ${rate(method).toFixed(1)} (${method.failures}/${runs} failed) — ${(rate(method) / start).toFixed(1)}× (${(rate(method) / xstate).toFixed(1)}× the filed method)`;
+      return [
+        `  schedules/s from the start: ${start.toFixed(1)} (${methods.start.failures}/${runs} failed)`,
+        `  schedules/s from the start on xstate's interpreter (the method when issue 13 was filed): ${xstate.toFixed(1)} (${methods.xstate.failures}/${runs} failed)`,
+        branched('whole suffixes', methods.whole),
+        branched(`suffixes cut ${BRANCH_HORIZON} choices past the point`, methods.cut),
+        `  the point: prefix ${open.prefixMs.toFixed(1)} ms, snapshot of ${open.objects} objects ${open.snapshotMs.toFixed(1)} ms (${openMs.toFixed(0)} ms with the profile run); `
+          + `a restore ${(open.restoreMs / restores).toFixed(2)} ms copying ${(open.dirtyPages.reduce((a, b) => a + b, 0) / restores).toFixed(1)} of ${open.ramPages} pages`,
+      ].join('\n');
+    } finally {
+      open.close();
     }
-    return lines.join('\n');
   } catch (error) {
     return `  schedules/s with branching: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
   } finally {
-    await rig.close();
-  }
-}
-
-/** Schedules/s from the start with the protocol machines on xstate's interpreter, as every run was before table actors. */
-async function fromStartOnXstate(definition: ScenarioDefinition<ScenarioGuest>, fixes: Fixes<string>): Promise<number> {
-  const rig = ScenarioRig.open(definition, 'inline', { interpreter: 'xstate' });
-  try {
-    rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
-    const started = performance.now();
-    for (let seed = 1; seed <= runs; seed++) rig.run({ seed, strategy: 'random', depth: 2, fixes });
-    return runs / ((performance.now() - started) / 1000);
-  } finally {
-    await rig.close();
+    await Promise.all(Object.values(rigs).map((rig) => rig.close()));
   }
 }
 

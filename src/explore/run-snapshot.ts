@@ -1,4 +1,5 @@
 import { vcpuMachine } from '../../actors/vcpu.machine.ts';
+import { isDecoded } from '../cpu/decode.ts';
 import { MachineCheckpoint, type CheckpointRestore } from '../machine/checkpoint.ts';
 import { EptTable } from '../machine/ept.ts';
 import { Machine } from '../machine/machine.ts';
@@ -18,11 +19,11 @@ import { ObjectGraphSnapshot } from './object-graph.ts';
 /** xstate's machine definitions (StateMachine, StateNode): immutable logic shared by every run. */
 const XSTATE_LOGIC: ReadonlySet<unknown> = new Set([vcpuMachine.constructor, vcpuMachine.root.constructor]);
 
-/** Kept by identity: the machine's shared-memory views (the checkpoint restores their contents), immutable logic, WASM handles. */
+/** Kept by identity: the machine's shared-memory views (the checkpoint restores their contents), decoded code, immutable logic, WASM handles. */
 function keptByIdentity(value: object): boolean {
   return (
     value instanceof Machine || value instanceof GuestMemory || value instanceof EptTable || value instanceof VcpuState ||
-    XSTATE_LOGIC.has(value.constructor) || '__wbg_ptr' in value
+    isDecoded(value) || XSTATE_LOGIC.has(value.constructor) || '__wbg_ptr' in value
   );
 }
 

@@ -135,13 +135,13 @@ interface RunContext {
   readonly done: (session: Session) => boolean;
 }
 
-/** A branch point, open: suffixes run from its snapshot one at a time (`ScenarioRig.openBranch`). */
 /** How a rig runs its sessions. */
 export interface RigOptions {
   /** Who runs the protocol machines (default: tables; 'xstate' for xstate's interpreter, e.g. to compare). */
   readonly interpreter?: ProtocolInterpreter;
 }
 
+/** A branch point, open: suffixes run from its snapshot one at a time (`ScenarioRig.openBranch`). */
 export interface OpenBranch {
   /** Choices of the prefix: every suffix goes on after them. */
   readonly at: number;

@@ -1,7 +1,7 @@
 import { PAGE_BYTES, UdReason } from '../state-block.ts';
 import { BLOCK_INSTRUCTIONS_MAX, type Block } from '../block.ts';
 import type { Cpu } from '../cpu.ts';
-import { InstructionDecoder, canonical, type Insn } from '../decode.ts';
+import { InstructionDecoder, canonical, markDecoded, type Insn } from '../decode.ts';
 import { Need } from '../mmu.ts';
 import { OPCODES } from '../opcode-table.ts';
 import { helpers } from '../ops/helpers.ts';
@@ -19,22 +19,27 @@ import { Emitter, UnsupportedForm } from './emitter.ts';
 
 const decoder = new InstructionDecoder();
 
-type Factory = (h: typeof helpers) => (cpu: unknown) => number;
+type Factory = (h: typeof helpers) => BlockFunction;
+type BlockFunction = (cpu: unknown) => number;
 
-/** Compiled factories by source text: identical blocks (same code, same addresses) share one. */
-const factories = new Map<string, Factory>();
-const FACTORIES_MAX = 20_000;
+/**
+ * Compiled block functions by source text: identical blocks (same code, same addresses) share one.
+ * One function, not one closure per block made: a closure's type feedback is its own, so every
+ * block made again after a snapshot's restore would start cold in the interpreter.
+ */
+const functions = new Map<string, BlockFunction>();
+const FUNCTIONS_MAX = 20_000;
 
 /**
  * What compiling a block produced that depends only on its address and its bytes — everything but
  * the per-CPU bookkeeping. Kept per thread across CPU resets (every run from a snapshot resets the
  * vCPUs) and shared by the CPUs of a thread, so unchanged code is never decoded or emitted twice:
- * a lookup compares the cached bytes with memory and reuses the factory when they match.
+ * a lookup compares the cached bytes with memory and reuses the function when they match.
  */
 interface CompiledCode {
   /** The bytes the block's instructions span (all on one page: page-crossing blocks are not kept). */
   readonly bytes: Uint8Array;
-  readonly factory: Factory;
+  readonly fn: BlockFunction;
   readonly ips: readonly number[];
   readonly lengths: readonly number[];
   readonly insns: readonly Insn[];
@@ -169,7 +174,7 @@ function makeBlock(cpu: Cpu, rip: number, code: Omit<CompiledCode, 'bytes'>, pag
     ips: code.ips,
     lengths: code.lengths,
     insns: code.insns,
-    fn: code.factory(helpers),
+    fn: code.fn,
     page: pages.page,
     generation: pages.generation,
     page2: pages.page2,
@@ -241,13 +246,13 @@ function assemble(rip: number, slots: Slot[], mode32: boolean): Omit<CompiledCod
   }
   const name = `block_${rip.toString(16)}`;
   const source = `"use strict";\nreturn function ${name}(c) {\n${PROLOGUE}\n${parts.join('\n')}\n};`;
-  let factory = factories.get(source);
-  if (factory === undefined) {
-    if (factories.size >= FACTORIES_MAX) factories.clear();
-    factory = new Function('H', source) as Factory;
-    factories.set(source, factory);
+  let fn = functions.get(source);
+  if (fn === undefined) {
+    if (functions.size >= FUNCTIONS_MAX) functions.clear();
+    fn = (new Function('H', source) as Factory)(helpers);
+    functions.set(source, fn);
   }
-  return { factory, ips: Object.freeze(ips), lengths: Object.freeze(lengths), insns: Object.freeze(insns) };
+  return { fn, ips: markDecoded(ips), lengths: markDecoded(lengths), insns: markDecoded(insns) };
 }
 
 type Emitted = { kind: 'code'; emitter: Emitter } | { kind: 'ud'; reason: number };
