@@ -59,8 +59,10 @@ export interface SessionOptions {
   /** Spin iterations before a worker waiting for its next command sleeps (0 when threads outnumber cores). */
   readonly spin?: number;
   /**
-   * Spin iterations before the hypervisor thread waiting for a worker's answer sleeps (default
-   * 100,000 with a second core, else 0: it would only hold up the worker it waits for).
+   * Spin iterations before the hypervisor thread waiting for a worker's answer sleeps. Default:
+   * 100,000 in a deterministic session with a second core (one worker runs at a time, so the spin
+   * takes no core from a vCPU), else 0 (free-running vCPUs need the cores; one core: the spin would
+   * only hold up the worker it waits for).
    */
   readonly waitSpin?: number;
   /** Nested pauses are counted (default); false: the naive boolean pause (the countedPause fix off). */
@@ -199,7 +201,7 @@ export class Session implements Hypervisor {
       for (let id = 0; id < session.vcpuCount; id++) {
         const host =
           options.hosts === 'workers'
-            ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, waitSpin: options.waitSpin ?? (os.availableParallelism() > 1 ? 100_000 : 0), idlePollMs: 250 }, session.timeouts.bootMs)
+            ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, waitSpin: options.waitSpin ?? (options.freeRunning !== true && os.availableParallelism() > 1 ? 100_000 : 0), idlePollMs: 250 }, session.timeouts.bootMs)
             : new InlineHost(id, machine);
         session.fleet.add(host, (vcpu, access) => session.exitContext(vcpu, access));
       }

@@ -33,11 +33,56 @@ export interface ExitFilter {
   readonly access?: number;
 }
 
-function located<E extends RuntimeEvent>(events: readonly TimedEvent[], keep: (event: RuntimeEvent) => event is E): Located<E>[] {
+/**
+ * Where each kind of event sits in a list, kept per list and extended as the list grows: oracles
+ * and window goals ask a run's log the same questions many times (which patches, which decodes,
+ * what was pending at each), and a branched run's log is the prefix's plus its own. The list is a
+ * log — only appended to — except that a branch's restore cuts it back: an index whose last event
+ * is no longer where it was is built again.
+ */
+interface EventIndex {
+  covered: number;
+  last: TimedEvent | null;
+  readonly notes: Map<string, number[]>;
+  /** Positions of exits (vCPUs stopping at one) and of handle events, in order. */
+  readonly exits: number[];
+  readonly handles: number[];
+  readonly exitsAndHandles: number[];
+}
+
+const indexes = new WeakMap<readonly TimedEvent[], EventIndex>();
+
+function indexOf(events: readonly TimedEvent[]): EventIndex {
+  let index = indexes.get(events);
+  if (index === undefined || index.covered > events.length || (index.covered > 0 && events[index.covered - 1] !== index.last)) {
+    index = { covered: 0, last: null, notes: new Map(), exits: [], handles: [], exitsAndHandles: [] };
+    indexes.set(events, index);
+  }
+  for (let k = index.covered; k < events.length; k++) {
+    const event = events[k].event;
+    if (event.kind === 'note') {
+      const positions = index.notes.get(event.what);
+      if (positions === undefined) index.notes.set(event.what, [k]);
+      else positions.push(k);
+    } else if (isExit(event)) {
+      index.exits.push(k);
+      index.exitsAndHandles.push(k);
+    } else if (event.kind === 'handle') {
+      index.handles.push(k);
+      index.exitsAndHandles.push(k);
+    }
+  }
+  index.covered = events.length;
+  index.last = events.length > 0 ? events[events.length - 1] : null;
+  return index;
+}
+
+function locatedAt<E extends RuntimeEvent>(events: readonly TimedEvent[], positions: readonly number[], keep: (event: RuntimeEvent) => event is E): Located<E>[] {
   const out: Located<E>[] = [];
-  events.forEach(({ event, clock }, index) => {
+  for (const index of positions) {
+    const { event, clock } = events[index];
     if (keep(event)) out.push({ index, clock, event });
-  });
+  }
   return out;
 }
 
@@ -52,29 +97,33 @@ function matches(event: { vcpu: number; reason: string; rip: bigint }, access: n
 
 /** Engine notes of kind `what` (e.g. "mtbl-patch", "decode"), in order. */
 export function notesOf(events: readonly TimedEvent[], what: string): Located<NoteEvent>[] {
-  return located(events, (event): event is NoteEvent => event.kind === 'note' && event.what === what);
+  return locatedAt(events, indexOf(events).notes.get(what) ?? [], (event): event is NoteEvent => event.kind === 'note');
 }
 
 /** VM exits (vCPUs stopping at one), in order. */
 export function exitsOf(events: readonly TimedEvent[], filter: ExitFilter = {}): Located<ExitEvent>[] {
-  return located(events, (event): event is ExitEvent => isExit(event) && matches(event, event.exit.access, filter));
+  return locatedAt(events, indexOf(events).exits, (event): event is ExitEvent => isExit(event) && matches(event, event.exit.access, filter));
 }
 
 /** Exits handed to the handler, in order (the handle event carries the exit's ticket and the action). */
 export function handledOf(events: readonly TimedEvent[], filter: ExitFilter = {}): Located<HandleEvent>[] {
-  return located(events, (event): event is HandleEvent => event.kind === 'handle' && matches(event, 0, { ...filter, access: undefined }));
+  return locatedAt(events, indexOf(events).handles, (event): event is HandleEvent => event.kind === 'handle' && matches(event, 0, { ...filter, access: undefined }));
 }
 
 /** The exit with ticket `ticket`, or null. */
 export function exitByTicket(events: readonly TimedEvent[], ticket: number): Located<ExitEvent> | null {
-  const index = events.findIndex(({ event }) => isExit(event) && event.exit.ticket === ticket);
-  return index < 0 ? null : { index, clock: events[index].clock, event: events[index].event as ExitEvent };
+  for (const index of indexOf(events).exits) {
+    const event = events[index].event as ExitEvent;
+    if (event.exit.ticket === ticket) return { index, clock: events[index].clock, event };
+  }
+  return null;
 }
 
 /** vCPUs stopped at an exit whose handler had not run just before position `index`, with that exit. */
 export function pendingExitsAt(events: readonly TimedEvent[], index: number): Map<number, Located<ExitEvent>> {
   const pending = new Map<number, Located<ExitEvent>>();
-  for (let k = 0; k < Math.min(index, events.length); k++) {
+  for (const k of indexOf(events).exitsAndHandles) {
+    if (k >= index) break;
     const event = events[k].event;
     if (isExit(event)) pending.set(event.vcpu, { index: k, clock: events[k].clock, event });
     else if (event.kind === 'handle') pending.delete(event.vcpu);

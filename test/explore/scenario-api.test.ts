@@ -163,4 +163,19 @@ test('event queries on a hand-built run: pending exits, notes, order', (t) => {
   t.deepEqual(handledOf(events, { vcpu: 1 }).map((h) => h.index), [5]);
   t.true(happenedBefore(exitByTicket(events, 2)!, notesOf(events, 'patch')[1]));
   t.is(exitByTicket(events, 9), null);
+  // A log grows (the answers follow), and a branch's restore cuts it back and grows it differently.
+  events.push(note('patch'), stop(1, 4, 0x20n));
+  t.deepEqual(notesOf(events, 'patch').map((n) => n.index), [3, 6, 8]);
+  t.deepEqual([...pendingExitsAt(events, 10).keys()], [1]);
+  events.length = 4;
+  events.push(note('decode'), stop(1, 5, 0x30n));
+  t.deepEqual(notesOf(events, 'patch').map((n) => n.index), [3]);
+  t.deepEqual(notesOf(events, 'decode').map((n) => n.index), [4]);
+  t.deepEqual(exitsOf(events).map((e) => e.event.exit.ticket), [1, 2, 5]);
+  t.deepEqual([...pendingExitsAt(events, 6).keys()], [1], 'vCPU 1 waits at its new exit; vCPU 0 has none');
+  t.is(exitByTicket(events, 3), null);
+  events.length = 4;
+  events.push(stop(0, 6, 0x40n), note('decode'));
+  t.deepEqual(notesOf(events, 'decode').map((n) => n.index), [5], 'cut back and regrown to the same length: built again');
+  t.deepEqual(exitsOf(events).map((e) => e.event.exit.ticket), [1, 2, 6]);
 });
