@@ -82,12 +82,12 @@ export class Introspection {
     private readonly options: IntrospectionOptions,
   ) {
     const engine = (): Introcore => this.engine;
-    const inspect = { interpreter: session.interpreter, ...(options.inspect ? { inspect: options.inspect } : {}) };
+    const actorOptions = { interpreter: session.interpreter, ...(options.inspect ? { inspect: options.inspect } : {}) };
     this.safenessActor = startProtocolActor(
       threadSafenessMachine.provide({
         actions: { scan: assign(() => ({ result: this.effects.attempt(() => checkThreads(engine(), UNLOAD_CHECK, options.guest.threads), null) })) },
       }),
-      { id: 'threadSafeness', ...inspect },
+      { id: 'threadSafeness', ...actorOptions },
     );
     this.uninitActor = startProtocolActor(
       uninitMachine.provide({
@@ -103,7 +103,7 @@ export class Introspection {
       {
         id: 'uninit',
         input: { maxTries: options.unloadTries ?? DEFAULT_TRIES, checkSafeness: options.fixes.threadSafenessCheck, deferToReturn: options.fixes.deferDisableToReturn },
-        ...inspect,
+        ...actorOptions,
       },
     );
     this.commitActor = startProtocolActor(
@@ -117,7 +117,7 @@ export class Introspection {
           removalsPending: () => this.engineInstance !== null && this.engineInstance.hooks.dirty,
         },
       }),
-      { id: 'hookCommit', ...inspect },
+      { id: 'hookCommit', ...actorOptions },
     );
   }
 

@@ -102,6 +102,7 @@ interface TransitionShape {
 class Unsupported extends Error {}
 
 const tables = new WeakMap<AnyStateMachine, MachineTable>();
+const built = new WeakSet<object>();
 
 /** The table for `machine`, built on first use (a provided machine is a machine of its own). */
 export function machineTable(machine: AnyStateMachine): MachineTable {
@@ -109,8 +110,14 @@ export function machineTable(machine: AnyStateMachine): MachineTable {
   if (table === undefined) {
     table = buildTable(machine);
     tables.set(machine, table);
+    built.add(table);
   }
   return table;
+}
+
+/** Whether `value` is a machine's table: immutable logic (a run's snapshot keeps it by identity, as it does xstate's machines). */
+export function isMachineTable(value: object): boolean {
+  return built.has(value);
 }
 
 function buildTable(machine: AnyStateMachine): MachineTable {

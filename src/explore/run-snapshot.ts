@@ -1,3 +1,4 @@
+import { isMachineTable } from '../../actors/table-actor.ts';
 import { vcpuMachine } from '../../actors/vcpu.machine.ts';
 import { isDecoded } from '../cpu/decode.ts';
 import { MachineCheckpoint, type CheckpointRestore } from '../machine/checkpoint.ts';
@@ -19,11 +20,11 @@ import { ObjectGraphSnapshot } from './object-graph.ts';
 /** xstate's machine definitions (StateMachine, StateNode): immutable logic shared by every run. */
 const XSTATE_LOGIC: ReadonlySet<unknown> = new Set([vcpuMachine.constructor, vcpuMachine.root.constructor]);
 
-/** Kept by identity: the machine's shared-memory views (the checkpoint restores their contents), decoded code, immutable logic, WASM handles. */
+/** Kept by identity: the machine's shared-memory views (the checkpoint restores their contents), decoded code, immutable logic (xstate's machines, their tables), WASM handles. */
 function keptByIdentity(value: object): boolean {
   return (
     value instanceof Machine || value instanceof GuestMemory || value instanceof EptTable || value instanceof VcpuState ||
-    isDecoded(value) || XSTATE_LOGIC.has(value.constructor) || '__wbg_ptr' in value
+    isDecoded(value) || isMachineTable(value) || XSTATE_LOGIC.has(value.constructor) || '__wbg_ptr' in value
   );
 }
 
