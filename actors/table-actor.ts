@@ -236,8 +236,7 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
     this.state = table.initial;
     this.snapshot = { value: table.states[table.initial]!.name, context, status: 'active', output: undefined, error: undefined };
     const init = { type: 'xstate.init', input } as AnyEventObject;
-    let initial = this.run(table.states[table.initial]!.entry, context, init);
-    initial = this.settle(initial, init);
+    const initial = this.settle(this.run(table.states[table.initial]!.entry, context, init), init);
     const state = table.states[this.state]!;
     this.snapshot = { value: state.name, context: initial, status: state.final ? 'done' : 'active', output: undefined, error: undefined };
   }
@@ -266,19 +265,27 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
 
   private observe(observer: (event: InspectionEvent) => void): Subscription {
     this.observers.push(observer);
-    return { unsubscribe: () => void this.observers.splice(this.observers.indexOf(observer) >>> 0, 1) };
+    return {
+      unsubscribe: () => {
+        const at = this.observers.indexOf(observer);
+        if (at >= 0) this.observers.splice(at, 1);
+      },
+    };
   }
 
   private process(event: AnyEventObject): void {
     if (this.snapshot.status !== 'active') return;
     for (const observer of this.observers) observer({ type: '@xstate.event', rootId: this.sessionId, actorRef: this, sourceRef: undefined, event });
     const before = this.snapshot;
+    const stateBefore = this.state;
     let context = before.context;
     try {
       const candidates = this.table.states[this.state]!.on.get(event.type);
       const taken = candidates === undefined ? null : (this.select(candidates.own, context, event) ?? this.select(candidates.root, context, event));
       if (taken !== null) context = this.settle(this.take(taken, context, event), event);
     } catch (error) {
+      // As in xstate, the failed step changes nothing but the status.
+      this.state = stateBefore;
       this.snapshot = { ...before, status: 'error', error };
       throw error;
     }

@@ -147,15 +147,14 @@ export function canonical(linear: number): bigint {
 
 const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
 
-/** True when the legacy prefixes before the opcode include 0x67 (address-size override). */
 /**
  * Decoded code — instructions and the arrays of a compiled block — is shared by every CPU of a
  * thread and never changes once made: it is frozen, and a run's snapshot keeps it by identity
- * without walking into it (it was two thirds of a branch's objects, and most of its capture time).
+ * without walking into it (it was two thirds of a branch's saved objects).
  */
 const decoded = new WeakSet<object>();
 
-/** Freezes `value` (shallowly: its parts are marked on their own) and marks it as decoded code. */
+/** Freezes `value` (shallowly: the caller freezes its parts) and marks it as decoded code. */
 export function markDecoded<T extends object>(value: T): Readonly<T> {
   decoded.add(value);
   return Object.freeze(value);
@@ -166,6 +165,7 @@ export function isDecoded(value: object): boolean {
   return decoded.has(value);
 }
 
+/** True when the legacy prefixes before the opcode include 0x67 (address-size override). */
 export function hasAddressSizePrefix(bytes: Uint8Array): boolean {
   for (const b of bytes) {
     if (b === 0x67) return true;
