@@ -15,12 +15,14 @@
  *    the protocol machines on xstate's interpreter, the method the 10× goal was set against;
  *  - per bug and with every fix on: bounded-exhaustive k ≤ 1 of the schedules after the window
  *    opens, each a suffix from a snapshot there (complete or not within --exhaustive-runs);
- *  - per bug: bounded-exhaustive with at most one preemption (schedules to the first failure, and
+ *  - per bug: bounded-exhaustive k ≤ 1 over whole runs (schedules to the first failure, and
  *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
  *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
+ *    Both exhaustive parts bound preemptions and deviations from the default (one line each).
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
- * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 3000),
+ * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 5000),
+ * --bound-by preemptions|deviations (repeatable; default both),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -35,14 +37,19 @@ import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.
 import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
+import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
 import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
 import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
 const { values } = parseArgs({ options: {
   seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, only: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
+  'bound-by': { type: 'string', multiple: true },
 } });
-const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 3000);
+const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 5000);
+const measures = (values['bound-by'] ?? BOUND_MEASURES) as readonly BoundMeasure[];
+const strangeMeasures = measures.filter((measure) => !BOUND_MEASURES.includes(measure));
+if (strangeMeasures.length > 0) throw new Error(`unknown --bound-by ${strangeMeasures.join(', ')}; measures: ${BOUND_MEASURES.join(', ')}`);
 const shrinkRuns = Number(values['shrink-runs'] ?? 500);
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
@@ -186,38 +193,38 @@ async function branching(definition: ScenarioDefinition<ScenarioGuest>, fixesOff
 }
 
 /** Bounded-exhaustive, k ≤ 1, of the schedules after the window opens (branched from random seed 1's run there). */
-async function windowExhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+async function windowExhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[], measure: BoundMeasure): Promise<string> {
   const pair = definition.orderings?.[0];
-  if (pair === undefined) return '  exhaustive k ≤ 1 from the window: (no ordering pair declared)';
+  if (pair === undefined) return `  exhaustive k ≤ 1 ${measure} from the window: (no ordering pair declared)`;
   const rig = ScenarioRig.open(definition, 'inline');
   const started = performance.now();
   try {
     const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes: rig.fixes.without(fixesOff) }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
     try {
-      const result = exploreBranchBounded(open, { bound: 1, maxRuns: exhaustiveRuns });
+      const result = exploreBranchBounded(open, { bound: 1, measure, maxRuns: exhaustiveRuns });
       const seconds = (performance.now() - started) / 1000;
       const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th`;
-      return `  exhaustive k ≤ 1 from the window (choice ${open.at}): ${describeBounded(result).join('; ')} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+      return `  exhaustive k ≤ 1 ${measure} from the window (choice ${open.at}): ${describeBounded(result).join('; ')} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
     } finally {
       open.close();
     }
   } catch (error) {
-    return `  exhaustive k ≤ 1 from the window: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+    return `  exhaustive k ≤ 1 ${measure} from the window: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
   } finally {
     await rig.close();
   }
 }
 
 /** Bounded-exhaustive, k ≤ 1: where the first failing schedule came, and whether the levels were explored whole. */
-async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[], measure: BoundMeasure): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   const started = performance.now();
   try {
-    const result = exploreScenarioBounded(rig, 1, rig.fixes.without(fixesOff), { bound: 1, maxRuns: exhaustiveRuns });
+    const result = exploreScenarioBounded(rig, 1, rig.fixes.without(fixesOff), { bound: 1, measure, maxRuns: exhaustiveRuns });
     const seconds = (performance.now() - started) / 1000;
     const levels = describeBounded(result).join('; ');
-    const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th, with ${result.firstFailure.preemptions} preemption(s)`;
-    return `  exhaustive k ≤ 1: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+    const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th, with ${result.firstFailure.preemptions} preemption(s), ${result.firstFailure.deviations} deviation(s)`;
+    return `  exhaustive k ≤ 1 ${measure}: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
   } finally {
     await rig.close();
   }
@@ -277,12 +284,12 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
     if (parts.has('strategies')) for (const [strategy, depth] of [['rr', 0], ['random', 0], ['pct', 1], ['pct', 2], ['pct', 3], ['pos', 0], ['surw', 0]] as const) console.log(await findRace(definition, strategy, depth, bug.fixesOff));
     if (parts.has('guided')) for (const base of ['random', 'pct'] as const) console.log(await guided(definition, base, bug.fixesOff));
     if (parts.has('branching')) console.log(await branching(definition, bug.fixesOff));
-    if (parts.has('exhaustive')) console.log(await exhaustive(definition, bug.fixesOff));
-    if (parts.has('window-exhaustive')) console.log(await windowExhaustive(definition, bug.fixesOff));
+    if (parts.has('exhaustive')) for (const measure of measures) console.log(await exhaustive(definition, bug.fixesOff, measure));
+    if (parts.has('window-exhaustive')) for (const measure of measures) console.log(await windowExhaustive(definition, bug.fixesOff, measure));
     if (parts.has('shrink')) console.log(await shrink(definition, bug.fixesOff));
   }
-  if (parts.has('exhaustive')) console.log(`every fix on:\n${await exhaustive(definition, [])}`);
-  if (parts.has('window-exhaustive')) console.log(`every fix on:\n${await windowExhaustive(definition, [])}`);
+  if (parts.has('exhaustive')) for (const measure of measures) console.log(`every fix on:\n${await exhaustive(definition, [], measure)}`);
+  if (parts.has('window-exhaustive')) for (const measure of measures) console.log(`every fix on:\n${await windowExhaustive(definition, [], measure)}`);
 
   if (parts.has('throughput')) {
     console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);

@@ -1,3 +1,4 @@
+import type { BoundMeasure } from '../explore/exhaustive.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../explore/exhaustive-run.ts';
 import { describePrefix, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
 import { ScenarioRig, type RunMode } from '../explore/scenario-rig.ts';
@@ -16,6 +17,8 @@ import type { SearchOutput } from './common.ts';
  */
 export interface ExhaustiveRequest extends SearchOutput {
   readonly bound: number;
+  /** What the bound counts: preemptions (CHESS) or every deviation from the default (delay bounding). */
+  readonly measure: BoundMeasure;
   readonly maxRuns: number;
   /** Search the schedules after this point of this prefix only (null: whole runs). */
   readonly branch: { readonly prefix: BranchPrefix; readonly at: BranchPoint; readonly horizon: number | null } | null;
@@ -26,7 +29,7 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
   const started = performance.now();
   const branch = request.branch === null ? null : rig.openBranch({ prefix: request.branch.prefix, at: request.branch.at, suffixes: [] });
   try {
-    const search = { bound: request.bound, maxRuns: request.maxRuns, onRun: (runs: number, level: number) => request.progress.update(`  ${runs} schedules run, at k = ${level}`) };
+    const search = { bound: request.bound, measure: request.measure, maxRuns: request.maxRuns, onRun: (runs: number, level: number) => request.progress.update(`  ${runs} schedules run, at k = ${level}`) };
     const horizon = request.branch?.horizon ?? null;
     const result = branch === null ? exploreScenarioBounded(rig, request.seed, fixes, search) : exploreBranchBounded(branch, { ...search, ...(horizon === null ? {} : { horizon }) });
     const where = branch === null || request.branch === null ? '' : ` after choice ${branch.at} of ${describePrefix(request.branch.prefix)} (${branch.asked}${horizon === null ? '' : `, suffixes cut ${horizon} choices past it`})`;
@@ -36,19 +39,19 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
     const fixesOff = rig.fixes.off(fixes);
     if (request.json) {
       process.stdout.write(`${JSON.stringify({
-        scenario: definition.name, exhaustive: { bound: result.bound, levels: result.levels, runs: result.runs, distinct: result.distinct, complete: result.complete, seconds, ...(branch === null ? {} : { branchedAt: branch.at }) },
-        fixesOff, ...(failure !== null ? { firstFailure: { invariant: failure.violations[0].oracle, preemptions: result.firstFailure?.preemptions, trace: tracePath } } : {}),
+        scenario: definition.name, exhaustive: { bound: result.bound, measure: result.measure, levels: result.levels, runs: result.runs, distinct: result.distinct, complete: result.complete, seconds, ...(branch === null ? {} : { branchedAt: branch.at }) },
+        fixesOff, ...(failure !== null ? { firstFailure: { invariant: failure.violations[0].oracle, preemptions: result.firstFailure?.preemptions, deviations: result.firstFailure?.deviations, trace: tracePath } } : {}),
       })}\n`);
     } else {
       const out = [
-        `${definition.name}: bounded-exhaustive, at most ${result.bound} preemption(s)${where}, ${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'}, `
+        `${definition.name}: bounded-exhaustive, at most ${result.bound} ${result.measure === 'preemptions' ? 'preemption(s)' : 'deviation(s) from the default'}${where}, ${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'}, `
           + `${branch === null ? mode : 'inline'} — ${result.runs} runs in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)} runs/s), ${result.distinct} distinct traces`,
         ...describeBounded(result).map((line) => `  ${line}`),
         result.complete
-          ? `  a bounded guarantee: every schedule up to the bound was run${branch === null ? '' : ' after the point, given that prefix'} (preemptions at the choice points; the environment's timing as it comes)`
+          ? `  a bounded guarantee: every schedule up to the bound was run${branch === null ? '' : ' after the point, given that prefix'} (${result.measure === 'preemptions' ? 'preemptions' : 'deviations'} at the choice points; the environment's timing as it comes)`
           : `  not a guarantee: the run budget (--exhaustive-runs ${request.maxRuns}) ran out first`,
       ];
-      if (failure !== null) out.push(`the first failing schedule (${result.firstFailure?.preemptions} preemption(s)):`, formatFailure(failure, commandsOf(failure, tracePath), tracePath));
+      if (failure !== null) out.push(`the first failing schedule (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s)):`, formatFailure(failure, commandsOf(failure, tracePath), tracePath));
       process.stdout.write(`${out.join('\n')}\n`);
     }
     return failure !== null ? 1 : 0;

@@ -19,6 +19,7 @@ import { formatFixDifferential, replayWithFix } from '../explore/fix-differentia
 import { coverCommand } from './cover-step.ts';
 import { branchCommand } from './branch-step.ts';
 import { parseBranchPoint, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
+import { BOUND_MEASURES, type BoundMeasure } from '../explore/exhaustive.ts';
 import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
@@ -62,6 +63,11 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         with --branch-at, the schedules after the point of the --seed/--strategy run
                         (or the --replay trace), each run from a snapshot there
   --exhaustive-runs N   its budget in runs (default 20000)
+  --bound-by WHAT       what --exhaustive's K counts: preemptions (default; CHESS: switching away from a
+                        vCPU or handler that could go on; the other choices are free and all explored)
+                        or deviations (delay bounding: every choice other than the default costs one;
+                        k = 1 is one schedule per alternative of the default run, so it ends on guests
+                        whose free choices explode)
   --cover N             instead of seeds: a coverage-guided search of N runs over the scenario's ordering
                         pairs — fresh --strategy seeds, and runs that produced a new order changed toward
                         the orders never seen (then the rarest); prints the coverage per pair
@@ -105,6 +111,8 @@ interface Options {
   /** Bounded-exhaustive exploration up to this many preemptions (null: seeds and a strategy). */
   readonly exhaustive: number | null;
   readonly exhaustiveRuns: number;
+  /** What the exhaustive bound counts. */
+  readonly boundBy: BoundMeasure;
   /** A coverage-guided search of this many runs (null: seeds and a strategy). */
   readonly cover: number | null;
   /** Branch from a snapshot at this point (null: runs from the start). */
@@ -151,7 +159,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
-    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, horizon: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, 'bound-by': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, horizon: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -176,6 +184,9 @@ function parse(argv: readonly string[]): Parsed {
   if (values.explain === true && mode !== 'free') throw new UsageError('--explain turns a free-running failure into a replayable one: use it with --mode free (a deterministic failure has its trace already)');
   if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
   if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
+  if (values['bound-by'] !== undefined && values.exhaustive === undefined) throw new UsageError('--bound-by goes with --exhaustive K');
+  const boundBy = text('bound-by') ?? 'preemptions';
+  if (!(BOUND_MEASURES as readonly string[]).includes(boundBy)) throw new UsageError(`--bound-by must be ${BOUND_MEASURES.join(' or ')}, got "${boundBy}"`);
   if (values.exhaustive !== undefined) {
     // From a branch point, --strategy, --depth and --replay choose the prefix.
     const clash = ['runs', ...(values['branch-at'] === undefined ? ['strategy', 'depth', 'replay'] : []), 'shrink', 'check-determinism', 'perfetto', 'html', 'with-fix'].filter((name) => values[name] !== undefined);
@@ -215,6 +226,7 @@ function parse(argv: readonly string[]): Parsed {
       withFix: (values['with-fix'] as string[] | undefined) ?? [],
       exhaustive: values.exhaustive === undefined ? null : integerOption(text('exhaustive'), '--exhaustive', 1, 0, 10),
       exhaustiveRuns: integerOption(text('exhaustive-runs'), '--exhaustive-runs', 20_000, 1, 100_000_000),
+      boundBy: boundBy as BoundMeasure,
       cover: values.cover === undefined ? null : integerOption(text('cover'), '--cover', 200, 1, 100_000_000),
       branchAt,
       branches: integerOption(text('branches'), '--branches', 100, 1, 100_000_000),
@@ -300,7 +312,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   if (options.branchAt !== null && options.exhaustive !== null) {
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, 'inline', fixes, {
-      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
+      bound: options.exhaustive, measure: options.boundBy, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
       branch: { prefix, at: options.branchAt, horizon: options.horizon },
     });
   }
@@ -316,7 +328,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     if (mode === 'free') throw new UsageError('--exhaustive runs deterministic schedules: use --mode inline or workers');
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, mode, fixes, {
-      bound: options.exhaustive, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json), branch: null,
+      bound: options.exhaustive, measure: options.boundBy, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json), branch: null,
     });
   }
   if (mode !== 'free' || options.explain !== null) ensureWritableDir(options.traceDir);

@@ -12,7 +12,7 @@ import type { ScenarioGuest } from './scenario.ts';
 export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: ExhaustiveOptions): ExhaustiveResult<RunReport> {
   return exploreBounded((choices) => {
     const { report, shape, points } = rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' });
-    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, run: report };
+    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
   }, options);
 }
 
@@ -26,7 +26,7 @@ export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig
 export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOptions & { readonly horizon?: number }): ExhaustiveResult<RunReport> {
   return exploreBounded((choices) => {
     const { report, shape, points } = branch.runChoices(choices, { alternatives: true, ...(options.horizon === undefined ? {} : { horizon: options.horizon }) });
-    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, run: report };
+    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
   }, options);
 }
 
@@ -34,6 +34,6 @@ export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOpti
 export function describeBounded(result: ExhaustiveResult<RunReport>): string[] {
   return result.levels.map((level) => {
     const coverage = level.complete ? 'all explored' : `${level.pending > 0 ? `≥ ${level.schedules + level.pending} known, ` : ''}not all explored (run budget)`;
-    return `k = ${level.preemptions}: ${level.schedules} schedule${level.schedules === 1 ? '' : 's'}, ${coverage}, ${level.failures} failure${level.failures === 1 ? '' : 's'}`;
+    return `k = ${level.k}: ${level.schedules} schedule${level.schedules === 1 ? '' : 's'}, ${coverage}, ${level.failures} failure${level.failures === 1 ? '' : 's'}`;
   });
 }

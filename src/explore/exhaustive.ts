@@ -1,4 +1,5 @@
 import type { Choice } from './schedule.ts';
+import type { Alternative } from './schedule-shape.ts';
 import type { ChoicePoint } from './schedulers/lenient.ts';
 
 /**
@@ -15,7 +16,21 @@ import type { ChoicePoint } from './schedulers/lenient.ts';
  * faults, and switches inside a slice (preemption points are the default's choice points: slice
  * ends, exits, the handler's preemption points) — the guarantee is bounded in those terms.
  * Two schedules that give the same trace count once among the distinct runs.
+ *
+ * What the bound counts (`measure`): preemptions, as above — CHESS's bound, under which the choices
+ * that cost nothing are all explored at every level, so k = 0 alone is exponential in how often
+ * the current vCPU cannot go on (a guest whose vCPUs halt, are paused and resumed, or wait on one
+ * another); or deviations — every choice other than the default costs one, preemption or not,
+ * which is delay bounding (Emmi, Qadeer and Rakamarić, POPL 2011) with the default continuation as
+ * its deterministic scheduler and any other actor one delay away. Deviation bounding has one
+ * schedule at k = 0 and, at k = 1, one per alternative of the default run: it ends on every guest,
+ * and covers a subset of what preemption bounding covers at the same k (a free choice spends the
+ * budget too), so each guarantees only its own bound.
  */
+
+/** What a bounded search's k counts: switches away from an actor that could go on, or every choice other than the default. */
+export type BoundMeasure = 'preemptions' | 'deviations';
+export const BOUND_MEASURES: readonly BoundMeasure[] = ['preemptions', 'deviations'];
 
 /** One schedule, run. */
 export interface ExhaustiveAttempt<R> {
@@ -24,20 +39,24 @@ export interface ExhaustiveAttempt<R> {
   readonly executed: readonly Choice[];
   readonly points: readonly ChoicePoint[];
   readonly preemptions: number;
+  /** Choices that differed from the default continuation (the preemptions among them). */
+  readonly deviations: number;
   readonly run: R;
 }
 
 export interface ExhaustiveOptions {
-  /** The preemption bound k. */
+  /** The bound k. */
   readonly bound: number;
+  /** What k counts (default: preemptions). */
+  readonly measure?: BoundMeasure;
   /** Runs at most (default 20,000): the search stops there and says which levels it finished. */
   readonly maxRuns?: number;
   readonly onRun?: (runs: number, level: number) => void;
 }
 
-/** One preemption count's schedules. */
+/** The schedules of one k: as many preemptions (or deviations, by the measure) as that. */
 export interface ExhaustiveLevel {
-  readonly preemptions: number;
+  readonly k: number;
   /** Schedules run at this level, and how many of them broke an invariant. */
   readonly schedules: number;
   readonly failures: number;
@@ -49,11 +68,12 @@ export interface ExhaustiveLevel {
 
 export interface ExhaustiveResult<R> {
   readonly bound: number;
+  readonly measure: BoundMeasure;
   readonly levels: readonly ExhaustiveLevel[];
   readonly runs: number;
   /** Distinct traces among the runs. */
   readonly distinct: number;
-  /** The first failing schedule found (fewest preemptions first), or null. */
+  /** The first failing schedule found (lowest k first), or null. */
   readonly firstFailure: ExhaustiveAttempt<R> | null;
   /** How many schedules had run when it was found (0: none failed). */
   readonly firstFailureAfter: number;
@@ -70,7 +90,12 @@ interface Pending {
 
 export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => ExhaustiveAttempt<R>, options: ExhaustiveOptions): ExhaustiveResult<R> {
   const { bound } = options;
-  if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`the preemption bound must be an integer ≥ 0, got ${bound}`);
+  const measure = options.measure ?? 'preemptions';
+  if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`the bound on ${measure} must be an integer ≥ 0, got ${bound}`);
+  if (!BOUND_MEASURES.includes(measure)) throw new RangeError(`a bound counts ${BOUND_MEASURES.join(' or ')}, not ${String(measure)}`);
+  const costOf = measure === 'preemptions'
+    ? (point: ChoicePoint, alternative: Alternative): number => point.preemptionsBefore + (alternative.preempts ? 1 : 0)
+    : (point: ChoicePoint): number => point.deviationsBefore + 1;
   const maxRuns = options.maxRuns ?? 20_000;
   const queues: Pending[][] = Array.from({ length: bound + 1 }, () => []);
   queues[0].push({ base: [], at: 0, choice: null });
@@ -84,7 +109,7 @@ export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => Exhau
   let cut = bound + 1;
   for (let level = 0; level <= bound && !stopped; level++) {
     const queue = queues[level];
-    // FIFO within a level; a schedule's free choices (no preemption) join the same level.
+    // FIFO within a level; a schedule's free choices (no preemption, by that measure) join the same level.
     for (let next = 0; next < queue.length; next++) {
       if (runs >= maxRuns) {
         queue.splice(0, next);
@@ -109,7 +134,7 @@ export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => Exhau
       for (let at = list.length; at < result.points.length; at++) {
         const point = result.points[at];
         for (const alternative of point.alternatives) {
-          const cost = point.preemptionsBefore + (alternative.preempts ? 1 : 0);
+          const cost = costOf(point, alternative);
           if (cost <= bound) queues[cost].push({ base: result.executed, at, choice: alternative.choice });
         }
       }
@@ -117,6 +142,6 @@ export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => Exhau
     if (!stopped) queue.length = 0;
   }
   // A level above the cut may have more schedules, branching from those not run.
-  const levels = counts.map((count, preemptions) => ({ preemptions, ...count, pending: queues[preemptions].length, complete: preemptions < cut }));
-  return { bound, levels, runs, distinct: hashes.size, firstFailure, firstFailureAfter, complete: cut > bound };
+  const levels = counts.map((count, k) => ({ k, ...count, pending: queues[k].length, complete: k < cut }));
+  return { bound, measure, levels, runs, distinct: hashes.size, firstFailure, firstFailureAfter, complete: cut > bound };
 }

@@ -69,6 +69,8 @@ export class ScheduleShape {
   readonly preempted: number[] = [];
   /** Index of the last choice that deviated from the default, or -1. */
   lastDeviation = -1;
+  /** Choices that deviated from the default (preemptions among them). */
+  deviations = 0;
   /** The vCPU that acted last (ran or had its exit handled), -1 before any. */
   private current = -1;
   /** The vCPU that preempted the handler at the current preemption point, or -1. */
@@ -109,7 +111,10 @@ export class ScheduleShape {
   observe(enabled: Enabled, choice: Choice): ChoiceShape {
     const index = this.choices++;
     const deviates = !sameChoice(choice, this.defaultChoice(enabled));
-    if (deviates) this.lastDeviation = index;
+    if (deviates) {
+      this.lastDeviation = index;
+      this.deviations++;
+    }
     // Timer ticks, daemon tasks and interrupts switch no actor: they are the environment's timing.
     const actor = actorOf(choice);
     const goingOn = this.continuation(enabled);

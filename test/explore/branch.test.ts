@@ -129,7 +129,7 @@ test.serial('bounded-exhaustive from a branch point: every schedule after the wi
   const result = exploreBranchBounded(open, { bound: 1 });
   open.close();
   t.true(result.complete);
-  t.deepEqual(result.levels.map((level) => level.preemptions), [0, 1]);
+  t.deepEqual(result.levels.map((level) => level.k), [0, 1]);
   t.is(result.distinct, result.runs, 'every schedule a different run');
   t.true(result.levels[1].failures > 0);
   const failure = result.firstFailure!;

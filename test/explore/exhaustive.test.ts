@@ -4,9 +4,12 @@
  * guarantee for the levels below. Method: the toy of toy-schedule.ts (threads of 6 and 4 steps, one
  * step per choice point: 2 schedules without a preemption, (6−1)+(4−1) = 8 with one, 5·3 + 3·5 = 30
  * with two; the race needs thread 1 to step while thread 0 has done exactly 3); then the stale-icache
- * race of vas-hook-late (hooked without pausing) with its fix off and on.
+ * race of vas-hook-late (hooked without pausing) with its fix off and on. Bounded by deviations
+ * instead, the toy has 1, 6 and 18 (see that test); on unload-in-detour, whose preemption-free
+ * choices explode, k ≤ 1 then has exactly one schedule per alternative of the default run.
  */
 import test from 'ava';
+import { unloadInDetour } from '../../scenarios/unload-in-detour.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { exploreBounded } from '../../src/explore/exhaustive.ts';
 import { describeBounded, exploreScenarioBounded } from '../../src/explore/exhaustive-run.ts';
@@ -22,6 +25,32 @@ test('the toy: exactly 2, 8 and 30 schedules with 0, 1 and 2 preemptions, all di
   t.is(result.firstFailure?.preemptions, 1);
   t.is(result.firstFailureAfter, 2 + 3, 'after both schedules without a preemption, the third of those with one');
   t.like(result.firstFailure?.executed[0], { kind: 'run', vcpu: 0 });
+});
+
+test('the toy, bounded by deviations: exactly 1, 6 and 18 schedules with 0, 1 and 2, failures counted by hand, each one a preemption-bounded schedule too', (t) => {
+  // k = 0: the default (thread 0's 6 steps, then thread 1's 4). k = 1: thread 1 steps instead at
+  // one of the 6 points where thread 0 could go on (the first is free to preemption bounding, not
+  // here); then thread 1 goes on. k = 2: each of those switches back at one of thread 1's 3
+  // remaining points. The race (thread 1 steps at thread 0's 3rd) fails the k = 1 schedule that
+  // switches there and its 3 children.
+  const hashes = (into: Set<string>) => (choices: Parameters<typeof toyBoundedAttempt>[0]) => {
+    const attempt = toyBoundedAttempt(choices);
+    into.add(attempt.hash);
+    return attempt;
+  };
+  const byDeviation = new Set<string>();
+  const byPreemption = new Set<string>();
+  const result = exploreBounded(hashes(byDeviation), { bound: 2, measure: 'deviations' });
+  t.is(result.measure, 'deviations');
+  t.true(result.complete);
+  t.deepEqual(result.levels.map((l) => l.schedules), [1, 6, 18]);
+  t.deepEqual(result.levels.map((l) => l.failures), [0, 1, 3]);
+  t.is(result.distinct, 25);
+  t.is(result.firstFailure?.deviations, 1);
+  t.is(result.firstFailure?.preemptions, 1);
+  t.is(exploreBounded(hashes(byPreemption), { bound: 2 }).measure, 'preemptions');
+  t.true([...byDeviation].every((hash) => byPreemption.has(hash)), 'a deviation is at most one preemption: the deviation-bounded schedules are among the preemption-bounded ones');
+  t.throws(() => exploreBounded(toyBoundedAttempt, { bound: 1, measure: 'delays' as never }), { message: /a bound counts preemptions or deviations, not delays/ });
 });
 
 test('the toy: a budget ends the search with the levels below it complete and says so', (t) => {
@@ -50,4 +79,19 @@ test('vas-hook-late: every schedule with at most one preemption, run — the unp
   t.log(describeBounded(fixed).join('\n'));
   t.true(fixed.complete);
   t.true(fixed.levels.every((l) => l.failures === 0));
+});
+
+test('unload-in-detour, every fix on: k ≤ 1 bounded by deviations ends — one schedule per alternative of the default run, none failing — where preemption bounding\'s free choices do not end k = 0 within 300', (t) => {
+  const rig = ScenarioRig.open(unloadInDetour, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.defaults();
+  const byPreemption = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: 300 });
+  t.false(byPreemption.levels[0].complete, 'k = 0 alone has more than 300 schedules: which vCPU runs when the current one cannot is free');
+  const defaultRun = rig.runChoices(1, [], fixes, { alternatives: true });
+  const alternatives = defaultRun.points.reduce((sum, point) => sum + point.alternatives.length, 0);
+  const byDeviation = exploreScenarioBounded(rig, 1, fixes, { bound: 1, measure: 'deviations', maxRuns: 3000 });
+  t.log(describeBounded(byDeviation).join('\n'));
+  t.true(byDeviation.complete);
+  t.deepEqual(byDeviation.levels.map((l) => l.schedules), [1, alternatives]);
+  t.deepEqual(byDeviation.levels.map((l) => l.failures), [0, 0]);
 });

@@ -57,5 +57,5 @@ export function toyBoundedAttempt(choices: readonly Choice[]): ExhaustiveAttempt
   const scheduler = new LenientScheduler(choices, shape, (thread) => pc[thread], undefined, true);
   const run = runToy(scheduler, pc);
   const hash = run.choices.map((c) => (c.kind === 'run' ? `${c.vcpu}x${c.steps}` : c.kind)).join(',');
-  return { oracle: run.oracle, hash, executed: run.choices, points: scheduler.points, preemptions: shape.preemptions, run };
+  return { oracle: run.oracle, hash, executed: run.choices, points: scheduler.points, preemptions: shape.preemptions, deviations: shape.deviations, run };
 }

@@ -53,19 +53,33 @@ test('run.ts --shrink, vcpusim shrink and --replay --with-fix: a failure shrunk,
   t.regex(noReplay.stderr, /--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE/);
 });
 
-test('run.ts --exhaustive 1: every schedule with at most one preemption, levels in JSON, the failing one written; clashing options refused', (t) => {
+test('run.ts --exhaustive 1: every schedule with at most one preemption (or one deviation, --bound-by), levels in JSON, the failing one written; clashing options refused', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-exhaustive-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const found = cli(['vas-hook-late', '--fix', 'pauseAroundVasHook=off', '--exhaustive', '1', '--json', '--trace-dir', dir]);
   t.is(found.status, 1, found.stderr);
-  const result = JSON.parse(found.stdout) as { exhaustive: { complete: boolean; levels: { preemptions: number; schedules: number; failures: number; complete: boolean }[] }; firstFailure: { invariant: string; preemptions: number; trace: string } };
+  const result = JSON.parse(found.stdout) as { exhaustive: { complete: boolean; levels: { k: number; schedules: number; failures: number; complete: boolean }[] }; firstFailure: { invariant: string; preemptions: number; trace: string } };
   t.true(result.exhaustive.complete);
-  t.deepEqual(result.exhaustive.levels.map((l) => l.preemptions), [0, 1]);
+  t.deepEqual(result.exhaustive.levels.map((l) => l.k), [0, 1]);
   t.is(result.exhaustive.levels[0].failures, 0);
   t.is(result.firstFailure.invariant, 'vas-view-matches-memory');
   t.is(result.firstFailure.preemptions, 1);
   const replayed = cli(['vas-hook-late', '--replay', result.firstFailure.trace, '--trace-dir', dir]);
   t.regex(replayed.stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+  // Bounded by deviations: one schedule at k = 0, one per alternative of the default run at k = 1.
+  const byDeviation = cli(['vas-hook-late', '--fix', 'pauseAroundVasHook=off', '--exhaustive', '1', '--bound-by', 'deviations', '--json', '--trace-dir', dir]);
+  t.is(byDeviation.status, 1, byDeviation.stderr);
+  const deviations = JSON.parse(byDeviation.stdout) as { exhaustive: { measure: string; complete: boolean; levels: { k: number; schedules: number; failures: number }[] }; firstFailure: { invariant: string; deviations: number } };
+  t.is(deviations.exhaustive.measure, 'deviations');
+  t.true(deviations.exhaustive.complete);
+  t.deepEqual(deviations.exhaustive.levels.map((l) => l.k), [0, 1]);
+  t.is(deviations.exhaustive.levels[0].schedules, 1);
+  t.is(deviations.firstFailure.invariant, 'vas-view-matches-memory');
+  t.is(deviations.firstFailure.deviations, 1);
+  const badMeasure = cli(['vas-hook-late', '--exhaustive', '1', '--bound-by', 'delays']);
+  t.is(badMeasure.status, 2);
+  t.regex(badMeasure.stderr, /--bound-by must be preemptions or deviations, got "delays"/);
+  t.regex(cli(['vas-hook-late', '--bound-by', 'deviations']).stderr, /--bound-by goes with --exhaustive K/);
   const clash = cli(['vas-hook-late', '--exhaustive', '1', '--runs', '5']);
   t.is(clash.status, 2);
   t.regex(clash.stderr, /--exhaustive makes its own schedules: drop --runs/);

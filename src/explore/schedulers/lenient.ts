@@ -62,7 +62,7 @@ export class LenientScheduler implements Scheduler {
     choice ??= this.shape.defaultChoice(enabled);
     this.followed.push(choice.kind === 'run' ? { kind: 'run', vcpu: choice.vcpu, steps: choice.steps, until: this.retired(choice.vcpu) + choice.steps } : choice);
     const index = this.shape.choices;
-    if (this.alternatives) this.points.push({ alternatives: this.shape.alternatives(enabled), preemptionsBefore: this.shape.preemptions });
+    if (this.alternatives) this.points.push({ alternatives: this.shape.alternatives(enabled), preemptionsBefore: this.shape.preemptions, deviationsBefore: this.shape.deviations });
     const shape = this.shape.observe(enabled, choice);
     this.watch?.(index, choice, shape, enabled);
     return choice;
@@ -81,6 +81,8 @@ export interface ChoicePoint {
   readonly alternatives: readonly Alternative[];
   /** Preemptions among the choices before this one. */
   readonly preemptionsBefore: number;
+  /** Choices before this one that deviated from the default continuation (preemptions or not). */
+  readonly deviationsBefore: number;
 }
 
 /** Sees each choice as it is made, before it is carried out (what a story of the run is built from). */
