@@ -50,6 +50,9 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
         result.complete
           ? `  a bounded guarantee: every schedule up to the bound was run${branch === null ? '' : ' after the point, given that prefix'} (${result.measure === 'preemptions' ? 'preemptions' : 'deviations'} at the choice points; the environment's timing as it comes)`
           : `  not a guarantee: the run budget (--exhaustive-runs ${request.maxRuns}) ran out first`,
+        ...(result.measure === 'preemptions' && !result.levels[0].complete
+          ? ['  k = 0 alone outran it: which vCPU runs when the current one cannot is a free choice, and here those multiply; --bound-by deviations charges them too (k = 1 is then one schedule per alternative of the default run)']
+          : []),
       ];
       if (failure !== null) out.push(`the first failing schedule (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s)):`, formatFailure(failure, commandsOf(failure, tracePath), tracePath));
       process.stdout.write(`${out.join('\n')}\n`);

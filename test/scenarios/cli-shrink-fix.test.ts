@@ -76,6 +76,10 @@ test('run.ts --exhaustive 1: every schedule with at most one preemption (or one 
   t.is(deviations.exhaustive.levels[0].schedules, 1);
   t.is(deviations.firstFailure.invariant, 'vas-view-matches-memory');
   t.is(deviations.firstFailure.deviations, 1);
+  // A budget that runs out inside k = 0 points at the other measure.
+  const outran = cli(['unload-nested-pause', '--exhaustive', '1', '--exhaustive-runs', '5', '--trace-dir', dir]);
+  t.is(outran.status, 0, outran.stderr);
+  t.regex(outran.stdout, /not a guarantee: the run budget \(--exhaustive-runs 5\) ran out first\n  k = 0 alone outran it: .* --bound-by deviations/);
   const badMeasure = cli(['vas-hook-late', '--exhaustive', '1', '--bound-by', 'delays']);
   t.is(badMeasure.status, 2);
   t.regex(badMeasure.stderr, /--bound-by must be preemptions or deviations, got "delays"/);
