@@ -86,16 +86,19 @@ export function addSchedulerParts(builder: ImageBuilder, layout: SchedulerLayout
     restoreAndReturn(a);
   });
 
-  // KiIdle: no thread to run. When every thread has terminated the vCPU is done; otherwise it
-  // halts on its idle stack until the next clock interrupt dispatches again.
+  // KiIdle: no thread to run. The vCPU leaves the stack of the thread it ran last for its own idle
+  // stack (as the idle thread runs on its own), then: when every thread has terminated it is done;
+  // otherwise it halts until the next clock interrupt dispatches again. (Left on the last thread's
+  // stack, a finished vCPU made the engine's stack scan — which for a vCPU with no current thread
+  // reads 16 pages up from RSP — read the dead frames of other threads' stacks.)
   builder.code('.text', 'KiIdle', (a, symbol) => {
     const done = a.newLabel('KiIdle.done');
     const halt = a.newLabel('KiIdle.halt');
     a.mov(withSeg(gs, qword(null, PerCpu.currentThread)), 0);
+    a.mov(rsp, withSeg(gs, qword(null, PerCpu.idleStack)));
     a.mov(rax, symbol('KiTerminatedCount'));
     a.cmp(dword(rax), n);
     a.je(done);
-    a.mov(rsp, withSeg(gs, qword(null, PerCpu.idleStack)));
     a.sti();
     a.bind(halt);
     a.hlt();

@@ -1,7 +1,8 @@
 /**
  * Goal: the NT-like guest is a correct program on its own — without the engine its threads
- * compute exactly the expected results — and its image has the shape the engine relies on (PE
- * headers, sections, slack, switch tables in the hooked page). With the engine attached, the
+ * compute exactly the expected results, and a vCPU out of threads rests on its own idle stack —
+ * and its image has the shape the engine relies on (PE headers, sections, slack, switch tables in
+ * the hooked page). With the engine attached, the
  * mem-table loads are relocated once each and results stay exact. Method: deterministic runs on
  * inline hosts; state read from guest memory.
  */
@@ -14,7 +15,7 @@ import { Prng } from '../../src/explore/prng.ts';
 import { createScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
 import { HOOKED_APIS } from '../../src/guest/kernel.ts';
-import { CLOCK_VECTOR, KERNEL_BASE } from '../../src/guest/layout.ts';
+import { CLOCK_VECTOR, KERNEL_BASE, PerCpu } from '../../src/guest/layout.ts';
 import { NtGuest } from '../../src/guest/nt-guest.ts';
 import { SWITCHES } from '../../src/guest/switch-functions.ts';
 import { DEFAULT_FIXES } from '../../src/intro/fixes.ts';
@@ -49,6 +50,22 @@ test('without the engine, every thread computes the expected results (and takes 
   t.deepEqual([...guest.finished].sort(), [0, 1, 2]);
   t.true([0, 1, 2].every((vcpu) => guest.report(vcpu).clockTicks > 0), 'the clock ISR ran and IRETQ returned to the thread');
   t.is(guest.bugChecks.length, 0);
+});
+
+test('scheduler mode: more threads than vCPUs all finish exactly; a vCPU left without threads ends on its own idle stack, not the stack of the thread it ran last', (t) => {
+  const guest = new NtGuest({ vcpus: 3, iterations: 40, threads: 6 });
+  const idleStacks = [0, 1, 2].map((vcpu) => guest.machine.memory.read64(guest.gpaOf(guest.perCpu(vcpu) + BigInt(PerCpu.idleStack))));
+  const handler: ExitHandler = (context) => (guest.guestCall(context.vcpuId, context.self) === 'stop' ? { action: 'shutdown' } : { action: 'allowedVirtual' });
+  const session = Session.open({ machine: guest.machine, hosts: 'inline', handler });
+  t.teardown(() => session.close());
+  const interrupts = [0, 1, 2].map((vcpu) => ({ vcpu, vector: CLOCK_VECTOR, everySteps: 900 }));
+  const result = runDeterministic({ session, scheduler: createScheduler('random', new Prng(5), { vcpus: 3, slice: 150 }), trace: new Trace(), stepsMax: 1_000_000, interrupts });
+  t.is(result.outcome, 'done');
+  t.deepEqual([...guest.finishedThreads].sort(), [0, 1, 2, 3, 4, 5]);
+  for (let thread = 0; thread < 6; thread++) t.deepEqual(guest.threadReport(thread).results, guest.expected(thread).results, `thread ${thread}`);
+  // The engine's stack scan reads 16 pages up from RSP on a vCPU with no current thread: from a
+  // terminated thread's stack that reached other threads' dead frames (a false "unsafe" at unload).
+  t.deepEqual([0, 1, 2].map((vcpu) => guest.machine.vcpu(vcpu).gpr('rsp')), idleStacks);
 });
 
 test('the image: PE sections, slack only in .text, the switch tables and the SSDT in the hooked page', (t) => {
