@@ -58,8 +58,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         it, random and PCT seeds) for a run that breaks the same invariant first; writes
                         its trace (proven by a strict replay), shrinks it and prints how the race happens
   --explain-runs N      the search's budget in deterministic runs (default 200)
-  --exhaustive K        instead of seeds: every schedule with at most K preemptions, level by level (a
-                        bounded guarantee when it finishes); --seed feeds only the engine's randomness;
+  --exhaustive K        instead of seeds: every schedule with at most K preemptions (or deviations, see
+                        --bound-by), level by level (a bounded guarantee when it finishes); --seed
+                        feeds only the engine's randomness;
                         with --branch-at, the schedules after the point of the --seed/--strategy run
                         (or the --replay trace), each run from a snapshot there
   --exhaustive-runs N   its budget in runs (default 20000)
@@ -108,7 +109,7 @@ interface Options {
   readonly bug: boolean;
   readonly replay: string | null;
   readonly checkDeterminism: boolean;
-  /** Bounded-exhaustive exploration up to this many preemptions (null: seeds and a strategy). */
+  /** Bounded-exhaustive exploration up to this many preemptions or deviations (`boundBy`; null: seeds and a strategy). */
   readonly exhaustive: number | null;
   readonly exhaustiveRuns: number;
   /** What the exhaustive bound counts. */
