@@ -1,7 +1,6 @@
 import type { EventSink } from '../../actors/events.ts';
 import { Introspection } from '../../actors/introspection.ts';
 import { Session, SessionError } from '../../actors/session.ts';
-import type { ProtocolInterpreter } from '../../actors/table-actor.ts';
 import type { Introcore } from '../intro/engine.ts';
 import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
@@ -11,16 +10,18 @@ import { BranchStateLeak, describeBranchPoint, lastPointAtOrBefore, windowOpensA
 import { ReplayScheduler } from './schedulers/replay.ts';
 import { RunSnapshot } from './run-snapshot.ts';
 export { BranchStateLeak, type BranchRequest, type BranchResult } from './branch.ts';
+export { clockInterrupts, failed, RUN_MODES, traceJsonOf, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
+import { clockInterrupts, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
 import { runFree } from './free-running.ts';
 import { Prng, seedValue, type Seed } from './prng.ts';
 import { RunRecorder, type RunRecording } from './recorder.ts';
 import { replayTrace } from './replay.ts';
 import { fixCatalogOf, type OraclePhase, type ScenarioDefinition, type ScenarioGuest, type TimedEvent, type World } from './scenario.ts';
-import { CountingScheduler, createScheduler, RoundRobinScheduler, type StrategyName } from './schedulers/index.ts';
-import { LenientScheduler, SHRUNK_STRATEGY, type ChoicePoint, type ChoiceWatcher, type ListedChoice, type ScheduleLabel } from './schedulers/lenient.ts';
+import { CountingScheduler, createScheduler, RoundRobinScheduler } from './schedulers/index.ts';
+import { LenientScheduler, SHRUNK_STRATEGY, type ChoiceWatcher, type ListedChoice, type ScheduleLabel } from './schedulers/lenient.ts';
 import { ScheduleShape } from './schedule-shape.ts';
 import type { Scheduler } from './schedule.ts';
-import { traceToJson, type TraceJson } from './trace-json.ts';
+import type { TraceJson } from './trace-json.ts';
 import { firstDivergence, Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
 import { orderingsOf, type OrderingWitness } from './orderings.ts';
@@ -35,93 +36,9 @@ import { describeLastUd, describeVcpusWithCode, hitUnsupportedInstruction } from
  * after-uninit oracles and records which window goals were reached.
  */
 
-/** inline / workers: deterministic (scheduler-driven); free: workers in parallel, OS-scheduled. */
-export type RunMode = 'inline' | 'workers' | 'free';
-export const RUN_MODES: readonly RunMode[] = ['inline', 'workers', 'free'];
-
-export interface RunRequest {
-  readonly seed: Seed;
-  readonly strategy: StrategyName;
-  /** PCT depth d. */
-  readonly depth: number;
-  /** The built-in fixes and the scenario's own (see `ScenarioRig.fixes`). */
-  readonly fixes: Fixes<string>;
-}
-
-/** How a run is carried out beyond its request. */
-export interface RunOptions {
-  /**
-   * Record the run for the Perfetto and HTML reports (`ScenarioRig.lastRecording`): actor states,
-   * registers and code at every exit. Off by default; a recorded run has the same trace hash.
-   */
-  readonly record?: boolean;
-}
-
-export interface Violation {
-  readonly oracle: string;
-  readonly detail: string;
-}
-
-export interface RunReport {
-  readonly scenario: string;
-  readonly seed: string;
-  /** "rr", "random", "pct(d=2)", "free" or "replay". */
-  readonly strategy: string;
-  readonly mode: RunMode;
-  /** Fixes that were off (built-in and scenario-declared). */
-  readonly fixesOff: readonly string[];
-  /** How the run ended; `stopped`: a continuous oracle broke and the run ended there. */
-  readonly outcome: RunResult['outcome'] | 'stopped' | 'error';
-  readonly hash: string;
-  readonly steps: number;
-  readonly choices: number;
-  readonly durationMs: number;
-  /** Broken invariants, in the scenario's oracle order; the first is "the invariant that broke". */
-  readonly violations: readonly Violation[];
-  /** Names of the window goals reached. */
-  readonly windows: readonly string[];
-  /** The orders of the scenario's ordering pairs this run produced, each with its first witness. */
-  readonly orderings: readonly OrderingWitness[];
-  /** Every vCPU's RIP with its code (filled for failed runs). */
-  readonly vcpus: string;
-  readonly trace: Trace;
-}
-
-/**
- * The guest clock of the deterministic modes: one interrupt source per vCPU, their periods a little
- * apart so the vCPUs' ticks drift against each other.
- */
-export function clockInterrupts(definition: Pick<ScenarioDefinition<ScenarioGuest>, 'clockVector' | 'vcpus' | 'bounds'>): InterruptSource[] {
-  const { clockVector, vcpus, bounds } = definition;
-  if (clockVector === undefined) return [];
-  return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
-}
-
-/** The run's trace as JSON, with what a replay needs: scenario, seed, strategy, mode, fixes. */
-export function traceJsonOf(report: RunReport): TraceJson {
-  if (report.mode === 'free') throw new Error('a free-running run has no schedule to write as a trace');
-  return traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
-}
-
-/** The run failed: an oracle broke, the run did not complete, or the engine threw. */
-export function failed(report: RunReport): boolean {
-  return report.violations.length > 0;
-}
-
 /** The seed a branch's runs start from: the prefix's own, or its trace's. */
 function prefixSeed(prefix: BranchPrefix): Seed {
   return 'trace' in prefix ? prefix.trace.seed : prefix.seed;
-}
-
-/** A run that followed a list of choices: its report, its shape, and its choices with slices anchored. */
-export interface FollowedRun {
-  readonly report: RunReport;
-  readonly shape: ScheduleShape;
-  readonly followed: readonly ListedChoice[];
-  /** Listed choices that were not possible when their turn came (skipped). */
-  readonly skipped: number;
-  /** With `alternatives`: what else could have acted at each choice. */
-  readonly points: readonly ChoicePoint[];
 }
 
 /** What a run body gets: the session, a fresh trace, the run's generator, the window log, engine start. */
@@ -133,37 +50,6 @@ interface RunContext {
   readonly startEngine: () => void;
   /** The run is over: every vCPU stopped, or a continuous oracle broke. */
   readonly done: (session: Session) => boolean;
-}
-
-/** How a rig runs its sessions. */
-export interface RigOptions {
-  /** Who runs the protocol machines (default: tables; 'xstate' for xstate's interpreter, e.g. to compare). */
-  readonly interpreter?: ProtocolInterpreter;
-}
-
-/** A branch point, open: suffixes run from its snapshot one at a time (`ScenarioRig.openBranch`). */
-export interface OpenBranch {
-  /** Choices of the prefix: every suffix goes on after them. */
-  readonly at: number;
-  /** The point as asked for. */
-  readonly asked: string;
-  readonly objects: number;
-  readonly ramPages: number;
-  readonly prefixMs: number;
-  readonly snapshotMs: number;
-  /** RAM pages copied back by each restore so far, and the time all restores took. */
-  readonly dirtyPages: readonly number[];
-  readonly restoreMs: number;
-  /** One suffix of `suffix.strategy` seeded by `suffix.seed`, to the end of the run or `horizon` choices past the point. */
-  run(suffix: BranchSuffix, horizon?: number): RunReport;
-  /**
-   * One suffix that follows `choices` leniently from the point, then the default continuation —
-   * `ScenarioRig.runChoices` from the snapshot instead of the start (the shape and the points
-   * count from the point).
-   */
-  runChoices(choices: readonly ListedChoice[], options?: { readonly alternatives?: boolean; readonly horizon?: number }): FollowedRun;
-  /** Releases the snapshot; the rig's next run starts afresh. */
-  close(): void;
 }
 
 /** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
