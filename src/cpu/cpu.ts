@@ -6,7 +6,7 @@ import { RFLAGS_FIXED1, readFlags, settleFlags, type LazyFlags } from './flags.t
 import { deliverEvent } from './interrupts.ts';
 import { Mmu, Need, type MmuFaults } from './mmu.ts';
 import type { CpuPort, EptSource, PhysicalMemory } from './ports.ts';
-import { STOP, StopKind, Vector } from './stop.ts';
+import { EXITED, STOP, StopKind, Vector } from './stop.ts';
 import { loadControlState } from './ops/system.ts';
 import { StringEmulation, type StringEmulationCode } from './ops/string.ts';
 
@@ -261,8 +261,22 @@ export class Cpu implements LazyFlags, MmuFaults {
           this.runRetired = retired;
           running = block;
           this.history[this.historyNext++ & (HISTORY_BLOCKS - 1)] = block.ip;
-          retired += block.fn(this);
+          const ran = block.fn(this);
           running = null;
+          if (ran < 0) {
+            // A helper took a VM exit at instruction -1 - ran and returned instead of throwing.
+            const at = -1 - ran;
+            this.rip = block.ips[at];
+            retired += at;
+            previous = null;
+            const stop = this.handleStop(block.lengths[at]);
+            if (stop >= 0) {
+              why = stop;
+              break;
+            }
+            continue;
+          }
+          retired += ran;
           previous = block;
           if (this.shadow > 0) this.shadow--;
         }
@@ -510,9 +524,9 @@ export class Cpu implements LazyFlags, MmuFaults {
 
   private finishExit(length: number): number {
     const w = this.words;
-    const [lo, hi] = halvesOf(this.rip);
-    w[Vcpu.exitRip] = lo;
-    w[Vcpu.exitRip + 1] = hi;
+    const rip = this.rip;
+    w[Vcpu.exitRip] = rip % 4294967296 | 0;
+    w[Vcpu.exitRip + 1] = ((Math.floor(rip / 4294967296) & 0xffff) << 16) >> 16;
     w[Vcpu.exitInsnLength] = length;
     if (w[Vcpu.exitReason] === ExitReason.tripleFault) {
       this.shutdown = true;
@@ -523,14 +537,28 @@ export class Cpu implements LazyFlags, MmuFaults {
 
   /** Raises an architectural exception (never returns). `error` < 0 means no error code. */
   fault(vector: number, error = -1): never {
+    this.recordFault(vector, error);
+    throw STOP;
+  }
+
+  /** Records an architectural exception of the current instruction, to deliver once it stopped. */
+  private recordFault(vector: number, error: number): void {
     this.stopKind = StopKind.fault;
     this.faultVector = vector;
     this.faultError = error;
-    throw STOP;
   }
 
   /** Stops with a VM exit (never returns). The dispatcher adds RIP and the instruction length. */
   exit(reason: number, qualification = 0, info0 = 0, valueLo = 0, valueHi = 0): never {
+    this.recordExit(reason, qualification, info0, valueLo, valueHi);
+    throw STOP;
+  }
+
+  /**
+   * Fills the exit record of a VM exit caused by the current instruction and returns EXITED: the
+   * helper returns it and the generated block stops there without a throw (see `exitingCall`).
+   */
+  recordExit(reason: number, qualification = 0, info0 = 0, valueLo = 0, valueHi = 0): typeof EXITED {
     const w = this.words;
     w[Vcpu.exitReason] = reason;
     w[Vcpu.exitQualification] = qualification;
@@ -540,7 +568,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     w[Vcpu.exitVectoring] = this.delivering;
     w[Vcpu.exitVectoringError] = this.deliveringError;
     this.stopKind = StopKind.exit;
-    throw STOP;
+    return EXITED;
   }
 
   /** Records why the CPU raised #UD and raises it. */
@@ -555,18 +583,24 @@ export class Cpu implements LazyFlags, MmuFaults {
     return this.fault(Vector.UD);
   }
 
+  /** #GP(0), or #SS(0) for a stack access, for a non-canonical address (never returns). */
+  nonCanonical(stack: boolean): never {
+    this.recordNonCanonical(stack);
+    throw STOP;
+  }
+
   // MmuFaults
-  pageFault(lo: number, hi: number, errorCode: number): never {
+  recordPageFault(lo: number, hi: number, errorCode: number): void {
     this.faultCr2Lo = lo;
     this.faultCr2Hi = hi;
-    return this.fault(Vector.PF, errorCode);
+    this.recordFault(Vector.PF, errorCode);
   }
 
-  nonCanonical(stack: boolean): never {
-    return this.fault(stack ? Vector.SS : Vector.GP, 0);
+  recordNonCanonical(stack: boolean): void {
+    this.recordFault(stack ? Vector.SS : Vector.GP, 0);
   }
 
-  eptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): never {
+  recordEptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): void {
     const w = this.words;
     w[Vcpu.exitGpa] = gpa % 4294967296 | 0;
     w[Vcpu.exitGpa + 1] = Math.floor(gpa / 4294967296) | 0;
@@ -574,7 +608,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     w[Vcpu.exitGla + 1] = hi;
     const qualification =
       access | ExitEptFlags.glaValid | (finalTranslation ? ExitEptFlags.finalTranslation : 0) | ((rights & 7) << ExitEptFlags.rightsShift);
-    return this.exit(ExitReason.eptViolation, qualification);
+    this.recordExit(ExitReason.eptViolation, qualification);
   }
 
   codeWritten(): void {

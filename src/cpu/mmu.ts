@@ -1,6 +1,6 @@
 import { PAGE_SHIFT } from './state-block.ts';
 import type { PhysicalMemory } from './ports.ts';
-import { PfError } from './stop.ts';
+import { PfError, STOP, STOPPED } from './stop.ts';
 
 /**
  * Linear → guest-physical translation for one vCPU: a software TLB, the 4-level page walk (4 KiB,
@@ -59,11 +59,14 @@ const RSVD_HI = (((1 << (52 - 32)) - 1) & ~((1 << (MAX_PHYS_BITS - 32)) - 1)) | 
 const PDPTE_RSVD_LO = 0x1e6;
 const PDPTE_RSVD_HI = ~((1 << (MAX_PHYS_BITS - 32)) - 1);
 
-/** How an MMU reports faults; the CPU implements it (each call throws). */
+/**
+ * How an MMU reports faults; the CPU implements it. Each call records the fault (or the exit) in
+ * the CPU; the MMU then stops the access: the slow path returns STOPPED, the others throw STOP.
+ */
 export interface MmuFaults {
-  pageFault(lo: number, hi: number, errorCode: number): never;
-  nonCanonical(stack: boolean): never;
-  eptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): never;
+  recordPageFault(lo: number, hi: number, errorCode: number): void;
+  recordNonCanonical(stack: boolean): void;
+  recordEptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): void;
   /** Called after a guest store hit a page holding decoded code. */
   codeWritten(): void;
 }
@@ -103,6 +106,8 @@ export class Mmu {
   /** The four PDPTE registers (lo, hi each): the CPU points this at its state block. */
   pdptes: Int32Array = new Int32Array(8);
   private readonly pdptScratch = new Int32Array(8);
+  /** The paging entries (guest-physical addresses) of the walk in progress, top level first. */
+  private readonly walkEntries = new Float64Array(4);
 
   /** The control-register values the TLB was filled under (see `pagingStateIs`). */
   private pagingState = new Int32Array(5).fill(-1);
@@ -204,7 +209,7 @@ export class Mmu {
   /**
    * Translates the `size`-byte access at linear lo/hi. Returns the guest-physical address, or a
    * negative split handle when the access crosses a page (see `splitAddress`).
-   * Throws (via the fault sink) on #GP/#SS, #PF and EPT violations.
+   * Throws STOP (the fault recorded in the CPU) on #GP/#SS, #PF and EPT violations.
    */
   translate(lo: number, hi: number, need: number, size: number): number {
     const i = tlbSlot(lo, hi);
@@ -214,21 +219,31 @@ export class Mmu {
     if (this.tlbLo[i] === (lo & -4096) && this.tlbHi[i] === hi && ((this.tlbPerm[i] >> shift) & rights) === rights && offset + size <= 4096) {
       return this.tlbPage[i] + offset;
     }
-    return this.translateSlow(lo, hi, need, size);
+    return stopOn(this.translateSlow(lo, hi, need, size));
   }
 
-  /** Everything but a plain TLB hit: the canonical check, page walks, page-crossing accesses. */
+  /**
+   * Everything but a plain TLB hit: the canonical check, page walks, page-crossing accesses.
+   * Returns STOPPED after recording a fault or an EPT violation (generated code returns then,
+   * where a throw would cost ~1 µs).
+   */
   translateSlow(lo: number, hi: number, need: number, size: number): number {
-    if (((hi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
+    if (((hi >> 15) + 1) >>> 1 !== 0) return this.nonCanonical((need & Need.stack) !== 0);
     const offset = lo & 0xfff;
-    if (offset + size <= 4096) return this.translatePage(lo, hi, need) + offset;
+    if (offset + size <= 4096) {
+      const page = this.pageOf(lo, hi, need);
+      return page === STOPPED ? STOPPED : page + offset;
+    }
     const nextLo = ((lo & ~0xfff) + 0x1000) | 0;
     const nextHi = nextLo === 0 && !this.wrap32 ? (hi + 1) | 0 : hi;
     // The canonical check covers every byte of the access and precedes paging: an access whose
     // tail is non-canonical is #GP/#SS even when its first page is unmapped (was: #PF first).
-    if (((nextHi >> 15) + 1) >>> 1 !== 0) this.faults.nonCanonical((need & Need.stack) !== 0);
-    const first = this.translatePage(lo, hi, need) + offset;
-    const second = this.translatePage(nextLo, nextHi, need);
+    if (((nextHi >> 15) + 1) >>> 1 !== 0) return this.nonCanonical((need & Need.stack) !== 0);
+    const firstPage = this.pageOf(lo, hi, need);
+    if (firstPage === STOPPED) return STOPPED;
+    const first = firstPage + offset;
+    const second = this.pageOf(nextLo, nextHi, need);
+    if (second === STOPPED) return STOPPED;
     const slot = this.splitNext;
     this.splitNext = (slot + 1) & (SPLIT_SLOTS - 1);
     this.splitFirst[slot] = first;
@@ -238,8 +253,13 @@ export class Mmu {
     return -(4 * slot + 1);
   }
 
-  /** Walks (or hits) and returns the physical base of the page; fills the TLB. */
+  /** Walks (or hits) and returns the physical base of the page; fills the TLB. Throws STOP on a fault. */
   translatePage(lo: number, hi: number, need: number): number {
+    return stopOn(this.pageOf(lo, hi, need));
+  }
+
+  /** `translatePage`, returning STOPPED on a fault. */
+  private pageOf(lo: number, hi: number, need: number): number {
     const i = tlbSlot(lo, hi);
     const rights = need & 7;
     const shift = (need & Need.supervisor) !== 0 ? 0 : this.userShift;
@@ -247,7 +267,7 @@ export class Mmu {
     return this.walk(lo, hi, need, i);
   }
 
-  /** The page walk (SDM Vol. 3A §4.5) followed by the EPT check of the final page. */
+  /** The page walk (SDM Vol. 3A §4.5) followed by the EPT check of the final page; STOPPED on a fault. */
   private walk(lo: number, hi: number, need: number, slot: number): number {
     const user = (need & Need.supervisor) === 0 && this.userShift !== 0;
     const write = (need & Need.write) !== 0;
@@ -261,34 +281,30 @@ export class Mmu {
     let dirty = true;
     if (!this.pagingOn) {
       page = (hi !== 0 ? -1 : lo) & ~0xfff;
-      if (hi !== 0) this.faults.eptViolation(lo, lo, hi, need & 7, true, 0);
+      if (hi !== 0) return this.eptViolation(lo, lo, hi, need & 7, true, 0);
     } else {
-      const entries: number[] = [];
+      // Reused: a walk follows every VM entry's TLB flush, and allocating here showed up as GC.
+      const entries = this.walkEntries;
+      let entryCount = 0;
       let table = this.cr3Page;
-      const indexes = [
-        ((hi & 0xffff) >>> 7) & 511,
-        (((hi & 0x7f) << 2) | (lo >>> 30)) & 511,
-        (lo >>> 21) & 511,
-        (lo >>> 12) & 511,
-      ];
       let level = 4;
       if (this.pae) {
         // The PDPTE comes from its register, loaded at MOV CR3 (SDM §4.4.1): no memory read, no
         // EPT check, no A bit, and its reserved bits were checked when it was loaded.
         const k = lo >>> 30;
         const plo = this.pdptes[2 * k];
-        if ((plo & 1) === 0) this.pageFault(lo, hi, 0, write, user, fetch);
+        if ((plo & 1) === 0) return this.pageFault(lo, hi, 0, write, user, fetch);
         table = physicalBase(plo, this.pdptes[2 * k + 1], 12);
         level = 2;
       }
       let leafLo = 0;
       let leafHi = 0;
       for (;;) {
-        const entryGpa = table + indexes[4 - level] * 8;
-        this.checkStructure(entryGpa, lo, hi, 1);
+        const entryGpa = table + tableIndex(lo, hi, level) * 8;
+        if (this.checkStructure(entryGpa, lo, hi, 1) === STOPPED) return STOPPED;
         const elo = this.i32[entryGpa >>> 2];
         const ehi = this.i32[(entryGpa >>> 2) + 1];
-        if ((elo & 1) === 0) this.pageFault(lo, hi, 0, write, user, fetch);
+        if ((elo & 1) === 0) return this.pageFault(lo, hi, 0, write, user, fetch);
         const ps = (elo & 0x80) !== 0;
         const reserved =
           (ehi & RSVD_HI) !== 0 ||
@@ -296,8 +312,8 @@ export class Mmu {
           (ps && level === 4) ||
           (ps && level === 3 && (elo & 0x3fffe000) !== 0) ||
           (ps && level === 2 && (elo & 0x1fe000) !== 0);
-        if (reserved) this.pageFault(lo, hi, PfError.present | PfError.reserved, write, user, fetch);
-        entries.push(entryGpa);
+        if (reserved) return this.pageFault(lo, hi, PfError.present | PfError.reserved, write, user, fetch);
+        entries[entryCount++] = entryGpa;
         us &&= (elo & 4) !== 0;
         rw &&= (elo & 2) !== 0;
         nx ||= ehi < 0;
@@ -315,20 +331,21 @@ export class Mmu {
       const denied = user
         ? !us || (write && !rw) || (fetch && nx)
         : (write && !rw && this.writeProtect) || (fetch && (nx || (this.smep && us)));
-      if (denied) this.pageFault(lo, hi, PfError.present, write, user, fetch);
+      if (denied) return this.pageFault(lo, hi, PfError.present, write, user, fetch);
       // Accessed flags on every level, dirty on the leaf for writes: atomic ORs in guest memory,
       // which are guest-physical writes to paging structures and so need EPT write access.
-      for (const entryGpa of entries) {
+      for (let k = 0; k < entryCount; k++) {
+        const entryGpa = entries[k];
         if ((Atomics.load(this.i32, entryGpa >>> 2) & 0x20) === 0) {
-          this.checkStructure(entryGpa, lo, hi, 2);
+          if (this.checkStructure(entryGpa, lo, hi, 2) === STOPPED) return STOPPED;
           Atomics.or(this.i32, entryGpa >>> 2, 0x20);
           this.noteWrite(entryGpa, 4);
         }
       }
-      const leafGpa = entries[entries.length - 1];
+      const leafGpa = entries[entryCount - 1];
       dirty = (leafLo & 0x40) !== 0;
       if (write && !dirty) {
-        this.checkStructure(leafGpa, lo, hi, 2);
+        if (this.checkStructure(leafGpa, lo, hi, 2) === STOPPED) return STOPPED;
         Atomics.or(this.i32, leafGpa >>> 2, 0x40);
         this.noteWrite(leafGpa, 4);
         dirty = true;
@@ -340,9 +357,7 @@ export class Mmu {
     // EPT check of the final guest-physical page.
     const rights = page >= 0 && page < this.memory.bytes ? this.eptView[page >>> PAGE_SHIFT] : 0;
     const needRights = need & 7;
-    if ((rights & needRights) !== needRights) {
-      this.faults.eptViolation(page + (lo & 0xfff), lo, hi, needRights & ~rights, true, rights);
-    }
+    if ((rights & needRights) !== needRights) return this.eptViolation(page + (lo & 0xfff), lo, hi, needRights & ~rights, true, rights);
     // Fill the TLB with what this translation allows, under both privilege levels.
     let perm = 0;
     if ((rights & 1) !== 0) perm |= PERM_SR | (us ? PERM_UR : 0);
@@ -366,7 +381,7 @@ export class Mmu {
     const out = this.pdptScratch;
     for (let k = 0; k < 4; k++) {
       const gpa = pdpt + 8 * k;
-      this.checkStructure(gpa, 0, 0, 1);
+      stopOn(this.checkStructure(gpa, 0, 0, 1));
       out[2 * k] = this.i32[gpa >>> 2];
       out[2 * k + 1] = this.i32[(gpa >>> 2) + 1];
       if ((out[2 * k] & 1) !== 0 && ((out[2 * k] & PDPTE_RSVD_LO) !== 0 || (out[2 * k + 1] & PDPTE_RSVD_HI) !== 0)) return null;
@@ -374,16 +389,27 @@ export class Mmu {
     return out;
   }
 
-  /** Raises #PF with the error code built from the access (SDM §4.7). */
-  private pageFault(lo: number, hi: number, bits: number, write: boolean, user: boolean, fetch: boolean): never {
+  /** Records #PF with the error code built from the access (SDM §4.7). */
+  private pageFault(lo: number, hi: number, bits: number, write: boolean, user: boolean, fetch: boolean): typeof STOPPED {
     const code = bits | (write ? PfError.write : 0) | (user ? PfError.user : 0) | (fetch && (this.nxEnabled || this.smep) ? PfError.fetch : 0);
-    return this.faults.pageFault(lo, hi, code);
+    this.faults.recordPageFault(lo, hi, code);
+    return STOPPED;
   }
 
-  /** EPT check of a paging-structure access (read while walking, write when setting A/D). */
-  private checkStructure(entryGpa: number, lo: number, hi: number, access: number): void {
+  private nonCanonical(stack: boolean): typeof STOPPED {
+    this.faults.recordNonCanonical(stack);
+    return STOPPED;
+  }
+
+  private eptViolation(gpa: number, lo: number, hi: number, access: number, finalTranslation: boolean, rights: number): typeof STOPPED {
+    this.faults.recordEptViolation(gpa, lo, hi, access, finalTranslation, rights);
+    return STOPPED;
+  }
+
+  /** EPT check of a paging-structure access (read while walking, write when setting A/D): STOPPED when denied. */
+  private checkStructure(entryGpa: number, lo: number, hi: number, access: number): number {
     const rights = entryGpa >= 0 && entryGpa + 8 <= this.memory.bytes ? this.eptView[entryGpa >>> PAGE_SHIFT] : 0;
-    if ((rights & access) !== access) this.faults.eptViolation(entryGpa, lo, hi, access, false, rights);
+    return (rights & access) !== access ? this.eptViolation(entryGpa, lo, hi, access, false, rights) : 0;
   }
 
   // --- physical access after translation ---------------------------------------------------------
@@ -483,6 +509,19 @@ export class Mmu {
   noteWrite(pa: number, length: number): void {
     if (this.memory.noteWrite(pa, length)) this.faults.codeWritten();
   }
+}
+
+/** Throws STOP for a result of STOPPED (the fault is already recorded); passes any other through. */
+function stopOn(result: number): number {
+  if (result === STOPPED) throw STOP;
+  return result;
+}
+
+/** Index into the paging table of `level` (4 = PML4 … 1 = PT) for linear lo/hi. */
+function tableIndex(lo: number, hi: number, level: number): number {
+  if (level === 4) return ((hi & 0xffff) >>> 7) & 511;
+  if (level === 3) return (((hi & 0x7f) << 2) | (lo >>> 30)) & 511;
+  return (lo >>> (level === 2 ? 21 : 12)) & 511;
 }
 
 /** Physical base address held in a paging entry, for a page of 2^log bytes. */

@@ -1,12 +1,31 @@
 /**
- * Non-local exits from generated code.
+ * Stops of generated code: how a fault or a VM exit leaves a block.
  *
- * A fault, a VM exit or an internal stop is recorded in the CPU's fields and then `STOP` is thrown.
- * Throwing one pre-allocated object costs ~0.4 µs and no allocation; it unwinds out of any helper
- * depth straight to the dispatcher, which reads the CPU fields to see what happened. Any other
- * thrown value is a bug in vcpusim and propagates unchanged.
+ * The stop is recorded in the CPU's fields first. The two common ones then *return*: a memory
+ * access's translation fault or EPT violation returns STOPPED from the MMU, and an instruction
+ * exit returns EXITED from its helper; the block returns `-1 - index` of the instruction, and the
+ * dispatcher reads the CPU fields. Everything else throws the pre-allocated `STOP`, which unwinds
+ * out of any helper depth to the dispatcher: no allocation, but ~0.4–1 µs a throw (V8 builds
+ * an exception message and unwinds frame by frame), most of an exit's cost on the CPU side when
+ * exits were thrown. Any other thrown value is a bug in vcpusim and propagates unchanged.
  */
 export const STOP: { readonly stop: true } = Object.freeze({ stop: true as const });
+
+/**
+ * What a helper that may take a VM exit returns: `EXITED` once it filled the exit record (see
+ * `Cpu.recordExit`) and the instruction must have no effect, `GO_ON` when it ran. The generated
+ * block then returns instead of unwinding with STOP.
+ */
+export const GO_ON = 0;
+export const EXITED = 1;
+export type HelperExit = typeof GO_ON | typeof EXITED;
+
+/**
+ * What the MMU's slow path returns (instead of throwing STOP) once it recorded a fault or an EPT
+ * violation in the CPU: generated code then returns from the block at that instruction. Never a
+ * physical address (those are ≥ 0) nor a split handle (those are ≡ 3 mod 4).
+ */
+export const STOPPED = -2;
 
 /** What a STOP meant; stored in `Cpu.stopKind` before throwing. */
 export const StopKind = {

@@ -224,8 +224,9 @@ function assemble(rip: number, slots: Slot[], mode32: boolean): Omit<CompiledCod
     const e = emitted.emitter;
     let body = e.source;
     if (!e.ended && e.writesMemory) body += `\nif (c.smc !== 0) { c.rip = ${e.next}; return ${k + 1}; }`;
-    // Only code that can throw (an MMU translation or a helper) needs `cur` for rollback.
-    const mayStop = /\bm\.translate|\bH\./.test(body);
+    // Only a helper can throw STOP (a translation's fault returns its instruction's index), so
+    // only code calling one needs `cur` for the rollback.
+    const mayStop = /\bH\./.test(body);
     parts.push(`// ${ip.toString(16)}: ${hex(slot.insn.bytes)}\n{ ${mayStop ? cur : ''}${body} }`);
     previous = e.ended ? { kind: -1, size: 0 } : { kind: e.flagsKind, size: e.flagsSize };
     if (e.ended) {

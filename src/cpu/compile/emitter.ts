@@ -1,6 +1,7 @@
 import { OperandKind, RegisterClass, Segment, type Insn, type MemoryOperand, type Operand } from '../decode.ts';
 import { Lazy, sizeIndex } from '../flags.ts';
 import { Need, TLB_ENTRIES } from '../mmu.ts';
+import { STOPPED } from '../stop.ts';
 
 /**
  * Builds the JavaScript source of one instruction inside a block function.
@@ -14,7 +15,9 @@ import { Need, TLB_ENTRIES } from '../mmu.ts';
  *  - A value of size 1 or 2 is held masked (non-negative); size 4 as int32; size 8 as two int32
  *    halves (lo in `x`, hi in `xh`). This matches the lazy-flags encoding.
  *  - Every instruction translates all its memory operands before it changes any state, so a
- *    fault (thrown) leaves the instruction without architectural effect.
+ *    fault leaves the instruction without architectural effect. A translation's fault or EPT
+ *    violation returns `-1 - index` from the block (stopped at that instruction); a helper's
+ *    fault throws STOP (or, for a helper's VM exit, returns `EXITED`: see `exitingCall`).
  */
 
 /** Thrown by a template for an operand combination it does not implement. */
@@ -60,6 +63,15 @@ export class Emitter {
 
   get source(): string {
     return this.out.join('\n');
+  }
+
+  /**
+   * Calls a helper that may take a VM exit: one that did fills the exit record and returns
+   * `EXITED`, and the block returns `-1 - index` (stopped at this instruction) instead of the
+   * helper throwing STOP — an unwinding throw costs ~1 µs, most of an instruction exit's CPU side.
+   */
+  exitingCall(call: string): void {
+    this.line(`if (${call} !== 0) return ${-1 - this.index};`);
   }
 
   line(code: string): void {
@@ -145,10 +157,15 @@ export class Emitter {
     const rights = need & 7;
     const fits = size === 1 ? '' : ` && (${lo} & 4095) <= ${4096 - size}`;
     this.line(`t = ((${lo} >>> 12) ^ (${lo} >>> 22) ^ ${hi}) & ${TLB_ENTRIES - 1};`);
+    // A fault or an EPT violation on the slow path returns from the block at this instruction.
     this.line(
-      `${into} = tl[t] === (${lo} & -4096) && th[t] === ${hi} && ((tp[t] >> us) & ${rights}) === ${rights}${fits} ? tg[t] + (${lo} & 4095) : m.translateSlow(${lo}, ${hi}, ${need}, ${size});`,
+      `if (tl[t] === (${lo} & -4096) && th[t] === ${hi} && ((tp[t] >> us) & ${rights}) === ${rights}${fits}) ${into} = tg[t] + (${lo} & 4095); ` +
+        `else if ((${into} = m.translateSlow(${lo}, ${hi}, ${need}, ${size})) === ${STOPPED}) { ${this.undoOnStop}return ${-1 - this.index}; }`,
     );
   }
+
+  /** Code that undoes what the instruction changed before a translation (emitted before a stop returns). */
+  undoOnStop = '';
 
   /** Translates the operand if it is in memory (no-op for registers and immediates). */
   prepare(op: Operand, need: number): void {

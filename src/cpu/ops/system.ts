@@ -3,7 +3,7 @@ import type { Cpu } from '../cpu.ts';
 import { DF, IF, IOPL, POPF_WRITABLE, RF, RFLAGS_FIXED1, VM, settleFlags } from '../flags.ts';
 import { deliverEvent, interruptReturn as iret, readDescriptor, setCpl } from '../interrupts.ts';
 import { MAX_PHYS_BITS, Need } from '../mmu.ts';
-import { Vector } from '../stop.ts';
+import { GO_ON, Vector, type HelperExit } from '../stop.ts';
 import { cpuidLeaf } from './cpuid.ts';
 import { MSR, readMsr, writeMsr } from './msr.ts';
 
@@ -81,11 +81,11 @@ function exitsOn(cpu: Cpu, control: number): boolean {
 const CR_EXIT = [ExitControl.crWrite0, 0, 0, ExitControl.crWrite3, ExitControl.crWrite4, 0, 0, 0, ExitControl.crWrite8];
 
 /** MOV CRn, r64 (SDM Vol. 2B "MOV—Move to/from Control Registers"). */
-export function writeCr(cpu: Cpu, n: number, lo: number, hi: number, sourceRegister: number): void {
+export function writeCr(cpu: Cpu, n: number, lo: number, hi: number, sourceRegister: number): HelperExit {
   const w = cpu.words;
   if (n === 1 || (n > 4 && n !== 8)) cpu.fault(Vector.UD);
   const control = CR_EXIT[n] ?? 0;
-  if (control !== 0 && exitsOn(cpu, control)) cpu.exit(ExitReason.crWrite, sourceRegister << 8, n, lo, hi);
+  if (control !== 0 && exitsOn(cpu, control)) return cpu.recordExit(ExitReason.crWrite, sourceRegister << 8, n, lo, hi);
   const efer = w[Vcpu.efer];
   const longMode = (efer & EFER.LMA) !== 0;
   switch (n) {
@@ -130,6 +130,7 @@ export function writeCr(cpu: Cpu, n: number, lo: number, hi: number, sourceRegis
       w[Vcpu.cr8] = lo;
   }
   cpu.serialize();
+  return GO_ON;
 }
 
 /** MOV r64, CRn. */
@@ -161,15 +162,16 @@ export function rdmsr(cpu: Cpu): void {
   cpu.r[5] = 0;
 }
 
-export function wrmsr(cpu: Cpu): void {
+export function wrmsr(cpu: Cpu): HelperExit {
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
   const index = cpu.r[2] >>> 0;
   const lo = cpu.r[0];
   const hi = cpu.r[4];
-  if (exitsOn(cpu, ExitControl.msrWrite)) cpu.exit(ExitReason.msrWrite, 0, index, lo, hi);
+  if (exitsOn(cpu, ExitControl.msrWrite)) return cpu.recordExit(ExitReason.msrWrite, 0, index, lo, hi);
   if (!writeMsr(cpu, index, lo, hi)) cpu.fault(Vector.GP, 0);
   if (index === MSR.EFER) configurePaging(cpu);
   cpu.serialize();
+  return GO_ON;
 }
 
 export function cpuid(cpu: Cpu): void {
@@ -198,24 +200,25 @@ export function rdtsc(cpu: Cpu): void {
   cpu.r[5] = 0;
 }
 
-export function xsetbv(cpu: Cpu): void {
+export function xsetbv(cpu: Cpu): HelperExit {
   const w = cpu.words;
   const index = cpu.r[2] >>> 0;
   const lo = cpu.r[0];
   const hi = cpu.r[4];
   if ((w[Vcpu.cr4] & CR4.OSXSAVE) === 0) cpu.fault(Vector.UD);
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
-  if (exitsOn(cpu, ExitControl.xcrWrite)) cpu.exit(ExitReason.xcrWrite, 0, index, lo, hi);
+  if (exitsOn(cpu, ExitControl.xcrWrite)) return cpu.recordExit(ExitReason.xcrWrite, 0, index, lo, hi);
   // Only XCR0 exists; x87 state (bit 0) must stay set, and this CPU has no other state components:
   // CPUID.(EAX=0DH,ECX=0):EAX = 1, and setting an XCR0 bit that leaf reports as 0 is #GP (SDM
   // XSETBV). SSE/AVX (bits 1, 2) used to be accepted although the CPU reports neither.
   if (index !== 0 || hi !== 0 || lo !== 1) cpu.fault(Vector.GP, 0);
   w[Vcpu.xcr0] = lo;
   w[Vcpu.xcr0 + 1] = 0;
+  return GO_ON;
 }
 
 /** LGDT/LIDT/SGDT/SIDT m16&64 at linear ea/eah. */
-export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number, stack: boolean): void {
+export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number, stack: boolean): HelperExit {
   const w = cpu.words;
   const store = kind === DtrKind.sgdt || kind === DtrKind.sidt;
   if (!store && cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
@@ -224,7 +227,7 @@ export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number,
   if (exitsOn(cpu, ExitControl.dtr)) {
     w[Vcpu.exitGla] = ea;
     w[Vcpu.exitGla + 1] = eah;
-    cpu.exit(ExitReason.dtr, 0, kind);
+    return cpu.recordExit(ExitReason.dtr, 0, kind);
   }
   const mmu = cpu.mmu;
   // 32-bit code: m16&32, the base is 4 bytes (a 16-bit operand's 24-bit base is not modelled).
@@ -240,7 +243,7 @@ export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number,
     mmu.write16(limitPa, w[limitField] & 0xffff);
     if (cpu.mode32) mmu.write32(basePa, w[baseField]);
     else mmu.write64(basePa, w[baseField], w[baseField + 1]);
-    return;
+    return GO_ON;
   }
   const limit = mmu.read16(limitPa);
   const lo = cpu.mode32 ? mmu.read32(basePa) : mmu.read64(basePa);
@@ -250,13 +253,14 @@ export function descriptorTable(cpu: Cpu, kind: number, ea: number, eah: number,
   w[baseField] = lo;
   w[baseField + 1] = hi;
   cpu.serialize();
+  return GO_ON;
 }
 
 /** LTR r/m16: loads the task register from a 64-bit TSS descriptor and marks it busy. */
-export function ltr(cpu: Cpu, selector: number): void {
+export function ltr(cpu: Cpu, selector: number): HelperExit {
   const w = cpu.words;
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
-  if (exitsOn(cpu, ExitControl.dtr)) cpu.exit(ExitReason.dtr, 0, DtrKind.ltr, selector);
+  if (exitsOn(cpu, ExitControl.dtr)) return cpu.recordExit(ExitReason.dtr, 0, DtrKind.ltr, selector);
   if ((selector & ~3) === 0) cpu.fault(Vector.GP, 0);
   const d = readDescriptor(cpu, selector);
   if (d.systemType !== 9) cpu.fault(Vector.GP, selector & ~3);
@@ -272,6 +276,7 @@ export function ltr(cpu: Cpu, selector: number): void {
   w[Vcpu.trBase] = ((d.hi & 0xff000000) | ((d.hi & 0xff) << 16) | ((d.lo >>> 16) & 0xffff)) | 0;
   w[Vcpu.trBase + 1] = baseHi;
   w[Vcpu.trLimit] = ((d.hi & 0xf0000) | (d.lo & 0xffff)) >>> 0;
+  return GO_ON;
 }
 
 export function invlpg(cpu: Cpu, ea: number, eah: number): void {
@@ -280,8 +285,8 @@ export function invlpg(cpu: Cpu, ea: number, eah: number): void {
   cpu.serialize();
 }
 
-export function vmcall(cpu: Cpu): void {
-  cpu.exit(ExitReason.vmcall);
+export function vmcall(cpu: Cpu): HelperExit {
+  return cpu.recordExit(ExitReason.vmcall);
 }
 
 export function swapgs(cpu: Cpu): void {
@@ -348,17 +353,19 @@ export function sti(cpu: Cpu): void {
   cpu.fl |= IF;
 }
 
-export function hlt(cpu: Cpu, nextIp: number): void {
+export function hlt(cpu: Cpu, nextIp: number): HelperExit {
   if (cpu.cpl !== 0) cpu.fault(Vector.GP, 0);
-  if (exitsOn(cpu, ExitControl.hlt)) cpu.exit(ExitReason.hlt);
+  if (exitsOn(cpu, ExitControl.hlt)) return cpu.recordExit(ExitReason.hlt);
   cpu.halted = true;
   cpu.boundaryWork = true;
   cpu.rip = nextIp;
+  return GO_ON;
 }
 
-export function int3(cpu: Cpu, nextIp: number): void {
-  if (exitsOn(cpu, ExitControl.int3)) cpu.exit(ExitReason.int3);
+export function int3(cpu: Cpu, nextIp: number): HelperExit {
+  if (exitsOn(cpu, ExitControl.int3)) return cpu.recordExit(ExitReason.int3);
   deliverEvent(cpu, Vector.BP, EventInfo.softwareException, -1, nextIp);
+  return GO_ON;
 }
 
 export function softwareInterrupt(cpu: Cpu, vector: number, nextIp: number): void {

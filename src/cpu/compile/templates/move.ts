@@ -28,7 +28,7 @@ function movControl(e: Emitter): void {
   e.requireCpl0();
   if (dst.regClass === RegisterClass.control) {
     // 32-bit code moves 32-bit registers: the high half of the source is not part of it.
-    e.line(`H.writeCr(c, ${dst.reg}, r[${2 * src.reg}], ${e.mode32 ? 0 : `r[${2 * src.reg + 1}]`}, ${src.reg});`);
+    e.exitingCall(`H.writeCr(c, ${dst.reg}, r[${2 * src.reg}], ${e.mode32 ? 0 : `r[${2 * src.reg + 1}]`}, ${src.reg})`);
   } else {
     e.line(`H.readCr(c, ${src.reg}, ${dst.reg});`);
   }

@@ -32,9 +32,9 @@ export function pop(e: Emitter): void {
   if (dst.kind === OperandKind.memory) {
     // A memory destination is addressed with RSP already incremented (SDM: POP).
     e.line(`a = r[8]; ah = r[9]; ${e.stackAbove(size)}`);
-    e.line('try {');
+    e.undoOnStop = 'r[8] = a; r[9] = ah; ';
     e.translateMemory(size, Need.write);
-    e.line('} catch (x) { r[8] = a; r[9] = ah; throw x; }');
+    e.undoOnStop = '';
     e.line(memoryRead('b', 's', size));
     e.write(dst, 's', 'sh', size);
     return;

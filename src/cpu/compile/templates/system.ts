@@ -25,13 +25,20 @@ export function call(helper: string) {
   };
 }
 
+/** A helper call with no operands that may take a VM exit (see `Emitter.exitingCall`). */
+export function exitingCall(helper: string) {
+  return (e: Emitter): void => {
+    e.exitingCall(`H.${helper}(c)`);
+  };
+}
+
 export function hlt(e: Emitter): void {
-  e.line(`H.hlt(c, ${e.next});`);
+  e.exitingCall(`H.hlt(c, ${e.next})`);
   returnAtHelperRip(e);
 }
 
 export function int3(e: Emitter): void {
-  e.line(`H.int3(c, ${e.next});`);
+  e.exitingCall(`H.int3(c, ${e.next})`);
   returnAtHelperRip(e);
 }
 
@@ -63,7 +70,7 @@ export function sysret(e: Emitter): void {
 export function descriptorTable(kind: number) {
   return (e: Emitter): void => {
     e.effectiveAddress();
-    e.line(`H.descriptorTable(c, ${kind}, ea, eah, ${e.memory().stack});`);
+    e.exitingCall(`H.descriptorTable(c, ${kind}, ea, eah, ${e.memory().stack})`);
     if (kind === DtrKind.sgdt || kind === DtrKind.sidt) e.writesMemory = true;
   };
 }
@@ -72,7 +79,7 @@ export function ltr(e: Emitter): void {
   const [src] = e.operands(1);
   e.prepare(src, Need.read);
   e.read(src, 'a', 2);
-  e.line('H.ltr(c, a);');
+  e.exitingCall('H.ltr(c, a)');
 }
 
 export function invlpg(e: Emitter): void {
