@@ -42,7 +42,7 @@ export {
   type ExitEvent, type ExitFilter, type HandleEvent, type Located, type NoteEvent, type StopEvent,
 } from './explore/event-queries.ts';
 export {
-  OrderingCoverage, orderingsOf, ORDERINGS, ORDERING_TEXT, orderOf, possibleByPair, possibleOrderings, spansOf,
+  OrderingCoverage, OrderingScan, orderingsOf, ORDERINGS, ORDERING_TEXT, orderOf, possibleByPair, possibleOrderings, SideScan, spansOf,
   type Occurrence, type Ordering, type OrderingPair, type OrderingSide, type OrderingWitness, type RunMemory, type Span,
 } from './explore/orderings.ts';
 

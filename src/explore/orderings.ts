@@ -19,6 +19,8 @@ export interface Occurrence {
 /**
  * What a pair has learned so far in the run it is looking at (e.g. where the engine placed a
  * handler, from its cloak note): written by `OrderingPair.learn`, read by the sides. One per run.
+ * Replace values (`set`), never change one in place: a branch's suffixes each go on from a
+ * shallow copy of the memory at the branch point.
  */
 export type RunMemory = Map<string, unknown>;
 
@@ -67,28 +69,66 @@ export interface OrderingWitness {
 
 /** Every occurrence of a side in `events`; an interval never ended runs to the end of the run. */
 export function spansOf(side: OrderingSide, events: readonly RuntimeEvent[], choiceAt: (index: number) => number = () => -1, learn?: OrderingPair['learn']): Span[] {
-  const memory: RunMemory = new Map();
-  const span = (occurrence: Occurrence, from: number, to: number): Span => ({ key: occurrence.key, vcpu: occurrence.vcpu, from, to, choiceFrom: choiceAt(from), choiceTo: choiceAt(to) });
-  const spans: Span[] = [];
-  const open: { occurrence: Occurrence; from: number }[] = [];
-  events.forEach((event, index) => {
-    learn?.(event, memory);
-    const ends = side.ends;
+  const scan = new SideScan(side, learn);
+  for (let index = 0; index < events.length; index++) scan.feed(events[index], index, choiceAt);
+  return scan.spansTo(events.length, choiceAt);
+}
+
+/**
+ * The occurrences of one side found so far in a run's events, fed one event at a time. A branch
+ * copies it at its point, so each suffix scans only its own events: the prefix's closed spans,
+ * open intervals and learned memory carry over (memory values are replaced, never changed in
+ * place, so a shallow copy is the memory as it was).
+ */
+export class SideScan {
+  private memory: RunMemory = new Map();
+  private closed: Span[] = [];
+  private open: { readonly occurrence: Occurrence; readonly from: number }[] = [];
+
+  constructor(
+    private readonly side: OrderingSide,
+    private readonly learn?: OrderingPair['learn'],
+  ) {}
+
+  /** Takes the run's event at `index` (events are fed in order, each once). */
+  feed(event: RuntimeEvent, index: number, choiceAt: (index: number) => number): void {
+    const memory = this.memory;
+    this.learn?.(event, memory);
+    const ends = this.side.ends;
+    const open = this.open;
     if (ends !== undefined) {
       for (let k = open.length - 1; k >= 0; k--) {
         const { occurrence, from } = open[k];
         if (!ends(event, occurrence, memory)) continue;
-        spans.push(span(occurrence, from, index));
+        this.closed.push(spanOf(occurrence, from, index, choiceAt));
         open.splice(k, 1);
       }
     }
-    const occurrence = side.begins(event, memory);
+    const occurrence = this.side.begins(event, memory);
     if (occurrence === null) return;
-    if (ends === undefined) spans.push(span(occurrence, index, index));
+    if (ends === undefined) this.closed.push(spanOf(occurrence, index, index, choiceAt));
     else open.push({ occurrence, from: index });
-  });
-  for (const { occurrence, from } of open) spans.push(span(occurrence, from, events.length));
-  return spans.sort((x, y) => x.from - y.from);
+  }
+
+  /** The spans so far, by start; an interval still open runs to `end` (the run's end). */
+  spansTo(end: number, choiceAt: (index: number) => number): Span[] {
+    const spans = [...this.closed];
+    for (const { occurrence, from } of this.open) spans.push(spanOf(occurrence, from, end, choiceAt));
+    return spans.sort((x, y) => x.from - y.from);
+  }
+
+  /** This scan as it is now, going on independently (a suffix's own). */
+  copy(): SideScan {
+    const copy = new SideScan(this.side, this.learn);
+    copy.memory = new Map(this.memory);
+    copy.closed = [...this.closed];
+    copy.open = [...this.open];
+    return copy;
+  }
+}
+
+function spanOf(occurrence: Occurrence, from: number, to: number, choiceAt: (index: number) => number): Span {
+  return { key: occurrence.key, vcpu: occurrence.vcpu, from, to, choiceFrom: choiceAt(from), choiceTo: choiceAt(to) };
 }
 
 /** The order of two occurrences. An interval's end event belongs to it: A before B means B began after A ended. */
@@ -102,24 +142,56 @@ export function orderOf(a: Span, b: Span): Ordering {
  * The orderings a run produced for each pair, each with its first witness: every occurrence of A
  * against every occurrence of B with the same key on another vCPU (or engine-wide).
  */
-export function orderingsOf(pairs: readonly OrderingPair[], events: readonly RuntimeEvent[], choiceAt?: (index: number) => number): OrderingWitness[] {
-  const found: OrderingWitness[] = [];
-  for (const pair of pairs) {
-    const as = spansOf(pair.a, events, choiceAt, pair.learn);
-    const bs = spansOf(pair.b, events, choiceAt, pair.learn);
-    const seen = new Set<Ordering>();
-    for (const a of as) {
-      for (const b of bs) {
-        if (a.key !== b.key || (a.vcpu >= 0 && a.vcpu === b.vcpu)) continue;
-        const ordering = orderOf(a, b);
-        if (seen.has(ordering)) continue;
-        seen.add(ordering);
-        found.push({ pair: pair.name, ordering, a, b });
-      }
-      if (seen.size === ORDERINGS.length) break;
+export function orderingsOf(pairs: readonly OrderingPair[], events: readonly RuntimeEvent[], choiceAt: (index: number) => number = () => -1): OrderingWitness[] {
+  const scan = new OrderingScan(pairs);
+  for (let index = 0; index < events.length; index++) scan.feed(events[index], index, choiceAt);
+  return scan.witnesses(events.length, choiceAt);
+}
+
+/** Both sides of every pair scanned as a run's events come (see `SideScan`): what `orderingsOf` computes, resumable. */
+export class OrderingScan {
+  private sides: (readonly [SideScan, SideScan])[];
+
+  constructor(private readonly pairs: readonly OrderingPair[]) {
+    this.sides = pairs.map((pair) => [new SideScan(pair.a, pair.learn), new SideScan(pair.b, pair.learn)] as const);
+  }
+
+  /** Takes the run's event at `index` (events are fed in order, each once). */
+  feed(event: RuntimeEvent, index: number, choiceAt: (index: number) => number): void {
+    for (const [a, b] of this.sides) {
+      a.feed(event, index, choiceAt);
+      b.feed(event, index, choiceAt);
     }
   }
-  return found;
+
+  /** The orderings of the events fed so far, `end` being the run's end (where open intervals end). */
+  witnesses(end: number, choiceAt: (index: number) => number): OrderingWitness[] {
+    const found: OrderingWitness[] = [];
+    this.pairs.forEach((pair, k) => {
+      const [aScan, bScan] = this.sides[k];
+      const as = aScan.spansTo(end, choiceAt);
+      const bs = bScan.spansTo(end, choiceAt);
+      const seen = new Set<Ordering>();
+      for (const a of as) {
+        for (const b of bs) {
+          if (a.key !== b.key || (a.vcpu >= 0 && a.vcpu === b.vcpu)) continue;
+          const ordering = orderOf(a, b);
+          if (seen.has(ordering)) continue;
+          seen.add(ordering);
+          found.push({ pair: pair.name, ordering, a, b });
+        }
+        if (seen.size === ORDERINGS.length) break;
+      }
+    });
+    return found;
+  }
+
+  /** This scan as it is now, going on independently (a suffix's own). */
+  copy(): OrderingScan {
+    const copy = new OrderingScan(this.pairs);
+    copy.sides = this.sides.map(([a, b]) => [a.copy(), b.copy()] as const);
+    return copy;
+  }
 }
 
 /**

@@ -24,7 +24,7 @@ import type { Scheduler } from './schedule.ts';
 import type { TraceJson } from './trace-json.ts';
 import { firstDivergence, Trace } from './trace.ts';
 import { explainRunEnd } from './run-end.ts';
-import { orderingsOf, type OrderingWitness } from './orderings.ts';
+import { OrderingScan, type OrderingWitness } from './orderings.ts';
 import { describeFailedUnload } from './unload-report.ts';
 import { ReplayDivergence } from './schedulers/replay.ts';
 import { describeLastUd, describeVcpusWithCode, hitUnsupportedInstruction } from './vcpu-report.ts';
@@ -53,6 +53,12 @@ interface RunContext {
 }
 
 /** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
+/** The ordering pairs' scan of a branch's prefix: the first `events` events of every suffix. */
+interface PrefixOrderings {
+  readonly scan: OrderingScan;
+  readonly events: number;
+}
+
 interface LiveRun<G extends ScenarioGuest> {
   readonly context: RunContext;
   readonly world: World<G> & { result: RunResult | null };
@@ -284,6 +290,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
       snapshot = RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, [live.events, live.choicesBefore, ...live.context.trace.logs]);
       const figures = { prefixMs: snapshotAt - started, snapshotMs: performance.now() - snapshotAt };
       const taken = snapshot;
+      // Every suffix shares the prefix's events: their ordering scan is made once, and each suffix scans its own.
+      const prefixOrderings = this.orderingScanOf(live.events, live.choicesBefore);
       const dirtyPages: number[] = [];
       let restoreMs = 0;
       let used = false;
@@ -297,7 +305,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         used = true;
         live.started = performance.now();
         loop.scheduler = scheduler;
-        const report = this.settle(live, () => this.suffix(live, loop, at, horizon));
+        const report = this.settle(live, () => this.suffix(live, loop, at, horizon), prefixOrderings);
         // The run's trace object is rewound by the next restore: the report keeps a copy.
         return { ...report, trace: report.trace.copy() };
       };
@@ -510,7 +518,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   }
 
   /** Runs `body` (the run, or what is left of it) and turns its outcome, or its error, into the run's report. */
-  private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }): RunReport {
+  private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }, prefixOrderings: PrefixOrderings | null = null): RunReport {
     const { context, world, events, choicesBefore, recorder, stop, base, started } = live;
     const session = context.session;
     const finishRecording = (): void => {
@@ -531,7 +539,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       const violations: Violation[] = [...this.unsupportedInstructions()];
       violations.push({ oracle: engine ? 'engine-runs' : 'simulation-runs', detail: message.split('\n').slice(0, 8).join('\n') });
       // The orders produced up to the error count: an engine that threw in a race window was in it.
-      const orderings = this.orderingsProduced(events, choicesBefore, violations);
+      const orderings = this.orderingsProduced(events, choicesBefore, violations, prefixOrderings);
       finishRecording();
       return {
         ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
@@ -557,7 +565,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const vcpus = stopped !== null ? stopped.vcpus : violations.length > 0 ? describeVcpusWithCode(this.guestInstance.machine) : '';
     if (!horizon) this.unloadAndCheck(live, stopped !== null || result.outcome !== 'done', violations);
     const windows = this.windowsReached(world, violations);
-    const orderings = this.orderingsProduced(events, choicesBefore, violations);
+    const orderings = this.orderingsProduced(events, choicesBefore, violations, prefixOrderings);
     this.endEngine(live);
     finishRecording();
     return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace };
@@ -609,15 +617,36 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return reached;
   }
 
-  /** The orders of the scenario's ordering pairs in the run's events; a pair whose check throws is a violation (its check is wrong). */
-  private orderingsProduced(events: readonly TimedEvent[], choicesBefore: readonly number[], violations: Violation[]): OrderingWitness[] {
+  /**
+   * The orders of the scenario's ordering pairs in the run's events, going on from `prefix` (the
+   * scan of the events before a branch point) when given; a pair whose check throws is a violation
+   * (its check is wrong).
+   */
+  private orderingsProduced(events: readonly TimedEvent[], choicesBefore: readonly number[], violations: Violation[], prefix: PrefixOrderings | null): OrderingWitness[] {
     const pairs = this.definition.orderings ?? [];
     if (pairs.length === 0) return [];
+    const choiceAt = (index: number): number => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0;
     try {
-      return orderingsOf(pairs, events.map((e) => e.event), (index) => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0);
+      const scan = prefix?.scan.copy() ?? new OrderingScan(pairs);
+      for (let index = prefix?.events ?? 0; index < events.length; index++) scan.feed(events[index].event, index, choiceAt);
+      return scan.witnesses(events.length, choiceAt);
     } catch (error) {
       violations.push({ oracle: 'window-goals', detail: `an ordering pair threw: ${error instanceof Error ? error.message : String(error)}` });
       return [];
+    }
+  }
+
+  /** The ordering pairs' scan of `events` (a branch's prefix), or null when there are no pairs or one throws (each run then scans all and reports it). */
+  private orderingScanOf(events: readonly TimedEvent[], choicesBefore: readonly number[]): PrefixOrderings | null {
+    const pairs = this.definition.orderings ?? [];
+    if (pairs.length === 0) return null;
+    const choiceAt = (index: number): number => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0;
+    try {
+      const scan = new OrderingScan(pairs);
+      events.forEach((timed, index) => scan.feed(timed.event, index, choiceAt));
+      return { scan, events: events.length };
+    } catch {
+      return null;
     }
   }
 

@@ -5,6 +5,7 @@
  * start to the same hash, and the same suffix twice gives one run. Branching at a race window
  * (an ordering pair's side beginning) finds the mem-table race from there. State a snapshot cannot
  * see (a variable a callback closes over) is caught and named, and the workers mode is refused.
+ * A suffix's ordering coverage, scanned from the prefix's scan on, equals the whole run's.
  */
 import test from 'ava';
 import { SCENARIOS } from '../../scenarios/index.ts';
@@ -39,6 +40,9 @@ for (const definition of SCENARIOS as readonly ScenarioDefinition<ScenarioGuest>
       t.true(run.trace.choices.length > result.at);
       const again = rig.replay(traceJsonOf(run), fixes);
       t.is(again.hash, run.hash, 'the same choices from the start: the same run');
+      // The suffix scanned only its own events, going on from the prefix's scan: the same orderings, witnesses and all.
+      t.deepEqual(run.orderings, again.orderings);
+      t.deepEqual(run.windows, again.windows);
     }
   });
 }
