@@ -88,10 +88,11 @@ export class VcpuFleet {
 
   /** Every vCPU is stopped for good (or failed). */
   get finished(): boolean {
-    return this.slots.every((_, id) => {
+    for (let id = 0; id < this.slots.length; id++) {
       const state = this.stateOf(id);
-      return state === 'stopped' || state === 'failed';
-    });
+      if (state !== 'stopped' && state !== 'failed') return false;
+    }
+    return true;
   }
 
   inFlight(): number[] {
