@@ -40,6 +40,8 @@ export const TLB_ENTRIES = 1024;
 /** Split-access records kept at once (a power of two; ENTER with 31 levels needs 33). */
 const SPLIT_SLOTS = 64;
 const TLB_MASK = TLB_ENTRIES - 1;
+/** Filled slots a flush clears one by one; beyond this many it clears the whole TLB. */
+const FILLED_MAX = 64;
 
 /**
  * TLB slot of a linear page. Folding in higher address bits keeps pages that are a multiple of
@@ -124,6 +126,14 @@ export class Mmu {
     return false;
   }
 
+  /**
+   * TLB slots filled since the last flush (the first FILLED_MAX of `filledCount`): a flush follows
+   * every VM entry, and a slice between two exits fills a few slots, so clearing just those beats
+   * clearing all TLB_ENTRIES.
+   */
+  private readonly filled = new Int32Array(FILLED_MAX);
+  private filledCount = 0;
+
   /** Incremented on every flush so decoded blocks can tell their translation may be stale. */
   epoch = 0;
 
@@ -165,7 +175,12 @@ export class Mmu {
   /** Drops every cached translation (CR3 write, paging mode change, EPT view change). */
   flush(): void {
     this.pagingState.fill(-1);
-    this.tlbHi.fill(TLB_EMPTY);
+    if (this.filledCount <= FILLED_MAX) {
+      for (let k = 0; k < this.filledCount; k++) this.tlbHi[this.filled[k]] = TLB_EMPTY;
+    } else {
+      this.tlbHi.fill(TLB_EMPTY);
+    }
+    this.filledCount = 0;
     this.largeEntries = false;
     this.epoch++;
   }
@@ -365,6 +380,8 @@ export class Mmu {
     if ((rights & 4) !== 0 && !nx) perm |= (this.smep && us ? 0 : PERM_SX) | (us ? PERM_UX : 0);
     this.tlbLo[slot] = lo & -4096;
     this.tlbHi[slot] = hi;
+    if (this.filledCount < FILLED_MAX) this.filled[this.filledCount] = slot;
+    this.filledCount++;
     this.tlbPage[slot] = page;
     this.tlbPerm[slot] = perm;
     if (large) this.largeEntries = true;

@@ -58,6 +58,8 @@ export class Trace {
   private readonly running: number[] = [];
   private lo = OFFSET_LO;
   private hi = OFFSET_HI;
+  /** The clock's decimal digits, least significant first (scratch of `append`). */
+  private readonly digits = new Int32Array(20);
   /** Semantic events (exits, engine notes, pauses): PCT counts its change points over these. */
   events = 0;
   /** Called after every appended entry (replay checks use it). */
@@ -74,23 +76,35 @@ export class Trace {
   }
 
   private append(text: string, clock: number): void {
-    const line = `${clock} ${text}`;
-    let lo = this.lo;
-    let hi = this.hi;
-    // FNV-1a 64 on int32 halves: hash ^= unit; hash *= 2^40 + 0x1b3 (mod 2^64). A newline ends
-    // each entry so "ab" + "c" never hashes like "a" + "bc".
-    for (let i = 0; i <= line.length; i++) {
-      lo ^= i < line.length ? line.charCodeAt(i) : 0x0a;
-      const product = (lo >>> 0) * 0x1b3;
-      hi = (Math.imul(hi, 0x1b3) + Math.floor(product / 4294967296) + (lo << 8)) | 0;
-      lo = product | 0;
+    // The line hashed is `${clock} ${text}\n`, fed unit by unit without building it (an entry is
+    // made on every choice and event; the joined string was one more copy each time). A newline
+    // ends each entry so "ab" + "c" never hashes like "a" + "bc".
+    if (Number.isSafeInteger(clock) && clock >= 0) {
+      const digits = this.digits;
+      let count = 0;
+      for (let rest = clock; count === 0 || rest > 0; rest = Math.floor(rest / 10)) digits[count++] = 0x30 + (rest % 10);
+      while (count > 0) this.hashUnit(digits[--count]);
+    } else {
+      // Only a hand-made trace file has such a clock: hashed as its text, as always.
+      const written = String(clock);
+      for (let i = 0; i < written.length; i++) this.hashUnit(written.charCodeAt(i));
     }
-    this.lo = lo;
-    this.hi = hi;
+    this.hashUnit(0x20);
+    for (let i = 0; i < text.length; i++) this.hashUnit(text.charCodeAt(i));
+    this.hashUnit(0x0a);
+    const { lo, hi } = this;
     const entry = { clock, text };
     this.entries.push(entry);
     this.running.push(lo, hi);
     this.onEntry?.(this.entries.length - 1, entry);
+  }
+
+  /** FNV-1a 64 on int32 halves: hash ^= unit; hash *= 2^40 + 0x1b3 (mod 2^64). */
+  private hashUnit(unit: number): void {
+    const lo = this.lo ^ unit;
+    const product = (lo >>> 0) * 0x1b3;
+    this.hi = (Math.imul(this.hi, 0x1b3) + Math.floor(product / 4294967296) + (lo << 8)) | 0;
+    this.lo = product | 0;
   }
 
   /** The arrays this trace only ever appends to (a run's snapshot saves their lengths). */
