@@ -6,7 +6,8 @@
  * exit returns EXITED from its helper; the block returns `-1 - index` of the instruction, and the
  * dispatcher reads the CPU fields. Everything else throws the pre-allocated `STOP`, which unwinds
  * out of any helper depth to the dispatcher: no allocation, but ~0.4 µs a throw in isolation and
- * ~1 µs an exit in the exit path's profile when exits were thrown (13 % of it). Any other thrown value is a bug in vcpusim and propagates unchanged.
+ * ~1 µs an exit in the exit path's profile when exits were thrown (13 % of it). Any other
+ * thrown value is a bug in vcpusim and propagates unchanged.
  */
 export const STOP: { readonly stop: true } = Object.freeze({ stop: true as const });
 
