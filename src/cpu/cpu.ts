@@ -264,7 +264,8 @@ export class Cpu implements LazyFlags, MmuFaults {
           const ran = block.fn(this);
           running = null;
           if (ran < 0) {
-            // A helper took a VM exit at instruction -1 - ran and returned instead of throwing.
+            // Instruction -1 - ran stopped (its translation faulted or hit an EPT violation, or
+            // its helper took a VM exit) and the block returned instead of throwing: as a STOP.
             const at = -1 - ran;
             this.rip = block.ips[at];
             retired += at;

@@ -52,13 +52,13 @@ interface RunContext {
   readonly done: (session: Session) => boolean;
 }
 
-/** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
 /** The ordering pairs' scan of a branch's prefix: the first `events` events of every suffix. */
 interface PrefixOrderings {
   readonly scan: OrderingScan;
   readonly events: number;
 }
 
+/** One run's state outside the session: what `settle` turns into a report (one per suffix of a branch). */
 interface LiveRun<G extends ScenarioGuest> {
   readonly context: RunContext;
   readonly world: World<G> & { result: RunResult | null };

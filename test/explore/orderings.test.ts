@@ -4,12 +4,13 @@
  * one vCPU is never compared with itself, an interval never ended runs to the end — and the
  * coverage adds runs up, says what was never seen, and knows two instants cannot overlap. On a
  * real scenario every run reports its orderings, a bad pair is refused when the scenario is
- * checked, and a pair whose check throws is reported, not fatal.
+ * checked, and a pair whose check throws is reported, not fatal. A scan copied part-way (a branch
+ * point) goes on independently of the one it was copied from, learned memory included.
  */
 import test from 'ava';
 import type { RuntimeEvent } from '../../actors/events.ts';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
-import { OrderingCoverage, orderingsOf, possibleByPair, possibleOrderings, spansOf, type OrderingPair } from '../../src/explore/orderings.ts';
+import { OrderingCoverage, OrderingScan, orderingsOf, possibleByPair, possibleOrderings, spansOf, type OrderingPair } from '../../src/explore/orderings.ts';
 import { ScenarioRig } from '../../src/explore/scenario-rig.ts';
 import { validateScenario, type ScenarioDefinition, type ScenarioGuest } from '../../src/explore/scenario.ts';
 
@@ -79,6 +80,36 @@ test('what a pair learns is per run', (t) => {
   const run = [note('region', { rip: '16' }), exitAt(1, 0x10n), note('patch', { rip: '16', vcpu: 0 })];
   t.deepEqual(orderingsOf([learning], run).map((w) => w.ordering), ['b-before-a']);
   t.deepEqual(orderingsOf([learning], run.slice(1)), [], 'a new run starts knowing nothing');
+});
+
+test('a scan copied part-way goes on by itself: each continuation gives the orderings of its whole event list', (t) => {
+  const learning: OrderingPair = {
+    name: 'learned',
+    description: 'test',
+    learn: (e, memory) => {
+      if (e.kind === 'note' && e.what === 'region') memory.set('rip', String(e.detail.rip));
+    },
+    a: { begins: (e, memory) => (e.kind === 'note' && e.what === 'patch' && memory.get('rip') === String(e.detail.rip) ? { key: String(e.detail.rip), vcpu: Number(e.detail.vcpu) } : null) },
+    b: patchVsWaiting.b,
+  };
+  const pairs = [patchVsWaiting, learning];
+  const prefix = [note('region', { rip: '16' }), exitAt(1, 0x10n)];
+  const endings = [
+    [note('patch', { rip: '16', vcpu: 0 }), handled(1, 0x10n)],
+    [handled(1, 0x10n), note('region', { rip: '32' }), note('patch', { rip: '16', vcpu: 0 })],
+    [],
+  ];
+  const choiceAt = (index: number): number => index * 3;
+  const scan = new OrderingScan(pairs);
+  prefix.forEach((event, index) => scan.feed(event, index, choiceAt));
+  for (const ending of endings) {
+    const own = scan.copy();
+    ending.forEach((event, k) => own.feed(event, prefix.length + k, choiceAt));
+    const whole = [...prefix, ...ending];
+    t.deepEqual(own.witnesses(whole.length, choiceAt), orderingsOf(pairs, whole, choiceAt));
+  }
+  // The scan copied from is untouched by its copies.
+  t.deepEqual(scan.witnesses(prefix.length, choiceAt), orderingsOf(pairs, prefix, choiceAt));
 });
 
 test('a real scenario reports its orderings on every run; a bad pair is refused; a throwing pair is reported', async (t) => {
