@@ -67,14 +67,19 @@ test('coverage adds runs up, names what was never produced, and knows two instan
   t.throws(() => coverage.runsWith('nope'), { message: /no ordering pair "nope"/ });
 });
 
+/** A pair's `learn` for the tests below: the RIP of the last region note. */
+const learnRegion: OrderingPair['learn'] = (e, memory) => {
+  if (e.kind === 'note' && e.what === 'region') memory.set('rip', String(e.detail.rip));
+};
+/** Whether `e` patches the RIP `learnRegion` learned. */
+const patchesLearned = (e: RuntimeEvent, memory: Map<string, unknown>): boolean => e.kind === 'note' && e.what === 'patch' && memory.get('rip') === String(e.detail.rip);
+
 test('what a pair learns is per run', (t) => {
   const learning: OrderingPair = {
     name: 'learned',
     description: 'test',
-    learn: (e, memory) => {
-      if (e.kind === 'note' && e.what === 'region') memory.set('rip', String(e.detail.rip));
-    },
-    a: { begins: (e, memory) => (e.kind === 'note' && e.what === 'patch' && memory.get('rip') === String(e.detail.rip) ? { key: 'k', vcpu: 0 } : null) },
+    learn: learnRegion,
+    a: { begins: (e, memory) => (patchesLearned(e, memory) ? { key: 'k', vcpu: 0 } : null) },
     b: { begins: (e) => (e.kind === 'stop' ? { key: 'k', vcpu: e.vcpu } : null) },
   };
   const run = [note('region', { rip: '16' }), exitAt(1, 0x10n), note('patch', { rip: '16', vcpu: 0 })];
@@ -86,10 +91,8 @@ test('a scan copied part-way goes on by itself: each continuation gives the orde
   const learning: OrderingPair = {
     name: 'learned',
     description: 'test',
-    learn: (e, memory) => {
-      if (e.kind === 'note' && e.what === 'region') memory.set('rip', String(e.detail.rip));
-    },
-    a: { begins: (e, memory) => (e.kind === 'note' && e.what === 'patch' && memory.get('rip') === String(e.detail.rip) ? { key: String(e.detail.rip), vcpu: Number(e.detail.vcpu) } : null) },
+    learn: learnRegion,
+    a: { begins: (e, memory) => (patchesLearned(e, memory) && e.kind === 'note' ? { key: String(e.detail.rip), vcpu: Number(e.detail.vcpu) } : null) },
     b: patchVsWaiting.b,
   };
   const pairs = [patchVsWaiting, learning];
