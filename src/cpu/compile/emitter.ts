@@ -48,6 +48,8 @@ export class Emitter {
   writesMemory = false;
   /** Set by templates whose effect needs a block boundary right after (e.g. MOV to CR). */
   endBlockAfter = false;
+  /** Code that undoes what the instruction changed before a translation (run when that translation stops). */
+  undoOnStop = '';
 
   constructor(
     readonly index: number,
@@ -163,9 +165,6 @@ export class Emitter {
         `else if ((${into} = m.translateSlow(${lo}, ${hi}, ${need}, ${size})) === ${STOPPED}) { ${this.undoOnStop}return ${-1 - this.index}; }`,
     );
   }
-
-  /** Code that undoes what the instruction changed before a translation (emitted before a stop returns). */
-  undoOnStop = '';
 
   /** Translates the operand if it is in memory (no-op for registers and immediates). */
   prepare(op: Operand, need: number): void {
