@@ -527,7 +527,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     const w = this.words;
     const rip = this.rip;
     w[Vcpu.exitRip] = rip % 4294967296 | 0;
-    w[Vcpu.exitRip + 1] = ((Math.floor(rip / 4294967296) & 0xffff) << 16) >> 16;
+    w[Vcpu.exitRip + 1] = highHalfOf(rip);
     w[Vcpu.exitInsnLength] = length;
     if (w[Vcpu.exitReason] === ExitReason.tripleFault) {
       this.shutdown = true;
@@ -629,9 +629,12 @@ export function lin48FromWords(lo: number, hi: number): number {
 
 /** Canonical 64-bit halves of a 48-bit linear number. */
 export function halvesOf(linear: number): [number, number] {
-  const lo = linear % 4294967296 | 0;
-  const hi = ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16;
-  return [lo, hi];
+  return [linear % 4294967296 | 0, highHalfOf(linear)];
+}
+
+/** The high half of `halvesOf` (sign-extended from bit 47), without the pair's allocation. */
+export function highHalfOf(linear: number): number {
+  return ((Math.floor(linear / 4294967296) & 0xffff) << 16) >> 16;
 }
 
 export { canonical };

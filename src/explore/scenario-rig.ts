@@ -625,7 +625,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private orderingsProduced(events: readonly TimedEvent[], choicesBefore: readonly number[], violations: Violation[], prefix: PrefixOrderings | null): OrderingWitness[] {
     const pairs = this.definition.orderings ?? [];
     if (pairs.length === 0) return [];
-    const choiceAt = (index: number): number => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0;
+    const choiceAt = choiceAtOf(choicesBefore);
     try {
       const scan = prefix?.scan.copy() ?? new OrderingScan(pairs);
       for (let index = prefix?.events ?? 0; index < events.length; index++) scan.feed(events[index].event, index, choiceAt);
@@ -640,7 +640,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private orderingScanOf(events: readonly TimedEvent[], choicesBefore: readonly number[]): PrefixOrderings | null {
     const pairs = this.definition.orderings ?? [];
     if (pairs.length === 0) return null;
-    const choiceAt = (index: number): number => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0;
+    const choiceAt = choiceAtOf(choicesBefore);
     try {
       const scan = new OrderingScan(pairs);
       events.forEach((timed, index) => scan.feed(timed.event, index, choiceAt));
@@ -671,4 +671,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
     if (session !== null) await session.close();
     await Promise.all(this.retiring.splice(0));
   }
+}
+
+/** Choices made when a run's event at an index happened (the last known for an index past the end). */
+function choiceAtOf(choicesBefore: readonly number[]): (index: number) => number {
+  return (index) => choicesBefore[Math.min(index, choicesBefore.length - 1)] ?? 0;
 }
