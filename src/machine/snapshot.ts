@@ -1,39 +1,52 @@
 import { Header, Vcpu } from './layout.ts';
 import type { Machine } from './machine.ts';
 
+/** Header words that are live host protocol, never restored. */
+const LIVE_HEADER_WORDS: readonly number[] = [Header.doorbell, Header.sessionState, Header.exitTickets];
+/** The host-protocol words at `Vcpu.runtime` in each vCPU block (see cpu/state-block.ts). */
+const RUNTIME_WORDS = 16;
+
 /**
  * A copy of a machine's guest-visible state — RAM, EPT rights, page generations, code marks and
  * every vCPU block — to restore before each run of a campaign, so runs start from the same state
  * without new workers. The host-protocol words (each block's runtime words, the doorbell, the
- * session state and the exit-ticket counter) are live protocol state and are never restored.
+ * session state and the exit-ticket counter) are live protocol state and are never written, not
+ * even for a moment: an idle worker checking its command word would take a briefly restored old
+ * value for a new command (it did: "unknown host command 0" with workers spinning longer).
  */
 export class MachineSnapshot {
   private readonly ram: Uint8Array;
-  private readonly control: Uint8Array;
+  private readonly control: Int32Array;
+  /** Word ranges [start, end) of the control buffer that a restore copies back. */
+  private readonly restored: readonly (readonly [number, number])[];
 
   constructor(machine: Machine) {
     this.ram = new Uint8Array(machine.descriptor.ram).slice();
-    this.control = new Uint8Array(machine.descriptor.control).slice();
+    this.control = new Int32Array(machine.descriptor.control).slice();
+    const live = [...LIVE_HEADER_WORDS];
+    for (let id = 0; id < machine.vcpuCount; id++) {
+      const at = machine.layout.vcpuBlocksBytes / 4 + id * Vcpu.words + Vcpu.runtime;
+      for (let k = 0; k < RUNTIME_WORDS; k++) live.push(at + k);
+    }
+    this.restored = rangesAround(live, this.control.length);
   }
 
   /** Writes the snapshot back. vCPU caches must be reset afterwards (generations may repeat). */
   restore(machine: Machine): void {
-    const control = new Int32Array(machine.descriptor.control);
-    const keepHeader = [Header.doorbell, Header.sessionState, Header.exitTickets];
-    const keptHeader = keepHeader.map((index) => control[index]);
-    const layout = machine.layout;
-    const runtimeWords = 16;
-    const keptRuntime: Int32Array[] = [];
-    for (let id = 0; id < machine.vcpuCount; id++) {
-      const at = layout.vcpuBlocksBytes / 4 + id * Vcpu.words + Vcpu.runtime;
-      keptRuntime.push(control.slice(at, at + runtimeWords));
-    }
     new Uint8Array(machine.descriptor.ram).set(this.ram);
-    new Uint8Array(machine.descriptor.control).set(this.control);
-    keepHeader.forEach((index, k) => (control[index] = keptHeader[k]));
-    for (let id = 0; id < machine.vcpuCount; id++) {
-      const at = layout.vcpuBlocksBytes / 4 + id * Vcpu.words + Vcpu.runtime;
-      control.set(keptRuntime[id], at);
-    }
+    const control = new Int32Array(machine.descriptor.control);
+    for (const [start, end] of this.restored) control.set(this.control.subarray(start, end), start);
   }
+}
+
+/** The ranges of [0, length) that hold none of `skipped`. */
+function rangesAround(skipped: readonly number[], length: number): [number, number][] {
+  const ranges: [number, number][] = [];
+  let start = 0;
+  for (const word of [...new Set(skipped)].sort((a, b) => a - b)) {
+    if (word > start) ranges.push([start, word]);
+    start = word + 1;
+  }
+  if (start < length) ranges.push([start, length]);
+  return ranges;
 }
