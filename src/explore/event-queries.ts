@@ -48,6 +48,9 @@ interface EventIndex {
   readonly exits: number[];
   readonly handles: number[];
   readonly exitsAndHandles: number[];
+  /** The same per RIP: an oracle asking about one instruction reads only its exits. */
+  readonly exitsAt: Map<bigint, number[]>;
+  readonly handlesAt: Map<bigint, number[]>;
 }
 
 const indexes = new WeakMap<readonly TimedEvent[], EventIndex>();
@@ -55,26 +58,32 @@ const indexes = new WeakMap<readonly TimedEvent[], EventIndex>();
 function indexOf(events: readonly TimedEvent[]): EventIndex {
   let index = indexes.get(events);
   if (index === undefined || index.covered > events.length || (index.covered > 0 && events[index.covered - 1] !== index.last)) {
-    index = { covered: 0, last: null, notes: new Map(), exits: [], handles: [], exitsAndHandles: [] };
+    index = { covered: 0, last: null, notes: new Map(), exits: [], handles: [], exitsAndHandles: [], exitsAt: new Map(), handlesAt: new Map() };
     indexes.set(events, index);
   }
   for (let k = index.covered; k < events.length; k++) {
     const event = events[k].event;
     if (event.kind === 'note') {
-      const positions = index.notes.get(event.what);
-      if (positions === undefined) index.notes.set(event.what, [k]);
-      else positions.push(k);
+      addAt(index.notes, event.what, k);
     } else if (isExit(event)) {
       index.exits.push(k);
       index.exitsAndHandles.push(k);
+      addAt(index.exitsAt, event.rip, k);
     } else if (event.kind === 'handle') {
       index.handles.push(k);
       index.exitsAndHandles.push(k);
+      addAt(index.handlesAt, event.rip, k);
     }
   }
   index.covered = events.length;
   index.last = events.length > 0 ? events[events.length - 1] : null;
   return index;
+}
+
+function addAt<K>(positions: Map<K, number[]>, key: K, at: number): void {
+  const list = positions.get(key);
+  if (list === undefined) positions.set(key, [at]);
+  else list.push(at);
 }
 
 function locatedAt<E extends RuntimeEvent>(events: readonly TimedEvent[], positions: readonly number[], keep: (event: RuntimeEvent) => event is E): Located<E>[] {
@@ -88,12 +97,14 @@ function locatedAt<E extends RuntimeEvent>(events: readonly TimedEvent[], positi
 
 const isExit = (event: RuntimeEvent): event is ExitEvent => event.kind === 'stop' && event.stop === 'exit' && event.exit !== null;
 
-function matches(event: { vcpu: number; reason: string; rip: bigint }, access: number, filter: ExitFilter): boolean {
+/** The filter's reason, vCPU and RIP (the access bits are the caller's: a handle event has none). */
+function matches(event: { vcpu: number; reason: string; rip: bigint }, filter: ExitFilter): boolean {
   return (filter.reason === undefined || event.reason === filter.reason)
     && (filter.vcpu === undefined || event.vcpu === filter.vcpu)
-    && (filter.rip === undefined || event.rip === filter.rip)
-    && (filter.access === undefined || (access & filter.access) === filter.access);
+    && (filter.rip === undefined || event.rip === filter.rip);
 }
+
+const NONE: readonly number[] = [];
 
 /** Engine notes of kind `what` (e.g. "mtbl-patch", "decode"), in order. */
 export function notesOf(events: readonly TimedEvent[], what: string): Located<NoteEvent>[] {
@@ -102,12 +113,17 @@ export function notesOf(events: readonly TimedEvent[], what: string): Located<No
 
 /** VM exits (vCPUs stopping at one), in order. */
 export function exitsOf(events: readonly TimedEvent[], filter: ExitFilter = {}): Located<ExitEvent>[] {
-  return locatedAt(events, indexOf(events).exits, (event): event is ExitEvent => isExit(event) && matches(event, event.exit.access, filter));
+  const index = indexOf(events);
+  const positions = filter.rip === undefined ? index.exits : (index.exitsAt.get(filter.rip) ?? NONE);
+  const access = filter.access;
+  return locatedAt(events, positions, (event): event is ExitEvent => isExit(event) && matches(event, filter) && (access === undefined || (event.exit.access & access) === access));
 }
 
 /** Exits handed to the handler, in order (the handle event carries the exit's ticket and the action). */
 export function handledOf(events: readonly TimedEvent[], filter: ExitFilter = {}): Located<HandleEvent>[] {
-  return locatedAt(events, indexOf(events).handles, (event): event is HandleEvent => event.kind === 'handle' && matches(event, 0, { ...filter, access: undefined }));
+  const index = indexOf(events);
+  const positions = filter.rip === undefined ? index.handles : (index.handlesAt.get(filter.rip) ?? NONE);
+  return locatedAt(events, positions, (event): event is HandleEvent => event.kind === 'handle' && matches(event, filter));
 }
 
 /** The exit with ticket `ticket`, or null. */

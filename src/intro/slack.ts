@@ -42,6 +42,7 @@ export function isSlackEligible(section: SectionHeader): boolean {
 
 export class SlackAllocator {
   readonly regions: readonly SlackRegion[];
+  /** Lowest address first: oracles ask for them after every handler; allocations are rare. */
   private readonly live: SlackAllocation[] = [];
   /** Allocations refused because the bytes were not zero. */
   integrityAlerts = 0;
@@ -76,7 +77,8 @@ export class SlackAllocator {
           detail: `slack of ${region.section} at 0x${(next + BigInt(dirty)).toString(16)} is not zero (0x${bytes[dirty].toString(16)}): integrity alert`,
         };
       }
-      this.live.push({ gva: next, size, section: region.section, owner });
+      const above = this.live.findIndex((a) => a.gva > next);
+      this.live.splice(above < 0 ? this.live.length : above, 0, { gva: next, size, section: region.section, owner });
       return { status: IntStatus.success, gva: next, detail: region.section };
     }
     return { status: IntStatus.insufficientResources, gva: null, detail: `no section has ${size} bytes of slack left` };
@@ -90,9 +92,9 @@ export class SlackAllocator {
     return IntStatus.success;
   }
 
-  /** Live allocations, lowest address first. */
+  /** Live allocations, lowest address first (the allocator's own list: read it, keep a copy to hold it). */
   allocations(): readonly SlackAllocation[] {
-    return [...this.live].sort((a, b) => (a.gva < b.gva ? -1 : a.gva > b.gva ? 1 : 0));
+    return this.live;
   }
 
   /** IntSlackUninit: drops every record (memtable handlers are never freed one by one). */

@@ -153,14 +153,19 @@ test('exit tickets: numbered in order, on the stop and the handle of each exit, 
 
 test('event queries on a hand-built run: pending exits, notes, order', (t) => {
   const stop = (vcpu: number, ticket: number, rip: bigint): TimedEvent => ({ clock: ticket, event: { kind: 'stop', vcpu, stop: 'exit', reason: 'eptViolation', rip, retired: 1, exit: { ticket, gpa: 0x1000n, gla: 0x2000n, access: 2 } } });
-  const handle = (vcpu: number, ticket: number): TimedEvent => ({ clock: ticket, event: { kind: 'handle', vcpu, reason: 'eptViolation', rip: 0n, action: 'allowed', inject: -1, ticket } });
+  const handle = (vcpu: number, ticket: number, rip = 0n): TimedEvent => ({ clock: ticket, event: { kind: 'handle', vcpu, reason: 'eptViolation', rip, action: 'allowed', inject: -1, ticket } });
   const note = (what: string): TimedEvent => ({ clock: 0, event: { kind: 'note', what, detail: {} } });
-  const events = [stop(0, 1, 0x10n), stop(1, 2, 0x20n), handle(0, 1), note('patch'), stop(0, 3, 0x10n), handle(1, 2), note('patch'), handle(0, 3)];
+  const events = [stop(0, 1, 0x10n), stop(1, 2, 0x20n), handle(0, 1, 0x10n), note('patch'), stop(0, 3, 0x10n), handle(1, 2, 0x20n), note('patch'), handle(0, 3, 0x10n)];
   t.deepEqual([...pendingExitsAt(events, 3).keys()], [1], 'before the first patch only vCPU 1 waits');
   t.deepEqual([...pendingExitsAt(events, 6).keys()], [0]);
   t.deepEqual(notesOf(events, 'patch').map((n) => n.index), [3, 6]);
   t.deepEqual(exitsOf(events, { rip: 0x10n }).map((e) => e.event.exit.ticket), [1, 3]);
   t.deepEqual(handledOf(events, { vcpu: 1 }).map((h) => h.index), [5]);
+  t.deepEqual(handledOf(events, { rip: 0x10n }).map((h) => h.index), [2, 7]);
+  t.deepEqual(handledOf(events, { rip: 0x10n, vcpu: 1 }), []);
+  t.deepEqual(exitsOf(events, { rip: 0x99n }), []);
+  t.deepEqual(exitsOf(events, { rip: 0x20n, access: 2 }).map((e) => e.event.exit.ticket), [2]);
+  t.deepEqual(exitsOf(events, { rip: 0x20n, access: 1 }), []);
   t.true(happenedBefore(exitByTicket(events, 2)!, notesOf(events, 'patch')[1]));
   t.is(exitByTicket(events, 9), null);
   // A log grows (the answers follow), and a branch's restore cuts it back and grows it differently.
@@ -172,6 +177,8 @@ test('event queries on a hand-built run: pending exits, notes, order', (t) => {
   t.deepEqual(notesOf(events, 'patch').map((n) => n.index), [3]);
   t.deepEqual(notesOf(events, 'decode').map((n) => n.index), [4]);
   t.deepEqual(exitsOf(events).map((e) => e.event.exit.ticket), [1, 2, 5]);
+  t.deepEqual(exitsOf(events, { rip: 0x10n }).map((e) => e.event.exit.ticket), [1], 'the exit at 0x10 cut off is gone from its RIP too');
+  t.deepEqual(handledOf(events, { rip: 0x10n }).map((h) => h.index), [2]);
   t.deepEqual([...pendingExitsAt(events, 6).keys()], [1], 'vCPU 1 waits at its new exit; vCPU 0 has none');
   t.is(exitByTicket(events, 3), null);
   events.length = 4;
