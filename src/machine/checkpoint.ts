@@ -1,7 +1,6 @@
-import { PAGE_BYTES, PageMark } from './layout.ts';
+import { PageMark } from './layout.ts';
 import type { Machine } from './machine.ts';
-
-const WATCHED_WORD = PageMark.writeWatch * 0x01010101;
+import { copyBackWrittenPages, markWordsOf } from './written-pages.ts';
 
 /** What one restore of a checkpoint copied. */
 export interface CheckpointRestore {
@@ -35,7 +34,7 @@ export class MachineCheckpoint {
     const memory = machine.memory;
     this.marks = memory.codeMark;
     const marks = this.marks;
-    this.markWords = marks.byteOffset % 4 === 0 ? new Uint32Array(marks.buffer, marks.byteOffset, Math.floor(marks.length / 4)) : new Uint32Array(0);
+    this.markWords = markWordsOf(marks);
     for (let page = 0; page < memory.pages; page++) this.marks[page] |= PageMark.writeWatch;
     this.liveRam = new Uint8Array(machine.descriptor.ram);
     this.liveControl = new Uint8Array(machine.descriptor.control);
@@ -45,28 +44,9 @@ export class MachineCheckpoint {
 
   /** Puts the machine back to the checkpoint, copying only the RAM pages written since. */
   restore(): CheckpointRestore {
-    const pages = this.machine.memory.pages;
-    const words = this.markWords;
-    let dirtyPages = 0;
-    // Four marks at a time: a word whose four watch bits are all still set holds no dirty page.
-    for (let word = 0; word < words.length; word++) {
-      if ((words[word] & WATCHED_WORD) !== WATCHED_WORD) dirtyPages += this.restorePages(word * 4, word * 4 + 4);
-    }
-    dirtyPages += this.restorePages(words.length * 4, pages);
+    const dirtyPages = copyBackWrittenPages(this.marks, this.markWords, PageMark.writeWatch, this.liveRam, this.ram);
     this.liveControl.set(this.control);
-    return { dirtyPages, ramPages: pages };
-  }
-
-  /** Copies back the pages of [from, to) written since: how many. */
-  private restorePages(from: number, to: number): number {
-    let restored = 0;
-    for (let page = from; page < to; page++) {
-      if ((this.marks[page] & PageMark.writeWatch) !== 0) continue;
-      const at = page * PAGE_BYTES;
-      this.liveRam.set(this.ram.subarray(at, at + PAGE_BYTES), at);
-      restored++;
-    }
-    return restored;
+    return { dirtyPages, ramPages: this.machine.memory.pages };
   }
 
   /** Stops watching writes (the machine keeps its current state). */

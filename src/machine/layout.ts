@@ -113,11 +113,15 @@ export const CommandFlag = { entry: 1, emulateFirst: 2, firstWithoutExits: 4, fi
 
 /**
  * Bits of a page's mark byte. Every writer checks the byte for zero before noting a write, so one
- * check serves both: `code` (a vCPU decoded instructions from the page: a write bumps its
- * generation) and `writeWatch` (a checkpoint waits for the page's first write, to restore only the
- * pages written since; the first write clears it).
+ * check serves all: `code` (a vCPU decoded instructions from the page: a write bumps its
+ * generation), `writeWatch` (a checkpoint waits for the page's first write, to restore only the
+ * pages written since) and `runWatch` (the same for the per-run snapshot). The first write to a
+ * page clears both watches.
  */
-export const PageMark = { code: 1, writeWatch: 2 } as const;
+export const PageMark = { code: 1, writeWatch: 2, runWatch: 4 } as const;
+
+/** Both watch bits: what a write clears. */
+export const PAGE_WATCHES = PageMark.writeWatch | PageMark.runWatch;
 
 /** Outcome codes beyond the CPU's RunStop values. */
 export const Outcome = { error: 100 } as const;

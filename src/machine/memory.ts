@@ -1,5 +1,5 @@
 import type { PhysicalMemory } from '../cpu/ports.ts';
-import { Header, PAGE_BYTES, PAGE_SHIFT, PageMark, type ControlLayout } from './layout.ts';
+import { Header, PAGE_BYTES, PAGE_SHIFT, PAGE_WATCHES, PageMark, type ControlLayout } from './layout.ts';
 
 /**
  * Guest physical memory plus the code-write tracking that keeps every vCPU's decoded-instruction
@@ -75,7 +75,7 @@ export class GuestMemory implements PhysicalMemory {
     let code = false;
     for (let page = first; page <= last; page++) {
       const mark = this.codeMark[page];
-      if ((mark & PageMark.writeWatch) !== 0) Atomics.and(this.codeMark, page, ~PageMark.writeWatch);
+      if ((mark & PAGE_WATCHES) !== 0) Atomics.and(this.codeMark, page, ~PAGE_WATCHES);
       if ((mark & PageMark.code) !== 0) {
         Atomics.add(this.pageGen, page, 1);
         code = true;
