@@ -36,7 +36,7 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     rigs.delete(key);
     void rig?.close();
     const message = error instanceof Error ? error.message : String(error);
-    return { seed: task.seed, strategy: task.strategy, failed: true, oracles: [], detail: null, windows: [], hash: '', steps: 0, durationMs: 0, error: message.split('\n')[0] };
+    return { seed: task.seed, strategy: task.strategy, failed: true, oracles: [], detail: null, windows: [], steps: 0, durationMs: 0, error: message.split('\n')[0] };
   }
   return {
     seed: task.seed,
@@ -46,7 +46,7 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     detail: report.violations[0]?.detail.split('\n')[0] ?? null,
     windows: report.windows,
     orderings: report.orderings.map(({ pair, ordering }) => ({ pair, ordering })),
-    hash: report.hash,
+    ...(task.withHash === true || failed(report) ? { hash: report.hash } : {}),
     steps: report.steps,
     durationMs: report.durationMs,
     ...(task.withTrace === true ? { trace: traceJsonOf(report) } : {}),

@@ -34,6 +34,8 @@ export interface CampaignTask {
   readonly modules: readonly string[];
   /** Send the run's trace back (for a determinism check that failed). */
   readonly withTrace?: boolean;
+  /** Send the trace hash back even if the run passes (a seed of the determinism sample). */
+  readonly withHash?: boolean;
   /** Free-running: the invariant a failure's observation targets when the run broke it (the row's bug's). */
   readonly caughtBy?: string | null;
 }
@@ -50,7 +52,8 @@ export interface CampaignResult {
   readonly windows: readonly string[];
   /** The orders of the scenario's ordering pairs the run produced. */
   readonly orderings?: readonly { readonly pair: string; readonly ordering: Ordering }[];
-  readonly hash: string;
+  /** The trace hash: of every failing run, and of a passing one whose task asked (taking it writes out the whole trace). */
+  readonly hash?: string;
   readonly steps: number;
   readonly durationMs: number;
   /** The task itself failed (the scenario could not be built, the rig threw): no run result. */
@@ -230,13 +233,13 @@ class RowAccumulator {
       return;
     }
     this.runs++;
-    if (this.sampleSeeds.has(result.seed)) this.sampleHashes.set(result.seed, result.hash);
+    if (this.sampleSeeds.has(result.seed) && result.hash !== undefined) this.sampleHashes.set(result.seed, result.hash);
     for (const goal of result.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
     this.orderings.add(result.orderings ?? []);
     const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
     entry.runs++;
     if (!result.failed) return;
-    const run: RowRun = { seed: result.seed, plan, strategy: result.strategy, oracle: result.oracles[0], detail: result.detail, hash: result.hash };
+    const run: RowRun = { seed: result.seed, plan, strategy: result.strategy, oracle: result.oracles[0], detail: result.detail, hash: result.hash ?? '' };
     this.failures++;
     entry.failures++;
     if (entry.firstFailingSeed === null || result.seed < entry.firstFailingSeed) entry.firstFailingSeed = result.seed;
@@ -311,7 +314,8 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       const acc = new RowAccumulator(row, sampleSeeds);
       const task = (k: number): CampaignTask => {
         const plan = plans[k % plans.length];
-        return { scenario: row.scenario, seed: firstSeed + k, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff, modules, caughtBy: row.caughtBy };
+        const seed = firstSeed + k;
+        return { scenario: row.scenario, seed, strategy: plan.strategy, depth: plan.depth, mode, fixesOff: row.fixesOff, modules, caughtBy: row.caughtBy, withHash: sampleSeeds.has(seed) };
       };
       const inFlight = new Set<Promise<void>>();
       let submitted = 0;

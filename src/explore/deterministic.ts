@@ -184,7 +184,15 @@ function starved(enabled: Enabled, clock: number, lastActed: readonly number[], 
 
 /** The result of a run that ended with `outcome`. */
 export function runResult(session: Session, trace: Trace, outcome: RunResult['outcome'], choices: number, detail = ''): RunResult {
-  return { outcome, verdict: session.verdict, steps: session.clock, choices, hash: trace.hash, detail };
+  const verdict = session.verdict;
+  const steps = session.clock;
+  // The hash is taken when asked: it writes out the whole trace, which most campaign runs never need.
+  return {
+    outcome, verdict, steps, choices, detail,
+    get hash() {
+      return trace.hash;
+    },
+  };
 }
 
 /** What could happen next. */

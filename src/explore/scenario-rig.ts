@@ -305,9 +305,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
         used = true;
         live.started = performance.now();
         loop.scheduler = scheduler;
-        const report = this.settle(live, () => this.suffix(live, loop, at, horizon), prefixOrderings);
         // The run's trace object is rewound by the next restore: the report keeps a copy.
-        return { ...report, trace: report.trace.copy() };
+        return this.settle(live, () => this.suffix(live, loop, at, horizon), prefixOrderings, true);
       };
       return {
         at, asked: describeBranchPoint(request.at), objects: taken.objects, ramPages: this.guestInstance.machine.memory.pages, ...figures,
@@ -517,8 +516,11 @@ export class ScenarioRig<G extends ScenarioGuest> {
     return { context, world, introspection, events, choicesBefore, recorder, stop, restart, base, started: performance.now(), branched: false };
   }
 
-  /** Runs `body` (the run, or what is left of it) and turns its outcome, or its error, into the run's report. */
-  private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }, prefixOrderings: PrefixOrderings | null = null): RunReport {
+  /**
+   * Runs `body` (the run, or what is left of it) and turns its outcome, or its error, into the run's
+   * report; `copyTrace`: the report keeps a copy of the trace (a branch's restore rewinds the run's).
+   */
+  private settle(live: LiveRun<G>, body: () => { result: RunResult; trace: Trace }, prefixOrderings: PrefixOrderings | null = null, copyTrace = false): RunReport {
     const { context, world, events, choicesBefore, recorder, stop, base, started } = live;
     const session = context.session;
     const finishRecording = (): void => {
@@ -541,12 +543,14 @@ export class ScenarioRig<G extends ScenarioGuest> {
       // The orders produced up to the error count: an engine that threw in a race window was in it.
       const orderings = this.orderingsProduced(events, choicesBefore, violations, prefixOrderings);
       finishRecording();
+      const trace = copyTrace ? context.trace.copy() : context.trace;
       return {
-        ...base, outcome: 'error', hash: context.trace.hash, steps: session.clock, choices: context.trace.choices.length,
-        durationMs: performance.now() - started, violations, windows: [], orderings, vcpus: describeVcpusWithCode(this.guestInstance.machine), trace: context.trace,
+        ...base, outcome: 'error', hash: trace.hash, steps: session.clock, choices: trace.choices.length,
+        durationMs: performance.now() - started, violations, windows: [], orderings, vcpus: describeVcpusWithCode(this.guestInstance.machine), trace,
       };
     }
-    const { result, trace } = outcome;
+    const { result } = outcome;
+    const trace = copyTrace ? outcome.trace.copy() : outcome.trace;
     world.result = result;
     // The trace ends with the run; what the engine does while unloading is only observed.
     session.eventSink = context.observe;
@@ -568,7 +572,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const orderings = this.orderingsProduced(events, choicesBefore, violations, prefixOrderings);
     this.endEngine(live);
     finishRecording();
-    return { ...base, outcome: stopped !== null ? 'stopped' : result.outcome, hash: result.hash, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace };
+    return {
+      ...base, outcome: stopped !== null ? 'stopped' : result.outcome, steps: result.steps, choices: result.choices, durationMs: performance.now() - started, violations, windows, orderings, vcpus, trace,
+      // Taken when asked (it writes out the whole trace): most runs of a campaign never are.
+      get hash() {
+        return trace.hash;
+      },
+    };
   }
 
   /** Unloads the engine and checks the after-uninit oracles; a failed unload is the finding. */

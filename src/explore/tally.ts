@@ -19,8 +19,8 @@ export class RunTally {
   readonly orderings: OrderingCoverage;
   /** Each run's hash, in order (null unless asked for). */
   readonly hashes: string[] | null;
-  /** The last run's trace hash. */
-  lastHash = '';
+  /** The last run (one run's trace held: its hash is written out only if asked for). */
+  private last: RunReport | null = null;
   /** Strategy label and fixes of the first run (for the summary line). */
   strategy: string | null = null;
   fixesOff: readonly string[] = [];
@@ -29,6 +29,11 @@ export class RunTally {
     for (const goal of windowGoals) this.windows[goal] = 0;
     this.orderings = OrderingCoverage.of(orderingPairs);
     this.hashes = keepHashes ? [] : null;
+  }
+
+  /** The last run's trace hash. */
+  get lastHash(): string {
+    return this.last?.hash ?? '';
   }
 
   add(report: RunReport): void {
@@ -40,7 +45,7 @@ export class RunTally {
     for (const goal of report.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
     this.orderings.add(report.orderings);
     this.hashes?.push(report.hash);
-    this.lastHash = report.hash;
+    this.last = report;
     if (!failed(report)) return;
     this.failures++;
     const oracle = report.violations[0].oracle;

@@ -51,10 +51,20 @@ export function formatEvent(event: RuntimeEvent): string {
   }
 }
 
+/** What a record holds until it is written out as an entry. */
+const Held = { choice: 0, event: 1, text: 2 } as const;
+type Held = (typeof Held)[keyof typeof Held];
+
 export class Trace {
   readonly choices: Choice[] = [];
-  readonly entries: TraceEntry[] = [];
-  /** Running hash (lo, hi) after each entry. */
+  /**
+   * Everything recorded, three slots a record (what it holds, the choice / event / text, the
+   * clock). Records become entries — text and running hash — only when entries or a hash are first
+   * asked for: most runs of a campaign never are, and formatting every event was a tenth of a run.
+   */
+  private readonly recorded: unknown[] = [];
+  private readonly written: TraceEntry[] = [];
+  /** Running hash (lo, hi) after each written entry. */
   private readonly running: number[] = [];
   private lo = OFFSET_LO;
   private hi = OFFSET_HI;
@@ -62,17 +72,41 @@ export class Trace {
   private readonly digits = new Int32Array(20);
   /** Semantic events (exits, engine notes, pauses): PCT counts its change points over these. */
   events = 0;
-  /** Called after every appended entry (replay checks use it). */
+  /** Called after every appended entry, as it is recorded (replay checks use it). */
   onEntry: ((index: number, entry: TraceEntry) => void) | null = null;
 
   recordChoice(choice: Choice, clock: number): void {
     this.choices.push(choice);
-    this.append(`> ${formatChoice(choice)}`, clock);
+    this.record(Held.choice, choice, clock);
   }
 
   recordEvent(event: RuntimeEvent, clock: number): void {
     if ((event.kind === 'stop' && event.stop === 'exit') || event.kind === 'note' || event.kind === 'pause') this.events++;
-    this.append(formatEvent(event), clock);
+    // A note's detail is the caller's object, which it may change later: its text is taken now.
+    if (event.kind === 'note' || event.kind === 'fail') this.record(Held.text, formatEvent(event), clock);
+    else this.record(Held.event, event, clock);
+  }
+
+  /** Every entry: the recorded choices and events as text, in order. */
+  get entries(): readonly TraceEntry[] {
+    this.writeOut();
+    return this.written;
+  }
+
+  private record(held: Held, item: unknown, clock: number): void {
+    this.recorded.push(held, item, clock);
+    if (this.onEntry !== null) this.writeOut();
+  }
+
+  /** Writes every record not yet written as an entry (text and running hash), in order. */
+  private writeOut(): void {
+    const recorded = this.recorded;
+    for (let at = this.written.length * 3; at < recorded.length; at += 3) {
+      const held = recorded[at] as Held;
+      const item = recorded[at + 1];
+      const text = held === Held.choice ? `> ${formatChoice(item as Choice)}` : held === Held.event ? formatEvent(item as RuntimeEvent) : (item as string);
+      this.append(text, recorded[at + 2] as number);
+    }
   }
 
   private append(text: string, clock: number): void {
@@ -94,9 +128,9 @@ export class Trace {
     this.hashUnit(0x0a);
     const { lo, hi } = this;
     const entry = { clock, text };
-    this.entries.push(entry);
+    this.written.push(entry);
     this.running.push(lo, hi);
-    this.onEntry?.(this.entries.length - 1, entry);
+    this.onEntry?.(this.written.length - 1, entry);
   }
 
   /**
@@ -114,14 +148,15 @@ export class Trace {
 
   /** The arrays this trace only ever appends to (a run's snapshot saves their lengths). */
   get logs(): readonly unknown[][] {
-    return [this.choices, this.entries, this.running];
+    return [this.choices, this.recorded, this.written, this.running];
   }
 
   /** A trace with the same entries, choices and hash, that this one's later entries do not change. */
   copy(): Trace {
     const copy = new Trace();
     for (const choice of this.choices) copy.choices.push(choice);
-    for (const entry of this.entries) copy.entries.push(entry);
+    for (const slot of this.recorded) copy.recorded.push(slot);
+    for (const entry of this.written) copy.written.push(entry);
     for (const half of this.running) copy.running.push(half);
     copy.lo = this.lo;
     copy.hi = this.hi;
@@ -131,18 +166,20 @@ export class Trace {
 
   /** The trace hash: 16 hex digits. */
   get hash(): string {
+    this.writeOut();
     return (this.hi >>> 0).toString(16).padStart(8, '0') + (this.lo >>> 0).toString(16).padStart(8, '0');
   }
 
   /** Hash after entry `index` (for comparing two traces entry by entry). */
   hashAt(index: number): string {
+    this.writeOut();
     return (this.running[2 * index + 1] >>> 0).toString(16).padStart(8, '0') + (this.running[2 * index] >>> 0).toString(16).padStart(8, '0');
   }
 
   /** The hash `entries` give when recorded in order (a trace file's entries are checked with it). */
   static hashOf(entries: readonly TraceEntry[]): string {
     const trace = new Trace();
-    for (const entry of entries) trace.append(entry.text, entry.clock);
+    for (const entry of entries) trace.record(Held.text, entry.text, entry.clock);
     return trace.hash;
   }
 }

@@ -35,3 +35,37 @@ test('the running hash after each recorded choice and event is the hash of the e
   for (let k = 0; k < 3; k++) t.is(trace.hashAt(k), fnvOfLines(trace.entries.slice(0, k + 1)));
   t.is(trace.hash, fnvOfLines(trace.entries));
 });
+
+test('entries are written out when first read, the same as when recorded; a note keeps the text it had', (t) => {
+  const stop = (ticket: number) => ({ kind: 'stop', vcpu: 0, stop: 'exit', reason: 'vmcall', rip: 0x1000n, retired: 5, exit: { ticket, gpa: 0n, gla: 0n, access: 0 } }) as const;
+  const detail: Record<string, bigint | number | string | boolean> = { rip: 0x2000n };
+  const record = (trace: Trace): void => {
+    trace.recordChoice({ kind: 'run', vcpu: 0, steps: 5 }, 0);
+    trace.recordEvent(stop(1), 5);
+    trace.recordEvent({ kind: 'note', what: 'mtbl-patch', detail }, 5);
+    trace.recordChoice({ kind: 'handle', vcpu: 0 }, 5);
+  };
+  const eager = new Trace();
+  const seen: string[] = [];
+  eager.onEntry = (index, entry) => seen.push(`${index} ${entry.text}`);
+  record(eager);
+  t.is(seen.length, 4, 'with onEntry set, each entry is written as it is recorded');
+  const lazy = new Trace();
+  record(lazy);
+  detail.rip = 0x3000n; // the caller changes its detail object after the note
+  t.deepEqual(lazy.entries, eager.entries);
+  t.is(lazy.hash, eager.hash);
+  t.regex(lazy.entries[2].text, /rip=2000/);
+  // A copy taken before anything was written out goes on by itself.
+  detail.rip = 0x2000n;
+  const partly = new Trace();
+  record(partly);
+  const copy = partly.copy();
+  partly.recordEvent(stop(2), 9);
+  copy.recordChoice({ kind: 'timer' }, 9);
+  t.is(copy.entries.length, 5);
+  t.is(copy.entries[4].text, '> timer');
+  t.is(partly.entries[4].text.startsWith('stop v0 exit vmcall'), true);
+  t.is(copy.hashAt(3), eager.hash);
+  t.is(partly.hashAt(3), eager.hash);
+});
