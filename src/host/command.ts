@@ -57,10 +57,15 @@ export function executeCommand(cpu: Cpu, words: Int32Array, header: Int32Array):
 
 /** Publishes that command `seq` is complete: outcome words first, then doneSeq, then the doorbell. */
 export function completeCommand(words: Int32Array, header: Int32Array, seq: number): void {
-  Atomics.store(words, Control.doneSeq, seq);
+  completeInThread(words, header, seq);
   Atomics.notify(words, Control.doneSeq);
-  Atomics.add(header, Header.doorbell, 1);
   Atomics.notify(header, Header.doorbell);
+}
+
+/** The same for a host in the hypervisor's own thread: no other thread waits on it, so no wake. */
+export function completeInThread(words: Int32Array, header: Int32Array, seq: number): void {
+  Atomics.store(words, Control.doneSeq, seq);
+  Atomics.add(header, Header.doorbell, 1);
 }
 
 /** Records an outcome of `error` (the text goes to the host buffer separately). */

@@ -3,7 +3,7 @@ import type { Cpu } from '../cpu/cpu.ts';
 import { disassembleAround } from '../cpu/diagnostics.ts';
 import { Control, VcpuHostState } from '../machine/layout.ts';
 import type { Machine, MachineDescriptor } from '../machine/machine.ts';
-import { completeCommand, executeCommand, failCommand } from './command.ts';
+import { completeInThread, executeCommand, failCommand } from './command.ts';
 import { readHostError } from './host-buffer.ts';
 import { spawnTsWorker } from './spawn.ts';
 
@@ -131,7 +131,7 @@ export class InlineHost extends ControlWordHost {
       failCommand(this.words);
       Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
     }
-    completeCommand(this.words, this.machine.memory.header, seq);
+    completeInThread(this.words, this.machine.memory.header, seq);
   }
 
   wait(): HostOutcome {
