@@ -611,7 +611,9 @@ export class Session implements Hypervisor {
   }
 
   note(what: string, detail: Readonly<Record<string, string | number | bigint | boolean>> = {}): void {
-    this.emit({ kind: 'note', what, detail });
+    // An event is a fact of its moment: the caller may change its object later (the trace writes
+    // an event out only when read, and oracles read the log after the run).
+    this.emit({ kind: 'note', what, detail: { ...detail } });
   }
 
   toggleRepOptimization(enable: boolean): void {

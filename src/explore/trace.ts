@@ -82,9 +82,8 @@ export class Trace {
 
   recordEvent(event: RuntimeEvent, clock: number): void {
     if ((event.kind === 'stop' && event.stop === 'exit') || event.kind === 'note' || event.kind === 'pause') this.events++;
-    // A note's detail is the caller's object, which it may change later: its text is taken now.
-    if (event.kind === 'note' || event.kind === 'fail') this.record(Held.text, formatEvent(event), clock);
-    else this.record(Held.event, event, clock);
+    // Events never change once emitted (the session copies a note's detail), so their text can wait.
+    this.record(Held.event, event, clock);
   }
 
   /** Every entry: the recorded choices and events as text, in order. */

@@ -6,6 +6,7 @@
 import test from 'ava';
 import type { InspectionEvent } from 'xstate';
 import { Session, SessionError } from '../../actors/session.ts';
+import type { RuntimeEvent } from '../../actors/events.ts';
 import type { ExitHandler } from '../../actors/hypervisor.ts';
 import { eax, qword, rax, rbx, rcx } from '../../src/asm/index.ts';
 import { EptBits, ExitReason } from '../../src/machine/layout.ts';
@@ -277,4 +278,16 @@ test('inspect sees the session, pause and vCPU actors', async (t) => {
     t.true(seen.has(expected), `inspection saw "${expected}"`);
   }
   t.is(session.status, 'closed');
+});
+
+test('a note is the fact of its moment: changing the detail object afterwards changes neither the event nor the trace', (t) => {
+  const machine = vmcallLoop(1);
+  const seen: RuntimeEvent[] = [];
+  const session = open(machine, skipVmcall, { events: (event) => seen.push(event) });
+  t.teardown(() => session.close());
+  const detail: Record<string, bigint> = { rip: 0x1000n };
+  session.note('probe', detail);
+  detail.rip = 0x2000n;
+  const note = seen.find((event) => event.kind === 'note');
+  t.deepEqual(note?.kind === 'note' ? note.detail : null, { rip: 0x1000n });
 });
