@@ -41,43 +41,75 @@ export interface ExitFilter {
  * is no longer where it was is built again.
  */
 interface EventIndex {
-  covered: number;
-  last: TimedEvent | null;
+  /** The events indexed, by position (a log cut back and grown again differs from some position on). */
+  readonly seen: TimedEvent[];
   readonly notes: Map<string, number[]>;
   /** Positions of exits (vCPUs stopping at one) and of handle events, in order. */
   readonly exits: number[];
   readonly handles: number[];
-  readonly exitsAndHandles: number[];
   /** The same per RIP: an oracle asking about one instruction reads only its exits. */
   readonly exitsAt: Map<bigint, number[]>;
   readonly handlesAt: Map<bigint, number[]>;
+  /** Exits and handles per vCPU: what was pending at a point is each vCPU's last one before it. */
+  readonly exitsAndHandlesOf: Map<number, number[]>;
 }
 
 const indexes = new WeakMap<readonly TimedEvent[], EventIndex>();
 
 function indexOf(events: readonly TimedEvent[]): EventIndex {
   let index = indexes.get(events);
-  if (index === undefined || index.covered > events.length || (index.covered > 0 && events[index.covered - 1] !== index.last)) {
-    index = { covered: 0, last: null, notes: new Map(), exits: [], handles: [], exitsAndHandles: [], exitsAt: new Map(), handlesAt: new Map() };
+  if (index === undefined) {
+    index = { seen: [], notes: new Map(), exits: [], handles: [], exitsAt: new Map(), handlesAt: new Map(), exitsAndHandlesOf: new Map() };
     indexes.set(events, index);
   }
-  for (let k = index.covered; k < events.length; k++) {
-    const event = events[k].event;
+  const kept = keptPrefix(index.seen, events);
+  if (kept < index.seen.length) cutBack(index, kept);
+  for (let k = kept; k < events.length; k++) {
+    const timed = events[k];
+    index.seen.push(timed);
+    const event = timed.event;
     if (event.kind === 'note') {
       addAt(index.notes, event.what, k);
     } else if (isExit(event)) {
       index.exits.push(k);
-      index.exitsAndHandles.push(k);
       addAt(index.exitsAt, event.rip, k);
+      addAt(index.exitsAndHandlesOf, event.vcpu, k);
     } else if (event.kind === 'handle') {
       index.handles.push(k);
-      index.exitsAndHandles.push(k);
       addAt(index.handlesAt, event.rip, k);
+      addAt(index.exitsAndHandlesOf, event.vcpu, k);
     }
   }
-  index.covered = events.length;
-  index.last = events.length > 0 ? events[events.length - 1] : null;
   return index;
+}
+
+/**
+ * How many leading events are still the ones indexed. A log is only appended to or cut back (a
+ * branch's restore), so the events agree up to some position and differ from there: a binary
+ * search finds it (each suffix of a branch cuts the prefix's log back; it was indexed again whole).
+ */
+function keptPrefix(seen: readonly TimedEvent[], events: readonly TimedEvent[]): number {
+  const common = Math.min(seen.length, events.length);
+  if (common === 0 || seen[common - 1] === events[common - 1]) return common;
+  let low = 0;
+  let high = common - 1;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (seen[middle] === events[middle]) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/** Forgets every position from `kept` on. */
+function cutBack(index: EventIndex, kept: number): void {
+  index.seen.length = kept;
+  const drop = (positions: number[]): void => {
+    while (positions.length > 0 && positions[positions.length - 1] >= kept) positions.pop();
+  };
+  drop(index.exits);
+  drop(index.handles);
+  for (const map of [index.notes, index.exitsAt, index.handlesAt, index.exitsAndHandlesOf] as Map<unknown, number[]>[]) map.forEach(drop);
 }
 
 function addAt<K>(positions: Map<K, number[]>, key: K, at: number): void {
@@ -135,16 +167,32 @@ export function exitByTicket(events: readonly TimedEvent[], ticket: number): Loc
   return null;
 }
 
-/** vCPUs stopped at an exit whose handler had not run just before position `index`, with that exit. */
+/**
+ * vCPUs stopped at an exit whose handler had not run just before position `index`, with that exit,
+ * in the order of those exits. Each vCPU's last exit or handle before the point decides.
+ */
 export function pendingExitsAt(events: readonly TimedEvent[], index: number): Map<number, Located<ExitEvent>> {
-  const pending = new Map<number, Located<ExitEvent>>();
-  for (const k of indexOf(events).exitsAndHandles) {
-    if (k >= index) break;
-    const event = events[k].event;
-    if (isExit(event)) pending.set(event.vcpu, { index: k, clock: events[k].clock, event });
-    else if (event.kind === 'handle') pending.delete(event.vcpu);
+  const found: Located<ExitEvent>[] = [];
+  for (const positions of indexOf(events).exitsAndHandlesOf.values()) {
+    const last = lastBefore(positions, index);
+    if (last < 0) continue;
+    const event = events[last].event;
+    if (isExit(event)) found.push({ index: last, clock: events[last].clock, event });
   }
-  return pending;
+  found.sort((a, b) => a.index - b.index);
+  return new Map(found.map((exit) => [exit.event.vcpu, exit]));
+}
+
+/** The last of the ascending `positions` below `index`, or -1. */
+function lastBefore(positions: readonly number[], index: number): number {
+  let low = 0;
+  let high = positions.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (positions[middle] < index) low = middle + 1;
+    else high = middle;
+  }
+  return low > 0 ? positions[low - 1] : -1;
 }
 
 /** Whether `a` happened before `b` in the run (positions or located events). */

@@ -8,6 +8,7 @@
  * run through the real rig.
  */
 import test from 'ava';
+import { Prng } from '../../src/explore/prng.ts';
 import {
   CLOCK_VECTOR, defineScenario, exitByTicket, exitsOf, handledOf, happenedBefore, Hypercall, notesOf, NtGuest, pendingExitsAt, qword, rax,
   rbx, rcx, ScenarioDefinitionError, ScenarioRig, validateScenario, type NtGuestBuilder, type TimedEvent,
@@ -185,4 +186,41 @@ test('event queries on a hand-built run: pending exits, notes, order', (t) => {
   events.push(stop(0, 6, 0x40n), note('decode'));
   t.deepEqual(notesOf(events, 'decode').map((n) => n.index), [5], 'cut back and regrown to the same length: built again');
   t.deepEqual(exitsOf(events).map((e) => e.event.exit.ticket), [1, 2, 6]);
+});
+
+test('event queries agree with a plain scan of the log, however it is grown and cut back', (t) => {
+  // The queries index the log and keep the index as it grows or is cut back (a branch's restore);
+  // a reference that scans the whole log every time must give the same answers.
+  const prng = new Prng(11);
+  const events: TimedEvent[] = [];
+  const pendingByScan = (index: number): [number, number][] => {
+    const pending = new Map<number, number>();
+    for (let k = 0; k < index; k++) {
+      const event = events[k].event;
+      if (event.kind === 'stop' && event.exit !== null) pending.set(event.vcpu, k);
+      else if (event.kind === 'handle') pending.delete(event.vcpu);
+    }
+    return [...pending].sort((a, b) => a[1] - b[1]);
+  };
+  let ticket = 0;
+  for (let step = 0; step < 400; step++) {
+    const roll = prng.below(10);
+    if (roll === 0 && events.length > 0) events.length = prng.below(events.length);
+    else {
+      const vcpu = prng.below(3);
+      const rip = BigInt(0x10 * (1 + prng.below(3)));
+      const waiting = pendingByScan(events.length).some(([v]) => v === vcpu);
+      events.push(
+        roll < 4 ? { clock: step, event: { kind: 'note', what: roll < 2 ? 'patch' : 'decode', detail: {} } }
+        : waiting ? { clock: step, event: { kind: 'handle', vcpu, reason: 'eptViolation', rip, action: 'allowed', inject: -1, ticket } }
+        : { clock: step, event: { kind: 'stop', vcpu, stop: 'exit', reason: 'eptViolation', rip, retired: 1, exit: { ticket: ++ticket, gpa: 0n, gla: 0n, access: 2 } } },
+      );
+    }
+    const at = prng.below(events.length + 1);
+    t.deepEqual([...pendingExitsAt(events, at)].map(([vcpu, exit]) => [vcpu, exit.index]), pendingByScan(at), `step ${step}, at ${at}`);
+    const patches = events.flatMap((e, k) => (e.event.kind === 'note' && e.event.what === 'patch' ? [k] : []));
+    t.deepEqual(notesOf(events, 'patch').map((n) => n.index), patches);
+    const at20 = events.flatMap((e, k) => (e.event.kind === 'handle' && e.event.rip === 0x20n ? [k] : []));
+    t.deepEqual(handledOf(events, { rip: 0x20n }).map((h) => h.index), at20);
+  }
 });
