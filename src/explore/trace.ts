@@ -56,24 +56,35 @@ const Held = { choice: 0, event: 1, text: 2 } as const;
 type Held = (typeof Held)[keyof typeof Held];
 
 export class Trace {
-  readonly choices: Choice[] = [];
+  readonly choices: Choice[];
   /**
    * Everything recorded, three slots a record (what it holds, the choice / event / text, the
    * clock). Records become entries — text and running hash — only when entries or a hash are first
    * asked for: most runs of a campaign never are, and formatting every event was a tenth of a run.
    */
-  private readonly recorded: unknown[] = [];
-  private readonly written: TraceEntry[] = [];
+  private readonly recorded: unknown[];
+  private readonly written: TraceEntry[];
   /** Running hash (lo, hi) after each written entry. */
-  private readonly running: number[] = [];
-  private lo = OFFSET_LO;
-  private hi = OFFSET_HI;
+  private readonly running: number[];
+  private lo: number;
+  private hi: number;
   /** The clock's decimal digits, least significant first (scratch of `append`). */
   private readonly digits = new Int32Array(20);
   /** Semantic events (exits, engine notes, pauses): PCT counts its change points over these. */
-  events = 0;
+  events: number;
   /** Called after every appended entry, as it is recorded (replay checks use it). */
   onEntry: ((index: number, entry: TraceEntry) => void) | null = null;
+
+  /** An empty trace, or a copy of `from` (see `copy`). */
+  constructor(from?: Trace) {
+    this.choices = from?.choices.slice() ?? [];
+    this.recorded = from?.recorded.slice() ?? [];
+    this.written = from?.written.slice() ?? [];
+    this.running = from?.running.slice() ?? [];
+    this.lo = from?.lo ?? OFFSET_LO;
+    this.hi = from?.hi ?? OFFSET_HI;
+    this.events = from?.events ?? 0;
+  }
 
   recordChoice(choice: Choice, clock: number): void {
     this.choices.push(choice);
@@ -152,15 +163,8 @@ export class Trace {
 
   /** A trace with the same entries, choices and hash, that this one's later entries do not change. */
   copy(): Trace {
-    const copy = new Trace();
-    for (const choice of this.choices) copy.choices.push(choice);
-    for (const slot of this.recorded) copy.recorded.push(slot);
-    for (const entry of this.written) copy.written.push(entry);
-    for (const half of this.running) copy.running.push(half);
-    copy.lo = this.lo;
-    copy.hi = this.hi;
-    copy.events = this.events;
-    return copy;
+    // Slices, not pushes: a branch copies the whole trace, prefix included, for every suffix's report.
+    return new Trace(this);
   }
 
   /** The trace hash: 16 hex digits. */
