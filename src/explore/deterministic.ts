@@ -174,10 +174,14 @@ export class DeterministicRun {
 /** The enabled choices, narrowed to the vCPUs starved longer than the fairness bound (if any). */
 function starved(enabled: Enabled, clock: number, lastActed: readonly number[], fairnessSteps: number | undefined): Enabled {
   if (fairnessSteps === undefined) return enabled;
-  const late = (vcpu: number): boolean => clock - lastActed[vcpu] > fairnessSteps;
-  const runnable = enabled.runnable.filter(late);
-  const pendingExits = enabled.pendingExits.filter(late);
-  if (runnable.length + pendingExits.length === 0) return enabled;
+  // No named closure here: run under tsx, each one made costs a defineProperty of its name, and this
+  // runs before every choice (it was 3 % of a run).
+  let starving = false;
+  for (let k = 0; k < enabled.runnable.length && !starving; k++) starving = clock - lastActed[enabled.runnable[k]] > fairnessSteps;
+  for (let k = 0; k < enabled.pendingExits.length && !starving; k++) starving = clock - lastActed[enabled.pendingExits[k]] > fairnessSteps;
+  if (!starving) return enabled;
+  const runnable = enabled.runnable.filter((vcpu) => clock - lastActed[vcpu] > fairnessSteps);
+  const pendingExits = enabled.pendingExits.filter((vcpu) => clock - lastActed[vcpu] > fairnessSteps);
   const { staleCode: _notNow, ...rest } = enabled;
   return { ...rest, runnable, pendingExits, timerDue: false, daemonDue: false, interrupts: [] };
 }
