@@ -112,10 +112,13 @@ export const Vcpu = {
   attention: 142, //      hv
   /** Words of the host protocol between the hypervisor side and the thread running the vCPU
    *  (request/acknowledge words with one writer each; see machine/layout.ts `Control`). */
-  runtime: 144, //        16 words
+  runtime: 144, //        VCPU_RUNTIME_WORDS words
   /** Block size in words; a multiple of 16 so every block starts on a 64-byte line. */
   words: 256,
 } as const;
+
+/** Words of the host protocol at `Vcpu.runtime` (machine/layout.ts `Control` uses the first ones). */
+export const VCPU_RUNTIME_WORDS = 16;
 
 /** What the vCPU is doing architecturally (VMCS guest activity state). */
 export const ActivityState = { active: 0, halted: 1, shutdown: 2 } as const;
@@ -197,7 +200,7 @@ function assertVcpuFields(): void {
     'kernelGsBase', 'sysenterCs', 'sysenterEsp', 'sysenterEip', 'pat', 'tscAux', 'apicBase', 'tscOffset', 'gdtrBase',
     'idtrBase', 'trBase', 'exitGpa', 'exitGla', 'exitRip', 'retired', 'udRip', 'pdpte',
   ]);
-  const widths: Record<string, number> = { gpr: 32, rflags: 2, cr8: 2, runtime: 16, pdpte: 8 };
+  const widths: Record<string, number> = { gpr: 32, rflags: 2, cr8: 2, runtime: VCPU_RUNTIME_WORDS, pdpte: 8 };
   const owner = new Map<number, string>();
   for (const [name, index] of Object.entries(Vcpu)) {
     if (name === 'words') continue;

@@ -37,8 +37,8 @@ export interface ExitFilter {
  * Where each kind of event sits in a list, kept per list and extended as the list grows: oracles
  * and window goals ask a run's log the same questions many times (which patches, which decodes,
  * what was pending at each), and a branched run's log is the prefix's plus its own. The list is a
- * log — only appended to — except that a branch's restore cuts it back: an index whose last event
- * is no longer where it was is built again.
+ * log — only appended to — except that a branch's restore cuts it back: the index then drops the
+ * positions from where the log no longer holds the events it indexed, and goes on from there.
  */
 interface EventIndex {
   /** The events indexed, by position (a log cut back and grown again differs from some position on). */

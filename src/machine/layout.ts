@@ -28,6 +28,7 @@ export {
   PAGE_SHIFT,
   UdReason,
   Vcpu,
+  VCPU_RUNTIME_WORDS,
   type ExitReasonCode,
   type UdReasonCode,
 } from '../cpu/state-block.ts';

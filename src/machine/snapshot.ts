@@ -1,11 +1,9 @@
-import { Header, PageMark, Vcpu } from './layout.ts';
+import { Header, PageMark, Vcpu, VCPU_RUNTIME_WORDS } from './layout.ts';
 import type { Machine } from './machine.ts';
 import { copyBackWrittenPages, markWordsOf } from './written-pages.ts';
 
 /** Header words that are live host protocol, never restored. */
 const LIVE_HEADER_WORDS: readonly number[] = [Header.doorbell, Header.sessionState, Header.exitTickets];
-/** The host-protocol words at `Vcpu.runtime` in each vCPU block (see cpu/state-block.ts). */
-const RUNTIME_WORDS = 16;
 
 /** Which snapshot armed a machine's run watches last (a control buffer has one set of them). */
 const armedBy = new WeakMap<SharedArrayBuffer, MachineSnapshot>();
@@ -41,7 +39,7 @@ export class MachineSnapshot {
     const live = [...LIVE_HEADER_WORDS];
     for (let id = 0; id < machine.vcpuCount; id++) {
       const at = machine.layout.vcpuBlocksBytes / 4 + id * Vcpu.words + Vcpu.runtime;
-      for (let k = 0; k < RUNTIME_WORDS; k++) live.push(at + k);
+      for (let k = 0; k < VCPU_RUNTIME_WORDS; k++) live.push(at + k);
     }
     this.restored = rangesAround(live, this.control.length);
   }

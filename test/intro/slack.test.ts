@@ -59,6 +59,10 @@ test('bump allocation: first section with room, above the highest live block; a 
   const none = slack.alloc(0x10, 'f');
   t.is(none.status, IntStatus.insufficientResources);
   t.is(slack.free(BASE), IntStatus.notFound);
+  // Room in .text again, below the HALTEXT block allocated since: the list stays lowest address first.
+  t.is(slack.free(BASE + 0x1fc0n), IntStatus.success);
+  t.is(slack.alloc(0x40, 'g').gva, BASE + 0x1fc0n);
+  t.deepEqual(slack.allocations().map((a) => a.owner), ['a', 'c', 'g', 'e']);
 });
 
 test('bytes that are not zero are refused with an integrity alert', (t) => {
