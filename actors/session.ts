@@ -7,7 +7,7 @@ import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../src/host/host-buffer.ts';
 import { HostError, InlineHost, WorkerHost, type HostOutcome } from '../src/host/hosts.ts';
 import { Daemon } from './daemon.ts';
-import { dispatchMachine, type LockHolder } from './dispatch.machine.ts';
+import { dispatchMachine, type DispatchEvent } from './dispatch.machine.ts';
 import { EffectErrors } from './effects.ts';
 import type { EventSink, ExitFacts, RuntimeEvent, StopName } from './events.ts';
 import { applyReply, replyProblem } from './exit-replies.ts';
@@ -106,6 +106,12 @@ const STOP_NAMES = new Map<number, StopName>([
   [RunStop.shutdown, 'shutdown'],
 ]);
 
+type AcquireEvent = Extract<DispatchEvent, { type: 'ACQUIRE' }>;
+// The lock's events are made once (per vCPU for exits): a handler runs under the lock on every VM exit.
+const TIMER_LOCK: AcquireEvent = { type: 'ACQUIRE', holder: { kind: 'timer' } };
+const DAEMON_LOCK: AcquireEvent = { type: 'ACQUIRE', holder: { kind: 'daemon' } };
+const RELEASE_LOCK: DispatchEvent = { type: 'RELEASE' };
+
 const EXIT_NAMES = new Map<number, string>(Object.entries(ExitReason).map(([name, code]) => [code, name]));
 const exitName = (reason: number): string => EXIT_NAMES.get(reason) ?? `exit#${reason}`;
 
@@ -118,6 +124,8 @@ export class Session implements Hypervisor {
   private options: SessionOptions;
   private readonly timeouts: SessionTimeouts;
   private readonly fleet: VcpuFleet;
+  /** Per vCPU: how its exit handler is named in errors, and the lock event that hands it the lock. */
+  private readonly exitLocks: readonly { readonly what: string; readonly acquire: AcquireEvent }[];
   private readonly sessionActor: ProtocolActor<typeof sessionMachine>;
   private pauseActor: ProtocolActor<typeof pauseMachine>;
   private readonly exitQueue: number[] = [];
@@ -166,6 +174,7 @@ export class Session implements Hypervisor {
     this.openedInspect = inspect;
     const interpreter = this.interpreter;
     this.fleet = new VcpuFleet(options.machine, inspect, interpreter);
+    this.exitLocks = Array.from({ length: this.vcpuCount }, (_, vcpu) => ({ what: `exit handler for vCPU ${vcpu}`, acquire: { type: 'ACQUIRE', holder: { kind: 'exit', vcpu } } }));
     this.sessionActor = startProtocolActor(sessionMachine, { id: 'session', input: { vcpus: this.vcpuCount }, interpreter, ...(inspect ? { inspect } : {}) });
     this.dispatchActor = startProtocolActor(dispatchMachine, { id: 'dispatch', interpreter, ...(inspect ? { inspect } : {}) });
     this.pauseActor = this.startPauseActor();
@@ -350,7 +359,7 @@ export class Session implements Hypervisor {
     const task = this.daemon.take();
     if (task === null) throw new SessionError('the daemon has no task');
     this.emit({ kind: 'daemon', label: task.label });
-    this.underLock(`daemon task "${task.label}"`, { kind: 'daemon' }, task.run);
+    this.underLock(`daemon task "${task.label}"`, DAEMON_LOCK, task.run, undefined);
   }
 
   /** Pause depth (0 when the guest may run). */
@@ -483,8 +492,9 @@ export class Session implements Hypervisor {
     if (fault !== undefined) this.emit({ kind: 'note', what: 'hypervisor-fault', detail: { vcpu, fault, ticket: slot.exitTicket } });
     // A duplicated event reaches the engine twice, with the vCPU as it exited; only the last
     // answer is carried out (the first one's register changes stay, as the engine made them).
-    if (fault === 'duplicate-exit') this.underLock(`exit handler for vCPU ${vcpu} (first delivery)`, { kind: 'exit', vcpu }, () => this.options.handler(context));
-    const reply = this.underLock(`exit handler for vCPU ${vcpu}`, { kind: 'exit', vcpu }, () => this.options.handler(context), fault === 'late-flush');
+    const lock = this.exitLocks[vcpu]!;
+    if (fault === 'duplicate-exit') this.underLock(`${lock.what} (first delivery)`, lock.acquire, this.options.handler, context);
+    const reply = this.underLock(lock.what, lock.acquire, this.options.handler, context, fault === 'late-flush');
     const problem = replyProblem(reply, exit.instructionLength);
     if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
     let flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
@@ -543,23 +553,23 @@ export class Session implements Hypervisor {
     if (timer === undefined) throw new SessionError('this session has no timer');
     this.nextTimer = this.clockSteps + timer.periodSteps;
     this.emit({ kind: 'timer' });
-    this.underLock('timer callback', { kind: 'timer' }, () => timer.callback(this));
+    this.underLock('timer callback', TIMER_LOCK, timer.callback, this);
   }
 
   /** Runs `body` as the only handler (gLock), then the after-handler step and the EPT commit. */
-  private underLock<T>(what: string, holder: LockHolder, body: () => T, lateFlush = false): T {
+  private underLock<A, T>(what: string, acquire: AcquireEvent, body: (argument: A) => T, argument: A, lateFlush = false): T {
     const refused = this.dispatchActor.getSnapshot().context.refused;
-    this.dispatchActor.send({ type: 'ACQUIRE', holder });
+    this.dispatchActor.send(acquire);
     if (this.dispatchActor.getSnapshot().context.refused > refused) throw new SessionError(`${what} started while another handler holds the lock (handlers do not nest)`);
     let result: T;
     try {
-      result = body();
+      result = body(argument);
       this.options.afterHandler?.(this);
     } catch (error) {
       if (error instanceof SessionError) throw error;
       return this.fail(`${what} threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     } finally {
-      this.dispatchActor.send({ type: 'RELEASE' });
+      this.dispatchActor.send(RELEASE_LOCK);
     }
     // The integrator flushes the EPT changes it batched during the event when it answers it
     // (libbdvmi's flushPageProtections): every vCPU, running or not, enters with the new rights.

@@ -20,8 +20,9 @@ import {
  * from it, and `test/actors/table-actor.test.ts` runs every machine the session uses side by side
  * with xstate's own actor over random event sequences. What a table covers — a root with atomic and
  * final children; event and eventless (`always`) transitions with named or inline guards; named
- * or inline actions that are `assign` or plain functions; entry and exit actions — is checked
- * when the table is built, and a machine outside it gets xstate's actor (`startProtocolActor`).
+ * or inline actions that are `assign` or plain functions; entry and exit actions; contexts keyed
+ * by strings (an assign that adds a symbol key would lose it at the next copy) — is checked, but
+ * for the keys, when the table is built, and a machine outside it gets xstate's actor (`startProtocolActor`).
  */
 
 /** What the session reads of an actor: xstate's own actors have the same shape. */
@@ -57,8 +58,43 @@ export type ProtocolInterpreter = 'table' | 'xstate';
 type Context = Record<string, unknown>;
 type ActionArgs = { context: Context; event: AnyEventObject; self: unknown };
 type Guard = (args: ActionArgs, params: undefined) => boolean;
-/** An action as the table runs it: an assign returns the next context, an effect runs. */
-type Step = { readonly assign: (context: Context, event: AnyEventObject, self: unknown) => Context } | { readonly effect: (args: ActionArgs, params: undefined) => void };
+/** An action as the table runs it: an assign returns the fields it sets, an effect runs. */
+type Step = { readonly assign: Assigner } | { readonly effect: (args: ActionArgs, params: undefined) => void };
+/** An assign's update: the fields it sets (the actor merges them into a copy of the context). */
+type Assigner = (context: Context, event: AnyEventObject, self: unknown) => Context;
+
+/**
+ * Copies contexts that have exactly `keys` as their own string keys, with an object literal
+ * generated for those keys: V8 builds it in one step (~35 ns for five fields, against ~85 ns for
+ * `Object.assign({}, context)`), and every VM exit makes a few contexts. Made from the initial
+ * context; an assign that adds a key goes the general way and makes a copier for the new keys.
+ */
+interface ContextCopier {
+  readonly keys: Readonly<Record<string, true>>;
+  readonly copy: (context: Context) => Context;
+}
+
+/** A copier for `context`'s keys, or null for a context a literal cannot copy like Object.assign (symbol keys, `__proto__`). */
+function copierFor(context: Context): ContextCopier | null {
+  const names = Object.keys(context);
+  if (names.includes('__proto__') || Object.getOwnPropertySymbols(context).length > 0) return null;
+  const keys: Record<string, true> = Object.create(null) as Record<string, true>;
+  for (const name of names) keys[name] = true;
+  const fields = names.map((name) => `${JSON.stringify(name)}: context[${JSON.stringify(name)}]`).join(', ');
+  // Property names only, each quoted by JSON.stringify: no value of the context reaches the source.
+  const copy = new Function('context', `return { ${fields} };`) as (context: Context) => Context;
+  return { keys, copy };
+}
+
+/**
+ * `Object.assign({}, context, partial)` (xstate's assign) through the copier when the partial adds
+ * no key; null when it would (the caller then assigns the general way). Keys come from for-in
+ * like Object.assign's own string keys: a table's contexts hold no symbol keys (see buildTable).
+ */
+function mergeWith(copier: ContextCopier, context: Context, partial: Context): Context | null {
+  for (const key in partial) if (copier.keys[key] !== true || !Object.prototype.hasOwnProperty.call(partial, key)) return null;
+  return Object.assign(copier.copy(context), partial);
+}
 
 interface Edge {
   readonly guard: Guard | null;
@@ -195,17 +231,21 @@ function stepsOf(actions: readonly unknown[], named: Record<string, unknown>, wh
 }
 
 /** xstate's assign: a function of the arguments, or an object of values and per-property functions. */
-function assignerOf(assignment: unknown, where: string): (context: Context, event: AnyEventObject, self: unknown) => Context {
+function assignerOf(assignment: unknown, where: string): Assigner {
   if (typeof assignment === 'function') {
     const update = assignment as (args: ActionArgs, params: undefined) => Context;
-    return (context, event, self) => Object.assign({}, context, update({ context, event, self }, undefined));
+    return (context, event, self) => update({ context, event, self }, undefined);
   }
   if (assignment === null || typeof assignment !== 'object') throw new Unsupported(`${where} has an assign of ${typeof assignment}`);
-  const entries = Object.entries(assignment as Record<string, unknown>);
+  const keys = Object.keys(assignment);
+  const values = keys.map((key) => (assignment as Record<string, unknown>)[key]);
   return (context, event, self) => {
-    const next = Object.assign({}, context);
-    for (const [key, value] of entries) next[key] = typeof value === 'function' ? (value as (args: ActionArgs, params: undefined) => unknown)({ context, event, self }, undefined) : value;
-    return next;
+    const partial: Context = {};
+    for (let k = 0; k < keys.length; k++) {
+      const value = values[k];
+      partial[keys[k]!] = typeof value === 'function' ? (value as (args: ActionArgs, params: undefined) => unknown)({ context, event, self }, undefined) : value;
+    }
+    return partial;
   };
 }
 
@@ -223,6 +263,8 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
   private state: number;
   private readonly mailbox: AnyEventObject[] = [];
   private processing = false;
+  /** Copies this actor's contexts (all of one key set); null while they cannot be copied by a literal. */
+  private copier: ContextCopier | null;
   private readonly observers: ((event: InspectionEvent) => void)[] = [];
   readonly system = { inspect: (observer: (event: InspectionEvent) => void): Subscription => this.observe(observer) };
 
@@ -233,6 +275,7 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
   ) {
     const declared = (table.machine.root as unknown as NodeShape).config.context;
     const context = (typeof declared === 'function' ? (declared as (args: { input: unknown; self: unknown }) => Context)({ input, self: this }) : (declared ?? {})) as Context;
+    this.copier = copierFor(context);
     this.state = table.initial;
     this.snapshot = { value: table.states[table.initial]!.name, context, status: 'active', output: undefined, error: undefined };
     const init = { type: 'xstate.init', input } as AnyEventObject;
@@ -329,11 +372,22 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
     return this.run(this.table.states[edge.target]!.entry, next, event);
   }
 
+  /** xstate's `Object.assign({}, context, partial)`, through the copier while the keys stay the same. */
+  private merge(context: Context, partial: Context): Context {
+    if (this.copier !== null) {
+      const next = mergeWith(this.copier, context, partial);
+      if (next !== null) return next;
+    }
+    const next = Object.assign({}, context, partial);
+    this.copier = copierFor(next);
+    return next;
+  }
+
   private run(steps: readonly Step[], context: Context, event: AnyEventObject): Context {
     let next = context;
     for (let k = 0; k < steps.length; k++) {
       const step = steps[k];
-      if ('assign' in step) next = step.assign(next, event, this);
+      if ('assign' in step) next = this.merge(next, step.assign(next, event, this));
       else step.effect({ context: next, event, self: this }, undefined);
     }
     return next;

@@ -85,7 +85,14 @@ function exitLoop(vcpus: number): TestMachine {
   return machine;
 }
 
-function exitRoundTrip(hosts: 'inline' | 'workers', exits: number, spin?: number): number {
+/** The median of `rounds` runs of `run`, one after the other (each awaits its session's close, so no worker is still ending while the next is timed). */
+async function medianOf(rounds: number, run: () => Promise<number>): Promise<number> {
+  const times: number[] = [];
+  for (let k = 0; k < rounds; k++) times.push(await run());
+  return median(times);
+}
+
+async function exitRoundTrip(hosts: 'inline' | 'workers', exits: number, spin?: number): Promise<number> {
   const machine = exitLoop(1);
   let handled = 0;
   const handler: ExitHandler = () => (++handled >= exits ? { action: 'shutdown' } : { action: 'allowedVirtual' });
@@ -95,11 +102,11 @@ function exitRoundTrip(hosts: 'inline' | 'workers', exits: number, spin?: number
     runDeterministic({ session, scheduler: new RoundRobinScheduler(1000), trace: new Trace(), stepsMax: exits * 10 });
     return (performance.now() - began) / 1000 / exits;
   } finally {
-    void session.close();
+    await session.close();
   }
 }
 
-function freeExitRoundTrip(exits: number): number {
+async function freeExitRoundTrip(exits: number): Promise<number> {
   const machine = exitLoop(1);
   let handled = 0;
   const handler: ExitHandler = () => (++handled >= exits ? { action: 'shutdown' } : { action: 'allowedVirtual' });
@@ -109,7 +116,7 @@ function freeExitRoundTrip(exits: number): number {
     runFree({ session, trace: new Trace(), wallMs: 120_000 });
     return (performance.now() - began) / 1000 / exits;
   } finally {
-    void session.close();
+    await session.close();
   }
 }
 
@@ -169,11 +176,13 @@ async function main(): Promise<void> {
   console.log('\nexit → handler → resume (1 vCPU, every iteration a VMCALL)');
   console.log(`  floor: Atomics ping-pong, wait/notify     ${us(floorWait)}`);
   console.log(`  floor: Atomics ping-pong, spin then wait  ${us(floorSpin)}`);
-  exitRoundTrip('workers', 2000, 0);
-  const exitWait = median([0, 1, 2].map(() => exitRoundTrip('workers', 4000, 0)));
-  const exitSpin = median([0, 1, 2].map(() => exitRoundTrip('workers', 20_000)));
-  const exitInline = median([0, 1, 2].map(() => exitRoundTrip('inline', 20_000, 0)));
-  const exitFree = median([0, 1, 2].map(() => freeExitRoundTrip(4000)));
+  await exitRoundTrip('workers', 2000, 0);
+  const exitWait = await medianOf(3, () => exitRoundTrip('workers', 4000, 0));
+  const exitSpin = await medianOf(3, () => exitRoundTrip('workers', 20_000));
+  // Warmed like the worker rounds above: V8 takes some 40,000 exits to finish optimising the path.
+  await exitRoundTrip('inline', 60_000, 0);
+  const exitInline = await medianOf(5, () => exitRoundTrip('inline', 20_000, 0));
+  const exitFree = await medianOf(3, () => freeExitRoundTrip(4000));
   console.log(`  deterministic, worker, default hand-off    ${us(exitSpin)} = ${(exitSpin / floorWait).toFixed(2)}× wait/notify floor (target ≤ 2×)`);
   console.log(`  deterministic, worker, pure wait/notify    ${us(exitWait)} = ${(exitWait / floorWait).toFixed(2)}× wait/notify floor`);
   console.log(`  free-running, worker                       ${us(exitFree)} = ${(exitFree / floorWait).toFixed(2)}× floor`);

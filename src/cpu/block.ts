@@ -4,9 +4,9 @@ import type { Insn } from './decode.ts';
  * A decoded, compiled run of instructions that starts at one linear address and ends at a branch,
  * a serialising or exiting instruction, a page boundary or the size limit. Plain data plus one
  * generated function; the dispatcher links successors directly so the common path never looks an
- * address up.
+ * address up. A class, so a snapshot of a run can tell a block by its prototype (`isBlock`).
  */
-export interface Block {
+export class Block {
   /** Linear address (48-bit number) of the first instruction. */
   readonly ip: number;
   /** Instructions in the block; a fault in instruction k retires exactly k. */
@@ -29,11 +29,57 @@ export interface Block {
   /** Code stamp at which the generations were last confirmed. */
   stamp: number;
   /** Successor cache (fall-through / taken), validated by `ip` on use. */
-  next0: Block | null;
-  next1: Block | null;
+  next0: Block | null = null;
+  next1: Block | null = null;
   /** False once invalidated; a stale successor pointer then forces a fresh lookup. */
-  valid: boolean;
+  valid = true;
+
+  constructor(parts: BlockParts, epoch: number, stamp: number) {
+    this.ip = parts.ip;
+    this.count = parts.count;
+    this.ips = parts.ips;
+    this.lengths = parts.lengths;
+    this.insns = parts.insns;
+    this.fn = parts.fn;
+    this.page = parts.page;
+    this.generation = parts.generation;
+    this.page2 = parts.page2;
+    this.generation2 = parts.generation2;
+    this.linear2 = parts.linear2;
+    this.epoch = epoch;
+    this.stamp = stamp;
+  }
 }
+
+/** What a block is made of: every field but the bookkeeping a new block starts with. */
+export type BlockParts = Pick<Block, 'ip' | 'count' | 'ips' | 'lengths' | 'insns' | 'fn' | 'page' | 'generation' | 'page2' | 'generation2' | 'linear2'>;
 
 /** Blocks end after at most this many instructions (bounds fault rollback and pause latency). */
 export const BLOCK_INSTRUCTIONS_MAX = 32;
+
+/**
+ * The fields of a block that change after it is made: all a snapshot of a run needs to save of
+ * one (the rest — addresses, pages, generations, code — is fixed when the block is compiled).
+ */
+export const BLOCK_MUTABLE_FIELDS: readonly (keyof Block)[] = Object.freeze(['epoch', 'stamp', 'next0', 'next1', 'valid']);
+
+/** Whether `value` is a block made by the compiler: only its BLOCK_MUTABLE_FIELDS change. */
+export function isBlock(value: object): boolean {
+  return value instanceof Block;
+}
+
+const blockCaches = new WeakSet<object>();
+
+/**
+ * Registers an array that only caches lookups in a CPU's block maps (a hit is checked against the
+ * block's address and validity): emptying it never changes what runs, only how fast.
+ */
+export function markBlockCache<T extends unknown[]>(cache: T): T {
+  blockCaches.add(cache);
+  return cache;
+}
+
+/** Whether `value` is a block cache (see `markBlockCache`): a snapshot restores it empty instead of saving it. */
+export function isBlockCache(value: object): boolean {
+  return blockCaches.has(value);
+}

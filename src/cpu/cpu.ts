@@ -1,5 +1,5 @@
 import { ActivityState, EventInfo, ExitEptFlags, ExitReason, UdReason, Vcpu } from './state-block.ts';
-import type { Block } from './block.ts';
+import { markBlockCache, type Block } from './block.ts';
 import { compileBlock } from './compile/block-compiler.ts';
 import { canonical } from './decode.ts';
 import { RFLAGS_FIXED1, readFlags, settleFlags, type LazyFlags } from './flags.ts';
@@ -115,7 +115,7 @@ export class Cpu implements LazyFlags, MmuFaults {
   private runRetired = 0;
   private readonly blocks = new Map<number, Block>();
   /** Recently entered blocks by address hash, for indirect branches and returns (QEMU's tb_jmp_cache). */
-  private readonly jumpCache: Array<Block | undefined> = new Array<Block | undefined>(JUMP_CACHE_ENTRIES);
+  private readonly jumpCache: Array<Block | undefined> = markBlockCache(new Array<Block | undefined>(JUMP_CACHE_ENTRIES));
   private readonly singles = new Map<number, Block>();
   /** Start addresses of the most recent blocks (a ring; see `recentBlocks`), for crash reports. */
   private readonly history = new Float64Array(HISTORY_BLOCKS);
@@ -483,6 +483,7 @@ export class Cpu implements LazyFlags, MmuFaults {
     this.flushDecodedCode();
     this.jumpCache.fill(undefined);
     this.mmu.eptEpochSeen = -1;
+    this.mmu.forgetPagingState();
     this.codeEpochSeen = -1;
     this.codeStamp++;
     this.history.fill(0);

@@ -114,22 +114,34 @@ export class Mmu {
   /** The control-register values the TLB was filled under (see `pagingStateIs`). */
   private pagingState = new Int32Array(5).fill(-1);
 
-  /** True when these CR0/CR3/CR4/EFER values are the ones last configured; records them if not. */
+  /** True when these CR0/CR3/CR4/EFER values are the ones the MMU was last configured with. */
   pagingStateIs(cr0: number, cr3Lo: number, cr3Hi: number, cr4: number, efer: number): boolean {
     const s = this.pagingState;
-    if (s[0] === cr0 && s[1] === cr3Lo && s[2] === cr3Hi && s[3] === cr4 && s[4] === efer) return true;
+    return s[0] === cr0 && s[1] === cr3Lo && s[2] === cr3Hi && s[3] === cr4 && s[4] === efer;
+  }
+
+  /**
+   * Records the values the MMU was just configured with (after its flush). A flush alone keeps
+   * them: an empty TLB fills under the same configuration.
+   */
+  notePagingState(cr0: number, cr3Lo: number, cr3Hi: number, cr4: number, efer: number): void {
+    const s = this.pagingState;
     s[0] = cr0;
     s[1] = cr3Lo;
     s[2] = cr3Hi;
     s[3] = cr4;
     s[4] = efer;
-    return false;
+  }
+
+  /** Forgets the recorded configuration, so the next VM entry configures paging and flushes. */
+  forgetPagingState(): void {
+    this.pagingState.fill(-1);
   }
 
   /**
-   * TLB slots filled since the last flush (the first FILLED_MAX of `filledCount`): a flush follows
-   * every VM entry, and a slice between two exits fills a few slots, so clearing just those beats
-   * clearing all TLB_ENTRIES.
+   * TLB slots filled since the last flush (the first FILLED_MAX of `filledCount`): flushes are
+   * mostly close together (a guest's CR3 writes, EPT changes between exits) with few slots filled
+   * in between, so clearing just those beats clearing all TLB_ENTRIES.
    */
   private readonly filled = new Int32Array(FILLED_MAX);
   private filledCount = 0;
@@ -174,7 +186,6 @@ export class Mmu {
 
   /** Drops every cached translation (CR3 write, paging mode change, EPT view change). */
   flush(): void {
-    this.pagingState.fill(-1);
     if (this.filledCount <= FILLED_MAX) {
       for (let k = 0; k < this.filledCount; k++) this.tlbHi[this.filled[k]] = TLB_EMPTY;
     } else {

@@ -18,6 +18,14 @@
 /** True for an object to keep by identity without walking into it. */
 export type GraphBoundary = (value: object) => boolean;
 
+/** What the graph may know of an object beyond its own fields, to save less of it. */
+export interface GraphShapes {
+  /** The only fields of `value` that change once it is made (the others are walked, never saved or restored), or null for all. */
+  readonly mutableFields?: (value: object) => readonly string[] | null;
+  /** True for an array that only caches what other saved state holds: restored empty (every slot undefined), never saved or walked. */
+  readonly derivedCache?: (value: object) => boolean;
+}
+
 const enum Kind {
   fields,
   elements,
@@ -25,6 +33,7 @@ const enum Kind {
   members,
   bytes,
   log,
+  emptied,
 }
 
 /** Raised when the graph holds something whose contents cannot be saved. */
@@ -60,7 +69,7 @@ export class ObjectGraphSnapshot {
    * are logs whose elements never change once pushed (a run's events, a trace's entries): only
    * their length is saved, and their elements are neither walked nor saved.
    */
-  static capture(roots: readonly object[], names: readonly string[], boundary: GraphBoundary, appendOnly: ReadonlySet<unknown[]> = new Set()): ObjectGraphSnapshot {
+  static capture(roots: readonly object[], names: readonly string[], boundary: GraphBoundary, appendOnly: ReadonlySet<unknown[]> = new Set(), shapes: GraphShapes = {}): ObjectGraphSnapshot {
     const snapshot = new ObjectGraphSnapshot();
     const seen = new Set<object>();
     const stack: object[] = [];
@@ -84,13 +93,17 @@ export class ObjectGraphSnapshot {
         snapshot.record(value, Kind.log, (value as unknown[]).length);
         continue;
       }
+      if (Array.isArray(value) && shapes.derivedCache?.(value) === true) {
+        snapshot.record(value, Kind.emptied, null);
+        continue;
+      }
       for (const [type, what] of REFUSED) if (value instanceof type) throw new UnsnapshottableState(what, pathOf(value));
-      snapshot.save(value, (child, key) => visit(child, value, key));
+      snapshot.save(value, (child, key) => visit(child, value, key), shapes.mutableFields?.(value) ?? null);
     }
     return snapshot;
   }
 
-  private save(value: object, visit: (child: unknown, key: string) => void): void {
+  private save(value: object, visit: (child: unknown, key: string) => void, mutable: readonly string[] | null): void {
     if (ArrayBuffer.isView(value)) {
       if (value.buffer instanceof SharedArrayBuffer) return;
       // Saved as its bytes, and restored through a byte view made once here.
@@ -129,7 +142,7 @@ export class ObjectGraphSnapshot {
       // An accessor is code (e.g. a getter over other state), not state of its own.
       if (descriptor === undefined || !('value' in descriptor)) continue;
       visit(descriptor.value, key);
-      if (!frozen && descriptor.writable === true) {
+      if (!frozen && descriptor.writable === true && (mutable === null || mutable.includes(key))) {
         names.push(key);
         values.push(descriptor.value);
       }
@@ -137,7 +150,7 @@ export class ObjectGraphSnapshot {
     if (frozen) return;
     // Only a plain object is used as a dictionary (keys come and go); a class instance has its fields from its constructor.
     const prototype: unknown = Object.getPrototypeOf(value);
-    const dictionary = prototype === Object.prototype || prototype === null;
+    const dictionary = mutable === null && (prototype === Object.prototype || prototype === null);
     this.record(value, Kind.fields, { restore: fieldRestorer(names), values, keys: dictionary ? keys : null } satisfies SavedFields);
   }
 
@@ -164,13 +177,9 @@ export class ObjectGraphSnapshot {
           for (let k = 0; k < elements.length; k++) if (array[k] !== elements[k]) array[k] = elements[k];
           break;
         }
-        case Kind.entries: {
-          const map = target as Map<unknown, unknown>;
-          const entries = held as unknown[];
-          map.clear();
-          for (let k = 0; k < entries.length; k += 2) map.set(entries[k], entries[k + 1]);
+        case Kind.entries:
+          restoreEntries(target as Map<unknown, unknown>, held as unknown[]);
           break;
-        }
         case Kind.members: {
           const set = target as Set<unknown>;
           set.clear();
@@ -182,9 +191,36 @@ export class ObjectGraphSnapshot {
           break;
         case Kind.log:
           (target as unknown[]).length = held as number;
+          break;
+        case Kind.emptied:
+          (target as unknown[]).fill(undefined);
       }
     }
   }
+}
+
+/**
+ * Puts a Map's saved entries back. Maps mostly only grew since (a CPU's decoded blocks): when the
+ * saved entries are still its first ones, in order, only the later ones go — far cheaper than
+ * clearing and filling it again (the keys are often addresses above 2^31, hashed as doubles).
+ */
+function restoreEntries(map: Map<unknown, unknown>, entries: readonly unknown[]): void {
+  const saved = entries.length >>> 1;
+  if (map.size >= saved) {
+    let k = 0;
+    let kept = true;
+    for (const [key, value] of map) {
+      if (k >= entries.length) map.delete(key);
+      else if (key !== entries[k] || value !== entries[k + 1]) {
+        kept = false;
+        break;
+      }
+      k += 2;
+    }
+    if (kept) return;
+  }
+  map.clear();
+  for (let k = 0; k < entries.length; k += 2) map.set(entries[k], entries[k + 1]);
 }
 
 /** An object's writable fields: their values, the code that writes them back, and for a dictionary every key it had. */

@@ -1,12 +1,13 @@
 import { isMachineTable } from '../../actors/table-actor.ts';
 import { vcpuMachine } from '../../actors/vcpu.machine.ts';
+import { BLOCK_MUTABLE_FIELDS, isBlock, isBlockCache } from '../cpu/block.ts';
 import { isDecoded } from '../cpu/decode.ts';
 import { MachineCheckpoint, type CheckpointRestore } from '../machine/checkpoint.ts';
 import { EptTable } from '../machine/ept.ts';
 import { Machine } from '../machine/machine.ts';
 import { GuestMemory } from '../machine/memory.ts';
 import { VcpuState } from '../machine/vcpu-state.ts';
-import { ObjectGraphSnapshot } from './object-graph.ts';
+import { ObjectGraphSnapshot, type GraphShapes } from './object-graph.ts';
 
 /**
  * The whole simulation at one top-level choice point of a deterministic inline run: the machine
@@ -28,6 +29,12 @@ function keptByIdentity(value: object): boolean {
   );
 }
 
+/** A decoded block changes only in its few bookkeeping fields; a CPU's jump cache is only a faster way into its block maps. */
+const CPU_SHAPES: GraphShapes = {
+  mutableFields: (value) => (isBlock(value) ? BLOCK_MUTABLE_FIELDS : null),
+  derivedCache: isBlockCache,
+};
+
 export class RunSnapshot {
   private constructor(
     private readonly machine: MachineCheckpoint,
@@ -39,7 +46,7 @@ export class RunSnapshot {
    * only ever appended to (events, trace entries), saved by length.
    */
   static take(machine: Machine, roots: Readonly<Record<string, object>>, logs: readonly unknown[][]): RunSnapshot {
-    const graph = ObjectGraphSnapshot.capture(Object.values(roots), Object.keys(roots), keptByIdentity, new Set(logs));
+    const graph = ObjectGraphSnapshot.capture(Object.values(roots), Object.keys(roots), keptByIdentity, new Set(logs), CPU_SHAPES);
     return new RunSnapshot(new MachineCheckpoint(machine), graph);
   }
 

@@ -155,6 +155,28 @@ const CASES: readonly Case[] = [
       }),
     event: (prng) => ({ type: pick(prng, ['GO', 'STAY'] as const) }),
   },
+  {
+    // The table copies contexts with a literal made for their keys: an assign that adds a key must
+    // not lose it at the next copy, and the keys keep xstate's order (the lines compare JSON).
+    name: 'a synthetic machine: assigns that add keys, object-form assigns, per-property functions',
+    machine: () =>
+      setup({
+        types: { context: {} as Record<string, number>, events: {} as { type: 'ADD'; key: string } | { type: 'SET' } | { type: 'BUMP' } },
+        actions: {
+          add: assign(({ context, event }) => (event.type === 'ADD' ? { [event.key]: (context[event.key] ?? 0) + 1 } : {})),
+          set: assign({ fixed: 7, counted: ({ context }) => (context.counted ?? 0) + 1 }),
+          bump: assign(({ context }) => ({ n: context.n + 1 })),
+        },
+      }).createMachine({
+        context: { n: 0 },
+        initial: 'idle',
+        states: { idle: { on: { ADD: { actions: 'add' }, SET: { actions: 'set' }, BUMP: { actions: 'bump' } } } },
+      }),
+    event: (prng) => {
+      const type = pick(prng, ['ADD', 'SET', 'BUMP', 'BUMP'] as const);
+      return type === 'ADD' ? { type, key: pick(prng, ['a', 'b', 'n', '0', 'z']) } : { type };
+    },
+  },
 ];
 
 /** Drives one actor kind through the case's events; returns what was seen after each event. */

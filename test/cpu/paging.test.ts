@@ -10,6 +10,7 @@ import { Assembler, cr2, cr3, mem, qword, rax, rbp, rbx, rcx, rdx, rsi, rsp } fr
 import { RunStop, type RunStopCode } from '../../src/cpu/cpu.ts';
 import { ExitReason } from '../../src/cpu/state-block.ts';
 import { PfError, Vector } from '../../src/cpu/stop.ts';
+import { CR4 } from '../../src/cpu/ops/system.ts';
 import { Pte } from '../../src/machine/page-tables.ts';
 import type { ExitRecord } from '../../src/machine/vcpu-state.ts';
 import { CODE, TestMachine, stackTop } from '../support/test-machine.ts';
@@ -461,6 +462,30 @@ test('TLB: after a PTE changes in memory the cached translation is used until IN
   t.is(state.gpr('rbx'), 0xaaaan);
   t.is(state.gpr('rcx'), 0xaaaan, 'the stale translation is still used before INVLPG');
   t.is(state.gpr('rdx'), 0xbbbbn, 'INVLPG makes the new PTE take effect');
+});
+
+test('TLB: translations survive a VM entry that changes no paging state (VPID), and one that changes CR4 drops them', (t) => {
+  // Goal: with VPID, VM entries and exits do not invalidate linear translations (SDM §28.3.3.1); the model keeps the TLB across an entry unless the hypervisor changed CR0/CR3/CR4/EFER. Method: as the INVLPG test, but the vCPU goes on through a VM entry each time: untouched (old page), then with CR4.PGE set by the hypervisor (new page).
+  const tm = tlbMachine();
+  const code = tm.assemble(CODE, (a) => {
+    a.mov(rax, KERNEL).mov(rbx, qword(rax, 8)).label('cached');
+    a.vmcall().mov(rcx, qword(rax, 8)).label('entered');
+    a.vmcall().mov(rdx, qword(rax, 8)).label('end');
+    a.vmcall();
+  });
+  const cpu = tm.cpu();
+  expectVmcall(t, tm, tm.run(), code.addressOf('cached'));
+  remapToB(tm);
+  cpu.skipInstruction();
+  expectVmcall(t, tm, tm.run(), code.addressOf('entered'));
+  t.is(tm.state().gpr('rcx'), 0xaaaan, 'the translation cached before the exit is used after the entry');
+  const epoch = cpu.mmu.epoch;
+  cpu.enter();
+  t.is(cpu.mmu.epoch, epoch, 'an entry that changes nothing leaves decoded blocks nothing to re-check');
+  cpu.skipInstruction();
+  tm.state().set64('cr4', tm.state().get64('cr4') | BigInt(CR4.PGE));
+  expectVmcall(t, tm, tm.run(), code.addressOf('end'));
+  t.is(tm.state().gpr('rdx'), 0xbbbbn, 'an entry with other paging state starts with an empty TLB');
 });
 
 test('TLB: a MOV to CR3 drops cached translations', (t) => {

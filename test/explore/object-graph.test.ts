@@ -103,3 +103,42 @@ test('a WeakMap, WeakSet, WeakRef or Promise is refused with the path that reach
   t.regex(error.message, /WeakMap at run\.engine\.cache/);
   t.throws(() => ObjectGraphSnapshot.capture([{ pending: Promise.resolve(1) }], ['run'], nothingKept), { message: /Promise at run\.pending/ });
 });
+
+test('a Map comes back with its entries in their order, whether it only grew or was reordered', (t) => {
+  // Order is state: code iterating a Map (an engine's hooks) must see the order it saw at the capture.
+  const grown = new Map<number, string>([[1, 'a'], [2, 'b']]);
+  const reordered = new Map<number, string>([[1, 'a'], [2, 'b'], [3, 'c']]);
+  const changed = new Map<number, string>([[1, 'a'], [2, 'b']]);
+  const snapshot = ObjectGraphSnapshot.capture([{ grown, reordered, changed }], ['maps'], nothingKept);
+  grown.set(3, 'c').set(4, 'd');
+  reordered.delete(1);
+  reordered.set(1, 'a').set(5, 'e');
+  changed.set(2, 'B');
+  snapshot.restore();
+  t.deepEqual([...grown], [[1, 'a'], [2, 'b']]);
+  t.deepEqual([...reordered], [[1, 'a'], [2, 'b'], [3, 'c']]);
+  t.deepEqual([...changed], [[1, 'a'], [2, 'b']]);
+});
+
+test('shapes: only the mutable fields an object declares are saved, and a derived cache comes back empty', (t) => {
+  // A CPU's blocks change in a few bookkeeping fields only; its jump cache is rebuilt from its block maps.
+  class Block {
+    constructor(
+      public fixed: number,
+      public valid: boolean,
+    ) {}
+  }
+  const block = new Block(1, true);
+  const cache: (Block | undefined)[] = [block, undefined];
+  const snapshot = ObjectGraphSnapshot.capture([{ block, cache }], ['cpu'], nothingKept, new Set(), {
+    mutableFields: (value) => (value instanceof Block ? ['valid'] : null),
+    derivedCache: (value) => value === cache,
+  });
+  block.valid = false;
+  block.fixed = 2; // a field declared fixed is not the snapshot's to restore
+  cache[1] = block;
+  snapshot.restore();
+  t.true(block.valid);
+  t.is(block.fixed, 2);
+  t.deepEqual(cache, [undefined, undefined]);
+});

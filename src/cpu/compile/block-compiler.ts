@@ -1,5 +1,5 @@
 import { PAGE_BYTES, UdReason } from '../state-block.ts';
-import { BLOCK_INSTRUCTIONS_MAX, type Block } from '../block.ts';
+import { BLOCK_INSTRUCTIONS_MAX, Block } from '../block.ts';
 import type { Cpu } from '../cpu.ts';
 import { InstructionDecoder, canonical, markDecoded, type Insn } from '../decode.ts';
 import { Need } from '../mmu.ts';
@@ -168,24 +168,14 @@ function sameBytes(memory: Uint8Array, at: number, bytes: Uint8Array): boolean {
 }
 
 function makeBlock(cpu: Cpu, rip: number, code: Omit<CompiledCode, 'bytes'>, pages: Pages): Block {
-  return {
-    ip: rip,
-    count: code.ips.length,
-    ips: code.ips,
-    lengths: code.lengths,
-    insns: code.insns,
-    fn: code.fn,
-    page: pages.page,
-    generation: pages.generation,
-    page2: pages.page2,
-    generation2: pages.generation2,
-    linear2: pages.linear2,
-    epoch: cpu.mmu.epoch,
-    stamp: cpu.codeStamp,
-    next0: null,
-    next1: null,
-    valid: true,
-  };
+  return new Block(
+    {
+      ip: rip, count: code.ips.length, ips: code.ips, lengths: code.lengths, insns: code.insns, fn: code.fn,
+      page: pages.page, generation: pages.generation, page2: pages.page2, generation2: pages.generation2, linear2: pages.linear2,
+    },
+    cpu.mmu.epoch,
+    cpu.codeStamp,
+  );
 }
 
 interface Pages {

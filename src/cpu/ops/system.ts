@@ -24,7 +24,7 @@ const CR4_SUPPORTED = CR4.PSE | CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT 
 /** Copies paging and segment state from the state block into the CPU's caches (VM entry). */
 export function loadControlState(cpu: Cpu): void {
   const w = cpu.words;
-  cpu.cpl = -1;
+  // Only a real CPL change re-checks decoded blocks' translations (setCpl keeps cpl and the MMU's user bit in step).
   setCpl(cpu, w[Vcpu.cs] & 3);
   cpu.fsLo = w[Vcpu.fsBase];
   cpu.fsHi = w[Vcpu.fsBase + 1];
@@ -45,7 +45,9 @@ export function configurePaging(cpu: Cpu, force = true): void {
   const cr0 = w[Vcpu.cr0];
   const cr4 = w[Vcpu.cr4];
   const efer = w[Vcpu.efer];
-  if (!force && mmu.pagingStateIs(cr0, w[Vcpu.cr3], w[Vcpu.cr3 + 1], cr4, efer)) return;
+  const cr3Lo = w[Vcpu.cr3];
+  const cr3Hi = w[Vcpu.cr3 + 1];
+  if (!force && mmu.pagingStateIs(cr0, cr3Lo, cr3Hi, cr4, efer)) return;
   mmu.pagingOn = (cr0 & CR0.PG) !== 0;
   mmu.writeProtect = (cr0 & CR0.WP) !== 0;
   mmu.smep = (cr4 & CR4.SMEP) !== 0;
@@ -53,9 +55,10 @@ export function configurePaging(cpu: Cpu, force = true): void {
   // 32-bit (non-PAE) paging is not modelled: MOV CR0/CR4 refuse to turn it on (#GP), and a
   // protected-mode state with paging on is walked as PAE.
   mmu.pae = mmu.pagingOn && (efer & EFER.LMA) === 0;
-  const hi = w[Vcpu.cr3 + 1] & ((1 << (MAX_PHYS_BITS - 32)) - 1);
-  mmu.cr3Page = hi * 4294967296 + ((w[Vcpu.cr3] & ~0xfff) >>> 0);
+  const hi = cr3Hi & ((1 << (MAX_PHYS_BITS - 32)) - 1);
+  mmu.cr3Page = hi * 4294967296 + ((cr3Lo & ~0xfff) >>> 0);
   mmu.flush();
+  mmu.notePagingState(cr0, cr3Lo, cr3Hi, cr4, efer);
 }
 
 /** True when CR0/CR4/EFER values select PAE paging in 32-bit protected mode. */
