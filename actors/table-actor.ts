@@ -88,12 +88,18 @@ function copierFor(context: Context): ContextCopier | null {
 
 /**
  * `Object.assign({}, context, partial)` (xstate's assign) through the copier when the partial adds
- * no key; null when it would (the caller then assigns the general way). Keys come from for-in
- * like Object.assign's own string keys: a table's contexts hold no symbol keys (see buildTable).
+ * no key; null when it would, or when it is not a plain object (the caller then assigns the
+ * general way). For-in over a plain object sees its own string keys, as Object.assign does: a
+ * table's contexts hold no symbol keys (see buildTable).
  */
 function mergeWith(copier: ContextCopier, context: Context, partial: Context): Context | null {
-  for (const key in partial) if (copier.keys[key] !== true || !Object.prototype.hasOwnProperty.call(partial, key)) return null;
-  return Object.assign(copier.copy(context), partial);
+  if (Object.getPrototypeOf(partial) !== Object.prototype) return null;
+  const next = copier.copy(context);
+  for (const key in partial) {
+    if (copier.keys[key] !== true) return null;
+    next[key] = partial[key];
+  }
+  return next;
 }
 
 interface Edge {
@@ -356,6 +362,7 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
 
   /** Takes eventless transitions until none is enabled (guards see the event that started the step). */
   private settle(context: Context, event: AnyEventObject): Context {
+    if (this.table.states[this.state]!.always.length === 0) return context;
     let next = context;
     for (let edge = this.select(this.table.states[this.state]!.always, next, event); edge !== null; edge = this.select(this.table.states[this.state]!.always, next, event)) {
       next = this.take(edge, next, event);
@@ -365,7 +372,7 @@ export class TableActor<TMachine extends AnyStateMachine> implements ProtocolAct
 
   /** One microstep: the source's exit actions, the edge's, the target's entry actions. */
   private take(edge: Edge, context: Context, event: AnyEventObject): Context {
-    if (edge.target < 0) return this.run(edge.steps, context, event);
+    if (edge.target < 0) return edge.steps.length === 0 ? context : this.run(edge.steps, context, event);
     let next = this.run(this.table.states[this.state]!.exit, context, event);
     next = this.run(edge.steps, next, event);
     this.state = edge.target;
