@@ -214,7 +214,9 @@ class RowAccumulator {
   firstError: { seed: number; message: string } | null = null;
   readonly windows: Record<string, number> = {};
   readonly orderings: OrderingCoverage;
-  readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
+  private readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
+  /** Each strategy's lowest seed: results arrive in the pool's order, the report lists strategies in the plans' (seed k runs plan k mod plans). */
+  private readonly lowestSeed: Record<string, number> = {};
   /** Hashes of the sample seeds (the first ones of the row). */
   readonly sampleHashes = new Map<number, string>();
   /** Free-running: what was observed of the first failure and of the first run that broke `caughtBy`. */
@@ -224,6 +226,12 @@ class RowAccumulator {
   constructor(private readonly row: CampaignRow, private readonly sampleSeeds: ReadonlySet<number>) {
     for (const goal of row.windowGoals) this.windows[goal] = 0;
     this.orderings = new OrderingCoverage(row.orderingPairs ?? {});
+  }
+
+  /** Per strategy, in the order of the campaign's plans (not the order results came back in). */
+  strategies(): RowSummary['byStrategy'] {
+    const names = Object.keys(this.byStrategy).sort((a, b) => this.lowestSeed[a]! - this.lowestSeed[b]!);
+    return Object.fromEntries(names.map((name) => [name, this.byStrategy[name]!]));
   }
 
   add(result: CampaignResult, plan: StrategyPlan): void {
@@ -237,6 +245,7 @@ class RowAccumulator {
     for (const goal of result.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
     this.orderings.add(result.orderings ?? []);
     const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
+    this.lowestSeed[result.strategy] = Math.min(this.lowestSeed[result.strategy] ?? result.seed, result.seed);
     entry.runs++;
     if (!result.failed) return;
     const run: RowRun = { seed: result.seed, plan, strategy: result.strategy, oracle: result.oracles[0], detail: result.detail, hash: result.hash ?? '' };
@@ -353,7 +362,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         firstError: acc.firstError,
         windows: acc.windows,
         orderings: acc.orderings.toJSON(),
-        byStrategy: acc.byStrategy,
+        byStrategy: acc.strategies(),
         runsPerSecond: acc.runs / seconds,
         complete: submitted === positions.length,
         determinism: check.determinism,

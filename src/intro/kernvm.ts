@@ -24,7 +24,7 @@ export function writeGuestVirtual(glue: Glue, cr3: number, gva: bigint, bytes: U
   for (const piece of pieces) {
     for (let k = 0; k < piece.bytes; k++, offset++) {
       if (offset > 0) glue.preemptionPoint(label);
-      glue.memory.write(piece.gpa + k, bytes.subarray(offset, offset + 1));
+      glue.memory.write8(piece.gpa + k, bytes[offset]!);
     }
   }
 }

@@ -187,3 +187,12 @@ test('npx vcpusim: the commands behind one entry, each with --help; replay takes
   t.is(nothing.status, 2);
   t.regex(nothing.stderr, /give at least one/);
 });
+
+test('campaign --json lists each row\'s strategies in the order of --strategies, whatever order the pool answered in', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-order-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = cli('scenarios/campaign.ts', ['--runs', '12', '--threads', '2', '--json', '--scenario', memtableStaleIcache.name, '--trace-dir', dir, '--strategies', 'surw,pct:2,random']);
+  t.is(run.status, 0, run.stderr);
+  const rows = (JSON.parse(run.stdout) as { rows: { byStrategy: Record<string, unknown> }[] }).rows;
+  for (const row of rows) t.deepEqual(Object.keys(row.byStrategy), ['surw', 'pct(d=2)', 'random']);
+});
