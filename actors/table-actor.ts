@@ -74,16 +74,31 @@ interface ContextCopier {
   readonly copy: (context: Context) => Context;
 }
 
+/**
+ * Copiers by key list, shared by every actor whose contexts have those keys: a session starts its
+ * vCPU actors again for every run, and a copier made per actor would be compiled anew and start
+ * cold each time. Key lists are the protocol machines' few context shapes;
+ * a machine whose assigns keep adding keys clears the map now and then (COPIERS_MAX).
+ */
+const copiers = new Map<string, ContextCopier>();
+const COPIERS_MAX = 1000;
+
 /** A copier for `context`'s keys, or null for a context a literal cannot copy like Object.assign (symbol keys, `__proto__`). */
 function copierFor(context: Context): ContextCopier | null {
   const names = Object.keys(context);
   if (names.includes('__proto__') || Object.getOwnPropertySymbols(context).length > 0) return null;
-  const keys: Record<string, true> = Object.create(null) as Record<string, true>;
-  for (const name of names) keys[name] = true;
-  const fields = names.map((name) => `${JSON.stringify(name)}: context[${JSON.stringify(name)}]`).join(', ');
-  // Property names only, each quoted by JSON.stringify: no value of the context reaches the source.
-  const copy = new Function('context', `return { ${fields} };`) as (context: Context) => Context;
-  return { keys, copy };
+  const id = names.join('\u0000');
+  let copier = copiers.get(id);
+  if (copier === undefined) {
+    const keys: Record<string, true> = Object.create(null) as Record<string, true>;
+    for (const name of names) keys[name] = true;
+    const fields = names.map((name) => `${JSON.stringify(name)}: context[${JSON.stringify(name)}]`).join(', ');
+    // Property names only, each quoted by JSON.stringify: no value of the context reaches the source.
+    copier = Object.freeze({ keys: Object.freeze(keys), copy: new Function('context', `return { ${fields} };`) as (context: Context) => Context });
+    if (copiers.size >= COPIERS_MAX) copiers.clear();
+    copiers.set(id, copier);
+  }
+  return copier;
 }
 
 /**
