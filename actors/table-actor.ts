@@ -20,9 +20,10 @@ import {
  * from it, and `test/actors/table-actor.test.ts` runs every machine the session uses side by side
  * with xstate's own actor over random event sequences. What a table covers — a root with atomic and
  * final children; event and eventless (`always`) transitions with named or inline guards; named
- * or inline actions that are `assign` or plain functions; entry and exit actions; contexts keyed
- * by strings (an assign that adds a symbol key would lose it at the next copy) — is checked, but
- * for the keys, when the table is built, and a machine outside it gets xstate's actor (`startProtocolActor`).
+ * or inline actions that are `assign` or plain functions; entry and exit actions — is checked
+ * when the table is built, and a machine outside it gets xstate's actor (`startProtocolActor`).
+ * One more rule cannot be checked then: contexts are keyed by strings (an assign that added a
+ * symbol key would lose it at the next copy, see ContextCopier).
  */
 
 /** What the session reads of an actor: xstate's own actors have the same shape. */
