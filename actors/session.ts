@@ -496,7 +496,7 @@ export class Session implements Hypervisor {
     if (fault === 'duplicate-exit') this.underLock(`${lock.what} (first delivery)`, lock.acquire, this.options.handler, context);
     const reply = this.underLock(lock.what, lock.acquire, this.options.handler, context, fault === 'late-flush');
     const problem = replyProblem(reply, exit.instructionLength);
-    if (problem !== null) this.fail(`exit handler for vCPU ${vcpu} ${problem}`, vcpu);
+    if (problem !== null) this.fail(`${lock.what} ${problem}`, vcpu);
     let flags = applyReply(this.machine.vcpu(vcpu), reply, exit);
     if (flags !== null && (flags & CommandFlag.emulateFirst) !== 0 && !this.repOptimization) flags |= CommandFlag.firstOneIteration;
     this.fleet.replied(vcpu, flags);

@@ -34,25 +34,27 @@ export class Block {
   /** False once invalidated; a stale successor pointer then forces a fresh lookup. */
   valid = true;
 
-  constructor(parts: BlockParts, epoch: number, stamp: number) {
-    this.ip = parts.ip;
-    this.count = parts.count;
-    this.ips = parts.ips;
-    this.lengths = parts.lengths;
-    this.insns = parts.insns;
-    this.fn = parts.fn;
-    this.page = parts.page;
-    this.generation = parts.generation;
-    this.page2 = parts.page2;
-    this.generation2 = parts.generation2;
-    this.linear2 = parts.linear2;
+  constructor(ip: number, code: BlockCode, pages: BlockPages, epoch: number, stamp: number) {
+    this.ip = ip;
+    this.count = code.ips.length;
+    this.ips = code.ips;
+    this.lengths = code.lengths;
+    this.insns = code.insns;
+    this.fn = code.fn;
+    this.page = pages.page;
+    this.generation = pages.generation;
+    this.page2 = pages.page2;
+    this.generation2 = pages.generation2;
+    this.linear2 = pages.linear2;
     this.epoch = epoch;
     this.stamp = stamp;
   }
 }
 
-/** What a block is made of: every field but the bookkeeping a new block starts with. */
-export type BlockParts = Pick<Block, 'ip' | 'count' | 'ips' | 'lengths' | 'insns' | 'fn' | 'page' | 'generation' | 'page2' | 'generation2' | 'linear2'>;
+/** What compiling a block produced: its instructions and their function. */
+export type BlockCode = Pick<Block, 'ips' | 'lengths' | 'insns' | 'fn'>;
+/** Where a block's bytes came from, and their write generations at decode. */
+export type BlockPages = Pick<Block, 'page' | 'generation' | 'page2' | 'generation2' | 'linear2'>;
 
 /** Blocks end after at most this many instructions (bounds fault rollback and pause latency). */
 export const BLOCK_INSTRUCTIONS_MAX = 32;

@@ -1,5 +1,5 @@
 import { PAGE_BYTES, UdReason } from '../state-block.ts';
-import { BLOCK_INSTRUCTIONS_MAX, Block } from '../block.ts';
+import { BLOCK_INSTRUCTIONS_MAX, Block, type BlockPages } from '../block.ts';
 import type { Cpu } from '../cpu.ts';
 import { InstructionDecoder, canonical, markDecoded, type Insn } from '../decode.ts';
 import { Need } from '../mmu.ts';
@@ -167,23 +167,8 @@ function sameBytes(memory: Uint8Array, at: number, bytes: Uint8Array): boolean {
   return true;
 }
 
-function makeBlock(cpu: Cpu, rip: number, code: Omit<CompiledCode, 'bytes'>, pages: Pages): Block {
-  return new Block(
-    {
-      ip: rip, count: code.ips.length, ips: code.ips, lengths: code.lengths, insns: code.insns, fn: code.fn,
-      page: pages.page, generation: pages.generation, page2: pages.page2, generation2: pages.generation2, linear2: pages.linear2,
-    },
-    cpu.mmu.epoch,
-    cpu.codeStamp,
-  );
-}
-
-interface Pages {
-  page: number;
-  generation: number;
-  page2: number;
-  generation2: number;
-  linear2: number;
+function makeBlock(cpu: Cpu, rip: number, code: Omit<CompiledCode, 'bytes'>, pages: BlockPages): Block {
+  return new Block(rip, code, pages, cpu.mmu.epoch, cpu.codeStamp);
 }
 
 function assemble(rip: number, slots: Slot[], mode32: boolean): Omit<CompiledCode, 'bytes'> {
