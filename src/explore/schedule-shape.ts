@@ -10,7 +10,10 @@ import type { Choice, Enabled } from './schedule.ts';
  * acts when it is due); then the actor that acted last goes on — the vCPU (its pending exit is
  * handled, or it runs another slice) or, at a preemption point inside a handler, the handler
  * (proceed), unless a vCPU already preempted it there and can still run; otherwise the next able
- * vCPU in rotation.
+ * vCPU in rotation. The timer's and the daemon's handlers belong to the environment: when one goes
+ * on, the vCPU that acted before it is still the one that goes on — otherwise every daemon task
+ * would free the choice of the next vCPU, and a bounded search would enumerate those orders free
+ * of charge (the unload guests' k = 0 ran into tens of thousands).
  *
  * A preemption is a choice that differs from the default while the default would have let the
  * current actor go on: a switch away from a vCPU (or a handler) that could continue. Other
@@ -158,9 +161,10 @@ export class ScheduleShape {
         this.pointRunner = choice.vcpu;
         this.current = choice.vcpu;
       } else {
-        // The handler goes on, then its vCPU resumes.
+        // The handler goes on, then its vCPU resumes; after the environment's handler (the timer's,
+        // the daemon's) the vCPU that acted last goes on, as after a tick with no preemption point.
         this.pointRunner = -1;
-        this.current = enabled.preemption.handlerVcpu;
+        if (enabled.preemption.handlerVcpu >= 0) this.current = enabled.preemption.handlerVcpu;
       }
       return;
     }

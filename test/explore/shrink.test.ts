@@ -32,6 +32,23 @@ test('preemptions are the switches away from an actor that could go on, counted 
   t.is(shape.decisive, 9);
 });
 
+test('the environment\'s handler (the timer\'s, the daemon\'s) switches no actor: after it goes on, the vCPU that ran before it is the one that could go on', (t) => {
+  const shape = new ScheduleShape(TOY_SLICE);
+  const tick = { label: 'daemon-resumed', handlerVcpu: -1 };
+  const steps: [Enabled, Choice, boolean][] = [
+    [enabled({ runnable: [0, 1] }), { kind: 'run', vcpu: 1, steps: TOY_SLICE }, false], // nobody was running
+    [enabled({ runnable: [0, 1], daemonDue: true }), { kind: 'daemon' }, false], // the environment, when due
+    [enabled({ runnable: [0, 1], preemption: tick }), { kind: 'proceed' }, false], // the daemon's handler goes on
+    [enabled({ runnable: [0, 1] }), { kind: 'run', vcpu: 0, steps: TOY_SLICE }, true], // vCPU 1 could go on
+  ];
+  t.deepEqual(steps.map(([e, choice]) => shape.observe(e, choice).preempts), steps.map(([, , expected]) => expected));
+  t.deepEqual(shape.preempted, [1]);
+  const after = new ScheduleShape(TOY_SLICE);
+  for (const [e, choice] of steps.slice(0, 3)) after.observe(e, choice);
+  t.deepEqual(after.defaultChoice(enabled({ runnable: [0, 1] })), { kind: 'run', vcpu: 1, steps: TOY_SLICE });
+  t.deepEqual(after.alternatives(enabled({ runnable: [0, 1] })), [{ choice: { kind: 'run', vcpu: 0, steps: TOY_SLICE }, preempts: true }]);
+});
+
 test('the default continuation alone never breaks the toy; its least preemptive failure has one preemption', (t) => {
   t.is(toyAttempt([]).oracle, null);
   const minimal = toyAttempt([{ kind: 'run', vcpu: 0, steps: 3 }, { kind: 'run', vcpu: 1, steps: 1 }]);
