@@ -205,10 +205,25 @@ export class VcpuFleet {
       .join('\n');
   }
 
-  /** Ends every host; the actors stop once all have closed. */
+  /** Every vCPU runs in this thread: closing ends nothing that runs on its own. */
+  get inThread(): boolean {
+    return this.slots.every((slot) => slot.host.kind === 'inline');
+  }
+
+  /**
+   * Ends every host; the actors stop once all have closed. Hosts in this thread end at once, and so
+   * do their actors: a closing left to a promise keeps the fleet alive until the caller's
+   * synchronous loop (a bounded search, a shrink) yields, one fleet per failed run.
+   */
   close(): Promise<void> {
-    return Promise.allSettled(this.slots.map((slot) => slot.host.close())).then(() => {
+    const stopActors = (): void => {
       for (const slot of this.slots) slot.actor.stop();
-    });
+    };
+    if (this.inThread) {
+      for (const slot of this.slots) void slot.host.close();
+      stopActors();
+      return Promise.resolve();
+    }
+    return Promise.allSettled(this.slots.map((slot) => slot.host.close())).then(stopActors);
   }
 }

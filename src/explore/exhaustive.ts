@@ -19,7 +19,7 @@ import type { ChoicePoint } from './schedulers/lenient.ts';
  *
  * What the bound counts (`measure`): preemptions, as above — CHESS's bound, under which the choices
  * that cost nothing are all explored at every level, so k = 0 alone is exponential in how often
- * the current vCPU cannot go on (a guest whose vCPUs halt, are paused and resumed, or wait on one
+ * the current vCPU cannot go on (a guest whose vCPUs halt and wake often, or wait on one
  * another); or deviations — every choice other than the default costs one, preemption or not,
  * which is delay bounding (Emmi, Qadeer and Rakamarić, POPL 2011) with the default continuation as
  * its deterministic scheduler and any other actor one delay away. Deviation bounding has one

@@ -145,7 +145,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private liveSession(): Session {
     if (this.session !== null && this.session.failed === null && !this.sessionSuspect) return this.session;
     this.sessionSuspect = false;
-    if (this.session !== null) {
+    if (this.session !== null && this.mode === 'inline') {
+      // Closed before it returns, leaving nothing running: the next session takes over the machine,
+      // restored from the snapshot like every run's. A new machine per failed run would hold its
+      // RAM until the event loop turns (a backing store is freed by a task there), which a
+      // synchronous search of failing runs never lets happen.
+      void this.session.close();
+    } else if (this.session !== null) {
       // A failed session's workers may still be running down, and they watch this machine's
       // control words: the next session gets a machine of its own.
       this.retiring.push(this.session.close());

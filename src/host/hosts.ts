@@ -118,6 +118,10 @@ export class InlineHost extends ControlWordHost {
   constructor(id: number, machine: Machine) {
     super(id, machine);
     this.cpu = machine.createCpu(id);
+    // A machine a closed session's inline host left behind: its command sequence goes on from there
+    // (an inline command always finished before its start returned).
+    this.seq = Atomics.load(this.words, Control.commandSeq);
+    Atomics.store(this.words, Control.doneSeq, this.seq);
     Atomics.store(this.words, Control.hostState, VcpuHostState.idle);
   }
 

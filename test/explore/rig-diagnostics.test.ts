@@ -6,6 +6,8 @@
  * that misbehave on purpose (test/support/faulty-scenarios.ts) through the real rig.
  */
 import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { disableFromCallback } from '../../scenarios/disable-from-callback.ts';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { ScenarioRig, ScenarioSetupError, type RunReport } from '../../src/explore/scenario-rig.ts';
 import { ScenarioDefinitionError, validateScenario, type ScenarioDefinition } from '../../src/explore/scenario.ts';
@@ -70,4 +72,23 @@ test('a bug caught by an oracle that does not exist is a definition error before
   t.throws(() => validateScenario(badCaughtBy), { instanceOf: ScenarioDefinitionError, message: /scenario "bad-caught-by" is not well defined: bug "typo" is caughtBy "guest-alvie", which is no oracle of the scenario/ });
   t.throws(() => validateScenario({ ...memtableStaleIcache, bugs: [{ name: 'b', fixesOff: ['noSuchFix' as never], caughtBy: 'guest-alive' }] }), { message: /switches off "noSuchFix", which is no fix/ });
   t.notThrows(() => validateScenario(memtableStaleIcache));
+});
+
+test('runs whose engine throws, one after another in a synchronous loop (a bounded search, a shrink), keep memory flat: the next session takes over the machine, and each run is the one a fresh rig makes', async (t) => {
+  const rig = ScenarioRig.open(disableFromCallback, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(disableFromCallback.bugs[0].fixesOff);
+  const guest = rig.guest;
+  // Backing stores already dropped are freed by a task of the event loop: let it run first.
+  await sleep(50);
+  const before = process.memoryUsage().arrayBuffers;
+  const reports = Array.from({ length: 30 }, (_, k) => rig.run({ seed: k + 1, strategy: 'random', depth: 2, fixes }));
+  const grown = process.memoryUsage().arrayBuffers - before;
+  t.true(reports.every((report) => report.outcome === 'error' && report.violations.some((v) => v.oracle === 'engine-runs')), 'every run\'s engine threw');
+  t.is(rig.guest, guest, 'the guest and its machine are the same');
+  // A machine per failed run held its RAM (16 MiB and more) until the loop ended.
+  t.true(grown < 64 * 2 ** 20, `array buffers grew by ${(grown / 2 ** 20).toFixed(1)} MiB over 30 failed runs`);
+  const fresh = ScenarioRig.open(disableFromCallback, 'inline');
+  t.teardown(() => fresh.close());
+  t.is(fresh.run({ seed: 30, strategy: 'random', depth: 2, fixes }).hash, reports[29].hash);
 });
