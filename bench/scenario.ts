@@ -21,7 +21,9 @@
  *    Both exhaustive parts bound preemptions and deviations from the default (one line each).
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
- * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per exploration, default 5000),
+ * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per
+ * exploration, default 20000 as in run.ts: every k ≤ 1 search ends within it but unload-dead-slot's —
+ * whole runs > 140,000, its window with the fix on 25,957),
  * --bound-by preemptions|deviations (repeatable; default both),
  * --shrink-runs N (default 500).
  */
@@ -46,7 +48,7 @@ const { values } = parseArgs({ options: {
   seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, only: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
   'bound-by': { type: 'string', multiple: true },
 } });
-const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 5000);
+const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 20_000);
 const measures = (values['bound-by'] ?? BOUND_MEASURES) as readonly BoundMeasure[];
 const strangeMeasures = measures.filter((measure) => !BOUND_MEASURES.includes(measure));
 if (strangeMeasures.length > 0) throw new Error(`unknown --bound-by ${strangeMeasures.join(', ')}; measures: ${BOUND_MEASURES.join(', ')}`);
