@@ -86,7 +86,7 @@ test('runs whose engine throws, one after another in a synchronous loop (a bound
   const grown = process.memoryUsage().arrayBuffers - before;
   t.true(reports.every((report) => report.outcome === 'error' && report.violations.some((v) => v.oracle === 'engine-runs')), 'every run\'s engine threw');
   t.is(rig.guest, guest, 'the guest and its machine are the same');
-  // A machine per failed run held its RAM (16 MiB and more) until the loop ended.
+  // A machine per failed run held its RAM and the snapshot's copy of it (16 MiB here) until the loop ended.
   t.true(grown < 64 * 2 ** 20, `array buffers grew by ${(grown / 2 ** 20).toFixed(1)} MiB over 30 failed runs`);
   const fresh = ScenarioRig.open(disableFromCallback, 'inline');
   t.teardown(() => fresh.close());
