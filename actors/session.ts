@@ -714,18 +714,13 @@ export class Session implements Hypervisor {
     Atomics.store(this.machine.memory.header, Header.sessionState, 1);
     Atomics.notify(this.machine.memory.header, Header.doorbell);
     this.sessionActor.send({ type: 'CLOSE' });
-    const stopActors = (): void => {
+    // Inline, the actors stop before this returns (see VcpuFleet.close).
+    this.closing = this.fleet.close(() => {
       this.pauseActor.stop();
       this.dispatchActor.stop();
       this.sessionActor.send({ type: 'CLOSED' });
       this.sessionActor.stop();
-    };
-    // Inline, nothing is left running: closed before returning, so nothing waits on the event loop
-    // holding this session (a synchronous search closes one per run an engine failed).
-    const inThread = this.fleet.inThread;
-    const hostsClosed = this.fleet.close();
-    if (inThread) stopActors();
-    this.closing = inThread ? hostsClosed : hostsClosed.then(stopActors);
+    });
     return this.closing;
   }
 

@@ -205,21 +205,18 @@ export class VcpuFleet {
       .join('\n');
   }
 
-  /** Every vCPU runs in this thread: closing ends nothing that runs on its own. */
-  get inThread(): boolean {
-    return this.slots.every((slot) => slot.host.kind === 'inline');
-  }
-
   /**
-   * Ends every host; the actors stop once all have closed. Hosts in this thread end at once, and so
-   * do their actors: a closing left to a promise keeps the fleet alive until the caller's
-   * synchronous loop (a bounded search, a shrink) yields, one fleet per failed run.
+   * Ends every host, then stops the vCPU actors and runs `then` (the session's own actors). With
+   * every host in this thread nothing runs on its own, so all of it happens before this returns: a
+   * closing left to a promise keeps the fleet alive until the caller's synchronous loop (a bounded
+   * search, a shrink) yields, one fleet per failed run.
    */
-  close(): Promise<void> {
+  close(then: () => void = () => undefined): Promise<void> {
     const stopActors = (): void => {
       for (const slot of this.slots) slot.actor.stop();
+      then();
     };
-    if (this.inThread) {
+    if (this.slots.every((slot) => slot.host.kind === 'inline')) {
       for (const slot of this.slots) void slot.host.close();
       stopActors();
       return Promise.resolve();
