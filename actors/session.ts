@@ -5,7 +5,7 @@ import { RunStop } from '../src/cpu/cpu.ts';
 import { CommandFlag, CommandKind, ExitAccess, ExitReason, Header, Outcome, Vcpu } from '../src/machine/layout.ts';
 import type { Machine } from '../src/machine/machine.ts';
 import { createHostBuffer } from '../src/host/host-buffer.ts';
-import { HostError, InlineHost, WorkerHost, type HostOutcome } from '../src/host/hosts.ts';
+import { HostError, InlineHost, WorkerHost, type HostOutcome, type VcpuHost } from '../src/host/hosts.ts';
 import { Daemon } from './daemon.ts';
 import { dispatchMachine, type DispatchEvent } from './dispatch.machine.ts';
 import { EffectErrors } from './effects.ts';
@@ -38,8 +38,11 @@ export interface SessionTimeouts {
 
 export interface SessionOptions {
   readonly machine: Machine;
-  /** Where the vCPUs run: all in this thread, or one worker each. */
-  readonly hosts: 'inline' | 'workers';
+  /**
+   * Where the vCPUs run: all in this thread, or one worker each — or the hosts another session
+   * over this machine handed over (`handOver`), one per vCPU in order.
+   */
+  readonly hosts: 'inline' | 'workers' | readonly VcpuHost[];
   /** Free-running: vCPUs run in parallel and pause through their attention word. */
   readonly freeRunning?: boolean;
   readonly handler: ExitHandler;
@@ -95,6 +98,8 @@ export interface Verdict {
 }
 
 const DEFAULT_TIMEOUTS: SessionTimeouts = { bootMs: 30_000, commandMs: 30_000 };
+/** How long a retiring session's idle workers get to leave the machine (a stop command takes microseconds). */
+const RETIRE_MS = 2_000;
 /** Loads of a done word before sleeping while a running vCPU acknowledges a pause. */
 const PAUSE_SPIN = 4000;
 
@@ -209,7 +214,9 @@ export class Session implements Hypervisor {
     try {
       for (let id = 0; id < session.vcpuCount; id++) {
         const host =
-          options.hosts === 'workers'
+          typeof options.hosts !== 'string'
+            ? adopted(options.hosts, id, machine)
+            : options.hosts === 'workers'
             ? WorkerHost.start(id, machine, session.hostBuffer, { spin: options.spin ?? 2000, waitSpin: options.waitSpin ?? (options.freeRunning !== true && os.availableParallelism() > 1 ? 100_000 : 0), idlePollMs: 250 }, session.timeouts.bootMs)
             : new InlineHost(id, machine);
         session.fleet.add(host, (vcpu, access) => session.exitContext(vcpu, access));
@@ -705,14 +712,42 @@ export class Session implements Hypervisor {
   }
 
   /**
+   * Closes the session and gives its hosts to the next session over this machine (`hosts` of
+   * Session.open) when every one is idle and sound — a failed session whose handler threw leaves
+   * them so; its workers go on waiting for commands instead of being started again. Null, and the
+   * session left open, when not (a vCPU running, a host that died or hung).
+   */
+  handOver(): readonly VcpuHost[] | null {
+    if (this.closing !== null) return null;
+    const hosts = this.fleet.handOver();
+    if (hosts !== null) void this.close();
+    return hosts;
+  }
+
+  /**
+   * Closes the session and says whether its machine may serve a new session at once: every host
+   * stopped using the machine's words, as known in this thread within `timeoutMs` (inline hosts
+   * always have). Not when a vCPU was still running or did not answer — its worker may write the
+   * machine until terminated, so the next session needs a machine of its own.
+   */
+  retire(timeoutMs = RETIRE_MS): boolean {
+    const free = this.closing === null && this.fleet.leave(timeoutMs);
+    void this.close();
+    return free;
+  }
+
+  /**
    * Terminates every host and stops every actor. Always safe to call, any number of times, in any
    * state; resolves once every worker thread has exited.
    */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
     for (const subscription of this.runInspection.splice(0)) subscription.unsubscribe();
-    Atomics.store(this.machine.memory.header, Header.sessionState, 1);
-    Atomics.notify(this.machine.memory.header, Header.doorbell);
+    // Handed-over workers stay: the session state word tells idle workers to leave.
+    if (!this.fleet.handedOver) {
+      Atomics.store(this.machine.memory.header, Header.sessionState, 1);
+      Atomics.notify(this.machine.memory.header, Header.doorbell);
+    }
     this.sessionActor.send({ type: 'CLOSE' });
     // Inline, the actors stop before this returns (see VcpuFleet.close).
     this.closing = this.fleet.close(() => {
@@ -734,3 +769,13 @@ export class Session implements Hypervisor {
 }
 
 export { HostError };
+
+/** Host `id` of those another session handed over, checked to run that vCPU of this machine. */
+function adopted(hosts: readonly VcpuHost[], id: number, machine: Machine): VcpuHost {
+  const host = hosts[id];
+  if (hosts.length !== machine.vcpuCount || host === undefined || host.id !== id || host.machine !== machine) {
+    throw new RangeError(`a session over ${machine.vcpuCount} vCPUs takes over one host per vCPU of the same machine, in order (got ${hosts.length}; host ${id} is ${host === undefined ? 'missing' : `vCPU ${host.id}'s${host.machine === machine ? '' : ' of another machine'}`})`);
+  }
+  if (!host.idle()) throw new RangeError(`vCPU ${id}'s host cannot be taken over: it is not idle\n${host.describe()}`);
+  return host;
+}

@@ -43,6 +43,7 @@ const STOP_EFFECTS: Readonly<Record<Exclude<StopName, 'budget'>, { readonly even
 
 export class VcpuFleet {
   readonly slots: VcpuSlot[] = [];
+  private handed = false;
 
   constructor(
     private readonly machine: Machine,
@@ -205,8 +206,31 @@ export class VcpuFleet {
       .join('\n');
   }
 
+  /** The hosts went to another session: they are not this fleet's to end. */
+  get handedOver(): boolean {
+    return this.handed;
+  }
+
   /**
-   * Ends every host, then stops the vCPU actors and runs `then` (the session's own actors). With
+   * The hosts, for another session over the same machine, when every one is idle (no command
+   * running, none failed); this fleet's `close` then leaves them running. Null otherwise.
+   */
+  handOver(): VcpuHost[] | null {
+    if (this.handed || !this.slots.every((slot) => !slot.inFlight && slot.host.idle())) return null;
+    this.handed = true;
+    return this.slots.map((slot) => slot.host);
+  }
+
+  /** Every host stops using the machine's words (VcpuHost.leave), within `timeoutMs` in all; false if one did not. */
+  leave(timeoutMs: number): boolean {
+    const deadline = performance.now() + timeoutMs;
+    let all = true;
+    for (const slot of this.slots) all = slot.host.leave(Math.max(0, deadline - performance.now())) && all;
+    return all;
+  }
+
+  /**
+   * Ends every host (unless handed over), then stops the vCPU actors and runs `then` (the session's own actors). With
    * every host in this thread nothing runs on its own, so all of it happens before this returns: a
    * closing left to a promise keeps the fleet alive until the caller's synchronous loop (a bounded
    * search, a shrink) yields, one fleet per failed run.
@@ -216,8 +240,8 @@ export class VcpuFleet {
       for (const slot of this.slots) slot.actor.stop();
       then();
     };
-    if (this.slots.every((slot) => slot.host.kind === 'inline')) {
-      for (const slot of this.slots) void slot.host.close();
+    if (this.handed || this.slots.every((slot) => slot.host.kind === 'inline')) {
+      if (!this.handed) for (const slot of this.slots) void slot.host.close();
       stopActors();
       return Promise.resolve();
     }

@@ -51,10 +51,17 @@ for (;;) {
     failCommand(words);
     Atomics.store(words, Control.hostState, VcpuHostState.dead);
     completeCommand(words, header, seq);
+    leave();
     throw error;
   }
   Atomics.store(words, Control.hostState, VcpuHostState.idle);
   completeCommand(words, header, seq);
   if (kind === CommandKind.stop) break;
 }
-Atomics.store(words, Control.hostState, VcpuHostState.dead);
+leave();
+
+/** The last word this thread writes to the machine (see VcpuHostState.gone). */
+function leave(): void {
+  Atomics.store(words, Control.hostState, VcpuHostState.gone);
+  Atomics.notify(words, Control.hostState);
+}

@@ -1,6 +1,7 @@
 import type { EventSink } from '../../actors/events.ts';
 import { Introspection } from '../../actors/introspection.ts';
 import { Session, SessionError } from '../../actors/session.ts';
+import type { VcpuHost } from '../host/hosts.ts';
 import type { Introcore } from '../intro/engine.ts';
 import { ScenarioEngine } from '../intro/extension.ts';
 import type { FixCatalog, Fixes } from '../intro/fixes.ts';
@@ -111,7 +112,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
   /** SURW's event estimates, by the fixes that were off. */
   private readonly estimates = new Map<string, readonly number[]>();
   /** Sessions that failed, still shutting down (their workers exit asynchronously). */
-  private readonly retiring: Promise<void>[] = [];
+  private readonly retiring = new Set<Promise<void>>();
 
   private constructor(
     readonly definition: ScenarioDefinition<G>,
@@ -145,22 +146,24 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private liveSession(): Session {
     if (this.session !== null && this.session.failed === null && !this.sessionSuspect) return this.session;
     this.sessionSuspect = false;
-    if (this.session !== null && this.mode === 'inline') {
-      // Closed before it returns, leaving nothing running: the next session takes over the machine,
-      // restored from the snapshot like every run's. A new machine per failed run would hold its
-      // RAM until the event loop turns (a backing store is freed by a task there), which a
-      // synchronous search of failing runs never lets happen.
-      void this.session.close();
-    } else if (this.session !== null) {
-      // A failed session's workers may still be running down, and they watch this machine's
-      // control words: the next session gets a machine of its own.
-      this.retiring.push(this.session.close());
-      this.guestInstance = buildGuest(this.definition);
-      this.snapshot = new MachineSnapshot(this.guestInstance.machine);
+    let hosts: readonly VcpuHost[] | null = null;
+    if (this.session !== null) {
+      // The next session takes over the machine, restored from the snapshot like every run's, and
+      // the failed one's hosts when they are idle (its handler threw), else once nothing of the
+      // failed one can write the machine (its workers left). A new machine per failed run would
+      // hold its RAM until the event loop turns (a backing store is freed by a task there), which
+      // a synchronous search never lets happen; new workers per failed run cost a second.
+      hosts = this.session.handOver();
+      const machineFree = hosts !== null || this.session.retire();
+      if (this.mode !== 'inline') this.keepUntilClosed(this.session.close());
+      if (!machineFree) {
+        this.guestInstance = buildGuest(this.definition);
+        this.snapshot = new MachineSnapshot(this.guestInstance.machine);
+      }
     }
     this.session = Session.open({
       machine: this.guestInstance.machine,
-      hosts: this.mode === 'inline' ? 'inline' : 'workers',
+      hosts: hosts ?? (this.mode === 'inline' ? 'inline' : 'workers'),
       freeRunning: this.mode === 'free',
       ...(this.options.interpreter === undefined ? {} : { interpreter: this.options.interpreter }),
       handler: () => {
@@ -168,6 +171,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
       },
     });
     return this.session;
+  }
+
+  /** Keeps a closing session's promise until it settles, so `close()` can wait for its workers. */
+  private keepUntilClosed(closing: Promise<void>): void {
+    this.retiring.add(closing);
+    const settled = (): void => void this.retiring.delete(closing);
+    closing.then(settled, settled);
   }
 
   private interrupts(): InterruptSource[] {
@@ -685,7 +695,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const session = this.session;
     this.session = null;
     if (session !== null) await session.close();
-    await Promise.all(this.retiring.splice(0));
+    await Promise.all(this.retiring);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import type { Cpu } from '../cpu/cpu.ts';
 import { disassembleAround } from '../cpu/diagnostics.ts';
-import { Control, VcpuHostState } from '../machine/layout.ts';
+import { CommandKind, Control, VcpuHostState } from '../machine/layout.ts';
 import type { Machine, MachineDescriptor } from '../machine/machine.ts';
 import { completeInThread, executeCommand, failCommand } from './command.ts';
 import { readHostError } from './host-buffer.ts';
@@ -47,6 +47,8 @@ export class HostError extends Error {
 export interface VcpuHost {
   readonly id: number;
   readonly kind: 'inline' | 'worker';
+  /** The machine whose vCPU `id` it runs. */
+  readonly machine: Machine;
   /** Starts a command; an inline host finishes it before returning. */
   start(kind: number, budget: number, flags: number): void;
   /** True once the last command started has completed. */
@@ -60,20 +62,32 @@ export interface VcpuHost {
   describe(): string;
   /** The code epoch the vCPU's decoded code was last checked against (as of its last command). */
   codeSeen(): number;
+  /** Sound and waiting for a command: another session over the same machine may take it over. */
+  idle(): boolean;
+  /**
+   * Stops the host's use of the machine's words, in this thread and within `timeoutMs`: true once
+   * nothing of it will write them again, so the machine may serve another session's hosts. False
+   * when that cannot be known in time (a command still running, a worker already terminated or
+   * not answering); `close()` is still needed either way.
+   */
+  leave(timeoutMs: number): boolean;
   /** Ends the host; always safe to call, more than once. */
   close(): Promise<void>;
 }
 
 abstract class ControlWordHost implements VcpuHost {
   abstract readonly kind: 'inline' | 'worker';
-  protected seq = 0;
+  protected seq: number;
   protected readonly words: Int32Array;
 
   constructor(
     readonly id: number,
-    protected readonly machine: Machine,
+    readonly machine: Machine,
   ) {
     this.words = machine.vcpu(id).words;
+    // A machine a closed session left behind: the command sequence goes on from there (its hosts
+    // finished their last command before they left it).
+    this.seq = Atomics.load(this.words, Control.commandSeq);
   }
 
   protected writeCommand(kind: number, budget: number, flags: number): number {
@@ -106,6 +120,11 @@ abstract class ControlWordHost implements VcpuHost {
     return Atomics.load(this.words, Control.codeSeen);
   }
 
+  idle(): boolean {
+    return this.done() && Atomics.load(this.words, Control.hostState) === VcpuHostState.idle;
+  }
+
+  abstract leave(timeoutMs: number): boolean;
   abstract close(): Promise<void>;
 }
 
@@ -118,9 +137,7 @@ export class InlineHost extends ControlWordHost {
   constructor(id: number, machine: Machine) {
     super(id, machine);
     this.cpu = machine.createCpu(id);
-    // A machine a closed session's inline host left behind: its command sequence goes on from there
-    // (an inline command always finished before its start returned).
-    this.seq = Atomics.load(this.words, Control.commandSeq);
+    // An inline command always finished before its start returned; this host is the done word's writer.
     Atomics.store(this.words, Control.doneSeq, this.seq);
     Atomics.store(this.words, Control.hostState, VcpuHostState.idle);
   }
@@ -146,6 +163,11 @@ export class InlineHost extends ControlWordHost {
     return this.failure !== '' ? this.failure : disassembleAround(this.cpu);
   }
 
+  leave(): boolean {
+    Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+    return true;
+  }
+
   async close(): Promise<void> {
     Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
   }
@@ -169,6 +191,8 @@ export class WorkerHost extends ControlWordHost {
   readonly kind = 'worker' as const;
   private worker: Worker | null;
   private exited = false;
+  /** The worker said it left the machine's words (VcpuHostState.gone): nothing here writes them any more. */
+  private left = false;
 
   private constructor(
     id: number,
@@ -243,13 +267,31 @@ export class WorkerHost extends ControlWordHost {
     return `vCPU ${this.id} (worker${this.exited ? ', exited' : ''}) at RIP 0x${state.rip.toString(16)}`;
   }
 
-  /** Ends the worker: asks it to stop if idle, then terminates it regardless. */
+  /** Sends the worker a stop command when it is idle and waits for its last word (`gone`). */
+  leave(timeoutMs: number): boolean {
+    if (this.left) return true;
+    const w = this.words;
+    if (this.worker === null || !this.done()) return false;
+    if (Atomics.load(w, Control.hostState) === VcpuHostState.idle) this.start(CommandKind.stop, 0, 0);
+    // A worker that crashed leaves by itself right after it reported the failure.
+    const deadline = performance.now() + timeoutMs;
+    for (let state = Atomics.load(w, Control.hostState); state !== VcpuHostState.gone; state = Atomics.load(w, Control.hostState)) {
+      const wait = deadline - performance.now();
+      if (wait <= 0) return false;
+      Atomics.wait(w, Control.hostState, state, Math.min(wait, 50));
+    }
+    this.left = true;
+    return true;
+  }
+
+  /** Terminates the worker (one that left is exiting anyway); marks it dead unless it left. */
   async close(): Promise<void> {
     const worker = this.worker;
     if (worker === null) return;
     this.worker = null;
     await worker.terminate();
-    Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+    // After `leave` the machine may already serve another session's worker for this vCPU.
+    if (!this.left) Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
   }
 
   /** Test hook: whether the thread has exited. */

@@ -64,8 +64,12 @@ export const Header = {
   words: 16,
 } as const;
 
-/** State of the thread hosting a vCPU, published for diagnostics of stuck runs. */
-export const VcpuHostState = { starting: 0, idle: 1, running: 2, dead: 3 } as const;
+/**
+ * State of the thread hosting a vCPU, published for diagnostics of stuck runs. `gone` is a
+ * worker's last word: its thread writes nothing of the machine after it, so the machine may serve
+ * another session's workers (a failed session's machine is reused only once each of its workers said so).
+ */
+export const VcpuHostState = { starting: 0, idle: 1, running: 2, dead: 3, gone: 4 } as const;
 
 /**
  * The host protocol, in each vCPU block's runtime words. The hypervisor side writes a command

@@ -10,6 +10,7 @@ import { runFree } from '../../src/explore/free-running.ts';
 import { RoundRobinScheduler } from '../../src/explore/schedulers/index.ts';
 import { Trace } from '../../src/explore/trace.ts';
 import { liveWorkers } from '../../src/host/spawn.ts';
+import { MachineSnapshot } from '../../src/machine/snapshot.ts';
 import { counterGuest } from '../support/counter-guest.ts';
 import { CODE, TestMachine } from '../support/test-machine.ts';
 
@@ -42,6 +43,68 @@ test.serial('a worker that stops answering ends the wait with a bounded, named e
   const error = t.throws(() => session.injectHostFault(0, 'hang'), { instanceOf: SessionError });
   t.true(performance.now() - started < 5000);
   t.regex(error?.message ?? '', /vCPU 0: no answer within 300 ms/);
+  await session.close();
+  t.is(liveWorkers(), 0, 'the hung worker was terminated');
+});
+
+test.serial('a session whose handler threw hands its idle workers to the next session over the machine: the same threads run the guest again to the exact result', async (t) => {
+  const guest = counterGuest(3, 1000, 100);
+  const machine = guest.test.machine;
+  const snapshot = new MachineSnapshot(machine);
+  const failing = Session.open({ machine, hosts: 'workers', handler: () => {
+    throw new Error('an engine bug');
+  } });
+  t.teardown(() => failing.close());
+  t.throws(() => runDeterministic({ session: failing, scheduler: new RoundRobinScheduler(100), trace: new Trace(), stepsMax: 1_000_000 }), { message: /an engine bug/ });
+  t.not(failing.failed, null);
+  const hosts = failing.handOver();
+  t.is(hosts?.length, 3);
+  t.is(failing.handOver(), null, 'once only');
+  await failing.close();
+  t.is(liveWorkers(), 3, 'closing the failed session ended none of the workers it handed over');
+  snapshot.restore(machine);
+  const next = Session.open({ machine, hosts: hosts ?? [], handler: guest.handler });
+  t.teardown(() => next.close());
+  next.restart();
+  const result = runDeterministic({ session: next, scheduler: new RoundRobinScheduler(100), trace: new Trace(), stepsMax: 1_000_000 });
+  t.is(result.outcome, 'done');
+  t.deepEqual(guest.check(), []);
+  t.is(liveWorkers(), 3, 'no worker was started');
+  t.throws(() => Session.open({ machine: counterGuest(3, 10, 5).test.machine, hosts: hosts ?? [], handler: guest.handler }), { message: /one host per vCPU of the same machine.*of another machine/ });
+  await next.close();
+  t.is(liveWorkers(), 0);
+});
+
+test.serial('a session with a crashed worker retires: the idle workers leave on a stop command, the crashed one by itself, and the machine serves new workers', async (t) => {
+  const guest = counterGuest(3, 1000, 100);
+  const machine = guest.test.machine;
+  const snapshot = new MachineSnapshot(machine);
+  const failing = Session.open({ machine, hosts: 'workers', handler: guest.handler });
+  t.teardown(() => failing.close());
+  failing.runSlice(0, 500);
+  t.throws(() => failing.injectHostFault(1, 'crash'), { instanceOf: SessionError });
+  t.is(failing.handOver(), null, 'a dead host is not handed over');
+  t.true(failing.retire(), 'every worker said it left the machine');
+  await failing.close();
+  t.is(liveWorkers(), 0);
+  snapshot.restore(machine);
+  const next = Session.open({ machine, hosts: 'workers', handler: guest.handler });
+  t.teardown(() => next.close());
+  next.restart();
+  t.is(runDeterministic({ session: next, scheduler: new RoundRobinScheduler(100), trace: new Trace(), stepsMax: 1_000_000 }).outcome, 'done');
+  t.deepEqual(guest.check(), []);
+  await next.close();
+});
+
+test.serial('a session with a hung worker cannot free its machine: retire() says so at once', async (t) => {
+  const guest = counterGuest(2, 1000, 100);
+  const session = Session.open({ machine: guest.test.machine, hosts: 'workers', handler: guest.handler, timeouts: { commandMs: 300 } });
+  t.teardown(() => session.close());
+  t.throws(() => session.injectHostFault(0, 'hang'), { instanceOf: SessionError });
+  t.is(session.handOver(), null);
+  const started = performance.now();
+  t.false(session.retire());
+  t.true(performance.now() - started < 1000, 'a command still running is known at once, not waited for');
   await session.close();
   t.is(liveWorkers(), 0, 'the hung worker was terminated');
 });

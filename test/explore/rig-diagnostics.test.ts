@@ -12,6 +12,7 @@ import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { ScenarioRig, ScenarioSetupError, type RunReport } from '../../src/explore/scenario-rig.ts';
 import { ScenarioDefinitionError, validateScenario, type ScenarioDefinition } from '../../src/explore/scenario.ts';
 import type { NtGuest } from '../../src/guest/nt-guest.ts';
+import { liveWorkers } from '../../src/host/spawn.ts';
 import { DEFAULT_FIXES } from '../../src/intro/fixes.ts';
 import { badCaughtBy } from '../support/bad-scenario.ts';
 import { spinInterruptsOff, throwingSetup, throwingWindow, tripleFault, unsupportedInstruction } from '../support/faulty-scenarios.ts';
@@ -91,4 +92,27 @@ test('runs whose engine throws, one after another in a synchronous loop (a bound
   const fresh = ScenarioRig.open(disableFromCallback, 'inline');
   t.teardown(() => fresh.close());
   t.is(fresh.run({ seed: 30, strategy: 'random', depth: 2, fixes }).hash, reports[29].hash);
+});
+
+test.serial('in workers mode too: the next session takes over the failed one\'s machine and its idle workers, and each run is the one inline makes', async (t) => {
+  const rig = ScenarioRig.open(disableFromCallback, 'workers');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(disableFromCallback.bugs[0].fixesOff);
+  const guest = rig.guest;
+  const first = rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+  const workers = liveWorkers();
+  t.true(workers >= disableFromCallback.vcpus, `${workers} workers`);
+  await sleep(50);
+  const before = process.memoryUsage().arrayBuffers;
+  const reports = [first, ...Array.from({ length: 9 }, (_, k) => rig.run({ seed: k + 2, strategy: 'random', depth: 2, fixes }))];
+  const grown = process.memoryUsage().arrayBuffers - before;
+  t.true(reports.every((report) => report.outcome === 'error' && report.violations.some((v) => v.oracle === 'engine-runs')), 'every run\'s engine threw');
+  t.is(rig.guest, guest, 'the guest and its machine are the same');
+  t.is(liveWorkers(), workers, 'no worker was started after the first run');
+  t.true(grown < 64 * 2 ** 20, `array buffers grew by ${(grown / 2 ** 20).toFixed(1)} MiB over 9 failed runs`);
+  const inline = ScenarioRig.open(disableFromCallback, 'inline');
+  t.teardown(() => inline.close());
+  t.is(inline.run({ seed: 10, strategy: 'random', depth: 2, fixes }).hash, reports[9].hash);
+  await rig.close();
+  t.is(liveWorkers(), workers - disableFromCallback.vcpus, 'closing the rig ended its workers');
 });
