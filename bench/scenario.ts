@@ -24,7 +24,8 @@
  * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per
  * exploration, default 20000 as in run.ts: every k ≤ 1 search ends within it but unload-dead-slot's —
  * whole runs > 140,000, its window with the fix on 25,957),
- * --bound-by preemptions|deviations (repeatable; default both),
+ * --bound-by preemptions|deviations (repeatable; default both), --exhaustive-threads N (whole-run
+ * searches on a pool of N threads, default 1; same counts, more schedules/s where cores are free),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -39,6 +40,8 @@ import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.
 import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
+import { exploreScenarioBoundedOnPool } from '../src/explore/exhaustive-pool.ts';
+import { fileURLToPath } from 'node:url';
 import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
 import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
@@ -46,8 +49,10 @@ import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
 const { values } = parseArgs({ options: {
   seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, only: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
-  'bound-by': { type: 'string', multiple: true },
+  'bound-by': { type: 'string', multiple: true }, 'exhaustive-threads': { type: 'string' },
 } });
+const exhaustiveThreads = Number(values['exhaustive-threads'] ?? 1);
+if (!Number.isInteger(exhaustiveThreads) || exhaustiveThreads < 1) throw new Error(`--exhaustive-threads must be an integer ≥ 1, got ${values['exhaustive-threads']}`);
 const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 20_000);
 const measures = (values['bound-by'] ?? BOUND_MEASURES) as readonly BoundMeasure[];
 const strangeMeasures = measures.filter((measure) => !BOUND_MEASURES.includes(measure));
@@ -222,11 +227,16 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
   const rig = ScenarioRig.open(definition, 'inline');
   const started = performance.now();
   try {
-    const result = exploreScenarioBounded(rig, 1, rig.fixes.without(fixesOff), { bound: 1, measure, maxRuns: exhaustiveRuns });
+    const fixes = rig.fixes.without(fixesOff);
+    const search = { bound: 1, measure, maxRuns: exhaustiveRuns };
+    const result = exhaustiveThreads === 1
+      ? exploreScenarioBounded(rig, 1, fixes, search)
+      : await exploreScenarioBoundedOnPool(rig, 1, fixes, { ...search, threads: exhaustiveThreads, modules: [fileURLToPath(new URL('../scenarios/index.ts', import.meta.url))], taskModule: new URL('../workers/campaign-bootstrap.mjs', import.meta.url) });
     const seconds = (performance.now() - started) / 1000;
     const levels = describeBounded(result).join('; ');
     const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th, with ${result.firstFailure.preemptions} preemption(s), ${result.firstFailure.deviations} deviation(s)`;
-    return `  exhaustive k ≤ 1 ${measure}: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+    const where = exhaustiveThreads === 1 ? '' : ` on ${exhaustiveThreads} pool threads`;
+    return `  exhaustive k ≤ 1 ${measure}: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s${where} (${(result.runs / seconds).toFixed(1)}/s)`;
   } finally {
     await rig.close();
   }

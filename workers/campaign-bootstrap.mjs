@@ -3,6 +3,8 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { runCampaignTask } = await import('./campaign.worker.ts');
+const { runCampaignTask, runExhaustiveTask } = await import('./campaign.worker.ts');
 
 export default runCampaignTask;
+// A bounded search on a pool (piscina's `name` option picks it).
+export { runExhaustiveTask };

@@ -3,9 +3,10 @@ import { failed, ScenarioRig, traceJsonOf } from '../src/explore/scenario-rig.ts
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
 import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
 import { observeFreeRun, type FreeObservation } from '../src/explore/free-observation.ts';
+import { runExhaustiveTaskOn, type ExhaustiveTask, type ExhaustiveTaskResult } from '../src/explore/exhaustive-pool.ts';
 
 /**
- * A campaign task (one piscina task = one run). Each pool thread keeps one rig per scenario and
+ * A campaign task (one piscina task = one run), or one schedule of a bounded search on a pool. Each pool thread keeps one rig per scenario and
  * mode, so a task costs a snapshot restore and the run itself, not a new machine. The rigs live as
  * long as the thread: the pool's destroy() terminates it, and with it any vCPU workers it started.
  */
@@ -52,4 +53,22 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
     ...(task.withTrace === true ? { trace: traceJsonOf(report) } : {}),
     ...(observation !== undefined ? { observation } : {}),
   };
+}
+
+/** One schedule of a bounded-exhaustive search (exhaustive-pool.ts); an error fails the search, as it would run one by one. */
+export async function runExhaustiveTask(task: ExhaustiveTask): Promise<ExhaustiveTaskResult> {
+  const key = `${task.scenario}/${task.mode}`;
+  await loadScenarioModules(task.modules);
+  let rig = rigs.get(key);
+  if (rig === undefined) {
+    rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
+    rigs.set(key, rig);
+  }
+  try {
+    return runExhaustiveTaskOn(rig, task);
+  } catch (error) {
+    rigs.delete(key);
+    void rig.close();
+    throw error;
+  }
 }

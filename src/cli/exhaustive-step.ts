@@ -1,5 +1,6 @@
 import type { BoundMeasure } from '../explore/exhaustive.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../explore/exhaustive-run.ts';
+import { exploreScenarioBoundedOnPool } from '../explore/exhaustive-pool.ts';
 import { describePrefix, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
 import { ScenarioRig, type RunMode } from '../explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../explore/scenario.ts';
@@ -20,6 +21,8 @@ export interface ExhaustiveRequest extends SearchOutput {
   /** What the bound counts: preemptions (CHESS) or every deviation from the default (delay bounding). */
   readonly measure: BoundMeasure;
   readonly maxRuns: number;
+  /** Run the schedules on a pool of this many threads (whole runs only; null: one by one in this thread). */
+  readonly pool: { readonly threads: number; readonly modules: readonly string[] } | null;
   /** Search the schedules after this point of this prefix only (null: whole runs). */
   readonly branch: { readonly prefix: BranchPrefix; readonly at: BranchPoint; readonly horizon: number | null } | null;
 }
@@ -31,7 +34,12 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
   try {
     const search = { bound: request.bound, measure: request.measure, maxRuns: request.maxRuns, onRun: (runs: number, level: number) => request.progress.update(`  ${runs} schedules run, at k = ${level}`) };
     const horizon = request.branch?.horizon ?? null;
-    const result = branch === null ? exploreScenarioBounded(rig, request.seed, fixes, search) : exploreBranchBounded(branch, { ...search, ...(horizon === null ? {} : { horizon }) });
+    const pool = request.pool;
+    const result = branch !== null
+      ? exploreBranchBounded(branch, { ...search, ...(horizon === null ? {} : { horizon }) })
+      : pool === null
+        ? exploreScenarioBounded(rig, request.seed, fixes, search)
+        : await exploreScenarioBoundedOnPool(rig, request.seed, fixes, { ...search, threads: pool.threads, modules: pool.modules, taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url) });
     const where = branch === null || request.branch === null ? '' : ` after choice ${branch.at} of ${describePrefix(request.branch.prefix)} (${branch.asked}${horizon === null ? '' : `, suffixes cut ${horizon} choices past it`})`;
     const seconds = (performance.now() - started) / 1000;
     const failure = result.firstFailure?.run ?? null;
@@ -39,13 +47,13 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
     const fixesOff = rig.fixes.off(fixes);
     if (request.json) {
       process.stdout.write(`${JSON.stringify({
-        scenario: definition.name, exhaustive: { bound: result.bound, measure: result.measure, levels: result.levels, runs: result.runs, distinct: result.distinct, complete: result.complete, seconds, ...(branch === null ? {} : { branchedAt: branch.at }) },
+        scenario: definition.name, exhaustive: { bound: result.bound, measure: result.measure, levels: result.levels, runs: result.runs, distinct: result.distinct, complete: result.complete, seconds, threads: pool?.threads ?? 1, ...(branch === null ? {} : { branchedAt: branch.at }) },
         fixesOff, ...(failure !== null ? { firstFailure: { invariant: failure.violations[0].oracle, preemptions: result.firstFailure?.preemptions, deviations: result.firstFailure?.deviations, trace: tracePath } } : {}),
       })}\n`);
     } else {
       const out = [
         `${definition.name}: bounded-exhaustive, at most ${result.bound} ${result.measure === 'preemptions' ? 'preemption(s)' : 'deviation(s) from the default'}${where}, ${fixesOff.length > 0 ? `fixes off: ${fixesOff.join(', ')}` : 'all fixes on'}, `
-          + `${branch === null ? mode : 'inline'} — ${result.runs} runs in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)} runs/s), ${result.distinct} distinct traces`,
+          + `${branch === null ? mode : 'inline'}${pool === null ? '' : ` on ${pool.threads} pool threads`} — ${result.runs} runs in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)} runs/s), ${result.distinct} distinct traces`,
         ...describeBounded(result).map((line) => `  ${line}`),
         result.complete
           ? `  a bounded guarantee: every schedule up to the bound was run${branch === null ? '' : ' after the point, given that prefix'} (${result.measure === 'preemptions' ? 'preemptions' : 'deviations'} at the choice points; the environment's timing as it comes)`

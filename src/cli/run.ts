@@ -23,6 +23,7 @@ import { BOUND_MEASURES, type BoundMeasure } from '../explore/exhaustive.ts';
 import { exhaustiveCommand } from './exhaustive-step.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 /** Where a CLI finds its scenarios: the modules of the built-in ones (absolute paths). */
 export interface CliContext {
@@ -64,6 +65,8 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         with --branch-at, the schedules after the point of the --seed/--strategy run
                         (or the --replay trace), each run from a snapshot there
   --exhaustive-runs N   its budget in runs (default 20000)
+  --threads N           with --exhaustive over whole runs: run N schedules at once on a pool of threads
+                        (default 1); the result — every count, the first failure — is the one-by-one search's
   --bound-by WHAT       what --exhaustive's K counts: preemptions (default; CHESS: switching away from a
                         vCPU or handler that could go on; the other choices are free and all explored)
                         or deviations (delay bounding: every choice other than the default costs one;
@@ -112,6 +115,8 @@ interface Options {
   /** Bounded-exhaustive exploration up to this many preemptions or deviations (`boundBy`; null: seeds and a strategy). */
   readonly exhaustive: number | null;
   readonly exhaustiveRuns: number;
+  /** Pool threads of a bounded search over whole runs (1: in this thread). */
+  readonly threads: number;
   /** What the exhaustive bound counts. */
   readonly boundBy: BoundMeasure;
   /** A coverage-guided search of this many runs (null: seeds and a strategy). */
@@ -160,7 +165,7 @@ function parse(argv: readonly string[]): Parsed {
     'check-determinism': { type: 'boolean' }, json: { type: 'boolean' }, hashes: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     list: { type: 'boolean' }, load: { type: 'string', multiple: true }, perfetto: { type: 'string' }, html: { type: 'string' },
     shrink: { type: 'boolean' }, 'shrink-runs': { type: 'string' }, 'with-fix': { type: 'string', multiple: true },
-    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, 'bound-by': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, horizon: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
+    exhaustive: { type: 'string' }, 'exhaustive-runs': { type: 'string' }, threads: { type: 'string' }, 'bound-by': { type: 'string' }, cover: { type: 'string' }, 'branch-at': { type: 'string' }, branches: { type: 'string' }, horizon: { type: 'string' }, explain: { type: 'boolean' }, 'explain-runs': { type: 'string' },
   });
   const load = (values.load as string[] | undefined) ?? [];
   const text = (name: string): string | undefined => values[name] as string | undefined;
@@ -186,6 +191,8 @@ function parse(argv: readonly string[]): Parsed {
   if (values['with-fix'] !== undefined && values.replay === undefined) throw new UsageError('--with-fix replays a recorded failure with a fix on: give the trace with --replay FILE');
   if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
   if (values['bound-by'] !== undefined && values.exhaustive === undefined) throw new UsageError('--bound-by goes with --exhaustive K');
+  if (values.threads !== undefined && values.exhaustive === undefined) throw new UsageError('--threads goes with --exhaustive K (a campaign spreads seeds over threads: scenarios/campaign.ts)');
+  if (values.threads !== undefined && values['branch-at'] !== undefined) throw new UsageError('--threads runs whole-run schedules on a pool; from a branch point the search runs in this thread, from its snapshot: drop --threads');
   const boundBy = text('bound-by') ?? 'preemptions';
   if (!(BOUND_MEASURES as readonly string[]).includes(boundBy)) throw new UsageError(`--bound-by must be ${BOUND_MEASURES.join(' or ')}, got "${boundBy}"`);
   if (values.exhaustive !== undefined) {
@@ -227,6 +234,7 @@ function parse(argv: readonly string[]): Parsed {
       withFix: (values['with-fix'] as string[] | undefined) ?? [],
       exhaustive: values.exhaustive === undefined ? null : integerOption(text('exhaustive'), '--exhaustive', 1, 0, 10),
       exhaustiveRuns: integerOption(text('exhaustive-runs'), '--exhaustive-runs', 20_000, 1, 100_000_000),
+      threads: integerOption(text('threads'), '--threads', 1, 1, 256),
       boundBy: boundBy as BoundMeasure,
       cover: values.cover === undefined ? null : integerOption(text('cover'), '--cover', 200, 1, 100_000_000),
       branchAt,
@@ -314,7 +322,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, 'inline', fixes, {
       bound: options.exhaustive, measure: options.boundBy, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
-      branch: { prefix, at: options.branchAt, horizon: options.horizon },
+      branch: { prefix, at: options.branchAt, horizon: options.horizon }, pool: null,
     });
   }
   if (options.branchAt !== null) {
@@ -330,6 +338,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, mode, fixes, {
       bound: options.exhaustive, measure: options.boundBy, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json), branch: null,
+      pool: options.threads > 1 ? { threads: options.threads, modules: [...context.builtIn, ...parsed.load].map((path) => resolve(path)) } : null,
     });
   }
   if (mode !== 'free' || options.explain !== null) ensureWritableDir(options.traceDir);

@@ -1,5 +1,6 @@
 import type { Fixes } from '../intro/fixes.ts';
-import { exploreBounded, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
+import { exploreBounded, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
+import type { Choice } from './schedule.ts';
 import type { Seed } from './prng.ts';
 import type { OpenBranch, RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
@@ -10,10 +11,13 @@ import type { ScenarioGuest } from './scenario.ts';
  * the given fixes; `seed` only feeds the engine's own randomness, the schedule comes from the search.
  */
 export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: ExhaustiveOptions): ExhaustiveResult<RunReport> {
-  return exploreBounded((choices) => {
-    const { report, shape, points } = rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' });
-    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
-  }, options);
+  return exploreBounded((choices) => attemptSchedule(rig, seed, fixes, choices), options);
+}
+
+/** One schedule of a bounded search over whole runs, run on `rig`. */
+export function attemptSchedule<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, choices: readonly Choice[]): ExhaustiveAttempt<RunReport> {
+  const { report, shape, points } = rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' });
+  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
 }
 
 /**

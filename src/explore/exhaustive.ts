@@ -88,60 +88,157 @@ interface Pending {
   readonly choice: Choice | null;
 }
 
-export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => ExhaustiveAttempt<R>, options: ExhaustiveOptions): ExhaustiveResult<R> {
-  const { bound } = options;
-  const measure = options.measure ?? 'preemptions';
-  if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`the bound on ${measure} must be an integer ≥ 0, got ${bound}`);
-  if (!BOUND_MEASURES.includes(measure)) throw new RangeError(`a bound counts ${BOUND_MEASURES.join(' or ')}, not ${String(measure)}`);
-  const costOf = measure === 'preemptions'
-    ? (point: ChoicePoint, alternative: Alternative): number => point.preemptionsBefore + (alternative.preempts ? 1 : 0)
-    : (point: ChoicePoint): number => point.deviationsBefore + 1;
-  const maxRuns = options.maxRuns ?? 20_000;
-  const queues: Pending[][] = Array.from({ length: bound + 1 }, () => []);
-  queues[0].push({ base: [], at: 0, choice: null });
-  const counts = Array.from({ length: bound + 1 }, () => ({ schedules: 0, failures: 0 }));
-  const hashes = new Set<string>();
-  let runs = 0;
-  let firstFailure: ExhaustiveAttempt<R> | null = null;
-  let firstFailureAfter = 0;
-  let stopped = false;
+/**
+ * The search's state, level by level: which schedules are known and which ran. Results must be
+ * recorded in the order the schedules were taken — so a search that runs several at once (on a
+ * pool) knows the same schedules, counts the same failures and reports the same first failure as
+ * one that runs them one by one. Within a level, schedules are taken FIFO; a schedule's free
+ * choices (no preemption, by the measure) join the same level, its others the level they cost.
+ */
+export class BoundedFrontier<R> {
+  readonly bound: number;
+  readonly measure: BoundMeasure;
+  private readonly maxRuns: number;
+  private readonly costOf: (point: ChoicePoint, alternative: Alternative) => number;
+  private readonly queues: Pending[][];
+  private readonly counts: { schedules: number; failures: number }[];
+  private readonly hashes = new Set<string>();
+  /** The level being searched, and the next of its schedules to take and to record. */
+  private level = 0;
+  private taken = 0;
+  private recorded = 0;
+  private ran = 0;
+  private firstFailure: ExhaustiveAttempt<R> | null = null;
+  private firstFailureAfter = 0;
   /** The level the budget ran out in (levels below it are complete); bound + 1 when it did not. */
-  let cut = bound + 1;
-  for (let level = 0; level <= bound && !stopped; level++) {
-    const queue = queues[level];
-    // FIFO within a level; a schedule's free choices (no preemption, by that measure) join the same level.
-    for (let next = 0; next < queue.length; next++) {
-      if (runs >= maxRuns) {
-        queue.splice(0, next);
-        stopped = true;
-        cut = level;
-        break;
-      }
-      const pending = queue[next];
-      const list = pending.choice === null ? [] : [...pending.base.slice(0, pending.at), pending.choice];
-      const result = attempt(list);
-      runs++;
-      options.onRun?.(runs, level);
-      hashes.add(result.hash);
-      counts[level].schedules++;
-      if (result.oracle !== null) {
-        counts[level].failures++;
-        if (firstFailure === null) {
-          firstFailure = result;
-          firstFailureAfter = runs;
-        }
-      }
-      for (let at = list.length; at < result.points.length; at++) {
-        const point = result.points[at];
-        for (const alternative of point.alternatives) {
-          const cost = costOf(point, alternative);
-          if (cost <= bound) queues[cost].push({ base: result.executed, at, choice: alternative.choice });
-        }
+  private cut: number;
+
+  constructor(options: ExhaustiveOptions) {
+    const { bound } = options;
+    const measure = options.measure ?? 'preemptions';
+    if (!Number.isInteger(bound) || bound < 0) throw new RangeError(`the bound on ${measure} must be an integer ≥ 0, got ${bound}`);
+    if (!BOUND_MEASURES.includes(measure)) throw new RangeError(`a bound counts ${BOUND_MEASURES.join(' or ')}, not ${String(measure)}`);
+    this.bound = bound;
+    this.measure = measure;
+    this.costOf = measure === 'preemptions'
+      ? (point, alternative) => point.preemptionsBefore + (alternative.preempts ? 1 : 0)
+      : (point) => point.deviationsBefore + 1;
+    this.maxRuns = options.maxRuns ?? 20_000;
+    this.queues = Array.from({ length: bound + 1 }, () => []);
+    this.queues[0].push({ base: [], at: 0, choice: null });
+    this.counts = Array.from({ length: bound + 1 }, () => ({ schedules: 0, failures: 0 }));
+    this.cut = bound + 1;
+  }
+
+  /** Schedules run (results recorded). */
+  get runs(): number {
+    return this.ran;
+  }
+
+  /** Schedules taken whose results are not recorded yet. */
+  get outstanding(): number {
+    return this.taken - this.recorded;
+  }
+
+  /**
+   * The next schedule to run (its choices), or null when none can be taken now: the level's known
+   * schedules are all taken (the ones outstanding may add more), the budget is spent, or the search is done.
+   */
+  take(): readonly Choice[] | null {
+    this.advance();
+    if (this.level > this.bound) return null;
+    const queue = this.queues[this.level];
+    if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns) return null;
+    const pending = queue[this.taken++];
+    return pending.choice === null ? [] : [...pending.base.slice(0, pending.at), pending.choice];
+  }
+
+  /** The result of the oldest schedule taken and not yet recorded, whose choices were `list`. */
+  record(list: readonly Choice[], result: ExhaustiveAttempt<R>): number {
+    if (this.outstanding === 0) throw new Error('a result was recorded for no schedule taken');
+    const level = this.level;
+    this.recorded++;
+    this.ran++;
+    this.hashes.add(result.hash);
+    this.counts[level].schedules++;
+    if (result.oracle !== null) {
+      this.counts[level].failures++;
+      if (this.firstFailure === null) {
+        this.firstFailure = result;
+        this.firstFailureAfter = this.ran;
       }
     }
-    if (!stopped) queue.length = 0;
+    for (let at = list.length; at < result.points.length; at++) {
+      const point = result.points[at];
+      for (const alternative of point.alternatives) {
+        const cost = this.costOf(point, alternative);
+        if (cost <= this.bound) this.queues[cost].push({ base: result.executed, at, choice: alternative.choice });
+      }
+    }
+    return level;
   }
-  // A level above the cut may have more schedules, branching from those not run.
-  const levels = counts.map((count, k) => ({ k, ...count, pending: queues[k].length, complete: k < cut }));
-  return { bound, measure, levels, runs, distinct: hashes.size, firstFailure, firstFailureAfter, complete: cut > bound };
+
+  result(): ExhaustiveResult<R> {
+    this.advance();
+    // A level above the cut may have more schedules, branching from those not run.
+    const levels = this.counts.map((count, k) => ({ k, ...count, pending: k < this.cut ? 0 : this.queues[k].length - (k === this.cut ? this.recorded : 0), complete: k < this.cut }));
+    return {
+      bound: this.bound, measure: this.measure, levels, runs: this.ran, distinct: this.hashes.size,
+      firstFailure: this.firstFailure, firstFailureAfter: this.firstFailureAfter, complete: this.cut > this.bound,
+    };
+  }
+
+  /** Moves past a level whose schedules all ran; stops the search where the budget ran out. */
+  private advance(): void {
+    while (this.level <= this.bound && this.outstanding === 0) {
+      const queue = this.queues[this.level];
+      if (this.recorded < queue.length) {
+        if (this.ran < this.maxRuns) return;
+        this.cut = this.level;
+        this.level = this.bound + 1;
+        return;
+      }
+      queue.length = 0;
+      this.level++;
+      this.taken = 0;
+      this.recorded = 0;
+    }
+  }
+}
+
+/** The search run one schedule after another. */
+export function exploreBounded<R>(attempt: (choices: readonly Choice[]) => ExhaustiveAttempt<R>, options: ExhaustiveOptions): ExhaustiveResult<R> {
+  const frontier = new BoundedFrontier<R>(options);
+  for (let list = frontier.take(); list !== null; list = frontier.take()) {
+    const level = frontier.record(list, attempt(list));
+    options.onRun?.(frontier.runs, level);
+  }
+  return frontier.result();
+}
+
+/**
+ * The same search with up to `concurrency` schedules running at once (on a pool of threads):
+ * results are recorded in the order the schedules were taken, so every count, the first failure
+ * and its place are those of `exploreBounded`. A level ends before the next begins (the budget and
+ * "fewest preemptions first" are per level), so parallelism dips at each level's tail.
+ */
+export async function exploreBoundedAsync<R>(attempt: (choices: readonly Choice[]) => Promise<ExhaustiveAttempt<R>>, options: ExhaustiveOptions & { readonly concurrency: number }): Promise<ExhaustiveResult<R>> {
+  if (!Number.isInteger(options.concurrency) || options.concurrency < 1) throw new RangeError(`concurrency must be an integer ≥ 1, got ${options.concurrency}`);
+  const frontier = new BoundedFrontier<R>(options);
+  const running: { readonly list: readonly Choice[]; readonly result: Promise<ExhaustiveAttempt<R>> }[] = [];
+  for (;;) {
+    while (running.length < options.concurrency) {
+      const list = frontier.take();
+      if (list === null) break;
+      const result = attempt(list);
+      // Awaited in order: one that fails while an older one runs must not count as unhandled meanwhile.
+      result.catch(() => undefined);
+      running.push({ list, result });
+    }
+    const oldest = running.shift();
+    if (oldest === undefined) break;
+    const level = frontier.record(oldest.list, await oldest.result);
+    options.onRun?.(frontier.runs, level);
+  }
+  return frontier.result();
 }

@@ -11,10 +11,13 @@
 import test from 'ava';
 import { unloadInDetour } from '../../scenarios/unload-in-detour.ts';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
-import { exploreBounded } from '../../src/explore/exhaustive.ts';
+import { exploreBounded, exploreBoundedAsync } from '../../src/explore/exhaustive.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describeBounded, exploreScenarioBounded } from '../../src/explore/exhaustive-run.ts';
 import { ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { toyBoundedAttempt } from './toy-schedule.ts';
+import { decodeChoices, decodePoints, encodeChoices, encodePoints } from '../../src/explore/choice-codec.ts';
+import type { Choice } from '../../src/explore/schedule.ts';
 
 test('the toy: exactly 2, 8 and 30 schedules with 0, 1 and 2 preemptions, all distinct, failures counted by hand', (t) => {
   const result = exploreBounded(toyBoundedAttempt, { bound: 2 });
@@ -60,6 +63,56 @@ test('the toy: a budget ends the search with the levels below it complete and sa
   t.deepEqual(result.levels.map((l) => l.complete), [true, true, false]);
   t.is(result.levels[2].schedules, 5);
   t.true(result.levels[2].pending > 0);
+});
+
+test('the toy with several schedules running at once, finishing out of order: the same levels, counts, first failure and budget cut as one by one', async (t) => {
+  // Each attempt finishes after a delay that does not follow the order they were taken in.
+  let taken = 0;
+  const late = async (choices: Parameters<typeof toyBoundedAttempt>[0]) => {
+    await sleep([3, 0, 2, 5, 1][taken++ % 5]);
+    return toyBoundedAttempt(choices);
+  };
+  for (const options of [{ bound: 2 }, { bound: 2, measure: 'deviations' as const }, { bound: 2, maxRuns: 15 }, { bound: 1, maxRuns: 10 }]) {
+    const levelsSeen: number[] = [];
+    const parallel = await exploreBoundedAsync(late, { ...options, concurrency: 4, onRun: (_, level) => levelsSeen.push(level) });
+    t.deepEqual(parallel, exploreBounded(toyBoundedAttempt, options), JSON.stringify(options));
+    t.deepEqual(levelsSeen, [...levelsSeen].sort((a, b) => a - b), 'a level ends before the next begins');
+  }
+  t.true(taken > 40);
+  await t.throwsAsync(exploreBoundedAsync(late, { bound: 1, concurrency: 0 }), { message: /concurrency must be an integer ≥ 1, got 0/ });
+  // A schedule that fails while an older one still runs ends the search with its error, once.
+  let started = 0;
+  const broken = async (choices: Parameters<typeof toyBoundedAttempt>[0]) => {
+    const index = started++;
+    await sleep(index === 3 ? 0 : 20);
+    if (index === 3) throw new Error('the run threw outside the engine');
+    return toyBoundedAttempt(choices);
+  };
+  const unhandled: unknown[] = [];
+  const listener = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', listener);
+  t.teardown(() => process.off('unhandledRejection', listener));
+  await t.throwsAsync(exploreBoundedAsync(broken, { bound: 2, concurrency: 4 }), { message: 'the run threw outside the engine' });
+  await sleep(30);
+  t.deepEqual(unhandled, [], 'a command line would have died of an unhandled rejection');
+});
+
+test('choices and choice points as words for the pool: every kind of choice and a hypervisor fault come back as they went', (t) => {
+  const choices: Choice[] = [
+    { kind: 'run', vcpu: 2, steps: 150 }, { kind: 'handle', vcpu: 1 }, { kind: 'handle', vcpu: 0, fault: 'duplicate-exit' }, { kind: 'handle', vcpu: 3, fault: 'late-flush' },
+    { kind: 'timer' }, { kind: 'daemon' }, { kind: 'irq', vcpu: 1, vector: 0xef }, { kind: 'proceed' }, { kind: 'see-code', vcpu: 2 },
+  ];
+  t.deepEqual(decodeChoices(encodeChoices(choices)), choices);
+  const points = [
+    { alternatives: [], preemptionsBefore: 0, deviationsBefore: 0 },
+    { alternatives: [{ choice: choices[0], preempts: true }, { choice: choices[8], preempts: false }], preemptionsBefore: 1, deviationsBefore: 2 },
+    { alternatives: [{ choice: choices[7], preempts: false }], preemptionsBefore: 1, deviationsBefore: 3 },
+  ];
+  const decoded = decodePoints(encodePoints(points, 1), 1);
+  t.is(decoded.length, 3);
+  t.false(0 in decoded, 'nothing before the schedule\'s own choices');
+  t.deepEqual(decoded.slice(1), points.slice(1));
+  t.throws(() => decodeChoices(new Int32Array([9, 0, 0])), { message: /choice code 9 at word 0 is no choice/ });
 });
 
 test('vas-hook-late: every schedule with at most one preemption, run — the unpaused hook (which PCT misses) is found at k = 1, none fails with the fixes on, and a failing schedule replays', async (t) => {

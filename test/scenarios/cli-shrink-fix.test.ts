@@ -6,7 +6,7 @@
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -95,6 +95,31 @@ test('run.ts --exhaustive 1: every schedule with at most one preemption (or one 
   t.true(window.exhaustive.branchedAt > 0);
   t.is(window.firstFailure.invariant, 'callbacks-see-fresh-exits');
   t.regex(cli(['stale-violation', '--replay', window.firstFailure.trace, '--trace-dir', dir]).stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
+});
+
+test('run.ts --exhaustive 1 --threads 2: the schedules run on a pool, and every count and the first failure (its trace, to the hash) are the one-by-one search\'s', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-exhaustive-pool-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  type Bounded = { exhaustive: { levels: unknown[]; runs: number; distinct: number; complete: boolean; threads: number }; firstFailure: { invariant: string; preemptions: number; deviations: number; trace: string } };
+  const run = (threads: string[]) => {
+    const out = join(dir, `t${threads.length}`);
+    const result = cli(['vas-hook-late', '--fix', 'pauseAroundVasHook=off', '--exhaustive', '1', '--exhaustive-runs', '300', ...threads, '--json', '--trace-dir', out]);
+    t.is(result.status, 1, result.stderr);
+    return JSON.parse(result.stdout) as Bounded;
+  };
+  const one = run([]);
+  const pooled = run(['--threads', '2']);
+  t.is(one.exhaustive.threads, 1);
+  t.is(pooled.exhaustive.threads, 2);
+  t.false(pooled.exhaustive.complete, 'the budget of 300 cuts k = 1 short, at the same schedule');
+  const { threads: _one, ...countsOne } = one.exhaustive;
+  const { threads: _two, ...countsPooled } = pooled.exhaustive;
+  t.deepEqual({ ...countsPooled, seconds: 0 }, { ...countsOne, seconds: 0 });
+  t.like(pooled.firstFailure, { invariant: one.firstFailure.invariant, preemptions: one.firstFailure.preemptions, deviations: one.firstFailure.deviations });
+  const hashOf = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { hash: string }).hash;
+  t.is(hashOf(pooled.firstFailure.trace), hashOf(one.firstFailure.trace));
+  t.regex(cli(['vas-hook-late', '--threads', '2']).stderr, /--threads goes with --exhaustive K/);
+  t.regex(cli(['vas-hook-late', '--exhaustive', '1', '--threads', '2', '--branch-at', 'choice:10']).stderr, /from a branch point the search runs in this thread, from its snapshot: drop --threads/);
 });
 
 test('run.ts --branch-at: suffixes explored from a snapshot at the patch window, whole and cut at a horizon; the failing suffix replays from the start', (t) => {

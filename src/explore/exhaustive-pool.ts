@@ -1,0 +1,85 @@
+import { Piscina } from 'piscina';
+import type { Fixes } from '../intro/fixes.ts';
+import { exploreBoundedAsync, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
+import { attemptSchedule } from './exhaustive-run.ts';
+import type { Seed } from './prng.ts';
+import type { RunMode } from './run-report.ts';
+import type { RunReport, ScenarioRig } from './scenario-rig.ts';
+import type { ScenarioGuest } from './scenario.ts';
+import type { Choice } from './schedule.ts';
+import { decodeChoices, decodePoints, encodeChoices, encodePoints } from './choice-codec.ts';
+
+/**
+ * Bounded-exhaustive search over whole runs on a pool of threads: each schedule is a pool task on
+ * the thread's own rig (inline, or with its own vCPU workers), and the results are taken in the
+ * order the schedules were, so the outcome — every count, the first failure — is the one-by-one
+ * search's (exhaustive.ts `exploreBoundedAsync`). The first failure is run once more here, on the
+ * caller's rig, for its full report.
+ */
+
+/** One schedule for a pool thread. */
+export interface ExhaustiveTask {
+  readonly scenario: string;
+  /** Modules of scenarios that are not built in, loaded by the pool thread first (absolute paths). */
+  readonly modules: readonly string[];
+  readonly mode: Exclude<RunMode, 'free'>;
+  readonly fixesOff: readonly string[];
+  readonly seed: Seed;
+  /** The schedule's choices (choice-codec.ts). */
+  readonly choices: Int32Array;
+}
+
+/** What the pool thread sends back: the attempt without its report, its choices and points as words. */
+export interface ExhaustiveTaskResult {
+  readonly oracle: string | null;
+  readonly hash: string;
+  readonly preemptions: number;
+  readonly deviations: number;
+  /** Every choice the run made. */
+  readonly executed: Int32Array;
+  /** Its choice points after the schedule's own choices: the only ones a search branches at. */
+  readonly points: Int32Array;
+}
+
+/** Runs one task on a rig of the task's scenario (a pool thread keeps one per scenario and mode). */
+export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): ExhaustiveTaskResult {
+  const choices = decodeChoices(task.choices);
+  const attempt = attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices);
+  return {
+    oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
+    executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
+  };
+}
+
+function attemptOf(result: ExhaustiveTaskResult, choices: readonly Choice[]): ExhaustiveAttempt<null> {
+  return {
+    oracle: result.oracle, hash: result.hash, preemptions: result.preemptions, deviations: result.deviations,
+    executed: decodeChoices(result.executed), points: decodePoints(result.points, choices.length), run: null,
+  };
+}
+
+export interface PoolSearchOptions extends ExhaustiveOptions {
+  /** Pool threads: schedules run at once. */
+  readonly threads: number;
+  /** The piscina task module; its export `runExhaustiveTask` runs an ExhaustiveTask. */
+  readonly taskModule: URL;
+  readonly modules: readonly string[];
+}
+
+export async function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
+  if (rig.mode === 'free') throw new Error('a bounded search runs deterministic schedules: inline or workers, not free');
+  const pool = new Piscina<ExhaustiveTask, ExhaustiveTaskResult>({ filename: options.taskModule.href, name: 'runExhaustiveTask', minThreads: options.threads, maxThreads: options.threads, idleTimeout: 60_000 });
+  const task = { scenario: rig.definition.name, modules: options.modules, mode: rig.mode, fixesOff: rig.fixes.off(fixes), seed };
+  try {
+    const result = await exploreBoundedAsync(async (choices) => attemptOf(await pool.run({ ...task, choices: encodeChoices(choices) }), choices), { ...options, concurrency: options.threads * 2 });
+    const failure = result.firstFailure;
+    if (failure === null) return { ...result, firstFailure: null };
+    const local = attemptSchedule(rig, seed, fixes, failure.executed);
+    if (local.hash !== failure.hash) {
+      throw new Error(`${rig.definition.name}: the first failing schedule gave trace hash ${failure.hash} on a pool thread and ${local.hash} here — the scenario is not deterministic (run.ts --check-determinism)`);
+    }
+    return { ...result, firstFailure: local };
+  } finally {
+    await pool.destroy();
+  }
+}
