@@ -24,8 +24,8 @@
  * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per
  * exploration, default 20000 as in run.ts: every k ≤ 1 search ends within it but unload-dead-slot's —
  * whole runs > 140,000, its window with the fix on 25,957),
- * --bound-by preemptions|deviations (repeatable; default both), --exhaustive-threads N (whole-run
- * searches on a pool of N threads, default 1; same counts, more schedules/s where cores are free),
+ * --bound-by preemptions|deviations (repeatable; default both), --exhaustive-threads N (both
+ * exhaustive parts on a pool of N threads, default 1; same counts, more schedules/s where cores are free),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -40,7 +40,7 @@ import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.
 import type { Fixes } from '../src/intro/fixes.ts';
 import { MachineSnapshot } from '../src/machine/snapshot.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
-import { exploreScenarioBoundedOnPool } from '../src/explore/exhaustive-pool.ts';
+import { exploreBranchBoundedOnPool, exploreScenarioBoundedOnPool } from '../src/explore/exhaustive-pool.ts';
 import { fileURLToPath } from 'node:url';
 import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
 import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
@@ -53,6 +53,9 @@ const { values } = parseArgs({ options: {
 } });
 const exhaustiveThreads = Number(values['exhaustive-threads'] ?? 1);
 if (!Number.isInteger(exhaustiveThreads) || exhaustiveThreads < 1) throw new Error(`--exhaustive-threads must be an integer ≥ 1, got ${values['exhaustive-threads']}`);
+/** Where the pool searches run their schedules (with --exhaustive-threads N > 1). */
+const onPool = { threads: exhaustiveThreads, modules: [fileURLToPath(new URL('../scenarios/index.ts', import.meta.url))], taskModule: new URL('../workers/campaign-bootstrap.mjs', import.meta.url) };
+const threadsText = (): string => (exhaustiveThreads === 1 ? '' : ` on ${exhaustiveThreads} pool threads`);
 const exhaustiveRuns = Number(values['exhaustive-runs'] ?? 20_000);
 const measures = (values['bound-by'] ?? BOUND_MEASURES) as readonly BoundMeasure[];
 const strangeMeasures = measures.filter((measure) => !BOUND_MEASURES.includes(measure));
@@ -206,12 +209,14 @@ async function windowExhaustive(definition: ScenarioDefinition<ScenarioGuest>, f
   const rig = ScenarioRig.open(definition, 'inline');
   const started = performance.now();
   try {
-    const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes: rig.fixes.without(fixesOff) }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
+    const spec = { prefix: { seed: 1, strategy: 'random', depth: 2, fixes: rig.fixes.without(fixesOff) }, at: { pair: pair.name, side: 'a' }, horizon: null } as const;
+    const open = rig.openBranch({ ...spec, suffixes: [] });
     try {
-      const result = exploreBranchBounded(open, { bound: 1, measure, maxRuns: exhaustiveRuns });
+      const search = { bound: 1, measure, maxRuns: exhaustiveRuns };
+      const result = exhaustiveThreads === 1 ? exploreBranchBounded(open, search) : await exploreBranchBoundedOnPool(rig, open, spec, { ...search, ...onPool });
       const seconds = (performance.now() - started) / 1000;
       const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th`;
-      return `  exhaustive k ≤ 1 ${measure} from the window (choice ${open.at}): ${describeBounded(result).join('; ')} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s (${(result.runs / seconds).toFixed(1)}/s)`;
+      return `  exhaustive k ≤ 1 ${measure} from the window (choice ${open.at}): ${describeBounded(result).join('; ')} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s${threadsText()} (${(result.runs / seconds).toFixed(1)}/s)`;
     } finally {
       open.close();
     }
@@ -231,12 +236,11 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
     const search = { bound: 1, measure, maxRuns: exhaustiveRuns };
     const result = exhaustiveThreads === 1
       ? exploreScenarioBounded(rig, 1, fixes, search)
-      : await exploreScenarioBoundedOnPool(rig, 1, fixes, { ...search, threads: exhaustiveThreads, modules: [fileURLToPath(new URL('../scenarios/index.ts', import.meta.url))], taskModule: new URL('../workers/campaign-bootstrap.mjs', import.meta.url) });
+      : await exploreScenarioBoundedOnPool(rig, 1, fixes, { ...search, ...onPool });
     const seconds = (performance.now() - started) / 1000;
     const levels = describeBounded(result).join('; ');
     const found = result.firstFailure === null ? 'no failing schedule' : `first failing schedule the ${result.firstFailureAfter}th, with ${result.firstFailure.preemptions} preemption(s), ${result.firstFailure.deviations} deviation(s)`;
-    const where = exhaustiveThreads === 1 ? '' : ` on ${exhaustiveThreads} pool threads`;
-    return `  exhaustive k ≤ 1 ${measure}: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s${where} (${(result.runs / seconds).toFixed(1)}/s)`;
+    return `  exhaustive k ≤ 1 ${measure}: ${levels} — ${found}; ${result.runs} schedules in ${seconds.toFixed(1)} s${threadsText()} (${(result.runs / seconds).toFixed(1)}/s)`;
   } finally {
     await rig.close();
   }

@@ -1,6 +1,6 @@
 import type { BoundMeasure } from '../explore/exhaustive.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../explore/exhaustive-run.ts';
-import { exploreScenarioBoundedOnPool } from '../explore/exhaustive-pool.ts';
+import { exploreBranchBoundedOnPool, exploreScenarioBoundedOnPool } from '../explore/exhaustive-pool.ts';
 import { describePrefix, type BranchPoint, type BranchPrefix } from '../explore/branch.ts';
 import { ScenarioRig, type RunMode } from '../explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../explore/scenario.ts';
@@ -21,7 +21,7 @@ export interface ExhaustiveRequest extends SearchOutput {
   /** What the bound counts: preemptions (CHESS) or every deviation from the default (delay bounding). */
   readonly measure: BoundMeasure;
   readonly maxRuns: number;
-  /** Run the schedules on a pool of this many threads (whole runs only; null: one by one in this thread). */
+  /** Run the schedules on a pool of this many threads (null: one by one in this thread). */
   readonly pool: { readonly threads: number; readonly modules: readonly string[] } | null;
   /** Search the schedules after this point of this prefix only (null: whole runs). */
   readonly branch: { readonly prefix: BranchPrefix; readonly at: BranchPoint; readonly horizon: number | null } | null;
@@ -35,11 +35,14 @@ export async function exhaustiveCommand(definition: ScenarioDefinition<ScenarioG
     const search = { bound: request.bound, measure: request.measure, maxRuns: request.maxRuns, onRun: (runs: number, level: number) => request.progress.update(`  ${runs} schedules run, at k = ${level}`) };
     const horizon = request.branch?.horizon ?? null;
     const pool = request.pool;
-    const result = branch !== null
-      ? exploreBranchBounded(branch, { ...search, ...(horizon === null ? {} : { horizon }) })
-      : pool === null
+    const onPool = pool === null ? null : { ...search, threads: pool.threads, modules: pool.modules, taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url) };
+    const result = branch !== null && request.branch !== null
+      ? onPool === null
+        ? exploreBranchBounded(branch, { ...search, ...(horizon === null ? {} : { horizon }) })
+        : await exploreBranchBoundedOnPool(rig, branch, request.branch, onPool)
+      : onPool === null
         ? exploreScenarioBounded(rig, request.seed, fixes, search)
-        : await exploreScenarioBoundedOnPool(rig, request.seed, fixes, { ...search, threads: pool.threads, modules: pool.modules, taskModule: new URL('../../workers/campaign-bootstrap.mjs', import.meta.url) });
+        : await exploreScenarioBoundedOnPool(rig, request.seed, fixes, onPool);
     const where = branch === null || request.branch === null ? '' : ` after choice ${branch.at} of ${describePrefix(request.branch.prefix)} (${branch.asked}${horizon === null ? '' : `, suffixes cut ${horizon} choices past it`})`;
     const seconds = (performance.now() - started) / 1000;
     const failure = result.firstFailure?.run ?? null;

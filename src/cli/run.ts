@@ -65,8 +65,9 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         with --branch-at, the schedules after the point of the --seed/--strategy run
                         (or the --replay trace), each run from a snapshot there
   --exhaustive-runs N   its budget in runs (default 20000)
-  --threads N           with --exhaustive over whole runs: run N schedules at once on a pool of threads
-                        (default 1); the result — every count, the first failure — is the one-by-one search's
+  --threads N           with --exhaustive: run N schedules at once on a pool of threads (default 1; from a
+                        branch point each thread runs the prefix once and its suffixes from its own
+                        snapshot); the result — every count, the first failure — is the one-by-one search's
   --bound-by WHAT       what --exhaustive's K counts: preemptions (default; CHESS: switching away from a
                         vCPU or handler that could go on; the other choices are free and all explored)
                         or deviations (delay bounding: every choice other than the default costs one;
@@ -192,7 +193,6 @@ function parse(argv: readonly string[]): Parsed {
   if (values['exhaustive-runs'] !== undefined && values.exhaustive === undefined) throw new UsageError('--exhaustive-runs goes with --exhaustive K');
   if (values['bound-by'] !== undefined && values.exhaustive === undefined) throw new UsageError('--bound-by goes with --exhaustive K');
   if (values.threads !== undefined && values.exhaustive === undefined) throw new UsageError('--threads goes with --exhaustive K (a campaign spreads seeds over threads: scenarios/campaign.ts)');
-  if (values.threads !== undefined && values['branch-at'] !== undefined) throw new UsageError('--threads runs whole-run schedules on a pool; from a branch point the search runs in this thread, from its snapshot: drop --threads');
   const boundBy = text('bound-by') ?? 'preemptions';
   if (!(BOUND_MEASURES as readonly string[]).includes(boundBy)) throw new UsageError(`--bound-by must be ${BOUND_MEASURES.join(' or ')}, got "${boundBy}"`);
   if (values.exhaustive !== undefined) {
@@ -322,7 +322,8 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     ensureWritableDir(options.traceDir);
     return exhaustiveCommand(definition, 'inline', fixes, {
       bound: options.exhaustive, measure: options.boundBy, maxRuns: options.exhaustiveRuns, seed: options.seed, traceDir: options.traceDir, json: options.json, progress: new Progress(!options.json),
-      branch: { prefix, at: options.branchAt, horizon: options.horizon }, pool: null,
+      branch: { prefix, at: options.branchAt, horizon: options.horizon },
+      pool: options.threads > 1 ? { threads: options.threads, modules: [...context.builtIn, ...parsed.load].map((path) => resolve(path)) } : null,
     });
   }
   if (options.branchAt !== null) {

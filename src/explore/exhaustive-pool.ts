@@ -1,21 +1,30 @@
 import { Piscina } from 'piscina';
 import type { Fixes } from '../intro/fixes.ts';
 import { exploreBoundedAsync, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
-import { attemptSchedule } from './exhaustive-run.ts';
+import { attemptSchedule, attemptSuffix } from './exhaustive-run.ts';
+import type { BranchPoint, BranchPrefix } from './branch.ts';
 import type { Seed } from './prng.ts';
-import type { RunMode } from './run-report.ts';
+import type { OpenBranch, RunMode } from './run-report.ts';
 import type { RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import type { Choice } from './schedule.ts';
 import { decodeChoices, decodePoints, encodeChoices, encodePoints } from './choice-codec.ts';
 
 /**
- * Bounded-exhaustive search over whole runs on a pool of threads: each schedule is a pool task on
- * the thread's own rig (inline, or with its own vCPU workers), and the results are taken in the
- * order the schedules were, so the outcome — every count, the first failure — is the one-by-one
- * search's (exhaustive.ts `exploreBoundedAsync`). The first failure is run once more here, on the
- * caller's rig, for its full report.
+ * Bounded-exhaustive search on a pool of threads: each schedule is a pool task on the thread's own
+ * rig (inline, or with its own vCPU workers) — a whole run, or a suffix from the thread's own
+ * snapshot at the same branch point (each thread runs the prefix once) — and the results are taken
+ * in the order the schedules were, so the outcome — every count, the first failure — is the
+ * one-by-one search's (exhaustive.ts `exploreBoundedAsync`). The first failure is run once more
+ * here, on the caller's rig or branch, for its full report.
  */
+
+/** A branch point as pool threads open it again: the prefix, the point, and where suffixes are cut. */
+export interface BranchSpec {
+  readonly prefix: BranchPrefix;
+  readonly at: BranchPoint;
+  readonly horizon: number | null;
+}
 
 /** One schedule for a pool thread. */
 export interface ExhaustiveTask {
@@ -25,8 +34,10 @@ export interface ExhaustiveTask {
   readonly mode: Exclude<RunMode, 'free'>;
   readonly fixesOff: readonly string[];
   readonly seed: Seed;
-  /** The schedule's choices (choice-codec.ts). */
+  /** The schedule's choices (choice-codec.ts), from the start or from the branch point. */
   readonly choices: Int32Array;
+  /** Run as a suffix from this branch point (null: a whole run). */
+  readonly branch: BranchSpec | null;
 }
 
 /** What the pool thread sends back: the attempt without its report, its choices and points as words. */
@@ -41,10 +52,25 @@ export interface ExhaustiveTaskResult {
   readonly points: Int32Array;
 }
 
+/** The branch point each pool thread's rig has open, by the spec it was opened for. */
+const openBranches = new WeakMap<object, { readonly key: string; readonly branch: OpenBranch }>();
+
+function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, spec: BranchSpec): OpenBranch {
+  const key = JSON.stringify(spec, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
+  const open = openBranches.get(rig);
+  if (open?.key === key) return open.branch;
+  open?.branch.close();
+  const branch = rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] });
+  openBranches.set(rig, { key, branch });
+  return branch;
+}
+
 /** Runs one task on a rig of the task's scenario (a pool thread keeps one per scenario and mode). */
 export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): ExhaustiveTaskResult {
   const choices = decodeChoices(task.choices);
-  const attempt = attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices);
+  const attempt = task.branch === null
+    ? attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices)
+    : attemptSuffix(branchOf(rig, task.branch), choices, task.branch.horizon ?? undefined);
   return {
     oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
     executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
@@ -66,15 +92,27 @@ export interface PoolSearchOptions extends ExhaustiveOptions {
   readonly modules: readonly string[];
 }
 
-export async function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
+/** Every schedule over whole runs, on the pool (the seed feeds only the engine's randomness). */
+export function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
+  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
+}
+
+/** Every schedule after the branch point `open` (opened on `rig` for `spec`), on the pool: each thread opens the same point. */
+export function exploreBranchBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, open: OpenBranch, spec: BranchSpec, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
+  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: spec }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
+}
+
+async function exploreOnPool<G extends ScenarioGuest>(
+  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
+): Promise<ExhaustiveResult<RunReport>> {
   if (rig.mode === 'free') throw new Error('a bounded search runs deterministic schedules: inline or workers, not free');
   const pool = new Piscina<ExhaustiveTask, ExhaustiveTaskResult>({ filename: options.taskModule.href, name: 'runExhaustiveTask', minThreads: options.threads, maxThreads: options.threads, idleTimeout: 60_000 });
-  const task = { scenario: rig.definition.name, modules: options.modules, mode: rig.mode, fixesOff: rig.fixes.off(fixes), seed };
+  const task = { scenario: rig.definition.name, modules: options.modules, mode: rig.mode, ...where };
   try {
     const result = await exploreBoundedAsync(async (choices) => attemptOf(await pool.run({ ...task, choices: encodeChoices(choices) }), choices), { ...options, concurrency: options.threads * 2 });
     const failure = result.firstFailure;
     if (failure === null) return { ...result, firstFailure: null };
-    const local = attemptSchedule(rig, seed, fixes, failure.executed);
+    const local = here(failure.executed);
     if (local.hash !== failure.hash) {
       throw new Error(`${rig.definition.name}: the first failing schedule gave trace hash ${failure.hash} on a pool thread and ${local.hash} here — the scenario is not deterministic (run.ts --check-determinism)`);
     }

@@ -28,10 +28,13 @@ export function attemptSchedule<G extends ScenarioGuest>(rig: ScenarioRig<G>, se
  * trace, prefix included, replays from the start.
  */
 export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOptions & { readonly horizon?: number }): ExhaustiveResult<RunReport> {
-  return exploreBounded((choices) => {
-    const { report, shape, points } = branch.runChoices(choices, { alternatives: true, ...(options.horizon === undefined ? {} : { horizon: options.horizon }) });
-    return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
-  }, options);
+  return exploreBounded((choices) => attemptSuffix(branch, choices, options.horizon), options);
+}
+
+/** One schedule of a bounded search from a branch point: a suffix from its snapshot (choices and points count from the point). */
+export function attemptSuffix(branch: OpenBranch, choices: readonly Choice[], horizon?: number): ExhaustiveAttempt<RunReport> {
+  const { report, shape, points } = branch.runChoices(choices, { alternatives: true, ...(horizon === undefined ? {} : { horizon }) });
+  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
 }
 
 /** "k = 1: 612 schedules, all explored, 0 failures" — one line per level. */

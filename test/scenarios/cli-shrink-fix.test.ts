@@ -97,7 +97,7 @@ test('run.ts --exhaustive 1: every schedule with at most one preemption (or one 
   t.regex(cli(['stale-violation', '--replay', window.firstFailure.trace, '--trace-dir', dir]).stdout, /replay followed all \d+ recorded choices; trace hash (\w+) \(recorded \1\)/);
 });
 
-test('run.ts --exhaustive 1 --threads 2: the schedules run on a pool, and every count and the first failure (its trace, to the hash) are the one-by-one search\'s', (t) => {
+test('run.ts --exhaustive 1 --threads 2: the schedules run on a pool, over whole runs and from a branch point, and every count and the first failure (its trace, to the hash) are the one-by-one search\'s', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-exhaustive-pool-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   type Bounded = { exhaustive: { levels: unknown[]; runs: number; distinct: number; complete: boolean; threads: number }; firstFailure: { invariant: string; preemptions: number; deviations: number; trace: string } };
@@ -119,7 +119,19 @@ test('run.ts --exhaustive 1 --threads 2: the schedules run on a pool, and every 
   const hashOf = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as { hash: string }).hash;
   t.is(hashOf(pooled.firstFailure.trace), hashOf(one.firstFailure.trace));
   t.regex(cli(['vas-hook-late', '--threads', '2']).stderr, /--threads goes with --exhaustive K/);
-  t.regex(cli(['vas-hook-late', '--exhaustive', '1', '--threads', '2', '--branch-at', 'choice:10']).stderr, /from a branch point the search runs in this thread, from its snapshot: drop --threads/);
+  // From a branch point: each pool thread runs the prefix once and its suffixes from its own snapshot.
+  const branched = (threads: string[]) => {
+    const result = cli(['stale-violation', '--bug', '--strategy', 'random', '--branch-at', 'pair:renewal-vs-pending-write', '--exhaustive', '1', ...threads, '--json', '--trace-dir', join(dir, `b${threads.length}`)]);
+    t.is(result.status, 1, result.stderr);
+    return JSON.parse(result.stdout) as Bounded & { exhaustive: { branchedAt: number } };
+  };
+  const windowOne = branched([]);
+  const windowPooled = branched(['--threads', '2']);
+  t.is(windowPooled.exhaustive.threads, 2);
+  t.is(windowPooled.exhaustive.branchedAt, windowOne.exhaustive.branchedAt);
+  t.deepEqual(windowPooled.exhaustive.levels, windowOne.exhaustive.levels);
+  t.is(windowPooled.exhaustive.distinct, windowOne.exhaustive.distinct);
+  t.is(hashOf(windowPooled.firstFailure.trace), hashOf(windowOne.firstFailure.trace));
 });
 
 test('run.ts --branch-at: suffixes explored from a snapshot at the patch window, whole and cut at a horizon; the failing suffix replays from the start', (t) => {
