@@ -230,10 +230,10 @@ export class VcpuFleet {
   }
 
   /**
-   * Ends every host (unless handed over), then stops the vCPU actors and runs `then` (the session's own actors). With
-   * every host in this thread nothing runs on its own, so all of it happens before this returns: a
-   * closing left to a promise keeps the fleet alive until the caller's synchronous loop (a bounded
-   * search, a shrink) yields, one fleet per failed run.
+   * Ends every host (unless handed over), then stops the vCPU actors and runs `then` (the
+   * session's own actors). With every host in this thread (or handed over) nothing runs on its own,
+   * so all of it happens before this returns: a closing left to a promise keeps the fleet alive
+   * until the caller's synchronous loop (a bounded search, a shrink) yields, one fleet per failed run.
    */
   close(then: () => void = () => undefined): Promise<void> {
     const stopActors = (): void => {

@@ -38,6 +38,8 @@ export interface ExhaustiveTask {
   readonly choices: Int32Array;
   /** Run as a suffix from this branch point (null: a whole run). */
   readonly branch: BranchSpec | null;
+  /** The branch point's identity, made once by the search (a thread opens each point once). */
+  readonly branchKey: string;
 }
 
 /** What the pool thread sends back: the attempt without its report, its choices and points as words. */
@@ -55,8 +57,7 @@ export interface ExhaustiveTaskResult {
 /** The branch point each pool thread's rig has open, by the spec it was opened for. */
 const openBranches = new WeakMap<object, { readonly key: string; readonly branch: OpenBranch }>();
 
-function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, spec: BranchSpec): OpenBranch {
-  const key = JSON.stringify(spec, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
+function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, spec: BranchSpec, key: string): OpenBranch {
   const open = openBranches.get(rig);
   if (open?.key === key) return open.branch;
   open?.branch.close();
@@ -70,7 +71,7 @@ export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>
   const choices = decodeChoices(task.choices);
   const attempt = task.branch === null
     ? attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices)
-    : attemptSuffix(branchOf(rig, task.branch), choices, task.branch.horizon ?? undefined);
+    : attemptSuffix(branchOf(rig, task.branch, task.branchKey), choices, task.branch.horizon ?? undefined);
   return {
     oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
     executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
@@ -94,16 +95,17 @@ export interface PoolSearchOptions extends ExhaustiveOptions {
 
 /** Every schedule over whole runs, on the pool (the seed feeds only the engine's randomness). */
 export function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
+  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null, branchKey: '' }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
 }
 
 /** Every schedule after the branch point `open` (opened on `rig` for `spec`), on the pool: each thread opens the same point. */
 export function exploreBranchBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, open: OpenBranch, spec: BranchSpec, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: spec }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
+  const branchKey = JSON.stringify(spec, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
+  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: spec, branchKey }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
 }
 
 async function exploreOnPool<G extends ScenarioGuest>(
-  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
+  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch' | 'branchKey'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
 ): Promise<ExhaustiveResult<RunReport>> {
   if (rig.mode === 'free') throw new Error('a bounded search runs deterministic schedules: inline or workers, not free');
   const pool = new Piscina<ExhaustiveTask, ExhaustiveTaskResult>({ filename: options.taskModule.href, name: 'runExhaustiveTask', minThreads: options.threads, maxThreads: options.threads, idleTimeout: 60_000 });
