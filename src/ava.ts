@@ -3,7 +3,10 @@ import { failed, ScenarioRig, type RunReport } from './explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './explore/scenario.ts';
 import type { StrategyName } from './explore/schedulers/index.ts';
 import { writeRunTrace } from './report/trace-file.ts';
-import { formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+import { commandsOf, formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
+import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
+import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
 
 /**
  * An AVA macro that explores a scenario — how a race stays fixed in a test suite:
@@ -151,5 +154,125 @@ export const explore = test.macro<[ScenarioDefinition<ScenarioGuest>, ExploreOpt
     const seeds = typeof options.seeds === 'number' ? `${options.seeds} seeds` : `${options.seeds.length} seeds`;
     const strategy = typeof options.strategy === 'function' ? 'mixed strategies' : `${options.strategy}${options.strategy === 'pct' ? ` d=${options.depth ?? 2}` : ''}`;
     return `${definition.name}: ${options.expect} with ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, ${seeds}, ${strategy}`;
+  },
+});
+
+/**
+ * The bounded guarantee in a test suite: every schedule with at most `bound` preemptions (or
+ * deviations) is run — over whole runs, or after a branch point — and none may break an invariant:
+ *
+ *   test('the unpaused VAS hook stays fixed for every schedule with one preemption', exploreBounded, vasHookLate, { bound: 1, expect: 'no-failure' });
+ *   test('one preemption finds it without its fix', exploreBounded, vasHookLate, { bound: 1, fixesOff: ['pauseAroundVasHook'], expect: 'finds-bug' });
+ *
+ * A search the budget cuts short guarantees nothing, so 'no-failure' fails then (raise `maxRuns`,
+ * bound deviations instead, or search from the window with `branchAt`).
+ */
+export interface BoundedOptions {
+  /** k: schedules with at most this many preemptions (or deviations, by `measure`). */
+  readonly bound: number;
+  /** What k counts (default preemptions). */
+  readonly measure?: BoundMeasure;
+  /** Fixes switched off: their names, or 'bug' for those of the scenario's first bug. Default: none. */
+  readonly fixesOff?: readonly string[] | 'bug';
+  /**
+   * 'no-failure': every schedule up to the bound was run and none broke an invariant. 'finds-bug':
+   * the first failing schedule (fewest preemptions first) breaks the invariant of the bug whose
+   * fixes are off.
+   */
+  readonly expect: 'no-failure' | 'finds-bug';
+  /** Runs at most (default 20,000). */
+  readonly maxRuns?: number;
+  /** Only the schedules after this point of the `prefix` run: the guarantee for the window that opens there. */
+  readonly branchAt?: BranchPoint;
+  /** The run up to `branchAt` (default random seed 1). */
+  readonly prefix?: { readonly seed: number; readonly strategy: StrategyName; readonly depth?: number };
+  /** Hosts of whole runs: this thread (default) or one worker per vCPU; from a branch point, this thread. */
+  readonly mode?: 'inline' | 'workers';
+  /** Where a failing schedule's trace is written (default `traces`). */
+  readonly traceDir?: string;
+}
+
+/** A bounded search and its verdict: `failure` is null when it met `expect`, else the test's failure message. */
+export interface BoundedVerdict {
+  readonly result: ExhaustiveResult<RunReport>;
+  readonly failure: string | null;
+  /** The levels, one line each ("k = 1: 438 schedules, all explored, 0 failures"). */
+  readonly summary: string;
+}
+
+/** Runs the bounded search the options describe and judges it, without asserting anything. */
+export async function runBoundedExploration(definition: ScenarioDefinition<ScenarioGuest>, options: BoundedOptions): Promise<BoundedVerdict> {
+  const off = fixesOffOf(definition, options.fixesOff);
+  const rig = ScenarioRig.open(definition, options.branchAt === undefined ? (options.mode ?? 'inline') : 'inline');
+  try {
+    const fixes = rig.fixes.without(off);
+    // Finding the bug needs its first failure only (fewest preemptions first); a guarantee needs every schedule.
+    const search = {
+      bound: options.bound, stopAtFailure: options.expect === 'finds-bug',
+      ...(options.measure === undefined ? {} : { measure: options.measure }), ...(options.maxRuns === undefined ? {} : { maxRuns: options.maxRuns }),
+    };
+    let where = 'whole runs';
+    let result: ExhaustiveResult<RunReport>;
+    if (options.branchAt === undefined) {
+      result = exploreScenarioBounded(rig, 1, fixes, search);
+    } else {
+      const prefix = options.prefix ?? { seed: 1, strategy: 'random' as const };
+      const open = rig.openBranch({ prefix: { seed: prefix.seed, strategy: prefix.strategy, depth: prefix.depth ?? 2, fixes }, at: options.branchAt, suffixes: [] });
+      try {
+        result = exploreBranchBounded(open, search);
+        where = `after choice ${open.at} (${describeBranchPoint(options.branchAt)}) of ${prefix.strategy} seed ${prefix.seed}`;
+      } finally {
+        open.close();
+      }
+    }
+    const measure = result.measure === 'preemptions' ? 'preemption' : 'deviation';
+    const summary = `${definition.name}, ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, at most ${result.bound} ${measure}(s), ${where}:\n${describeBounded(result).map((line) => `  ${line}`).join('\n')}`;
+    const failing = result.firstFailure?.run ?? null;
+    const told = (report: RunReport): string => {
+      const traceDir = options.traceDir ?? 'traces';
+      try {
+        const tracePath = writeRunTrace(traceDir, report);
+        return formatFailure(report, commandsOf(report, tracePath), tracePath);
+      } catch (error) {
+        // The schedule is the trace: without it, the report is all there is.
+        return `${formatFailure(report, commandsOf(report, null), null)}\n  (the trace could not be written to ${traceDir}: ${error instanceof Error ? error.message : String(error)})`;
+      }
+    };
+    const which = `schedule ${result.firstFailureAfter} of the search (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s))`;
+    if (options.expect === 'no-failure') {
+      if (failing !== null) return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${told(failing)}` };
+      if (!result.complete) {
+        return { result, summary, failure: `${definition.name}: not a guarantee — the budget of ${result.runs} runs ran out before every schedule was run (raise maxRuns, bound deviations, or search from the window with branchAt)\n${summary}` };
+      }
+      return { result, summary, failure: null };
+    }
+    const bug = definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
+    if (failing === null) {
+      const why = result.complete ? 'no schedule up to the bound breaks it' : 'the budget ran out first';
+      return { result, summary, failure: `${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found: ${why}\n${summary}` };
+    }
+    if (failing.violations[0].oracle !== bug.caughtBy) {
+      return { result, summary, failure: `${definition.name}: ${which} failed, but first on ${failing.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${told(failing)}` };
+    }
+    return { result, summary: `${summary}\n"${bug.name}" found by ${which}: ${failing.violations[0].detail.split('\n')[0]}`, failure: null };
+  } finally {
+    await rig.close();
+  }
+}
+
+/** The macro: `test(title?, exploreBounded, scenario, options)`. */
+export const exploreBounded = test.macro<[ScenarioDefinition<ScenarioGuest>, BoundedOptions]>({
+  async exec(t, definition, options) {
+    const verdict = await runBoundedExploration(definition, options);
+    t.log(verdict.summary);
+    if (verdict.failure !== null) t.fail(verdict.failure);
+    else t.pass();
+  },
+  title(provided, definition, options) {
+    if (provided !== undefined && provided !== '') return provided;
+    const off = fixesOffOf(definition, options.fixesOff);
+    const where = options.branchAt === undefined ? '' : ` after ${describeBranchPoint(options.branchAt)}`;
+    const measure = (options.measure ?? 'preemptions').replace(/s$/, options.bound === 1 ? '' : 's');
+    return `${definition.name}: ${options.expect} with ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, every schedule with at most ${options.bound} ${measure}${where}`;
   },
 });

@@ -10,6 +10,9 @@
  * - The engine: `ScenarioEngine` (GPA and register hooks, detour callbacks, hypercalls, EPT stages), HVMI's
  *   status codes and actions, the fixes (`FixDeclaration`, `FixCatalog`).
  * - A run's events: `RuntimeEvent` with exit tickets, and queries over them.
+ * - Exploring beyond seeds: every schedule up to k preemptions (`exploreScenarioBounded`, from a
+ *   branch point `exploreBranchBounded`), a failure shrunk (`shrinkFailingRun`), a fix proven on
+ *   the recorded interleaving (`replayWithFix`).
  * - Commands: `runCommand` / `campaignCommand` (what scenarios/run.ts and campaign.ts run), traces.
  */
 
@@ -34,6 +37,13 @@ export { UnsnapshottableState } from './explore/object-graph.ts';
 export { allScenarios, findScenario, loadScenarioModules, registerScenario } from './explore/registry.ts';
 export { STRATEGIES, type StrategyName, type StrategyPlan } from './explore/schedulers/index.ts';
 export { RunTally } from './explore/tally.ts';
+
+// ---- exploring beyond seeds: bounded guarantees, shrinking, proving a fix -------------------------
+export { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
+export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
+export { describeShrink, shrinkFailingRun, type ShrunkFailure } from './explore/shrink-run.ts';
+export { formatFixDifferential, replayWithFix, type FixDifferential } from './explore/fix-differential.ts';
+export type { Choice } from './explore/schedule.ts';
 
 // ---- a run's events ---------------------------------------------------------------------------
 export type { ExitFacts, RuntimeEvent, StopName } from '../actors/events.ts';

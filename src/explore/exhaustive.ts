@@ -52,6 +52,8 @@ export interface ExhaustiveOptions {
   /** Runs at most (default 20,000): the search stops there and says which levels it finished. */
   readonly maxRuns?: number;
   readonly onRun?: (runs: number, level: number) => void;
+  /** End the search at the first failing schedule (its level and those above are then not complete). */
+  readonly stopAtFailure?: boolean;
 }
 
 /** The schedules of one k: as many preemptions (or deviations, by the measure) as that. */
@@ -99,6 +101,7 @@ export class BoundedFrontier<R> {
   readonly bound: number;
   readonly measure: BoundMeasure;
   private readonly maxRuns: number;
+  private readonly stopAtFailure: boolean;
   private readonly costOf: (point: ChoicePoint, alternative: Alternative) => number;
   private readonly queues: Pending[][];
   private readonly counts: { schedules: number; failures: number }[];
@@ -112,6 +115,8 @@ export class BoundedFrontier<R> {
   private firstFailureAfter = 0;
   /** The level the budget ran out in (levels below it are complete); bound + 1 when it did not. */
   private cut: number;
+  /** Schedules of the cut level that ran. */
+  private cutRecorded = 0;
 
   constructor(options: ExhaustiveOptions) {
     const { bound } = options;
@@ -124,6 +129,7 @@ export class BoundedFrontier<R> {
       ? (point, alternative) => point.preemptionsBefore + (alternative.preempts ? 1 : 0)
       : (point) => point.deviationsBefore + 1;
     this.maxRuns = options.maxRuns ?? 20_000;
+    this.stopAtFailure = options.stopAtFailure === true;
     this.queues = Array.from({ length: bound + 1 }, () => []);
     this.queues[0].push({ base: [], at: 0, choice: null });
     this.counts = Array.from({ length: bound + 1 }, () => ({ schedules: 0, failures: 0 }));
@@ -148,7 +154,7 @@ export class BoundedFrontier<R> {
     this.advance();
     if (this.level > this.bound) return null;
     const queue = this.queues[this.level];
-    if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns) return null;
+    if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns || (this.stopAtFailure && this.firstFailure !== null)) return null;
     const pending = queue[this.taken++];
     return pending.choice === null ? [] : [...pending.base.slice(0, pending.at), pending.choice];
   }
@@ -157,6 +163,11 @@ export class BoundedFrontier<R> {
   record(list: readonly Choice[], result: ExhaustiveAttempt<R>): number {
     if (this.outstanding === 0) throw new Error('a result was recorded for no schedule taken');
     const level = this.level;
+    if (this.stopAtFailure && this.firstFailure !== null) {
+      // Taken after the failure, while it ran: the search ended before this one.
+      this.taken--;
+      return level;
+    }
     this.recorded++;
     this.ran++;
     this.hashes.add(result.hash);
@@ -181,23 +192,26 @@ export class BoundedFrontier<R> {
   result(): ExhaustiveResult<R> {
     this.advance();
     // A level above the cut may have more schedules, branching from those not run.
-    const levels = this.counts.map((count, k) => ({ k, ...count, pending: k < this.cut ? 0 : this.queues[k].length - (k === this.cut ? this.recorded : 0), complete: k < this.cut }));
+    const levels = this.counts.map((count, k) => ({ k, ...count, pending: k < this.cut ? 0 : this.queues[k].length - (k === this.cut ? this.cutRecorded : 0), complete: k < this.cut }));
     return {
       bound: this.bound, measure: this.measure, levels, runs: this.ran, distinct: this.hashes.size,
       firstFailure: this.firstFailure, firstFailureAfter: this.firstFailureAfter, complete: this.cut > this.bound,
     };
   }
 
-  /** Moves past a level whose schedules all ran; stops the search where the budget ran out. */
+  /** Moves past a level whose schedules all ran; stops the search where the budget ran out (or at a failure, if asked). */
   private advance(): void {
     while (this.level <= this.bound && this.outstanding === 0) {
       const queue = this.queues[this.level];
-      if (this.recorded < queue.length) {
-        if (this.ran < this.maxRuns) return;
-        this.cut = this.level;
+      const left = this.recorded < queue.length;
+      if ((left && this.ran >= this.maxRuns) || (this.stopAtFailure && this.firstFailure !== null)) {
+        // The level in hand is cut unless its last schedule was the one that failed.
+        this.cut = left ? this.level : this.level + 1;
+        this.cutRecorded = left ? this.recorded : 0;
         this.level = this.bound + 1;
         return;
       }
+      if (left) return;
       queue.length = 0;
       this.level++;
       this.taken = 0;

@@ -1,14 +1,16 @@
 /**
- * Goal: the AVA macro fails a suite exactly when it should, and its failure message is what a
- * person needs — the seed, the broken invariant, the commands that rerun and replay the run, and
- * the trace file it wrote.
+ * Goal: the AVA macros fail a suite exactly when they should, and their failure message is what a
+ * person needs — the seed (or the schedule), the broken invariant, the commands that rerun and
+ * replay the run, and the trace file it wrote. `exploreBounded` passes 'no-failure' only on a
+ * complete search: a budget cut short is no guarantee.
  */
 import test from 'ava';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pushTwoAddresses } from '../../scenarios/push-two-addresses.ts';
-import { explore, failureMessage, runExploration } from '../../src/ava.ts';
+import { explore, exploreBounded, failureMessage, runBoundedExploration, runExploration } from '../../src/ava.ts';
+import { staleViolation } from '../../scenarios/stale-violation.ts';
 import { failed, ScenarioRig } from '../../src/explore/scenario-rig.ts';
 
 test('finds-bug passes when the bug\'s own oracle breaks', explore, pushTwoAddresses, { seeds: 2, strategy: 'random', fixesOff: 'bug', expect: 'finds-bug' });
@@ -49,4 +51,27 @@ test('the failure message carries the seed, the invariant, the rerun and replay 
   t.truthy(trace);
   t.true(existsSync(trace!));
   t.regex(message, new RegExp(`replay: {2}npx tsx scenarios/run\\.ts push-two-addresses --replay ${trace!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+});
+
+test('push-two-addresses: every schedule with at most one preemption, fixes on', exploreBounded, pushTwoAddresses, { bound: 1, expect: 'no-failure' });
+test(exploreBounded, pushTwoAddresses, { bound: 1, fixesOff: 'bug', expect: 'finds-bug' });
+test(exploreBounded, staleViolation, { bound: 1, fixesOff: 'bug', expect: 'finds-bug', branchAt: { pair: 'renewal-vs-pending-write', side: 'a' } });
+
+test('exploreBounded: a failing schedule fails no-failure with its report and a trace that replays; a budget cut short is no guarantee; a bug not found says why', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-ava-bounded-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const broken = await runBoundedExploration(pushTwoAddresses, { bound: 1, fixesOff: 'bug', expect: 'no-failure', traceDir: dir });
+  t.regex(broken.failure ?? '', /^push-two-addresses: schedule 1 of the search \(0 preemption\(s\), 0 deviation\(s\)\) broke an invariant\n/);
+  t.regex(broken.failure ?? '', /invariant broken: protected-table-unchanged/);
+  t.regex(broken.failure ?? '', /replay: {2}npx tsx scenarios\/run\.ts push-two-addresses --replay \S+exhaustive\S+\.json/);
+  t.deepEqual(broken.result.levels.map((level) => level.schedules), [2, 102]);
+  const cut = await runBoundedExploration(pushTwoAddresses, { bound: 1, expect: 'no-failure', maxRuns: 10 });
+  t.false(cut.result.complete);
+  t.regex(cut.failure ?? '', /not a guarantee — the budget of 10 runs ran out before every schedule was run/);
+  const clean = await runBoundedExploration(pushTwoAddresses, { bound: 0, fixesOff: [], expect: 'finds-bug' });
+  t.regex(clean.failure ?? '', /"second address unchecked" \(no fix off\) not found: no schedule up to the bound breaks it/);
+  t.regex(clean.summary, /k = 0: 2 schedules, all explored, 0 failures/);
+  const found = await runBoundedExploration(pushTwoAddresses, { bound: 1, fixesOff: 'bug', expect: 'finds-bug' });
+  t.is(found.failure, null);
+  t.is(found.result.runs, 1, 'finding the bug stops at its first failing schedule');
 });

@@ -56,6 +56,17 @@ test('the toy, bounded by deviations: exactly 1, 6 and 18 schedules with 0, 1 an
   t.throws(() => exploreBounded(toyBoundedAttempt, { bound: 1, measure: 'delays' as never }), { message: /a bound counts preemptions or deviations, not delays/ });
 });
 
+test('the toy: stopping at the first failure runs no schedule after it, and says which levels are complete', (t) => {
+  const full = exploreBounded(toyBoundedAttempt, { bound: 2 });
+  const stopped = exploreBounded(toyBoundedAttempt, { bound: 2, stopAtFailure: true });
+  t.is(stopped.runs, full.firstFailureAfter);
+  t.is(stopped.firstFailureAfter, full.firstFailureAfter);
+  t.deepEqual(stopped.firstFailure?.executed, full.firstFailure?.executed);
+  t.false(stopped.complete);
+  t.deepEqual(stopped.levels.map((l) => [l.schedules, l.complete]), [[2, true], [3, false], [0, false]]);
+  t.is(stopped.levels[1].pending, 8 - 3);
+});
+
 test('the toy: a budget ends the search with the levels below it complete and says so', (t) => {
   const result = exploreBounded(toyBoundedAttempt, { bound: 2, maxRuns: 15 });
   t.false(result.complete);
@@ -72,7 +83,7 @@ test('the toy with several schedules running at once, finishing out of order: th
     await sleep([3, 0, 2, 5, 1][taken++ % 5]);
     return toyBoundedAttempt(choices);
   };
-  for (const options of [{ bound: 2 }, { bound: 2, measure: 'deviations' as const }, { bound: 2, maxRuns: 15 }, { bound: 1, maxRuns: 10 }]) {
+  for (const options of [{ bound: 2 }, { bound: 2, measure: 'deviations' as const }, { bound: 2, maxRuns: 15 }, { bound: 1, maxRuns: 10 }, { bound: 2, stopAtFailure: true }]) {
     const levelsSeen: number[] = [];
     const parallel = await exploreBoundedAsync(late, { ...options, concurrency: 4, onRun: (_, level) => levelsSeen.push(level) });
     t.deepEqual(parallel, exploreBounded(toyBoundedAttempt, options), JSON.stringify(options));
