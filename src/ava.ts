@@ -7,6 +7,9 @@ import { commandsOf, formatFailure, replayCommand, rerunCommand } from './report
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
 import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
+import { shrinkFailingRun } from './explore/shrink-run.ts';
+import type { Fixes } from './intro/fixes.ts';
+import { formatShrink, writeShrunk } from './cli/shrink-step.ts';
 
 /**
  * An AVA macro that explores a scenario — how a race stays fixed in a test suite:
@@ -46,6 +49,11 @@ export interface ExploreOptions {
   readonly window?: { readonly name: string; readonly atLeast: number };
   /** Where a failing run's trace is written (default `traces`). */
   readonly traceDir?: string;
+  /**
+   * A run that fails 'no-failure' is shrunk with at most this many runs and its story ends the
+   * failure message — the few preemptions that matter and the events around them (default 200; 0: do not).
+   */
+  readonly shrinkRuns?: number;
 }
 
 /** What an exploration found, for a test that goes on to look at it (`t.context` is not used). */
@@ -62,6 +70,11 @@ const seedList = (seeds: ExploreOptions['seeds']): readonly number[] => (typeof 
 function fixesOffOf(definition: ScenarioDefinition<ScenarioGuest>, option: ExploreOptions['fixesOff']): readonly string[] {
   if (option === 'bug') return definition.bugs[0].fixesOff;
   return option ?? [];
+}
+
+/** The bug whose fixes are exactly those off (else the scenario's first): whose invariant 'finds-bug' expects. */
+function bugOf(definition: ScenarioDefinition<ScenarioGuest>, off: readonly string[]): ScenarioDefinition<ScenarioGuest>['bugs'][number] {
+  return definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
 }
 
 /** The report of a failing run as a test failure message: what broke, and how to see it again. */
@@ -94,7 +107,7 @@ export async function runExploration(definition: ScenarioDefinition<ScenarioGues
     const off = fixesOffOf(definition, options.fixesOff);
     const fixes = rig.fixes.without(off);
     const plan = typeof options.strategy === 'function' ? options.strategy : (): SeedPlan => ({ strategy: options.strategy as StrategyName, depth: options.depth ?? 2 });
-    const bug = definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
+    const bug = bugOf(definition, off);
     const windows: Record<string, number> = Object.fromEntries(definition.windows.map((w) => [w.name, 0]));
     const seeds = seedList(options.seeds);
     const traceDir = options.traceDir ?? 'traces';
@@ -106,7 +119,8 @@ export async function runExploration(definition: ScenarioDefinition<ScenarioGues
       for (const name of report.windows) windows[name] = (windows[name] ?? 0) + 1;
       if (!failed(report)) continue;
       if (options.expect === 'no-failure') {
-        return verdict(report, `${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}`);
+        const story = shrunkStory(rig, report, fixes, traceDir, options.shrinkRuns);
+        return verdict(report, `${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}${story}`);
       }
       if (report.violations[0].oracle !== bug.caughtBy) {
         return verdict(report, `${definition.name}: seed ${seed} failed, but first on ${report.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${failureMessage(report, traceDir)}`);
@@ -125,6 +139,17 @@ export async function runExploration(definition: ScenarioDefinition<ScenarioGues
     return verdict(null, null, summary);
   } finally {
     await rig.close();
+  }
+}
+
+/** A failing run shrunk and told (its trace written next to the run's), or '' when not asked for; a shrink that fails says why. */
+function shrunkStory(rig: ScenarioRig<ScenarioGuest>, report: RunReport, fixes: Fixes<string>, traceDir: string, runs = 200): string {
+  if (runs <= 0) return '';
+  try {
+    const shrunk = shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, fixes, { maxRuns: runs });
+    return `\n${formatShrink(writeShrunk(shrunk, traceDir, '', report.scenario))}`;
+  } catch (error) {
+    return `\n  (the failing run could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)})`;
   }
 }
 
@@ -190,6 +215,8 @@ export interface BoundedOptions {
   readonly mode?: 'inline' | 'workers';
   /** Where a failing schedule's trace is written (default `traces`). */
   readonly traceDir?: string;
+  /** A schedule that fails 'no-failure' is shrunk with at most this many runs and told (default 200; 0: do not). */
+  readonly shrinkRuns?: number;
 }
 
 /** A bounded search and its verdict: `failure` is null when it met `expect`, else the test's failure message. */
@@ -240,13 +267,16 @@ export async function runBoundedExploration(definition: ScenarioDefinition<Scena
     };
     const which = `schedule ${result.firstFailureAfter} of the search (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s))`;
     if (options.expect === 'no-failure') {
-      if (failing !== null) return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${told(failing)}` };
+      if (failing !== null) {
+        const story = shrunkStory(rig, failing, fixes, options.traceDir ?? 'traces', options.shrinkRuns);
+        return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${told(failing)}${story}` };
+      }
       if (!result.complete) {
         return { result, summary, failure: `${definition.name}: not a guarantee — the budget of ${result.runs} runs ran out before every schedule was run (raise maxRuns, bound deviations, or search from the window with branchAt)\n${summary}` };
       }
       return { result, summary, failure: null };
     }
-    const bug = definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
+    const bug = bugOf(definition, off);
     if (failing === null) {
       const why = result.complete ? 'no schedule up to the bound breaks it' : 'the budget ran out first';
       return { result, summary, failure: `${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found: ${why}\n${summary}` };

@@ -19,6 +19,13 @@ test('no-failure fails when a seed breaks an invariant, with the failing run\'s 
   const result = await runExploration(pushTwoAddresses, { seeds: 2, strategy: 'random', fixesOff: 'bug', expect: 'no-failure', traceDir: join(tmpdir(), 'vcpusim-ava-failing') });
   t.regex(result.failure ?? '', /^push-two-addresses: seed 1 broke an invariant \(1 of 2 seeds run\)\nFAILED {2}push-two-addresses {2}seed 1/);
   t.is(result.found?.seed, '1');
+  // The run shrunk and told: how few choices make it, the trace that replays that, and its story.
+  t.regex(result.failure ?? '', /\n {2}shrunk from \d+ choices \/ \d+ preemptions? to \d+ decisive choices? \/ \d+ preemptions?/);
+  const shrunkTrace = /shrunk trace written to (\S+)/.exec(result.failure ?? '')?.[1];
+  t.true(shrunkTrace !== undefined && existsSync(shrunkTrace));
+  t.regex(result.failure ?? '', /how it happens/);
+  const unshrunk = await runExploration(pushTwoAddresses, { seeds: 1, strategy: 'random', fixesOff: 'bug', expect: 'no-failure', shrinkRuns: 0, traceDir: join(tmpdir(), 'vcpusim-ava-failing') });
+  t.notRegex(unshrunk.failure ?? '', /shrunk from/);
 });
 
 test('finds-bug fails when no seed finds it', async (t) => {
@@ -65,6 +72,7 @@ test('exploreBounded: a failing schedule fails no-failure with its report and a 
   t.regex(broken.failure ?? '', /invariant broken: protected-table-unchanged/);
   t.regex(broken.failure ?? '', /replay: {2}npx tsx scenarios\/run\.ts push-two-addresses --replay \S+exhaustive\S+\.json/);
   t.deepEqual(broken.result.levels.map((level) => level.schedules), [2, 102]);
+  t.regex(broken.failure ?? '', /shrunk from \d+ choices/);
   const cut = await runBoundedExploration(pushTwoAddresses, { bound: 1, expect: 'no-failure', maxRuns: 10 });
   t.false(cut.result.complete);
   t.regex(cut.failure ?? '', /not a guarantee — the budget of 10 runs ran out before every schedule was run/);
