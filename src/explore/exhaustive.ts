@@ -141,6 +141,11 @@ export class BoundedFrontier<R> {
     return this.ran;
   }
 
+  /** Asked to stop at the first failure, and it came. */
+  private get stoppedByFailure(): boolean {
+    return this.stopAtFailure && this.firstFailure !== null;
+  }
+
   /** Schedules taken whose results are not recorded yet. */
   get outstanding(): number {
     return this.taken - this.recorded;
@@ -154,7 +159,7 @@ export class BoundedFrontier<R> {
     this.advance();
     if (this.level > this.bound) return null;
     const queue = this.queues[this.level];
-    if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns || (this.stopAtFailure && this.firstFailure !== null)) return null;
+    if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns || this.stoppedByFailure) return null;
     const pending = queue[this.taken++];
     return pending.choice === null ? [] : [...pending.base.slice(0, pending.at), pending.choice];
   }
@@ -163,7 +168,7 @@ export class BoundedFrontier<R> {
   record(list: readonly Choice[], result: ExhaustiveAttempt<R>): number {
     if (this.outstanding === 0) throw new Error('a result was recorded for no schedule taken');
     const level = this.level;
-    if (this.stopAtFailure && this.firstFailure !== null) {
+    if (this.stoppedByFailure) {
       // Taken after the failure, while it ran: the search ended before this one.
       this.taken--;
       return level;
@@ -204,7 +209,7 @@ export class BoundedFrontier<R> {
     while (this.level <= this.bound && this.outstanding === 0) {
       const queue = this.queues[this.level];
       const left = this.recorded < queue.length;
-      if ((left && this.ran >= this.maxRuns) || (this.stopAtFailure && this.firstFailure !== null)) {
+      if ((left && this.ran >= this.maxRuns) || this.stoppedByFailure) {
         // The level in hand is cut unless its last schedule was the one that failed.
         this.cut = left ? this.level : this.level + 1;
         this.cutRecorded = left ? this.recorded : 0;
