@@ -3,7 +3,7 @@ import { failed, ScenarioRig, type RunReport } from './explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './explore/scenario.ts';
 import type { StrategyName } from './explore/schedulers/index.ts';
 import { writeRunTrace } from './report/trace-file.ts';
-import { commandsOf, formatFailure, replayCommand, rerunCommand } from './report/text.ts';
+import { commandsOf, formatFailure } from './report/text.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
 import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
@@ -77,7 +77,7 @@ function bugOf(definition: ScenarioDefinition<ScenarioGuest>, off: readonly stri
   return definition.bugs.find((b) => b.fixesOff.length === off.length && b.fixesOff.every((f) => off.includes(f))) ?? definition.bugs[0];
 }
 
-/** The report of a failing run as a test failure message: what broke, and how to see it again. */
+/** The report of a failing run (a seed's, or a search's schedule) as a test failure message: what broke, and how to see it again. */
 export function failureMessage(report: RunReport, traceDir: string): string {
   let tracePath: string | null = null;
   let traceProblem = '';
@@ -88,9 +88,8 @@ export function failureMessage(report: RunReport, traceDir: string): string {
       traceProblem = `\n  (the trace could not be written to ${traceDir}: ${error instanceof Error ? error.message : String(error)})`;
     }
   }
-  const rerun = rerunCommand({ scenario: report.scenario, seed: report.seed, strategy: report.strategy.startsWith('pct') ? 'pct' : report.strategy, depth: Number(/d=(\d+)/.exec(report.strategy)?.[1] ?? 2), mode: report.mode, fixesOff: report.fixesOff });
-  const replay = tracePath === null ? null : replayCommand(report.scenario, tracePath, report.fixesOff);
-  return formatFailure(report, { rerun, replay }, tracePath) + traceProblem;
+  // A seed reruns from its strategy; a schedule of a search (exhaustive, shrunk) only from its trace.
+  return formatFailure(report, commandsOf(report, tracePath), tracePath) + traceProblem;
 }
 
 /** An exploration and its verdict: null when it met `expect`, else why not (the test's failure message). */
@@ -255,21 +254,12 @@ export async function runBoundedExploration(definition: ScenarioDefinition<Scena
     const measure = result.measure === 'preemptions' ? 'preemption' : 'deviation';
     const summary = `${definition.name}, ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, at most ${result.bound} ${measure}(s), ${where}:\n${describeBounded(result).map((line) => `  ${line}`).join('\n')}`;
     const failing = result.firstFailure?.run ?? null;
-    const told = (report: RunReport): string => {
-      const traceDir = options.traceDir ?? 'traces';
-      try {
-        const tracePath = writeRunTrace(traceDir, report);
-        return formatFailure(report, commandsOf(report, tracePath), tracePath);
-      } catch (error) {
-        // The schedule is the trace: without it, the report is all there is.
-        return `${formatFailure(report, commandsOf(report, null), null)}\n  (the trace could not be written to ${traceDir}: ${error instanceof Error ? error.message : String(error)})`;
-      }
-    };
+    const traceDir = options.traceDir ?? 'traces';
     const which = `schedule ${result.firstFailureAfter} of the search (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s))`;
     if (options.expect === 'no-failure') {
       if (failing !== null) {
-        const story = shrunkStory(rig, failing, fixes, options.traceDir ?? 'traces', options.shrinkRuns);
-        return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${told(failing)}${story}` };
+        const story = shrunkStory(rig, failing, fixes, traceDir, options.shrinkRuns);
+        return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${failureMessage(failing, traceDir)}${story}` };
       }
       if (!result.complete) {
         return { result, summary, failure: `${definition.name}: not a guarantee — the budget of ${result.runs} runs ran out before every schedule was run (raise maxRuns, bound deviations, or search from the window with branchAt)\n${summary}` };
@@ -282,7 +272,7 @@ export async function runBoundedExploration(definition: ScenarioDefinition<Scena
       return { result, summary, failure: `${definition.name}: "${bug.name}" (${off.join(', ') || 'no fix'} off) not found: ${why}\n${summary}` };
     }
     if (failing.violations[0].oracle !== bug.caughtBy) {
-      return { result, summary, failure: `${definition.name}: ${which} failed, but first on ${failing.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${told(failing)}` };
+      return { result, summary, failure: `${definition.name}: ${which} failed, but first on ${failing.violations[0].oracle}, not ${bug.caughtBy} (the bug "${bug.name}")\n${failureMessage(failing, traceDir)}` };
     }
     return { result, summary: `${summary}\n"${bug.name}" found by ${which}: ${failing.violations[0].detail.split('\n')[0]}`, failure: null };
   } finally {

@@ -164,7 +164,8 @@ export class InlineHost extends ControlWordHost {
   }
 
   leave(): boolean {
-    Atomics.store(this.words, Control.hostState, VcpuHostState.dead);
+    // Nothing runs here between commands: closing is all it takes, and it is done before this returns.
+    void this.close();
     return true;
   }
 
