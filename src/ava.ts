@@ -1,8 +1,11 @@
+import { basename } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { failed, ScenarioRig, type RunReport } from './explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './explore/scenario.ts';
 import type { StrategyName } from './explore/schedulers/index.ts';
-import { writeRunTrace } from './report/trace-file.ts';
+import { readTraceFile, writeRunTrace } from './report/trace-file.ts';
+import { checkRecordedFailure, keptFixed, type RecordedFailureCheck } from './explore/recorded-failure.ts';
+import { formatRecordedFailureCheck } from './report/recorded-failure-text.ts';
 import { commandsOf, formatFailure } from './report/text.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
@@ -294,5 +297,81 @@ export const exploreBounded = test.macro<[ScenarioDefinition<ScenarioGuest>, Bou
     const where = options.branchAt === undefined ? '' : ` after ${describeBranchPoint(options.branchAt)}`;
     const measure = (options.measure ?? 'preemptions').replace(/s$/, options.bound === 1 ? '' : 's');
     return `${definition.name}: ${options.expect} with ${off.length > 0 ? `${off.join(', ')} off` : 'every fix on'}, every schedule with at most ${options.bound} ${measure}${where}`;
+  },
+});
+
+/**
+ * A failure found once, kept fixed on its own interleaving: the trace a failing run wrote (best
+ * shrunk) checked into the suite, one test per file —
+ *
+ *   for (const file of traceFilesIn('test/traces')) test(staysFixed, SCENARIOS, { trace: file });
+ *
+ * Without the fixes it was recorded with off, its schedule must still break the invariant it broke
+ * (else the test would keep nothing fixed: it fails as "gone", to be recorded again); with every
+ * fix on (or `withFix`), the same choices must break nothing. A recording that no longer replays
+ * entry for entry because the scenario or the engine changed, but still breaks its invariant, has
+ * drifted: logged, or a failure with `drift: 'refused'`.
+ */
+export interface StaysFixedOptions {
+  /** The trace file of a failing run (run.ts, the campaign and failing tests write them). */
+  readonly trace: string;
+  /** Fixes switched on for the fixed run (default: every fix). */
+  readonly withFix?: readonly string[];
+  /** A recording that drifted but still fails: 'allowed' (default: logged) or 'refused' (the test fails). */
+  readonly drift?: 'allowed' | 'refused';
+  /** Hosts: this thread (default) or one worker per vCPU. */
+  readonly mode?: 'inline' | 'workers';
+  /** Where the fixed run's trace is written when it breaks (default `traces`). */
+  readonly traceDir?: string;
+}
+
+/** The check and its verdict: `failure` is null when the recorded failure stays fixed. */
+export interface StaysFixedVerdict {
+  readonly check: RecordedFailureCheck;
+  readonly failure: string | null;
+  readonly summary: string;
+}
+
+/** The scenario a trace names, among those given (a trace that names none needs exactly one). */
+function scenarioOfTrace(scenarios: ScenarioDefinition<ScenarioGuest> | readonly ScenarioDefinition<ScenarioGuest>[], name: string | undefined, file: string): ScenarioDefinition<ScenarioGuest> {
+  const list: readonly ScenarioDefinition<ScenarioGuest>[] = Array.isArray(scenarios) ? scenarios : [scenarios as ScenarioDefinition<ScenarioGuest>];
+  if (name === undefined) {
+    if (list.length === 1) return list[0];
+    throw new Error(`${file} does not name its scenario: give the one scenario it belongs to`);
+  }
+  const found = list.find((definition) => definition.name === name);
+  if (found === undefined) throw new Error(`${file} is a trace of scenario "${name}", which is not among those given (${list.map((d) => d.name).join(', ')})`);
+  return found;
+}
+
+/** Checks the recorded failure and judges it, without asserting anything. */
+export async function runStaysFixed(scenarios: ScenarioDefinition<ScenarioGuest> | readonly ScenarioDefinition<ScenarioGuest>[], options: StaysFixedOptions): Promise<StaysFixedVerdict> {
+  const recorded = readTraceFile(options.trace);
+  const definition = scenarioOfTrace(scenarios, recorded.scenario, options.trace);
+  const rig = ScenarioRig.open(definition, options.mode ?? 'inline');
+  try {
+    const check = checkRecordedFailure(rig, recorded, options.withFix);
+    const summary = formatRecordedFailureCheck(check, options.trace);
+    if (keptFixed(check, options.drift)) return { check, summary, failure: null };
+    const failure = check.holds
+      ? (check.reproduction === 'drifted' ? `${summary}\n(drift: 'refused': write it again as it runs now with \`npx vcpusim check-traces ${options.trace} --update\`)` : summary)
+      : `${summary}\n${failureMessage(check.fixed, options.traceDir ?? 'traces')}`;
+    return { check, summary, failure };
+  } finally {
+    await rig.close();
+  }
+}
+
+/** The macro: `test(title?, staysFixed, scenario or scenarios, { trace })`. */
+export const staysFixed = test.macro<[ScenarioDefinition<ScenarioGuest> | readonly ScenarioDefinition<ScenarioGuest>[], StaysFixedOptions]>({
+  async exec(t, scenarios, options) {
+    const verdict = await runStaysFixed(scenarios, options);
+    t.log(verdict.summary);
+    if (verdict.failure !== null) t.fail(verdict.failure);
+    else t.pass();
+  },
+  title(provided, _scenarios, options) {
+    if (provided !== undefined && provided !== '') return provided;
+    return `${basename(options.trace)} stays fixed with ${options.withFix === undefined ? 'every fix' : options.withFix.join(', ')} on`;
   },
 });

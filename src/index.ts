@@ -12,7 +12,7 @@
  * - A run's events: `RuntimeEvent` with exit tickets, and queries over them.
  * - Exploring beyond seeds: every schedule up to k preemptions (`exploreScenarioBounded`, from a
  *   branch point `exploreBranchBounded`), a failure shrunk (`shrinkFailingRun`), a fix proven on
- *   the recorded interleaving (`replayWithFix`).
+ *   the recorded interleaving (`replayWithFix`), a recorded failure kept fixed (`checkRecordedFailure`).
  * - Commands: `runCommand` / `campaignCommand` (what scenarios/run.ts and campaign.ts run), traces.
  */
 
@@ -43,6 +43,8 @@ export { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '.
 export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
 export { describeShrink, shrinkFailingRun, type ShrunkFailure } from './explore/shrink-run.ts';
 export { formatFixDifferential, replayWithFix, type FixDifferential } from './explore/fix-differential.ts';
+export { checkRecordedFailure, keptFixed, UncheckableRecordingError, type RecordedFailureCheck, type Reproduction } from './explore/recorded-failure.ts';
+export { formatRecordedFailureCheck } from './report/recorded-failure-text.ts';
 export type { Choice } from './explore/schedule.ts';
 
 // ---- a run's events ---------------------------------------------------------------------------
@@ -117,7 +119,7 @@ export * as layout from './machine/layout.ts';
 // ---- traces, reports, commands ------------------------------------------------------------------
 export { parseTraceJson, traceToJson, type TraceJson, type TraceMeta } from './explore/trace-json.ts';
 export { firstDivergence, Trace, type TraceEntry } from './explore/trace.ts';
-export { readTraceFile, traceFileName, writeRunTrace } from './report/trace-file.ts';
+export { readTraceFile, traceFileName, traceFilesIn, writeRunTrace } from './report/trace-file.ts';
 export { formatFailure, replayCommand, rerunCommand } from './report/text.ts';
 export { writeReports, writeRunReports, type ReportTargets, type RunReportsOptions } from './report/run-reports.ts';
 export { chromeTrace, perfettoTrace, type ChromeTrace, type TraceEvent } from './report/perfetto.ts';

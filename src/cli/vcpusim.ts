@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { readTraceFile } from '../report/trace-file.ts';
 import { campaignCommand } from './campaign.ts';
+import { checkTracesCommand } from './check-traces.ts';
 import { runMain } from './common.ts';
 import { runCommand } from './run.ts';
 
@@ -19,7 +20,9 @@ const USAGE = `usage: npx vcpusim <command> [options]   (each command: --help)
   replay <trace.json> …   follow a recorded trace: its scenario, seed, schedule and fixes
   shrink <trace.json> …   shrink a failing trace to its fewest preemptions, and tell how the race happens
   report <trace.json> --perfetto F --html F
-                          replay a trace and write its Perfetto trace and/or HTML timeline`;
+                          replay a trace and write its Perfetto trace and/or HTML timeline
+  check-traces <dir|trace.json>…
+                          recorded failures kept fixed: each still fails without its fixes, none with them`;
 
 const REPORT_USAGE = `usage: npx vcpusim report <trace.json> [--perfetto FILE] [--html FILE] [--mode inline|workers]
   replays the trace a failing run wrote and writes the run as a Perfetto/Chrome trace (open it in
@@ -49,6 +52,7 @@ const COMMANDS: Readonly<Record<string, (argv: readonly string[]) => Promise<num
     }
     return replay(argv, REPORT_USAGE);
   },
+  'check-traces': (argv) => checkTracesCommand(argv, context),
 };
 
 /** Follows a trace file, its scenario read from the file; the rest of the options go to run. */

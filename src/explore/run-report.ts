@@ -79,10 +79,13 @@ export function clockInterrupts(definition: Pick<ScenarioDefinition<ScenarioGues
   return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
 }
 
-/** The run's trace as JSON, with what a replay needs: scenario, seed, strategy, mode, fixes. */
+/** The run's trace as JSON, with what a replay needs (scenario, seed, strategy, mode, fixes) and the invariant it broke. */
 export function traceJsonOf(report: RunReport): TraceJson {
   if (report.mode === 'free') throw new Error('a free-running run has no schedule to write as a trace');
-  return traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff });
+  const broke = report.violations[0]?.oracle;
+  return traceToJson(report.trace, {
+    scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff, ...(broke !== undefined ? { broke } : {}),
+  });
 }
 
 /** The run failed: an oracle broke, the run did not complete, or the engine threw. */

@@ -24,6 +24,8 @@ export interface TraceMeta {
   readonly mode: 'inline' | 'workers';
   /** Fixes that were off in the recorded run (scenario traces). */
   readonly fixesOff?: readonly string[];
+  /** The invariant the recorded run broke first, when it failed: what a replay must break again to reproduce it. */
+  readonly broke?: string;
 }
 
 export interface TraceJson extends TraceMeta {
@@ -38,6 +40,8 @@ export interface TraceJson extends TraceMeta {
 
 function headerCheck(meta: TraceMeta, hash: string): string {
   const fields = [meta.scenario ?? '', meta.seed, meta.strategy, meta.mode, (meta.fixesOff ?? []).join(','), hash];
+  // Files written before `broke` existed keep their check value.
+  if (meta.broke !== undefined) fields.push(meta.broke);
   return Trace.hashOf(fields.map((text) => ({ clock: 0, text })));
 }
 
@@ -112,6 +116,10 @@ export function parseTraceJson(text: string, source = 'trace'): TraceJson {
     const repeated = names.find((name, i) => names.indexOf(name) !== i);
     if (repeated !== undefined) fail(`"fixesOff" names ${repeated} twice`);
   }
+  // Oracle names are the scenario's own words: any one line.
+  if (t.broke !== undefined && (typeof t.broke !== 'string' || !/^[^\x00-\x1f]+$/.test(t.broke))) {
+    fail(`"broke" must be the name of the invariant the run broke, got ${JSON.stringify(t.broke)}`);
+  }
   if (typeof t.hash !== 'string' || !HEX64.test(t.hash)) fail(`"hash" must be 16 hex digits, got ${JSON.stringify(t.hash)}`);
   if (typeof t.check !== 'string' || !HEX64.test(t.check)) fail(`"check" must be 16 hex digits, got ${JSON.stringify(t.check)}`);
   if (!Array.isArray(t.choices)) return fail('"choices" must be a list');
@@ -140,7 +148,7 @@ export function parseTraceJson(text: string, source = 'trace'): TraceJson {
   const trace = value as TraceJson;
   if (Trace.hashOf(trace.entries) !== trace.hash) fail(`the entries do not hash to "hash" ${trace.hash}: the file was edited or damaged`);
   if (trace.check !== headerCheck(trace, trace.hash)) {
-    fail('the header (scenario, seed, strategy, mode, fixesOff) does not match its check value: it was edited; '
+    fail('the header (scenario, seed, strategy, mode, fixesOff, broke) does not match its check value: it was edited; '
       + 'to try other fixes, keep the file and add --fix name=on|off');
   }
   return trace;

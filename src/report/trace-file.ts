@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { traceJsonOf, type RunReport } from '../explore/scenario-rig.ts';
 import { parseTraceJson, type TraceJson } from '../explore/trace-json.ts';
@@ -35,4 +35,18 @@ export function readTraceFile(path: string): TraceJson {
     throw error;
   }
   return parseTraceJson(text, path);
+}
+
+/** The trace files (`*.json`) directly in `dir`, sorted: a regression suite's recorded failures, one test each. */
+export function traceFilesIn(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`no trace directory at ${dir}`);
+    if (code === 'ENOTDIR') throw new Error(`${dir} is a file, not a directory of traces`);
+    throw error;
+  }
+  return names.filter((name) => name.endsWith('.json')).sort().map((name) => join(dir, name));
 }

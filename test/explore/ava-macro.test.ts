@@ -2,14 +2,20 @@
  * Goal: the AVA macros fail a suite exactly when they should, and their failure message is what a
  * person needs — the seed (or the schedule), the broken invariant, the commands that rerun and
  * replay the run, and the trace file it wrote. `exploreBounded` passes 'no-failure' only on a
- * complete search: a budget cut short is no guarantee.
+ * complete search: a budget cut short is no guarantee. `staysFixed` passes only when a recorded
+ * failure still breaks its invariant without its fixes and nothing with them.
  */
 import test from 'ava';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pushTwoAddresses } from '../../scenarios/push-two-addresses.ts';
-import { explore, exploreBounded, failureMessage, runBoundedExploration, runExploration } from '../../src/ava.ts';
+import { explore, exploreBounded, failureMessage, runBoundedExploration, runExploration, runStaysFixed, staysFixed } from '../../src/ava.ts';
+import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
+import { traceJsonOf } from '../../src/explore/scenario-rig.ts';
+import { traceFilesIn } from '../../src/report/trace-file.ts';
+import { writeFirstMemtableFailure } from '../support/memtable-failures.ts';
+import { writeFileSync } from 'node:fs';
 import { staleViolation } from '../../scenarios/stale-violation.ts';
 import { failed, ScenarioRig } from '../../src/explore/scenario-rig.ts';
 
@@ -83,3 +89,46 @@ test('exploreBounded: a failing schedule fails no-failure with its report and a 
   t.is(found.failure, null);
   t.is(found.result.runs, 1, 'finding the bug stops at its first failing schedule');
 });
+
+const corpus = mkdtempSync(join(tmpdir(), 'vcpusim-ava-corpus-'));
+const DOUBLE_RELOCATION = memtableStaleIcache.bugs[0].fixesOff;
+await writeFirstMemtableFailure(corpus, DOUBLE_RELOCATION);
+for (const file of traceFilesIn(corpus)) test(staysFixed, [memtableStaleIcache, pushTwoAddresses], { trace: file, traceDir: corpus });
+
+test('staysFixed: a regression fails with the fixed run\'s report and trace; a gone trace, a refused drift and a foreign trace say so', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-ava-stays-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const three = await writeFirstMemtableFailure(dir, [...DOUBLE_RELOCATION, 'pauseWhilePatching']);
+  const regression = await runStaysFixed(memtableStaleIcache, { trace: three, withFix: ['pauseWhilePatching'], traceDir: dir });
+  t.regex(regression.failure ?? '', /with pauseWhilePatching on: REGRESSION — relocated-at-most-once breaks/);
+  t.regex(regression.failure ?? '', /FAILED {2}memtable-stale-icache {2}seed \d+ {2}shrunk/);
+  const fixedTrace = /trace written to (\S+)/.exec(regression.failure ?? '')?.[1];
+  t.true(fixedTrace !== undefined && existsSync(fixedTrace), 'the fixed run that broke can be replayed');
+  t.is((await runStaysFixed(memtableStaleIcache, { trace: three })).failure, null, 'every fix on holds');
+
+  // A file naming an invariant its schedule no longer breaks.
+  const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+  const fixes = rig.fixes.without(DOUBLE_RELOCATION);
+  let passing = null;
+  for (let seed = 1; passing === null; seed++) {
+    const report = rig.run({ seed, strategy: 'pct', depth: 2, fixes });
+    if (!failed(report)) passing = report;
+  }
+  await rig.close();
+  const gone = join(dir, 'gone.json');
+  const { check: _check, ...header } = traceJsonOf(passing);
+  const named = traceJsonOf({ ...passing, violations: [{ oracle: 'relocated-at-most-once', detail: '' }] });
+  writeFileSync(gone, JSON.stringify(named));
+  t.is(header.broke, undefined);
+  const goneVerdict = await runStaysFixed(memtableStaleIcache, { trace: gone });
+  t.regex(goneVerdict.failure ?? '', /GONE — relocated-at-most-once no longer breaks/);
+
+  const changed = { ...memtableStaleIcache, bounds: { ...memtableStaleIcache.bounds, clockEverySteps: 1550 } };
+  const file = traceFilesIn(corpus)[0];
+  t.is((await runStaysFixed(changed, { trace: file })).failure, null, 'drift allowed by default');
+  t.regex((await runStaysFixed(changed, { trace: file, drift: 'refused' })).failure ?? '', /without the fixes: drifted — (.|\n)*drift: 'refused': write it again as it runs now with `npx vcpusim check-traces \S+ --update`/);
+  await t.throwsAsync(runStaysFixed(pushTwoAddresses, { trace: file }), { message: /is a trace of scenario "memtable-stale-icache", which is not among those given \(push-two-addresses\)/ });
+  await t.throwsAsync(runStaysFixed(memtableStaleIcache, { trace: join(dir, 'none.json') }), { message: /no trace file at / });
+});
+
+test.after.always(() => rmSync(corpus, { recursive: true, force: true }));

@@ -172,7 +172,7 @@ test('npx vcpusim: the commands behind one entry, each with --help; replay takes
   t.regex(bin(['shrink', '--help']).stdout, /fewest preemptions/);
   const unknown = bin(['frob']);
   t.is(unknown.status, 2);
-  t.regex(unknown.stderr, /unknown command "frob"; the commands: run, campaign, replay, shrink, report/);
+  t.regex(unknown.stderr, /unknown command "frob"; the commands: run, campaign, replay, shrink, report, check-traces/);
   const found = bin(['run', 'push-two-addresses', '--bug', '--strategy', 'random', '--trace-dir', dir, '--json']);
   t.is(found.status, 1, found.stderr);
   const trace = (JSON.parse(found.stdout) as { firstFailure: { trace: string } }).firstFailure.trace;
