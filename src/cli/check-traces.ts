@@ -1,8 +1,10 @@
 import { statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { checkRecordedFailure, keptFixed, recordedAgain, type RecordedFailureCheck } from '../explore/recorded-failure.ts';
 import { findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
+import { junitDocument, type JunitCase } from '../report/junit.ts';
 import { formatRecordedFailureCheck } from '../report/recorded-failure-text.ts';
 import { commandsOf, formatFailure } from '../report/text.ts';
 import { readTraceFile, traceFilesIn, writeRunTrace } from '../report/trace-file.ts';
@@ -20,12 +22,14 @@ export const CHECK_TRACES_USAGE = `usage: npx vcpusim check-traces <dir|trace.js
   --trace-dir DIR     where a fixed run that breaks writes its trace (default traces)
   --load MODULE       a module of your own scenarios (repeatable)
   --json              one JSON object per trace, then a summary object
+  --junit FILE        also write the result as JUnit XML (one test case per trace), for CI
   exit status 0 when every trace stays fixed, 1 when one does not (or cannot be read), 2 on usage errors`;
 
 /** One trace's outcome: its check, or why it could not be checked. */
-type Outcome =
-  | { readonly file: string; readonly check: RecordedFailureCheck; readonly kept: boolean; readonly fixedTrace: string | null; readonly updated: boolean }
-  | { readonly file: string; readonly error: string };
+type Outcome = { readonly file: string; readonly seconds: number } & (
+  | { readonly check: RecordedFailureCheck; readonly kept: boolean; readonly fixedTrace: string | null; readonly updated: boolean }
+  | { readonly error: string }
+);
 
 interface CheckOptions {
   readonly withFix: readonly string[] | undefined;
@@ -37,11 +41,11 @@ interface CheckOptions {
 
 /** `vcpusim check-traces`: a regression corpus of recorded failures, checked without AVA (a CI step, a script). */
 export async function checkTracesCommand(argv: readonly string[], context: { readonly builtIn: readonly string[] }): Promise<number> {
-  let options: CheckOptions & { readonly files: readonly string[]; readonly json: boolean };
+  let options: CheckOptions & { readonly files: readonly string[]; readonly json: boolean; readonly junit: string | undefined };
   try {
     const { values, positionals } = parseCommandLine(argv, {
       'with-fix': { type: 'string', multiple: true }, drift: { type: 'string' }, mode: { type: 'string' }, 'trace-dir': { type: 'string' },
-      load: { type: 'string', multiple: true }, json: { type: 'boolean' }, update: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      load: { type: 'string', multiple: true }, json: { type: 'boolean' }, junit: { type: 'string' }, update: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     });
     if (values.help === true) {
       process.stdout.write(`${CHECK_TRACES_USAGE}\n`);
@@ -54,8 +58,10 @@ export async function checkTracesCommand(argv: readonly string[], context: { rea
     if (mode !== 'inline' && mode !== 'workers') throw new UsageError(`--mode must be inline or workers (a recorded schedule replays deterministically), got "${mode}"`);
     const traceDir = (values['trace-dir'] as string | undefined) ?? 'traces';
     ensureWritableDir(traceDir);
+    const junit = values.junit as string | undefined;
+    if (junit !== undefined) ensureWritableDir(dirname(resolve(junit)), '--junit');
     await loadScenarioModules([...context.builtIn, ...((values.load as string[] | undefined) ?? [])]);
-    options = { files: positionals.flatMap(expand), withFix: values['with-fix'] as string[] | undefined, drift, update: values.update === true, mode, traceDir, json: values.json === true };
+    options = { files: positionals.flatMap(expand), withFix: values['with-fix'] as string[] | undefined, drift, update: values.update === true, mode, traceDir, json: values.json === true, junit };
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     process.stderr.write(`error: ${error.message}\n(npx vcpusim check-traces --help lists the options)\n`);
@@ -63,6 +69,7 @@ export async function checkTracesCommand(argv: readonly string[], context: { rea
   }
   const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
   const outcomes: Outcome[] = [];
+  const started = performance.now();
   try {
     for (const file of options.files) {
       const outcome = checkOne(file, options, rigs);
@@ -74,6 +81,7 @@ export async function checkTracesCommand(argv: readonly string[], context: { rea
   }
   const counts = tally(outcomes);
   const ok = counts.kept === outcomes.length;
+  if (options.junit !== undefined) writeFileSync(options.junit, junitDocument('vcpusim recorded failures', 'check-traces', outcomes.map(junitCase), (performance.now() - started) / 1000));
   if (options.json) process.stdout.write(`${JSON.stringify({ ok, ...counts })}\n`);
   else {
     const drifted = `${counts.drifted} drifted but still failing without the fixes${options.drift === 'refused' && counts.drifted > counts.updated ? ' (refused)' : ''}`;
@@ -99,6 +107,8 @@ function expand(path: string): string[] {
 
 /** Checks one trace; a bad file or an uncheckable recording is its outcome, and the others go on. */
 function checkOne(file: string, options: CheckOptions, rigs: Map<string, ScenarioRig<ScenarioGuest>>): Outcome {
+  const started = performance.now();
+  const seconds = (): number => (performance.now() - started) / 1000;
   try {
     const recorded = readTraceFile(file);
     if (recorded.scenario === undefined) throw new Error(`${file} does not name its scenario; check it with the AVA macro staysFixed, giving its scenario`);
@@ -112,9 +122,9 @@ function checkOne(file: string, options: CheckOptions, rigs: Map<string, Scenari
     const again = options.update ? recordedAgain(check, recorded) : null;
     if (again !== null) writeFileSync(file, JSON.stringify(again));
     // A recording written again is pinned as it runs now: what it drifted from no longer matters.
-    return { file, check, kept: keptFixed(check, again !== null ? 'allowed' : options.drift), fixedTrace, updated: again !== null };
+    return { file, seconds: seconds(), check, kept: keptFixed(check, again !== null ? 'allowed' : options.drift), fixedTrace, updated: again !== null };
   } catch (error) {
-    return { file, error: error instanceof Error ? error.message.split('\n')[0] : String(error) };
+    return { file, seconds: seconds(), error: error instanceof Error ? error.message.split('\n')[0] : String(error) };
   }
 }
 
@@ -151,4 +161,18 @@ function tally(outcomes: readonly Outcome[]): { kept: number; exact: number; dri
     else counts.drifted++;
   }
   return counts;
+}
+
+/** A trace as a JUnit test case: kept fixed, or failed as a regression, gone, refused drift or not checked. */
+function junitCase(outcome: Outcome): JunitCase {
+  const name = basename(outcome.file);
+  if ('error' in outcome) return { classname: 'vcpusim.recorded', name, seconds: outcome.seconds, output: '', failure: { message: outcome.error, type: 'not-checked', details: outcome.error } };
+  const base = { classname: `vcpusim.recorded.${outcome.check.scenario}`, name, seconds: outcome.seconds, output: describe(outcome) };
+  if (outcome.kept) return base;
+  const { check } = outcome;
+  const type = !check.holds ? 'regression' : check.reproduction === 'gone' ? 'gone' : 'drift-refused';
+  const message = !check.holds
+    ? `${check.fixed.violations[0].oracle} breaks with the fixes on`
+    : check.reproduction === 'gone' ? `${check.oracle ?? 'its invariant'} no longer breaks without the fixes: the trace keeps nothing fixed` : 'the recording drifted (refused)';
+  return { ...base, failure: { message, type, details: describe(outcome) } };
 }

@@ -1,4 +1,4 @@
-import { rowPassed, rowProblem, type RowSummary } from '../explore/campaign.ts';
+import { rowProblem, type RowSummary } from '../explore/campaign.ts';
 
 /**
  * A campaign as JUnit XML, so a CI shows one test case per scenario row: its bug found (or, with
@@ -19,15 +19,45 @@ export interface JunitInput {
   readonly stopped: string | null;
 }
 
+/** One test case of a JUnit document: passed (its output), or failed with a message, a type and details. */
+export interface JunitCase {
+  readonly classname: string;
+  readonly name: string;
+  readonly seconds: number;
+  readonly output: string;
+  readonly failure?: { readonly message: string; readonly type: string; readonly details: string };
+}
+
+/** A JUnit document of one suite; `stopped` (a note that it ended early, and why) makes it an error. */
+export function junitDocument(title: string, suite: string, cases: readonly JunitCase[], seconds: number, stopped: string | null = null): string {
+  const failures = cases.filter((c) => c.failure !== undefined).length;
+  const errors = stopped === null ? 0 : 1;
+  const body = cases.map((c) => {
+    const open = `    <testcase classname="${escapeXml(c.classname)}" name="${escapeXml(c.name)}" time="${c.seconds.toFixed(3)}">`;
+    if (c.failure === undefined) return `${open}\n      <system-out>${escapeXml(c.output)}</system-out>\n    </testcase>`;
+    return `${open}\n      <failure message="${escapeXml(c.failure.message)}" type="${escapeXml(c.failure.type)}">${escapeXml(c.failure.details)}</failure>\n    </testcase>`;
+  });
+  const stop = stopped === null ? [] : [`    <system-err>${escapeXml(stopped)}</system-err>`];
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites name="${escapeXml(title)}" tests="${cases.length}" failures="${failures}" errors="${errors}" time="${seconds.toFixed(3)}">`,
+    `  <testsuite name="${escapeXml(suite)}" tests="${cases.length}" failures="${failures}" errors="${errors}" time="${seconds.toFixed(3)}">`,
+    ...body,
+    ...stop,
+    '  </testsuite>',
+    '</testsuites>',
+    '',
+  ].join('\n');
+}
+
 export function campaignJunit(input: JunitInput): string {
   const { rows, seconds, traces, stopped } = input;
-  const failures = rows.filter((row) => !rowPassed(row)).length;
-  const cases = rows.map((row) => {
+  const cases = rows.map((row): JunitCase => {
     const name = row.bug === null ? 'all fixes on' : row.fixesOff.length === 0 ? `${row.bug} (every fix on: a known limitation)` : `${row.bug} (${row.fixesOff.join(', ')} off)`;
     const time = row.runsPerSecond > 0 ? row.runs / row.runsPerSecond : 0;
-    const open = `    <testcase classname="vcpusim.${escapeXml(row.scenario)}" name="${escapeXml(name)}" time="${time.toFixed(3)}">`;
+    const base = { classname: `vcpusim.${row.scenario}`, name, seconds: time, output: summaryLine(row) };
     const problem = rowProblem(row);
-    if (problem === null) return `${open}\n      <system-out>${escapeXml(summaryLine(row))}</system-out>\n    </testcase>`;
+    if (problem === null) return base;
     const first = row.bug === null ? row.firstFailure : (row.firstFound ?? row.firstFailure);
     const details = [
       problem,
@@ -35,20 +65,9 @@ export function campaignJunit(input: JunitInput): string {
       first !== null ? `first failing seed ${first.seed} (${first.strategy}): ${first.oracle}${first.detail !== null ? ` — ${first.detail.split('\n')[0]}` : ''}` : '',
       traces.get(row) ? `trace: ${traces.get(row)}` : '',
     ].filter((line) => line !== '');
-    return `${open}\n      <failure message="${escapeXml(problem)}" type="${row.bug === null ? 'invariant-broken' : 'race-not-found'}">${escapeXml(details.join('\n'))}</failure>\n    </testcase>`;
+    return { ...base, failure: { message: problem, type: row.bug === null ? 'invariant-broken' : 'race-not-found', details: details.join('\n') } };
   });
-  const errors = stopped === null ? 0 : 1;
-  const stop = stopped === null ? [] : [`    <system-err>${escapeXml(`stopped: ${stopped}; the rows are partial`)}</system-err>`];
-  return [
-    '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="vcpusim campaign" tests="${rows.length}" failures="${failures}" errors="${errors}" time="${seconds.toFixed(3)}">`,
-    `  <testsuite name="campaign" tests="${rows.length}" failures="${failures}" errors="${errors}" time="${seconds.toFixed(3)}">`,
-    ...cases,
-    ...stop,
-    '  </testsuite>',
-    '</testsuites>',
-    '',
-  ].join('\n');
+  return junitDocument('vcpusim campaign', 'campaign', cases, seconds, stopped === null ? null : `stopped: ${stopped}; the rows are partial`);
 }
 
 function summaryLine(row: RowSummary): string {

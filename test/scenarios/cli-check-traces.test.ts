@@ -1,13 +1,13 @@
 /**
  * Goal: `vcpusim check-traces` checks a corpus of recorded failures as a CI step would — every
  * trace of a directory, each judged on its own interleaving; a damaged file is reported and the
- * others still checked; the exit status says whether every one stays fixed; usage mistakes are
+ * others still checked (in JUnit XML too, a test case per trace); the exit status says whether every one stays fixed; usage mistakes are
  * one error line and status 2. Method: traces of memtable's double relocation written by real
  * runs, the real CLI in a child process.
  */
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
@@ -38,8 +38,13 @@ test('a directory of recorded failures: each checked, a damaged file reported wi
 
   writeFileSync(join(corpus, 'damaged.json'), '{ "format": "vcpusim-trace"');
   copyFileSync(three, join(corpus, 'three.json'));
-  const mixed = checkTraces([corpus]);
+  const junit = join(dir, 'junit', 'traces.xml');
+  const mixed = checkTraces([corpus, '--junit', junit]);
   t.is(mixed.status, 1);
+  const xml = readFileSync(junit, 'utf8');
+  t.regex(xml, /<testsuites name="vcpusim recorded failures" tests="3" failures="1" errors="0"/);
+  t.regex(xml, /<testcase classname="vcpusim.recorded" name="damaged.json" time="[\d.]+">\n {6}<failure message="[^"]*not JSON[^"]*" type="not-checked">/);
+  t.regex(xml, /<testcase classname="vcpusim.recorded.memtable-stale-icache" name="three.json" time="[\d.]+">\n {6}<system-out>[^<]*breaks again, entry for entry/);
   t.regex(mixed.stdout, /damaged\.json: NOT CHECKED — .*damaged\.json: not JSON/);
   t.regex(mixed.stdout, /3 recorded failure\(s\), 2 kept fixed: 2 replayed exactly, .*; 0 regression\(s\), 0 gone, 1 not checked/);
 
