@@ -12,6 +12,7 @@ import { formatShrink, shrinkJson, writeShrunk, type ShrinkOutcome } from './shr
 import { ensureWritableDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests } from './common.ts';
 import type { CliContext } from './run.ts';
 import { printTable, rowName } from './campaign-table.ts';
+import { writeCorpus } from './corpus-step.ts';
 import { mergeCommand } from './campaign-merge.ts';
 import { freeSummary, notReplayable, reportReplayable } from './campaign-free.ts';
 import { replayableJson, type ReplayableOutcome } from './replayable-step.ts';
@@ -47,6 +48,9 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
   --junit FILE             also write the result as JUnit XML (one test case per row), for CI
+  --corpus DIR             write each bug row's shrunk first failure into DIR as a recorded failure to
+                           keep fixed (DIR/<scenario>--<fixes off>.json, replacing the row's last one;
+                           \`npx vcpusim check-traces DIR\` and the AVA macro staysFixed check them)
   --shard I/N              run only shard I of N of every row (seeds at positions ≡ I−1 mod N); with
                            --json, the file \`campaign merge\` combines
   -h, --help               this text
@@ -113,7 +117,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   try {
     ({ values } = parseCommandLine(argv, {
       runs: { type: 'string' }, seed: { type: 'string' }, strategies: { type: 'string' }, mode: { type: 'string' }, threads: { type: 'string' },
-      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, 'shrink-runs': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, shard: { type: 'string' },
+      scenario: { type: 'string', multiple: true }, 'trace-dir': { type: 'string' }, 'determinism-sample': { type: 'string' }, 'shrink-runs': { type: 'string' }, json: { type: 'boolean' }, junit: { type: 'string' }, corpus: { type: 'string' }, shard: { type: 'string' },
       help: { type: 'boolean', short: 'h' }, load: { type: 'string', multiple: true }, 'explain-runs': { type: 'string' },
     }));
   } catch (error) {
@@ -150,6 +154,12 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   const junit = text('junit');
   // Checked now, so a wrong path is found before the runs, not after them.
   if (junit !== undefined) ensureWritableDir(dirname(resolve(junit)));
+  const corpus = text('corpus');
+  if (corpus !== undefined) {
+    if (free) throw new UsageError('--corpus keeps deterministic recordings: not with --mode free');
+    if (shrinkRuns === 0) throw new UsageError('--corpus writes each bug row\'s shrunk failure: not with --shrink-runs 0');
+    ensureWritableDir(corpus, '--corpus');
+  }
   const scenarios = known.filter((s) => wanted.includes(s.name));
   const quiet = values.json === true;
 
@@ -196,6 +206,8 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
     if (shrink !== null) shrinks.set(row, shrink);
   }
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows: summary, seconds, traces, stopped: stopped?.why ?? null }));
+  const kept = corpus !== undefined ? writeCorpus(summary, corpus) : null;
+  for (const line of kept?.missing ?? []) process.stderr.write(`warning: --corpus: ${line}\n`);
   if (quiet) {
     const rowsJson = summary.map((row) => {
       const { report: _report, recording: _recording, shrunk: _shrunk, replayable: _replayable, ...plain } = row;
@@ -208,12 +220,13 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
     });
     const campaign = { runs, firstSeed, strategies: plans.map(formatPlan), mode, shard: shard ?? { index: 1, count: 1 } };
     const freeJson = free ? { free: { summary: freeSummary(summary), notReplayable: notReplayable(summary) } } : {};
-    process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...freeJson, ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
+    process.stdout.write(`${JSON.stringify({ campaign, seconds, threads, mode, ok, problems, ...freeJson, ...(kept !== null ? { corpus: kept } : {}), ...(stopped !== null ? { stopped: stopped.why } : {}), rows: rowsJson })}\n`);
     return stopped?.exitCode ?? (ok ? 0 : 1);
   }
   printTable(summary);
   const total = summary.reduce((sum, row) => sum + row.runs, 0);
   process.stdout.write(`\n${total} runs in ${seconds.toFixed(1)} s on ${threads} pool thread(s), ${mode} vCPU hosts — ${(total / seconds).toFixed(1)} runs/s\n`);
+  if (kept !== null) process.stdout.write(`corpus: ${kept.written.length} recorded failure(s) written to ${kept.dir}${kept.missing.length > 0 ? ` (${kept.missing.length} bug row(s) without one)` : ''} — npx vcpusim check-traces ${kept.dir} checks them\n`);
   if (stopped !== null) {
     process.stdout.write(`campaign: STOPPED (${stopped.why}) — ${summary.length} of ${rows.length} row(s) started; the figures above are partial\n`);
     return stopped.exitCode;

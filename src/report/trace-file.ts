@@ -14,6 +14,15 @@ export function traceFileName(report: Pick<RunReport, 'scenario' | 'seed' | 'str
   return `${report.scenario}-seed${report.seed}-${strategy}-${report.mode}-${fixes}${suffix}.json`;
 }
 
+/**
+ * The name of a bug row's recorded failure in a corpus (`campaign --corpus`): the scenario and the
+ * fixes off, nothing that changes from one recording to the next, so a new recording of the same
+ * row replaces the old one.
+ */
+export function corpusFileName(scenario: string, fixesOff: readonly string[]): string {
+  return `${scenario}--${[...fixesOff].sort().join('+')}.json`;
+}
+
 /** Writes the run's trace (what `run.ts --replay` reads) into `dir`; returns its path. */
 export function writeRunTrace(dir: string, report: RunReport, suffix = ''): string {
   mkdirSync(dir, { recursive: true });

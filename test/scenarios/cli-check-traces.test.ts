@@ -101,3 +101,26 @@ test('--update writes a drifted recording again as it runs now: the same seed, f
   t.is(exact.status, 0, exact.stdout + exact.stderr);
   t.regex(exact.stdout, /breaks again, entry for entry/);
 });
+
+test('campaign --corpus writes each bug row\'s shrunk failure under the row\'s own name, and check-traces keeps them fixed', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'vcpusim-corpus-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const corpus = join(dir, 'corpus');
+  const campaign = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', join(root, 'scenarios/campaign.ts'), ...args], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  const run = campaign(['--scenario', 'push-two-addresses', '--runs', '8', '--threads', '1', '--json', '--trace-dir', join(dir, 'traces'), '--corpus', corpus]);
+  t.is(run.status, 0, run.stderr);
+  const written = (JSON.parse(run.stdout) as { corpus: { written: string[]; missing: string[] } }).corpus;
+  t.deepEqual(written, { dir: corpus, written: [join(corpus, 'push-two-addresses--analyseEveryAddress.json')], missing: [] });
+  t.like(readTraceFile(written.written[0]), { scenario: 'push-two-addresses', fixesOff: ['analyseEveryAddress'], broke: 'protected-table-unchanged', strategy: 'shrunk' });
+  const checked = checkTraces([corpus]);
+  t.is(checked.status, 0, checked.stdout + checked.stderr);
+  t.regex(checked.stdout, /1 recorded failure\(s\), 1 kept fixed: 1 replayed exactly/);
+  for (const [args, message] of [
+    [['--mode', 'free'], /--corpus keeps deterministic recordings: not with --mode free/],
+    [['--shrink-runs', '0'], /--corpus writes each bug row's shrunk failure: not with --shrink-runs 0/],
+  ] as const) {
+    const refused = campaign(['--scenario', 'push-two-addresses', '--runs', '2', '--corpus', corpus, ...args]);
+    t.is(refused.status, 2);
+    t.regex(refused.stderr, message);
+  }
+});

@@ -1,7 +1,7 @@
 /**
  * Goal: every race of the catalogue stays fixed on the interleaving that once broke it. Each file
  * of test/traces is a bug row's first failure in the main campaign, shrunk (written by
- * `scenarios/campaign.ts --trace-dir`): without the fixes it was recorded with off it must still
+ * `scenarios/campaign.ts --corpus test/traces`): without the fixes it was recorded with off it must still
  * break the invariant it names, and with every fix on nothing may break (a fixed run that breaks
  * writes its trace to traces/, to replay). A recording the code has drifted from but that still
  * fails is logged, not failed (`npx vcpusim check-traces test/traces --update` pins the new run). Method:

@@ -1,0 +1,42 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RowSummary } from '../explore/campaign.ts';
+import { traceToJson } from '../explore/trace-json.ts';
+import { corpusFileName } from '../report/trace-file.ts';
+import { rowName } from './campaign-table.ts';
+
+/** What `campaign --corpus DIR` wrote, and which bug rows it could not. */
+export interface CorpusOutcome {
+  readonly dir: string;
+  readonly written: readonly string[];
+  /** Rows with no recording to keep, and why. */
+  readonly missing: readonly string[];
+}
+
+/**
+ * Each bug row's shrunk first failure, written into `dir` under the row's own name (scenario and
+ * fixes off) as a recorded failure to keep fixed (`staysFixed`, `vcpusim check-traces`), naming
+ * the bug's own invariant. A known limitation (no fix off) has nothing to switch on and is left out.
+ */
+export function writeCorpus(rows: readonly RowSummary[], dir: string): CorpusOutcome {
+  mkdirSync(dir, { recursive: true });
+  const written: string[] = [];
+  const missing: string[] = [];
+  for (const row of rows) {
+    if (row.bug === null || row.caughtBy === null || row.fixesOff.length === 0) continue;
+    const report = row.shrunk?.report;
+    if (report === undefined || report.mode === 'free') {
+      missing.push(`${rowName(row)}: no shrunk failure (${row.found === 0 ? 'the bug was not found' : row.shrinkError ?? 'shrinking was off'})`);
+      continue;
+    }
+    if (!report.violations.some((v) => v.oracle === row.caughtBy)) {
+      missing.push(`${rowName(row)}: its shrunk failure breaks ${report.violations[0]?.oracle ?? 'nothing'}, not ${row.caughtBy}`);
+      continue;
+    }
+    const path = join(dir, corpusFileName(row.scenario, row.fixesOff));
+    const trace = traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff, broke: row.caughtBy });
+    writeFileSync(path, JSON.stringify(trace));
+    written.push(path);
+  }
+  return { dir, written, missing };
+}
