@@ -75,6 +75,7 @@ export function checkRecordedFailure<G extends ScenarioGuest>(rig: ScenarioRig<G
   for (const name of [...fixesOff, ...(withFix ?? [])]) {
     if (!catalog.has(name)) throw new UncheckableRecordingError(`${where}: ${rig.definition.name} has no fix "${name}" (its fixes: ${catalog.names.join(', ')})`);
   }
+  if (withFix !== undefined && withFix.length === 0) throw new UncheckableRecordingError(`${where}: no fix named to switch on (leave withFix out to switch every fix on)`);
   const on = (withFix ?? []).find((name) => !fixesOff.includes(name));
   if (on !== undefined) throw new UncheckableRecordingError(`${where}: ${on} was on in the recording already (its fixes off: ${fixesOff.join(', ')}); switching it on changes nothing`);
   const recordedFixes = catalog.without(fixesOff);

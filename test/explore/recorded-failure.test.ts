@@ -10,7 +10,7 @@
 import test from 'ava';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { pushTwoAddresses } from '../../scenarios/push-two-addresses.ts';
-import { checkRecordedFailure, keptFixed, UncheckableRecordingError } from '../../src/explore/recorded-failure.ts';
+import { checkRecordedFailure, keptFixed, recordedAgain, UncheckableRecordingError } from '../../src/explore/recorded-failure.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { firstMemtableFailure } from '../support/memtable-failures.ts';
 import { parseTraceJson, traceToJson } from '../../src/explore/trace-json.ts';
@@ -95,6 +95,7 @@ test('recordings that cannot be checked say why: every fix on, a fix the scenari
   const recorded = traceJsonOf(report);
   const allOn = traceJsonOf(rig.run({ seed: 1, strategy: 'pct', depth: 2, fixes: rig.fixes.defaults() }));
   t.throws(() => checkRecordedFailure(rig, allOn), { instanceOf: UncheckableRecordingError, message: /recorded with every fix on: there is no fix to switch on/ });
+  t.throws(() => checkRecordedFailure(rig, recorded, []), { instanceOf: UncheckableRecordingError, message: /no fix named to switch on/ });
   t.throws(() => checkRecordedFailure(rig, recorded, ['noSuchFix']), { instanceOf: UncheckableRecordingError, message: /has no fix "noSuchFix" \(its fixes: / });
   t.throws(() => checkRecordedFailure(rig, recorded, ['pauseWhilePatching']), { instanceOf: UncheckableRecordingError, message: /pauseWhilePatching was on in the recording already/ });
   const other = ScenarioRig.open(pushTwoAddresses, 'inline');
@@ -117,4 +118,25 @@ test('the trace header names the broken invariant under its check value; a file 
   t.is(parseTraceJson(JSON.stringify(older)).broke, undefined);
   // An older file: the invariant is the one its exact replay breaks.
   t.is(checkRecordedFailure(rig, older).oracle, 'relocated-at-most-once');
+});
+
+test('written again: a drifted recording as it runs now (same seed, fixes off and invariant; the next check is exact), an older file with its invariant named; nothing for an exact, named or gone one', (t) => {
+  const rig = ScenarioRig.open(memtableStaleIcache, 'inline');
+  t.teardown(() => rig.close());
+  const report = firstMemtableFailure(rig, DOUBLE_RELOCATION);
+  const recorded = traceJsonOf(report);
+  t.is(recordedAgain(checkRecordedFailure(rig, recorded), recorded), null, 'exact and named: nothing to write');
+  const changed = { ...memtableStaleIcache, bounds: { ...memtableStaleIcache.bounds, clockEverySteps: 1550 } };
+  const drifted = ScenarioRig.open(changed, 'inline');
+  t.teardown(() => drifted.close());
+  const again = recordedAgain(checkRecordedFailure(drifted, recorded), recorded);
+  if (again === null) return t.fail('a drifted recording is written again');
+  t.like(again, { scenario: recorded.scenario, seed: recorded.seed, fixesOff: recorded.fixesOff, broke: recorded.broke, strategy: 'shrunk' });
+  t.not(again.hash, recorded.hash);
+  const recheck = checkRecordedFailure(drifted, parseTraceJson(JSON.stringify(again)));
+  t.is(recheck.reproduction, 'exact');
+  t.true(recheck.holds);
+  const older = traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: 'inline', fixesOff: report.fixesOff });
+  const named = recordedAgain(checkRecordedFailure(rig, older), older);
+  t.like(named, { hash: recorded.hash, broke: 'relocated-at-most-once', strategy: report.strategy });
 });
