@@ -44,7 +44,7 @@ export function replayWithFix<G extends ScenarioGuest>(rig: ScenarioRig<G>, reco
   const replayed = rig.replay(recorded, recordedFixes);
   const broken = replayed.violations[0];
   if (broken === undefined) throw new NothingToFixError(`the recorded run (seed ${recorded.seed}) breaks no invariant when replayed: there is no failure for a fix to remove`);
-  const { report, skipped } = rig.runChoices(recorded.seed, recorded.choices, fixed);
+  const { report, skipped } = rig.runChoices(recorded.seed, recorded.choices, fixed, { label: 'followed' });
   return {
     recorded: replayed,
     fixed: report,

@@ -87,12 +87,12 @@ export function checkRecordedFailure<G extends ScenarioGuest>(rig: ScenarioRig<G
   } catch (error) {
     if (!(error instanceof ReplayDivergence)) throw error;
     divergence = error.message;
-    run = rig.runChoices(recorded.seed, recorded.choices, recordedFixes).report;
+    run = rig.runChoices(recorded.seed, recorded.choices, recordedFixes, { label: 'followed' }).report;
   }
   // A file that does not name its invariant: an exact replay breaks the recorded one; after a drift any will do.
   const named = recorded.broke ?? (divergence === null ? run.violations[0]?.oracle : undefined);
   const brokeAgain = named === undefined ? run.violations.length > 0 : run.violations.some((v) => v.oracle === named);
-  const fixed = rig.runChoices(recorded.seed, recorded.choices, fixedFixes);
+  const fixed = rig.runChoices(recorded.seed, recorded.choices, fixedFixes, { label: 'followed' });
   return {
     scenario: rig.definition.name,
     seed: recorded.seed,

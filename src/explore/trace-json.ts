@@ -18,7 +18,7 @@ export interface TraceMeta {
   readonly scenario?: string;
   /** The run's seed as a decimal string (< 2^64). */
   readonly seed: string;
-  /** "rr", "random", "pct(d=2)", or "shrunk" / "exhaustive" / "guided" (a made-up schedule: it can only be replayed). */
+  /** "rr", "random", "pct(d=2)", or "shrunk" / "exhaustive" / "guided" / "followed" … (a made-up schedule: it can only be replayed). */
   readonly strategy: string;
   /** The deterministic mode that ran: "inline" or "workers". */
   readonly mode: 'inline' | 'workers';

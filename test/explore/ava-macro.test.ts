@@ -101,7 +101,7 @@ test('staysFixed: a regression fails with the fixed run\'s report and trace; a g
   const three = await writeFirstMemtableFailure(dir, [...DOUBLE_RELOCATION, 'pauseWhilePatching']);
   const regression = await runStaysFixed(memtableStaleIcache, { trace: three, withFix: ['pauseWhilePatching'], traceDir: dir });
   t.regex(regression.failure ?? '', /with pauseWhilePatching on: REGRESSION — relocated-at-most-once breaks/);
-  t.regex(regression.failure ?? '', /FAILED {2}memtable-stale-icache {2}seed \d+ {2}shrunk/);
+  t.regex(regression.failure ?? '', /FAILED {2}memtable-stale-icache {2}seed \d+ {2}followed/);
   const fixedTrace = /trace written to (\S+)/.exec(regression.failure ?? '')?.[1];
   t.true(fixedTrace !== undefined && existsSync(fixedTrace), 'the fixed run that broke can be replayed');
   t.is((await runStaysFixed(memtableStaleIcache, { trace: three })).failure, null, 'every fix on holds');

@@ -131,7 +131,7 @@ test('written again: a drifted recording as it runs now (same seed, fixes off an
   t.teardown(() => drifted.close());
   const again = recordedAgain(checkRecordedFailure(drifted, recorded), recorded);
   if (again === null) return t.fail('a drifted recording is written again');
-  t.like(again, { scenario: recorded.scenario, seed: recorded.seed, fixesOff: recorded.fixesOff, broke: recorded.broke, strategy: 'shrunk' });
+  t.like(again, { scenario: recorded.scenario, seed: recorded.seed, fixesOff: recorded.fixesOff, broke: recorded.broke, strategy: 'followed' });
   t.not(again.hash, recorded.hash);
   const recheck = checkRecordedFailure(drifted, parseTraceJson(JSON.stringify(again)));
   t.is(recheck.reproduction, 'exact');

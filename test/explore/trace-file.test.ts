@@ -49,7 +49,7 @@ const cases: [string, (t: Record<string, unknown>) => void, RegExp][] = [
   ['an edited fix list', (t) => { t.fixesOff = ['patchedGuard']; }, /does not match its check value/],
   ['a fix named twice', (t) => { t.fixesOff = ['patchedGuard', 'patchedGuard']; }, /"fixesOff" names patchedGuard twice/],
   ['a fix list that is not names', (t) => { t.fixesOff = [3]; }, /"fixesOff" must be a list of fix names, got \[3\]/],
-  ['an unknown strategy', (t) => { t.strategy = 'dfs'; }, /"strategy" must be rr, random, pct\(d=N\), pos, surw, or a made-up schedule \(shrunk, exhaustive, covering, guided, branched\), got "dfs"/],
+  ['an unknown strategy', (t) => { t.strategy = 'dfs'; }, /"strategy" must be rr, random, pct\(d=N\), pos, surw, or a made-up schedule \(shrunk, exhaustive, covering, guided, branched, followed\), got "dfs"/],
   ['an edited entry', (t) => { (t.entries as { text: string }[])[3].text += ' '; }, /the entries do not hash to "hash" \w+: the file was edited or damaged/],
   ['a removed choice', (t) => { (t.choices as unknown[]).pop(); }, /choices and entries disagree|choices but \d+ choice entries/],
   ['a bad choice', (t) => { (t.choices as unknown[])[0] = { kind: 'run', vcpu: -1, steps: 5 }; }, /choice #0 is not a valid choice/],

@@ -94,7 +94,7 @@ test('--update writes a drifted recording again as it runs now: the same seed, f
   t.regex(updated.stdout, /written again as it runs now \(trace hash \w+\): the next check replays it exactly/);
   t.regex(updated.stdout, /; 1 written again\n$/);
   const after = readTraceFile(file);
-  t.like(after, { scenario: before.scenario, seed: before.seed, fixesOff: before.fixesOff, broke: before.broke, strategy: 'shrunk' });
+  t.like(after, { scenario: before.scenario, seed: before.seed, fixesOff: before.fixesOff, broke: before.broke, strategy: 'followed' });
   t.not(after.hash, before.hash);
 
   const exact = checkTraces([file, '--load', module, '--drift', 'refused'], changed);

@@ -4,10 +4,11 @@ import { isEnabled, type Choice, type Enabled, type Scheduler } from '../schedul
 /**
  * The strategy label of a run that followed a list of choices leniently, by who made the list: the
  * shrinker, the bounded search, the coverage-guided search, or the retrace of a free-running run;
- * or of a run branched from a snapshot (its prefix from one seed, its suffix from another).
+ * or of a run branched from a snapshot (its prefix from one seed, its suffix from another); or a
+ * recorded schedule followed again with other fixes, or after the code drifted from it ('followed').
  */
-export type ScheduleLabel = 'shrunk' | 'exhaustive' | 'covering' | 'guided' | 'branched';
-export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive', 'covering', 'guided', 'branched'];
+export type ScheduleLabel = 'shrunk' | 'exhaustive' | 'covering' | 'guided' | 'branched' | 'followed';
+export const SCHEDULE_LABELS: readonly ScheduleLabel[] = ['shrunk', 'exhaustive', 'covering', 'guided', 'branched', 'followed'];
 export const SHRUNK_STRATEGY: ScheduleLabel = 'shrunk';
 
 /** A run that followed a made-up schedule: it comes from no seed and strategy, only its trace runs it again. */
