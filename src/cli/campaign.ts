@@ -48,9 +48,10 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
   --junit FILE             also write the result as JUnit XML (one test case per row), for CI
-  --corpus DIR             write each bug row's shrunk first failure into DIR as a recorded failure to
-                           keep fixed (DIR/<scenario>--<fixes off>.json, replacing the row's last one;
-                           \`npx vcpusim check-traces DIR\` and the AVA macro staysFixed check them)
+  --corpus DIR             write each bug row's shrunk first failure (free: the one made replayable) into
+                           DIR as a recorded failure to keep fixed (DIR/<scenario>--<fixes off>.json,
+                           replacing the row's last one; \`npx vcpusim check-traces DIR\` and the AVA
+                           macro staysFixed check them)
   --shard I/N              run only shard I of N of every row (seeds at positions ≡ I−1 mod N); with
                            --json, the file \`campaign merge\` combines
   -h, --help               this text
@@ -156,7 +157,6 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   if (junit !== undefined) ensureWritableDir(dirname(resolve(junit)));
   const corpus = text('corpus');
   if (corpus !== undefined) {
-    if (free) throw new UsageError('--corpus keeps deterministic recordings: not with --mode free');
     if (shrinkRuns === 0) throw new UsageError('--corpus writes each bug row\'s shrunk failure: not with --shrink-runs 0');
     ensureWritableDir(corpus, '--corpus');
   }

@@ -14,7 +14,7 @@ export interface CorpusOutcome {
 }
 
 /**
- * Each bug row's shrunk first failure, written into `dir` under the row's own name (scenario and
+ * Each bug row's shrunk first failure (free-running: the one made replayable), written into `dir` under the row's own name (scenario and
  * fixes off) as a recorded failure to keep fixed (`staysFixed`, `vcpusim check-traces`), naming
  * the bug's own invariant. A known limitation (no fix off) has nothing to switch on and is left out.
  */
@@ -24,9 +24,11 @@ export function writeCorpus(rows: readonly RowSummary[], dir: string): CorpusOut
   const missing: string[] = [];
   for (const row of rows) {
     if (row.bug === null || row.caughtBy === null || row.fixesOff.length === 0) continue;
-    const report = row.shrunk?.report;
+    // Free-running, the row's failure made replayable and shrunk stands in for it.
+    const report = row.shrunk?.report ?? row.replayable?.shrunk?.report;
     if (report === undefined || report.mode === 'free') {
-      missing.push(`${rowName(row)}: no shrunk failure (${row.found === 0 ? 'the bug was not found' : row.shrinkError ?? 'shrinking was off'})`);
+      const why = row.found === 0 ? 'the bug was not found' : row.replayable !== undefined ? (row.replayable.error ?? 'no deterministic run reproduced it') : (row.shrinkError ?? 'shrinking was off');
+      missing.push(`${rowName(row)}: no shrunk failure (${why})`);
       continue;
     }
     if (!report.violations.some((v) => v.oracle === row.caughtBy)) {

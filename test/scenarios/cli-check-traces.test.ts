@@ -116,7 +116,6 @@ test('campaign --corpus writes each bug row\'s shrunk failure under the row\'s o
   t.is(checked.status, 0, checked.stdout + checked.stderr);
   t.regex(checked.stdout, /1 recorded failure\(s\), 1 kept fixed: 1 replayed exactly/);
   for (const [args, message] of [
-    [['--mode', 'free'], /--corpus keeps deterministic recordings: not with --mode free/],
     [['--shrink-runs', '0'], /--corpus writes each bug row's shrunk failure: not with --shrink-runs 0/],
   ] as const) {
     const refused = campaign(['--scenario', 'push-two-addresses', '--runs', '2', '--corpus', corpus, ...args]);

@@ -32,9 +32,9 @@ interface FreeRowJson {
 test('campaign.ts --mode free: rows run free-running with hit rates, each first failure written as a trace that replays to the same invariant', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vcpusim-free-campaign-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const run = cli('scenarios/campaign.ts', ['--mode', 'free', '--runs', '6', '--json', '--scenario', 'stale-violation', '--trace-dir', dir]);
+  const run = cli('scenarios/campaign.ts', ['--mode', 'free', '--runs', '6', '--json', '--scenario', 'stale-violation', '--trace-dir', dir, '--corpus', join(dir, 'corpus')]);
   t.is(run.status, 0, run.stderr);
-  const result = JSON.parse(run.stdout) as { ok: boolean; mode: string; threads: number; free: { summary: string; notReplayable: string[] }; rows: FreeRowJson[] };
+  const result = JSON.parse(run.stdout) as { ok: boolean; mode: string; threads: number; free: { summary: string; notReplayable: string[] }; corpus: { written: string[] }; rows: FreeRowJson[] };
   t.true(result.ok);
   t.is(result.mode, 'free');
   t.is(result.threads, 1, 'one free run at a time: its vCPUs have the cores');
@@ -52,6 +52,11 @@ test('campaign.ts --mode free: rows run free-running with hit rates, each first 
   t.true(existsSync(replayable.trace));
   t.is(replayable.shrunk?.oracle, 'callbacks-see-fresh-exits');
   t.regex(result.free.summary, /^1 of 1 bug row\(s\) hit free-running; 1 of 1 row\(s\) with a failure turned it replayable$/);
+  // The failure made replayable is kept as a recorded failure too, naming the bug's invariant.
+  t.deepEqual(result.corpus.written, [join(dir, 'corpus', 'stale-violation--staleExitRetry.json')]);
+  const kept = spawnSync(process.execPath, [join(root, 'bin/vcpusim.mjs'), 'check-traces', join(dir, 'corpus')], { cwd: root, encoding: 'utf8', timeout: 180_000 });
+  t.is(kept.status, 0, kept.stdout + kept.stderr);
+  t.regex(kept.stdout, /without the fixes: callbacks-see-fresh-exits breaks again, entry for entry/);
 
   const replayed = cli('scenarios/run.ts', ['stale-violation', '--replay', replayable.trace, '--trace-dir', dir]);
   t.is(replayed.status, 1);
