@@ -7,7 +7,7 @@ import type { ScenarioGuest } from '../explore/scenario.ts';
 import { junitDocument, type JunitCase } from '../report/junit.ts';
 import { formatRecordedFailureCheck } from '../report/recorded-failure-text.ts';
 import { commandsOf, formatFailure } from '../report/text.ts';
-import { readTraceFile, traceFilesIn, writeRunTrace } from '../report/trace-file.ts';
+import { readTraceFile, traceFileText, traceFilesIn, writeRunTrace } from '../report/trace-file.ts';
 import { ensureWritableDir, parseCommandLine, UsageError } from './common.ts';
 
 export const CHECK_TRACES_USAGE = `usage: npx vcpusim check-traces <dir|trace.json>… [options]
@@ -120,7 +120,7 @@ function checkOne(file: string, options: CheckOptions, rigs: Map<string, Scenari
     const check = checkRecordedFailure(rig, recorded, options.withFix);
     const fixedTrace = check.holds ? null : writeRunTrace(options.traceDir, check.fixed);
     const again = options.update ? recordedAgain(check, recorded) : null;
-    if (again !== null) writeFileSync(file, JSON.stringify(again));
+    if (again !== null) writeFileSync(file, traceFileText(again));
     // A recording written again is pinned as it runs now: what it drifted from no longer matters.
     return { file, seconds: seconds(), check, kept: keptFixed(check, again !== null ? 'allowed' : options.drift), fixedTrace, updated: again !== null };
   } catch (error) {

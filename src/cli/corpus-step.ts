@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RowSummary } from '../explore/campaign.ts';
 import { traceToJson } from '../explore/trace-json.ts';
-import { corpusFileName } from '../report/trace-file.ts';
+import { corpusFileName, traceFileText } from '../report/trace-file.ts';
 import { rowName } from './campaign-table.ts';
 
 /** What `campaign --corpus DIR` wrote, and which bug rows it could not. */
@@ -37,7 +37,7 @@ export function writeCorpus(rows: readonly RowSummary[], dir: string): CorpusOut
     }
     const path = join(dir, corpusFileName(row.scenario, row.fixesOff));
     const trace = traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff, broke: row.caughtBy });
-    writeFileSync(path, JSON.stringify(trace));
+    writeFileSync(path, traceFileText(trace));
     written.push(path);
   }
   return { dir, written, missing };

@@ -23,11 +23,22 @@ export function corpusFileName(scenario: string, fixesOff: readonly string[]): s
   return `${scenario}--${[...fixesOff].sort().join('+')}.json`;
 }
 
+/**
+ * A trace file's text: the header's fields, then one choice and one trace entry per line — so a
+ * recording kept in a repository and written again diffs entry by entry, where the run changed.
+ */
+export function traceFileText(trace: TraceJson): string {
+  const { choices, entries, ...header } = trace;
+  const lines = (items: readonly unknown[]): string => (items.length === 0 ? '[]' : `[\n${items.map((item) => `    ${JSON.stringify(item)}`).join(',\n')}\n  ]`);
+  const fields = Object.entries(header).map(([key, value]) => `  ${JSON.stringify(key)}: ${JSON.stringify(value)}`);
+  return `{\n${[...fields, `  "choices": ${lines(choices)}`, `  "entries": ${lines(entries)}`].join(',\n')}\n}\n`;
+}
+
 /** Writes the run's trace (what `run.ts --replay` reads) into `dir`; returns its path. */
 export function writeRunTrace(dir: string, report: RunReport, suffix = ''): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, traceFileName(report, suffix));
-  writeFileSync(path, JSON.stringify(traceJsonOf(report)));
+  writeFileSync(path, traceFileText(traceJsonOf(report)));
   return path;
 }
 

@@ -11,7 +11,7 @@ import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { parseTraceJson, type TraceJson } from '../../src/explore/trace-json.ts';
 import { fixesWithout } from '../../src/intro/fixes.ts';
-import { readTraceFile } from '../../src/report/trace-file.ts';
+import { readTraceFile, traceFileText } from '../../src/report/trace-file.ts';
 
 let recorded: TraceJson;
 
@@ -74,4 +74,16 @@ test('not JSON, a directory, a missing file: each says the path', (t) => {
   t.throws(() => readTraceFile(garbage), { message: new RegExp(`^${garbage}: not JSON`) });
   t.throws(() => readTraceFile(dir), { message: `${dir} is a directory: give the trace file itself (a .json file a failing run wrote)` });
   t.throws(() => readTraceFile(join(dir, 'missing.json')), { message: `no trace file at ${join(dir, 'missing.json')}` });
+});
+
+test('a trace file lays out one choice and one entry per line (a recording kept in a repository diffs where the run changed) and reads back as it was', (t) => {
+  const text = traceFileText(recorded);
+  t.deepEqual(parseTraceJson(text), recorded);
+  const lines = text.split('\n');
+  const headerFields = Object.keys(recorded).length - 2;
+  t.is(lines.length, 1 + headerFields + 1 + recorded.choices.length + 2 + recorded.entries.length + 3, 'the braces, the header fields, each choice and entry, and the lists\' ends');
+  t.true(lines.includes(`    ${JSON.stringify(recorded.entries[5])},`));
+  t.true(lines.includes(`    ${JSON.stringify(recorded.choices[0])},`));
+  const empty = traceFileText({ ...recorded, choices: [], entries: [] });
+  t.regex(empty, /"choices": \[\],\n {2}"entries": \[\]\n\}\n$/);
 });
