@@ -155,16 +155,17 @@ function shrunkStory(rig: ScenarioRig<ScenarioGuest>, report: RunReport, fixes: 
   }
 }
 
+/** A verdict as the test's outcome: its summary logged (when it has one), its failure failing the test. */
+function assertVerdict(t: ExecutionContext, verdict: { readonly summary: string; readonly failure: string | null }): void {
+  if (verdict.summary !== '') t.log(verdict.summary);
+  if (verdict.failure !== null) t.fail(verdict.failure);
+  else t.pass();
+}
+
 /** Runs the exploration and asserts what the options expect (the macro's body). */
 export async function exploreScenario(t: ExecutionContext, definition: ScenarioDefinition<ScenarioGuest>, options: ExploreOptions): Promise<Exploration> {
   const result = await runExploration(definition, options);
-  if (result.failure !== null) {
-    if (result.summary !== '') t.log(result.summary);
-    t.fail(result.failure);
-  } else {
-    t.log(result.summary);
-    t.pass();
-  }
+  assertVerdict(t, result);
   return { runs: result.runs, found: result.found, windows: result.windows };
 }
 
@@ -286,10 +287,7 @@ export async function runBoundedExploration(definition: ScenarioDefinition<Scena
 /** The macro: `test(title?, exploreBounded, scenario, options)`. */
 export const exploreBounded = test.macro<[ScenarioDefinition<ScenarioGuest>, BoundedOptions]>({
   async exec(t, definition, options) {
-    const verdict = await runBoundedExploration(definition, options);
-    t.log(verdict.summary);
-    if (verdict.failure !== null) t.fail(verdict.failure);
-    else t.pass();
+    assertVerdict(t, await runBoundedExploration(definition, options));
   },
   title(provided, definition, options) {
     if (provided !== undefined && provided !== '') return provided;
@@ -365,10 +363,7 @@ export async function runStaysFixed(scenarios: ScenarioDefinition<ScenarioGuest>
 /** The macro: `test(title?, staysFixed, scenario or scenarios, { trace })`. */
 export const staysFixed = test.macro<[ScenarioDefinition<ScenarioGuest> | readonly ScenarioDefinition<ScenarioGuest>[], StaysFixedOptions]>({
   async exec(t, scenarios, options) {
-    const verdict = await runStaysFixed(scenarios, options);
-    t.log(verdict.summary);
-    if (verdict.failure !== null) t.fail(verdict.failure);
-    else t.pass();
+    assertVerdict(t, await runStaysFixed(scenarios, options));
   },
   title(provided, _scenarios, options) {
     if (provided !== undefined && provided !== '') return provided;

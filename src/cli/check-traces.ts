@@ -1,6 +1,6 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { checkRecordedFailure, keptFixed, recordedAgain, type RecordedFailureCheck } from '../explore/recorded-failure.ts';
+import { checkRecordedFailure, keptFixed, outcomeOf, recordedAgain, type RecordedFailureCheck } from '../explore/recorded-failure.ts';
 import { findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
@@ -145,7 +145,7 @@ function outcomeJson(outcome: Outcome): object {
   };
 }
 
-/** Each outcome once: a fixed run that breaks is a regression whatever else; then gone, drifted, exact. */
+/** The outcomes counted, each once by what its check found (`outcomeOf`). */
 function tally(outcomes: readonly Outcome[]): { kept: number; exact: number; drifted: number; updated: number; regressions: number; gone: number; unreadable: number } {
   const counts = { kept: 0, exact: 0, drifted: 0, updated: 0, regressions: 0, gone: 0, unreadable: 0 };
   for (const outcome of outcomes) {
@@ -155,13 +155,19 @@ function tally(outcomes: readonly Outcome[]): { kept: number; exact: number; dri
     }
     if (outcome.kept) counts.kept++;
     if (outcome.updated) counts.updated++;
-    if (!outcome.check.holds) counts.regressions++;
-    else if (outcome.check.reproduction === 'gone') counts.gone++;
-    else if (outcome.check.reproduction === 'exact') counts.exact++;
-    else counts.drifted++;
+    const found = outcomeOf(outcome.check);
+    if (found === 'regression') counts.regressions++;
+    else counts[found]++;
   }
   return counts;
 }
+
+/** Why a trace that was not kept fixed failed, by what its check found. */
+const FAILURE_MESSAGES: Readonly<Record<'regression' | 'gone' | 'drifted', (check: RecordedFailureCheck) => string>> = {
+  regression: (check) => `${check.fixed.violations[0].oracle} breaks with the fixes on`,
+  gone: (check) => `${check.oracle ?? 'its invariant'} no longer breaks without the fixes: the trace keeps nothing fixed`,
+  drifted: () => 'the recording drifted (refused)',
+};
 
 /** A trace as a JUnit test case: kept fixed, or failed as a regression, gone, refused drift or not checked. */
 function junitCase(outcome: Outcome): JunitCase {
@@ -170,9 +176,8 @@ function junitCase(outcome: Outcome): JunitCase {
   const base = { classname: `vcpusim.recorded.${outcome.check.scenario}`, name, seconds: outcome.seconds, output: describe(outcome) };
   if (outcome.kept) return base;
   const { check } = outcome;
-  const type = !check.holds ? 'regression' : check.reproduction === 'gone' ? 'gone' : 'drift-refused';
-  const message = !check.holds
-    ? `${check.fixed.violations[0].oracle} breaks with the fixes on`
-    : check.reproduction === 'gone' ? `${check.oracle ?? 'its invariant'} no longer breaks without the fixes: the trace keeps nothing fixed` : 'the recording drifted (refused)';
-  return { ...base, failure: { message, type, details: describe(outcome) } };
+  const found = outcomeOf(check);
+  // An exact recording whose fixes hold is always kept.
+  if (found === 'exact') return base;
+  return { ...base, failure: { message: FAILURE_MESSAGES[found](check), type: found === 'drifted' ? 'drift-refused' : found, details: describe(outcome) } };
 }

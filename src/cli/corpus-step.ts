@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RowSummary } from '../explore/campaign.ts';
-import { traceToJson } from '../explore/trace-json.ts';
+import { traceJsonOf } from '../explore/scenario-rig.ts';
 import { corpusFileName, traceFileText } from '../report/trace-file.ts';
 import { rowName } from './campaign-table.ts';
 
@@ -26,7 +26,7 @@ export function writeCorpus(rows: readonly RowSummary[], dir: string): CorpusOut
     if (row.bug === null || row.caughtBy === null || row.fixesOff.length === 0) continue;
     // Free-running, the row's failure made replayable and shrunk stands in for it.
     const report = row.shrunk?.report ?? row.replayable?.shrunk?.report;
-    if (report === undefined || report.mode === 'free') {
+    if (report === undefined) {
       const why = row.found === 0 ? 'the bug was not found' : row.replayable !== undefined ? (row.replayable.error ?? 'no deterministic run reproduced it') : (row.shrinkError ?? 'shrinking was off');
       missing.push(`${rowName(row)}: no shrunk failure (${why})`);
       continue;
@@ -36,8 +36,7 @@ export function writeCorpus(rows: readonly RowSummary[], dir: string): CorpusOut
       continue;
     }
     const path = join(dir, corpusFileName(row.scenario, row.fixesOff));
-    const trace = traceToJson(report.trace, { scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff, broke: row.caughtBy });
-    writeFileSync(path, traceFileText(trace));
+    writeFileSync(path, traceFileText(traceJsonOf(report, row.caughtBy)));
     written.push(path);
   }
   return { dir, written, missing };

@@ -1,7 +1,7 @@
-import type { RunReport, ScenarioRig } from './scenario-rig.ts';
+import { traceJsonOf, type RunReport, type ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import { ReplayDivergence } from './schedulers/replay.ts';
-import { traceToJson, type TraceJson } from './trace-json.ts';
+import type { TraceJson } from './trace-json.ts';
 import { firstDivergence } from './trace.ts';
 
 /**
@@ -110,6 +110,11 @@ export function checkRecordedFailure<G extends ScenarioGuest>(rig: ScenarioRig<G
   };
 }
 
+/** What the check found, each check once: a fixed run that breaks is a regression whatever else; then gone, drifted or exact. */
+export function outcomeOf(check: RecordedFailureCheck): 'regression' | Reproduction {
+  return check.holds ? check.reproduction : 'regression';
+}
+
 /** The check passed: the failure still comes back without the fixes (exactly, or `drift` allows it after drifting) and not with them. */
 export function keptFixed(check: RecordedFailureCheck, drift: 'allowed' | 'refused' = 'allowed'): boolean {
   return check.holds && (check.reproduction === 'exact' || (check.reproduction === 'drifted' && drift === 'allowed'));
@@ -125,7 +130,5 @@ export function keptFixed(check: RecordedFailureCheck, drift: 'allowed' | 'refus
 export function recordedAgain(check: RecordedFailureCheck, recorded: TraceJson): TraceJson | null {
   if (!check.holds || check.reproduction === 'gone' || check.oracle === null) return null;
   if (check.reproduction === 'exact' && recorded.broke !== undefined) return null;
-  const run = check.recorded;
-  if (run.mode === 'free') return null;
-  return traceToJson(run.trace, { scenario: check.scenario, seed: run.seed, strategy: run.strategy, mode: run.mode, fixesOff: check.fixesOff, broke: check.oracle });
+  return traceJsonOf(check.recorded, check.oracle);
 }

@@ -79,10 +79,12 @@ export function clockInterrupts(definition: Pick<ScenarioDefinition<ScenarioGues
   return Array.from({ length: vcpus }, (_, vcpu) => ({ vcpu, vector: clockVector, everySteps: bounds.clockEverySteps + 97 * vcpu }));
 }
 
-/** The run's trace as JSON, with what a replay needs (scenario, seed, strategy, mode, fixes) and the invariant it broke. */
-export function traceJsonOf(report: RunReport): TraceJson {
+/**
+ * The run's trace as JSON, with what a replay needs (scenario, seed, strategy, mode, fixes) and the
+ * invariant it broke: its first, unless `broke` names the one it is kept for (a bug's own).
+ */
+export function traceJsonOf(report: RunReport, broke: string | undefined = report.violations[0]?.oracle): TraceJson {
   if (report.mode === 'free') throw new Error('a free-running run has no schedule to write as a trace');
-  const broke = report.violations[0]?.oracle;
   return traceToJson(report.trace, {
     scenario: report.scenario, seed: report.seed, strategy: report.strategy, mode: report.mode, fixesOff: report.fixesOff, ...(broke !== undefined ? { broke } : {}),
   });
