@@ -41,7 +41,10 @@ export { RunTally } from './explore/tally.ts';
 // ---- exploring beyond seeds: bounded guarantees, shrinking, proving a fix -------------------------
 export { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
-export { describeShrink, shrinkFailingRun, type ShrunkFailure } from './explore/shrink-run.ts';
+export {
+  describePick, describeShrink, findSimplest, recordShrunk, searchShrink, shrinkFailingRun, shrinkSimplest,
+  type ShrinkCandidate, type ShrinkFound, type ShrinkMeasures, type ShrinkTry, type ShrunkFailure, type SimplestOptions,
+} from './explore/shrink-run.ts';
 export { formatFixDifferential, replayWithFix, type FixDifferential } from './explore/fix-differential.ts';
 export { checkRecordedFailure, keptFixed, UncheckableRecordingError, type RecordedFailureCheck, type Reproduction } from './explore/recorded-failure.ts';
 export { formatRecordedFailureCheck } from './report/recorded-failure-text.ts';

@@ -3,8 +3,8 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { runCampaignTask, runExhaustiveTask } = await import('./campaign.worker.ts');
+const { runCampaignTask, runExhaustiveTask, runShrinkTask } = await import('./campaign.worker.ts');
 
 export default runCampaignTask;
-// A bounded search on a pool (piscina's `name` option picks it).
-export { runExhaustiveTask };
+// A bounded search on a pool, a campaign row's shrink (piscina's `name` option picks them).
+export { runExhaustiveTask, runShrinkTask };

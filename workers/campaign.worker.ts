@@ -1,12 +1,14 @@
 import { findScenario, loadScenarioModules } from '../src/explore/registry.ts';
-import { failed, ScenarioRig, traceJsonOf } from '../src/explore/scenario-rig.ts';
+import { failed, ScenarioRig, traceJsonOf, type RunMode } from '../src/explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../src/explore/scenario.ts';
 import type { CampaignResult, CampaignTask } from '../src/explore/campaign.ts';
 import { observeFreeRun, type FreeObservation } from '../src/explore/free-observation.ts';
 import { runExhaustiveTaskOn, type ExhaustiveTask, type ExhaustiveTaskResult } from '../src/explore/exhaustive-pool.ts';
+import { runShrinkTaskOn, type ShrinkTask } from '../src/explore/campaign-shrink.ts';
+import type { ShrinkFound } from '../src/explore/shrink-run.ts';
 
 /**
- * A campaign task (one piscina task = one run), or one schedule of a bounded search on a pool. Each pool thread keeps one rig per scenario and
+ * A campaign task (one piscina task = one run), a campaign row's shrink, or one schedule of a bounded search on a pool. Each pool thread keeps one rig per scenario and
  * mode, so a task costs a snapshot restore and the run itself, not a new machine. The rigs live as
  * long as the thread: the pool's destroy() terminates it, and with it any vCPU workers it started.
  */
@@ -57,6 +59,16 @@ export async function runCampaignTask(task: CampaignTask): Promise<CampaignResul
 
 /** One schedule of a bounded-exhaustive search (exhaustive-pool.ts); an error fails the search, as it would run one by one. */
 export async function runExhaustiveTask(task: ExhaustiveTask): Promise<ExhaustiveTaskResult> {
+  return onRig(task, (rig) => runExhaustiveTaskOn(rig, task));
+}
+
+/** A campaign row's shrink (campaign-shrink.ts): the search only; the main thread records what it found. */
+export async function runShrinkTask(task: ShrinkTask): Promise<ShrinkFound> {
+  return onRig(task, (rig) => runShrinkTaskOn(rig, task));
+}
+
+/** Runs `work` on this thread's rig for the task's scenario and mode; a rig that threw is dropped (the next task builds a new one). */
+async function onRig<T>(task: { readonly scenario: string; readonly mode: RunMode; readonly modules: readonly string[] }, work: (rig: ScenarioRig<ScenarioGuest>) => T): Promise<T> {
   const key = `${task.scenario}/${task.mode}`;
   await loadScenarioModules(task.modules);
   let rig = rigs.get(key);
@@ -65,7 +77,7 @@ export async function runExhaustiveTask(task: ExhaustiveTask): Promise<Exhaustiv
     rigs.set(key, rig);
   }
   try {
-    return runExhaustiveTaskOn(rig, task);
+    return work(rig);
   } catch (error) {
     rigs.delete(key);
     void rig.close();

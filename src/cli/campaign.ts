@@ -42,13 +42,14 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --scenario NAME          only this scenario (repeatable)
   --load FILE              also the scenarios a module of your own exports (repeatable)
   --trace-dir DIR          where the first failing trace of each row goes (default traces)
-  --shrink-runs N          shrink each row's first failure with at most N runs (default 200; 0: do not
+  --shrink-runs N          shrink each failing row's simplest failure (of its first one and each
+                           strategy's first) with at most N runs a shrink (default 200; 0: do not
                            shrink); the shrunk trace and its story go with the failure's report
   --determinism-sample N   first seeds of each row run again here to check they reproduce (default 2;
                            a row's first failure is always run again)
   --json                   print the result as one JSON object
   --junit FILE             also write the result as JUnit XML (one test case per row), for CI
-  --corpus DIR             write each bug row's shrunk first failure (free: the one made replayable) into
+  --corpus DIR             write each bug row's shrunk failure (free: the one made replayable) into
                            DIR as a recorded failure to keep fixed (DIR/<scenario>--<fixes off>.json,
                            replacing the row's last one; \`npx vcpusim check-traces DIR\` and the AVA
                            macro staysFixed check them)

@@ -14,7 +14,7 @@ export interface CorpusOutcome {
 }
 
 /**
- * Each bug row's shrunk first failure (free-running: the one made replayable), written into `dir` under the row's own name (scenario and
+ * Each bug row's shrunk failure (free-running: the one made replayable), written into `dir` under the row's own name (scenario and
  * fixes off) as a recorded failure to keep fixed (`staysFixed`, `vcpusim check-traces`), naming
  * the bug's own invariant. A known limitation (no fix off) has nothing to switch on and is left out.
  */

@@ -1,7 +1,7 @@
 import type { Fixes } from '../intro/fixes.ts';
 import type { RunReport, ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
-import { describeShrink, shrinkFailingRun, type ShrunkFailure } from '../explore/shrink-run.ts';
+import { describePick, describeShrink, shrinkFailingRun, type ShrunkFailure } from '../explore/shrink-run.ts';
 import { formatStory } from '../explore/story.ts';
 import { writeReports, writeRunReports, type ReportTargets } from '../report/run-reports.ts';
 import { replayCommand } from '../report/text.ts';
@@ -60,7 +60,9 @@ export function writeShrunk(shrunk: ShrunkFailure, dir: string, suffix: string, 
 export function formatShrink(outcome: ShrinkOutcome): string {
   const { shrunk, tracePath } = outcome;
   const report = shrunk.report;
+  const pick = describePick(shrunk);
   return [
+    ...(pick !== null ? [`  ${pick}`] : []),
     `  ${describeShrink(shrunk)}`,
     ...(tracePath !== null ? [`  shrunk trace written to ${tracePath}`, `  replay it: ${replayCommand(report.scenario, tracePath, [])}`] : []),
     `  how it happens (step clock, preemptions and the events around them):`,
@@ -73,6 +75,6 @@ export function shrinkJson(outcome: ShrinkOutcome): Record<string, unknown> {
   const { shrunk } = outcome;
   return {
     oracle: shrunk.oracle, from: shrunk.from, preemptions: shrunk.preemptions, decisive: shrunk.decisive, runs: shrunk.runs, minimal: shrunk.minimal,
-    hash: shrunk.report.hash, trace: outcome.tracePath, story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
+    hash: shrunk.report.hash, trace: outcome.tracePath, seed: shrunk.report.seed, ...(shrunk.pickedFrom !== undefined ? { pickedFrom: shrunk.pickedFrom } : {}), story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
   };
 }

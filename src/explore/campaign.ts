@@ -5,7 +5,8 @@ import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/i
 import type { TraceJson } from './trace-json.ts';
 import type { RunRecording } from './recorder.ts';
 import { firstDivergence } from './trace.ts';
-import { shrinkFailingRun, type ShrunkFailure } from './shrink-run.ts';
+import { recordShrunk, type ShrinkFound, type ShrunkFailure } from './shrink-run.ts';
+import type { ShrinkTask } from './campaign-shrink.ts';
 import type { FreeObservation } from './free-observation.ts';
 import { makeReplayable, type ReplayableFailure } from './replayable-failure.ts';
 import { OrderingCoverage, type Ordering } from './orderings.ts';
@@ -217,6 +218,8 @@ class RowAccumulator {
   private readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
   /** Each strategy's lowest seed: results arrive in the pool's order, the report lists strategies in the plans' (seed k runs plan k mod plans). */
   private readonly lowestSeed: Record<string, number> = {};
+  /** Each strategy's first failing run and first run that broke `caughtBy`: what the shrink may start from. */
+  private readonly firstsBy: Record<string, { failure: RowRun | null; found: RowRun | null }> = {};
   /** Hashes of the sample seeds (the first ones of the row). */
   readonly sampleHashes = new Map<number, string>();
   /** Free-running: what was observed of the first failure and of the first run that broke `caughtBy`. */
@@ -232,6 +235,15 @@ class RowAccumulator {
   strategies(): RowSummary['byStrategy'] {
     const names = Object.keys(this.byStrategy).sort((a, b) => this.lowestSeed[a]! - this.lowestSeed[b]!);
     return Object.fromEntries(names.map((name) => [name, this.byStrategy[name]!]));
+  }
+
+  /** Each strategy's first run of the kind shown (one that found the bug, else any failure), in the plans' order. */
+  firstsOfEachStrategy(): RowRun[] {
+    const found = this.firstFound !== null;
+    return Object.keys(this.strategies()).flatMap((name) => {
+      const run = found ? this.firstsBy[name]?.found : this.firstsBy[name]?.failure;
+      return run != null ? [run] : [];
+    });
   }
 
   add(result: CampaignResult, plan: StrategyPlan): void {
@@ -252,6 +264,8 @@ class RowAccumulator {
     this.failures++;
     entry.failures++;
     if (entry.firstFailingSeed === null || result.seed < entry.firstFailingSeed) entry.firstFailingSeed = result.seed;
+    const firsts = (this.firstsBy[result.strategy] ??= { failure: null, found: null });
+    if (firsts.failure === null || result.seed < firsts.failure.seed) firsts.failure = run;
     if (this.firstFailure === null || result.seed < this.firstFailure.seed) {
       this.firstFailure = run;
       this.firstFailureSeen = result.observation ?? null;
@@ -259,6 +273,7 @@ class RowAccumulator {
     if (this.row.caughtBy !== null && result.oracles.includes(this.row.caughtBy)) {
       this.found++;
       entry.found++;
+      if (firsts.found === null || result.seed < firsts.found.seed) firsts.found = { ...run, oracle: this.row.caughtBy };
       if (this.firstFound === null || result.seed < this.firstFound.seed) {
         this.firstFound = { ...run, oracle: this.row.caughtBy };
         this.firstFoundSeen = result.observation ?? null;
@@ -302,6 +317,8 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
   const { runs, firstSeed, plans, mode, threads, modules } = options;
   const rows = rowsToRun(options.rows, options.scenario);
   const pool = new Piscina<CampaignTask, CampaignResult>({ filename: options.taskModule.href, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
+  // The same threads run the rows' shrinks: piscina's `name` picks the task function, this view its types.
+  const shrinkPool = pool as unknown as Piscina<ShrinkTask, ShrinkFound>;
   const local = new LocalRigs(options.scenario);
   const positions = shardPositions(runs, options.shard);
   const total = rows.length * positions.length;
@@ -309,6 +326,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
   let done = 0;
   let failing = 0;
   const summaries: RowSummary[] = [];
+  const shrinks: Promise<{ at: number; found?: ShrinkFound; shrinkError?: string }>[] = [];
   const stopping = (): boolean => options.shouldStop?.() === true;
   try {
     // Warm-up, not counted: each thread loads the code and builds its rig before the clock starts.
@@ -345,9 +363,18 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
       const seconds = (performance.now() - started) / 1000;
       const free = mode === 'free';
       const check = free ? { determinism: { checked: [], nondeterministic: [] } } : await checkRow(row, acc, mode, local, pool, (seed) => task(seed - firstSeed));
-      const shrunk = check.report !== undefined && (options.shrinkRuns ?? 0) > 0 && !stopping()
-        ? shrinkRowFailure(local.get(row.scenario, mode), check.report, row, options.shrinkRuns!)
-        : {};
+      // The shrink is searched on the pool while the next row runs; its result is recorded here at the end.
+      if (check.report !== undefined && (options.shrinkRuns ?? 0) > 0 && !stopping()) {
+        const shown = acc.firstFound ?? acc.firstFailure!;
+        const runs = [shown, ...acc.firstsOfEachStrategy().filter((run) => run.seed !== shown.seed)]
+          .map((run) => ({ seed: run.seed, strategy: run.plan.strategy, depth: run.plan.depth, label: `seed ${run.seed} (${run.strategy})` }));
+        const task: ShrinkTask = { scenario: row.scenario, mode, fixesOff: row.fixesOff, modules, runs, maxRuns: options.shrinkRuns! };
+        const at = summaries.length;
+        shrinks.push(shrinkPool.run(task, { name: 'runShrinkTask' }).then(
+          (found: ShrinkFound) => ({ at, found }),
+          (error: unknown) => ({ at, shrinkError: `seed ${shown.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` }),
+        ));
+      }
       // Free-running, the failure shown is made replayable on a deterministic rig here, then shrunk.
       const seen = acc.firstFoundSeen ?? acc.firstFailureSeen;
       const replayable = free && seen !== null && !stopping() ? { replayable: replayRowFailure(local, seen, row, options) } : {};
@@ -368,10 +395,16 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         determinism: check.determinism,
         ...(check.report !== undefined ? { report: check.report } : {}),
         ...(check.recording !== undefined ? { recording: check.recording } : {}),
-        ...shrunk,
         ...(free ? { freeRunning: true } : {}),
         ...replayable,
       });
+    }
+    // A stopped campaign does not wait for its shrinks: the pool's end drops them.
+    if (!stopping()) {
+      for (const done of await Promise.all(shrinks)) {
+        const row = summaries[done.at];
+        summaries[done.at] = { ...row, ...recordRowShrink(local.get(row.scenario, mode), row, done) };
+      }
     }
   } finally {
     await Promise.all([pool.destroy(), local.close()]);
@@ -380,15 +413,17 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
 }
 
 /**
- * The row's first failure (as run again here) shrunk on this thread's rig. A shrink that cannot
- * be made (the scenario is not deterministic, the rig threw) leaves the failure unshrunk: the
- * row's result stands, and the summary says why.
+ * Records the schedule the pool's shrink found for a row, on this thread's rig (its trace, story and
+ * reports are made here). A shrink that could not be made (the scenario is not deterministic, the
+ * rig threw) leaves the failure unshrunk: the row's result stands, and the summary says why.
  */
-function shrinkRowFailure(rig: ScenarioRig<ScenarioGuest>, report: RunReport, row: CampaignRow, maxRuns: number): { shrunk: ShrunkFailure } | { shrinkError: string } {
+function recordRowShrink(rig: ScenarioRig<ScenarioGuest>, row: CampaignRow, done: { found?: ShrinkFound; shrinkError?: string }): { shrunk: ShrunkFailure } | { shrinkError: string } | Record<string, never> {
+  if (done.shrinkError !== undefined) return { shrinkError: done.shrinkError };
+  if (done.found === undefined) return {};
   try {
-    return { shrunk: shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, rig.fixes.without(row.fixesOff), { maxRuns }) };
+    return { shrunk: recordShrunk(rig, done.found, rig.fixes.without(row.fixesOff)) };
   } catch (error) {
-    return { shrinkError: `seed ${report.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+    return { shrinkError: `seed ${done.found.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
   }
 }
 

@@ -4,8 +4,8 @@ import type { RunRecording } from './recorder.ts';
 import type { RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import type { Choice } from './schedule.ts';
-import type { ChoiceWatcher } from './schedulers/lenient.ts';
-import { shrinkSchedule, type ShrinkOptions, type ShrinkResult } from './shrink.ts';
+import type { ChoiceWatcher, ListedChoice } from './schedulers/lenient.ts';
+import { ShrinkInputError, shrinkSchedule, type ShrinkOptions, type ShrinkResult } from './shrink.ts';
 import { storyOf, type PreemptionNote, type StoryLine } from './story.ts';
 import { instructionAt } from './vcpu-report.ts';
 
@@ -21,16 +21,23 @@ export interface FailingSchedule {
   readonly choices: readonly Choice[];
 }
 
-export interface ShrunkFailure {
+/** What a shrink measured: the invariant, where it started, where it ended, at what cost. */
+export interface ShrinkMeasures {
   readonly oracle: string;
   /** The input: its choices, preemptions and decisive choices. */
   readonly from: ShrinkResult<RunReport>['from'];
   readonly preemptions: number;
   /** Choices the default continuation would not have made (the shrunk schedule proper). */
   readonly decisive: number;
+  /** Runs made (a recorded result counts its recording run). */
   readonly runs: number;
   /** No candidate of the result improves it (false: the run budget ran out first). */
   readonly minimal: boolean;
+  /** When several failing runs were offered (`shrinkSimplest`): which one this is, and what each gave. */
+  readonly pickedFrom?: { readonly label: string; readonly tried: readonly ShrinkTry[] };
+}
+
+export interface ShrunkFailure extends ShrinkMeasures {
   /** The shrunk run, recorded: its trace replays strictly like any run's. */
   readonly report: RunReport;
   readonly recording: RunRecording | null;
@@ -38,9 +45,39 @@ export interface ShrunkFailure {
   readonly story: readonly StoryLine[];
 }
 
-/** Shrinks `failing` (which must fail with `fixes`); see shrinkSchedule for the search. */
-export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrunkFailure {
-  const result = shrinkSchedule<RunReport>(failing.choices, (choices) => {
+/** A failing run offered to `shrinkSimplest`, with the name a report gives it ("seed 12 (pct d=2)"). */
+export interface ShrinkCandidate extends FailingSchedule {
+  readonly label: string;
+}
+
+/** One offered run as `shrinkSimplest` saw it. */
+export interface ShrinkTry {
+  readonly label: string;
+  readonly seed: Seed;
+  /** The invariant it broke first when followed (null: none); only runs breaking the target are shrunk. */
+  readonly oracle: string | null;
+  /** Its preemptions and decisive choices as it failed. */
+  readonly preemptions: number;
+  readonly decisive: number;
+  /** What shrinking it gave; absent when it was not shrunk (another invariant, or an earlier one was enough). */
+  readonly shrunkTo?: { readonly preemptions: number; readonly decisive: number; readonly runs: number; readonly minimal: boolean };
+}
+
+/**
+ * A shrink's result without its recorded run: the schedule found and what the search measured —
+ * plain data, so a pool thread can search and the main thread record (`recordShrunk`).
+ */
+export interface ShrinkFound extends ShrinkMeasures {
+  readonly seed: Seed;
+  /** The shrunk schedule's decisive choices (the default continuation makes the rest). */
+  readonly choices: readonly ListedChoice[];
+  /** The trace hash of its run in the search: the recorded run must give the same. */
+  readonly hash: string;
+}
+
+/** Searches a shrunk schedule for `failing` (which must fail with `fixes`); see shrinkSchedule. */
+export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrinkFound {
+  const result = shrinkSchedule<string>(failing.choices, (choices) => {
     const { report, shape, followed } = rig.runChoices(failing.seed, choices, fixes);
     return {
       oracle: report.violations[0]?.oracle ?? null,
@@ -49,10 +86,18 @@ export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, f
       preempted: shape.preempted,
       decisive: shape.decisive,
       executed: followed,
-      run: report,
+      run: report.hash,
     };
   }, options);
   const best = result.best;
+  return {
+    seed: failing.seed, choices: best.executed.slice(0, best.decisive), hash: best.run, oracle: result.oracle, from: result.from,
+    preemptions: best.preemptions, decisive: best.decisive, runs: result.runs, minimal: result.minimal,
+  };
+}
+
+/** Runs a shrunk schedule once more, recorded: its report, the preemptions told and its story. */
+export function recordShrunk<G extends ScenarioGuest>(rig: ScenarioRig<G>, found: ShrinkFound, fixes: Fixes<string>): ShrunkFailure {
   const notes: PreemptionNote[] = [];
   const watch: ChoiceWatcher = (index, choice, shape, enabled) => {
     if (!shape.preempts) return;
@@ -67,14 +112,20 @@ export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, f
       runsAt: choice.kind === 'run' ? where(choice.vcpu) : '',
     });
   };
-  // The decisive choices alone make the same run: the rest is the default continuation.
-  const { report } = rig.runChoices(failing.seed, best.executed.slice(0, best.decisive), fixes, { record: true, watch });
-  if (report.hash !== best.run.hash) throw new Error(`shrinking: the recorded re-run of the shrunk schedule gave trace ${report.hash}, the search's run ${best.run.hash} — the scenario is not deterministic`);
+  const { report } = rig.runChoices(found.seed, found.choices, fixes, { record: true, watch });
+  if (report.hash !== found.hash) throw new Error(`shrinking: the recorded re-run of the shrunk schedule gave trace ${report.hash}, the search's run ${found.hash} — the scenario is not deterministic`);
   const recording = rig.lastRecording;
   return {
-    oracle: result.oracle, from: result.from, preemptions: best.preemptions, decisive: best.decisive, runs: result.runs + 1, minimal: result.minimal,
+    oracle: found.oracle, from: found.from, preemptions: found.preemptions, decisive: found.decisive, runs: found.runs + 1, minimal: found.minimal,
     report, recording, preemptionNotes: notes, story: recording === null ? [] : storyOf(recording, notes),
+    ...(found.pickedFrom !== undefined ? { pickedFrom: found.pickedFrom } : {}),
   };
+}
+
+/** Shrinks `failing` (which must fail with `fixes`) and records the result: `searchShrink`, then `recordShrunk`. */
+export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrunkFailure {
+  // The decisive choices alone make the same run: the rest is the default continuation.
+  return recordShrunk(rig, searchShrink(rig, failing, fixes, options), fixes);
 }
 
 /** "shrunk from 812 choices / 37 preemptions to 9 decisive choices / 2 preemptions (143 runs, minimal)". */
@@ -83,4 +134,72 @@ export function describeShrink(shrunk: ShrunkFailure): string {
   const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
   return `shrunk from ${plural(from.choices, 'choice')} / ${plural(from.preemptions, 'preemption')} to ${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')} `
     + `(${plural(shrunk.runs, 'run')}; ${shrunk.minimal ? 'no single cut, merge or deletion improves it' : 'the run budget ran out: smaller may exist'})`;
+}
+
+export interface SimplestOptions extends ShrinkOptions {
+  /** Stop once a result is minimal with at most this many preemptions (default 1: a story of one switch). */
+  readonly enough?: number;
+}
+
+/**
+ * Shrinks the simplest of several runs that break the same invariant (a campaign row's first
+ * failure and each strategy's first): the greedy shrinker ends in a local minimum, and where that
+ * lies depends on the input far more than on the budget — a PCT run that fails with one preemption
+ * shrinks to one, a random run with 500 may stall at 270. The runs are followed once each, then
+ * shrunk in order of their preemptions (then decisive choices, then as offered) until one shrinks
+ * to a minimal result (no candidate of the shrinker improves it) with at most `enough` preemptions;
+ * the best result (fewest preemptions, then decisive choices) is returned. The first candidate
+ * names the target invariant (the one it breaks first); a run that breaks another first is listed
+ * and skipped. Deterministic: the same candidates give the same result. The search only:
+ * `shrinkSimplest` also records the result.
+ */
+export function findSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candidates: readonly ShrinkCandidate[], fixes: Fixes<string>, options: SimplestOptions = {}): ShrinkFound {
+  if (candidates.length === 0) throw new RangeError('shrinking the simplest of several runs needs at least one failing run');
+  const enough = options.enough ?? 1;
+  const seen = candidates.map((candidate, index) => {
+    const { report, shape } = rig.runChoices(candidate.seed, candidate.choices, fixes);
+    return { candidate, index, oracle: report.violations[0]?.oracle ?? null, preemptions: shape.preemptions, decisive: shape.decisive };
+  });
+  const target = seen[0].oracle;
+  if (target === null) throw new ShrinkInputError(`${candidates[0].label} breaks no invariant when it is followed: there is no failure to shrink`);
+  const order = seen.filter((s) => s.oracle === target).sort((a, b) => a.preemptions - b.preemptions || a.decisive - b.decisive || a.index - b.index);
+  const results = new Map<number, ShrinkFound>();
+  let best: ShrinkFound | null = null;
+  let bestIndex = -1;
+  for (const { candidate, index } of order) {
+    const found = searchShrink(rig, candidate, fixes, options);
+    results.set(index, found);
+    if (best === null || found.preemptions < best.preemptions || (found.preemptions === best.preemptions && found.decisive < best.decisive)) {
+      best = found;
+      bestIndex = index;
+    }
+    // A result cut short by the budget may be beaten by a simpler start: go on unless this one finished.
+    if (found.minimal && best.preemptions <= enough) break;
+  }
+  const tried = seen.map(({ candidate, oracle, preemptions, decisive, index }): ShrinkTry => {
+    const found = results.get(index);
+    return {
+      label: candidate.label, seed: candidate.seed, oracle, preemptions, decisive,
+      ...(found !== undefined ? { shrunkTo: { preemptions: found.preemptions, decisive: found.decisive, runs: found.runs, minimal: found.minimal } } : {}),
+    };
+  });
+  return { ...best!, pickedFrom: { label: candidates[bestIndex].label, tried } };
+}
+
+/** `findSimplest`, then the result recorded (`recordShrunk`). */
+export function shrinkSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candidates: readonly ShrinkCandidate[], fixes: Fixes<string>, options: SimplestOptions = {}): ShrunkFailure {
+  return recordShrunk(rig, findSimplest(rig, candidates, fixes, options), fixes);
+}
+
+/** "shrunk seed 12 (pct(d=2)), the simplest of 5 runs offered (…)" — what each offered run gave. */
+export function describePick(shrunk: ShrunkFailure): string | null {
+  const picked = shrunk.pickedFrom;
+  if (picked === undefined || picked.tried.length < 2) return null;
+  const each = picked.tried.map((t) => {
+    const as = `${t.label} ${t.preemptions}`;
+    if (t.shrunkTo !== undefined) return `${as} → ${t.shrunkTo.preemptions}`;
+    if (t.oracle === shrunk.oracle) return `${as} (not shrunk)`;
+    return t.oracle === null ? `${t.label} (breaks nothing when followed)` : `${t.label} (breaks ${t.oracle} first)`;
+  });
+  return `shrunk ${picked.label}, the simplest of ${picked.tried.length} runs offered (preemptions as found → shrunk: ${each.join(', ')})`;
 }

@@ -9,7 +9,7 @@ import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
-import { describeShrink, shrinkFailingRun } from '../../src/explore/shrink-run.ts';
+import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest } from '../../src/explore/shrink-run.ts';
 import { formatStory } from '../../src/explore/story.ts';
 import { parseTraceJson } from '../../src/explore/trace-json.ts';
 
@@ -62,3 +62,57 @@ for (const { definition, what } of CASES) {
     t.regex(story, new RegExp(`then ${shrunk.oracle} broke`));
   });
 }
+
+test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and a start that beats the others is enough', (t) => {
+  const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
+  const rig = ScenarioRig.open(definition, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  const failing = (strategy: 'random' | 'pct', depth: number, seed: number) => {
+    const report = rig.run({ seed, strategy, depth, fixes });
+    t.true(failed(report), `${strategy} seed ${seed} fails`);
+    return { seed, choices: report.trace.choices, label: `seed ${seed} (${report.strategy})` };
+  };
+  // Random's failure stalls in a local minimum with 3 preemptions; PCT's, failing with one, shrinks to one.
+  const random = failing('random', 2, 1);
+  const pct = failing('pct', 2, 12);
+  const alone = shrinkFailingRun(rig, random, fixes, { maxRuns: 400 });
+  const best = shrinkSimplest(rig, [random, pct], fixes, { maxRuns: 400 });
+  t.log(describePick(best));
+  t.true(best.preemptions < alone.preemptions, `the simplest start beats the first failure alone (${best.preemptions} against ${alone.preemptions})`);
+  t.is(best.oracle, alone.oracle);
+  t.is(best.pickedFrom?.label, pct.label);
+  const [first, second] = best.pickedFrom!.tried;
+  t.true(first.preemptions > second.preemptions, 'each run is listed with the preemptions it failed with');
+  t.is(first.shrunkTo, undefined, 'the first failure is not shrunk once a simpler one shrank to a minimal single preemption');
+  t.deepEqual(second.shrunkTo, { preemptions: best.preemptions, decisive: best.decisive, runs: best.runs - 1, minimal: true }, 'its search, then one recorded run');
+  t.is(shrinkFailingRun(rig, pct, fixes, { maxRuns: 400 }).report.hash, best.report.hash, 'the same result as shrinking that run alone');
+  t.regex(describePick(best) ?? '', /the simplest of 2 runs offered/);
+
+  // With `enough: 0` a one-preemption result does not stop the search: both are shrunk, the best kept.
+  const both = shrinkSimplest(rig, [random, pct], fixes, { maxRuns: 400, enough: 0 });
+  t.true(both.pickedFrom!.tried.every((tried) => tried.shrunkTo !== undefined));
+  t.is(both.report.hash, best.report.hash);
+});
+
+test('shrinkSimplest lists and skips a run that does not break the target invariant, and refuses an empty list', (t) => {
+  const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
+  const rig = ScenarioRig.open(definition, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  const report = rig.run({ seed: 12, strategy: 'pct', depth: 2, fixes });
+  const passing = rig.run({ seed: 1, strategy: 'pct', depth: 2, fixes: rig.fixes.without([]) });
+  t.false(failed(passing));
+  // A schedule that passes (with the bug's fixes off too) is offered second: listed, not shrunk.
+  const shrunk = shrinkSimplest(rig, [
+    { seed: report.seed, choices: report.trace.choices, label: 'failing' },
+    { seed: passing.seed, choices: [], label: 'default run' },
+  ], fixes, { maxRuns: 400 });
+  const other = shrunk.pickedFrom!.tried[1];
+  t.log(describePick(shrunk));
+  t.is(other.oracle, null);
+  t.is(other.shrunkTo, undefined);
+  t.regex(describePick(shrunk) ?? '', /default run \(breaks nothing when followed\)/);
+  t.is(shrunk.pickedFrom?.label, 'failing');
+  t.throws(() => shrinkSimplest(rig, [], fixes), { instanceOf: RangeError });
+});

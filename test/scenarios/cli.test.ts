@@ -123,12 +123,24 @@ test('campaign --shard 1/2 and 2/2, merged, equal one unsharded run: the same ro
   });
   const merged = cli('scenarios/campaign.ts', ['merge', ...files, '--json']);
   t.is(merged.status, 0, merged.stderr);
-  type Row = { bug: string | null; runs: number; failures: number; found: number; firstFailure: { seed: number } | null; firstFound: { seed: number } | null; windows: Record<string, number>; byStrategy: Record<string, { runs: number; failures: number; firstFailingSeed: number | null }> };
+  type Row = { bug: string | null; runs: number; failures: number; found: number; firstFailure: { seed: number } | null; firstFound: { seed: number } | null; windows: Record<string, number>; byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> };
   const essence = (rows: Row[]) => rows.map((r) => ({ bug: r.bug, runs: r.runs, failures: r.failures, found: r.found, firstFailure: r.firstFailure?.seed ?? null, firstFound: r.firstFound?.seed ?? null, windows: r.windows, byStrategy: r.byStrategy }));
   const one = JSON.parse(whole.stdout) as { ok: boolean; rows: Row[] };
   const two = JSON.parse(merged.stdout) as { ok: boolean; rows: Row[] };
   t.deepEqual(essence(two.rows), essence(one.rows));
   t.is(two.ok, one.ok);
+  // Each bug row's shrink starts from the simplest of the strategies' first failures, and says which.
+  type Shrunk = { oracle: string; preemptions: number; pickedFrom: { label: string; tried: { label: string; oracle: string | null; preemptions: number }[] } };
+  const bugRows = (JSON.parse(whole.stdout) as { rows: (Row & { shrunk?: Shrunk })[] }).rows.filter((row) => row.bug !== null);
+  t.true(bugRows.length > 0);
+  for (const row of bugRows) {
+    const tried = row.shrunk!.pickedFrom.tried;
+    const offered = Object.values(row.byStrategy).filter((s) => (row.found > 0 ? s.found > 0 : s.failures > 0)).length;
+    t.is(tried.length, offered, `${row.bug}: one run offered per strategy that found the bug`);
+    t.true(tried.some((run) => run.label === row.shrunk!.pickedFrom.label));
+    const starts = tried.filter((run) => run.oracle === row.shrunk!.oracle).map((run) => run.preemptions);
+    t.true(row.shrunk!.preemptions <= Math.min(...starts), `${row.bug}: no more preemptions than the simplest start`);
+  }
   const halves = files.map((f) => (JSON.parse(readFileSync(f, 'utf8')) as { rows: Row[] }).rows[0].runs);
   t.deepEqual(halves, [5, 5], 'each shard ran half of every row');
   const table = cli('scenarios/campaign.ts', ['merge', ...files]);
