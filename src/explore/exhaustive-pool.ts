@@ -26,6 +26,39 @@ export interface BranchSpec {
   readonly horizon: number | null;
 }
 
+/**
+ * A branch spec as every task of one search carries it: its JSON bytes in shared memory, which a
+ * message passes without copying — a recorded trace as the prefix is tens of kilobytes, and cloning
+ * it into every task cost more than a short suffix runs. A thread decodes it once, for the first
+ * schedule it runs there.
+ */
+export interface SharedBranchSpec {
+  /** The spec's identity within the process (a thread opens each spec's point once). */
+  readonly key: string;
+  readonly json: SharedArrayBuffer;
+}
+
+let specsShared = 0;
+
+/** Puts `spec` in shared memory for the tasks of one search. */
+export function shareBranchSpec(spec: BranchSpec): SharedBranchSpec {
+  // Seeds may be bigints, which JSON lacks: tagged here, revived in readBranchSpec.
+  const bytes = new TextEncoder().encode(JSON.stringify(spec, (_, value: unknown) => (typeof value === 'bigint' ? { bigint: value.toString() } : value)));
+  const json = new SharedArrayBuffer(bytes.length);
+  new Uint8Array(json).set(bytes);
+  return { key: `branch-${++specsShared}`, json };
+}
+
+/** The spec back from shared memory. */
+export function readBranchSpec(shared: SharedBranchSpec): BranchSpec {
+  // TextDecoder refuses views of shared memory: decode a private copy.
+  const text = new TextDecoder().decode(new Uint8Array(shared.json).slice());
+  return JSON.parse(text, (_, value: unknown) => {
+    if (typeof value === 'object' && value !== null && Object.keys(value).length === 1 && typeof (value as { bigint?: unknown }).bigint === 'string') return BigInt((value as { bigint: string }).bigint);
+    return value;
+  }) as BranchSpec;
+}
+
 /** One schedule for a pool thread. */
 export interface ExhaustiveTask {
   readonly scenario: string;
@@ -37,9 +70,7 @@ export interface ExhaustiveTask {
   /** The schedule's choices (choice-codec.ts), from the start or from the branch point. */
   readonly choices: Int32Array;
   /** Run as a suffix from this branch point (null: a whole run). */
-  readonly branch: BranchSpec | null;
-  /** The branch point's identity, made once by the search (a thread opens each point once). */
-  readonly branchKey: string;
+  readonly branch: SharedBranchSpec | null;
 }
 
 /** What the pool thread sends back: the attempt without its report, its choices and points as words. */
@@ -55,23 +86,25 @@ export interface ExhaustiveTaskResult {
 }
 
 /** The branch point each pool thread's rig has open, by the spec it was opened for. */
-const openBranches = new WeakMap<object, { readonly key: string; readonly branch: OpenBranch }>();
+const openBranches = new WeakMap<object, { readonly key: string; readonly branch: OpenBranch; readonly horizon: number | null }>();
 
-function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, spec: BranchSpec, key: string): OpenBranch {
+function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBranchSpec): { readonly branch: OpenBranch; readonly horizon: number | null } {
   const open = openBranches.get(rig);
-  if (open?.key === key) return open.branch;
+  if (open?.key === shared.key) return open;
   open?.branch.close();
-  const branch = rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] });
-  openBranches.set(rig, { key, branch });
-  return branch;
+  const spec = readBranchSpec(shared);
+  const opened = { key: shared.key, branch: rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] }), horizon: spec.horizon };
+  openBranches.set(rig, opened);
+  return opened;
 }
 
 /** Runs one task on a rig of the task's scenario (a pool thread keeps one per scenario and mode). */
 export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): ExhaustiveTaskResult {
   const choices = decodeChoices(task.choices);
-  const attempt = task.branch === null
+  const open = task.branch === null ? null : branchOf(rig, task.branch);
+  const attempt = open === null
     ? attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices)
-    : attemptSuffix(branchOf(rig, task.branch, task.branchKey), choices, task.branch.horizon ?? undefined);
+    : attemptSuffix(open.branch, choices, open.horizon ?? undefined);
   return {
     oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
     executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
@@ -95,17 +128,16 @@ export interface PoolSearchOptions extends ExhaustiveOptions {
 
 /** Every schedule over whole runs, on the pool (the seed feeds only the engine's randomness). */
 export function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null, branchKey: '' }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
+  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
 }
 
 /** Every schedule after the branch point `open` (opened on `rig` for `spec`), on the pool: each thread opens the same point. */
 export function exploreBranchBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, open: OpenBranch, spec: BranchSpec, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  const branchKey = JSON.stringify(spec, (_, value: unknown) => (typeof value === 'bigint' ? `${value}n` : value));
-  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: spec, branchKey }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
+  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: shareBranchSpec(spec) }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
 }
 
 async function exploreOnPool<G extends ScenarioGuest>(
-  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch' | 'branchKey'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
+  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
 ): Promise<ExhaustiveResult<RunReport>> {
   if (rig.mode === 'free') throw new Error('a bounded search runs deterministic schedules: inline or workers, not free');
   const pool = new Piscina<ExhaustiveTask, ExhaustiveTaskResult>({ filename: options.taskModule.href, name: 'runExhaustiveTask', minThreads: options.threads, maxThreads: options.threads, idleTimeout: 60_000 });

@@ -132,6 +132,17 @@ test('run.ts --exhaustive 1 --threads 2: the schedules run on a pool, over whole
   t.deepEqual(windowPooled.exhaustive.levels, windowOne.exhaustive.levels);
   t.is(windowPooled.exhaustive.distinct, windowOne.exhaustive.distinct);
   t.is(hashOf(windowPooled.firstFailure.trace), hashOf(windowOne.firstFailure.trace));
+  // A recorded trace as the prefix: the threads read it from shared memory, once each.
+  const replayed = (threads: string[]) => {
+    const result = cli(['stale-violation', '--replay', windowOne.firstFailure.trace, '--branch-at', 'choice:10', '--exhaustive', '1', ...threads, '--json', '--trace-dir', join(dir, `r${threads.length}`)]);
+    t.is(result.status, 1, result.stderr);
+    return JSON.parse(result.stdout) as Bounded & { exhaustive: { branchedAt: number } };
+  };
+  const traceOne = replayed([]);
+  const tracePooled = replayed(['--threads', '2']);
+  t.deepEqual(tracePooled.exhaustive.levels, traceOne.exhaustive.levels);
+  t.is(tracePooled.exhaustive.distinct, traceOne.exhaustive.distinct);
+  t.is(hashOf(tracePooled.firstFailure.trace), hashOf(traceOne.firstFailure.trace));
 });
 
 test('run.ts --branch-at: suffixes explored from a snapshot at the patch window, whole and cut at a horizon; the failing suffix replays from the start', (t) => {
