@@ -16,8 +16,9 @@
  *  - per bug and with every fix on: bounded-exhaustive k ≤ 1 of the schedules after the window
  *    opens, each a suffix from a snapshot there (complete or not within --exhaustive-runs);
  *  - per bug: bounded-exhaustive k ≤ 1 over whole runs (schedules to the first failure, and
- *    whether k ≤ 1 was explored whole), and random's first failure shrunk (preemptions and decisive
- *    choices before → after); with every fix on, whether k ≤ 1 finishes without a failure.
+ *    whether k ≤ 1 was explored whole), random's first failure shrunk (preemptions and decisive
+ *    choices before → after) and the simplest of each strategy's first failure shrunk, as the
+ *    campaign does; with every fix on, whether k ≤ 1 finishes without a failure.
  *    Both exhaustive parts bound preemptions and deviations from the default (one line each).
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
@@ -43,7 +44,8 @@ import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '.
 import { exploreBranchBoundedOnPool, exploreScenarioBoundedOnPool } from '../src/explore/exhaustive-pool.ts';
 import { fileURLToPath } from 'node:url';
 import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
-import { describeShrink, shrinkFailingRun } from '../src/explore/shrink-run.ts';
+import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrinkCandidate } from '../src/explore/shrink-run.ts';
+import { parseStrategyPlans } from '../src/explore/campaign.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
 import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
@@ -246,19 +248,36 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
   }
 }
 
-/** Random's first failure shrunk: preemptions and decisive choices before → after. */
+/**
+ * Random's first failure shrunk: preemptions and decisive choices before → after; then the
+ * simplest of each strategy's first failure (as the campaign shrinks a row's).
+ */
 async function shrink(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   const fixes = rig.fixes.without(fixesOff);
   try {
-    for (let seed = 1; seed <= seeds; seed++) {
-      const report = rig.run({ seed, strategy: 'random', depth: 2, fixes });
-      if (!failed(report)) continue;
-      const started = performance.now();
-      const shrunk = shrinkFailingRun(rig, { seed, choices: report.trace.choices }, fixes, { maxRuns: shrinkRuns });
-      return `  shrink (random seed ${seed}): ${describeShrink(shrunk)}, ${((performance.now() - started) / 1000).toFixed(1)} s`;
+    const firsts: ShrinkCandidate[] = [];
+    for (const plan of parseStrategyPlans('random,pct:2,pct:3,pos,surw')) {
+      for (let seed = 1; seed <= seeds; seed++) {
+        const report = rig.run({ seed, strategy: plan.strategy, depth: plan.depth, fixes });
+        if (failed(report)) {
+          firsts.push({ seed, choices: report.trace.choices, label: `seed ${seed} (${report.strategy})` });
+          break;
+        }
+      }
     }
-    return `  shrink: random found no failure in ${seeds} seeds`;
+    if (firsts.length === 0) return `  shrink: no strategy found a failure in ${seeds} seeds`;
+    const lines: string[] = [];
+    const random = firsts.find((first) => first.label.endsWith('(random)'));
+    let started = performance.now();
+    if (random !== undefined) {
+      const shrunk = shrinkFailingRun(rig, random, fixes, { maxRuns: shrinkRuns });
+      lines.push(`  shrink (${random.label}): ${describeShrink(shrunk)}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    } else lines.push(`  shrink: random found no failure in ${seeds} seeds`);
+    started = performance.now();
+    const simplest = shrinkSimplest(rig, firsts, fixes, { maxRuns: shrinkRuns });
+    lines.push(`  shrink, simplest start: ${describePick(simplest) ?? `only ${firsts[0].label} failed`}`, `    ${describeShrink(simplest)}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    return lines.join('\n');
   } finally {
     await rig.close();
   }
