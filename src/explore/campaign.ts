@@ -399,12 +399,12 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         ...replayable,
       });
     }
-    // A stopped campaign does not wait for its shrinks: the pool's end drops them.
-    if (!stopping()) {
-      for (const done of await Promise.all(shrinks)) {
-        const row = summaries[done.at];
-        summaries[done.at] = { ...row, ...recordRowShrink(local.get(row.scenario, mode), row, done) };
-      }
+    // A stopped campaign does not wait for the shrinks still running: the pool's end drops them.
+    for (const shrink of shrinks) {
+      if (stopping()) break;
+      const done = await shrink;
+      const row = summaries[done.at];
+      summaries[done.at] = { ...row, ...recordRowShrink(local.get(row.scenario, mode), row, done) };
     }
   } finally {
     await Promise.all([pool.destroy(), local.close()]);
