@@ -17,8 +17,8 @@
  *    opens, each a suffix from a snapshot there (complete or not within --exhaustive-runs);
  *  - per bug: bounded-exhaustive k ≤ 1 over whole runs (schedules to the first failure, and
  *    whether k ≤ 1 was explored whole), random's first failure shrunk (preemptions and decisive
- *    choices before → after) and the simplest of each strategy's first failure shrunk, as the
- *    campaign does; with every fix on, whether k ≤ 1 finishes without a failure.
+ *    choices before → after) and the simplest of each strategy's first failure shrunk (the
+ *    campaign's choice of start); with every fix on, whether k ≤ 1 finishes without a failure.
  *    Both exhaustive parts bound preemptions and deviations from the default (one line each).
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
@@ -45,7 +45,7 @@ import { exploreBranchBoundedOnPool, exploreScenarioBoundedOnPool } from '../src
 import { fileURLToPath } from 'node:url';
 import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
 import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrinkCandidate } from '../src/explore/shrink-run.ts';
-import { parseStrategyPlans } from '../src/explore/campaign.ts';
+import { DEFAULT_STRATEGY_PLANS, parseStrategyPlans } from '../src/explore/campaign.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
 import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
@@ -250,25 +250,26 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
 
 /**
  * Random's first failure shrunk: preemptions and decisive choices before → after; then the
- * simplest of each strategy's first failure (as the campaign shrinks a row's).
+ * simplest of the campaign's strategies' first failures (each strategy over seeds 1..N here, where
+ * the campaign gives seed k to plan k mod plans), offered to the shrinker as the campaign offers a row's.
  */
 async function shrink(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   const fixes = rig.fixes.without(fixesOff);
   try {
-    const firsts: ShrinkCandidate[] = [];
-    for (const plan of parseStrategyPlans('random,pct:2,pct:3,pos,surw')) {
+    const firsts: (ShrinkCandidate & { readonly strategy: string })[] = [];
+    for (const plan of parseStrategyPlans(DEFAULT_STRATEGY_PLANS)) {
       for (let seed = 1; seed <= seeds; seed++) {
         const report = rig.run({ seed, strategy: plan.strategy, depth: plan.depth, fixes });
         if (failed(report)) {
-          firsts.push({ seed, choices: report.trace.choices, label: `seed ${seed} (${report.strategy})` });
+          firsts.push({ seed, choices: report.trace.choices, label: `seed ${seed} (${report.strategy})`, strategy: plan.strategy });
           break;
         }
       }
     }
     if (firsts.length === 0) return `  shrink: no strategy found a failure in ${seeds} seeds`;
     const lines: string[] = [];
-    const random = firsts.find((first) => first.label.endsWith('(random)'));
+    const random = firsts.find((first) => first.strategy === 'random');
     let started = performance.now();
     if (random !== undefined) {
       const shrunk = shrinkFailingRun(rig, random, fixes, { maxRuns: shrinkRuns });

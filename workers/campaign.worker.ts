@@ -16,28 +16,21 @@ import type { ShrinkFound } from '../src/explore/shrink-run.ts';
 const rigs = new Map<string, ScenarioRig<ScenarioGuest>>();
 
 export async function runCampaignTask(task: CampaignTask): Promise<CampaignResult> {
-  const key = `${task.scenario}/${task.mode}`;
   let report;
   let observation: FreeObservation | undefined;
   try {
-    await loadScenarioModules(task.modules);
-    let rig = rigs.get(key);
-    if (rig === undefined) {
-      rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
-      rigs.set(key, rig);
-    }
-    report = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(task.fixesOff) });
-    // A free-running failure cannot be run again: what the hypervisor side saw of it goes back with it.
-    if (task.mode === 'free' && failed(report)) {
-      const target = report.violations.some((v) => v.oracle === task.caughtBy) ? task.caughtBy ?? undefined : undefined;
-      observation = observeFreeRun(report, rig.lastEvents, target);
-    }
+    report = await onRig(task, (rig) => {
+      const run = rig.run({ seed: task.seed, strategy: task.strategy, depth: task.depth, fixes: rig.fixes.without(task.fixesOff) });
+      // A free-running failure cannot be run again: what the hypervisor side saw of it goes back with it.
+      if (task.mode === 'free' && failed(run)) {
+        const target = run.violations.some((v) => v.oracle === task.caughtBy) ? task.caughtBy ?? undefined : undefined;
+        observation = observeFreeRun(run, rig.lastEvents, target);
+      }
+      return run;
+    });
   } catch (error) {
-    // One broken task is one error result with its seed, not the end of the campaign; this
-    // thread's rig may be in any state, so the next task starts a new one.
-    const rig = rigs.get(key);
-    rigs.delete(key);
-    void rig?.close();
+    // One broken task is one error result with its seed, not the end of the campaign (onRig
+    // dropped this thread's rig, which may be in any state: the next task starts a new one).
     const message = error instanceof Error ? error.message : String(error);
     return { seed: task.seed, strategy: task.strategy, failed: true, oracles: [], detail: null, windows: [], steps: 0, durationMs: 0, error: message.split('\n')[0] };
   }
@@ -72,15 +65,15 @@ async function onRig<T>(task: { readonly scenario: string; readonly mode: RunMod
   const key = `${task.scenario}/${task.mode}`;
   await loadScenarioModules(task.modules);
   let rig = rigs.get(key);
-  if (rig === undefined) {
-    rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
-    rigs.set(key, rig);
-  }
   try {
+    if (rig === undefined) {
+      rig = ScenarioRig.open(findScenario(task.scenario), task.mode);
+      rigs.set(key, rig);
+    }
     return work(rig);
   } catch (error) {
     rigs.delete(key);
-    void rig.close();
+    void rig?.close();
     throw error;
   }
 }

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type CampaignShard, type RowSummary } from '../explore/campaign.ts';
+import { DEFAULT_STRATEGY_PLANS, parseStrategyPlans, rowPassed, rowProblem, runCampaign, type CampaignRow, type CampaignShard, type RowSummary } from '../explore/campaign.ts';
 import { RUN_MODES, type RunMode } from '../explore/scenario-rig.ts';
 import { STRATEGIES, type StrategyPlan } from '../explore/schedulers/index.ts';
 import { campaignJunit } from '../report/junit.ts';
@@ -31,7 +31,7 @@ import { possibleByPair } from '../explore/orderings.ts';
 const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --runs N                 runs per row (default 500)
   --seed N                 first seed (default 1)
-  --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default random,pct:2,pct:3,pos,surw)
+  --strategies L           comma-separated, each ${STRATEGIES.join(' | ')} or pct:D (default ${DEFAULT_STRATEGY_PLANS})
   --mode M                 inline | workers | free (default inline: the vCPUs of a run share its pool
                            thread). free: a stress campaign — every run's vCPU workers really in parallel,
                            the OS interleaving them (strategies and determinism checks do not apply);
@@ -144,7 +144,7 @@ export async function campaignCommand(argv: readonly string[], context: CliConte
   if (!(RUN_MODES as readonly string[]).includes(mode)) throw new UsageError(`--mode must be one of ${RUN_MODES.join(', ')}, got "${mode}"`);
   if (free && shard !== undefined) throw new UsageError('--shard splits seeds that replay; a free-running campaign is not sharded (run it whole on each machine)');
   if (!free && text('explain-runs') !== undefined) throw new UsageError('--explain-runs goes with --mode free (it turns free-running failures into replayable runs)');
-  const plans = parseStrategyPlans(text('strategies') ?? 'random,pct:2,pct:3,pos,surw');
+  const plans = parseStrategyPlans(text('strategies') ?? DEFAULT_STRATEGY_PLANS);
   const modules = [...context.builtIn, ...((values.load as string[] | undefined) ?? [])].map((path) => resolve(path));
   await loadScenarioModules(modules);
   const known = allScenarios();

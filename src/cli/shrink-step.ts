@@ -75,6 +75,8 @@ export function shrinkJson(outcome: ShrinkOutcome): Record<string, unknown> {
   const { shrunk } = outcome;
   return {
     oracle: shrunk.oracle, from: shrunk.from, preemptions: shrunk.preemptions, decisive: shrunk.decisive, runs: shrunk.runs, minimal: shrunk.minimal,
-    hash: shrunk.report.hash, trace: outcome.tracePath, seed: shrunk.report.seed, ...(shrunk.pickedFrom !== undefined ? { pickedFrom: shrunk.pickedFrom } : {}), story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
+    hash: shrunk.report.hash, trace: outcome.tracePath, seed: shrunk.report.seed, story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
+    // Seeds may be bigints, which JSON lacks.
+    ...(shrunk.pickedFrom !== undefined ? { pickedFrom: { ...shrunk.pickedFrom, tried: shrunk.pickedFrom.tried.map((tried) => ({ ...tried, seed: String(tried.seed) })) } } : {}),
   };
 }

@@ -64,6 +64,9 @@ export interface CampaignResult {
   readonly observation?: FreeObservation;
 }
 
+/** The strategies a campaign mixes unless told otherwise (seed k runs plan k mod plans). */
+export const DEFAULT_STRATEGY_PLANS = 'random,pct:2,pct:3,pos,surw';
+
 /** "random,pct:2" → plans; one clear error for a bad item. */
 export function parseStrategyPlans(text: string): StrategyPlan[] {
   return text.split(',').map((item) => {
@@ -132,7 +135,7 @@ export interface RowSummary extends CampaignRow {
   readonly report?: RunReport;
   /** That run's recording, for its Perfetto trace: not sent as JSON either. */
   readonly recording?: RunRecording;
-  /** That run shrunk (when the campaign shrinks failures): not sent as JSON as it is. */
+  /** The simplest of the row's failures (its first, each strategy's first) shrunk, when the campaign shrinks: not sent as JSON as it is. */
   readonly shrunk?: ShrunkFailure;
   /** Why that run could not be shrunk, when it could not. */
   readonly shrinkError?: string;
@@ -184,7 +187,7 @@ export interface CampaignOptions {
   readonly onProgress?: (done: number, total: number, failing: number) => void;
   /** Polled before each task: true ends the campaign after the runs in flight. */
   readonly shouldStop?: () => boolean;
-  /** Runs the shrinker may make on each row's first failure (0 or absent: failures are not shrunk). */
+  /** Runs the shrinker may make on each of a row's failures it shrinks (0 or absent: failures are not shrunk). */
   readonly shrinkRuns?: number;
   /** Run only this shard of every row: the seeds whose position in the row is ≡ index − 1 (mod count). */
   readonly shard?: CampaignShard;
@@ -326,7 +329,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
   let done = 0;
   let failing = 0;
   const summaries: RowSummary[] = [];
-  const shrinks: Promise<{ at: number; found?: ShrinkFound; shrinkError?: string }>[] = [];
+  const shrinks: PendingShrink[] = [];
   const stopping = (): boolean => options.shouldStop?.() === true;
   try {
     // Warm-up, not counted: each thread loads the code and builds its rig before the clock starts.
@@ -368,12 +371,19 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         const shown = acc.firstFound ?? acc.firstFailure!;
         const runs = [shown, ...acc.firstsOfEachStrategy().filter((run) => run.seed !== shown.seed)]
           .map((run) => ({ seed: run.seed, strategy: run.plan.strategy, depth: run.plan.depth, label: `seed ${run.seed} (${run.strategy})` }));
-        const task: ShrinkTask = { scenario: row.scenario, mode, fixesOff: row.fixesOff, modules, runs, maxRuns: options.shrinkRuns! };
+        const target = acc.firstFound !== null && row.caughtBy !== null ? { target: row.caughtBy } : {};
+        const task: ShrinkTask = { scenario: row.scenario, mode, fixesOff: row.fixesOff, modules, runs, maxRuns: options.shrinkRuns!, ...target };
+        const shrink: PendingShrink = { promise: Promise.resolve(), settled: null };
         const at = summaries.length;
-        shrinks.push(shrinkPool.run(task, { name: 'runShrinkTask' }).then(
-          (found: ShrinkFound) => ({ at, found }),
-          (error: unknown) => ({ at, shrinkError: `seed ${shown.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` }),
-        ));
+        shrink.promise = shrinkPool.run(task, { name: 'runShrinkTask' }).then(
+          (found: ShrinkFound) => {
+            shrink.settled = { at, found };
+          },
+          (error: unknown) => {
+            shrink.settled = { at, shrinkError: `the shrink could not be made: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+          },
+        );
+        shrinks.push(shrink);
       }
       // Free-running, the failure shown is made replayable on a deterministic rig here, then shrunk.
       const seen = acc.firstFoundSeen ?? acc.firstFailureSeen;
@@ -399,12 +409,13 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
         ...replayable,
       });
     }
-    // A stopped campaign does not wait for the shrinks still running: the pool's end drops them.
+    // A stopped campaign does not wait for the shrinks still running (the pool's end drops them),
+    // but keeps those already answered.
     for (const shrink of shrinks) {
-      if (stopping()) break;
-      const done = await shrink;
-      const row = summaries[done.at];
-      summaries[done.at] = { ...row, ...recordRowShrink(local.get(row.scenario, mode), row, done) };
+      if (!stopping()) await shrink.promise;
+      if (shrink.settled === null) continue;
+      const row = summaries[shrink.settled.at];
+      summaries[shrink.settled.at] = { ...row, ...recordRowShrink(local.get(row.scenario, mode), row, shrink.settled) };
     }
   } finally {
     await Promise.all([pool.destroy(), local.close()]);
@@ -417,15 +428,23 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
  * reports are made here). A shrink that could not be made (the scenario is not deterministic, the
  * rig threw) leaves the failure unshrunk: the row's result stands, and the summary says why.
  */
-function recordRowShrink(rig: ScenarioRig<ScenarioGuest>, row: CampaignRow, done: { found?: ShrinkFound; shrinkError?: string }): { shrunk: ShrunkFailure } | { shrinkError: string } | Record<string, never> {
-  if (done.shrinkError !== undefined) return { shrinkError: done.shrinkError };
-  if (done.found === undefined) return {};
+function recordRowShrink(rig: ScenarioRig<ScenarioGuest>, row: CampaignRow, shrink: RowShrink): { shrunk: ShrunkFailure } | { shrinkError: string } {
+  if ('shrinkError' in shrink) return { shrinkError: shrink.shrinkError };
   try {
-    return { shrunk: recordShrunk(rig, done.found, rig.fixes.without(row.fixesOff)) };
+    return { shrunk: recordShrunk(rig, shrink.found, rig.fixes.without(row.fixesOff)) };
   } catch (error) {
-    return { shrinkError: `seed ${done.found.seed} could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+    return { shrinkError: `seed ${String(shrink.found.seed)}'s shrunk schedule could not be recorded: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
   }
 }
+
+/** A failing row's shrink, searched on the pool; `settled` once its answer is in. */
+interface PendingShrink {
+  promise: Promise<void>;
+  settled: RowShrink | null;
+}
+
+/** A row's shrink as the pool answered: the schedule found, or why there is none. */
+type RowShrink = { readonly at: number; readonly found: ShrinkFound } | { readonly at: number; readonly shrinkError: string };
 
 /**
  * The row's first free-running failure made replayable on a deterministic rig here (inline), and

@@ -33,8 +33,11 @@ export interface ShrinkMeasures {
   readonly runs: number;
   /** No candidate of the result improves it (false: the run budget ran out first). */
   readonly minimal: boolean;
-  /** When several failing runs were offered (`shrinkSimplest`): which one this is, and what each gave. */
-  readonly pickedFrom?: { readonly label: string; readonly tried: readonly ShrinkTry[] };
+  /**
+   * When several failing runs were offered (`shrinkSimplest`): which one this is, what each gave,
+   * and the runs of the whole pick (each offered run followed once, every search).
+   */
+  readonly pickedFrom?: { readonly label: string; readonly tried: readonly ShrinkTry[]; readonly runs: number };
 }
 
 export interface ShrunkFailure extends ShrinkMeasures {
@@ -118,7 +121,7 @@ export function recordShrunk<G extends ScenarioGuest>(rig: ScenarioRig<G>, found
   return {
     oracle: found.oracle, from: found.from, preemptions: found.preemptions, decisive: found.decisive, runs: found.runs + 1, minimal: found.minimal,
     report, recording, preemptionNotes: notes, story: recording === null ? [] : storyOf(recording, notes),
-    ...(found.pickedFrom !== undefined ? { pickedFrom: found.pickedFrom } : {}),
+    ...(found.pickedFrom !== undefined ? { pickedFrom: { ...found.pickedFrom, runs: found.pickedFrom.runs + 1 } } : {}),
   };
 }
 
@@ -139,6 +142,11 @@ export function describeShrink(shrunk: ShrunkFailure): string {
 export interface SimplestOptions extends ShrinkOptions {
   /** Stop once a result is minimal with at most this many preemptions (default 1: a story of one switch). */
   readonly enough?: number;
+  /**
+   * The invariant to shrink for (a campaign row's bug's); default: the one the first candidate
+   * breaks first. Used only when some candidate breaks it first.
+   */
+  readonly target?: string;
 }
 
 /**
@@ -160,21 +168,30 @@ export function findSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candi
     const { report, shape } = rig.runChoices(candidate.seed, candidate.choices, fixes);
     return { candidate, index, oracle: report.violations[0]?.oracle ?? null, preemptions: shape.preemptions, decisive: shape.decisive };
   });
-  const target = seen[0].oracle;
+  const target = options.target !== undefined && seen.some((s) => s.oracle === options.target) ? options.target : seen[0].oracle;
   if (target === null) throw new ShrinkInputError(`${candidates[0].label} breaks no invariant when it is followed: there is no failure to shrink`);
   const order = seen.filter((s) => s.oracle === target).sort((a, b) => a.preemptions - b.preemptions || a.decisive - b.decisive || a.index - b.index);
   const results = new Map<number, ShrinkFound>();
   let best: ShrinkFound | null = null;
   let bestIndex = -1;
+  let runs = seen.length;
   for (const { candidate, index } of order) {
-    const found = searchShrink(rig, candidate, fixes, options);
+    let found: ShrinkFound;
+    try {
+      found = searchShrink(rig, candidate, fixes, options);
+    } catch (error) {
+      // Which of the offered runs could not be shrunk is what the reader needs first.
+      if (error instanceof Error) error.message = `${candidate.label}: ${error.message}`;
+      throw error;
+    }
     results.set(index, found);
+    runs += found.runs;
     if (best === null || found.preemptions < best.preemptions || (found.preemptions === best.preemptions && found.decisive < best.decisive)) {
       best = found;
       bestIndex = index;
     }
-    // A result cut short by the budget may be beaten by a simpler start: go on unless this one finished.
-    if (found.minimal && best.preemptions <= enough) break;
+    // A result cut short by the budget may be beaten by a simpler start: go on unless the best finished.
+    if (best.minimal && best.preemptions <= enough) break;
   }
   const tried = seen.map(({ candidate, oracle, preemptions, decisive, index }): ShrinkTry => {
     const found = results.get(index);
@@ -183,7 +200,7 @@ export function findSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candi
       ...(found !== undefined ? { shrunkTo: { preemptions: found.preemptions, decisive: found.decisive, runs: found.runs, minimal: found.minimal } } : {}),
     };
   });
-  return { ...best!, pickedFrom: { label: candidates[bestIndex].label, tried } };
+  return { ...best!, pickedFrom: { label: candidates[bestIndex].label, tried, runs } };
 }
 
 /** `findSimplest`, then the result recorded (`recordShrunk`). */
@@ -201,5 +218,5 @@ export function describePick(shrunk: ShrunkFailure): string | null {
     if (t.oracle === shrunk.oracle) return `${as} (not shrunk)`;
     return t.oracle === null ? `${t.label} (breaks nothing when followed)` : `${t.label} (breaks ${t.oracle} first)`;
   });
-  return `shrunk ${picked.label}, the simplest of ${picked.tried.length} runs offered (preemptions as found → shrunk: ${each.join(', ')})`;
+  return `shrunk ${picked.label}, the simplest of ${picked.tried.length} runs offered (preemptions as found → shrunk: ${each.join(', ')}; ${picked.runs} runs in all)`;
 }

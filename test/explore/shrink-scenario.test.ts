@@ -86,7 +86,10 @@ test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and
   t.true(first.preemptions > second.preemptions, 'each run is listed with the preemptions it failed with');
   t.is(first.shrunkTo, undefined, 'the first failure is not shrunk once a simpler one shrank to a minimal single preemption');
   t.deepEqual(second.shrunkTo, { preemptions: best.preemptions, decisive: best.decisive, runs: best.runs - 1, minimal: true }, 'its search, then one recorded run');
+  t.is(best.pickedFrom!.runs, 2 + second.shrunkTo!.runs + 1, 'each run followed once, the one search, the recording');
   t.is(shrinkFailingRun(rig, pct, fixes, { maxRuns: 400 }).report.hash, best.report.hash, 'the same result as shrinking that run alone');
+  // A target no run breaks first leaves the first run's invariant as the target.
+  t.is(shrinkSimplest(rig, [random, pct], fixes, { maxRuns: 400, target: 'no-such-invariant' }).report.hash, best.report.hash);
   t.regex(describePick(best) ?? '', /the simplest of 2 runs offered/);
 
   // With `enough: 0` a one-preemption result does not stop the search: both are shrunk, the best kept.
