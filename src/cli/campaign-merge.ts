@@ -9,7 +9,8 @@ import { ensureWritableDir, parseCommandLine, UsageError } from './common.ts';
 
 /**
  * `scenarios/campaign.ts merge SHARD.json…`: the shards a CI matrix ran (`--shard I/N --json`),
- * as one campaign — the same table, counts, first failing seeds and exit status as one run.
+ * as one campaign — the same table, counts, first failing seeds and exit status as one run; of
+ * each row's shrunk failures (each shard shrank its own) the one with the fewest preemptions.
  */
 export async function mergeCommand(argv: readonly string[]): Promise<number> {
   let parsed: ReturnType<typeof parseCommandLine>;
@@ -52,12 +53,20 @@ export async function mergeCommand(argv: readonly string[]): Promise<number> {
   if (junit !== undefined) writeFileSync(junit, campaignJunit({ rows, seconds: merged.seconds, traces, stopped: merged.stopped }));
   if (parsed.values.json === true) {
     const campaign = { ...shards[0].campaign, shard: { index: 1, count: 1 }, mergedFrom: shards.length };
-    const rowsJson = merged.rows.map((row) => ({ ...row, passed: rowPassed(row) }));
+    const rowsJson = merged.rows.map((row, r) => ({ ...row, passed: rowPassed(row), ...(merged.shrunk[r] !== null ? { shrunk: merged.shrunk[r] } : {}) }));
     process.stdout.write(`${JSON.stringify({ campaign, seconds: merged.seconds, ok, problems, ...(merged.stopped !== null ? { stopped: merged.stopped } : {}), rows: rowsJson })}\n`);
     return ok ? 0 : 1;
   }
   printTable(rows);
-  for (const row of merged.rows) if (row.trace !== null) process.stdout.write(`${row.scenario} (${row.bug ?? 'all fixes on'}): first failing trace ${row.trace}\n`);
+  for (const [r, row] of merged.rows.entries()) {
+    const name = `${row.scenario} (${row.bug ?? 'all fixes on'})`;
+    if (row.trace !== null) process.stdout.write(`${name}: first failing trace ${row.trace}\n`);
+    const shrunk = merged.shrunk[r];
+    if (shrunk !== null && shrunk.trace !== null) {
+      const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+      process.stdout.write(`${name}: shrunk to ${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')} (shard ${shrunk.shard}, seed ${shrunk.seed}, the simplest over the shards) ${shrunk.trace}\n`);
+    }
+  }
   const total = rows.reduce((sum, row) => sum + row.runs, 0);
   process.stdout.write(`\n${total} runs merged from ${shards.length} shard(s); the longest took ${merged.seconds.toFixed(1)} s\n`);
   if (merged.stopped !== null) process.stdout.write(`campaign: STOPPED (${merged.stopped}) — the figures above are partial\n`);

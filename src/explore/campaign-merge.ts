@@ -17,6 +17,20 @@ export interface ShardCampaign {
   readonly shard: CampaignShard;
 }
 
+/** A row's shrunk failure as a shard's JSON gives it: enough to point at it and rank it. */
+export interface ShardShrunk {
+  readonly oracle: string;
+  readonly preemptions: number;
+  readonly decisive: number;
+  readonly minimal: boolean;
+  readonly seed: string;
+  /** Its trace file (null: it could not be written). */
+  readonly trace: string | null;
+}
+
+/** A row of a shard's JSON: the summary, the first failure's trace file, the shrunk failure's. */
+export type ShardRow = RowSummary & { readonly trace: string | null; readonly shrunkJson?: ShardShrunk };
+
 /** A shard's result, as read back from its JSON. */
 export interface ShardResult {
   /** Where it was read from, for messages. */
@@ -24,7 +38,12 @@ export interface ShardResult {
   readonly campaign: ShardCampaign;
   readonly seconds: number;
   readonly stopped: string | null;
-  readonly rows: readonly (RowSummary & { readonly trace: string | null })[];
+  readonly rows: readonly ShardRow[];
+}
+
+/** The simplest of a row's shrunk failures over the shards, and the shard that found it. */
+export interface MergedShrunk extends ShardShrunk {
+  readonly shard: number;
 }
 
 export class ShardMergeError extends Error {
@@ -70,8 +89,19 @@ function mergedOrderings(possible: Readonly<Record<string, readonly Ordering[]>>
   return coverage.toJSON();
 }
 
+/** The shards' shrunk failures of one row: the fewest preemptions, then decisive choices, then the lowest shard. */
+function simplestShrunk(parts: readonly ShardRow[], shards: readonly number[]): MergedShrunk | null {
+  let best: MergedShrunk | null = null;
+  for (const [k, part] of parts.entries()) {
+    const shrunk = part.shrunkJson;
+    if (shrunk === undefined) continue;
+    if (best === null || shrunk.preemptions < best.preemptions || (shrunk.preemptions === best.preemptions && shrunk.decisive < best.decisive)) best = { ...shrunk, shard: shards[k] };
+  }
+  return best;
+}
+
 /** Merges one row over its shards. */
-function mergeRow(parts: readonly (RowSummary & { readonly trace: string | null })[]): RowSummary & { readonly trace: string | null } {
+function mergeRow(parts: readonly ShardRow[]): RowSummary & { readonly trace: string | null } {
   const [head] = parts;
   const runs = parts.reduce((sum, p) => sum + p.runs, 0);
   const seconds = parts.reduce((sum, p) => sum + (p.runsPerSecond > 0 ? p.runs / p.runsPerSecond : 0), 0);
@@ -118,11 +148,17 @@ function mergeRow(parts: readonly (RowSummary & { readonly trace: string | null 
   };
 }
 
-/** The merged campaign: its rows as one run would report them, the longest shard's time, and why any shard stopped. */
-export function mergeShards(shards: readonly ShardResult[]): { rows: (RowSummary & { readonly trace: string | null })[]; seconds: number; stopped: string | null } {
+/**
+ * The merged campaign: its rows as one run would report them, each row's simplest shrunk failure
+ * over the shards (each shard shrank its own), the longest shard's time, and why any shard stopped.
+ */
+export function mergeShards(shards: readonly ShardResult[]): { rows: (RowSummary & { readonly trace: string | null })[]; shrunk: (MergedShrunk | null)[]; seconds: number; stopped: string | null } {
   checkShards(shards);
   const ordered = [...shards].sort((a, b) => a.campaign.shard.index - b.campaign.shard.index);
-  const rows = ordered[0].rows.map((_, r) => mergeRow(ordered.map((shard) => shard.rows[r])));
+  const indexes = ordered.map((shard) => shard.campaign.shard.index);
+  const partsOf = (r: number): ShardRow[] => ordered.map((shard) => shard.rows[r]);
+  const rows = ordered[0].rows.map((_, r) => mergeRow(partsOf(r)));
+  const shrunk = ordered[0].rows.map((_, r) => simplestShrunk(partsOf(r), indexes));
   const stopped = ordered.find((shard) => shard.stopped !== null);
-  return { rows, seconds: Math.max(...ordered.map((shard) => shard.seconds)), stopped: stopped === undefined ? null : `shard ${stopped.campaign.shard.index}: ${stopped.stopped}` };
+  return { rows, shrunk, seconds: Math.max(...ordered.map((shard) => shard.seconds)), stopped: stopped === undefined ? null : `shard ${stopped.campaign.shard.index}: ${stopped.stopped}` };
 }

@@ -1,5 +1,5 @@
 import type { RowSummary } from './campaign.ts';
-import { ShardMergeError, type ShardResult } from './campaign-merge.ts';
+import { ShardMergeError, type ShardResult, type ShardShrunk } from './campaign-merge.ts';
 
 /**
  * Reads a shard's `campaign --shard i/n --json` output back, checking every field the merge
@@ -50,6 +50,20 @@ function checkRow(source: string, path: string, value: Json): void {
   const determinism = object(source, `${path}.determinism`, row.determinism);
   array(source, `${path}.determinism.checked`, determinism.checked);
   array(source, `${path}.determinism.nondeterministic`, determinism.nondeterministic);
+  if (row.shrunk !== undefined) shrunkOf(source, `${path}.shrunk`, row.shrunk);
+}
+
+/** A row's shrunk failure as the merge keeps it (the rest of the JSON is left out). */
+function shrunkOf(source: string, path: string, value: Json): ShardShrunk {
+  const shrunk = object(source, path, value);
+  if (typeof shrunk.oracle !== 'string') fail(source, `${path}.oracle`, 'a string', shrunk.oracle);
+  if (typeof shrunk.minimal !== 'boolean') fail(source, `${path}.minimal`, 'true or false', shrunk.minimal);
+  if (typeof shrunk.seed !== 'string' && typeof shrunk.seed !== 'number') fail(source, `${path}.seed`, 'a seed', shrunk.seed);
+  if (shrunk.trace !== null && typeof shrunk.trace !== 'string') fail(source, `${path}.trace`, 'a file name or null', shrunk.trace);
+  return {
+    oracle: shrunk.oracle as string, minimal: shrunk.minimal as boolean, seed: String(shrunk.seed), trace: shrunk.trace as string | null,
+    preemptions: number(source, `${path}.preemptions`, shrunk.preemptions), decisive: number(source, `${path}.decisive`, shrunk.decisive),
+  };
 }
 
 /** Parses and checks one shard file's text. */
@@ -77,6 +91,9 @@ export function parseShardJson(text: string, source: string): ShardResult {
     campaign: campaign as unknown as ShardResult['campaign'],
     seconds: top.seconds as number,
     stopped: typeof top.stopped === 'string' ? top.stopped : null,
-    rows: top.rows as (RowSummary & { trace: string | null })[],
+    // The rows' shrunk failures are kept apart: their JSON is not the summary's ShrunkFailure.
+    rows: (top.rows as (RowSummary & { trace: string | null; shrunk?: Json })[]).map(({ shrunk, ...row }, r) => ({
+      ...row, ...(shrunk !== undefined ? { shrunkJson: shrunkOf(source, `rows[${r}].shrunk`, shrunk) } : {}),
+    })),
   };
 }

@@ -143,7 +143,22 @@ test('campaign --shard 1/2 and 2/2, merged, equal one unsharded run: the same ro
   }
   const halves = files.map((f) => (JSON.parse(readFileSync(f, 'utf8')) as { rows: Row[] }).rows[0].runs);
   t.deepEqual(halves, [5, 5], 'each shard ran half of every row');
+  // Each shard shrank its own rows' failures: the merge keeps the simplest of them.
+  type ShardShrunkRow = { bug: string | null; shrunk?: { preemptions: number; decisive: number; trace: string } };
+  const shardRows = files.map((f) => (JSON.parse(readFileSync(f, 'utf8')) as { rows: ShardShrunkRow[] }).rows);
+  const mergedRows = (JSON.parse(merged.stdout) as { rows: (ShardShrunkRow & { shrunk?: { shard: number } })[] }).rows;
+  for (const [r, row] of mergedRows.entries()) {
+    const offered = shardRows.map((rows) => rows[r].shrunk).filter((x) => x !== undefined);
+    if (offered.length === 0) {
+      t.is(row.shrunk, undefined);
+      continue;
+    }
+    t.is(row.shrunk!.preemptions, Math.min(...offered.map((x) => x.preemptions)), `${row.bug}: the fewest preemptions over the shards`);
+    t.is(row.shrunk!.trace, shardRows[row.shrunk!.shard - 1][r].shrunk!.trace, 'the trace its shard wrote');
+  }
+  t.true(mergedRows.some((row) => row.shrunk !== undefined));
   const table = cli('scenarios/campaign.ts', ['merge', ...files]);
+  t.regex(table.stdout, /: shrunk to \d+ decisive choices? \/ \d+ preemptions? \(shard [12], seed \d+, the simplest over the shards\) \S+\.json/);
   t.regex(table.stdout, /30 runs merged from 2 shard\(s\)/);
   t.regex(table.stdout, /campaign: OK/);
 });
@@ -159,6 +174,12 @@ test('campaign merge refuses shards that are not the slices of one campaign, wit
   t.regex(missing.stderr, /is shard 1\/2, but 1 shard file\(s\) were given: merge needs all 2/);
   const twice = cli('scenarios/campaign.ts', ['merge', path, path]);
   t.regex(twice.stderr, /shard 1\/2 is given twice/);
+  const withBadShrunk = JSON.parse(shard.stdout) as { rows: Record<string, unknown>[] };
+  withBadShrunk.rows[0].shrunk = { oracle: 'guest-alive', minimal: true, seed: '1', trace: null, preemptions: 'many', decisive: 1 };
+  writeFileSync(join(dir, 'bad-shrunk.json'), JSON.stringify(withBadShrunk));
+  const badShrunk = cli('scenarios/campaign.ts', ['merge', join(dir, 'bad-shrunk.json')]);
+  t.is(badShrunk.status, 2);
+  t.regex(badShrunk.stderr, /bad-shrunk\.json: rows\[0\]\.shrunk\.preemptions should be a number, got "many"/);
   writeFileSync(join(dir, 'bad.json'), '{"campaign": {"runs": 2}}');
   const bad = cli('scenarios/campaign.ts', ['merge', join(dir, 'bad.json')]);
   t.is(bad.status, 2);
