@@ -50,7 +50,6 @@ function checkRow(source: string, path: string, value: Json): void {
   const determinism = object(source, `${path}.determinism`, row.determinism);
   array(source, `${path}.determinism.checked`, determinism.checked);
   array(source, `${path}.determinism.nondeterministic`, determinism.nondeterministic);
-  if (row.shrunk !== undefined) shrunkOf(source, `${path}.shrunk`, row.shrunk);
 }
 
 /** A row's shrunk failure as the merge keeps it (the rest of the JSON is left out). */
