@@ -11,6 +11,7 @@ import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '.
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
 import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
 import { shrinkFailingRun } from './explore/shrink-run.ts';
+import { errorLine } from './explore/error-line.ts';
 import type { Fixes } from './intro/fixes.ts';
 import { formatShrink, writeShrunk } from './cli/shrink-step.ts';
 
@@ -151,7 +152,7 @@ function shrunkStory(rig: ScenarioRig<ScenarioGuest>, report: RunReport, fixes: 
     const shrunk = shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, fixes, { maxRuns: runs });
     return `\n${formatShrink(writeShrunk(shrunk, traceDir, '', report.scenario))}`;
   } catch (error) {
-    return `\n  (the failing run could not be shrunk: ${error instanceof Error ? error.message.split('\n')[0] : String(error)})`;
+    return `\n  (the failing run could not be shrunk: ${errorLine(error)})`;
   }
 }
 

@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { mergeShards, ShardMergeError, type ShardResult } from '../explore/campaign-merge.ts';
 import { rowPassed, rowProblem, type RowSummary } from '../explore/campaign.ts';
 import { parseShardJson } from '../explore/shard-json.ts';
+import { shrunkSize } from '../explore/shrink-run.ts';
 import { campaignJunit } from '../report/junit.ts';
 import { printTable } from './campaign-table.ts';
 import { ensureWritableDir, parseCommandLine, UsageError } from './common.ts';
@@ -63,8 +64,7 @@ export async function mergeCommand(argv: readonly string[]): Promise<number> {
     if (row.trace !== null) process.stdout.write(`${name}: first failing trace ${row.trace}\n`);
     const shrunk = merged.shrunk[r];
     if (shrunk !== null && shrunk.trace !== null) {
-      const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-      process.stdout.write(`${name}: shrunk to ${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')} (shard ${shrunk.shard}, seed ${shrunk.seed}, the simplest over the shards) ${shrunk.trace}\n`);
+      process.stdout.write(`${name}: shrunk to ${shrunkSize(shrunk)} (shard ${shrunk.shard}, seed ${shrunk.seed}, the simplest over the shards) ${shrunk.trace}\n`);
     }
   }
   const total = rows.reduce((sum, row) => sum + row.runs, 0);

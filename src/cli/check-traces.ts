@@ -1,5 +1,6 @@
 import { statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import { errorLine } from '../explore/error-line.ts';
 import { checkRecordedFailure, keptFixed, outcomeOf, recordedAgain, type RecordedFailureCheck } from '../explore/recorded-failure.ts';
 import { findScenario, loadScenarioModules } from '../explore/registry.ts';
 import { ScenarioRig } from '../explore/scenario-rig.ts';
@@ -124,7 +125,7 @@ function checkOne(file: string, options: CheckOptions, rigs: Map<string, Scenari
     // A recording written again is pinned as it runs now: what it drifted from no longer matters.
     return { file, seconds: seconds(), check, kept: keptFixed(check, again !== null ? 'allowed' : options.drift), fixedTrace, updated: again !== null };
   } catch (error) {
-    return { file, seconds: seconds(), error: error instanceof Error ? error.message.split('\n')[0] : String(error) };
+    return { file, seconds: seconds(), error: errorLine(error) };
   }
 }
 

@@ -5,6 +5,7 @@ import { STRATEGIES, type StrategyName, type StrategyPlan } from './schedulers/i
 import type { TraceJson } from './trace-json.ts';
 import type { RunRecording } from './recorder.ts';
 import { firstDivergence } from './trace.ts';
+import { errorLine } from './error-line.ts';
 import { recordShrunk, type ShrinkFound, type ShrunkFailure } from './shrink-run.ts';
 import type { ShrinkTask } from './campaign-shrink.ts';
 import type { FreeObservation } from './free-observation.ts';
@@ -218,7 +219,7 @@ class RowAccumulator {
   firstError: { seed: number; message: string } | null = null;
   readonly windows: Record<string, number> = {};
   readonly orderings: OrderingCoverage;
-  private readonly byStrategy: Record<string, { runs: number; failures: number; found: number; firstFailingSeed: number | null }> = {};
+  private readonly byStrategy: Record<string, { runs: number; failures: number; found: number }> = {};
   /** Each strategy's lowest seed: results arrive in the pool's order, the report lists strategies in the plans' (seed k runs plan k mod plans). */
   private readonly lowestSeed: Record<string, number> = {};
   /** Each strategy's first failing run and first run that broke `caughtBy`: what the shrink may start from. */
@@ -236,17 +237,20 @@ class RowAccumulator {
 
   /** Per strategy, in the order of the campaign's plans (not the order results came back in). */
   strategies(): RowSummary['byStrategy'] {
-    const names = Object.keys(this.byStrategy).sort((a, b) => this.lowestSeed[a]! - this.lowestSeed[b]!);
-    return Object.fromEntries(names.map((name) => [name, this.byStrategy[name]!]));
+    return Object.fromEntries(this.strategyNames().map((name) => [name, { ...this.byStrategy[name]!, firstFailingSeed: this.firstsBy[name]?.failure?.seed ?? null }]));
   }
 
   /** Each strategy's first run of the kind shown (one that found the bug, else any failure), in the plans' order. */
   firstsOfEachStrategy(): RowRun[] {
     const found = this.firstFound !== null;
-    return Object.keys(this.strategies()).flatMap((name) => {
+    return this.strategyNames().flatMap((name) => {
       const run = found ? this.firstsBy[name]?.found : this.firstsBy[name]?.failure;
       return run != null ? [run] : [];
     });
+  }
+
+  private strategyNames(): string[] {
+    return Object.keys(this.byStrategy).sort((a, b) => this.lowestSeed[a]! - this.lowestSeed[b]!);
   }
 
   add(result: CampaignResult, plan: StrategyPlan): void {
@@ -259,14 +263,13 @@ class RowAccumulator {
     if (this.sampleSeeds.has(result.seed) && result.hash !== undefined) this.sampleHashes.set(result.seed, result.hash);
     for (const goal of result.windows) this.windows[goal] = (this.windows[goal] ?? 0) + 1;
     this.orderings.add(result.orderings ?? []);
-    const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0, firstFailingSeed: null });
+    const entry = (this.byStrategy[result.strategy] ??= { runs: 0, failures: 0, found: 0 });
     this.lowestSeed[result.strategy] = Math.min(this.lowestSeed[result.strategy] ?? result.seed, result.seed);
     entry.runs++;
     if (!result.failed) return;
     const run: RowRun = { seed: result.seed, plan, strategy: result.strategy, oracle: result.oracles[0], detail: result.detail, hash: result.hash ?? '' };
     this.failures++;
     entry.failures++;
-    if (entry.firstFailingSeed === null || result.seed < entry.firstFailingSeed) entry.firstFailingSeed = result.seed;
     const firsts = (this.firstsBy[result.strategy] ??= { failure: null, found: null });
     if (firsts.failure === null || result.seed < firsts.failure.seed) firsts.failure = run;
     if (this.firstFailure === null || result.seed < this.firstFailure.seed) {
@@ -380,7 +383,7 @@ export async function runCampaign(options: CampaignOptions): Promise<RowSummary[
             shrink.settled = { at, found };
           },
           (error: unknown) => {
-            shrink.settled = { at, shrinkError: `the shrink could not be made: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+            shrink.settled = { at, shrinkError: `the shrink could not be made: ${errorLine(error)}` };
           },
         );
         shrinks.push(shrink);
@@ -433,7 +436,7 @@ function recordRowShrink(rig: ScenarioRig<ScenarioGuest>, row: CampaignRow, shri
   try {
     return { shrunk: recordShrunk(rig, shrink.found, rig.fixes.without(row.fixesOff)) };
   } catch (error) {
-    return { shrinkError: `seed ${String(shrink.found.seed)}'s shrunk schedule could not be recorded: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` };
+    return { shrinkError: `seed ${String(shrink.found.seed)}'s shrunk schedule could not be recorded: ${errorLine(error)}` };
   }
 }
 

@@ -4,6 +4,7 @@ import { findReplayable, type ReplayableOptions, type ReplayableSearch } from '.
 import type { ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import { shrinkFailingRun, type ShrunkFailure } from './shrink-run.ts';
+import { errorLine } from './error-line.ts';
 
 /**
  * A free-running failure made replayable and explained, as the campaign and `run.ts --explain`
@@ -31,7 +32,7 @@ export interface MakeReplayableOptions extends ReplayableOptions {
 /** Searches a deterministic run for `observation` on `rig` (inline or workers) and shrinks it. */
 export function makeReplayable<G extends ScenarioGuest>(rig: ScenarioRig<G>, observation: FreeObservation, fixes: Fixes<string>, options: MakeReplayableOptions): ReplayableFailure {
   const { steps: _steps, ...observed } = observation;
-  const why = (what: string, error: unknown): string => `${what}: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`;
+  const why = (what: string, error: unknown): string => `${what}: ${errorLine(error)}`;
   let search: ReplayableSearch;
   try {
     search = findReplayable(rig, observation, fixes, options);

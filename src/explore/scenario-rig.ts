@@ -1,3 +1,4 @@
+import { errorLine } from './error-line.ts';
 import type { EventSink } from '../../actors/events.ts';
 import { Introspection } from '../../actors/introspection.ts';
 import { Session, SessionError } from '../../actors/session.ts';
@@ -606,7 +607,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
       else violations.push({ oracle: 'engine-unloads', detail: describeFailedUnload(unload, this.guestInstance.machine) });
     } catch (error) {
       // Unloading failed: that is the finding (the after-uninit oracles have nothing sound to check).
-      violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}` });
+      violations.push({ oracle: 'engine-unloads', detail: `uninit threw: ${errorLine(error)}` });
     }
   }
 

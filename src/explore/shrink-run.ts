@@ -131,11 +131,17 @@ export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, f
   return recordShrunk(rig, searchShrink(rig, failing, fixes, options), fixes);
 }
 
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** "9 decisive choices / 2 preemptions": the size of a shrunk schedule as reports give it. */
+export function shrunkSize(shrunk: { readonly decisive: number; readonly preemptions: number }): string {
+  return `${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')}`;
+}
+
 /** "shrunk from 812 choices / 37 preemptions to 9 decisive choices / 2 preemptions (143 runs, minimal)". */
 export function describeShrink(shrunk: ShrunkFailure): string {
   const { from } = shrunk;
-  const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-  return `shrunk from ${plural(from.choices, 'choice')} / ${plural(from.preemptions, 'preemption')} to ${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')} `
+  return `shrunk from ${plural(from.choices, 'choice')} / ${plural(from.preemptions, 'preemption')} to ${shrunkSize(shrunk)} `
     + `(${plural(shrunk.runs, 'run')}; ${shrunk.minimal ? 'no single cut, merge or deletion improves it' : 'the run budget ran out: smaller may exist'})`;
 }
 
