@@ -19,10 +19,13 @@
  *    whether k ≤ 1 was explored whole), random's first failure shrunk (preemptions and decisive
  *    choices before → after) and the simplest of each strategy's first failure shrunk (the
  *    campaign's choice of start); with every fix on, whether k ≤ 1 finishes without a failure.
- *    Both exhaustive parts bound preemptions and deviations from the default (one line each).
+ *    Both exhaustive parts bound preemptions and deviations from the default (one line each);
+ *  - with every fix on: the first --sharing-runs schedules of the whole-run k ≤ 1 search run from
+ *    the start and along shared prefixes (each from a snapshot on the prefix it shares with the one
+ *    before): schedules/s both ways, and whether the counts agree.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
- * exhaustive, window-exhaustive, shrink, throughput, free), --exhaustive-runs N (budget per
+ * exhaustive, window-exhaustive, prefix-sharing, shrink, throughput, free), --sharing-runs N (default 1000), --exhaustive-runs N (budget per
  * exploration, default 20000 as in run.ts: every k ≤ 1 search ends within it but unload-dead-slot's —
  * whole runs > 140,000, its window with the fix on 25,957),
  * --bound-by preemptions|deviations (repeatable; default both), --exhaustive-threads N (both
@@ -51,8 +54,9 @@ import { OrderingCoverage, ORDERING_TEXT } from '../src/explore/orderings.ts';
 
 const { values } = parseArgs({ options: {
   seeds: { type: 'string' }, runs: { type: 'string' }, scenario: { type: 'string', multiple: true }, only: { type: 'string', multiple: true }, 'exhaustive-runs': { type: 'string' }, 'shrink-runs': { type: 'string' },
-  'bound-by': { type: 'string', multiple: true }, 'exhaustive-threads': { type: 'string' },
+  'bound-by': { type: 'string', multiple: true }, 'exhaustive-threads': { type: 'string' }, 'sharing-runs': { type: 'string' },
 } });
+const sharingRuns = Number(values['sharing-runs'] ?? 1000);
 const exhaustiveThreads = Number(values['exhaustive-threads'] ?? 1);
 if (!Number.isInteger(exhaustiveThreads) || exhaustiveThreads < 1) throw new Error(`--exhaustive-threads must be an integer ≥ 1, got ${values['exhaustive-threads']}`);
 /** Where the pool searches run their schedules (with --exhaustive-threads N > 1). */
@@ -66,7 +70,7 @@ const shrinkRuns = Number(values['shrink-runs'] ?? 500);
 const seeds = Number(values.seeds ?? 200);
 const runs = Number(values.runs ?? 100);
 const wanted = values.scenario ?? SCENARIOS.map((s) => s.name);
-const PARTS = ['strategies', 'guided', 'branching', 'exhaustive', 'window-exhaustive', 'shrink', 'throughput', 'free'] as const;
+const PARTS = ['strategies', 'guided', 'branching', 'exhaustive', 'window-exhaustive', 'prefix-sharing', 'shrink', 'throughput', 'free'] as const;
 const parts = new Set(values.only ?? PARTS);
 const strange = [...parts].filter((part) => !(PARTS as readonly string[]).includes(part));
 if (strange.length > 0) throw new Error(`unknown --only ${strange.join(', ')}; parts: ${PARTS.join(', ')}`);
@@ -248,6 +252,27 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
   }
 }
 
+/** The whole-run k ≤ 1 search's first schedules, from the start and along shared prefixes: schedules/s both ways, counts compared. */
+async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
+  const rig = ScenarioRig.open(definition, 'inline');
+  try {
+    const fixes = rig.fixes.without(fixesOff);
+    const timed = (sharePrefixes: boolean) => {
+      const started = performance.now();
+      const result = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
+      return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
+    };
+    const plain = timed(false);
+    const shared = timed(true);
+    const same = JSON.stringify(plain.result.levels) === JSON.stringify(shared.result.levels) && plain.result.distinct === shared.result.distinct
+      && plain.result.firstFailure?.hash === shared.result.firstFailure?.hash;
+    return `  whole runs k ≤ 1, the first ${plain.result.runs} schedules: from the start ${plain.perSecond.toFixed(1)}/s, along shared prefixes `
+      + `${shared.perSecond.toFixed(1)}/s (${(shared.perSecond / plain.perSecond).toFixed(2)}×), ${same ? 'the same counts and first failure' : 'THE COUNTS DIFFER'}`;
+  } finally {
+    await rig.close();
+  }
+}
+
 /**
  * Random's first failure shrunk: preemptions and decisive choices before → after; then the
  * simplest of the campaign's strategies' first failures (each strategy over seeds 1..N here, where
@@ -326,6 +351,7 @@ for (const definition of SCENARIOS.filter((s) => wanted.includes(s.name))) {
   }
   if (parts.has('exhaustive')) for (const measure of measures) console.log(`every fix on:\n${await exhaustive(definition, [], measure)}`);
   if (parts.has('window-exhaustive')) for (const measure of measures) console.log(`every fix on:\n${await windowExhaustive(definition, [], measure)}`);
+  if (parts.has('prefix-sharing')) console.log(`every fix on:\n${await prefixSharing(definition, [])}`);
 
   if (parts.has('throughput')) {
     console.log(`\nruns/s, all fixes on, random strategy, ${runs} runs each (after one warm-up run):`);

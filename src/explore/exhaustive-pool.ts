@@ -1,7 +1,8 @@
 import { Piscina } from 'piscina';
 import type { Fixes } from '../intro/fixes.ts';
 import { exploreBoundedAsync, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
-import { attemptSchedule, attemptSuffix } from './exhaustive-run.ts';
+import { attemptOn, attemptSchedule, attemptSuffix, type WalkOption } from './exhaustive-run.ts';
+import type { PrefixWalk } from './prefix-walk.ts';
 import type { BranchPoint, BranchPrefix } from './branch.ts';
 import type { Seed } from './prng.ts';
 import type { OpenBranch, RunMode } from './run-report.ts';
@@ -71,6 +72,8 @@ export interface ExhaustiveTask {
   readonly choices: Int32Array;
   /** Run as a suffix from this branch point (null: a whole run). */
   readonly branch: SharedBranchSpec | null;
+  /** A whole run goes on from a snapshot along the prefix it shares with the thread's last one (inline). */
+  readonly sharePrefixes: boolean;
 }
 
 /** What the pool thread sends back: the attempt without its report, its choices and points as words. */
@@ -98,13 +101,31 @@ function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBr
   return opened;
 }
 
+/** The walk along shared prefixes each pool thread's rig keeps for whole runs, by the search it serves. */
+const openWalks = new WeakMap<object, { readonly key: string; readonly walk: PrefixWalk }>();
+
+function walkOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): PrefixWalk {
+  // A pool serves one search: its tasks share the seed and the fixes.
+  const key = `${String(task.seed)}/${task.fixesOff.join(',')}`;
+  const open = openWalks.get(rig);
+  if (open?.key === key) return open.walk;
+  open?.walk.close();
+  const walk = rig.openWalk(task.seed, rig.fixes.without(task.fixesOff), 'exhaustive');
+  openWalks.set(rig, { key, walk });
+  return walk;
+}
+
+/** One whole-run schedule of `task`: from a snapshot along the prefix it shares with the thread's last one (inline), or from the start. */
+function wholeRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask, choices: readonly Choice[]): ExhaustiveAttempt<RunReport> {
+  if (rig.mode === 'inline' && task.sharePrefixes) return attemptOn(walkOf(rig, task).runChoices(choices));
+  return attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices);
+}
+
 /** Runs one task on a rig of the task's scenario (a pool thread keeps one per scenario and mode). */
 export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): ExhaustiveTaskResult {
   const choices = decodeChoices(task.choices);
   const open = task.branch === null ? null : branchOf(rig, task.branch);
-  const attempt = open === null
-    ? attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices)
-    : attemptSuffix(open.branch, choices, open.horizon ?? undefined);
+  const attempt = open === null ? wholeRun(rig, task, choices) : attemptSuffix(open.branch, choices, open.horizon ?? undefined);
   return {
     oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
     executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
@@ -118,7 +139,7 @@ function attemptOf(result: ExhaustiveTaskResult, choices: readonly Choice[]): Ex
   };
 }
 
-export interface PoolSearchOptions extends ExhaustiveOptions {
+export interface PoolSearchOptions extends ExhaustiveOptions, WalkOption {
   /** Pool threads: schedules run at once. */
   readonly threads: number;
   /** The piscina task module; its export `runExhaustiveTask` runs an ExhaustiveTask. */
@@ -128,16 +149,16 @@ export interface PoolSearchOptions extends ExhaustiveOptions {
 
 /** Every schedule over whole runs, on the pool (the seed feeds only the engine's randomness). */
 export function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
+  return exploreOnPool(rig, { seed, fixesOff: rig.fixes.off(fixes), branch: null, sharePrefixes: options.sharePrefixes !== false }, (choices) => attemptSchedule(rig, seed, fixes, choices), options);
 }
 
 /** Every schedule after the branch point `open` (opened on `rig` for `spec`), on the pool: each thread opens the same point. */
 export function exploreBranchBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, open: OpenBranch, spec: BranchSpec, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: shareBranchSpec(spec) }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
+  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: shareBranchSpec(spec), sharePrefixes: false }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
 }
 
 async function exploreOnPool<G extends ScenarioGuest>(
-  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
+  rig: ScenarioRig<G>, where: Pick<ExhaustiveTask, 'seed' | 'fixesOff' | 'branch' | 'sharePrefixes'>, here: (choices: readonly Choice[]) => ExhaustiveAttempt<RunReport>, options: PoolSearchOptions,
 ): Promise<ExhaustiveResult<RunReport>> {
   if (rig.mode === 'free') throw new Error('a bounded search runs deterministic schedules: inline or workers, not free');
   const pool = new Piscina<ExhaustiveTask, ExhaustiveTaskResult>({ filename: options.taskModule.href, name: 'runExhaustiveTask', minThreads: options.threads, maxThreads: options.threads, idleTimeout: 60_000 });

@@ -2,7 +2,7 @@ import type { Fixes } from '../intro/fixes.ts';
 import { exploreBounded, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
 import type { Choice } from './schedule.ts';
 import type { Seed } from './prng.ts';
-import type { OpenBranch, RunReport, ScenarioRig } from './scenario-rig.ts';
+import type { FollowedRun, OpenBranch, RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 
 /**
@@ -10,13 +10,29 @@ import type { ScenarioGuest } from './scenario.ts';
  * preemptions (see exhaustive.ts for what a schedule and a choice point are), each a real run with
  * the given fixes; `seed` only feeds the engine's own randomness, the schedule comes from the search.
  */
-export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: ExhaustiveOptions): ExhaustiveResult<RunReport> {
-  return exploreBounded((choices) => attemptSchedule(rig, seed, fixes, choices), options);
+export function exploreScenarioBounded<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, options: ExhaustiveOptions & WalkOption): ExhaustiveResult<RunReport> {
+  if (rig.mode !== 'inline' || options.sharePrefixes === false) return exploreBounded((choices) => attemptSchedule(rig, seed, fixes, choices), options);
+  const walk = rig.openWalk(seed, fixes, 'exhaustive');
+  try {
+    return exploreBounded((choices) => attemptOn(walk.runChoices(choices)), options);
+  } finally {
+    walk.close();
+  }
 }
 
-/** One schedule of a bounded search over whole runs, run on `rig`. */
+/** Whether a search over whole runs runs each schedule from a snapshot along the prefix it shares with the one before (inline). */
+export interface WalkOption {
+  /** Default true in inline mode; false runs every schedule from the start (the same runs, slower). */
+  readonly sharePrefixes?: boolean;
+}
+
+/** One schedule of a bounded search over whole runs, run on `rig` from the start. */
 export function attemptSchedule<G extends ScenarioGuest>(rig: ScenarioRig<G>, seed: Seed, fixes: Fixes<string>, choices: readonly Choice[]): ExhaustiveAttempt<RunReport> {
-  const { report, shape, points } = rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' });
+  return attemptOn(rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' }));
+}
+
+/** A schedule's run as the search records it. */
+export function attemptOn({ report, shape, points }: FollowedRun): ExhaustiveAttempt<RunReport> {
   return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
 }
 

@@ -11,6 +11,7 @@ import { DeterministicRun, runResult, type InterruptSource, type RunResult } fro
 import { BranchStateLeak, describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchPrefix, type BranchRequest, type BranchResult, type BranchSuffix } from './branch.ts';
 import { ReplayScheduler } from './schedulers/replay.ts';
 import { RunSnapshot } from './run-snapshot.ts';
+import { PrefixWalk, type WalkRun } from './prefix-walk.ts';
 export { BranchStateLeak, type BranchRequest, type BranchResult } from './branch.ts';
 export { clockInterrupts, failed, RUN_MODES, traceJsonOf, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
 import { clockInterrupts, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
@@ -304,6 +305,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
         throw new Error(`the prefix did not stop at choice ${at} the second time (it ended, or reached ${loop.counter.choices}): the run is not deterministic`);
       }
       const snapshotAt = performance.now();
+      live.context.trace.writeOut();
       snapshot = RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, [live.events, live.choicesBefore, ...live.context.trace.logs]);
       const figures = { prefixMs: snapshotAt - started, snapshotMs: performance.now() - snapshotAt };
       const taken = snapshot;
@@ -347,6 +349,56 @@ export class ScenarioRig<G extends ScenarioGuest> {
       close();
       throw error;
     }
+  }
+
+  /**
+   * A walk over whole runs whose lists of choices share prefixes (inline mode): each list's run,
+   * as `runChoices(seed, list, fixes, { alternatives: true, label })` makes it, from a snapshot
+   * along the prefix it shares with the lists before it (see PrefixWalk). It holds the rig's
+   * session: close it before the rig runs anything else.
+   */
+  openWalk(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel): PrefixWalk {
+    if (this.mode !== 'inline') throw new Error(`a walk along shared prefixes needs the inline mode (its snapshots hold each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
+    return new PrefixWalk(this.definition.name, () => this.walkRun(seed, fixes, label));
+  }
+
+  /** A run paused at its first choice, for a PrefixWalk to drive. */
+  private walkRun(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel): WalkRun {
+    const live = this.begin(seed, label, fixes, {});
+    const { session, trace } = live.context;
+    live.branched = true;
+    session.restart(live.restart);
+    this.startRecording(live.context);
+    const shape = new ScheduleShape(this.definition.bounds.slice);
+    const scheduler = new LenientScheduler([], shape, (vcpu) => session.retiredBy(vcpu), undefined, true);
+    const loop = this.loop(live.context, scheduler);
+    // Append-only, saved by length; the list followed is the walk's input, not the run's state.
+    const logs = () => [live.events, live.choicesBefore, ...trace.logs, scheduler.followed, scheduler.points, shape.preemptionAt, shape.preempted, scheduler.list as unknown[]];
+    let prefixOrderings: PrefixOrderings | null = null;
+    return {
+      scheduler, shape,
+      snapshot: () => {
+        prefixOrderings = this.orderingScanOf(live.events, live.choicesBefore);
+        // The prefix's entries written out (text and running hash) before the snapshot, not again by every run's hash.
+        trace.writeOut();
+        return RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, logs());
+      },
+      advance: (choices) => loop.continue((made) => made >= choices) === null && loop.counter.choices === choices,
+      finish: (onPoint) => {
+        live.started = performance.now();
+        return this.settle(live, () => {
+          const result = loop.continue((made) => {
+            onPoint(made);
+            return false;
+          });
+          return { result: result as RunResult, trace };
+        }, prefixOrderings, true);
+      },
+      close: () => {
+        loop.release();
+        live.introspection.stop();
+      },
+    };
   }
 
   /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */

@@ -86,6 +86,19 @@ export class ScheduleShape {
     return this.preemptionAt.length;
   }
 
+  /** A copy that later choices — or a restore of the run this one follows — leave as it is now. */
+  copy(): ScheduleShape {
+    const twin = new ScheduleShape(this.slice);
+    twin.choices = this.choices;
+    twin.preemptionAt.push(...this.preemptionAt);
+    twin.preempted.push(...this.preempted);
+    twin.lastDeviation = this.lastDeviation;
+    twin.deviations = this.deviations;
+    twin.current = this.current;
+    twin.pointRunner = this.pointRunner;
+    return twin;
+  }
+
   /** Choices up to and including the last deviation: the rest is what the default continuation does anyway. */
   get decisive(): number {
     return this.lastDeviation + 1;

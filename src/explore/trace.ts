@@ -108,8 +108,11 @@ export class Trace {
     if (this.onEntry !== null) this.writeOut();
   }
 
-  /** Writes every record not yet written as an entry (text and running hash), in order. */
-  private writeOut(): void {
+  /**
+   * Writes every record not yet written as an entry (text and running hash), in order: before a
+   * snapshot, so the runs that go on from it write only their own.
+   */
+  writeOut(): void {
     const recorded = this.recorded;
     for (let at = this.written.length * 3; at < recorded.length; at += 3) {
       const held = recorded[at] as Held;

@@ -10,14 +10,12 @@
 import test from 'ava';
 import { SCENARIOS } from '../../scenarios/index.ts';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
-import { disableFromCallback } from '../../scenarios/disable-from-callback.ts';
-import { configGpa, SLOT_BYTES } from '../../scenarios/config-writers.ts';
+import { leakyCounterScenario } from '../support/leaky-scenario.ts';
 import { BranchStateLeak, failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import { lastPointAtOrBefore, parseBranchPoint } from '../../src/explore/branch.ts';
 import { exploreBranchBounded } from '../../src/explore/exhaustive-run.ts';
 import { staleViolation } from '../../scenarios/stale-violation.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
-import type { NtGuest } from '../../src/guest/nt-guest.ts';
 
 for (const definition of SCENARIOS as readonly ScenarioDefinition<ScenarioGuest>[]) {
   test.serial(`${definition.name}: a branch from a snapshot gives the hash of the same schedule run from the start`, (t) => {
@@ -101,22 +99,7 @@ test.serial('suffixes cut at a horizon stop there, judged by the continuous orac
 });
 
 test.serial('a callback that keeps its count in a closure variable is caught by the branch check, with the entry that differs', (t) => {
-  const leaky: ScenarioDefinition<NtGuest> = {
-    ...(disableFromCallback as unknown as ScenarioDefinition<NtGuest>),
-    engine: {
-      start(engine, guest) {
-        let writes = 0; // the mistake: state a snapshot cannot see
-        engine.hook({
-          gpa: configGpa(guest), length: guest.vcpus * SLOT_BYTES, type: 'write', owner: 'leaky counter',
-          callback: () => {
-            engine.note('counted', { writes: ++writes });
-            return 'allowed';
-          },
-        });
-      },
-    },
-  };
-  const rig = ScenarioRig.open(leaky, 'inline');
+  const rig = ScenarioRig.open(leakyCounterScenario, 'inline');
   t.teardown(() => rig.close());
   const fixes = rig.fixes.without([]);
   const error = t.throws(() => rig.branch({ prefix: { seed: 3, strategy: 'random', depth: 2, fixes }, at: { choice: 20 }, suffixes: [{ seed: 1, strategy: 'random' }] }), { instanceOf: BranchStateLeak });

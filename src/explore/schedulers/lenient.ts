@@ -40,13 +40,26 @@ export class LenientScheduler implements Scheduler {
   readonly points: ChoicePoint[] = [];
 
   constructor(
-    private readonly choices: readonly ListedChoice[],
+    private choices: readonly ListedChoice[],
     private readonly shape: ScheduleShape,
     /** Steps vCPU `vcpu` has retired so far (anchors slices). */
     private readonly retired: (vcpu: number) => number,
     private readonly watch?: ChoiceWatcher,
     private readonly alternatives = false,
   ) {}
+
+  /** The list being followed (its entries before the next one to take were taken, or skipped). */
+  get list(): readonly ListedChoice[] {
+    return this.choices;
+  }
+
+  /**
+   * Follows `choices` from here on instead: its entries up to here must be those of the list
+   * followed so far (a walk that restored a snapshot taken along a shared prefix, see PrefixWalk).
+   */
+  followInstead(choices: readonly ListedChoice[]): void {
+    this.choices = choices;
+  }
 
   choose(enabled: Enabled): Choice {
     let choice: Choice | null = null;
