@@ -1,7 +1,7 @@
 import { BranchStateLeak } from './branch.ts';
 import type { RunReport, FollowedRun } from './run-report.ts';
 import type { RunSnapshot } from './run-snapshot.ts';
-import type { ScheduleShape } from './schedule-shape.ts';
+import { sameChoice, type ScheduleShape } from './schedule-shape.ts';
 import type { Choice } from './schedule.ts';
 import type { LenientScheduler } from './schedulers/lenient.ts';
 import { firstDivergence } from './trace.ts';
@@ -35,12 +35,10 @@ export interface WalkRun {
 /** Choices from the snapshot to a schedule's point at which moving the snapshot there pays off. */
 const MOVE_AFTER = 24;
 
-const sameChoice = (a: Choice, b: Choice): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
-
 /** `a` and `b` agree on their entries from `from` up to (not including) `to`. */
 function agree(a: readonly Choice[], b: readonly Choice[], from: number, to: number): boolean {
   if (a.length < to || b.length < to) return false;
-  for (let k = from; k < to; k++) if (!sameChoice(a[k], b[k])) return false;
+  for (let k = from; k < to; k++) if (a[k] !== b[k] && !sameChoice(a[k], b[k])) return false;
   return true;
 }
 

@@ -37,7 +37,7 @@ export interface ChoiceShape {
 }
 
 /** Structural equality of choices. */
-function sameChoice(a: Choice, b: Choice): boolean {
+export function sameChoice(a: Choice, b: Choice): boolean {
   if (a.kind !== b.kind) return false;
   switch (a.kind) {
     case 'run': return b.kind === 'run' && a.vcpu === b.vcpu && a.steps === b.steps;
