@@ -1,7 +1,7 @@
 import { Piscina } from 'piscina';
 import type { Fixes } from '../intro/fixes.ts';
 import { exploreBoundedAsync, type ExhaustiveAttempt, type ExhaustiveOptions, type ExhaustiveResult } from './exhaustive.ts';
-import { attemptOn, attemptSchedule, attemptSuffix, type WalkOption } from './exhaustive-run.ts';
+import { attemptOn, attemptSchedule, attemptSuffix, suffixAttemptOn, type WalkOption } from './exhaustive-run.ts';
 import type { PrefixWalk } from './prefix-walk.ts';
 import type { BranchPoint, BranchPrefix } from './branch.ts';
 import type { Seed } from './prng.ts';
@@ -72,7 +72,7 @@ export interface ExhaustiveTask {
   readonly choices: Int32Array;
   /** Run as a suffix from this branch point (null: a whole run). */
   readonly branch: SharedBranchSpec | null;
-  /** A whole run goes on from a snapshot along the prefix it shares with the thread's last one (inline). */
+  /** A schedule goes on from a snapshot along the prefix it shares with the thread's last one (inline). */
   readonly sharePrefixes: boolean;
 }
 
@@ -88,17 +88,32 @@ export interface ExhaustiveTaskResult {
   readonly points: Int32Array;
 }
 
-/** The branch point each pool thread's rig has open, by the spec it was opened for. */
-const openBranches = new WeakMap<object, { readonly key: string; readonly branch: OpenBranch; readonly horizon: number | null }>();
+/** The branch point each pool thread's rig has open, by the spec it was opened for, and the walk along its suffixes' shared prefixes. */
+interface ThreadBranch {
+  readonly key: string;
+  readonly branch: OpenBranch;
+  readonly horizon: number | null;
+  walk: PrefixWalk | null;
+}
+const openBranches = new WeakMap<object, ThreadBranch>();
 
-function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBranchSpec): { readonly branch: OpenBranch; readonly horizon: number | null } {
+function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBranchSpec): ThreadBranch {
   const open = openBranches.get(rig);
   if (open?.key === shared.key) return open;
+  open?.walk?.close();
   open?.branch.close();
   const spec = readBranchSpec(shared);
-  const opened = { key: shared.key, branch: rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] }), horizon: spec.horizon };
+  const opened: ThreadBranch = { key: shared.key, branch: rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] }), horizon: spec.horizon, walk: null };
   openBranches.set(rig, opened);
   return opened;
+}
+
+/** One suffix of `task` from the thread's branch point: along the prefix it shares with the thread's last one, or from the point. */
+function suffixRun(open: ThreadBranch, task: ExhaustiveTask, choices: readonly Choice[]): ExhaustiveAttempt<RunReport> {
+  const horizon = open.horizon ?? undefined;
+  if (!task.sharePrefixes) return attemptSuffix(open.branch, choices, horizon);
+  open.walk ??= open.branch.walk(horizon);
+  return suffixAttemptOn(open.walk.runChoices(choices), open.branch.at);
 }
 
 /** The walk along shared prefixes each pool thread's rig keeps for whole runs, by the search it serves. */
@@ -125,7 +140,7 @@ function wholeRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: Exhaustive
 export function runExhaustiveTaskOn<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask): ExhaustiveTaskResult {
   const choices = decodeChoices(task.choices);
   const open = task.branch === null ? null : branchOf(rig, task.branch);
-  const attempt = open === null ? wholeRun(rig, task, choices) : attemptSuffix(open.branch, choices, open.horizon ?? undefined);
+  const attempt = open === null ? wholeRun(rig, task, choices) : suffixRun(open, task, choices);
   return {
     oracle: attempt.oracle, hash: attempt.hash, preemptions: attempt.preemptions, deviations: attempt.deviations,
     executed: encodeChoices(attempt.executed), points: encodePoints(attempt.points, choices.length),
@@ -154,7 +169,7 @@ export function exploreScenarioBoundedOnPool<G extends ScenarioGuest>(rig: Scena
 
 /** Every schedule after the branch point `open` (opened on `rig` for `spec`), on the pool: each thread opens the same point. */
 export function exploreBranchBoundedOnPool<G extends ScenarioGuest>(rig: ScenarioRig<G>, open: OpenBranch, spec: BranchSpec, options: PoolSearchOptions): Promise<ExhaustiveResult<RunReport>> {
-  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: shareBranchSpec(spec), sharePrefixes: false }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
+  return exploreOnPool(rig, { seed: 0, fixesOff: rig.fixes.off(spec.prefix.fixes), branch: shareBranchSpec(spec), sharePrefixes: options.sharePrefixes !== false }, (choices) => attemptSuffix(open, choices, spec.horizon ?? undefined), options);
 }
 
 async function exploreOnPool<G extends ScenarioGuest>(

@@ -43,14 +43,24 @@ export function attemptOn({ report, shape, points }: FollowedRun): ExhaustiveAtt
  * count from the point (the default continuation starts afresh there), and each failing one's
  * trace, prefix included, replays from the start.
  */
-export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOptions & { readonly horizon?: number }): ExhaustiveResult<RunReport> {
-  return exploreBounded((choices) => attemptSuffix(branch, choices, options.horizon), options);
+export function exploreBranchBounded(branch: OpenBranch, options: ExhaustiveOptions & WalkOption & { readonly horizon?: number }): ExhaustiveResult<RunReport> {
+  if (options.sharePrefixes === false) return exploreBounded((choices) => attemptSuffix(branch, choices, options.horizon), options);
+  const walk = branch.walk(options.horizon);
+  try {
+    return exploreBounded((choices) => suffixAttemptOn(walk.runChoices(choices), branch.at), options);
+  } finally {
+    walk.close();
+  }
 }
 
 /** One schedule of a bounded search from a branch point: a suffix from its snapshot (choices and points count from the point). */
 export function attemptSuffix(branch: OpenBranch, choices: readonly Choice[], horizon?: number): ExhaustiveAttempt<RunReport> {
-  const { report, shape, points } = branch.runChoices(choices, { alternatives: true, ...(horizon === undefined ? {} : { horizon }) });
-  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(branch.at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
+  return suffixAttemptOn(branch.runChoices(choices, { alternatives: true, ...(horizon === undefined ? {} : { horizon }) }), branch.at);
+}
+
+/** A suffix's run as the search records it: its choices from the branch point `at` on. */
+export function suffixAttemptOn({ report, shape, points }: FollowedRun, at: number): ExhaustiveAttempt<RunReport> {
+  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
 }
 
 /** "k = 1: 612 schedules, all explored, 0 failures" — one line per level. */

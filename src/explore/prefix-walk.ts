@@ -1,6 +1,5 @@
 import { BranchStateLeak } from './branch.ts';
 import type { RunReport, FollowedRun } from './run-report.ts';
-import type { RunSnapshot } from './run-snapshot.ts';
 import { sameChoice, type ScheduleShape } from './schedule-shape.ts';
 import type { Choice } from './schedule.ts';
 import type { LenientScheduler } from './schedulers/lenient.ts';
@@ -17,13 +16,22 @@ import { firstDivergence } from './trace.ts';
  * the trace hash (what a branch guarantees); only the lists' shared prefixes are not run again.
  */
 
+/** A point of a walk's run to come back to: the whole run there (`RunSnapshot`) and what the rig knows of it. */
+export interface WalkPoint {
+  /** Back to the point, copying the pages written since (valid while this is the latest point taken). */
+  restore(): void;
+  /** Back to the point, copying every page (after a later point was taken). */
+  restoreAll(): void;
+  release(): void;
+}
+
 /** A run paused at its start, driven by a walk: what the rig lends it (`ScenarioRig.openWalk`). */
 export interface WalkRun {
   /** Follows the list it is given (`followInstead`), then the default continuation; points on. */
   readonly scheduler: LenientScheduler;
   readonly shape: ScheduleShape;
   /** Snapshots the whole run where it is now. */
-  snapshot(): RunSnapshot;
+  snapshot(): WalkPoint;
   /** Goes on to the top-level choice point with `choices` made: false if the run did not stop there. */
   advance(choices: number): boolean;
   /** Goes on to the end of the run and reports it; `onPoint` sees each top-level choice point on the way. */
@@ -44,7 +52,9 @@ function agree(a: readonly Choice[], b: readonly Choice[], from: number, to: num
 
 export class PrefixWalk {
   private run: WalkRun | null = null;
-  private snapshot: RunSnapshot | null = null;
+  /** The snapshot at the run's first choice (the walk's point 0), and the one the walk is at: the root or one further on. */
+  private root: WalkPoint | null = null;
+  private snapshot: WalkPoint | null = null;
   /** The snapshot's point (choices made there) and the list that led to it. */
   private at = 0;
   private path: readonly Choice[] = [];
@@ -56,9 +66,10 @@ export class PrefixWalk {
   /** Runs made from a snapshot past the start, and the choices they did not run again. */
   reused = 0;
   savedChoices = 0;
-  /** Snapshots taken (at starts and moves), and the time they took. */
+  /** Snapshots taken (at starts and moves), and the time they took; returns to point 0 from a snapshot further on. */
   snapshots = 0;
   snapshotMs = 0;
+  returns = 0;
   /** The first run from a snapshot past the start was run twice (state no snapshot holds would show). */
   private checked = false;
 
@@ -136,23 +147,35 @@ export class PrefixWalk {
   /** Ends the walk's run; the rig's next run starts afresh. Safe to call more than once. */
   close(): void {
     this.snapshot?.release();
+    this.root?.release();
     this.snapshot = null;
+    this.root = null;
     this.run?.close();
     this.run = null;
     this.points = [];
   }
 
-  /** A new run from the start, its snapshot at the first choice. */
+  /** Back to point 0: the root snapshot, restored whole when another was taken since (or a run paused there, its root taken, the first time). */
   private restart(): void {
-    this.close();
-    this.run = this.open();
-    this.snapshot = this.take();
+    if (this.run === null) {
+      this.run = this.open();
+      this.root = this.take();
+      this.snapshot = this.root;
+      this.used = false;
+    } else if (this.snapshot !== this.root) {
+      // Only the latest snapshot knows which pages were written since: the root copies back all.
+      this.snapshot!.release();
+      this.root!.restoreAll();
+      this.snapshot = this.root;
+      this.used = false;
+      this.returns++;
+    }
     this.at = 0;
     this.path = [];
-    this.used = false;
+    this.points = [];
   }
 
-  private take(): RunSnapshot {
+  private take(): WalkPoint {
     const started = performance.now();
     const snapshot = this.run!.snapshot();
     this.snapshots++;
@@ -177,7 +200,7 @@ export class PrefixWalk {
       this.rewind();
       run.scheduler.followInstead(list);
       if (!run.advance(point)) throw new Error(`a walk along shared prefixes did not reach choice ${point} again: the scenario's runs are not deterministic`);
-      this.snapshot!.release();
+      if (this.snapshot !== this.root) this.snapshot!.release();
       this.snapshot = this.take();
       this.at = point;
       this.path = list;

@@ -2,6 +2,7 @@ import type { ProtocolInterpreter } from '../../actors/table-actor.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import type { InterruptSource, RunResult } from './deterministic.ts';
 import type { OrderingWitness } from './orderings.ts';
+import type { PrefixWalk } from './prefix-walk.ts';
 import type { BranchSuffix } from './branch.ts';
 import type { Seed } from './prng.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './scenario.ts';
@@ -133,6 +134,12 @@ export interface OpenBranch {
    * count from the point).
    */
   runChoices(choices: readonly ListedChoice[], options?: { readonly alternatives?: boolean; readonly horizon?: number }): FollowedRun;
+  /**
+   * Suffixes that share prefixes past the point (a bounded search's), each from a snapshot along
+   * the shared part, the point's own when none is further on (see PrefixWalk): `walk.runChoices(list)`
+   * is `runChoices(list, { alternatives: true, horizon })`. Close it before the branch runs anything else.
+   */
+  walk(horizon?: number): PrefixWalk;
   /** Releases the snapshot; the rig's next run starts afresh. */
   close(): void;
 }

@@ -314,14 +314,20 @@ export class ScenarioRig<G extends ScenarioGuest> {
       const dirtyPages: number[] = [];
       let restoreMs = 0;
       let used = false;
-      /** Back to the point (unless nothing ran since the snapshot), then `scheduler` makes the suffix's choices. */
-      const suffixRun = (scheduler: Scheduler, horizon: number | undefined): RunReport => {
+      /** A walk took snapshots of its own since: which pages were written is no longer known here. */
+      let stale = false;
+      const backToPoint = (): void => {
         if (used) {
           const restoreAt = performance.now();
-          dirtyPages.push(taken.restore().dirtyPages);
+          dirtyPages.push((stale ? taken.restoreAll() : taken.restore()).dirtyPages);
           restoreMs += performance.now() - restoreAt;
         }
         used = true;
+        stale = false;
+      };
+      /** Back to the point (unless nothing ran since the snapshot), then `scheduler` makes the suffix's choices. */
+      const suffixRun = (scheduler: Scheduler, horizon: number | undefined): RunReport => {
+        backToPoint();
         live.started = performance.now();
         loop.scheduler = scheduler;
         // The run's trace object is rewound by the next restore: the report keeps a copy.
@@ -340,6 +346,12 @@ export class ScenarioRig<G extends ScenarioGuest> {
           const report = suffixRun(scheduler, options.horizon);
           return { report, shape, followed: scheduler.followed, skipped: scheduler.skipped, points: scheduler.points };
         },
+        walk: (horizon) => new PrefixWalk(this.definition.name, () => {
+          backToPoint();
+          // The walk's snapshots watch the pages from now on.
+          stale = true;
+          return this.walkOver(live, loop, this.walkScheduler(session), at, horizon, () => undefined);
+        }),
         close: () => {
           taken.release();
           close();
@@ -365,39 +377,72 @@ export class ScenarioRig<G extends ScenarioGuest> {
   /** A run paused at its first choice, for a PrefixWalk to drive. */
   private walkRun(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel): WalkRun {
     const live = this.begin(seed, label, fixes, {});
-    const { session, trace } = live.context;
+    const { session } = live.context;
     live.branched = true;
     session.restart(live.restart);
     this.startRecording(live.context);
-    const shape = new ScheduleShape(this.definition.bounds.slice);
-    const scheduler = new LenientScheduler([], shape, (vcpu) => session.retiredBy(vcpu), undefined, true);
+    const { scheduler, shape } = this.walkScheduler(session);
     const loop = this.loop(live.context, scheduler);
+    return this.walkOver(live, loop, { scheduler, shape }, 0, undefined, () => {
+      loop.release();
+      live.introspection.stop();
+    });
+  }
+
+  /** A list-following scheduler with its choice points, for a walk. */
+  private walkScheduler(session: Session): { readonly scheduler: LenientScheduler; readonly shape: ScheduleShape } {
+    const shape = new ScheduleShape(this.definition.bounds.slice);
+    return { shape, scheduler: new LenientScheduler([], shape, (vcpu) => session.retiredBy(vcpu), undefined, true) };
+  }
+
+  /**
+   * A paused run (`live`, `loop`) as a walk drives it: its choices from `base` on are the walk's
+   * (counted from there), each run cut `horizon` choices past `base` when given.
+   */
+  private walkOver(
+    live: LiveRun<G>, loop: DeterministicRun, own: { readonly scheduler: LenientScheduler; readonly shape: ScheduleShape },
+    base: number, horizon: number | undefined, close: () => void,
+  ): WalkRun {
+    const { session, trace } = live.context;
+    const { scheduler, shape } = own;
+    loop.scheduler = scheduler;
     // Append-only, saved by length; the list followed is the walk's input, not the run's state.
-    const logs = () => [live.events, live.choicesBefore, ...trace.logs, scheduler.followed, scheduler.points, shape.preemptionAt, shape.preempted, scheduler.list as unknown[]];
+    const logs = (): unknown[][] => [live.events, live.choicesBefore, ...trace.logs, scheduler.followed, scheduler.points, shape.preemptionAt, shape.preempted, scheduler.list as unknown[]];
     let prefixOrderings: PrefixOrderings | null = null;
     return {
       scheduler, shape,
       snapshot: () => {
-        prefixOrderings = this.orderingScanOf(live.events, live.choicesBefore);
+        const orderings = this.orderingScanOf(live.events, live.choicesBefore);
+        prefixOrderings = orderings;
         // The prefix's entries written out (text and running hash) before the snapshot, not again by every run's hash.
         trace.writeOut();
-        return RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, logs());
+        const taken = RunSnapshot.take(this.guestInstance.machine, { run: live, loop, session, guest: this.guestInstance }, logs());
+        // Each point has its own scan of the events before it: a run goes on from the one it was restored to.
+        return {
+          restore: () => {
+            taken.restore();
+            prefixOrderings = orderings;
+          },
+          restoreAll: () => {
+            taken.restoreAll();
+            prefixOrderings = orderings;
+          },
+          release: () => taken.release(),
+        };
       },
-      advance: (choices) => loop.continue((made) => made >= choices) === null && loop.counter.choices === choices,
+      advance: (choices) => loop.continue((made) => made >= base + choices) === null && loop.counter.choices === base + choices,
       finish: (onPoint) => {
         live.started = performance.now();
         return this.settle(live, () => {
           const result = loop.continue((made) => {
-            onPoint(made);
+            if (horizon !== undefined && made >= base + horizon) return true;
+            onPoint(made - base);
             return false;
           });
-          return { result: result as RunResult, trace };
+          return { result: result ?? runResult(session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
         }, prefixOrderings, true);
       },
-      close: () => {
-        loop.release();
-        live.introspection.stop();
-      },
+      close,
     };
   }
 

@@ -49,6 +49,18 @@ export class MachineCheckpoint {
     return { dirtyPages, ramPages: this.machine.memory.pages };
   }
 
+  /**
+   * Puts the machine back whole: for a checkpoint whose watch bits another one has since armed
+   * again (or released), where the pages written since this one was taken are no longer known.
+   * The watch bits come back armed with the control buffer.
+   */
+  restoreAll(): CheckpointRestore {
+    this.liveRam.set(this.ram);
+    this.liveControl.set(this.control);
+    const pages = this.machine.memory.pages;
+    return { dirtyPages: pages, ramPages: pages };
+  }
+
   /** Stops watching writes (the machine keeps its current state). */
   release(): void {
     for (let page = 0; page < this.machine.memory.pages; page++) this.marks[page] &= ~PageMark.writeWatch;
