@@ -20,9 +20,9 @@
  *    choices before → after) and the simplest of each strategy's first failure shrunk (the
  *    campaign's choice of start); with every fix on, whether k ≤ 1 finishes without a failure.
  *    Both exhaustive parts bound preemptions and deviations from the default (one line each);
- *  - with every fix on: the first --sharing-runs schedules of the whole-run k ≤ 1 search run from
- *    the start and along shared prefixes (each from a snapshot on the prefix it shares with the one
- *    before): schedules/s both ways, and whether the counts agree.
+ *  - with every fix on: the first --sharing-runs schedules of the k ≤ 1 searches over whole runs and
+ *    from the window run from the start (or the point) and along shared prefixes (each from a
+ *    snapshot on the prefix it shares with the one before): schedules/s both ways, whether the counts agree.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
  * exhaustive, window-exhaustive, prefix-sharing, shrink, throughput, free), --sharing-runs N (default 1000), --exhaustive-runs N (budget per
@@ -37,7 +37,7 @@ import { Session } from '../actors/session.ts';
 import { SCENARIOS } from '../scenarios/index.ts';
 import { runDeterministic } from '../src/explore/deterministic.ts';
 import { Prng } from '../src/explore/prng.ts';
-import { clockInterrupts, failed, ScenarioRig, type RunMode } from '../src/explore/scenario-rig.ts';
+import { clockInterrupts, failed, ScenarioRig, type RunMode, type RunReport } from '../src/explore/scenario-rig.ts';
 import { createScheduler, type StrategyName } from '../src/explore/schedulers/index.ts';
 import { Trace } from '../src/explore/trace.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../src/explore/scenario.ts';
@@ -46,7 +46,7 @@ import { MachineSnapshot } from '../src/machine/snapshot.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from '../src/explore/exhaustive-run.ts';
 import { exploreBranchBoundedOnPool, exploreScenarioBoundedOnPool } from '../src/explore/exhaustive-pool.ts';
 import { fileURLToPath } from 'node:url';
-import { BOUND_MEASURES, type BoundMeasure } from '../src/explore/exhaustive.ts';
+import { BOUND_MEASURES, type BoundMeasure, type ExhaustiveResult } from '../src/explore/exhaustive.ts';
 import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrinkCandidate } from '../src/explore/shrink-run.ts';
 import { DEFAULT_STRATEGY_PLANS, parseStrategyPlans } from '../src/explore/campaign.ts';
 import { searchCoverage } from '../src/explore/coverage-guided.ts';
@@ -252,7 +252,20 @@ async function exhaustive(definition: ScenarioDefinition<ScenarioGuest>, fixesOf
   }
 }
 
-/** The whole-run k ≤ 1 search's first schedules, from the start and along shared prefixes: schedules/s both ways, counts compared. */
+interface TimedSearch {
+  readonly result: ExhaustiveResult<RunReport>;
+  readonly perSecond: number;
+}
+
+/** One line: a search's first schedules without and with shared prefixes, schedules/s both ways, counts compared. */
+function compareSharing(what: string, plainly: string, plain: TimedSearch, shared: TimedSearch): string {
+  const same = JSON.stringify(plain.result.levels) === JSON.stringify(shared.result.levels) && plain.result.distinct === shared.result.distinct
+    && plain.result.firstFailure?.hash === shared.result.firstFailure?.hash;
+  return `  ${what}, the first ${plain.result.runs} schedules: ${plainly} ${plain.perSecond.toFixed(1)}/s, along shared prefixes `
+    + `${shared.perSecond.toFixed(1)}/s (${(shared.perSecond / plain.perSecond).toFixed(2)}×), ${same ? 'the same counts and first failure' : 'THE COUNTS DIFFER'}`;
+}
+
+/** The k ≤ 1 searches' first schedules (whole runs, and from the window), without and with shared prefixes. */
 async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   try {
@@ -262,12 +275,22 @@ async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixe
       const result = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
       return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
     };
-    const plain = timed(false);
-    const shared = timed(true);
-    const same = JSON.stringify(plain.result.levels) === JSON.stringify(shared.result.levels) && plain.result.distinct === shared.result.distinct
-      && plain.result.firstFailure?.hash === shared.result.firstFailure?.hash;
-    return `  whole runs k ≤ 1, the first ${plain.result.runs} schedules: from the start ${plain.perSecond.toFixed(1)}/s, along shared prefixes `
-      + `${shared.perSecond.toFixed(1)}/s (${(shared.perSecond / plain.perSecond).toFixed(2)}×), ${same ? 'the same counts and first failure' : 'THE COUNTS DIFFER'}`;
+    const lines = [compareSharing('whole runs k ≤ 1', 'from the start', timed(false), timed(true))];
+    const pair = definition.orderings?.[0];
+    if (pair !== undefined) {
+      const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
+      try {
+        const fromPoint = (sharePrefixes: boolean) => {
+          const started = performance.now();
+          const result = exploreBranchBounded(open, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
+          return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
+        };
+        lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1`, 'from the point', fromPoint(false), fromPoint(true)));
+      } finally {
+        open.close();
+      }
+    }
+    return lines.join('\n');
   } finally {
     await rig.close();
   }

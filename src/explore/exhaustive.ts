@@ -1,3 +1,4 @@
+import { decodeChoices, encodeChoices } from './choice-codec.ts';
 import type { Choice } from './schedule.ts';
 import type { Alternative } from './schedule-shape.ts';
 import type { ChoicePoint } from './schedulers/lenient.ts';
@@ -83,9 +84,13 @@ export interface ExhaustiveResult<R> {
   readonly complete: boolean;
 }
 
-/** A schedule to run: a run's first `at` choices, then `choice` instead of the one it made. */
+/**
+ * A schedule to run: a run's first `at` choices, then `choice` instead of the one it made. The run's
+ * choices are kept as words (choice-codec.ts), one array for all its children: a level can hold
+ * tens of thousands of runs' choices, and as objects those filled a 4 GB heap.
+ */
 interface Pending {
-  readonly base: readonly Choice[];
+  readonly base: Int32Array;
   readonly at: number;
   readonly choice: Choice | null;
 }
@@ -103,7 +108,8 @@ export class BoundedFrontier<R> {
   private readonly maxRuns: number;
   private readonly stopAtFailure: boolean;
   private readonly costOf: (point: ChoicePoint, alternative: Alternative) => number;
-  private readonly queues: Pending[][];
+  /** Per level, its schedules in the order they are taken (null once taken: its run's choices may go). */
+  private readonly queues: (Pending | null)[][];
   private readonly counts: { schedules: number; failures: number }[];
   private readonly hashes = new Set<string>();
   /** The level being searched, and the next of its schedules to take and to record. */
@@ -117,6 +123,9 @@ export class BoundedFrontier<R> {
   private cut: number;
   /** Schedules of the cut level that ran. */
   private cutRecorded = 0;
+  /** The last pending schedule's run choices, decoded. */
+  private decodedFrom: Int32Array | null = null;
+  private decoded: readonly Choice[] = [];
 
   constructor(options: ExhaustiveOptions) {
     const { bound } = options;
@@ -131,7 +140,7 @@ export class BoundedFrontier<R> {
     this.maxRuns = options.maxRuns ?? 20_000;
     this.stopAtFailure = options.stopAtFailure === true;
     this.queues = Array.from({ length: bound + 1 }, () => []);
-    this.queues[0].push({ base: [], at: 0, choice: null });
+    this.queues[0].push({ base: new Int32Array(0), at: 0, choice: null });
     this.counts = Array.from({ length: bound + 1 }, () => ({ schedules: 0, failures: 0 }));
     this.cut = bound + 1;
   }
@@ -160,8 +169,15 @@ export class BoundedFrontier<R> {
     if (this.level > this.bound) return null;
     const queue = this.queues[this.level];
     if (this.taken >= queue.length || this.ran + this.outstanding >= this.maxRuns || this.stoppedByFailure) return null;
-    const pending = queue[this.taken++];
-    return pending.choice === null ? [] : [...pending.base.slice(0, pending.at), pending.choice];
+    const pending = queue[this.taken]!;
+    queue[this.taken++] = null;
+    if (pending.choice === null) return [];
+    // Siblings come one after another: their run's choices are decoded once for all of them.
+    if (pending.base !== this.decodedFrom) {
+      this.decodedFrom = pending.base;
+      this.decoded = decodeChoices(pending.base);
+    }
+    return [...this.decoded.slice(0, pending.at), pending.choice];
   }
 
   /** The result of the oldest schedule taken and not yet recorded, whose choices were `list`. */
@@ -184,11 +200,14 @@ export class BoundedFrontier<R> {
         this.firstFailureAfter = this.ran;
       }
     }
+    let base: Int32Array | null = null;
     for (let at = list.length; at < result.points.length; at++) {
       const point = result.points[at];
       for (const alternative of point.alternatives) {
         const cost = this.costOf(point, alternative);
-        if (cost <= this.bound) this.queues[cost].push({ base: result.executed, at, choice: alternative.choice });
+        if (cost > this.bound) continue;
+        base ??= encodeChoices(result.executed);
+        this.queues[cost].push({ base, at, choice: alternative.choice });
       }
     }
     return level;
