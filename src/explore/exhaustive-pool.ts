@@ -102,6 +102,7 @@ function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBr
   if (open?.key === shared.key) return open;
   open?.walk?.close();
   open?.branch.close();
+  closeWalk(rig);
   const spec = readBranchSpec(shared);
   const opened: ThreadBranch = { key: shared.key, branch: rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] }), horizon: spec.horizon, walk: null };
   openBranches.set(rig, opened);
@@ -125,14 +126,31 @@ function walkOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTa
   const open = openWalks.get(rig);
   if (open?.key === key) return open.walk;
   open?.walk.close();
+  closeBranch(rig);
   const walk = rig.openWalk(task.seed, rig.fixes.without(task.fixesOff), 'exhaustive');
   openWalks.set(rig, { key, walk });
   return walk;
 }
 
+/** The rig's walk over whole runs ends: it holds the rig's session, which a branch point takes over. */
+function closeWalk<G extends ScenarioGuest>(rig: ScenarioRig<G>): void {
+  openWalks.get(rig)?.walk.close();
+  openWalks.delete(rig);
+}
+
+/** The rig's branch point (and its walk) ends: a whole run takes the session back. */
+function closeBranch<G extends ScenarioGuest>(rig: ScenarioRig<G>): void {
+  const open = openBranches.get(rig);
+  open?.walk?.close();
+  open?.branch.close();
+  openBranches.delete(rig);
+}
+
 /** One whole-run schedule of `task`: from a snapshot along the prefix it shares with the thread's last one (inline), or from the start. */
 function wholeRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTask, choices: readonly Choice[]): ExhaustiveAttempt<RunReport> {
   if (rig.mode === 'inline' && task.sharePrefixes) return attemptOn(walkOf(rig, task).runChoices(choices));
+  closeWalk(rig);
+  closeBranch(rig);
   return attemptSchedule(rig, task.seed, rig.fixes.without(task.fixesOff), choices);
 }
 

@@ -6,42 +6,48 @@ import type { LenientScheduler } from './schedulers/lenient.ts';
 import { firstDivergence } from './trace.ts';
 
 /**
- * Whole runs of schedules that share prefixes, each run from a snapshot along the shared prefix
- * instead of from the start. A bounded search's schedules are exactly that: an earlier run's
- * choices up to a point, then another choice, then the default continuation — taken in order of
- * the point along the same earlier run. The walk keeps one snapshot at a top-level choice point of
- * the prefix the schedules share and moves it forward as the points do, so a schedule costs its
- * suffix, a restore (dirty pages only) and the few choices from the snapshot to its point — not
- * the whole prefix again. Every run is the one `ScenarioRig.runChoices` makes from the start, to
- * the trace hash (what a branch guarantees); only the lists' shared prefixes are not run again.
+ * Runs of schedules that share prefixes, each from a snapshot along the shared prefix instead of
+ * from the walk's point 0 (the start of a run, or a branch point). A bounded search's schedules
+ * are exactly that: an earlier run's choices up to a point, then another choice, then the default
+ * continuation — taken in order of the point along the same earlier run. The walk keeps a snapshot
+ * at point 0 and one at a top-level choice point of the prefix the schedules share, moved forward
+ * as the points do, so a schedule costs its suffix, a restore (dirty pages only) and the few
+ * choices from the snapshot to its point — not the whole prefix again. A list that leaves the
+ * prefix before the snapshot goes back to point 0 (every page copied back: only the latest
+ * snapshot watches writes). Every run is the one made from point 0, to the trace hash (what a
+ * branch guarantees); only the lists' shared prefixes are not run again.
  */
 
 /** A point of a walk's run to come back to: the whole run there (`RunSnapshot`) and what the rig knows of it. */
 export interface WalkPoint {
-  /** Back to the point, copying the pages written since (valid while this is the latest point taken). */
+  /** Back to the point: the pages written since, or every page when another point was taken since. */
   restore(): void;
-  /** Back to the point, copying every page (after a later point was taken). */
-  restoreAll(): void;
+  /** The point is not come back to again (its write watches end, unless a later point's). */
   release(): void;
 }
 
-/** A run paused at its start, driven by a walk: what the rig lends it (`ScenarioRig.openWalk`). */
+/** A run paused at the walk's point 0, driven by the walk: what the rig lends it (`ScenarioRig.openWalk`, `OpenBranch.walk`). */
 export interface WalkRun {
   /** Follows the list it is given (`followInstead`), then the default continuation; points on. */
   readonly scheduler: LenientScheduler;
   readonly shape: ScheduleShape;
   /** Snapshots the whole run where it is now. */
   snapshot(): WalkPoint;
-  /** Goes on to the top-level choice point with `choices` made: false if the run did not stop there. */
+  /** Goes on to the top-level choice point with `choices` made past point 0: false if the run did not stop there. */
   advance(choices: number): boolean;
-  /** Goes on to the end of the run and reports it; `onPoint` sees each top-level choice point on the way. */
+  /** Goes on to the end of the run (or its horizon) and reports it; `onPoint` sees each top-level choice point on the way (choices past point 0). */
   finish(onPoint: (choices: number) => void): RunReport;
-  /** The run ends here (its session and engine stop). */
+  /** The walk is done with the run (a whole run's session and engine stop; a branch keeps its own). */
   close(): void;
 }
 
-/** Choices from the snapshot to a schedule's point at which moving the snapshot there pays off. */
-const MOVE_AFTER = 24;
+/** Fewest choices a move of the snapshot skips (below that, replaying them is as cheap as any estimate). */
+const MOVE_AT_LEAST = 8;
+/** Weight of the newest measurement in the running estimates of a choice's and a snapshot's cost. */
+const NEWEST = 0.25;
+
+/** A running estimate with `measured` taken in (the first measurement as it is). */
+const estimate = (so: number, measured: number): number => (so === 0 ? measured : so + NEWEST * (measured - so));
 
 /** `a` and `b` agree on their entries from `from` up to (not including) `to`. */
 function agree(a: readonly Choice[], b: readonly Choice[], from: number, to: number): boolean {
@@ -50,37 +56,75 @@ function agree(a: readonly Choice[], b: readonly Choice[], from: number, to: num
   return true;
 }
 
+/** Opening a walk's run failed before its first choice (its engine did not start): a run from the start reports why. */
+export class WalkSetupFailed extends Error {
+  constructor(readonly reason: unknown) {
+    super(`the walk's run could not start: ${reason instanceof Error ? reason.message : String(reason)}`);
+    this.name = 'WalkSetupFailed';
+  }
+}
+
+/** What a walk saved and what it cost. */
+export interface WalkStats {
+  /** Runs made from a snapshot past point 0, and the choices they did not run again. */
+  readonly reused: number;
+  readonly savedChoices: number;
+  /** Snapshots taken (at point 0 and at moves), and returns to point 0 from a snapshot further on (every page copied back). */
+  readonly snapshots: number;
+  readonly returns: number;
+}
+
+/** The list a scheduler holds while a snapshot is taken: the walk's input is not the run's state (a restore would cut the caller's array). */
+const NO_LIST: readonly Choice[] = [];
+
+/**
+ * Runs lists of choices that share prefixes along them (see above). Not for lists with choices
+ * that do not apply when their turn comes: the run's choice points would not be the list's (such
+ * a run is not used to move the snapshot).
+ */
 export class PrefixWalk {
   private run: WalkRun | null = null;
-  /** The snapshot at the run's first choice (the walk's point 0), and the one the walk is at: the root or one further on. */
+  /** The snapshot at point 0, and the one the walk is at: the root or one further on. */
   private root: WalkPoint | null = null;
   private snapshot: WalkPoint | null = null;
-  /** The snapshot's point (choices made there) and the list that led to it. */
+  /** The snapshot's point (choices made past point 0 there) and the choices that led to it (a copy). */
   private at = 0;
   private path: readonly Choice[] = [];
   /** Something ran since the snapshot was taken or restored. */
   private used = false;
-  /** Top-level choice points past the snapshot on the last list's path (before its last choice), ascending. */
+  /** Top-level choice points past the snapshot on the last list's path (before its last choice), ascending, and that list (a copy). */
   private points: readonly number[] = [];
   private pointsPath: readonly Choice[] = [];
-  /** Runs made from a snapshot past the start, and the choices they did not run again. */
-  reused = 0;
-  savedChoices = 0;
-  /** Snapshots taken (at starts and moves), and the time they took; returns to point 0 from a snapshot further on. */
-  snapshots = 0;
-  snapshotMs = 0;
-  returns = 0;
-  /** The first run from a snapshot past the start was run twice (state no snapshot holds would show). */
+  private counts = { reused: 0, savedChoices: 0, snapshots: 0, returns: 0 };
+  /** The first run was run again after a restore (state no snapshot holds would show). */
   private checked = false;
+  /**
+   * What a choice of the shared prefix costs to run again, what a snapshot costs to take and what
+   * a return to point 0 costs (ms, running estimates): whether moving the snapshot pays depends on
+   * them — a short suffix from a branch point is a few milliseconds, a snapshot of the whole simulation a few too.
+   */
+  private choiceMs = 0;
+  private takeMs = 0;
+  private returnMs = 0;
+  /** Schedules a point has (its alternatives, one after another: a running estimate), and the current point's so far. */
+  private perPoint = 1;
+  private lastEnd = -1;
+  private streak = 0;
 
   /**
    * @param scenario named in errors
-   * @param open starts a run paused at its first choice (the rig's)
+   * @param open starts a run paused at point 0 (the rig's); throws WalkSetupFailed when its engine cannot start
+   * @param fromStart runs a list from the start without the walk: what a list gets when `open` failed so
    */
   constructor(
     private readonly scenario: string,
     private readonly open: () => WalkRun,
+    private readonly fromStart?: (list: readonly Choice[]) => FollowedRun,
   ) {}
+
+  get stats(): WalkStats {
+    return { ...this.counts };
+  }
 
   /**
    * The run of `list` followed (each of its choices must apply when its turn comes: a list made of
@@ -89,6 +133,10 @@ export class PrefixWalk {
    */
   runChoices(list: readonly Choice[]): FollowedRun {
     try {
+      if (this.run === null || !agree(list, this.path, 0, this.at)) {
+        const opened = this.restart();
+        if (!opened) return this.fromStart!(list);
+      }
       return this.walkTo(list);
     } catch (error) {
       // Wherever it stopped, the run is in no state to go on from.
@@ -97,29 +145,53 @@ export class PrefixWalk {
     }
   }
 
+  /** Ends the walk's run; the rig's next run starts afresh. Safe to call more than once. */
+  close(): void {
+    this.snapshot?.release();
+    this.root?.release();
+    this.snapshot = null;
+    this.root = null;
+    this.run?.close();
+    this.run = null;
+    this.points = [];
+  }
+
   private walkTo(list: readonly Choice[]): FollowedRun {
-    if (this.run === null || !agree(list, this.path, 0, this.at)) this.restart();
     const run = this.run!;
+    if (list.length === this.lastEnd) this.streak++;
+    else {
+      if (this.streak > 0) this.perPoint = estimate(this.perPoint, this.streak);
+      this.lastEnd = list.length;
+      this.streak = 1;
+    }
     this.moveTowards(list);
     this.rewind();
     run.scheduler.followInstead(list);
     const from = this.at;
     const points: number[] = [];
+    const replayed = list.length - 1 - from;
+    const started = performance.now();
+    let timed = replayed < MOVE_AT_LEAST;
     const report = run.finish((choices) => {
       if (choices > from && choices < list.length) points.push(choices);
+      if (!timed && choices >= list.length - 1) {
+        // The list's shared part is replayed by now: what a move would have saved.
+        timed = true;
+        this.choiceMs = estimate(this.choiceMs, (performance.now() - started) / replayed);
+      }
     });
     this.used = true;
-    if (from > 0) {
-      this.reused++;
-      this.savedChoices += from;
-      if (!this.checked) this.check(list, report);
-    }
     const { scheduler, shape } = run;
     const result: FollowedRun = { report, shape: shape.copy(), followed: scheduler.followed.slice(), skipped: scheduler.skipped, points: scheduler.points.slice() };
+    if (from > 0) {
+      this.counts.reused++;
+      this.counts.savedChoices += from;
+    }
+    if (!this.checked) this.check(list, report);
     // A skipped choice shifts the list against the run: its points would not be the list's. A run
     // that threw leaves a session the rig replaces: the next list starts afresh.
     this.points = scheduler.skipped === 0 ? points : [];
-    this.pointsPath = list;
+    this.pointsPath = list.slice();
     if (report.outcome === 'error') this.close();
     return result;
   }
@@ -127,7 +199,7 @@ export class PrefixWalk {
   /**
    * Runs `list` again from the same snapshot, after a restore this time, as a branch checks its
    * first suffix: state the snapshot cannot see (a closure's variables, a module's) shows as a
-   * different run — which would make every run from a snapshot wrong without a sign.
+   * different run — which would make every run after a restore wrong without a sign.
    */
   private check(list: readonly Choice[], first: RunReport): void {
     this.checked = true;
@@ -144,42 +216,46 @@ export class PrefixWalk {
     }
   }
 
-  /** Ends the walk's run; the rig's next run starts afresh. Safe to call more than once. */
-  close(): void {
-    this.snapshot?.release();
-    this.root?.release();
-    this.snapshot = null;
-    this.root = null;
-    this.run?.close();
-    this.run = null;
-    this.points = [];
-  }
-
-  /** Back to point 0: the root snapshot, restored whole when another was taken since (or a run paused there, its root taken, the first time). */
-  private restart(): void {
+  /**
+   * Back to point 0: a run paused there and its snapshot the first time (false: the run could not
+   * start, and the list runs from the start instead); the root snapshot later — every page copied
+   * back when a move took another since.
+   */
+  private restart(): boolean {
     if (this.run === null) {
-      this.run = this.open();
+      try {
+        this.run = this.open();
+      } catch (error) {
+        if (!(error instanceof WalkSetupFailed) || this.fromStart === undefined) throw error;
+        return false;
+      }
       this.root = this.take();
       this.snapshot = this.root;
       this.used = false;
     } else if (this.snapshot !== this.root) {
-      // Only the latest snapshot knows which pages were written since: the root copies back all.
       this.snapshot!.release();
-      this.root!.restoreAll();
+      const started = performance.now();
+      this.root!.restore();
+      this.returnMs = estimate(this.returnMs, performance.now() - started);
+      this.counts.returns++;
       this.snapshot = this.root;
       this.used = false;
-      this.returns++;
     }
     this.at = 0;
     this.path = [];
     this.points = [];
+    return true;
   }
 
   private take(): WalkPoint {
+    const run = this.run!;
+    const list = run.scheduler.list;
+    run.scheduler.followInstead(NO_LIST);
     const started = performance.now();
-    const snapshot = this.run!.snapshot();
-    this.snapshots++;
-    this.snapshotMs += performance.now() - started;
+    const snapshot = run.snapshot();
+    this.takeMs = estimate(this.takeMs, performance.now() - started);
+    this.counts.snapshots++;
+    run.scheduler.followInstead(list);
     return snapshot;
   }
 
@@ -189,13 +265,21 @@ export class PrefixWalk {
     this.used = false;
   }
 
-  /** Moves the snapshot to the last known top-level point before `list`'s last choice on its path, when far enough ahead. */
+  /**
+   * Moves the snapshot to the last known top-level point before `list`'s last choice on its path,
+   * once it is far enough behind. Moving every g choices costs a snapshot and a later return to
+   * point 0 per move, and leaves each of the d·g schedules until the next move (d a point's) g/2
+   * choices to replay on average: the cost per schedule is least at g = √(2 · (snapshot + return) / (d · choice)).
+   */
   private moveTowards(list: readonly Choice[]): void {
+    if (this.choiceMs === 0) return;
+    const perMove = this.takeMs + (this.returnMs || this.takeMs);
+    const gap = Math.max(MOVE_AT_LEAST, Math.sqrt((2 * perMove) / (Math.max(1, this.perPoint) * this.choiceMs)));
     const run = this.run!;
     const known = this.points;
     for (let k = known.length - 1; k >= 0; k--) {
       const point = known[k];
-      if (point >= list.length || point - this.at < MOVE_AFTER) continue;
+      if (point >= list.length || point - this.at < gap) continue;
       if (!agree(list, this.pointsPath, this.at, point)) continue;
       this.rewind();
       run.scheduler.followInstead(list);
@@ -203,7 +287,7 @@ export class PrefixWalk {
       if (this.snapshot !== this.root) this.snapshot!.release();
       this.snapshot = this.take();
       this.at = point;
-      this.path = list;
+      this.path = list.slice(0, point);
       this.used = false;
       return;
     }

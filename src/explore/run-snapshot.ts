@@ -62,16 +62,6 @@ export class RunSnapshot {
     return machine;
   }
 
-  /**
-   * Puts the run back where the snapshot was taken after another snapshot of the same machine
-   * was taken since (only one watches writes at a time): every RAM page is copied back.
-   */
-  restoreAll(): CheckpointRestore {
-    const machine = this.machine.restoreAll();
-    this.graph.restore();
-    return machine;
-  }
-
   /** The machine stops watching writes; the snapshot is not used again. */
   release(): void {
     this.machine.release();

@@ -11,7 +11,7 @@ import { DeterministicRun, runResult, type InterruptSource, type RunResult } fro
 import { BranchStateLeak, describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchPrefix, type BranchRequest, type BranchResult, type BranchSuffix } from './branch.ts';
 import { ReplayScheduler } from './schedulers/replay.ts';
 import { RunSnapshot } from './run-snapshot.ts';
-import { PrefixWalk, type WalkRun } from './prefix-walk.ts';
+import { PrefixWalk, WalkSetupFailed, type WalkRun } from './prefix-walk.ts';
 export { BranchStateLeak, type BranchRequest, type BranchResult } from './branch.ts';
 export { clockInterrupts, failed, RUN_MODES, traceJsonOf, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
 import { clockInterrupts, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
@@ -314,16 +314,14 @@ export class ScenarioRig<G extends ScenarioGuest> {
       const dirtyPages: number[] = [];
       let restoreMs = 0;
       let used = false;
-      /** A walk took snapshots of its own since: which pages were written is no longer known here. */
-      let stale = false;
       const backToPoint = (): void => {
         if (used) {
           const restoreAt = performance.now();
-          dirtyPages.push((stale ? taken.restoreAll() : taken.restore()).dirtyPages);
+          // Every page, when a walk took snapshots of its own since (the checkpoint knows).
+          dirtyPages.push(taken.restore().dirtyPages);
           restoreMs += performance.now() - restoreAt;
         }
         used = true;
-        stale = false;
       };
       /** Back to the point (unless nothing ran since the snapshot), then `scheduler` makes the suffix's choices. */
       const suffixRun = (scheduler: Scheduler, horizon: number | undefined): RunReport => {
@@ -348,8 +346,6 @@ export class ScenarioRig<G extends ScenarioGuest> {
         },
         walk: (horizon) => new PrefixWalk(this.definition.name, () => {
           backToPoint();
-          // The walk's snapshots watch the pages from now on.
-          stale = true;
           return this.walkOver(live, loop, this.walkScheduler(session), at, horizon, () => undefined);
         }),
         close: () => {
@@ -371,7 +367,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    */
   openWalk(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel): PrefixWalk {
     if (this.mode !== 'inline') throw new Error(`a walk along shared prefixes needs the inline mode (its snapshots hold each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
-    return new PrefixWalk(this.definition.name, () => this.walkRun(seed, fixes, label));
+    return new PrefixWalk(this.definition.name, () => this.walkRun(seed, fixes, label), (list) => this.runChoices(seed, list, fixes, { alternatives: true, label }));
   }
 
   /** A run paused at its first choice, for a PrefixWalk to drive. */
@@ -379,8 +375,15 @@ export class ScenarioRig<G extends ScenarioGuest> {
     const live = this.begin(seed, label, fixes, {});
     const { session } = live.context;
     live.branched = true;
-    session.restart(live.restart);
-    this.startRecording(live.context);
+    try {
+      session.restart(live.restart);
+      this.startRecording(live.context);
+    } catch (error) {
+      // A run from the start reports this (its engine did not start): the walk runs the list so.
+      this.endEngine(live);
+      if (!(error instanceof SessionError)) this.sessionSuspect = true;
+      throw new WalkSetupFailed(error);
+    }
     const { scheduler, shape } = this.walkScheduler(session);
     const loop = this.loop(live.context, scheduler);
     return this.walkOver(live, loop, { scheduler, shape }, 0, undefined, () => {
@@ -423,10 +426,6 @@ export class ScenarioRig<G extends ScenarioGuest> {
             taken.restore();
             prefixOrderings = orderings;
           },
-          restoreAll: () => {
-            taken.restoreAll();
-            prefixOrderings = orderings;
-          },
           release: () => taken.release(),
         };
       },
@@ -439,6 +438,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
             onPoint(made - base);
             return false;
           });
+          // The end (oracles, unload) runs without the scheduler, as after a run from the start; a restore attaches it again.
+          loop.release();
           return { result: result ?? runResult(session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
         }, prefixOrderings, true);
       },
@@ -450,6 +451,8 @@ export class ScenarioRig<G extends ScenarioGuest> {
   private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
     const trace = live.context.trace;
     const result = loop.continue(horizon === undefined ? undefined : (choices) => choices >= at + horizon);
+    // The end (oracles, unload) runs without the scheduler, as after a run from the start; the next restore attaches it again.
+    loop.release();
     return { result: result ?? runResult(live.context.session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
   }
 

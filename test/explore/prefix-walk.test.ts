@@ -13,11 +13,15 @@ import test from 'ava';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { leakyCounterScenario } from '../support/leaky-scenario.ts';
 import { exploreBounded } from '../../src/explore/exhaustive.ts';
-import { attemptOn, attemptSchedule, attemptSuffix, exploreScenarioBounded, suffixAttemptOn } from '../../src/explore/exhaustive-run.ts';
+import { attemptOn, attemptSchedule, attemptSuffix, exploreBranchBounded, exploreScenarioBounded, suffixAttemptOn } from '../../src/explore/exhaustive-run.ts';
 import { BranchStateLeak, ScenarioRig, type RunReport } from '../../src/explore/scenario-rig.ts';
 import { staleViolation } from '../../scenarios/stale-violation.ts';
 import type { ExhaustiveAttempt } from '../../src/explore/exhaustive.ts';
 import type { Choice } from '../../src/explore/schedule.ts';
+import { runExhaustiveTaskOn, shareBranchSpec, type BranchSpec, type ExhaustiveTask } from '../../src/explore/exhaustive-pool.ts';
+import { encodeChoices, encodePoints } from '../../src/explore/choice-codec.ts';
+import type { ScenarioDefinition } from '../../src/explore/scenario.ts';
+import type { NtGuest } from '../../src/guest/nt-guest.ts';
 
 /** Runs a bounded search, each schedule both ways; the differences found (none expected) and how many were compared. */
 function compareEach(
@@ -57,9 +61,9 @@ test.serial('every schedule of a bounded search, run along shared prefixes, is t
   t.is(compared, 472, 'the whole k ≤ 1 search');
   t.true(failures > 0, 'the race is among the schedules compared');
   // The walk skipped most of the shared prefixes, moved its snapshot and came back to the start for another prefix.
-  t.true(walk.reused > compared / 2, `${walk.reused} of ${compared} runs from a snapshot past the start`);
-  t.true(walk.savedChoices > 10 * compared, `${walk.savedChoices} choices not run again`);
-  t.true(walk.snapshots > 2 && walk.returns > 0, `${walk.snapshots} snapshots, ${walk.returns} returns to the start`);
+  t.true(walk.stats.reused > compared / 2, `${walk.stats.reused} of ${compared} runs from a snapshot past the start`);
+  t.true(walk.stats.savedChoices > 10 * compared, `${walk.stats.savedChoices} choices not run again`);
+  t.true(walk.stats.snapshots > 2 && walk.stats.returns > 0, `${walk.stats.snapshots} snapshots, ${walk.stats.returns} returns to the start`);
 });
 
 test.serial('from a branch point too: every suffix of the search from the window, cut or not, walked along shared prefixes is the suffix from the point; the branch runs as before after', (t) => {
@@ -84,7 +88,7 @@ test.serial('from a branch point too: every suffix of the search from the window
     t.deepEqual(differences, [], `horizon ${horizon}`);
     t.is(compared, 278, 'the whole k ≤ 1 search from the window');
     t.true(failures > 0, 'the stale exit is among the suffixes');
-    t.true(walk.reused > compared / 3 && walk.returns > 0, `${walk.reused} runs from a snapshot past the point, ${walk.returns} returns to it`);
+    t.true(walk.stats.reused > compared / 4 && walk.stats.returns > 0, `${walk.stats.reused} runs from a snapshot past the point, ${walk.stats.returns} returns to it`);
     // The branch's own snapshot comes back whole after the walk's.
     const again = attemptSuffix(branch, [], horizon);
     t.is(again.hash, attemptSuffix(expected, [], horizon).hash);
@@ -115,4 +119,61 @@ test.serial('state a snapshot cannot see (a closure variable of a hook callback)
   t.regex(error.message, /note counted writes=/);
   // Without sharing, the same search runs (each schedule from the start: nothing to leak).
   t.notThrows(() => exploreScenarioBounded(rig, 1, rig.fixes.without([]), { bound: 1, maxRuns: 60, sharePrefixes: false }));
+});
+
+test.serial('a leak shows on the first run again even when the walk never leaves its point (suffixes cut 10 choices past a branch point)', (t) => {
+  const rig = ScenarioRig.open(leakyCounterScenario, 'inline');
+  t.teardown(() => rig.close());
+  const open = rig.openBranch({ prefix: { seed: 3, strategy: 'random', depth: 2, fixes: rig.fixes.without([]) }, at: { choice: 20 }, suffixes: [] });
+  t.teardown(() => open.close());
+  const error = t.throws(() => exploreBranchBounded(open, { bound: 1, maxRuns: 50, horizon: 10 }), { instanceOf: BranchStateLeak });
+  t.regex(error.message, /note counted writes=/);
+});
+
+test.serial('a run whose engine cannot start is the run from the start: an error report, the search goes on', (t) => {
+  const failingStart = {
+    ...(vasHookLate as unknown as ScenarioDefinition<NtGuest>),
+    engine: {
+      start() {
+        throw new Error('no engine today');
+      },
+    },
+  } satisfies ScenarioDefinition<NtGuest>;
+  const rig = ScenarioRig.open(failingStart, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without([]);
+  const shared = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: 50 });
+  const plain = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: 50, sharePrefixes: false });
+  t.deepEqual(shared.levels, plain.levels);
+  t.is(shared.firstFailure?.hash, plain.firstFailure?.hash);
+  t.regex(shared.firstFailure?.run.violations[0]?.detail ?? '', /no engine today/);
+});
+
+test.serial('pool tasks walk too: each task\'s result is the one from the start (whole runs) or from the point (a branch spec), words for words', (t) => {
+  const reference = ScenarioRig.open(staleViolation, 'inline');
+  const thread = ScenarioRig.open(staleViolation, 'inline');
+  t.teardown(async () => {
+    await reference.close();
+    await thread.close();
+  });
+  const fixesOff = staleViolation.bugs[0].fixesOff;
+  const fixes = reference.fixes.without(fixesOff);
+  const spec: BranchSpec = { prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: staleViolation.orderings![0].name, side: 'a' }, horizon: null };
+  for (const branch of [null, shareBranchSpec(spec)]) {
+    const differences: string[] = [];
+    // The reference branch is opened once the whole runs are done: a branch holds its rig's session.
+    const open = branch === null ? null : reference.openBranch({ ...spec, suffixes: [] });
+    const task = (choices: readonly Choice[]): ExhaustiveTask => ({ scenario: staleViolation.name, modules: [], mode: 'inline', fixesOff, seed: 1, choices: encodeChoices(choices), branch, sharePrefixes: true });
+    const result = exploreBounded((choices) => {
+      const expected = open === null ? attemptSchedule(reference, 1, fixes, choices) : attemptSuffix(open, choices);
+      const got = runExhaustiveTaskOn(thread, task(choices));
+      const same = got.hash === expected.hash && got.oracle === expected.oracle && got.preemptions === expected.preemptions && got.deviations === expected.deviations
+        && String(got.executed) === String(encodeChoices(expected.executed)) && String(got.points) === String(encodePoints(expected.points, choices.length));
+      if (!same) differences.push(`${choices.length} choices: ${got.hash} vs ${expected.hash}`);
+      return expected;
+    }, { bound: 1, maxRuns: 300 });
+    open?.close();
+    t.deepEqual(differences, [], branch === null ? 'whole runs' : 'from the branch point');
+    t.true(result.runs > 200);
+  }
 });
