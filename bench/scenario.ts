@@ -57,6 +57,7 @@ const { values } = parseArgs({ options: {
   'bound-by': { type: 'string', multiple: true }, 'exhaustive-threads': { type: 'string' }, 'sharing-runs': { type: 'string' },
 } });
 const sharingRuns = Number(values['sharing-runs'] ?? 1000);
+if (!Number.isInteger(sharingRuns) || sharingRuns < 1) throw new Error(`--sharing-runs must be an integer ≥ 1, got ${values['sharing-runs']}`);
 const exhaustiveThreads = Number(values['exhaustive-threads'] ?? 1);
 if (!Number.isInteger(exhaustiveThreads) || exhaustiveThreads < 1) throw new Error(`--exhaustive-threads must be an integer ≥ 1, got ${values['exhaustive-threads']}`);
 /** Where the pool searches run their schedules (with --exhaustive-threads N > 1). */

@@ -39,7 +39,8 @@ export { STRATEGIES, type StrategyName, type StrategyPlan } from './explore/sche
 export { RunTally } from './explore/tally.ts';
 
 // ---- exploring beyond seeds: bounded guarantees, shrinking, proving a fix -------------------------
-export { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
+export { describeBounded, exploreBranchBounded, exploreScenarioBounded, type WalkOption } from './explore/exhaustive-run.ts';
+export { PrefixWalk, WalkSetupFailed, type WalkOptions, type WalkStats } from './explore/prefix-walk.ts';
 export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
 export {
   describePick, describeShrink, findSimplest, recordShrunk, searchShrink, shrinkFailingRun, shrinkSimplest,

@@ -74,6 +74,12 @@ export interface WalkStats {
   readonly returns: number;
 }
 
+/** How a walk moves its snapshot. */
+export interface WalkOptions {
+  /** Move it once it is this many choices behind a schedule's point (default: when the measured costs say it pays). */
+  readonly moveEvery?: number;
+}
+
 /** The list a scheduler holds while a snapshot is taken: the walk's input is not the run's state (a restore would cut the caller's array). */
 const NO_LIST: readonly Choice[] = [];
 
@@ -110,6 +116,9 @@ export class PrefixWalk {
   private perPoint = 1;
   private lastEnd = -1;
   private streak = 0;
+  /** Schedules run along one earlier run's prefix before the lists leave it (a running estimate; 0 before the first), and along the current one so far. */
+  private perPrefix = 0;
+  private sincePrefix = 0;
 
   /**
    * @param scenario named in errors
@@ -120,7 +129,11 @@ export class PrefixWalk {
     private readonly scenario: string,
     private readonly open: () => WalkRun,
     private readonly fromStart?: (list: readonly Choice[]) => FollowedRun,
-  ) {}
+    private readonly options: WalkOptions = {},
+  ) {
+    const every = options.moveEvery;
+    if (every !== undefined && (!Number.isInteger(every) || every < 1)) throw new RangeError(`a walk moves its snapshot every ≥ 1 choices, got ${every}`);
+  }
 
   get stats(): WalkStats {
     return { ...this.counts };
@@ -133,10 +146,13 @@ export class PrefixWalk {
    */
   runChoices(list: readonly Choice[]): FollowedRun {
     try {
-      if (this.run === null || !agree(list, this.path, 0, this.at)) {
-        const opened = this.restart();
-        if (!opened) return this.fromStart!(list);
+      // Another earlier run's prefix than the last list's: the schedules along that one are done.
+      if (!agree(list, this.pointsPath, 0, Math.min(list.length, this.pointsPath.length) - 1)) {
+        if (this.sincePrefix > 0) this.perPrefix = estimate(this.perPrefix, this.sincePrefix);
+        this.sincePrefix = 0;
       }
+      this.sincePrefix++;
+      if ((this.run === null || !agree(list, this.path, 0, this.at)) && !this.restart()) return this.fromStart!(list);
       return this.walkTo(list);
     } catch (error) {
       // Wherever it stopped, the run is in no state to go on from.
@@ -272,14 +288,28 @@ export class PrefixWalk {
    * choices to replay on average: the cost per schedule is least at g = √(2 · (snapshot + return) / (d · choice)).
    */
   private moveTowards(list: readonly Choice[]): void {
-    if (this.choiceMs === 0) return;
+    const every = this.options.moveEvery;
+    if (every !== undefined) this.moveBy(list, (skipped) => skipped >= every);
+    else if (this.choiceMs > 0) this.moveBy(list, this.pays());
+  }
+
+  /** Whether skipping that many choices pays for a move, by the measured costs. */
+  private pays(): (skipped: number) => boolean {
     const perMove = this.takeMs + (this.returnMs || this.takeMs);
     const gap = Math.max(MOVE_AT_LEAST, Math.sqrt((2 * perMove) / (Math.max(1, this.perPoint) * this.choiceMs)));
+    // A move pays only if enough schedules are left on this prefix to replay less: searches whose
+    // lists leave the prefix every few schedules (free orders everywhere) are better off at point 0.
+    const left = this.perPrefix === 0 ? Infinity : Math.max(1, this.perPrefix - this.sincePrefix);
+    return (skipped) => skipped >= gap && skipped * this.choiceMs * left >= perMove;
+  }
+
+  /** Moves to the last known point `list` passes through that `worth` accepts (by the choices it skips). */
+  private moveBy(list: readonly Choice[], worth: (skipped: number) => boolean): void {
     const run = this.run!;
     const known = this.points;
     for (let k = known.length - 1; k >= 0; k--) {
       const point = known[k];
-      if (point >= list.length || point - this.at < gap) continue;
+      if (point >= list.length || !worth(point - this.at)) continue;
       if (!agree(list, this.pointsPath, this.at, point)) continue;
       this.rewind();
       run.scheduler.followInstead(list);

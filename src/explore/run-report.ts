@@ -2,7 +2,7 @@ import type { ProtocolInterpreter } from '../../actors/table-actor.ts';
 import type { Fixes } from '../intro/fixes.ts';
 import type { InterruptSource, RunResult } from './deterministic.ts';
 import type { OrderingWitness } from './orderings.ts';
-import type { PrefixWalk } from './prefix-walk.ts';
+import type { PrefixWalk, WalkOptions } from './prefix-walk.ts';
 import type { BranchSuffix } from './branch.ts';
 import type { Seed } from './prng.ts';
 import type { ScenarioDefinition, ScenarioGuest } from './scenario.ts';
@@ -139,7 +139,7 @@ export interface OpenBranch {
    * the shared part, the point's own when none is further on (see PrefixWalk): `walk.runChoices(list)`
    * is `runChoices(list, { alternatives: true, horizon })`. Close it before the branch runs anything else.
    */
-  walk(horizon?: number): PrefixWalk;
+  walk(horizon?: number, options?: WalkOptions): PrefixWalk;
   /** Releases the snapshot; the rig's next run starts afresh. */
   close(): void;
 }

@@ -11,7 +11,7 @@ import { DeterministicRun, runResult, type InterruptSource, type RunResult } fro
 import { BranchStateLeak, describeBranchPoint, lastPointAtOrBefore, windowOpensAt, type BranchPoint, type BranchPrefix, type BranchRequest, type BranchResult, type BranchSuffix } from './branch.ts';
 import { ReplayScheduler } from './schedulers/replay.ts';
 import { RunSnapshot } from './run-snapshot.ts';
-import { PrefixWalk, WalkSetupFailed, type WalkRun } from './prefix-walk.ts';
+import { PrefixWalk, WalkSetupFailed, type WalkOptions, type WalkRun } from './prefix-walk.ts';
 export { BranchStateLeak, type BranchRequest, type BranchResult } from './branch.ts';
 export { clockInterrupts, failed, RUN_MODES, traceJsonOf, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
 import { clockInterrupts, type FollowedRun, type OpenBranch, type RigOptions, type RunMode, type RunOptions, type RunReport, type RunRequest, type Violation } from './run-report.ts';
@@ -344,10 +344,10 @@ export class ScenarioRig<G extends ScenarioGuest> {
           const report = suffixRun(scheduler, options.horizon);
           return { report, shape, followed: scheduler.followed, skipped: scheduler.skipped, points: scheduler.points };
         },
-        walk: (horizon) => new PrefixWalk(this.definition.name, () => {
+        walk: (horizon, options = {}) => new PrefixWalk(this.definition.name, () => {
           backToPoint();
           return this.walkOver(live, loop, this.walkScheduler(session), at, horizon, () => undefined);
-        }),
+        }, undefined, options),
         close: () => {
           taken.release();
           close();
@@ -365,9 +365,9 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * along the prefix it shares with the lists before it (see PrefixWalk). It holds the rig's
    * session: close it before the rig runs anything else.
    */
-  openWalk(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel): PrefixWalk {
+  openWalk(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel, options: WalkOptions = {}): PrefixWalk {
     if (this.mode !== 'inline') throw new Error(`a walk along shared prefixes needs the inline mode (its snapshots hold each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
-    return new PrefixWalk(this.definition.name, () => this.walkRun(seed, fixes, label), (list) => this.runChoices(seed, list, fixes, { alternatives: true, label }));
+    return new PrefixWalk(this.definition.name, () => this.walkRun(seed, fixes, label), (list) => this.runChoices(seed, list, fixes, { alternatives: true, label }), options);
   }
 
   /** A run paused at its first choice, for a PrefixWalk to drive. */
