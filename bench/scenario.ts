@@ -22,7 +22,8 @@
  *    Both exhaustive parts bound preemptions and deviations from the default (one line each);
  *  - with every fix on: the first --sharing-runs schedules of the k ≤ 1 searches over whole runs and
  *    from the window run from the start (or the point) and along shared prefixes (each from a
- *    snapshot on the prefix it shares with the one before): schedules/s both ways, whether the counts agree.
+ *    snapshot on the prefix it shares with the one before): schedules/s both ways (each twice, in the order
+ *    plain, shared, shared, plain), whether the counts agree.
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
  * exhaustive, window-exhaustive, prefix-sharing, shrink, throughput, free), --sharing-runs N (default 1000), --exhaustive-runs N (budget per
@@ -258,6 +259,12 @@ interface TimedSearch {
   readonly perSecond: number;
 }
 
+/** A search run each way twice, in the order plain, shared, shared, plain (neither gains from warming up first): each way's result and mean rate. */
+function bothWays(timed: (sharePrefixes: boolean) => TimedSearch): [TimedSearch, TimedSearch] {
+  const [plain, shared, sharedAgain, plainAgain] = [false, true, true, false].map(timed);
+  return [{ result: plain.result, perSecond: (plain.perSecond + plainAgain.perSecond) / 2 }, { result: shared.result, perSecond: (shared.perSecond + sharedAgain.perSecond) / 2 }];
+}
+
 /** One line: a search's first schedules without and with shared prefixes, schedules/s both ways, counts compared. */
 function compareSharing(what: string, plainly: string, plain: TimedSearch, shared: TimedSearch): string {
   const same = JSON.stringify(plain.result.levels) === JSON.stringify(shared.result.levels) && plain.result.distinct === shared.result.distinct
@@ -276,7 +283,7 @@ async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixe
       const result = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
       return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
     };
-    const lines = [compareSharing('whole runs k ≤ 1', 'from the start', timed(false), timed(true))];
+    const lines = [compareSharing('whole runs k ≤ 1', 'from the start', ...bothWays(timed))];
     const pair = definition.orderings?.[0];
     if (pair !== undefined) {
       const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
@@ -286,7 +293,7 @@ async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixe
           const result = exploreBranchBounded(open, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
           return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
         };
-        lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1`, 'from the point', fromPoint(false), fromPoint(true)));
+        lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1`, 'from the point', ...bothWays(fromPoint)));
       } finally {
         open.close();
       }

@@ -116,8 +116,7 @@ export class PrefixWalk {
   private perPoint = 1;
   private lastEnd = -1;
   private streak = 0;
-  /** Schedules run along one earlier run's prefix before the lists leave it (a running estimate; 0 before the first), and along the current one so far. */
-  private perPrefix = 0;
+  /** Schedules run along the current earlier run's prefix so far. */
   private sincePrefix = 0;
 
   /**
@@ -147,10 +146,7 @@ export class PrefixWalk {
   runChoices(list: readonly Choice[]): FollowedRun {
     try {
       // Another earlier run's prefix than the last list's: the schedules along that one are done.
-      if (!agree(list, this.pointsPath, 0, Math.min(list.length, this.pointsPath.length) - 1)) {
-        if (this.sincePrefix > 0) this.perPrefix = estimate(this.perPrefix, this.sincePrefix);
-        this.sincePrefix = 0;
-      }
+      if (!agree(list, this.pointsPath, 0, Math.min(list.length, this.pointsPath.length) - 1)) this.sincePrefix = 0;
       this.sincePrefix++;
       if ((this.run === null || !agree(list, this.path, 0, this.at)) && !this.restart()) return this.fromStart!(list);
       return this.walkTo(list);
@@ -297,9 +293,10 @@ export class PrefixWalk {
   private pays(): (skipped: number) => boolean {
     const perMove = this.takeMs + (this.returnMs || this.takeMs);
     const gap = Math.max(MOVE_AT_LEAST, Math.sqrt((2 * perMove) / (Math.max(1, this.perPoint) * this.choiceMs)));
-    // A move pays only if enough schedules are left on this prefix to replay less: searches whose
-    // lists leave the prefix every few schedules (free orders everywhere) are better off at point 0.
-    const left = this.perPrefix === 0 ? Infinity : Math.max(1, this.perPrefix - this.sincePrefix);
+    // A move pays only if enough schedules are left on this prefix to replay less. How many is not
+    // known; as many again as it has had so far is the guess (a prefix's schedules are a few, or
+    // hundreds): lists that leave the prefix every few schedules (free orders everywhere) stay at point 0.
+    const left = this.sincePrefix;
     return (skipped) => skipped >= gap && skipped * this.choiceMs * left >= perMove;
   }
 
