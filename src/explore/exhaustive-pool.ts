@@ -100,8 +100,7 @@ const openBranches = new WeakMap<object, ThreadBranch>();
 function branchOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, shared: SharedBranchSpec): ThreadBranch {
   const open = openBranches.get(rig);
   if (open?.key === shared.key) return open;
-  open?.walk?.close();
-  open?.branch.close();
+  closeBranch(rig);
   closeWalk(rig);
   const spec = readBranchSpec(shared);
   const opened: ThreadBranch = { key: shared.key, branch: rig.openBranch({ prefix: spec.prefix, at: spec.at, suffixes: [] }), horizon: spec.horizon, walk: null };
@@ -125,7 +124,7 @@ function walkOf<G extends ScenarioGuest>(rig: ScenarioRig<G>, task: ExhaustiveTa
   const key = `${String(task.seed)}/${task.fixesOff.join(',')}`;
   const open = openWalks.get(rig);
   if (open?.key === key) return open.walk;
-  open?.walk.close();
+  closeWalk(rig);
   closeBranch(rig);
   const walk = rig.openWalk(task.seed, rig.fixes.without(task.fixesOff), 'exhaustive');
   openWalks.set(rig, { key, walk });

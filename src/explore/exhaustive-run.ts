@@ -31,9 +31,9 @@ export function attemptSchedule<G extends ScenarioGuest>(rig: ScenarioRig<G>, se
   return attemptOn(rig.runChoices(seed, choices, fixes, { alternatives: true, label: 'exhaustive' }));
 }
 
-/** A schedule's run as the search records it. */
-export function attemptOn({ report, shape, points }: FollowedRun): ExhaustiveAttempt<RunReport> {
-  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices, points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
+/** A schedule's run as the search records it (a whole run: its choices from the start). */
+export function attemptOn(run: FollowedRun): ExhaustiveAttempt<RunReport> {
+  return suffixAttemptOn(run, 0);
 }
 
 /**
@@ -60,7 +60,7 @@ export function attemptSuffix(branch: OpenBranch, choices: readonly Choice[], ho
 
 /** A suffix's run as the search records it: its choices from the branch point `at` on. */
 export function suffixAttemptOn({ report, shape, points }: FollowedRun, at: number): ExhaustiveAttempt<RunReport> {
-  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: report.trace.choices.slice(at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
+  return { oracle: report.violations[0]?.oracle ?? null, hash: report.hash, executed: at === 0 ? report.trace.choices : report.trace.choices.slice(at), points, preemptions: shape.preemptions, deviations: shape.deviations, run: report };
 }
 
 /** "k = 1: 612 schedules, all explored, 0 failures" — one line per level. */

@@ -177,14 +177,12 @@ export class PrefixWalk {
       this.streak = 1;
     }
     this.moveTowards(list);
-    this.rewind();
-    run.scheduler.followInstead(list);
     const from = this.at;
     const points: number[] = [];
     const replayed = list.length - 1 - from;
     const started = performance.now();
     let timed = replayed < MOVE_AT_LEAST;
-    const report = run.finish((choices) => {
+    const report = this.follow(list, (choices) => {
       if (choices > from && choices < list.length) points.push(choices);
       if (!timed && choices >= list.length - 1) {
         // The list's shared part is replayed by now: what a move would have saved.
@@ -192,7 +190,6 @@ export class PrefixWalk {
         this.choiceMs = estimate(this.choiceMs, (performance.now() - started) / replayed);
       }
     });
-    this.used = true;
     const { scheduler, shape } = run;
     const result: FollowedRun = { report, shape: shape.copy(), followed: scheduler.followed.slice(), skipped: scheduler.skipped, points: scheduler.points.slice() };
     if (from > 0) {
@@ -215,12 +212,8 @@ export class PrefixWalk {
    */
   private check(list: readonly Choice[], first: RunReport): void {
     this.checked = true;
-    const run = this.run!;
     const firstEntries = first.trace.entries;
-    this.rewind();
-    run.scheduler.followInstead(list);
-    const again = run.finish(() => undefined);
-    this.used = true;
+    const again = this.follow(list, () => undefined);
     if (again.hash !== first.hash) {
       const where = firstDivergence(firstEntries, again.trace.entries, ['the first run from the snapshot', 'the same list after a restore']) ?? 'their hashes differ';
       this.close();
@@ -269,6 +262,15 @@ export class PrefixWalk {
     this.counts.snapshots++;
     run.scheduler.followInstead(list);
     return snapshot;
+  }
+
+  /** `list` run from the snapshot (restored first, unless nothing ran since) to the end. */
+  private follow(list: readonly Choice[], onPoint: (choices: number) => void): RunReport {
+    this.rewind();
+    this.run!.scheduler.followInstead(list);
+    const report = this.run!.finish(onPoint);
+    this.used = true;
+    return report;
   }
 
   /** Back to the snapshot, unless nothing ran since it was taken or restored. */

@@ -432,25 +432,20 @@ export class ScenarioRig<G extends ScenarioGuest> {
       advance: (choices) => loop.continue((made) => made >= base + choices) === null && loop.counter.choices === base + choices,
       finish: (onPoint) => {
         live.started = performance.now();
-        return this.settle(live, () => {
-          const result = loop.continue((made) => {
-            if (horizon !== undefined && made >= base + horizon) return true;
-            onPoint(made - base);
-            return false;
-          });
-          // The end (oracles, unload) runs without the scheduler, as after a run from the start; a restore attaches it again.
-          loop.release();
-          return { result: result ?? runResult(session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };
-        }, prefixOrderings, true);
+        return this.settle(live, () => this.suffix(live, loop, base, horizon, onPoint), prefixOrderings, true);
       },
       close,
     };
   }
 
-  /** One suffix from the branch point `at`: to the end of the run, or to its horizon. */
-  private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined): { result: RunResult; trace: Trace } {
+  /** One suffix from the branch point `at` (a walk's point 0): to the end of the run, or to its horizon; `onPoint` sees each top-level point (choices past `at`). */
+  private suffix(live: LiveRun<G>, loop: DeterministicRun, at: number, horizon: number | undefined, onPoint?: (choices: number) => void): { result: RunResult; trace: Trace } {
     const trace = live.context.trace;
-    const result = loop.continue(horizon === undefined ? undefined : (choices) => choices >= at + horizon);
+    const result = loop.continue(horizon === undefined && onPoint === undefined ? undefined : (choices) => {
+      if (horizon !== undefined && choices >= at + horizon) return true;
+      onPoint?.(choices - at);
+      return false;
+    });
     // The end (oracles, unload) runs without the scheduler, as after a run from the start; the next restore attaches it again.
     loop.release();
     return { result: result ?? runResult(live.context.session, trace, 'horizon', loop.counter.choices, `cut ${horizon} choices after the branch point`), trace };

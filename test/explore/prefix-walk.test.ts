@@ -9,7 +9,7 @@
  * sharing; a scenario whose hook callback counts in a closure variable (state no snapshot holds) is
  * refused with the entry that differs, as a branch refuses it.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { vasHookLate } from '../../scenarios/vas-hook-late.ts';
 import { leakyCounterScenario } from '../support/leaky-scenario.ts';
 import { exploreBounded } from '../../src/explore/exhaustive.ts';
@@ -20,8 +20,17 @@ import type { ExhaustiveAttempt } from '../../src/explore/exhaustive.ts';
 import type { Choice } from '../../src/explore/schedule.ts';
 import { runExhaustiveTaskOn, shareBranchSpec, type BranchSpec, type ExhaustiveTask } from '../../src/explore/exhaustive-pool.ts';
 import { encodeChoices, encodePoints } from '../../src/explore/choice-codec.ts';
-import type { ScenarioDefinition } from '../../src/explore/scenario.ts';
+import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
 import type { NtGuest } from '../../src/guest/nt-guest.ts';
+
+/** Two rigs of `definition` (one runs from the start or the point, the other walks), closed with the test. */
+function twoRigs<G extends ScenarioGuest>(t: ExecutionContext, definition: ScenarioDefinition<G>): [ScenarioRig<G>, ScenarioRig<G>] {
+  const rigs: [ScenarioRig<G>, ScenarioRig<G>] = [ScenarioRig.open(definition, 'inline'), ScenarioRig.open(definition, 'inline')];
+  t.teardown(async () => {
+    await Promise.all(rigs.map((rig) => rig.close()));
+  });
+  return rigs;
+}
 
 /** Runs a bounded search, each schedule both ways; the differences found (none expected) and how many were compared. */
 function compareEach(
@@ -47,12 +56,7 @@ function compareEach(
 }
 
 test.serial('every schedule of a bounded search, run along shared prefixes, is the run from the start: hash, shape, choice points, orderings', (t) => {
-  const fromStart = ScenarioRig.open(vasHookLate, 'inline');
-  const walking = ScenarioRig.open(vasHookLate, 'inline');
-  t.teardown(async () => {
-    await fromStart.close();
-    await walking.close();
-  });
+  const [fromStart, walking] = twoRigs(t, vasHookLate);
   const fixes = fromStart.fixes.without(vasHookLate.bugs[0].fixesOff);
   const walk = walking.openWalk(1, fixes, 'exhaustive');
   t.teardown(() => walk.close());
@@ -67,12 +71,7 @@ test.serial('every schedule of a bounded search, run along shared prefixes, is t
 });
 
 test.serial('from a branch point too: every suffix of the search from the window, cut or not, walked along shared prefixes is the suffix from the point; the branch runs as before after', (t) => {
-  const direct = ScenarioRig.open(staleViolation, 'inline');
-  const walking = ScenarioRig.open(staleViolation, 'inline');
-  t.teardown(async () => {
-    await direct.close();
-    await walking.close();
-  });
+  const [direct, walking] = twoRigs(t, staleViolation);
   const fixes = direct.fixes.without(staleViolation.bugs[0].fixesOff);
   const request = { prefix: { seed: 1, strategy: 'random' as const, depth: 2, fixes }, at: { pair: staleViolation.orderings![0].name, side: 'a' as const }, suffixes: [] };
   const expected = direct.openBranch(request);
@@ -151,12 +150,7 @@ test.serial('a run whose engine cannot start is the run from the start: an error
 });
 
 test.serial('pool tasks walk too: each task\'s result is the one from the start (whole runs) or from the point (a branch spec), words for words', (t) => {
-  const reference = ScenarioRig.open(staleViolation, 'inline');
-  const thread = ScenarioRig.open(staleViolation, 'inline');
-  t.teardown(async () => {
-    await reference.close();
-    await thread.close();
-  });
+  const [reference, thread] = twoRigs(t, staleViolation);
   const fixesOff = staleViolation.bugs[0].fixesOff;
   const fixes = reference.fixes.without(fixesOff);
   const spec: BranchSpec = { prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: staleViolation.orderings![0].name, side: 'a' }, horizon: null };
