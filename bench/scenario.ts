@@ -23,14 +23,15 @@
  *  - with every fix on: the first --sharing-runs schedules of the k ≤ 1 searches over whole runs and
  *    from the window run from the start (or the point) and along shared prefixes (each from a
  *    snapshot on the prefix it shares with the one before): schedules/s both ways (each twice, in the order
- *    plain, shared, shared, plain), whether the counts agree.
+ *    plain, shared, shared, plain), whether the counts agree; with --exhaustive-threads N > 1 the
+ *    same on the pool too;
  * Options: --seeds N (per strategy, default 200), --runs N (per mode, default 100), --scenario NAME
  * (repeatable; default all), --only PART (repeatable; default all: strategies, guided, branching,
  * exhaustive, window-exhaustive, prefix-sharing, shrink, throughput, free), --sharing-runs N (default 1000), --exhaustive-runs N (budget per
  * exploration, default 20000 as in run.ts: every k ≤ 1 search ends within it but unload-dead-slot's —
  * whole runs > 140,000, its window with the fix on 25,957),
  * --bound-by preemptions|deviations (repeatable; default both), --exhaustive-threads N (both
- * exhaustive parts on a pool of N threads, default 1; same counts, more schedules/s where cores are free),
+ * exhaustive parts, and prefix-sharing also, on a pool of N threads, default 1; same counts, more schedules/s where cores are free),
  * --shrink-runs N (default 500).
  */
 import { parseArgs } from 'node:util';
@@ -260,8 +261,8 @@ interface TimedSearch {
 }
 
 /** A search run each way twice, in the order plain, shared, shared, plain (neither gains from warming up first): each way's result and mean rate. */
-function bothWays(timed: (sharePrefixes: boolean) => TimedSearch): [TimedSearch, TimedSearch] {
-  const [plain, shared, sharedAgain, plainAgain] = [false, true, true, false].map(timed);
+async function bothWays(timed: (sharePrefixes: boolean) => Promise<TimedSearch>): Promise<[TimedSearch, TimedSearch]> {
+  const [plain, shared, sharedAgain, plainAgain] = [await timed(false), await timed(true), await timed(true), await timed(false)];
   return [{ result: plain.result, perSecond: (plain.perSecond + plainAgain.perSecond) / 2 }, { result: shared.result, perSecond: (shared.perSecond + sharedAgain.perSecond) / 2 }];
 }
 
@@ -273,27 +274,39 @@ function compareSharing(what: string, plainly: string, plain: TimedSearch, share
     + `${shared.perSecond.toFixed(1)}/s (${(shared.perSecond / plain.perSecond).toFixed(2)}×), ${same ? 'the same counts and first failure' : 'THE COUNTS DIFFER'}`;
 }
 
-/** The k ≤ 1 searches' first schedules (whole runs, and from the window), without and with shared prefixes. */
+/** A search's schedules per second, from its start to its result (a pool's start included). */
+async function timedSearch(search: () => ExhaustiveResult<RunReport> | Promise<ExhaustiveResult<RunReport>>): Promise<TimedSearch> {
+  const started = performance.now();
+  const result = await search();
+  return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
+}
+
+/**
+ * The k ≤ 1 searches' first schedules (whole runs, and from the window), without and with shared
+ * prefixes: one by one, and with --exhaustive-threads N > 1 on the pool as well (each thread walks
+ * its own share of the schedules along their prefixes).
+ */
 async function prefixSharing(definition: ScenarioDefinition<ScenarioGuest>, fixesOff: readonly string[]): Promise<string> {
   const rig = ScenarioRig.open(definition, 'inline');
   try {
     const fixes = rig.fixes.without(fixesOff);
-    const timed = (sharePrefixes: boolean) => {
-      const started = performance.now();
-      const result = exploreScenarioBounded(rig, 1, fixes, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
-      return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
-    };
-    const lines = [compareSharing('whole runs k ≤ 1', 'from the start', ...bothWays(timed))];
+    const search = { bound: 1, maxRuns: sharingRuns };
+    const lines = [compareSharing('whole runs k ≤ 1', 'from the start', ...await bothWays((sharePrefixes) => timedSearch(() => exploreScenarioBounded(rig, 1, fixes, { ...search, sharePrefixes }))))];
+    if (exhaustiveThreads > 1) {
+      const onThreads = (sharePrefixes: boolean) => timedSearch(() => exploreScenarioBoundedOnPool(rig, 1, fixes, { ...search, sharePrefixes, ...onPool }));
+      lines.push(compareSharing(`whole runs k ≤ 1${threadsText()}`, 'from the start', ...await bothWays(onThreads)));
+    }
     const pair = definition.orderings?.[0];
     if (pair !== undefined) {
-      const open = rig.openBranch({ prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: pair.name, side: 'a' }, suffixes: [] });
+      const spec = { prefix: { seed: 1, strategy: 'random', depth: 2, fixes }, at: { pair: pair.name, side: 'a' }, horizon: null } as const;
+      const open = rig.openBranch({ ...spec, suffixes: [] });
       try {
-        const fromPoint = (sharePrefixes: boolean) => {
-          const started = performance.now();
-          const result = exploreBranchBounded(open, { bound: 1, maxRuns: sharingRuns, sharePrefixes });
-          return { result, perSecond: result.runs / ((performance.now() - started) / 1000) };
-        };
-        lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1`, 'from the point', ...bothWays(fromPoint)));
+        const fromPoint = (sharePrefixes: boolean) => timedSearch(() => exploreBranchBounded(open, { ...search, sharePrefixes }));
+        lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1`, 'from the point', ...await bothWays(fromPoint)));
+        if (exhaustiveThreads > 1) {
+          const onThreads = (sharePrefixes: boolean) => timedSearch(() => exploreBranchBoundedOnPool(rig, open, spec, { ...search, sharePrefixes, ...onPool }));
+          lines.push(compareSharing(`from the window (choice ${open.at}) k ≤ 1${threadsText()}`, 'from the point', ...await bothWays(onThreads)));
+        }
       } finally {
         open.close();
       }
