@@ -1,4 +1,4 @@
-import { RUN_MODES, ScenarioRig, type RunMode, type RunReport, type RunRequest } from '../explore/scenario-rig.ts';
+import { failed, RUN_MODES, ScenarioRig, type RunMode, type RunReport, type RunRequest } from '../explore/scenario-rig.ts';
 import { fixCatalogOf, RIG_ORACLES, type ScenarioDefinition, type ScenarioGuest } from '../explore/scenario.ts';
 import { parseStrategyLabel, STRATEGIES, type StrategyName } from '../explore/schedulers/index.ts';
 import { RunTally } from '../explore/tally.ts';
@@ -12,7 +12,7 @@ import { writeReports, type ReportTargets } from '../report/run-reports.ts';
 import type { RunRecording } from '../explore/recorder.ts';
 import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
-import { formatShrink, shrinkFirstFailure, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { formatShrink, SHRINK_OFFERS, shrinkFailures, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
 import { explainFreeFailure, formatReplayable, replayableJson, type ReplayableOutcome } from './replayable-step.ts';
 import { observeFreeRun, type FreeObservation } from '../explore/free-observation.ts';
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
@@ -51,9 +51,11 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
   --replay FILE         follow a recorded trace (written by a failing run): its seed, schedule, mode and
                         fixes (--fix changes fixes on top of the recorded ones, --mode the host)
   --shrink              shrink the first failing run (or the replayed one): the fewest preemptions, then
-                        the fewest decisive choices, that still break the same invariant; writes the
-                        shrunk trace, prints how the race happens, and --perfetto/--html show that run
-  --shrink-runs N       the shrinker's budget in runs (default 2000)
+                        the fewest decisive choices, that still break the same invariant; with --runs, the
+                        simplest of the first ${SHRINK_OFFERS} runs that break it (the greedy shrinker ends where its
+                        start leads it); writes the shrunk trace, prints how the race happens, and
+                        --perfetto/--html show that run
+  --shrink-runs N       the shrinker's budget in runs, per failing run shrunk (default 2000)
   --explain             with --mode free: turn the first free-running failure into a replayable one — a
                         deterministic search guided by the free run's observed order (then variations of
                         it, random and PCT seeds) for a run that breaks the same invariant first; writes
@@ -386,6 +388,13 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   // The first free-running failure as the hypervisor side saw it: read before the next run replaces it.
   let observed: FreeObservation | null = null;
   let replayable: ReplayableOutcome | null = null;
+  /** The first failing runs that break what the first failure breaks first: where the shrinker may start. */
+  const shrinkOffers: RunReport[] = [];
+  const offerToShrink = (report: RunReport): void => {
+    const first = tally.firstFailure;
+    if (options.shrinkRuns === null || shrinkOffers.length >= SHRINK_OFFERS || first === null || !failed(report) || report.mode === 'free') return;
+    if (report.violations[0]?.oracle === first.violations[0]?.oracle) shrinkOffers.push(report);
+  };
   try {
     if (recorded !== null) {
       const report = rig.replay(recorded, fixes, { record });
@@ -397,6 +406,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
         const request: RunRequest = { seed: options.seed + k, strategy: options.strategy, depth: options.depth, fixes };
         const report = rig.run(request, { record });
         tally.add(report);
+        offerToShrink(report);
         if (options.explain !== null && report === tally.firstFailure) observed = observeFreeRun(report, rig.lastEvents);
         keepFirstTrace(report);
         keepReports(report, rig.lastRecording);
@@ -419,7 +429,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
     }
     const failing = tally.firstFailure;
     if (options.shrinkRuns !== null && failing !== null && stop.requested === null) {
-      shrink = shrinkFirstFailure(rig, failing, fixes, { maxRuns: options.shrinkRuns, traceDir: options.traceDir, reports: options.reports, progress });
+      shrink = shrinkFailures(rig, shrinkOffers.length > 0 ? shrinkOffers : [failing], fixes, { maxRuns: options.shrinkRuns, traceDir: options.traceDir, reports: options.reports, progress });
       if (shrink.reports !== null && record) reports = shrink.reports;
     }
     if (options.explain !== null && observed !== null && stop.requested === null) {

@@ -1,7 +1,7 @@
 import type { Fixes } from '../intro/fixes.ts';
 import type { RunReport, ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
-import { describePick, describeShrink, shrinkFailingRun, type ShrunkFailure } from '../explore/shrink-run.ts';
+import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrunkFailure } from '../explore/shrink-run.ts';
 import { formatStory } from '../explore/story.ts';
 import { writeReports, writeRunReports, type ReportTargets } from '../report/run-reports.ts';
 import { replayCommand } from '../report/text.ts';
@@ -9,7 +9,7 @@ import { writeRunTrace } from '../report/trace-file.ts';
 import type { Progress } from './common.ts';
 
 /**
- * `--shrink`: the first failing run shrunk on the command's rig, its trace written, its reports
+ * `--shrink`: the first failing run (the simplest of the first few) shrunk on the command's rig, its trace written, its reports
  * (when asked for) showing the shrunk run with the events that matter — and the text that tells it.
  */
 
@@ -20,22 +20,33 @@ export interface ShrinkOutcome {
   readonly reports: ReportTargets | null;
 }
 
-export function shrinkFirstFailure(
-  rig: ScenarioRig<ScenarioGuest>, failing: RunReport, fixes: Fixes<string>,
+/** How many failing runs of one command `--shrink` offers the shrinker (the first that break the same invariant). */
+export const SHRINK_OFFERS = 5;
+
+/**
+ * The simplest of `failing` shrunk (`shrinkSimplest`: in order of their preemptions, until one
+ * shrinks to a minimal schedule of at most one), or the only one; the target is what the first
+ * breaks first. Its trace and reports are written.
+ */
+export function shrinkFailures(
+  rig: ScenarioRig<ScenarioGuest>, failing: readonly RunReport[], fixes: Fixes<string>,
   options: { readonly maxRuns: number; readonly traceDir: string; readonly reports: ReportTargets; readonly progress: Progress },
 ): ShrinkOutcome {
-  const shrunk = shrinkFailingRun(rig, { seed: failing.seed, choices: failing.trace.choices }, fixes, {
-    maxRuns: options.maxRuns,
-    onRun: (runs, best) => options.progress.update(`  shrinking: ${runs} runs, best so far ${best.preemptions} preemption(s) / ${best.decisive} decisive choice(s)`),
-  });
-  options.progress.update(`  shrinking: done in ${shrunk.runs} runs`, true);
+  const onRun = (runs: number, best: { preemptions: number; decisive: number }): void => options.progress.update(`  shrinking: ${runs} runs, best so far ${best.preemptions} preemption(s) / ${best.decisive} decisive choice(s)`);
+  const target = failing[0].violations[0]?.oracle;
+  const shrunk = failing.length === 1
+    ? shrinkFailingRun(rig, { seed: failing[0].seed, choices: failing[0].trace.choices }, fixes, { maxRuns: options.maxRuns, onRun })
+    : shrinkSimplest(rig, failing.map((report) => ({ label: `seed ${report.seed}`, seed: report.seed, choices: report.trace.choices })), fixes, {
+      maxRuns: options.maxRuns, onRun, ...(target !== undefined ? { target } : {}),
+    });
+  options.progress.update(`  shrinking: done in ${shrunk.pickedFrom?.runs ?? shrunk.runs} runs`, true);
   let tracePath: string | null = null;
   let reports: ReportTargets | null = null;
   try {
     tracePath = writeRunTrace(options.traceDir, shrunk.report);
     if (shrunk.recording !== null) reports = writeReports(options.reports, shrunk.report, shrunk.recording, tracePath, shrunk.story);
   } catch (error) {
-    process.stderr.write(`warning: the shrunk run of seed ${failing.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.stderr.write(`warning: the shrunk run of seed ${shrunk.report.seed} could not be written: ${error instanceof Error ? error.message : String(error)}\n`);
   }
   return { shrunk, tracePath, reports };
 }

@@ -22,8 +22,17 @@ test('run.ts --shrink, vcpusim shrink and --replay --with-fix: a failure shrunk,
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const found = cli(['memtable-stale-icache', '--bug', '--runs', '10', '--strategy', 'random', '--shrink', '--json', '--trace-dir', dir]);
   t.is(found.status, 1, found.stderr);
-  const report = JSON.parse(found.stdout) as { firstFailure: { trace: string; invariant: string }; shrunk: { oracle: string; preemptions: number; from: { preemptions: number }; minimal: boolean; trace: string; story: { text: string }[] } };
+  const report = JSON.parse(found.stdout) as {
+    firstFailure: { trace: string; invariant: string };
+    shrunk: { oracle: string; seed: string; preemptions: number; from: { preemptions: number }; minimal: boolean; trace: string; story: { text: string }[]; pickedFrom?: { label: string; tried: { label: string; seed: string; oracle: string | null; preemptions: number }[] } };
+  };
   t.is(report.shrunk.oracle, report.firstFailure.invariant);
+  // Several of the ten runs fail: the simplest of the first few that break the same invariant is shrunk, and the report says which.
+  const tried = report.shrunk.pickedFrom?.tried ?? [];
+  t.true(tried.length >= 2 && tried.length <= 5, JSON.stringify(report.shrunk.pickedFrom));
+  t.true(tried.every((run) => run.oracle === report.firstFailure.invariant && run.label === `seed ${run.seed}`));
+  t.is(report.shrunk.pickedFrom?.label, `seed ${report.shrunk.seed}`);
+  t.is(report.shrunk.from.preemptions, Math.min(...tried.map((run) => run.preemptions)));
   t.true(report.shrunk.preemptions <= report.shrunk.from.preemptions);
   t.true(report.shrunk.minimal);
   t.true(existsSync(report.shrunk.trace));
