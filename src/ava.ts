@@ -10,10 +10,10 @@ import { commandsOf, formatFailure } from './report/text.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
 import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
-import { shrinkFailingRun } from './explore/shrink-run.ts';
+import { shrinkFailingRun, shrinkSimplest } from './explore/shrink-run.ts';
 import { errorLine } from './explore/error-line.ts';
 import type { Fixes } from './intro/fixes.ts';
-import { formatShrink, writeShrunk } from './cli/shrink-step.ts';
+import { formatShrink, SHRINK_OFFERS, writeShrunk } from './cli/shrink-step.ts';
 
 /**
  * An AVA macro that explores a scenario — how a race stays fixed in a test suite:
@@ -56,6 +56,8 @@ export interface ExploreOptions {
   /**
    * A run that fails 'no-failure' is shrunk with at most this many runs and its story ends the
    * failure message — the few preemptions that matter and the events around them (default 200; 0: do not).
+   * The shrinker starts from the simplest of it and up to four more seeds of the next twenty that
+   * break the same invariant (the message says which it shrank).
    */
   readonly shrinkRuns?: number;
 }
@@ -122,7 +124,8 @@ export async function runExploration(definition: ScenarioDefinition<ScenarioGues
       for (const name of report.windows) windows[name] = (windows[name] ?? 0) + 1;
       if (!failed(report)) continue;
       if (options.expect === 'no-failure') {
-        const story = shrunkStory(rig, report, fixes, traceDir, options.shrinkRuns);
+        const offers = [report, ...moreFailures(rig, seeds.slice(runs), plan, fixes, report, options.shrinkRuns)];
+        const story = shrunkStory(rig, offers, fixes, traceDir, options.shrinkRuns);
         return verdict(report, `${definition.name}: seed ${seed} broke an invariant (${runs} of ${seeds.length} seeds run)\n${failureMessage(report, traceDir)}${story}`);
       }
       if (report.violations[0].oracle !== bug.caughtBy) {
@@ -145,11 +148,36 @@ export async function runExploration(definition: ScenarioDefinition<ScenarioGues
   }
 }
 
-/** A failing run shrunk and told (its trace written next to the run's), or '' when not asked for; a shrink that fails says why. */
-function shrunkStory(rig: ScenarioRig<ScenarioGuest>, report: RunReport, fixes: Fixes<string>, traceDir: string, runs = 200): string {
+/**
+ * Runs that break what `first` broke first, from the seeds after it — at most SHRINK_OFFERS − 1 of
+ * them within MORE_SEEDS_TO_SHRINK seeds, none when no shrink is asked for: the greedy shrinker
+ * ends where its start leads it, so it is offered the simplest of a few (as `run.ts --shrink`).
+ */
+function moreFailures(rig: ScenarioRig<ScenarioGuest>, rest: readonly number[], plan: (seed: number) => SeedPlan, fixes: Fixes<string>, first: RunReport, shrinkRuns = 200): RunReport[] {
+  if (shrinkRuns <= 0) return [];
+  const more: RunReport[] = [];
+  for (const seed of rest.slice(0, MORE_SEEDS_TO_SHRINK)) {
+    if (more.length >= SHRINK_OFFERS - 1) break;
+    const report = rig.run({ seed, ...plan(seed), fixes });
+    if (failed(report) && report.violations[0].oracle === first.violations[0].oracle) more.push(report);
+  }
+  return more;
+}
+
+/** Seeds after the first failing one that `moreFailures` runs at most. */
+const MORE_SEEDS_TO_SHRINK = 20;
+
+/**
+ * The simplest of `failing` shrunk and told (its trace written next to the run's), or '' when not
+ * asked for; a shrink that fails says why.
+ */
+function shrunkStory(rig: ScenarioRig<ScenarioGuest>, failing: readonly RunReport[], fixes: Fixes<string>, traceDir: string, runs = 200): string {
   if (runs <= 0) return '';
+  const [report] = failing;
   try {
-    const shrunk = shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, fixes, { maxRuns: runs });
+    const shrunk = failing.length === 1
+      ? shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, fixes, { maxRuns: runs })
+      : shrinkSimplest(rig, failing.map((run) => ({ label: `seed ${run.seed}`, seed: run.seed, choices: run.trace.choices })), fixes, { maxRuns: runs, target: report.violations[0].oracle });
     return `\n${formatShrink(writeShrunk(shrunk, traceDir, '', report.scenario))}`;
   } catch (error) {
     return `\n  (the failing run could not be shrunk: ${errorLine(error)})`;
@@ -263,7 +291,7 @@ export async function runBoundedExploration(definition: ScenarioDefinition<Scena
     const which = `schedule ${result.firstFailureAfter} of the search (${result.firstFailure?.preemptions} preemption(s), ${result.firstFailure?.deviations} deviation(s))`;
     if (options.expect === 'no-failure') {
       if (failing !== null) {
-        const story = shrunkStory(rig, failing, fixes, traceDir, options.shrinkRuns);
+        const story = shrunkStory(rig, [failing], fixes, traceDir, options.shrinkRuns);
         return { result, summary, failure: `${definition.name}: ${which} broke an invariant\n${summary}\n${failureMessage(failing, traceDir)}${story}` };
       }
       if (!result.complete) {

@@ -30,6 +30,8 @@ test('no-failure fails when a seed breaks an invariant, with the failing run\'s 
   const shrunkTrace = /shrunk trace written to (\S+)/.exec(result.failure ?? '')?.[1];
   t.true(shrunkTrace !== undefined && existsSync(shrunkTrace));
   t.regex(result.failure ?? '', /how it happens/);
+  // Seed 2 fails too: the shrinker is offered both and the story says which it shrank.
+  t.regex(result.failure ?? '', /\n {2}shrunk seed [12], the simplest of 2 runs offered \(preemptions as found → shrunk: seed 1 \d+/);
   const unshrunk = await runExploration(pushTwoAddresses, { seeds: 1, strategy: 'random', fixesOff: 'bug', expect: 'no-failure', shrinkRuns: 0, traceDir: join(tmpdir(), 'vcpusim-ava-failing') });
   t.notRegex(unshrunk.failure ?? '', /shrunk from/);
 });
