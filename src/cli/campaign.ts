@@ -44,7 +44,8 @@ const USAGE = `usage: npx tsx scenarios/campaign.ts [options]
   --trace-dir DIR          where the first failing trace of each row goes (default traces)
   --shrink-runs N          shrink each failing row's simplest failure (of its first one and each
                            strategy's first) with at most N runs a shrink (default 200; 0: do not
-                           shrink); the shrunk trace and its story go with the failure's report
+                           shrink), and as many again for the bounded search below its result;
+                           the shrunk trace and its story go with the failure's report
   --determinism-sample N   first seeds of each row run again here to check they reproduce (default 2;
                            a row's first failure is always run again)
   --json                   print the result as one JSON object

@@ -55,7 +55,8 @@ ${BUILTIN_FIXES.map((fix) => `                          ${fix.name}: ${fix.descr
                         simplest of the first ${SHRINK_OFFERS} runs that break it (the greedy shrinker ends where its
                         start leads it); writes the shrunk trace, prints how the race happens, and
                         --perfetto/--html show that run
-  --shrink-runs N       the shrinker's budget in runs, per failing run shrunk (default 2000)
+  --shrink-runs N       the shrinker's budget in runs, per failing run shrunk (default 2000), and as many
+                        again for the bounded search below its result (every schedule with fewer preemptions)
   --explain             with --mode free: turn the first free-running failure into a replayable one — a
                         deterministic search guided by the free run's observed order (then variations of
                         it, random and PCT seeds) for a run that breaks the same invariant first; writes

@@ -86,6 +86,7 @@ export function shrinkJson(outcome: ShrinkOutcome): Record<string, unknown> {
   const { shrunk } = outcome;
   return {
     oracle: shrunk.oracle, from: shrunk.from, preemptions: shrunk.preemptions, decisive: shrunk.decisive, runs: shrunk.runs, minimal: shrunk.minimal,
+    ...(shrunk.search !== undefined ? { search: shrunk.search } : {}),
     hash: shrunk.report.hash, trace: outcome.tracePath, seed: shrunk.report.seed, story: shrunk.story.map((line) => ({ clock: line.clock, text: line.text })),
     // Seeds may be bigints, which JSON lacks.
     ...(shrunk.pickedFrom !== undefined ? { pickedFrom: { ...shrunk.pickedFrom, tried: shrunk.pickedFrom.tried.map((tried) => ({ ...tried, seed: String(tried.seed) })) } } : {}),

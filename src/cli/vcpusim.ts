@@ -35,7 +35,9 @@ const REPLAY_USAGE = `usage: npx vcpusim replay <trace.json> [options]
 
 const SHRINK_USAGE = `usage: npx vcpusim shrink <trace.json> [--shrink-runs N] [--trace-dir DIR] [--perfetto FILE] [--html FILE] [--mode inline|workers] [--json]
   replays the failing trace, then searches for the schedule with the fewest preemptions (then the
-  fewest decisive choices) that breaks the same invariant; writes the shrunk trace into --trace-dir
+  fewest decisive choices) that breaks the same invariant — greedy cuts (--shrink-runs, default 2000), then
+  a bounded search of every schedule with fewer preemptions (as many runs again), which proves the
+  count the fewest when it ends without a find; writes the shrunk trace into --trace-dir
   (default traces), prints "shrunk from N choices / P preemptions to …" and the story of the
   interleaving; --perfetto/--html show the shrunk run with the events that matter marked`;
 

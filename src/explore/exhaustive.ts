@@ -55,6 +55,11 @@ export interface ExhaustiveOptions {
   readonly onRun?: (runs: number, level: number) => void;
   /** End the search at the first failing schedule (its level and those above are then not complete). */
   readonly stopAtFailure?: boolean;
+  /**
+   * Only a run that breaks this invariant first counts as failing (a shrinker looking for the same
+   * bug with fewer preemptions); default: any broken invariant.
+   */
+  readonly target?: string;
 }
 
 /** The schedules of one k: as many preemptions (or deviations, by the measure) as that. */
@@ -107,6 +112,7 @@ export class BoundedFrontier<R> {
   readonly measure: BoundMeasure;
   private readonly maxRuns: number;
   private readonly stopAtFailure: boolean;
+  private readonly target: string | undefined;
   private readonly costOf: (point: ChoicePoint, alternative: Alternative) => number;
   /** Per level, its schedules in the order they are taken (null once taken: its run's choices may go). */
   private readonly queues: (Pending | null)[][];
@@ -139,6 +145,7 @@ export class BoundedFrontier<R> {
       : (point) => point.deviationsBefore + 1;
     this.maxRuns = options.maxRuns ?? 20_000;
     this.stopAtFailure = options.stopAtFailure === true;
+    this.target = options.target;
     this.queues = Array.from({ length: bound + 1 }, () => []);
     this.queues[0].push({ base: new Int32Array(0), at: 0, choice: null });
     this.counts = Array.from({ length: bound + 1 }, () => ({ schedules: 0, failures: 0 }));
@@ -193,7 +200,7 @@ export class BoundedFrontier<R> {
     this.ran++;
     this.hashes.add(result.hash);
     this.counts[level].schedules++;
-    if (result.oracle !== null) {
+    if (result.oracle !== null && (this.target === undefined || result.oracle === this.target)) {
       this.counts[level].failures++;
       if (this.firstFailure === null) {
         this.firstFailure = result;

@@ -5,7 +5,8 @@ import type { RunReport, ScenarioRig } from './scenario-rig.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import type { Choice } from './schedule.ts';
 import type { ChoiceWatcher, ListedChoice } from './schedulers/lenient.ts';
-import { ShrinkInputError, shrinkSchedule, type ShrinkOptions, type ShrinkResult } from './shrink.ts';
+import { exploreScenarioBounded } from './exhaustive-run.ts';
+import { ShrinkInputError, shrinkSchedule, type ShrinkAttempt, type ShrinkOptions, type ShrinkResult } from './shrink.ts';
 import { storyOf, type PreemptionNote, type StoryLine } from './story.ts';
 import { instructionAt } from './vcpu-report.ts';
 
@@ -33,6 +34,8 @@ export interface ShrinkMeasures {
   readonly runs: number;
   /** No candidate of the result improves it (false: the run budget ran out first). */
   readonly minimal: boolean;
+  /** The bounded search for a schedule with fewer preemptions than the greedy result (absent: none ran). */
+  readonly search?: FewerPreemptionsSearch;
   /**
    * When several failing runs were offered (`shrinkSimplest`): which one this is, what each gave,
    * and the runs of the whole pick (each offered run followed once, every search).
@@ -78,9 +81,34 @@ export interface ShrinkFound extends ShrinkMeasures {
   readonly hash: string;
 }
 
-/** Searches a shrunk schedule for `failing` (which must fail with `fixes`); see shrinkSchedule. */
+/**
+ * What the bounded search below a greedy result found: every schedule with fewer preemptions is a
+ * candidate the greedy sweeps may never reach (they only cut the schedule they hold), so the
+ * search runs them level by level — all with 0 preemptions, then 1, … — until one breaks the same
+ * invariant first or its budget is spent.
+ */
+export interface FewerPreemptionsSearch {
+  /** The greedy result's preemptions: the search ran schedules with fewer (at most one fewer). */
+  readonly from: number;
+  /** Schedules run. */
+  readonly schedules: number;
+  /**
+   * Levels explored whole, from 0, in which no schedule breaks the invariant first: no schedule
+   * with fewer preemptions than this breaks it (at the choice points; the environment's timing as it comes).
+   */
+  readonly cleanLevels: number;
+  /** A schedule with fewer preemptions broke it: the result is that one, shrunk. */
+  readonly found: boolean;
+}
+
+/**
+ * Searches a shrunk schedule for `failing` (which must fail with `fixes`): the greedy shrink
+ * (shrinkSchedule), then, when its result still has preemptions, the bounded search below it
+ * (`searchRuns`, default `maxRuns`): a schedule found there is shrunk greedily in turn; a search
+ * that finds none says how many preemptions no schedule can do with.
+ */
 export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrinkFound {
-  const result = shrinkSchedule<string>(failing.choices, (choices) => {
+  const attempt = (choices: readonly ListedChoice[]): ShrinkAttempt<string> => {
     const { report, shape, followed } = rig.runChoices(failing.seed, choices, fixes);
     return {
       oracle: report.violations[0]?.oracle ?? null,
@@ -91,11 +119,32 @@ export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, faili
       executed: followed,
       run: report.hash,
     };
-  }, options);
-  const best = result.best;
+  };
+  const greedy = shrinkSchedule<string>(failing.choices, attempt, options);
+  let { best, runs, minimal } = greedy;
+  let search: FewerPreemptionsSearch | undefined;
+  const searchRuns = options.searchRuns ?? options.maxRuns ?? 2000;
+  if (best.preemptions > 0 && searchRuns > 0) {
+    const from = best;
+    const below = exploreScenarioBounded(rig, failing.seed, fixes, {
+      bound: from.preemptions - 1, maxRuns: searchRuns, target: greedy.oracle, stopAtFailure: true,
+      onRun: (searched) => options.onRun?.(greedy.runs + searched, from),
+    });
+    runs += below.runs;
+    let cleanLevels = 0;
+    while (cleanLevels < below.levels.length && below.levels[cleanLevels].complete && below.levels[cleanLevels].failures === 0) cleanLevels++;
+    const found = below.firstFailure;
+    if (found !== null) {
+      // Its decisive choices shrunk too (never to more preemptions), within what the search left.
+      const again = shrinkSchedule<string>(found.executed, attempt, { maxRuns: Math.max(1, searchRuns - below.runs), onRun: (more, now) => options.onRun?.(runs + more, now) });
+      runs += again.runs;
+      if (again.oracle === greedy.oracle && again.best.preemptions < best.preemptions) ({ best, minimal } = again);
+    }
+    search = { from: from.preemptions, schedules: below.runs, cleanLevels, found: found !== null };
+  }
   return {
-    seed: failing.seed, choices: best.executed.slice(0, best.decisive), hash: best.run, oracle: result.oracle, from: result.from,
-    preemptions: best.preemptions, decisive: best.decisive, runs: result.runs, minimal: result.minimal,
+    seed: failing.seed, choices: best.executed.slice(0, best.decisive), hash: best.run, oracle: greedy.oracle, from: greedy.from,
+    preemptions: best.preemptions, decisive: best.decisive, runs, minimal, ...(search !== undefined ? { search } : {}),
   };
 }
 
@@ -120,6 +169,7 @@ export function recordShrunk<G extends ScenarioGuest>(rig: ScenarioRig<G>, found
   const recording = rig.lastRecording;
   return {
     oracle: found.oracle, from: found.from, preemptions: found.preemptions, decisive: found.decisive, runs: found.runs + 1, minimal: found.minimal,
+    ...(found.search !== undefined ? { search: found.search } : {}),
     report, recording, preemptionNotes: notes, story: recording === null ? [] : storyOf(recording, notes),
     ...(found.pickedFrom !== undefined ? { pickedFrom: { ...found.pickedFrom, runs: found.pickedFrom.runs + 1 } } : {}),
   };
@@ -138,11 +188,24 @@ export function shrunkSize(shrunk: { readonly decisive: number; readonly preempt
   return `${plural(shrunk.decisive, 'decisive choice')} / ${plural(shrunk.preemptions, 'preemption')}`;
 }
 
-/** "shrunk from 812 choices / 37 preemptions to 9 decisive choices / 2 preemptions (143 runs, minimal)". */
+/** "shrunk from 812 choices / 37 preemptions to 9 decisive choices / 2 preemptions (143 runs, minimal; …)". */
 export function describeShrink(shrunk: ShrunkFailure): string {
   const { from } = shrunk;
+  const search = describeSearch(shrunk);
   return `shrunk from ${plural(from.choices, 'choice')} / ${plural(from.preemptions, 'preemption')} to ${shrunkSize(shrunk)} `
-    + `(${plural(shrunk.runs, 'run')}; ${shrunk.minimal ? 'no single cut, merge or deletion improves it' : 'the run budget ran out: smaller may exist'})`;
+    + `(${plural(shrunk.runs, 'run')}; ${shrunk.minimal ? 'no single cut, merge or deletion improves it' : 'the run budget ran out: smaller may exist'}${search === '' ? '' : `; ${search}`})`;
+}
+
+/** What the bounded search below the greedy result found or proved, or '' when none ran. */
+export function describeSearch(shrunk: ShrinkMeasures): string {
+  const search = shrunk.search;
+  if (search === undefined) return '';
+  const atMost = (k: number): string => (k === 0 ? 'without a preemption' : `with at most ${plural(k, 'preemption')}`);
+  const found = search.found && shrunk.preemptions < search.from ? `the bounded search found it below the greedy result's ${plural(search.from, 'preemption')}; ` : '';
+  const searched = plural(search.schedules, 'schedule');
+  if (search.cleanLevels >= shrunk.preemptions) return `${found}no schedule with fewer preemptions breaks it (every one ${atMost(shrunk.preemptions - 1)} ran; ${searched} searched)`;
+  if (search.cleanLevels > 0) return `${found}no schedule ${atMost(search.cleanLevels - 1)} breaks it (the search's ${searched} ran out among those with ${search.cleanLevels})`;
+  return `${found}a search of ${searched} with fewer preemptions found none (its budget ran out among those without a preemption)`;
 }
 
 export interface SimplestOptions extends ShrinkOptions {

@@ -67,6 +67,18 @@ test('the toy: stopping at the first failure runs no schedule after it, and says
   t.is(stopped.levels[1].pending, 8 - 3);
 });
 
+test('the toy: with a target invariant only runs that break it first count as failing (what the shrinker searches for)', (t) => {
+  const any = exploreBounded(toyBoundedAttempt, { bound: 2 });
+  const same = exploreBounded(toyBoundedAttempt, { bound: 2, target: 'toy-race' });
+  t.deepEqual(same.levels, any.levels);
+  t.is(same.firstFailureAfter, any.firstFailureAfter);
+  const other = exploreBounded(toyBoundedAttempt, { bound: 2, target: 'another-invariant', stopAtFailure: true });
+  t.deepEqual(other.levels.map((l) => l.failures), [0, 0, 0]);
+  t.is(other.firstFailure, null);
+  t.true(other.complete, 'no run counts as failing, so nothing stops the search');
+  t.is(other.runs, 40);
+});
+
 test('the toy: a budget ends the search with the levels below it complete and says so', (t) => {
   const result = exploreBounded(toyBoundedAttempt, { bound: 2, maxRuns: 15 });
   t.false(result.complete);

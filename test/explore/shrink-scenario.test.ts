@@ -73,10 +73,11 @@ test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and
     t.true(failed(report), `${strategy} seed ${seed} fails`);
     return { seed, choices: report.trace.choices, label: `seed ${seed} (${report.strategy})` };
   };
-  // Random's failure stalls in a local minimum with 3 preemptions; PCT's, failing with one, shrinks to one.
+  // Random's failure stalls in a local minimum with 3 preemptions (greedy alone: no search below it); PCT's, failing with one, shrinks to one.
   const random = failing('random', 2, 1);
   const pct = failing('pct', 2, 12);
-  const alone = shrinkFailingRun(rig, random, fixes, { maxRuns: 400 });
+  const alone = shrinkFailingRun(rig, random, fixes, { maxRuns: 400, searchRuns: 0 });
+  t.is(alone.search, undefined);
   const best = shrinkSimplest(rig, [random, pct], fixes, { maxRuns: 400 });
   t.log(describePick(best));
   t.true(best.preemptions < alone.preemptions, `the simplest start beats the first failure alone (${best.preemptions} against ${alone.preemptions})`);
@@ -118,4 +119,30 @@ test('shrinkSimplest lists and skips a run that does not break the target invari
   t.regex(describePick(shrunk) ?? '', /default run \(breaks nothing when followed\)/);
   t.is(shrunk.pickedFrom?.label, 'failing');
   t.throws(() => shrinkSimplest(rig, [], fixes), { instanceOf: RangeError });
+});
+
+test('pte-cmpxchg-accessed: where the greedy shrink stalls, the bounded search below it finds a schedule with fewer preemptions and proves none has fewer still', (t) => {
+  const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
+  const rig = ScenarioRig.open(definition, 'inline');
+  t.teardown(() => rig.close());
+  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  const report = rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
+  const random = { seed: report.seed, choices: report.trace.choices };
+  const greedy = shrinkFailingRun(rig, random, fixes, { maxRuns: 400, searchRuns: 0 });
+  const shrunk = shrinkFailingRun(rig, random, fixes, { maxRuns: 400 });
+  t.log(describeShrink(shrunk));
+  t.is(greedy.preemptions, 3);
+  t.is(shrunk.preemptions, 1);
+  t.is(shrunk.oracle, greedy.oracle);
+  t.is(shrunk.report.violations[0].oracle, greedy.oracle, 'the recorded run breaks the same invariant first');
+  t.like(shrunk.search, { from: 3, found: true });
+  // Every schedule without a preemption ran, and none broke it: one preemption is the fewest.
+  t.true(shrunk.search!.cleanLevels >= 1);
+  t.regex(describeShrink(shrunk), /the bounded search found it below the greedy result's 3 preemptions; no schedule with fewer preemptions breaks it \(every one without a preemption ran; \d+ schedules? searched\)/);
+  t.true(shrunk.runs > greedy.runs, 'the search\'s runs are counted');
+  // Stable: shrinking the result again changes nothing.
+  const again = shrinkFailingRun(rig, { seed: shrunk.report.seed, choices: shrunk.report.trace.choices }, fixes, { maxRuns: 400 });
+  t.is(again.report.hash, shrunk.report.hash);
+  t.like(again.search, { from: 1, found: false });
+  t.true(again.search!.cleanLevels >= 1);
 });
