@@ -57,7 +57,8 @@ export interface ExploreOptions {
    * A run that fails 'no-failure' is shrunk with at most this many runs and its story ends the
    * failure message — the few preemptions that matter and the events around them (default 200; 0: do not).
    * The shrinker starts from the simplest of it and up to four more seeds of the next twenty that
-   * break the same invariant (the message says which it shrank).
+   * break the same invariant (the message says which it shrank); each run shrunk may take this many
+   * greedy runs and as many again for the search below its result.
    */
   readonly shrinkRuns?: number;
 }
@@ -247,7 +248,7 @@ export interface BoundedOptions {
   readonly mode?: 'inline' | 'workers';
   /** Where a failing schedule's trace is written (default `traces`). */
   readonly traceDir?: string;
-  /** A schedule that fails 'no-failure' is shrunk with at most this many runs and told (default 200; 0: do not). */
+  /** A schedule that fails 'no-failure' is shrunk with at most this many greedy runs, and as many for the search below, and told (default 200; 0: do not). */
   readonly shrinkRuns?: number;
 }
 

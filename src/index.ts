@@ -44,7 +44,7 @@ export { PrefixWalk, WalkSetupFailed, type WalkOptions, type WalkStats } from '.
 export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
 export {
   describePick, describeSearch, describeShrink, findSimplest, recordShrunk, searchShrink, shrinkFailingRun, shrinkSimplest,
-  type FewerPreemptionsSearch, type ShrinkCandidate, type ShrinkFound, type ShrinkMeasures, type ShrinkTry, type ShrunkFailure, type SimplestOptions,
+  type FewerPreemptionsSearch, type SearchShrinkOptions, type ShrinkCandidate, type ShrinkFound, type ShrinkMeasures, type ShrinkTry, type ShrunkFailure, type SimplestOptions,
 } from './explore/shrink-run.ts';
 export { formatFixDifferential, replayWithFix, type FixDifferential } from './explore/fix-differential.ts';
 export { checkRecordedFailure, keptFixed, UncheckableRecordingError, type RecordedFailureCheck, type Reproduction } from './explore/recorded-failure.ts';

@@ -37,7 +37,7 @@ const SHRINK_USAGE = `usage: npx vcpusim shrink <trace.json> [--shrink-runs N] [
   replays the failing trace, then searches for the schedule with the fewest preemptions (then the
   fewest decisive choices) that breaks the same invariant — greedy cuts (--shrink-runs, default 2000), then
   a bounded search of every schedule with fewer preemptions (as many runs again), which proves the
-  count the fewest when it ends without a find; writes the shrunk trace into --trace-dir
+  count the fewest at its choice points when every level below it ran; writes the shrunk trace into --trace-dir
   (default traces), prints "shrunk from N choices / P preemptions to …" and the story of the
   interleaving; --perfetto/--html show the shrunk run with the events that matter marked`;
 

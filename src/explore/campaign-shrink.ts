@@ -25,7 +25,7 @@ export interface ShrinkTask {
   readonly modules: readonly string[];
   /** The row's failure shown in its report first (it names the invariant), then each strategy's first. */
   readonly runs: readonly ShrinkTaskRun[];
-  /** The shrinker's budget for each run it shrinks. */
+  /** The shrinker's budget for each run it shrinks (and as many again for the search below its result). */
   readonly maxRuns: number;
   /** The invariant of the row's bug when a run broke it (runs breaking another first are not shrunk). */
   readonly target?: string;

@@ -65,7 +65,7 @@ export interface ExhaustiveOptions {
 /** The schedules of one k: as many preemptions (or deviations, by the measure) as that. */
 export interface ExhaustiveLevel {
   readonly k: number;
-  /** Schedules run at this level, and how many of them broke an invariant. */
+  /** Schedules run at this level, and how many of them broke an invariant (the target, when one is given). */
   readonly schedules: number;
   readonly failures: number;
   /** Every schedule of this level was run. */
@@ -81,7 +81,7 @@ export interface ExhaustiveResult<R> {
   readonly runs: number;
   /** Distinct traces among the runs. */
   readonly distinct: number;
-  /** The first failing schedule found (lowest k first), or null. */
+  /** The first failing schedule found (lowest k first; one breaking the target first, when given), or null. */
   readonly firstFailure: ExhaustiveAttempt<R> | null;
   /** How many schedules had run when it was found (0: none failed). */
   readonly firstFailureAfter: number;

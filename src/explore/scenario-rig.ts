@@ -39,7 +39,6 @@ import { describeVcpusWithCode } from './vcpu-report.ts';
  * after-uninit oracles and records which window goals were reached.
  */
 
-
 /** A scenario's setup() threw: the scenario cannot be run at all. */
 export class ScenarioSetupError extends Error {
   constructor(readonly scenario: string, cause: unknown) {
@@ -223,7 +222,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * and replays strictly from the start. Throws when the point is never reached.
    */
   branch(request: BranchRequest): BranchResult {
-    this.inlineOnly('branching from a snapshot');
+    this.inlineOnly('branching from a snapshot', 'the snapshot holds');
     return branchOn(this.runner, request);
   }
 
@@ -235,7 +234,7 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * the rig's next run starts afresh. Throws when the point is never reached.
    */
   openBranch(request: Pick<BranchRequest, 'prefix' | 'at' | 'suffixes'>): OpenBranch {
-    this.inlineOnly('branching from a snapshot');
+    this.inlineOnly('branching from a snapshot', 'the snapshot holds');
     return openBranchOn(this.runner, request);
   }
 
@@ -246,13 +245,13 @@ export class ScenarioRig<G extends ScenarioGuest> {
    * session: close it before the rig runs anything else.
    */
   openWalk(seed: Seed, fixes: Fixes<string>, label: ScheduleLabel, options: WalkOptions = {}): PrefixWalk {
-    this.inlineOnly('a walk along shared prefixes');
+    this.inlineOnly('a walk along shared prefixes', 'its snapshots hold');
     return openWalkOn(this.runner, seed, fixes, label, options);
   }
 
   /** Snapshots hold each CPU's objects, which a worker keeps in its own thread. */
-  private inlineOnly(what: string): void {
-    if (this.mode !== 'inline') throw new Error(`${what} needs the inline mode (its snapshots hold each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
+  private inlineOnly(what: string, snapshots: string): void {
+    if (this.mode !== 'inline') throw new Error(`${what} needs the inline mode (${snapshots} each CPU's objects, which a worker keeps in its own thread): got ${this.mode}`);
   }
 
   /** A resumable run loop with the scenario's bounds, clock and faults. */

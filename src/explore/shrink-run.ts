@@ -85,29 +85,38 @@ export interface ShrinkFound extends ShrinkMeasures {
  * What the bounded search below a greedy result found: every schedule with fewer preemptions is a
  * candidate the greedy sweeps may never reach (they only cut the schedule they hold), so the
  * search runs them level by level — all with 0 preemptions, then 1, … — until one breaks the same
- * invariant first or its budget is spent.
+ * invariant first or its budget is spent. Its space is the bounded-exhaustive search's: switches
+ * at the default continuation's choice points, slices of the scenario's length, no hypervisor
+ * faults, the environment when due, the failing run's seed.
  */
 export interface FewerPreemptionsSearch {
-  /** The greedy result's preemptions: the search ran schedules with fewer (at most one fewer). */
+  /** The greedy result's preemptions: the search ran schedules with 0 to `from − 1`. */
   readonly from: number;
   /** Schedules run. */
   readonly schedules: number;
   /**
-   * Levels explored whole, from 0, in which no schedule breaks the invariant first: no schedule
-   * with fewer preemptions than this breaks it (at the choice points; the environment's timing as it comes).
+   * Levels explored whole, from 0, in which no schedule breaks the invariant first: no schedule of
+   * the search's space with fewer preemptions than this breaks it.
    */
   readonly cleanLevels: number;
-  /** A schedule with fewer preemptions broke it: the result is that one, shrunk. */
-  readonly found: boolean;
+  /**
+   * A schedule with fewer preemptions broke it: 'adopted' (the result is that one, shrunk greedily),
+   * 'not-reproduced' (followed again leniently it did not break the invariant first — a sign of
+   * nondeterminism — and the greedy result stands); null: none did.
+   */
+  readonly found: 'adopted' | 'not-reproduced' | null;
 }
 
-/**
- * Searches a shrunk schedule for `failing` (which must fail with `fixes`): the greedy shrink
- * (shrinkSchedule), then, when its result still has preemptions, the bounded search below it
- * (`searchRuns`, default `maxRuns`): a schedule found there is shrunk greedily in turn; a search
- * that finds none says how many preemptions no schedule can do with.
- */
-export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrinkFound {
+/** A shrink on a scenario's rig: the greedy shrinker's options and the search below its result. */
+export interface SearchShrinkOptions extends ShrinkOptions {
+  /**
+   * Runs of the bounded search for a schedule with fewer preemptions than the greedy result (and of
+   * the greedy shrink of one it finds); default as many as `maxRuns`, 0: no search.
+   */
+  readonly searchRuns?: number;
+}
+
+export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: SearchShrinkOptions = {}): ShrinkFound {
   const attempt = (choices: readonly ListedChoice[]): ShrinkAttempt<string> => {
     const { report, shape, followed } = rig.runChoices(failing.seed, choices, fixes);
     return {
@@ -133,14 +142,25 @@ export function searchShrink<G extends ScenarioGuest>(rig: ScenarioRig<G>, faili
     runs += below.runs;
     let cleanLevels = 0;
     while (cleanLevels < below.levels.length && below.levels[cleanLevels].complete && below.levels[cleanLevels].failures === 0) cleanLevels++;
-    const found = below.firstFailure;
-    if (found !== null) {
-      // Its decisive choices shrunk too (never to more preemptions), within what the search left.
-      const again = shrinkSchedule<string>(found.executed, attempt, { maxRuns: Math.max(1, searchRuns - below.runs), onRun: (more, now) => options.onRun?.(runs + more, now) });
-      runs += again.runs;
-      if (again.oracle === greedy.oracle && again.best.preemptions < best.preemptions) ({ best, minimal } = again);
+    let found: FewerPreemptionsSearch['found'] = null;
+    if (below.firstFailure !== null) {
+      found = 'not-reproduced';
+      // Its decisive choices shrunk too (never to more preemptions), within what the search left
+      // (one run at least: following it again is what tells whether it reproduces).
+      try {
+        const again = shrinkSchedule<string>(below.firstFailure.executed, attempt, { maxRuns: Math.max(1, searchRuns - below.runs), onRun: (more, now) => options.onRun?.(runs + more, now) });
+        runs += again.runs;
+        if (again.oracle === greedy.oracle && again.best.preemptions < best.preemptions) {
+          ({ best, minimal } = again);
+          found = 'adopted';
+        }
+      } catch (error) {
+        // Followed again it broke nothing: the greedy result, which did, stands.
+        if (!(error instanceof ShrinkInputError)) throw error;
+        runs++;
+      }
     }
-    search = { from: from.preemptions, schedules: below.runs, cleanLevels, found: found !== null };
+    search = { from: from.preemptions, schedules: below.runs, cleanLevels, found };
   }
   return {
     seed: failing.seed, choices: best.executed.slice(0, best.decisive), hash: best.run, oracle: greedy.oracle, from: greedy.from,
@@ -176,7 +196,7 @@ export function recordShrunk<G extends ScenarioGuest>(rig: ScenarioRig<G>, found
 }
 
 /** Shrinks `failing` (which must fail with `fixes`) and records the result: `searchShrink`, then `recordShrunk`. */
-export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: ShrinkOptions = {}): ShrunkFailure {
+export function shrinkFailingRun<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: FailingSchedule, fixes: Fixes<string>, options: SearchShrinkOptions = {}): ShrunkFailure {
   // The decisive choices alone make the same run: the rest is the default continuation.
   return recordShrunk(rig, searchShrink(rig, failing, fixes, options), fixes);
 }
@@ -196,19 +216,31 @@ export function describeShrink(shrunk: ShrunkFailure): string {
     + `(${plural(shrunk.runs, 'run')}; ${shrunk.minimal ? 'no single cut, merge or deletion improves it' : 'the run budget ran out: smaller may exist'}${search === '' ? '' : `; ${search}`})`;
 }
 
-/** What the bounded search below the greedy result found or proved, or '' when none ran. */
+/**
+ * What the bounded search below the greedy result found or proved, or '' when none ran. "No
+ * schedule" means none of the search's space (see FewerPreemptionsSearch), which the text says.
+ */
 export function describeSearch(shrunk: ShrinkMeasures): string {
   const search = shrunk.search;
   if (search === undefined) return '';
   const atMost = (k: number): string => (k === 0 ? 'without a preemption' : `with at most ${plural(k, 'preemption')}`);
-  const found = search.found && shrunk.preemptions < search.from ? `the bounded search found it below the greedy result's ${plural(search.from, 'preemption')}; ` : '';
   const searched = plural(search.schedules, 'schedule');
-  if (search.cleanLevels >= shrunk.preemptions) return `${found}no schedule with fewer preemptions breaks it (every one ${atMost(shrunk.preemptions - 1)} ran; ${searched} searched)`;
-  if (search.cleanLevels > 0) return `${found}no schedule ${atMost(search.cleanLevels - 1)} breaks it (the search's ${searched} ran out among those with ${search.cleanLevels})`;
-  return `${found}a search of ${searched} with fewer preemptions found none (its budget ran out among those without a preemption)`;
+  const space = 'at the choice points, this seed';
+  let found = '';
+  if (search.found === 'adopted') {
+    found = `the bounded search found it below the greedy result's ${plural(search.from, 'preemption')}`;
+    if (shrunk.preemptions === 0) return `${found} (${searched} searched): it needs no preemption`;
+    found += '; ';
+  } else if (search.found === 'not-reproduced') {
+    found = `the bounded search found a schedule with fewer preemptions that broke nothing when followed again (nondeterminism?); `;
+  }
+  if (search.cleanLevels >= shrunk.preemptions) return `${found}no schedule with fewer preemptions breaks it (${space}: every one ${atMost(shrunk.preemptions - 1)} ran; ${searched} searched)`;
+  if (search.found !== null) return `${found}${searched} searched`;
+  if (search.cleanLevels > 0) return `no schedule ${atMost(search.cleanLevels - 1)} breaks it (${space}; the search's ${searched} ran out among those with ${search.cleanLevels})`;
+  return `a search of ${searched} with fewer preemptions found none (its budget ran out among those without a preemption)`;
 }
 
-export interface SimplestOptions extends ShrinkOptions {
+export interface SimplestOptions extends SearchShrinkOptions {
   /** Stop once a result is minimal with at most this many preemptions (default 1: a story of one switch). */
   readonly enough?: number;
   /**

@@ -43,12 +43,6 @@ export interface ShrinkOptions {
   readonly maxRuns?: number;
   /** Called after each run (progress). */
   readonly onRun?: (runs: number, best: { preemptions: number; decisive: number }) => void;
-  /**
-   * Runs of the bounded search, after the greedy shrink, for a schedule with fewer preemptions than
-   * its result (every schedule with fewer, level by level): what a scenario's rig adds
-   * (`searchShrink`); default as many as `maxRuns`, 0: no search.
-   */
-  readonly searchRuns?: number;
 }
 
 export interface ShrinkResult<R> {

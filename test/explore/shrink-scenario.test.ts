@@ -9,7 +9,7 @@ import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
-import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest } from '../../src/explore/shrink-run.ts';
+import { describePick, describeSearch, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrinkMeasures } from '../../src/explore/shrink-run.ts';
 import { formatStory } from '../../src/explore/story.ts';
 import { parseTraceJson } from '../../src/explore/trace-json.ts';
 
@@ -135,14 +135,27 @@ test('pte-cmpxchg-accessed: where the greedy shrink stalls, the bounded search b
   t.is(shrunk.preemptions, 1);
   t.is(shrunk.oracle, greedy.oracle);
   t.is(shrunk.report.violations[0].oracle, greedy.oracle, 'the recorded run breaks the same invariant first');
-  t.like(shrunk.search, { from: 3, found: true });
+  t.like(shrunk.search, { from: 3, found: 'adopted' });
   // Every schedule without a preemption ran, and none broke it: one preemption is the fewest.
   t.true(shrunk.search!.cleanLevels >= 1);
-  t.regex(describeShrink(shrunk), /the bounded search found it below the greedy result's 3 preemptions; no schedule with fewer preemptions breaks it \(every one without a preemption ran; \d+ schedules? searched\)/);
+  t.regex(describeShrink(shrunk), /the bounded search found it below the greedy result's 3 preemptions; no schedule with fewer preemptions breaks it \(at the choice points, this seed: every one without a preemption ran; \d+ schedules? searched\)/);
   t.true(shrunk.runs > greedy.runs, 'the search\'s runs are counted');
   // Stable: shrinking the result again changes nothing.
   const again = shrinkFailingRun(rig, { seed: shrunk.report.seed, choices: shrunk.report.trace.choices }, fixes, { maxRuns: 400 });
   t.is(again.report.hash, shrunk.report.hash);
-  t.like(again.search, { from: 1, found: false });
+  t.like(again.search, { from: 1, found: null });
   t.true(again.search!.cleanLevels >= 1);
+});
+
+test('what the search below a greedy result says, case by case: a proof only where every level below ran clean', (t) => {
+  const measures = (preemptions: number, search: ShrinkMeasures['search']): ShrinkMeasures => ({
+    oracle: 'x', from: { choices: 100, preemptions: 40, decisive: 90 }, preemptions, decisive: 5, runs: 50, minimal: true, ...(search === undefined ? {} : { search }),
+  });
+  t.is(describeSearch(measures(2, undefined)), '');
+  t.is(describeSearch(measures(2, { from: 2, schedules: 30, cleanLevels: 2, found: null })), 'no schedule with fewer preemptions breaks it (at the choice points, this seed: every one with at most 1 preemption ran; 30 schedules searched)');
+  t.is(describeSearch(measures(3, { from: 3, schedules: 200, cleanLevels: 1, found: null })), 'no schedule without a preemption breaks it (at the choice points, this seed; the search\'s 200 schedules ran out among those with 1)');
+  t.is(describeSearch(measures(3, { from: 3, schedules: 200, cleanLevels: 0, found: null })), 'a search of 200 schedules with fewer preemptions found none (its budget ran out among those without a preemption)');
+  t.is(describeSearch(measures(0, { from: 2, schedules: 3, cleanLevels: 0, found: 'adopted' })), 'the bounded search found it below the greedy result\'s 2 preemptions (3 schedules searched): it needs no preemption');
+  t.is(describeSearch(measures(1, { from: 4, schedules: 9, cleanLevels: 1, found: 'adopted' })), 'the bounded search found it below the greedy result\'s 4 preemptions; no schedule with fewer preemptions breaks it (at the choice points, this seed: every one without a preemption ran; 9 schedules searched)');
+  t.is(describeSearch(measures(4, { from: 4, schedules: 9, cleanLevels: 1, found: 'not-reproduced' })), 'the bounded search found a schedule with fewer preemptions that broke nothing when followed again (nondeterminism?); 9 schedules searched');
 });
