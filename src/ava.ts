@@ -10,10 +10,10 @@ import { commandsOf, formatFailure } from './report/text.ts';
 import { describeBounded, exploreBranchBounded, exploreScenarioBounded } from './explore/exhaustive-run.ts';
 import type { BoundMeasure, ExhaustiveResult } from './explore/exhaustive.ts';
 import { describeBranchPoint, type BranchPoint } from './explore/branch.ts';
-import { shrinkFailingRun, shrinkSimplest } from './explore/shrink-run.ts';
+import { breaksFirstAs, SHRINK_OFFERS, shrinkFailingReports } from './explore/shrink-run.ts';
 import { errorLine } from './explore/error-line.ts';
 import type { Fixes } from './intro/fixes.ts';
-import { formatShrink, SHRINK_OFFERS, writeShrunk } from './cli/shrink-step.ts';
+import { formatShrink, writeShrunk } from './cli/shrink-step.ts';
 
 /**
  * An AVA macro that explores a scenario — how a race stays fixed in a test suite:
@@ -160,7 +160,7 @@ function moreFailures(rig: ScenarioRig<ScenarioGuest>, rest: readonly number[], 
   for (const seed of rest.slice(0, MORE_SEEDS_TO_SHRINK)) {
     if (more.length >= SHRINK_OFFERS - 1) break;
     const report = rig.run({ seed, ...plan(seed), fixes });
-    if (failed(report) && report.violations[0].oracle === first.violations[0].oracle) more.push(report);
+    if (breaksFirstAs(report, first)) more.push(report);
   }
   return more;
 }
@@ -174,12 +174,9 @@ const MORE_SEEDS_TO_SHRINK = 20;
  */
 function shrunkStory(rig: ScenarioRig<ScenarioGuest>, failing: readonly RunReport[], fixes: Fixes<string>, traceDir: string, runs = 200): string {
   if (runs <= 0) return '';
-  const [report] = failing;
   try {
-    const shrunk = failing.length === 1
-      ? shrinkFailingRun(rig, { seed: report.seed, choices: report.trace.choices }, fixes, { maxRuns: runs })
-      : shrinkSimplest(rig, failing.map((run) => ({ label: `seed ${run.seed}`, seed: run.seed, choices: run.trace.choices })), fixes, { maxRuns: runs, target: report.violations[0].oracle });
-    return `\n${formatShrink(writeShrunk(shrunk, traceDir, '', report.scenario))}`;
+    const shrunk = shrinkFailingReports(rig, failing, fixes, { maxRuns: runs });
+    return `\n${formatShrink(writeShrunk(shrunk, traceDir, '', failing[0].scenario))}`;
   } catch (error) {
     return `\n  (the failing run could not be shrunk: ${errorLine(error)})`;
   }

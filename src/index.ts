@@ -43,7 +43,7 @@ export { describeBounded, exploreBranchBounded, exploreScenarioBounded, type Wal
 export { PrefixWalk, WalkSetupFailed, type WalkOptions, type WalkStats } from './explore/prefix-walk.ts';
 export { BOUND_MEASURES, type BoundMeasure, type ExhaustiveAttempt, type ExhaustiveLevel, type ExhaustiveOptions, type ExhaustiveResult } from './explore/exhaustive.ts';
 export {
-  describePick, describeSearch, describeShrink, findSimplest, recordShrunk, searchShrink, shrinkFailingRun, shrinkSimplest,
+  breaksFirstAs, describePick, describeSearch, describeShrink, findSimplest, recordShrunk, searchShrink, SHRINK_OFFERS, shrinkFailingReports, shrinkFailingRun, shrinkSimplest,
   type FewerPreemptionsSearch, type SearchShrinkOptions, type ShrinkCandidate, type ShrinkFound, type ShrinkMeasures, type ShrinkTry, type ShrunkFailure, type SimplestOptions,
 } from './explore/shrink-run.ts';
 export { formatFixDifferential, replayWithFix, type FixDifferential } from './explore/fix-differential.ts';

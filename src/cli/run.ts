@@ -1,4 +1,4 @@
-import { failed, RUN_MODES, ScenarioRig, type RunMode, type RunReport, type RunRequest } from '../explore/scenario-rig.ts';
+import { RUN_MODES, ScenarioRig, type RunMode, type RunReport, type RunRequest } from '../explore/scenario-rig.ts';
 import { fixCatalogOf, RIG_ORACLES, type ScenarioDefinition, type ScenarioGuest } from '../explore/scenario.ts';
 import { parseStrategyLabel, STRATEGIES, type StrategyName } from '../explore/schedulers/index.ts';
 import { RunTally } from '../explore/tally.ts';
@@ -12,7 +12,8 @@ import { writeReports, type ReportTargets } from '../report/run-reports.ts';
 import type { RunRecording } from '../explore/recorder.ts';
 import { ensureWritableDir, ensureWritableFileDir, integerOption, parseCommandLine, Progress, UsageError, watchStopRequests, yieldToEventLoop } from './common.ts';
 import { allScenarios, findScenario, loadScenarioModules } from '../explore/registry.ts';
-import { formatShrink, SHRINK_OFFERS, shrinkFailures, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { formatShrink, shrinkFailures, shrinkJson, type ShrinkOutcome } from './shrink-step.ts';
+import { breaksFirstAs, SHRINK_OFFERS } from '../explore/shrink-run.ts';
 import { explainFreeFailure, formatReplayable, replayableJson, type ReplayableOutcome } from './replayable-step.ts';
 import { observeFreeRun, type FreeObservation } from '../explore/free-observation.ts';
 import { formatFixDifferential, replayWithFix } from '../explore/fix-differential.ts';
@@ -393,8 +394,7 @@ export async function runCommand(argv: readonly string[], context: CliContext): 
   const shrinkOffers: RunReport[] = [];
   const offerToShrink = (report: RunReport): void => {
     const first = tally.firstFailure;
-    if (options.shrinkRuns === null || shrinkOffers.length >= SHRINK_OFFERS || first === null || !failed(report) || report.mode === 'free') return;
-    if (report.violations[0]?.oracle === first.violations[0]?.oracle) shrinkOffers.push(report);
+    if (options.shrinkRuns !== null && shrinkOffers.length < SHRINK_OFFERS && first !== null && report.mode !== 'free' && breaksFirstAs(report, first)) shrinkOffers.push(report);
   };
   try {
     if (recorded !== null) {

@@ -1,7 +1,7 @@
 import type { Fixes } from '../intro/fixes.ts';
 import type { RunReport, ScenarioRig } from '../explore/scenario-rig.ts';
 import type { ScenarioGuest } from '../explore/scenario.ts';
-import { describePick, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrunkFailure } from '../explore/shrink-run.ts';
+import { describePick, describeShrink, shrinkFailingReports, type ShrunkFailure } from '../explore/shrink-run.ts';
 import { formatStory } from '../explore/story.ts';
 import { writeReports, writeRunReports, type ReportTargets } from '../report/run-reports.ts';
 import { replayCommand } from '../report/text.ts';
@@ -20,11 +20,8 @@ export interface ShrinkOutcome {
   readonly reports: ReportTargets | null;
 }
 
-/** How many failing runs of one command `--shrink` offers the shrinker (the first that break the same invariant). */
-export const SHRINK_OFFERS = 5;
-
 /**
- * The simplest of `failing` shrunk (`shrinkSimplest`: in order of their preemptions, until one
+ * The simplest of `failing` shrunk (`shrinkFailingReports`: in order of their preemptions, until one
  * shrinks to a minimal schedule of at most one), or the only one; the target is what the first
  * breaks first. Its trace and reports are written.
  */
@@ -32,13 +29,10 @@ export function shrinkFailures(
   rig: ScenarioRig<ScenarioGuest>, failing: readonly RunReport[], fixes: Fixes<string>,
   options: { readonly maxRuns: number; readonly traceDir: string; readonly reports: ReportTargets; readonly progress: Progress },
 ): ShrinkOutcome {
-  const onRun = (runs: number, best: { preemptions: number; decisive: number }): void => options.progress.update(`  shrinking: ${runs} runs, best so far ${best.preemptions} preemption(s) / ${best.decisive} decisive choice(s)`);
-  const target = failing[0].violations[0]?.oracle;
-  const shrunk = failing.length === 1
-    ? shrinkFailingRun(rig, { seed: failing[0].seed, choices: failing[0].trace.choices }, fixes, { maxRuns: options.maxRuns, onRun })
-    : shrinkSimplest(rig, failing.map((report) => ({ label: `seed ${report.seed}`, seed: report.seed, choices: report.trace.choices })), fixes, {
-      maxRuns: options.maxRuns, onRun, ...(target !== undefined ? { target } : {}),
-    });
+  const shrunk = shrinkFailingReports(rig, failing, fixes, {
+    maxRuns: options.maxRuns,
+    onRun: (runs, best) => options.progress.update(`  shrinking: ${runs} runs, best so far ${best.preemptions} preemption(s) / ${best.decisive} decisive choice(s)`),
+  });
   options.progress.update(`  shrinking: done in ${shrunk.pickedFrom?.runs ?? shrunk.runs} runs`, true);
   let tracePath: string | null = null;
   let reports: ReportTargets | null = null;

@@ -2,6 +2,7 @@ import type { Fixes } from '../intro/fixes.ts';
 import type { Seed } from './prng.ts';
 import type { RunRecording } from './recorder.ts';
 import type { RunReport, ScenarioRig } from './scenario-rig.ts';
+import { failed } from './run-report.ts';
 import type { ScenarioGuest } from './scenario.ts';
 import type { Choice } from './schedule.ts';
 import type { ChoiceWatcher, ListedChoice } from './schedulers/lenient.ts';
@@ -307,6 +308,27 @@ export function findSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candi
 /** `findSimplest`, then the result recorded (`recordShrunk`). */
 export function shrinkSimplest<G extends ScenarioGuest>(rig: ScenarioRig<G>, candidates: readonly ShrinkCandidate[], fixes: Fixes<string>, options: SimplestOptions = {}): ShrunkFailure {
   return recordShrunk(rig, findSimplest(rig, candidates, fixes, options), fixes);
+}
+
+/** How many failing runs of one command or test are offered the shrinker (the first that break the same invariant). */
+export const SHRINK_OFFERS = 5;
+
+/** Whether `report` breaks first what `first` broke first: one more start for the shrinker of `first`'s failure. */
+export function breaksFirstAs(report: RunReport, first: RunReport): boolean {
+  return failed(report) && report.violations[0].oracle === first.violations[0]?.oracle;
+}
+
+/**
+ * Failing runs of a command or a test shrunk: the only one (`shrinkFailingRun`), or the simplest of
+ * several (`shrinkSimplest`, each named by its seed), for the invariant the first breaks first.
+ */
+export function shrinkFailingReports<G extends ScenarioGuest>(rig: ScenarioRig<G>, failing: readonly RunReport[], fixes: Fixes<string>, options: SearchShrinkOptions = {}): ShrunkFailure {
+  const [first] = failing;
+  if (first === undefined) throw new RangeError('shrinking needs at least one failing run');
+  if (failing.length === 1) return shrinkFailingRun(rig, { seed: first.seed, choices: first.trace.choices }, fixes, options);
+  const target = first.violations[0]?.oracle;
+  const candidates = failing.map((report) => ({ label: `seed ${report.seed}`, seed: report.seed, choices: report.trace.choices }));
+  return shrinkSimplest(rig, candidates, fixes, { ...options, ...(target !== undefined ? { target } : {}) });
 }
 
 /** "shrunk seed 12 (pct(d=2)), the simplest of 5 runs offered (…)" — what each offered run gave. */

@@ -4,12 +4,13 @@
  * again leaves unchanged, whose trace file replays strictly (inline and with a worker per vCPU),
  * and whose story names its preemptions with the instructions disassembled.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import type { Fixes } from '../../src/intro/fixes.ts';
 import { memtableStaleIcache } from '../../scenarios/memtable-stale-icache.ts';
 import { pteCmpxchgAccessed } from '../../scenarios/pte-cmpxchg-accessed.ts';
 import { failed, ScenarioRig, traceJsonOf } from '../../src/explore/scenario-rig.ts';
 import type { ScenarioDefinition, ScenarioGuest } from '../../src/explore/scenario.ts';
-import { describePick, describeSearch, describeShrink, shrinkFailingRun, shrinkSimplest, type ShrinkMeasures } from '../../src/explore/shrink-run.ts';
+import { describePick, describeSearch, describeShrink, shrinkFailingReports, shrinkFailingRun, shrinkSimplest, type ShrinkMeasures } from '../../src/explore/shrink-run.ts';
 import { formatStory } from '../../src/explore/story.ts';
 import { parseTraceJson } from '../../src/explore/trace-json.ts';
 
@@ -63,11 +64,16 @@ for (const { definition, what } of CASES) {
   });
 }
 
-test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and a start that beats the others is enough', (t) => {
+/** A rig of pte-cmpxchg-accessed (closed with the test) and its bug's fixes. */
+function pteRig(t: ExecutionContext): { rig: ScenarioRig<ScenarioGuest>; fixes: Fixes<string> } {
   const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
   const rig = ScenarioRig.open(definition, 'inline');
   t.teardown(() => rig.close());
-  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  return { rig, fixes: rig.fixes.without(definition.bugs[0].fixesOff) };
+}
+
+test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and a start that beats the others is enough', (t) => {
+  const { rig, fixes } = pteRig(t);
   const failing = (strategy: 'random' | 'pct', depth: number, seed: number) => {
     const report = rig.run({ seed, strategy, depth, fixes });
     t.true(failed(report), `${strategy} seed ${seed} fails`);
@@ -100,10 +106,7 @@ test('pte-cmpxchg-accessed: of several failing runs, the simplest is shrunk, and
 });
 
 test('shrinkSimplest lists and skips a run that does not break the target invariant, and refuses an empty list', (t) => {
-  const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
-  const rig = ScenarioRig.open(definition, 'inline');
-  t.teardown(() => rig.close());
-  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  const { rig, fixes } = pteRig(t);
   const report = rig.run({ seed: 12, strategy: 'pct', depth: 2, fixes });
   const passing = rig.run({ seed: 1, strategy: 'pct', depth: 2, fixes: rig.fixes.without([]) });
   t.false(failed(passing));
@@ -119,13 +122,11 @@ test('shrinkSimplest lists and skips a run that does not break the target invari
   t.regex(describePick(shrunk) ?? '', /default run \(breaks nothing when followed\)/);
   t.is(shrunk.pickedFrom?.label, 'failing');
   t.throws(() => shrinkSimplest(rig, [], fixes), { instanceOf: RangeError });
+  t.throws(() => shrinkFailingReports(rig, [], fixes), { instanceOf: RangeError, message: /at least one failing run/ });
 });
 
 test('pte-cmpxchg-accessed: where the greedy shrink stalls, the bounded search below it finds a schedule with fewer preemptions and proves none has fewer still', (t) => {
-  const definition = pteCmpxchgAccessed as ScenarioDefinition<ScenarioGuest>;
-  const rig = ScenarioRig.open(definition, 'inline');
-  t.teardown(() => rig.close());
-  const fixes = rig.fixes.without(definition.bugs[0].fixesOff);
+  const { rig, fixes } = pteRig(t);
   const report = rig.run({ seed: 1, strategy: 'random', depth: 2, fixes });
   const random = { seed: report.seed, choices: report.trace.choices };
   const greedy = shrinkFailingRun(rig, random, fixes, { maxRuns: 400, searchRuns: 0 });
